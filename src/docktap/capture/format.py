@@ -1,0 +1,265 @@
+"""Capture format v1: how observer events become JSON records, one per line.
+
+A capture is a log of events rather than a list of finished exchanges, so that an endless
+stream (events, logs -f) is on disk while it runs and a killed docktap leaves a readable file.
+This module is pure: it turns events into dicts and keeps the little state that needs (the
+inline body budget, running sha256 digests, bodies held back for redaction). It never touches
+a file; the writer does. docs/capture-format.md describes the records for people.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from docktap import routes
+from docktap.events import (
+    BodyData,
+    Closed,
+    Direction,
+    Event,
+    Frame,
+    HalfClosed,
+    Hijacked,
+    MessageEnd,
+    ProtocolError,
+    RequestHead,
+    ResponseHead,
+    StreamData,
+    Unparsed,
+)
+from docktap.redact import redact_auth_body, redact_headers
+
+FORMAT = "docktap-capture"
+VERSION = 1
+DEFAULT_MAX_BODY = 1 << 20
+# Exchanges whose bodies carry credentials: held back whole, masked, then written.
+_AUTH_OPERATIONS = frozenset({"SystemAuth"})
+_AUTH_BODY_LIMIT = 64 << 10
+
+Record = dict[str, Any]
+
+
+def encode_bytes(data: bytes) -> Record:
+    """`text` when the bytes are UTF-8, else `b64`; the reader accepts either."""
+    try:
+        return {"text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def decode_bytes(record: Record) -> bytes:
+    if "text" in record:
+        return str(record["text"]).encode("utf-8")
+    if "b64" in record:
+        return base64.b64decode(record["b64"])
+    return b""
+
+
+def dumps(record: Record) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class _Budget:
+    """How much of one body or stream has been seen, and how much of it went inline."""
+
+    inline: int = 0
+    total: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    held: bytearray | None = None  # bodies kept back for redaction
+
+
+class RecordEncoder:
+    """Turns observer events into capture records.
+
+    `started_wall` and `started_mono` anchor the monotonic timestamps the relay feeds in to wall
+    clock time, so every record carries both without this module reading a clock.
+    `max_body` is the number of bytes of each body or stream kept inline (0 keeps everything);
+    past it, records carry only sizes, and the end record the full size and sha256.
+    """
+
+    def __init__(self, started_wall: float, started_mono: float, max_body: int = DEFAULT_MAX_BODY):
+        self.started_wall = started_wall
+        self.started_mono = started_mono
+        self.max_body = max_body
+        self._budgets: dict[tuple[int, int, str, str], _Budget] = {}
+        self._operations: dict[tuple[int, int], str | None] = {}
+
+    def _stamp(self, record: Record, t: float) -> Record:
+        record["t"] = round(self.started_wall + (t - self.started_mono), 6)
+        record["mono"] = round(t - self.started_mono, 6)
+        return record
+
+    def header(self, upstream: str, command: list[str] | None, docktap_version: str) -> Record:
+        return self._stamp(
+            {
+                "type": "capture",
+                "format": FORMAT,
+                "version": VERSION,
+                "docktap": docktap_version,
+                "started": self.started_wall,
+                "upstream": upstream,
+                "command": command,
+                "max_body": self.max_body,
+            },
+            self.started_mono,
+        )
+
+    def opened(self, conn: int, peer: dict[str, int] | None, t: float) -> Record:
+        return self._stamp({"type": "open", "conn": conn, "peer": peer}, t)
+
+    def failure(self, conn: int | None, kind: str, message: str, t: float) -> Record:
+        """An error docktap itself ran into: `upstream` unreachable, `capture` writing."""
+        return self._stamp({"type": "error", "conn": conn, "kind": kind, "message": message}, t)
+
+    def footer(self, t: float, records: int) -> Record:
+        return self._stamp({"type": "end-of-capture", "records": records}, t)
+
+    def encode(self, event: Event) -> list[Record]:
+        """The records for one event (none while a body is held back or past the cap)."""
+        t = event.t
+        conn = event.conn
+        if isinstance(event, RequestHead):
+            version, _ = routes.split_version(event.target)
+            route = routes.match(event.method, event.target)
+            operation = route.operation if route else None
+            self._operations[(conn, event.seq)] = operation
+            record: Record = {
+                "type": "request",
+                "conn": conn,
+                "seq": event.seq,
+                "dir": Direction.CLIENT.value,
+                "method": event.method,
+                "target": event.target,
+                "http_version": event.http_version,
+                "headers": [list(h) for h in redact_headers(event.headers)],
+                "operation": operation,
+                "api_version": version,
+            }
+            return [self._stamp(record, t)]
+        if isinstance(event, ResponseHead):
+            record = {
+                "type": "response",
+                "conn": conn,
+                "seq": event.seq,
+                "dir": Direction.DAEMON.value,
+                "status": event.status,
+                "reason": event.reason,
+                "http_version": event.http_version,
+                "headers": [list(h) for h in redact_headers(event.headers)],
+                "informational": event.informational,
+            }
+            return [self._stamp(record, t)]
+        if isinstance(event, BodyData):
+            return self._data("body", conn, event.seq, event.direction, event.data, t)
+        if isinstance(event, StreamData):
+            return self._data("stream", conn, event.seq, event.direction, event.data, t)
+        if isinstance(event, Frame):
+            return self._data(
+                "frame", conn, event.seq, event.direction, event.data, t, stream=event.stream
+            )
+        if isinstance(event, MessageEnd):
+            return self._end(event)
+        if isinstance(event, Hijacked):
+            record = {"type": "hijack", "conn": conn, "seq": event.seq, "protocol": event.protocol}
+            return [self._stamp(record, t)]
+        if isinstance(event, HalfClosed):
+            return [
+                self._stamp({"type": "halfclose", "conn": conn, "dir": event.direction.value}, t)
+            ]
+        if isinstance(event, Closed):
+            self._forget(conn)
+            return [self._stamp({"type": "close", "conn": conn}, t)]
+        if isinstance(event, ProtocolError):
+            record = {
+                "type": "error",
+                "conn": conn,
+                "seq": event.seq,
+                "dir": event.direction.value,
+                "kind": "protocol",
+                "message": event.message,
+            }
+            return [self._stamp(record, t)]
+        if isinstance(event, Unparsed):
+            return self._data("unparsed", conn, None, event.direction, event.data, t)
+        raise TypeError(f"unknown event {event!r}")
+
+    def _forget(self, conn: int) -> None:
+        for key in [k for k in self._budgets if k[0] == conn]:
+            del self._budgets[key]
+        for op_key in [k for k in self._operations if k[0] == conn]:
+            del self._operations[op_key]
+
+    def _budget(self, kind: str, conn: int, seq: int | None, direction: Direction) -> _Budget:
+        key = (conn, seq or 0, direction.value, kind)
+        budget = self._budgets.get(key)
+        if budget is None:
+            budget = self._budgets[key] = _Budget()
+            if kind == "body" and self._operations.get((conn, seq or 0)) in _AUTH_OPERATIONS:
+                budget.held = bytearray()
+        return budget
+
+    def _data(
+        self,
+        kind: str,
+        conn: int,
+        seq: int | None,
+        direction: Direction,
+        data: bytes,
+        t: float,
+        stream: Any = None,
+    ) -> list[Record]:
+        budget = self._budget(kind, conn, seq, direction)
+        if budget.held is not None:
+            if len(budget.held) < _AUTH_BODY_LIMIT:
+                budget.held += data
+            return []
+        budget.total += len(data)
+        if kind == "body":
+            budget.digest.update(data)
+        if self.max_body:
+            room = self.max_body - budget.inline
+            if room <= 0:
+                return []
+            data = data[:room]
+        budget.inline += len(data)
+        record: Record = {"type": kind, "conn": conn}
+        if seq is not None:
+            record["seq"] = seq
+        record["dir"] = direction.value
+        if stream is not None:
+            record["stream"] = stream.name.lower().replace("_", "-")
+        record["size"] = len(data)
+        record.update(encode_bytes(data))
+        return [self._stamp(record, t)]
+
+    def _end(self, event: MessageEnd) -> list[Record]:
+        budget = self._budget("body", event.conn, event.seq, event.direction)
+        out: list[Record] = []
+        if budget.held is not None:
+            # The digest and size describe the masked body: a digest of a short secret
+            # would let anyone holding the capture guess it offline.
+            held = bytes(budget.held)
+            budget.held = None
+            if held:
+                masked = redact_auth_body(held)
+                out.extend(
+                    self._data("body", event.conn, event.seq, event.direction, masked, event.t)
+                )
+        del self._budgets[(event.conn, event.seq, event.direction.value, "body")]
+        record: Record = {
+            "type": "end",
+            "conn": event.conn,
+            "seq": event.seq,
+            "dir": event.direction.value,
+            "complete": event.complete,
+            "size": budget.total,
+            "inline": budget.inline,
+            "sha256": budget.digest.hexdigest(),
+        }
+        out.append(self._stamp(record, event.t))
+        return out

@@ -1,0 +1,264 @@
+"""Reads a capture back and assembles its records into exchanges.
+
+Records arrive interleaved across connections and split into pieces; readers of a capture want
+whole exchanges: a request, its answer, its bodies and streams, and how long it all took. This
+module does that assembly and nothing else, so renderers and the replay server share it.
+
+A capture cut short by a killed docktap ends with a partial line; that is expected and only
+warned about. A damaged line anywhere else is an error: the file is not what docktap wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+from docktap.capture.format import FORMAT, VERSION, Record, decode_bytes
+
+
+class CaptureError(ValueError):
+    """The file is not a docktap capture docktap can read."""
+
+
+class CaptureWarning(UserWarning):
+    """The capture is readable but incomplete (its last line was cut off)."""
+
+
+@dataclass
+class Exchange:
+    """One request and whatever came back, streams included."""
+
+    conn: int
+    seq: int
+    method: str
+    target: str
+    operation: str | None
+    api_version: str | None
+    request_headers: list[tuple[str, str]]
+    started: float  # wall clock, epoch seconds
+    started_mono: float  # seconds since the capture started
+    request_body: bytearray = field(default_factory=bytearray)  # inline part only
+    request_body_size: int = 0
+    request_complete: bool | None = None
+    status: int | None = None
+    reason: str | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    informational: list[int] = field(default_factory=list)
+    response_started_mono: float | None = None
+    response_body: bytearray = field(default_factory=bytearray)
+    response_body_size: int = 0
+    response_complete: bool | None = None
+    response_sha256: str | None = None
+    ended_mono: float | None = None
+    hijacked: str | None = None
+    stream: dict[str, bytearray] = field(default_factory=dict)  # raw hijacked bytes per sender
+    frames: list[tuple[str, bytes]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.ended_mono is None:
+            return None
+        return round(self.ended_mono - self.started_mono, 6)
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    def header(self, name: str, response: bool = True) -> str | None:
+        lower = name.lower()
+        headers = self.response_headers if response else self.request_headers
+        return next((v for k, v in headers if k.lower() == lower), None)
+
+    def output(self, stream: str) -> bytes:
+        """What the container wrote to `stdout` or `stderr`, or what the client sent on `stdin`.
+
+        Framed output is split by its frames; unframed (TTY) output all counts as stdout.
+        """
+        if stream == "stdin":
+            return bytes(self.stream.get("client", b""))
+        if self.frames:
+            return b"".join(data for name, data in self.frames if name == stream)
+        if stream == "stdout" and self.hijacked:
+            return bytes(self.stream.get("daemon", b""))
+        return b""
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable view `docktap show --json` prints."""
+        out: dict[str, Any] = {
+            "conn": self.conn,
+            "seq": self.seq,
+            "method": self.method,
+            "target": self.target,
+            "operation": self.operation,
+            "api_version": self.api_version,
+            "status": self.status,
+            "started": self.started,
+            "duration_s": self.duration_s,
+            "request_body_size": self.request_body_size,
+            "response_body_size": self.response_body_size,
+            "hijacked": self.hijacked,
+        }
+        if self.hijacked or self.frames:
+            for name in ("stdout", "stderr", "stdin"):
+                out[name] = self.output(name).decode("utf-8", errors="replace")
+        if self.errors:
+            out["errors"] = list(self.errors)
+        return out
+
+
+@dataclass
+class Connection:
+    conn: int
+    opened_mono: float | None = None
+    closed_mono: float | None = None
+    peer: dict[str, int] | None = None
+    exchanges: int = 0
+
+
+@dataclass
+class Capture:
+    """A loaded capture: its header, raw records, and the exchanges assembled from them."""
+
+    header: Record
+    records: list[Record]
+    exchanges: list[Exchange]
+    connections: dict[int, Connection]
+    complete: bool  # the capture was closed cleanly (it has its end-of-capture record)
+
+    @property
+    def errors(self) -> list[Record]:
+        return [r for r in self.records if r.get("type") == "error"]
+
+    def __iter__(self) -> Iterator[Exchange]:
+        return iter(self.exchanges)
+
+    def __len__(self) -> int:
+        return len(self.exchanges)
+
+
+def _parse_lines(lines: list[str], name: str) -> list[Record]:
+    records: list[Record] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            if number == len(lines) and not line.endswith("\n"):
+                warnings.warn(
+                    f"{name}: last line is cut off (docktap was stopped while writing); "
+                    "it was skipped",
+                    CaptureWarning,
+                    stacklevel=3,
+                )
+                break
+            raise CaptureError(f"{name}:{number}: not a JSON record ({exc})") from exc
+        if not isinstance(record, dict) or "type" not in record:
+            raise CaptureError(f"{name}:{number}: not a capture record")
+        records.append(record)
+    return records
+
+
+def assemble(records: list[Record]) -> tuple[list[Exchange], dict[int, Connection]]:
+    """Exchanges (in the order requests started) and connections from a list of records."""
+    exchanges: dict[tuple[int, int], Exchange] = {}
+    connections: dict[int, Connection] = {}
+    for record in records:
+        kind = record["type"]
+        conn_id = record.get("conn")
+        if conn_id is None:
+            continue
+        connection = connections.get(conn_id)
+        if connection is None:
+            connection = connections[conn_id] = Connection(conn_id)
+        mono = record.get("mono")
+        if kind == "open":
+            connection.opened_mono = mono
+            connection.peer = record.get("peer")
+            continue
+        if kind == "close":
+            connection.closed_mono = mono
+            for ex in exchanges.values():
+                if ex.conn == conn_id and ex.ended_mono is None:
+                    ex.ended_mono = mono
+            continue
+        if kind == "request":
+            connection.exchanges += 1
+            exchanges[(conn_id, record["seq"])] = Exchange(
+                conn=conn_id,
+                seq=record["seq"],
+                method=record["method"],
+                target=record["target"],
+                operation=record.get("operation"),
+                api_version=record.get("api_version"),
+                request_headers=[(k, v) for k, v in record.get("headers", [])],
+                started=record["t"],
+                started_mono=mono or 0.0,
+            )
+            continue
+        current = exchanges.get((conn_id, record.get("seq", -1)))
+        if current is not None:
+            _apply(current, record, kind, mono)
+    ordered = sorted(exchanges.values(), key=lambda e: (e.started_mono, e.conn, e.seq))
+    return ordered, connections
+
+
+def _apply(ex: Exchange, record: Record, kind: str, mono: float | None) -> None:
+    from_client = record.get("dir") == "client"
+    if kind == "response":
+        if record.get("informational") and record["status"] != 101:
+            ex.informational.append(record["status"])
+            return
+        ex.status = record["status"]
+        ex.reason = record.get("reason")
+        ex.response_headers = [(k, v) for k, v in record.get("headers", [])]
+        ex.response_started_mono = mono
+    elif kind == "body":
+        (ex.request_body if from_client else ex.response_body).extend(decode_bytes(record))
+    elif kind == "end":
+        if from_client:
+            ex.request_body_size = record["size"]
+            ex.request_complete = record.get("complete")
+        else:
+            ex.response_body_size = record["size"]
+            ex.response_complete = record.get("complete")
+            ex.response_sha256 = record.get("sha256")
+            ex.ended_mono = mono
+    elif kind == "hijack":
+        ex.hijacked = record["protocol"]
+    elif kind == "stream":
+        ex.stream.setdefault(record["dir"], bytearray()).extend(decode_bytes(record))
+    elif kind == "frame":
+        ex.frames.append((record["stream"], decode_bytes(record)))
+    elif kind == "error":
+        ex.errors.append(record.get("message", ""))
+
+
+def loads(text: str, name: str = "<capture>") -> Capture:
+    """A capture from its text."""
+    records = _parse_lines(text.splitlines(keepends=True), name)
+    if not records:
+        raise CaptureError(f"{name}: empty, not a docktap capture")
+    header = records[0]
+    if header.get("type") != "capture" or header.get("format") != FORMAT:
+        raise CaptureError(f"{name}: no capture header on the first line")
+    if header.get("version") != VERSION:
+        raise CaptureError(
+            f"{name}: capture format version {header.get('version')} "
+            f"(this docktap reads version {VERSION})"
+        )
+    exchanges, connections = assemble(records)
+    complete = records[-1].get("type") == "end-of-capture"
+    return Capture(header, records, exchanges, connections, complete)
+
+
+def load(path: str | PathLike[str]) -> Capture:
+    """Read a capture file and assemble its exchanges."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return loads(text, str(path))

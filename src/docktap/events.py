@@ -1,0 +1,138 @@
+"""What the observer reports about a connection, as plain immutable values.
+
+The observer turns bytes into these events and everything downstream (recorder, live view,
+tests) consumes them, so they are the contract between the parsing layer and the rest. They
+carry no I/O handles and no clock: the timestamp is whatever the caller fed in with the bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class Direction(enum.Enum):
+    """Who sent the bytes: the Docker client or the daemon."""
+
+    CLIENT = "client"
+    DAEMON = "daemon"
+
+    @property
+    def other(self) -> Direction:
+        return Direction.DAEMON if self is Direction.CLIENT else Direction.CLIENT
+
+
+class Stream(enum.IntEnum):
+    """Stream ids of Docker's multiplexed frames (the first byte of the 8-byte header)."""
+
+    STDIN = 0
+    STDOUT = 1
+    STDERR = 2
+    SYSTEM_ERROR = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    conn: int
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead(Event):
+    seq: int
+    method: str
+    target: str
+    http_version: str
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead(Event):
+    """A status line and headers; `informational` for 1xx heads, 101 included."""
+
+    seq: int
+    status: int
+    reason: str
+    http_version: str
+    headers: Headers
+    informational: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BodyData(Event):
+    """A piece of a request (CLIENT) or response (DAEMON) body, de-chunked."""
+
+    seq: int
+    direction: Direction
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEnd(Event):
+    """The end of a request or response body; `complete` is False when the peer closed early."""
+
+    seq: int
+    direction: Direction
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Hijacked(Event):
+    """From here on the connection carries raw bytes in both directions.
+
+    `protocol` is the Upgrade token (`tcp`, `h2c`, ...) or `raw-stream` for Docker's 200 hijack
+    without Upgrade. `multiplexed` says whether daemon output is framed; None until known.
+    """
+
+    seq: int
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData(Event):
+    """Raw bytes of a hijacked connection, exactly as they crossed."""
+
+    seq: int
+    direction: Direction
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Frame(Event):
+    """Payload bytes of one multiplexed frame (or a piece of it, when it spans reads)."""
+
+    seq: int
+    direction: Direction
+    stream: Stream
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HalfClosed(Event):
+    """`direction` finished sending (EOF); the other direction may go on."""
+
+    direction: Direction
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError(Event):
+    """The bytes stopped making sense; the rest of the connection follows as Unparsed."""
+
+    seq: int | None
+    direction: Direction
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unparsed(Event):
+    """Bytes after a protocol error, kept as they were."""
+
+    direction: Direction
+    data: bytes

@@ -1,0 +1,360 @@
+"""The relay: moves bytes between Docker clients and the daemon, and lets a tap watch them.
+
+Forwarding comes first. Each chunk read from one side is written to the other before anything
+else happens to it, then handed to the tap with a timestamp; the tap must return at once (the
+recorder queues the chunk and parses it later). The relay knows nothing about HTTP except how to
+say "502" when the daemon cannot be reached, so that the docker CLI prints a useful message.
+
+Half-close is kept per direction, because Docker depends on it: `docker run -i` ends stdin with
+a write-side shutdown and keeps reading output. An abrupt close on one side aborts the other.
+Flow control is end to end: when one side's write buffer fills, reading from the other pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import socket
+import stat
+import struct
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from docktap.events import Direction
+from docktap.upstream import Endpoint
+
+_CONNECT_TIMEOUT = 10.0
+# Bytes a client may send before the daemon connection is up, before reading from it pauses.
+_PENDING_LIMIT = 256 << 10
+
+
+@dataclass(frozen=True)
+class PeerCredentials:
+    """The process on the other end of a unix socket, from SO_PEERCRED."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+class Tap(Protocol):
+    """Receives a copy of everything the relay does; every method must return quickly."""
+
+    def opened(self, conn: int, peer: PeerCredentials | None, t: float) -> None: ...
+
+    def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None: ...
+
+    def eof(self, conn: int, direction: Direction, t: float) -> None: ...
+
+    def closed(self, conn: int, t: float) -> None: ...
+
+    def upstream_failed(self, conn: int, message: str, t: float) -> None: ...
+
+
+class RelayError(Exception):
+    """The relay cannot listen where it was asked to."""
+
+
+def bad_gateway(upstream: Endpoint, reason: str) -> tuple[str, bytes]:
+    """The message and the HTTP response a client gets when the daemon is unreachable."""
+    message = f"docktap: cannot reach the Docker daemon at {upstream.url}: {reason}"
+    body = json.dumps({"message": message}).encode() + b"\n"
+    head = (
+        "HTTP/1.1 502 Bad Gateway\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return message, head + body
+
+
+def _peer_credentials(sock: socket.socket | None) -> PeerCredentials | None:
+    if sock is None or sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return PeerCredentials(pid, uid, gid)
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a pipe; whatever it reads goes to the other side of the same pipe."""
+
+    def __init__(self, pipe: _Pipe, direction: Direction) -> None:
+        self.pipe = pipe
+        self.direction = direction  # who sends the bytes this side reads
+        self.transport: asyncio.Transport | None = None
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.pipe.forward(self, data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.pipe.forward_eof(self)
+        return True  # keep our write side open: the peer may still have things to say
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.pipe.side_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self.pipe.other(self).pause_reading()
+
+    def resume_writing(self) -> None:
+        self.pipe.other(self).resume_reading()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+
+class _Pipe:
+    """A client connection and its daemon connection."""
+
+    def __init__(self, relay: Relay, conn: int) -> None:
+        self.relay = relay
+        self.conn = conn
+        self.tap = relay.tap
+        self.client = _Side(self, Direction.CLIENT)
+        self.daemon = _Side(self, Direction.DAEMON)
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.failure: str | None = None
+        self.answered_failure = False
+        self.done = asyncio.get_running_loop().create_future()
+
+    def other(self, side: _Side) -> _Side:
+        return self.daemon if side is self.client else self.client
+
+    def forward(self, side: _Side, data: bytes) -> None:
+        peer = self.other(side)
+        if peer.transport is not None:
+            peer.transport.write(data)
+        elif side is self.client:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > _PENDING_LIMIT:
+                side.pause_reading()
+        if self.tap is not None:
+            self.tap.data(self.conn, side.direction, data, time.monotonic())
+        if self.failure is not None:
+            self.answer_failure()
+
+    def forward_eof(self, side: _Side) -> None:
+        if self.tap is not None:
+            self.tap.eof(self.conn, side.direction, time.monotonic())
+        peer = self.other(side)
+        if peer.open and peer.transport is not None and peer.transport.can_write_eof():
+            peer.transport.write_eof()
+        both_done = self.client.eof and self.daemon.eof
+        # With no daemon behind us, a client that stops sending has nothing more to wait for.
+        if both_done or (side is self.client and self.failure is not None):
+            self.close()
+
+    def side_lost(self, side: _Side, exc: Exception | None) -> None:
+        peer = self.other(side)
+        if peer.transport is not None and not peer.lost:
+            if exc is not None:
+                peer.transport.abort()
+            else:
+                peer.transport.close()
+        if self.client.lost and (self.daemon.lost or self.daemon.transport is None):
+            self.finish()
+
+    def close(self) -> None:
+        for side in (self.client, self.daemon):
+            if side.transport is not None:
+                side.transport.close()
+
+    def abort(self) -> None:
+        for side in (self.client, self.daemon):
+            if side.transport is not None:
+                side.transport.abort()
+
+    def finish(self) -> None:
+        if self.done.done():
+            return
+        if self.tap is not None:
+            self.tap.closed(self.conn, time.monotonic())
+        self.done.set_result(None)
+
+    async def connect(self) -> None:
+        upstream = self.relay.upstream
+        loop = asyncio.get_running_loop()
+        try:
+            if upstream.path is not None:
+                connecting = loop.create_unix_connection(lambda: self.daemon, upstream.path)
+            else:
+                connecting = loop.create_connection(
+                    lambda: self.daemon, upstream.host or "localhost", upstream.port or 0
+                )
+            await asyncio.wait_for(connecting, _CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+            self.failure = reason
+            if self.pending:
+                self.answer_failure()
+            elif self.client.eof or self.client.lost:
+                self.close()
+            return
+        if self.client.lost:
+            self.close()
+            return
+        assert self.daemon.transport is not None
+        if self.pending:
+            self.daemon.transport.writelines(self.pending)
+            self.pending.clear()
+            self.client.resume_reading()
+        if self.client.eof and self.daemon.transport.can_write_eof():
+            self.daemon.transport.write_eof()
+
+    def answer_failure(self) -> None:
+        """Tell the client, in Docker's error shape, why there is no daemon behind us."""
+        if self.answered_failure or self.failure is None or not self.client.open:
+            return
+        self.answered_failure = True
+        message, response = bad_gateway(self.relay.upstream, self.failure)
+        assert self.client.transport is not None
+        self.client.transport.write(response)
+        if self.tap is not None:
+            now = time.monotonic()
+            self.tap.upstream_failed(self.conn, message, now)
+            self.tap.data(self.conn, Direction.DAEMON, response, now)
+            self.tap.eof(self.conn, Direction.DAEMON, now)
+        self.client.transport.close()
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove a dead socket left by an earlier run; refuse to touch anything else."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise RelayError(f"{path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+        return
+    except OSError as exc:
+        raise RelayError(f"cannot check existing socket {path}: {exc.strerror}") from exc
+    finally:
+        probe.close()
+    raise RelayError(f"{path} is in use by another process; not replacing it")
+
+
+class Relay:
+    """Accepts clients on one endpoint and relays each to the upstream daemon."""
+
+    def __init__(self, upstream: Endpoint, tap: Tap | None = None) -> None:
+        self.upstream = upstream
+        self.tap = tap
+        self._server: asyncio.Server | None = None
+        self._pipes: set[_Pipe] = set()
+        self._next_conn = 0
+        self._socket_path: str | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._pipes)
+
+    async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
+        loop = asyncio.get_running_loop()
+        if endpoint.path is not None:
+            _clear_stale_socket(endpoint.path)
+            # Create the socket with no access for others, then widen it if asked: never a
+            # window in which another user could connect.
+            old_umask = os.umask(0o177)
+            try:
+                self._server = await loop.create_unix_server(self._accept, endpoint.path)
+            except OSError as exc:
+                raise RelayError(f"cannot listen on {endpoint.path}: {exc.strerror}") from exc
+            finally:
+                os.umask(old_umask)
+            os.chmod(endpoint.path, socket_mode)
+            self._socket_path = endpoint.path
+        else:
+            if not _is_loopback(endpoint.host):
+                raise RelayError(
+                    f"refusing to listen on {endpoint.host}: the Docker API is root access; "
+                    "use a loopback address"
+                )
+            try:
+                self._server = await loop.create_server(
+                    self._accept, endpoint.host, endpoint.port or 0
+                )
+            except OSError as exc:
+                raise RelayError(f"cannot listen on {endpoint.url}: {exc.strerror}") from exc
+
+    @property
+    def bound_port(self) -> int | None:
+        """The TCP port actually bound (useful with port 0)."""
+        if self._server is None or self._socket_path is not None:
+            return None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def _accept(self) -> _Side:
+        self._next_conn += 1
+        pipe = _Pipe(self, self._next_conn)
+        self._pipes.add(pipe)
+        pipe.done.add_done_callback(lambda _: self._pipes.discard(pipe))
+        original = pipe.client.connection_made
+
+        def made(transport: asyncio.BaseTransport) -> None:
+            original(transport)
+            if pipe.tap is not None:
+                peer = _peer_credentials(transport.get_extra_info("socket"))
+                pipe.tap.opened(pipe.conn, peer, time.monotonic())
+            asyncio.get_running_loop().create_task(pipe.connect())
+
+        pipe.client.connection_made = made  # type: ignore[method-assign]
+        return pipe.client
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop accepting; give open connections `grace` seconds to end, then cut them."""
+        if self._server is not None:
+            self._server.close()
+        pending = [pipe.done for pipe in self._pipes]
+        if pending:
+            _, still_open = await asyncio.wait(pending, timeout=grace)
+            for pipe in list(self._pipes):
+                pipe.abort()
+            if still_open:
+                await asyncio.wait(still_open, timeout=1.0)
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._socket_path)

@@ -1,0 +1,140 @@
+"""Map an HTTP request line to the Engine API operation it invokes.
+
+Why this exists: docktap labels every exchange it relays, records or replays
+with its Engine API operation (``ContainerCreate``, ``ExecStart``, ...).  The
+operations come from the generated table in :mod:`docktap.routes_table`; this
+module turns a request target such as ``/v1.41/containers/3f2a/attach?stream=1``
+into the matching :class:`Route`.
+
+Matching rules, in order of preference:
+
+1. an exact literal template (``/containers/create`` is ``ContainerCreate``,
+   never ``{id}`` = ``create``);
+2. a parameterised template whose parameters each match one path segment;
+3. a parameterised template whose parameters may span slashes, because image,
+   plugin and distribution references can contain them
+   (``/images/registry:5000/library/busybox:latest/json``).
+
+Within 2 and 3, templates with more literal segments win, then templates whose
+literals come earlier.  Lookups are indexed by method and first path segment,
+so a match costs a dict probe and, at worst, a handful of regex tests.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from docktap.routes_table import ROUTES
+
+__all__ = ["Route", "match", "operation_name", "split_version"]
+
+_VERSION_PREFIX = re.compile(r"/v([0-9]+\.[0-9]+)(?=/|$)")
+_PARAM = re.compile(r"\{[^/{}]+\}")
+# What a parameter may match: one segment, or (fallback) several non-empty ones.
+_SEGMENT = "[^/]+"
+_SPANNING = "[^/]+(?:/[^/]+)*"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One Engine API operation: ``POST /containers/{id}/attach`` is ``ContainerAttach``."""
+
+    method: str
+    template: str
+    operation: str
+    tag: str
+
+
+def split_version(target: str) -> tuple[str | None, str]:
+    """Split a request target into its API version and its unversioned path.
+
+    ``/v1.41/containers/abc/json?all=1`` gives ``("1.41", "/containers/abc/json")``;
+    ``/_ping`` gives ``(None, "/_ping")``.  The query string is dropped.
+    """
+    path = target.partition("?")[0]
+    m = _VERSION_PREFIX.match(path)
+    if m is None:
+        return None, path
+    return m.group(1), path[m.end() :] or "/"
+
+
+# A compiled parameterised template: its ranking key (lower sorts first), the
+# regex, and the route it stands for.
+_Candidate = tuple[tuple[int, ...], re.Pattern[str], Route]
+
+
+def _first_segment(path: str) -> str:
+    return path[1:].partition("/")[0]
+
+
+def _compile(template: str, param: str) -> re.Pattern[str]:
+    parts = _PARAM.split(template)
+    return re.compile(param.join(re.escape(p) for p in parts) + r"\Z")
+
+
+def _rank(template: str) -> tuple[int, ...]:
+    # More literal segments first, then literals before parameters from the left.
+    flags = tuple(1 if _PARAM.search(seg) else 0 for seg in template[1:].split("/"))
+    return (flags.count(1) - len(flags), *flags)
+
+
+class _Index:
+    """Routes indexed for lookup; built once, on first use."""
+
+    def __init__(self, routes: tuple[tuple[str, str, str, str], ...]) -> None:
+        self.literal: dict[tuple[str, str], Route] = {}
+        # (method, first segment) -> candidates; a template starting with a
+        # parameter is filed under the first segment "" and tried for any path.
+        self.single: dict[tuple[str, str], list[_Candidate]] = {}
+        self.spanning: dict[tuple[str, str], list[_Candidate]] = {}
+        for method, template, operation, tag in routes:
+            route = Route(method, template, operation, tag)
+            if not _PARAM.search(template):
+                self.literal[(method, template)] = route
+                continue
+            first = _first_segment(template)
+            key = (method, "" if _PARAM.search(first) else first)
+            rank = _rank(template)
+            self.single.setdefault(key, []).append((rank, _compile(template, _SEGMENT), route))
+            self.spanning.setdefault(key, []).append((rank, _compile(template, _SPANNING), route))
+        for table in (self.single, self.spanning):
+            for candidates in table.values():
+                candidates.sort(key=lambda c: (c[0], c[2].template))
+
+    def lookup(self, method: str, path: str) -> Route | None:
+        route = self.literal.get((method, path))
+        if route is not None:
+            return route
+        keys = [(method, _first_segment(path)), (method, "")]
+        for table in (self.single, self.spanning):
+            for key in keys:
+                for _, pattern, candidate in table.get(key, ()):
+                    if pattern.match(path):
+                        return candidate
+        return None
+
+
+_index: _Index | None = None
+
+
+def _get_index() -> _Index:
+    global _index
+    if _index is None:
+        _index = _Index(ROUTES)
+    return _index
+
+
+def match(method: str, target: str) -> Route | None:
+    """The route for ``method`` and request ``target``, or None if none matches.
+
+    ``method`` is compared case-sensitively (``"get"`` matches nothing).  The
+    target may carry a ``/vX.Y`` prefix and a query string; both are ignored.
+    """
+    return _get_index().lookup(method, split_version(target)[1])
+
+
+def operation_name(method: str, target: str) -> str | None:
+    """The operationId for ``method`` and ``target`` (e.g. ``"ContainerCreate"``), or None."""
+    route = match(method, target)
+    return None if route is None else route.operation
