@@ -64,9 +64,10 @@ def call_line(ex: Exchange) -> str:
     duration = f"{ex.duration_s * 1000:.1f}ms" if ex.duration_s is not None else "open"
     operation = ex.operation or "?"
     hijack = f" [{ex.hijacked}]" if ex.hijacked else ""
+    target = _LONG_ID.sub(r"\1", ex.target)
     return (
         f"{ex.started_mono:8.3f}s  conn {ex.conn:<3} {status}  {operation:<24} "
-        f"{ex.method} {_LONG_ID.sub(r"\1", ex.target)}  {duration}{hijack}"
+        f"{ex.method} {target}  {duration}{hijack}"
     )
 
 
