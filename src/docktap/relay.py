@@ -137,7 +137,9 @@ class _Pipe:
         self.tap = relay.tap
         self.client = _Side(self, Direction.CLIENT)
         self.daemon = _Side(self, Direction.DAEMON)
+        # Client bytes wait here until the daemon connection is up and they have been sent.
         self.pending: list[bytes] = []
+        self.upstream_ready = False
         self.pending_size = 0
         self.failure: str | None = None
         self.answered_failure = False
@@ -146,11 +148,16 @@ class _Pipe:
     def other(self, side: _Side) -> _Side:
         return self.daemon if side is self.client else self.client
 
+    def flows_to(self, side: _Side) -> bool:
+        """Whether bytes may be written to `side` now (the daemon only once pending is out)."""
+        return side is self.client or self.upstream_ready
+
     def forward(self, side: _Side, data: bytes) -> None:
         peer = self.other(side)
-        if peer.transport is not None:
+        if self.flows_to(peer):
+            assert peer.transport is not None
             peer.transport.write(data)
-        elif side is self.client:
+        else:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > _PENDING_LIMIT:
@@ -164,7 +171,7 @@ class _Pipe:
         if self.tap is not None:
             self.tap.eof(self.conn, side.direction, time.monotonic())
         peer = self.other(side)
-        if peer.open and peer.transport is not None and peer.transport.can_write_eof():
+        if self.flows_to(peer) and peer.open and peer.transport is not None:
             peer.transport.write_eof()
         both_done = self.client.eof and self.daemon.eof
         # With no daemon behind us, a client that stops sending has nothing more to wait for.
@@ -221,11 +228,11 @@ class _Pipe:
             self.close()
             return
         assert self.daemon.transport is not None
-        if self.pending:
-            self.daemon.transport.writelines(self.pending)
-            self.pending.clear()
-            self.client.resume_reading()
-        if self.client.eof and self.daemon.transport.can_write_eof():
+        self.daemon.transport.writelines(self.pending)
+        self.pending.clear()
+        self.upstream_ready = True
+        self.client.resume_reading()
+        if self.client.eof:
             self.daemon.transport.write_eof()
 
     def answer_failure(self) -> None:

@@ -1,0 +1,250 @@
+"""The relay moves bytes untouched, keeps half-close per direction, and fails loudly but safely.
+
+These tests need no Docker daemon: the upstream is a small real unix-socket server started in
+the test, whose behaviour each test chooses (echo, talk after EOF, vanish).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from docktap.events import Direction
+from docktap.relay import PeerCredentials, Relay, RelayError
+from docktap.upstream import Endpoint
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class RecordingTap:
+    """Keeps what the relay reports, to check the copy matches the wire."""
+
+    opens: list[tuple[int, PeerCredentials | None]] = field(default_factory=list)
+    chunks: dict[tuple[int, Direction], bytearray] = field(default_factory=dict)
+    eofs: list[tuple[int, Direction]] = field(default_factory=list)
+    closes: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    all_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def opened(self, conn: int, peer: PeerCredentials | None, t: float) -> None:
+        self.opens.append((conn, peer))
+
+    def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None:
+        self.chunks.setdefault((conn, direction), bytearray()).extend(data)
+
+    def eof(self, conn: int, direction: Direction, t: float) -> None:
+        self.eofs.append((conn, direction))
+
+    def closed(self, conn: int, t: float) -> None:
+        self.closes.append(conn)
+        if len(self.closes) == len(self.opens):
+            self.all_closed.set()
+
+    def upstream_failed(self, conn: int, message: str, t: float) -> None:
+        self.failures.append(message)
+
+
+async def _upstream(path: Path, handler: Handler) -> asyncio.Server:
+    return await asyncio.start_unix_server(handler, str(path))
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def _relay(tmp_path: Path, handler: Handler) -> tuple[Relay, RecordingTap, Path]:
+    up = tmp_path / "up.sock"
+    await _upstream(up, handler)
+    tap = RecordingTap()
+    relay = Relay(Endpoint(path=str(up)), tap)
+    sock = tmp_path / "relay.sock"
+    await relay.listen(Endpoint(path=str(sock)))
+    return relay, tap, sock
+
+
+def test_bytes_pass_untouched_both_ways_and_the_tap_sees_them(tmp_path: Path) -> None:
+    payload = os.urandom(8 << 20)
+
+    async def main() -> None:
+        relay, tap, sock = await _relay(tmp_path, _echo)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+
+        async def send() -> None:
+            writer.write(payload)
+            await writer.drain()
+            writer.write_eof()
+
+        sender = asyncio.create_task(send())
+        echoed = await reader.read(-1)
+        await sender
+        writer.close()
+        await tap.all_closed.wait()
+        await relay.close()
+        assert echoed == payload
+        assert tap.chunks[(1, Direction.CLIENT)] == payload
+        assert tap.chunks[(1, Direction.DAEMON)] == payload
+        assert tap.eofs == [(1, Direction.CLIENT), (1, Direction.DAEMON)]
+        assert tap.closes == [1]
+        assert tap.opens == [(1, PeerCredentials(os.getpid(), os.getuid(), os.getgid()))]
+
+    asyncio.run(main())
+
+
+def test_half_close_keeps_the_other_direction_open(tmp_path: Path) -> None:
+    async def late_talker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got = await reader.read(-1)  # returns only at the client's EOF
+        writer.write(b"after your EOF: " + got)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        relay, tap, sock = await _relay(tmp_path, late_talker)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"hi\n")
+        writer.write_eof()
+        assert await reader.read(-1) == b"after your EOF: hi\n"
+        writer.close()
+        await tap.all_closed.wait()
+        await relay.close()
+
+    asyncio.run(main())
+
+
+def test_an_abrupt_client_close_closes_the_upstream(tmp_path: Path) -> None:
+    upstream_saw_end = asyncio.Event()
+
+    async def waiter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read(-1)
+        upstream_saw_end.set()
+        writer.close()
+
+    async def main() -> None:
+        relay, tap, sock = await _relay(tmp_path, waiter)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(client, str(sock))
+        await loop.sock_sendall(client, b"partial request")
+        client.close()
+        await asyncio.wait_for(upstream_saw_end.wait(), 5)
+        await asyncio.wait_for(tap.all_closed.wait(), 5)
+        await relay.close()
+
+    asyncio.run(main())
+
+
+def test_unreachable_upstream_answers_502_in_dockers_error_shape(tmp_path: Path) -> None:
+    async def main() -> None:
+        tap = RecordingTap()
+        missing = tmp_path / "nobody-home.sock"
+        relay = Relay(Endpoint(path=str(missing)), tap)
+        sock = tmp_path / "relay.sock"
+        await relay.listen(Endpoint(path=str(sock)))
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"GET /v1.41/version HTTP/1.1\r\nHost: api.moby.localhost\r\n\r\n")
+        response = await reader.read(-1)
+        writer.close()
+        await tap.all_closed.wait()
+        await relay.close()
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 502 ")
+        message = json.loads(body)["message"]
+        assert str(missing) in message
+        assert "No such file or directory" in message
+        assert tap.failures == [message]
+        assert tap.chunks[(1, Direction.DAEMON)] == response
+
+    asyncio.run(main())
+
+
+def test_socket_mode_defaults_to_owner_only_and_can_be_widened(tmp_path: Path) -> None:
+    async def main() -> None:
+        relay = Relay(Endpoint(path=str(tmp_path / "up.sock")))
+        await relay.listen(Endpoint(path=str(tmp_path / "a.sock")))
+        other = Relay(Endpoint(path=str(tmp_path / "up.sock")))
+        await other.listen(Endpoint(path=str(tmp_path / "b.sock")), socket_mode=0o660)
+        assert stat.S_IMODE(os.stat(tmp_path / "a.sock").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(tmp_path / "b.sock").st_mode) == 0o660
+        await relay.close()
+        await other.close()
+        assert not (tmp_path / "a.sock").exists()
+
+    asyncio.run(main())
+
+
+def test_listen_replaces_only_a_stale_socket(tmp_path: Path) -> None:
+    upstream = Endpoint(path=str(tmp_path / "up.sock"))
+
+    async def main() -> None:
+        regular = tmp_path / "file"
+        regular.write_text("not a socket")
+        with pytest.raises(RelayError, match="not a socket"):
+            await Relay(upstream).listen(Endpoint(path=str(regular)))
+        assert regular.read_text() == "not a socket"
+
+        stale = tmp_path / "stale.sock"
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(str(stale))
+        dead.close()  # the path stays, nobody listens
+        relay = Relay(upstream)
+        await relay.listen(Endpoint(path=str(stale)))
+
+        with pytest.raises(RelayError, match="in use"):
+            await Relay(upstream).listen(Endpoint(path=str(stale)))
+        await relay.close()
+
+    asyncio.run(main())
+
+
+def test_tcp_listening_is_loopback_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        relay, tap, _ = await _relay(tmp_path, _echo)
+        await relay.close()
+        tcp = Relay(relay.upstream, tap)
+        with pytest.raises(RelayError, match="loopback"):
+            await tcp.listen(Endpoint(host="0.0.0.0", port=0))
+        await tcp.listen(Endpoint(host="127.0.0.1", port=0))
+        port = tcp.bound_port
+        assert port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping")
+        writer.write_eof()
+        assert await reader.read(-1) == b"ping"
+        writer.close()
+        await tap.all_closed.wait()
+        await tcp.close()
+        assert tap.opens[-1][1] is None  # no peer credentials over TCP
+
+    asyncio.run(main())
+
+
+def test_other_connections_survive_one_that_fails(tmp_path: Path) -> None:
+    async def main() -> None:
+        relay, _, sock = await _relay(tmp_path, _echo)
+        r1, w1 = await asyncio.open_unix_connection(str(sock))
+        _, w2 = await asyncio.open_unix_connection(str(sock))
+        w1.write(b"one")
+        await w1.drain()
+        assert await r1.readexactly(3) == b"one"
+        w2.transport.abort()
+        w1.write(b"still here")
+        w1.write_eof()
+        assert await r1.read(-1) == b"still here"
+        w1.close()
+        await relay.close()
+
+    asyncio.run(main())
