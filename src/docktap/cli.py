@@ -96,7 +96,9 @@ _upstream_option = click.option(
 @click.option("-o", "--output", metavar="FILE", help="Capture file (default: docktap-TIME.jsonl).")
 @_upstream_option
 @_max_body_option
-@click.option("-q", "--quiet", is_flag=True, help="Do not list the API calls when CMD ends.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print nothing of docktap's own on stderr but errors."
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     output: str | None, upstream: str | None, max_body: int, quiet: bool, command: Sequence[str]
@@ -106,16 +108,17 @@ def run(
     Example: docktap run -- docker run --rm busybox echo hi
     """
     argv = list(command)
+    if output == "-":
+        raise click.UsageError("run cannot write the capture to stdout: that is the command's")
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise click.ClickException(f"command not found: {argv[0]}")
     target = _upstream(upstream)
     path = output or _default_capture_name()
     recorder = _open_recorder(path, max_body, target, argv)
     code = asyncio.run(_run(argv, target, recorder))
-    if path != "-":
+    if path != "-" and not quiet:
+        _print_calls(path)
         _say(f"capture written to {path}")
-        if not quiet:
-            _print_calls(path)
     sys.exit(code)
 
 

@@ -57,7 +57,7 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _FRAMED_BODIES = frozenset({"ContainerLogs", "ServiceLogs", "TaskLogs"})
 # Operations whose JSON bodies tell whether a container or exec has a TTY.
 _LEARN_OPS = frozenset(
-    {"ContainerCreate", "ContainerInspect", "ExecCreate", "ExecStart", "ExecInspect"}
+    {"ContainerCreate", "ContainerInspect", "ContainerExec", "ExecStart", "ExecInspect"}
 )
 
 
@@ -473,7 +473,7 @@ class ConnectionObserver:
         ex.response_body = None
         if not isinstance(body, dict):
             return
-        if ex.operation in ("ContainerCreate", "ExecCreate") and ex.tty is not None:
+        if ex.operation in ("ContainerCreate", "ContainerExec") and ex.tty is not None:
             ident = body.get("Id")
             if isinstance(ident, str):
                 self._book.learn(ident, ex.tty)

@@ -59,8 +59,11 @@ class RelayError(Exception):
     """The relay cannot listen where it was asked to."""
 
 
-def bad_gateway(upstream: Endpoint, reason: str) -> tuple[str, bytes]:
-    """The message and the HTTP response a client gets when the daemon is unreachable."""
+def bad_gateway(upstream: Endpoint, reason: str, request: bytes) -> tuple[str, bytes]:
+    """The message and the HTTP response a client gets when the daemon is unreachable.
+
+    `request` is the start of what the client sent: an answer to HEAD must have no body.
+    """
     message = f"docktap: cannot reach the Docker daemon at {upstream.url}: {reason}"
     body = json.dumps({"message": message}).encode() + b"\n"
     head = (
@@ -69,7 +72,7 @@ def bad_gateway(upstream: Endpoint, reason: str) -> tuple[str, bytes]:
         f"Content-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode()
-    return message, head + body
+    return message, head if request.startswith(b"HEAD ") else head + body
 
 
 def _peer_credentials(sock: socket.socket | None) -> PeerCredentials | None:
@@ -240,7 +243,8 @@ class _Pipe:
         if self.answered_failure or self.failure is None or not self.client.open:
             return
         self.answered_failure = True
-        message, response = bad_gateway(self.relay.upstream, self.failure)
+        first = self.pending[0] if self.pending else b""
+        message, response = bad_gateway(self.relay.upstream, self.failure, first)
         assert self.client.transport is not None
         self.client.transport.write(response)
         if self.tap is not None:

@@ -44,6 +44,7 @@ class Exchange:
     request_body: bytearray = field(default_factory=bytearray)  # inline part only
     request_body_size: int = 0
     request_complete: bool | None = None
+    request_sha256: str | None = None
     status: int | None = None
     reason: str | None = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
@@ -224,6 +225,7 @@ def _apply(ex: Exchange, record: Record, kind: str, mono: float | None) -> None:
         if from_client:
             ex.request_body_size = record["size"]
             ex.request_complete = record.get("complete")
+            ex.request_sha256 = record.get("sha256")
         else:
             ex.response_body_size = record["size"]
             ex.response_complete = record.get("complete")
@@ -239,9 +241,38 @@ def _apply(ex: Exchange, record: Record, kind: str, mono: float | None) -> None:
         ex.errors.append(record.get("message", ""))
 
 
+def _split_lines(text: str) -> list[str]:
+    """Lines ended by `\\n` only, each keeping its end.
+
+    Not str.splitlines: it also breaks at U+2028, U+2029 and U+0085, which JSON leaves
+    unescaped inside strings, so a body containing one would look like a damaged record.
+    """
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _decode(data: bytes, name: str) -> str:
+    """The file's text; only its last line may be cut inside a UTF-8 sequence.
+
+    A docktap killed mid-write can leave half a character at the end. That line is no whole
+    record and the parser drops it with a warning, so it only needs to decode somehow.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        last = data.rfind(b"\n") + 1
+        if exc.start >= last:
+            return data[:last].decode("utf-8") + data[last:].decode("utf-8", errors="replace")
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CaptureError(f"{name}:{line}: not UTF-8 text") from exc
+
+
 def loads(text: str, name: str = "<capture>") -> Capture:
     """A capture from its text."""
-    records = _parse_lines(text.splitlines(keepends=True), name)
+    records = _parse_lines(_split_lines(text), name)
     if not records:
         raise CaptureError(f"{name}: empty, not a docktap capture")
     header = records[0]
@@ -259,6 +290,6 @@ def loads(text: str, name: str = "<capture>") -> Capture:
 
 def load(path: str | PathLike[str]) -> Capture:
     """Read a capture file and assemble its exchanges."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    return loads(text, str(path))
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return loads(_decode(data, str(path)), str(path))

@@ -1,0 +1,308 @@
+"""`docktap run` and `docktap proxy` with the real docker CLI against the private daemon.
+
+Each test checks two things: the command behaves exactly as it does without docktap (output,
+exit code, TTY), and the capture holds the exchanges the command really made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockerd import Daemon
+from tapping import DOCKTAP, Proxy, checked_capture, docktap_run, one, ops, run_in_pty
+
+RUN = ["docker", "run", "--rm", "--network", "none"]
+
+
+@pytest.fixture
+def sleeper(dockerd: Daemon) -> Iterator[str]:
+    """A running container to exec into."""
+    cid = dockerd.docker("run", "-d", "--network", "none", "bb", "sleep", "300").stdout
+    name = cid.decode().strip()
+    yield name
+    dockerd.docker("rm", "-f", name, check=False)
+
+
+def test_run_docker_version(dockerd: Daemon, tmp_path: Path) -> None:
+    direct = dockerd.docker("version", "--format", "{{.Server.APIVersion}}")
+    tapped = docktap_run(
+        dockerd, tmp_path / "c.jsonl", "docker", "version", "--format", "{{.Server.APIVersion}}"
+    )
+    assert tapped.proc.returncode == 0
+    assert tapped.proc.stdout == direct.stdout
+    assert ops(tapped.capture) == ["SystemPingHead", "SystemVersion"]
+    version = one(tapped.capture, "SystemVersion")
+    assert json.loads(version.response_body)["ApiVersion"] == direct.stdout.decode().strip()
+
+
+def test_run_ps_a(dockerd: Daemon, tmp_path: Path) -> None:
+    tapped = docktap_run(dockerd, tmp_path / "c.jsonl", "docker", "ps", "-a")
+    assert tapped.proc.returncode == 0
+    assert tapped.proc.stdout.startswith(b"CONTAINER ID")
+    listing = one(tapped.capture, "ContainerList")
+    assert "all=1" in listing.target
+    assert isinstance(json.loads(listing.response_body), list)
+
+
+def test_run_keeps_stdout_stderr_and_exit_code(dockerd: Daemon, tmp_path: Path) -> None:
+    tapped = docktap_run(
+        dockerd, tmp_path / "c.jsonl", *RUN, "bb", "sh", "-c", "echo out; echo err >&2; exit 3"
+    )
+    assert tapped.proc.returncode == 3
+    assert tapped.proc.stdout == b"out\n"
+    assert tapped.proc.stderr == b"err\n"
+    capture = tapped.capture
+    for operation in ("ContainerCreate", "ContainerWait", "ContainerAttach", "ContainerStart"):
+        assert operation in ops(capture)
+    attach = one(capture, "ContainerAttach")
+    assert attach.status == 101
+    assert attach.hijacked == "tcp"
+    assert attach.output("stdout") == b"out\n"
+    assert attach.output("stderr") == b"err\n"
+    wait = one(capture, "ContainerWait")
+    assert json.loads(wait.response_body)["StatusCode"] == 3
+    assert attach.conn != wait.conn  # the long poll has its own connection
+
+
+def test_run_lists_the_calls_and_names_the_capture(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    proc = subprocess.run(
+        [*DOCKTAP, "run", "-o", str(capture), "--upstream", dockerd.host, "--", "docker", "info"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=dockerd.env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    lines = proc.stderr.decode().splitlines()
+    assert any("SystemInfo" in line and "GET /v1.41/info" in line for line in lines), lines
+    assert lines[-1] == f"docktap: capture written to {capture}"
+    checked_capture(capture)
+
+
+def test_run_with_stdin_half_closes_and_keeps_output(dockerd: Daemon, tmp_path: Path) -> None:
+    tapped = docktap_run(
+        dockerd, tmp_path / "c.jsonl", *RUN, "-i", "bb", "cat", input=b"hi\nthere\n"
+    )
+    assert tapped.proc.returncode == 0
+    assert tapped.proc.stdout == b"hi\nthere\n"
+    attach = one(tapped.capture, "ContainerAttach")
+    assert attach.output("stdin") == b"hi\nthere\n"
+    assert attach.output("stdout") == b"hi\nthere\n"
+    halfclose = [
+        r
+        for r in tapped.capture.records
+        if r["type"] == "halfclose" and r["conn"] == attach.conn and r["dir"] == "client"
+    ]
+    stdout_frames = [
+        r
+        for r in tapped.capture.records
+        if r["type"] == "frame" and r["conn"] == attach.conn and r["stream"] == "stdout"
+    ]
+    # cat only writes after reading, and the client half-closed when its stdin ended: at least
+    # the last output came after the half-close, through the still-open direction.
+    assert halfclose and stdout_frames
+    assert stdout_frames[-1]["mono"] >= halfclose[0]["mono"]
+
+
+def test_run_tty_passes_through_a_pty(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    argv = [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"]
+    command = [*RUN, "-t", "bb", "sh", "-c", "echo hi; exit 4"]
+    assert run_in_pty(command, dockerd.env) == run_in_pty([*argv, *command], dockerd.env)
+    code, output = run_in_pty([*argv, *command], dockerd.env)
+    assert code == 4
+    assert b"hi\r" in output
+    attach = one(checked_capture(capture), "ContainerAttach")
+    assert attach.frames == []  # a TTY stream has no frames
+    assert b"hi\r\n" in attach.output("stdout")
+
+
+def test_exec_without_and_with_tty(dockerd: Daemon, sleeper: str, tmp_path: Path) -> None:
+    tapped = docktap_run(
+        dockerd, tmp_path / "a.jsonl", "docker", "exec", sleeper, "sh", "-c", "echo a; echo b >&2"
+    )
+    assert (tapped.proc.returncode, tapped.proc.stdout, tapped.proc.stderr) == (0, b"a\n", b"b\n")
+    start = one(tapped.capture, "ExecStart")
+    assert start.hijacked == "tcp"
+    assert (start.output("stdout"), start.output("stderr")) == (b"a\n", b"b\n")
+    assert "ContainerExec" in ops(tapped.capture)
+
+    capture = tmp_path / "t.jsonl"
+    argv = [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"]
+    command = ["docker", "exec", "-t", sleeper, "echo", "tty"]
+    assert run_in_pty([*argv, *command], dockerd.env) == run_in_pty(command, dockerd.env)
+    start = one(checked_capture(capture), "ExecStart")
+    assert start.frames == []
+    assert b"tty\r\n" in start.output("stdout")
+
+
+def test_logs_follow_on_a_running_container(dockerd: Daemon, tmp_path: Path) -> None:
+    script = "for i in 1 2 3; do echo line$i; echo warn$i >&2; sleep 0.3; done"
+    cid = dockerd.docker("run", "-d", "--network", "none", "bb", "sh", "-c", script)
+    name = cid.stdout.decode().strip()
+    try:
+        tapped = docktap_run(dockerd, tmp_path / "c.jsonl", "docker", "logs", "-f", name)
+    finally:
+        dockerd.docker("rm", "-f", name, check=False)
+    assert tapped.proc.stdout == b"line1\nline2\nline3\n"
+    assert tapped.proc.stderr == b"warn1\nwarn2\nwarn3\n"
+    logs = one(tapped.capture, "ContainerLogs")
+    assert "follow=1" in logs.target
+    assert logs.output("stdout") == b"line1\nline2\nline3\n"
+    assert logs.output("stderr") == b"warn1\nwarn2\nwarn3\n"
+    assert logs.header("Transfer-Encoding") == "chunked"
+
+
+def test_events_since_until(dockerd: Daemon, tmp_path: Path) -> None:
+    since = str(int(time.time()) - 1)
+    dockerd.docker("run", "--rm", "--network", "none", "bb", "true")
+    until = str(int(time.time()) + 1)
+    fmt = "{{.Type}} {{.Action}}"
+    direct = dockerd.docker("events", "--since", since, "--until", until, "--format", fmt)
+    tapped = docktap_run(
+        dockerd,
+        tmp_path / "c.jsonl",
+        *("docker", "events", "--since", since, "--until", until, "--format", fmt),
+    )
+    assert tapped.proc.returncode == 0
+    assert tapped.proc.stdout == direct.stdout
+    assert b"container start" in tapped.proc.stdout
+    events = one(tapped.capture, "SystemEvents")
+    lines = bytes(events.response_body).splitlines()
+    assert lines and all(json.loads(line)["Type"] for line in lines)
+    assert len(lines) == len(direct.stdout.splitlines())
+
+
+def test_cp_both_ways(dockerd: Daemon, sleeper: str, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"copied through docktap\n" * 100)
+    tapped_in = docktap_run(
+        dockerd, tmp_path / "in.jsonl", "docker", "cp", str(source), f"{sleeper}:/tmp/in.txt"
+    )
+    assert tapped_in.proc.returncode == 0, tapped_in.proc.stderr
+    assert "PutContainerArchive" in ops(tapped_in.capture)
+    back = tmp_path / "back.txt"
+    tapped_out = docktap_run(
+        dockerd, tmp_path / "out.jsonl", "docker", "cp", f"{sleeper}:/tmp/in.txt", str(back)
+    )
+    assert tapped_out.proc.returncode == 0, tapped_out.proc.stderr
+    assert back.read_bytes() == source.read_bytes()
+    archive = one(tapped_out.capture, "ContainerArchive")
+    assert archive.header("Content-Type") == "application/x-tar"
+    assert "ContainerArchiveInfo" in ops(tapped_in.capture) + ops(tapped_out.capture)
+
+
+def test_save_and_load_are_byte_identical(dockerd: Daemon, tmp_path: Path) -> None:
+    direct = tmp_path / "direct.tar"
+    dockerd.docker("save", "-o", str(direct), "bb")
+    tapped_tar = tmp_path / "tapped.tar"
+    # A small inline cap: the body is 1+ MB, so the capture keeps only its size and digest.
+    capture = tmp_path / "save.jsonl"
+    proc = subprocess.run(
+        [*DOCKTAP, "run", "-q", "--max-body", "4096", "-o", str(capture)]
+        + ["--upstream", dockerd.host, "--", "docker", "save", "-o", str(tapped_tar), "bb"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=dockerd.env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = tapped_tar.read_bytes()
+    assert data == direct.read_bytes()
+    save = one(checked_capture(capture), "ImageGetAll")
+    assert save.response_body_size == len(data)
+    assert save.response_sha256 == hashlib.sha256(data).hexdigest()
+    assert len(save.response_body) == 4096
+    assert capture.stat().st_size < 64 << 10
+
+    dockerd.docker("rmi", "bb")
+    try:
+        tapped = docktap_run(dockerd, tmp_path / "load.jsonl", "docker", "load", "-i", str(direct))
+    finally:
+        if dockerd.docker("image", "inspect", "bb", check=False).returncode != 0:
+            dockerd.docker("load", "-i", str(direct))
+    assert tapped.proc.returncode == 0, tapped.proc.stderr
+    load = one(tapped.capture, "ImageLoad")
+    assert load.request_body_size == len(data)
+    assert load.request_sha256 == hashlib.sha256(data).hexdigest()
+    again = tmp_path / "again.tar"
+    dockerd.docker("save", "-o", str(again), "bb")
+    assert again.read_bytes() == data
+
+
+def test_unreachable_upstream_is_reported_by_the_docker_cli(tmp_path: Path) -> None:
+    missing = tmp_path / "no-daemon.sock"
+    capture = tmp_path / "c.jsonl"
+    proc = subprocess.run(
+        [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", f"unix://{missing}", "--"]
+        + ["docker", "version", "--format", "{{.Server.Version}}"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert f"cannot reach the Docker daemon at unix://{missing}" in proc.stderr.decode()
+    loaded = checked_capture(capture, allow_errors=True)
+    assert {e["kind"] for e in loaded.errors} == {"upstream"}
+    assert {ex.status for ex in loaded.exchanges} == {502}
+
+
+def test_proxy_relays_the_docker_cli_and_closes_the_capture_on_sigterm(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    version = proxy.docker("version", "--format", "{{.Server.APIVersion}}")
+    ps = proxy.docker("ps", "-a")
+    run = proxy.docker(*RUN[1:], "bb", "sh", "-c", "echo out; echo err >&2; exit 3")
+    capture = proxy.stop()
+    assert version.returncode == 0 and version.stdout.strip() == b"1.41"
+    assert ps.returncode == 0
+    assert (run.returncode, run.stdout, run.stderr) == (3, b"out\n", b"err\n")
+    assert f"capture written to {proxy.capture_path}" in proxy.stderr
+    seen = ops(capture)
+    for operation in ("SystemVersion", "ContainerList", "ContainerCreate", "ContainerAttach"):
+        assert operation in seen
+    peers = {c.peer["pid"] for c in capture.connections.values() if c.peer}
+    assert len(peers) == 3  # one docker CLI process per command, each seen by SO_PEERCRED
+
+
+def test_proxy_writes_the_capture_to_stdout(dockerd: Daemon, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [*DOCKTAP, "proxy", "--listen", str(tmp_path / "p.sock"), "--upstream", dockerd.host]
+        + ["-o", "-"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None and b"listening on" in proc.stderr.readline()
+    env = dict(dockerd.env, DOCKER_HOST=f"unix://{tmp_path / 'p.sock'}")
+    subprocess.run(["docker", "version"], env=env, capture_output=True, timeout=60, check=True)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+    (tmp_path / "out.jsonl").write_bytes(out)
+    assert "SystemVersion" in ops(checked_capture(tmp_path / "out.jsonl"))
+
+
+def test_proxy_refuses_to_replace_a_file(tmp_path: Path) -> None:
+    victim = tmp_path / "important"
+    victim.write_text("keep me")
+    proc = subprocess.run(
+        [*DOCKTAP, "proxy", "--listen", str(victim), "-o", str(tmp_path / "c.jsonl")]
+        + ["--upstream", "unix:///nonexistent.sock"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert b"is not a socket" in proc.stderr
+    assert victim.read_text() == "keep me"
