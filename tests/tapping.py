@@ -52,25 +52,35 @@ class Tapped:
     capture: Capture
 
 
+def docktap(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[bytes]:
+    """The real `docktap` command, as a user would type it."""
+    return subprocess.run(
+        [*DOCKTAP, *args],
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def docktap_run(
     daemon: Daemon,
     capture: Path,
     *command: str,
     input: bytes | None = None,
-    timeout: float = 120,
-    allow_errors: bool = False,
+    options: Sequence[str] = (),
 ) -> Tapped:
-    """`docktap run -q -o CAPTURE -- COMMAND` with the daemon as upstream."""
-    proc = subprocess.run(
-        [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", daemon.host, "--", *command],
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        env=daemon.env,
-        timeout=timeout,
-        check=False,
-    )
-    return Tapped(proc, checked_capture(capture, allow_errors))
+    """`docktap run -q -o CAPTURE [OPTIONS] -- COMMAND` with the daemon as upstream."""
+    args = ["run", "-q", "-o", str(capture), "--upstream", daemon.host, *options, "--", *command]
+    proc = docktap(*args, env=daemon.env, input=input)
+    return Tapped(proc, checked_capture(capture))
 
 
 def run_in_pty(argv: Sequence[str], env: dict[str, str], timeout: float = 60) -> tuple[int, bytes]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from dockerd import Daemon
-from tapping import DOCKTAP, Proxy, checked_capture, docktap_run, one, ops, run_in_pty
+from tapping import DOCKTAP, Proxy, checked_capture, docktap, docktap_run, one, ops, run_in_pty
 
 RUN = ["docker", "run", "--rm", "--network", "none"]
 
@@ -72,13 +72,16 @@ def test_run_keeps_stdout_stderr_and_exit_code(dockerd: Daemon, tmp_path: Path) 
 
 def test_run_lists_the_calls_and_names_the_capture(dockerd: Daemon, tmp_path: Path) -> None:
     capture = tmp_path / "c.jsonl"
-    proc = subprocess.run(
-        [*DOCKTAP, "run", "-o", str(capture), "--upstream", dockerd.host, "--", "docker", "info"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
+    proc = docktap(
+        "run",
+        "-o",
+        str(capture),
+        "--upstream",
+        dockerd.host,
+        "--",
+        "docker",
+        "info",
         env=dockerd.env,
-        timeout=60,
-        check=False,
     )
     assert proc.returncode == 0
     lines = proc.stderr.decode().splitlines()
@@ -205,24 +208,18 @@ def test_save_and_load_are_byte_identical(dockerd: Daemon, tmp_path: Path) -> No
     dockerd.docker("save", "-o", str(direct), "bb")
     tapped_tar = tmp_path / "tapped.tar"
     # A small inline cap: the body is 1+ MB, so the capture keeps only its size and digest.
-    capture = tmp_path / "save.jsonl"
-    proc = subprocess.run(
-        [*DOCKTAP, "run", "-q", "--max-body", "4096", "-o", str(capture)]
-        + ["--upstream", dockerd.host, "--", "docker", "save", "-o", str(tapped_tar), "bb"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=dockerd.env,
-        timeout=120,
-        check=False,
+    save_command = ("docker", "save", "-o", str(tapped_tar), "bb")
+    tapped_save = docktap_run(
+        dockerd, tmp_path / "save.jsonl", *save_command, options=["--max-body", "4096"]
     )
-    assert proc.returncode == 0, proc.stderr
+    assert tapped_save.proc.returncode == 0, tapped_save.proc.stderr
     data = tapped_tar.read_bytes()
     assert data == direct.read_bytes()
-    save = one(checked_capture(capture), "ImageGetAll")
+    save = one(tapped_save.capture, "ImageGetAll")
     assert save.response_body_size == len(data)
     assert save.response_sha256 == hashlib.sha256(data).hexdigest()
     assert len(save.response_body) == 4096
-    assert capture.stat().st_size < 64 << 10
+    assert (tmp_path / "save.jsonl").stat().st_size < 64 << 10
 
     dockerd.docker("rmi", "bb")
     try:
@@ -242,13 +239,10 @@ def test_save_and_load_are_byte_identical(dockerd: Daemon, tmp_path: Path) -> No
 def test_unreachable_upstream_is_reported_by_the_docker_cli(tmp_path: Path) -> None:
     missing = tmp_path / "no-daemon.sock"
     capture = tmp_path / "c.jsonl"
-    proc = subprocess.run(
-        [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", f"unix://{missing}", "--"]
-        + ["docker", "version", "--format", "{{.Server.Version}}"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=60,
-        check=False,
+    upstream = f"unix://{missing}"
+    proc = docktap(
+        *("run", "-q", "-o", str(capture), "--upstream", upstream, "--"),
+        *("docker", "version", "--format", "{{.Server.Version}}"),
     )
     assert proc.returncode != 0
     assert f"cannot reach the Docker daemon at unix://{missing}" in proc.stderr.decode()
@@ -278,8 +272,16 @@ def test_proxy_relays_the_docker_cli_and_closes_the_capture_on_sigterm(
 
 def test_proxy_writes_the_capture_to_stdout(dockerd: Daemon, tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [*DOCKTAP, "proxy", "--listen", str(tmp_path / "p.sock"), "--upstream", dockerd.host]
-        + ["-o", "-"],
+        [
+            *DOCKTAP,
+            "proxy",
+            "--listen",
+            str(tmp_path / "p.sock"),
+            "--upstream",
+            dockerd.host,
+            "-o",
+            "-",
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -296,12 +298,9 @@ def test_proxy_writes_the_capture_to_stdout(dockerd: Daemon, tmp_path: Path) -> 
 def test_proxy_refuses_to_replace_a_file(tmp_path: Path) -> None:
     victim = tmp_path / "important"
     victim.write_text("keep me")
-    proc = subprocess.run(
-        [*DOCKTAP, "proxy", "--listen", str(victim), "-o", str(tmp_path / "c.jsonl")]
-        + ["--upstream", "unix:///nonexistent.sock"],
-        capture_output=True,
-        timeout=30,
-        check=False,
+    proc = docktap(
+        *("proxy", "--listen", str(victim), "-o", str(tmp_path / "c.jsonl")),
+        *("--upstream", "unix:///nonexistent.sock"),
     )
     assert proc.returncode == 1
     assert b"is not a socket" in proc.stderr
