@@ -17,6 +17,8 @@ import pytest
 from dockerd import Daemon
 from tapping import DOCKTAP, Proxy, checked_capture, docktap, docktap_run, one, ops, run_in_pty
 
+from docktap import load
+
 RUN = ["docker", "run", "--rm", "--network", "none"]
 
 
@@ -305,3 +307,36 @@ def test_proxy_refuses_to_replace_a_file(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert b"is not a socket" in proc.stderr
     assert victim.read_text() == "keep me"
+
+
+def test_a_killed_proxy_leaves_a_readable_capture(dockerd: Daemon, tmp_path: Path) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    events = subprocess.Popen(
+        ["docker", "events", "--format", "{{.Type}} {{.Action}}"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        env=proxy.env,
+    )
+    try:
+        dockerd.docker("run", "--rm", "--network", "none", "bb", "true")
+        assert events.stdout is not None
+        assert events.stdout.readline() == b"container create\n"
+        # The client has the event, so docktap forwarded it; the record follows within a turn
+        # of docktap's event loop.
+        deadline = time.monotonic() + 10
+        while not any(
+            line.startswith('{"type":"body"') and "container" in line
+            for line in proxy.capture_path.read_text().splitlines()
+        ):
+            assert time.monotonic() < deadline, "the event never reached the capture"
+            time.sleep(0.01)
+        proxy.process.kill()
+        proxy.process.wait()
+    finally:
+        events.kill()
+        events.wait()
+    capture = load(proxy.capture_path)
+    assert not capture.complete
+    stream = one(capture, "SystemEvents")
+    assert stream.status == 200
+    assert json.loads(bytes(stream.response_body).splitlines()[0])["Action"] == "create"
