@@ -9,6 +9,7 @@ once and drops what follows, while Docker traffic keeps flowing.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterable
 from typing import IO
@@ -31,6 +32,14 @@ class CaptureWriter:
         if path == "-":
             return cls(sys.stdout, on_error)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            # The mode above applies only to a new file: tighten an old one that is overwritten.
+            # Only regular files: `-o /dev/null` must not change the device.
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                os.fchmod(fd, 0o600)
+        except OSError:
+            os.close(fd)
+            raise
         return cls(open(fd, "w", encoding="utf-8", newline="\n"), on_error)
 
     def write(self, records: Iterable[Record]) -> None:

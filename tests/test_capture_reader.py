@@ -1,0 +1,480 @@
+"""Tests for reading captures back: parsing lines and assembling exchanges."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+from capture_schema import validate_capture
+
+import docktap
+from docktap.capture.format import Record, RecordEncoder, dumps
+from docktap.capture.reader import Capture, CaptureError, CaptureWarning, load, loads
+from docktap.capture.writer import CaptureWriter
+from docktap.events import (
+    BodyData,
+    Closed,
+    Direction,
+    Event,
+    Frame,
+    HalfClosed,
+    Hijacked,
+    MessageEnd,
+    ProtocolError,
+    RequestHead,
+    ResponseHead,
+    Stream,
+    StreamData,
+    Unparsed,
+)
+
+WALL = 1_800_000_000.0
+MONO = 1000.0
+CLIENT = Direction.CLIENT
+DAEMON = Direction.DAEMON
+GOLDEN = Path(__file__).parent / "data" / "captures" / "run-stdout-stderr.jsonl"
+CID = "2b1aa2fc5cbb" + "0" * 52
+
+
+def write_capture(
+    path: Path,
+    events: list[Event | tuple[str, int, float]],
+    max_body: int = 1 << 20,
+    footer: bool = True,
+) -> Path:
+    """Encode events as docktap does and write them with the real writer.
+
+    ("open", conn, t) stands for a new connection; times count from the capture start.
+    """
+    enc = RecordEncoder(WALL, MONO, max_body)
+    writer = CaptureWriter.create(str(path))
+    writer.write([enc.header("unix:///var/run/docker.sock", ["docker", "run", "bb"], "0.1.0")])
+    for item in events:
+        if isinstance(item, tuple):
+            _, conn, t = item
+            writer.write([enc.opened(conn, {"pid": 99, "uid": 0, "gid": 0}, MONO + t)])
+        else:
+            writer.write(enc.encode(item))
+    if footer:
+        writer.write([enc.footer(MONO + 10, writer.records + 1)])
+    writer.close()
+    assert writer.failed is None
+    return path
+
+
+def at(t: float) -> float:
+    return MONO + t
+
+
+def req(conn: int, seq: int, method: str, target: str, t: float) -> RequestHead:
+    return RequestHead(conn, at(t), seq, method, target, "1.1", (("Host", "api.moby.localhost"),))
+
+
+def resp(
+    conn: int, seq: int, status: int, t: float, informational: bool = False, reason: str = "OK"
+) -> ResponseHead:
+    headers = (("Content-Type", "application/json"),)
+    return ResponseHead(conn, at(t), seq, status, reason, "1.1", headers, informational)
+
+
+def docker_run_events() -> list[Event | tuple[str, int, float]]:
+    """A `docker run -i` over three connections, interleaved as dockerd answers."""
+    create = b'{"Image":"bb","Tty":false}'
+    return [
+        ("open", 1, 0.01),
+        req(1, 1, "HEAD", "/_ping", 0.02),
+        MessageEnd(1, at(0.02), 1, CLIENT),
+        resp(1, 1, 200, 0.03),
+        MessageEnd(1, at(0.03), 1, DAEMON),
+        req(1, 2, "POST", "/v1.41/containers/create", 0.04),
+        BodyData(1, at(0.04), 2, CLIENT, create[:10]),
+        BodyData(1, at(0.04), 2, CLIENT, create[10:]),
+        MessageEnd(1, at(0.04), 2, CLIENT),
+        resp(1, 2, 201, 0.05, reason="Created"),
+        BodyData(1, at(0.05), 2, DAEMON, b'{"Id":"' + CID.encode() + b'","Warnings":[]}\n'),
+        MessageEnd(1, at(0.05), 2, DAEMON),
+        ("open", 2, 0.06),
+        req(2, 1, "POST", f"/v1.41/containers/{CID}/attach?stream=1&stdin=1&stdout=1", 0.07),
+        MessageEnd(2, at(0.07), 1, CLIENT),
+        resp(2, 1, 101, 0.08, informational=True, reason="UPGRADED"),
+        Hijacked(2, at(0.08), 1, "tcp"),
+        req(1, 3, "POST", f"/v1.41/containers/{CID}/wait?condition=removed", 0.09),
+        MessageEnd(1, at(0.09), 3, CLIENT),
+        resp(1, 3, 200, 0.10),
+        ("open", 3, 0.11),
+        req(3, 1, "POST", f"/v1.41/containers/{CID}/start", 0.12),
+        MessageEnd(3, at(0.12), 1, CLIENT),
+        StreamData(2, at(0.13), 1, CLIENT, b"hello\n"),
+        HalfClosed(2, at(0.14), CLIENT),
+        StreamData(2, at(0.2), 1, DAEMON, b"\x01\x00\x00\x00\x00\x00\x00\x06hello\n"),
+        Frame(2, at(0.2), 1, DAEMON, Stream.STDOUT, b"hello\n"),
+        StreamData(2, at(0.21), 1, DAEMON, b"\x02\x00\x00\x00\x00\x00\x00\x04oops"),
+        Frame(2, at(0.21), 1, DAEMON, Stream.STDERR, b"oops"),
+        resp(3, 1, 204, 0.22, reason="No Content"),
+        MessageEnd(3, at(0.22), 1, DAEMON),
+        HalfClosed(2, at(0.3), DAEMON),
+        Closed(2, at(0.31)),
+        BodyData(1, at(0.4), 3, DAEMON, b'{"Error":null,"StatusCode":0}\n'),
+        MessageEnd(1, at(0.4), 3, DAEMON),
+        Closed(3, at(0.5)),
+        Closed(1, at(0.5)),
+    ]
+
+
+@pytest.fixture
+def run_capture(tmp_path: Path) -> Path:
+    return write_capture(tmp_path / "run.jsonl", docker_run_events())
+
+
+def test_exchanges_assemble_in_start_order(run_capture: Path) -> None:
+    validate_capture(run_capture)
+    capture = docktap.load(run_capture)
+    assert isinstance(capture, Capture)
+    assert capture.complete
+    assert capture.header["command"] == ["docker", "run", "bb"]
+    assert len(capture) == 5
+    assert [(ex.conn, ex.seq, ex.operation, ex.status) for ex in capture] == [
+        (1, 1, "SystemPingHead", 200),
+        (1, 2, "ContainerCreate", 201),
+        (2, 1, "ContainerAttach", 101),
+        (1, 3, "ContainerWait", 200),
+        (3, 1, "ContainerStart", 204),
+    ]
+    assert [ex.api_version for ex in capture] == [None, "1.41", "1.41", "1.41", "1.41"]
+    assert capture.exchanges[0].started == pytest.approx(WALL + 0.02)
+    assert capture.exchanges[0].started_mono == pytest.approx(0.02)
+
+
+def test_bodies_and_headers(run_capture: Path) -> None:
+    ping, create, _, wait, start = load(run_capture).exchanges
+    assert bytes(create.request_body) == b'{"Image":"bb","Tty":false}'
+    assert create.request_body_size == 26
+    assert create.request_complete is True
+    assert json.loads(create.response_body)["Id"] == CID
+    assert create.reason == "Created"
+    assert create.header("content-type") == "application/json"
+    assert create.header("HOST", response=False) == "api.moby.localhost"
+    assert create.header("X-Missing") is None
+    assert create.path == "/v1.41/containers/create"
+    assert json.loads(wait.response_body) == {"Error": None, "StatusCode": 0}
+    assert wait.response_complete is True
+    assert wait.response_sha256 is not None and len(wait.response_sha256) == 64
+    assert ping.response_body_size == 0
+    assert start.response_body == b""
+
+
+def test_hijacked_stream_and_frames(run_capture: Path) -> None:
+    attach = load(run_capture).exchanges[2]
+    assert attach.hijacked == "tcp"
+    assert attach.status == 101
+    assert attach.informational == []  # 101 is the answer, not a preliminary
+    assert attach.output("stdout") == b"hello\n"
+    assert attach.output("stderr") == b"oops"
+    assert attach.output("stdin") == b"hello\n"
+    assert attach.frames == [("stdout", b"hello\n"), ("stderr", b"oops")]
+    assert bytes(attach.stream["daemon"]).startswith(b"\x01\x00\x00\x00")
+
+
+def test_unframed_hijack_counts_as_stdout(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "tty.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "POST", "/v1.41/exec/abc/start", 0.1),
+            BodyData(1, at(0.1), 1, CLIENT, b'{"Detach":false,"Tty":true}'),
+            MessageEnd(1, at(0.1), 1, CLIENT),
+            resp(1, 1, 101, 0.2, informational=True),
+            Hijacked(1, at(0.2), 1, "tcp"),
+            StreamData(1, at(0.3), 1, DAEMON, b"\x1b[1mbold\x1b[0m\r\n"),
+            StreamData(1, at(0.4), 1, DAEMON, b"\xff"),
+            Closed(1, at(0.5)),
+        ],
+    )
+    [ex] = load(path).exchanges
+    assert ex.output("stdout") == b"\x1b[1mbold\x1b[0m\r\n\xff"
+    assert ex.output("stderr") == b""
+    assert ex.output("stdin") == b""
+    assert ex.summary()["stdout"] == "\x1b[1mbold\x1b[0m\r\n\ufffd"
+
+
+def test_duration_runs_to_the_response_end_or_the_close(run_capture: Path) -> None:
+    capture = load(run_capture)
+    ping, create, attach, wait, _ = capture.exchanges
+    assert ping.duration_s == pytest.approx(0.01)
+    assert wait.duration_s == pytest.approx(0.31)  # a long poll: answered at exit
+    assert attach.duration_s == pytest.approx(0.24)  # hijacked: until the connection closed
+    assert create.response_started_mono == pytest.approx(0.05)
+    conn2 = capture.connections[2]
+    assert conn2.opened_mono == pytest.approx(0.06)
+    assert conn2.closed_mono == pytest.approx(0.31)
+    assert conn2.peer == {"pid": 99, "uid": 0, "gid": 0}
+    assert capture.connections[1].exchanges == 3
+
+
+def test_an_unanswered_exchange_has_no_duration(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "open.jsonl", [("open", 1, 0), req(1, 1, "GET", "/v1.41/events", 0.1)]
+    )
+    [ex] = load(path).exchanges
+    assert ex.status is None
+    assert ex.duration_s is None
+    assert ex.summary()["duration_s"] is None
+
+
+def test_summary_keys(run_capture: Path) -> None:
+    ping, _, attach, _, _ = load(run_capture).exchanges
+    common = {
+        "conn", "seq", "method", "target", "operation", "api_version", "status", "started",
+        "duration_s", "request_body_size", "response_body_size", "hijacked",
+    }  # fmt: skip
+    assert set(ping.summary()) == common
+    summary = attach.summary()
+    assert set(summary) == common | {"stdout", "stderr", "stdin"}
+    assert summary["stdout"] == "hello\n"
+    assert summary["stderr"] == "oops"
+    assert summary["stdin"] == "hello\n"
+    assert summary["hijacked"] == "tcp"
+    assert summary["operation"] == "ContainerAttach"
+    json.dumps(summary)  # what `docktap show --json` prints must be JSON
+
+
+def test_informational_heads_precede_the_status(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "continue.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "POST", "/v1.41/build", 0.1),
+            resp(1, 1, 100, 0.2, informational=True, reason="Continue"),
+            BodyData(1, at(0.3), 1, CLIENT, b"tar"),
+            MessageEnd(1, at(0.3), 1, CLIENT),
+            resp(1, 1, 200, 0.4),
+            BodyData(1, at(0.5), 1, DAEMON, b'{"stream":"Step 1/1"}\r\n'),
+            MessageEnd(1, at(0.5), 1, DAEMON),
+        ],
+    )
+    [ex] = load(path).exchanges
+    assert ex.informational == [100]
+    assert ex.status == 200
+    assert ex.response_started_mono == pytest.approx(0.4)
+
+
+def test_capped_body_keeps_the_full_size(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "big.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "GET", "/v1.41/images/get?names=bb", 0.1),
+            MessageEnd(1, at(0.1), 1, CLIENT),
+            resp(1, 1, 200, 0.2),
+            BodyData(1, at(0.3), 1, DAEMON, b"a" * 100),
+            BodyData(1, at(0.3), 1, DAEMON, b"b" * 100),
+            MessageEnd(1, at(0.4), 1, DAEMON),
+        ],
+        max_body=64,
+    )
+    validate_capture(path)
+    [ex] = load(path).exchanges
+    assert bytes(ex.response_body) == b"a" * 64
+    assert ex.response_body_size == 200
+
+
+def test_protocol_errors_attach_to_their_exchange(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "broken.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "GET", "/v1.41/info", 0.1),
+            MessageEnd(1, at(0.1), 1, CLIENT),
+            ProtocolError(1, at(0.2), 1, DAEMON, "illegal status line"),
+            Unparsed(1, at(0.2), DAEMON, b"HTTP/1.1 2000 What\r\n"),
+            Closed(1, at(0.3)),
+        ],
+    )
+    validate_capture(path)
+    capture = load(path)
+    [ex] = capture.exchanges
+    assert ex.errors == ["illegal status line"]
+    assert ex.summary()["errors"] == ["illegal status line"]
+    assert [e["kind"] for e in capture.errors] == ["protocol"]
+
+
+# --- damaged files --------------------------------------------------------------------------
+
+
+def test_cut_last_line_warns_and_the_rest_loads(run_capture: Path) -> None:
+    text = run_capture.read_text(encoding="utf-8")
+    without_footer = text[: text.rindex('{"type":"end-of-capture"')]
+    last_start = without_footer[:-1].rindex("\n") + 1
+    cut = without_footer[: last_start + 20]  # the close of conn 1, cut mid-record
+    run_capture.write_text(cut, encoding="utf-8")
+    with pytest.warns(CaptureWarning, match="cut off"):
+        capture = load(run_capture)
+    assert not capture.complete
+    assert len(capture) == 5
+    assert capture.records[-1]["type"] == "close"
+    assert capture.records[-1]["conn"] == 3
+    validate_capture(run_capture, allow_cut=True)
+    with pytest.raises(AssertionError, match="no newline at the end"):
+        validate_capture(run_capture)
+
+
+def test_cut_inside_a_utf8_character(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "utf8.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "GET", "/v1.41/images/create?fromImage=bb", 0.1),
+            resp(1, 1, 200, 0.2),
+            BodyData(1, at(0.3), 1, DAEMON, "progress \u2501\u2501\u2501".encode()),
+        ],
+        footer=False,
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index("\u2501".encode()) + 1])
+    with pytest.warns(CaptureWarning):
+        capture = load(path)
+    assert [r["type"] for r in capture.records] == ["capture", "open", "request", "response"]
+
+
+def test_a_capture_killed_before_its_footer_loads_without_warning(tmp_path: Path) -> None:
+    path = write_capture(tmp_path / "killed.jsonl", docker_run_events()[:10], footer=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        capture = load(path)
+    assert not capture.complete
+    assert [ex.operation for ex in capture] == ["SystemPingHead", "ContainerCreate"]
+
+
+def test_line_separators_inside_strings_are_not_line_ends(tmp_path: Path) -> None:
+    text = "a\u2028b\u2029c\x85d\x1ce"
+    path = write_capture(
+        tmp_path / "seps.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "POST", "/v1.41/containers/create", 0.1),
+            BodyData(1, at(0.1), 1, CLIENT, text.encode()),
+            MessageEnd(1, at(0.1), 1, CLIENT),
+        ],
+    )
+    [ex] = load(path).exchanges
+    assert ex.request_body.decode() == text
+
+
+def test_damaged_middle_line_is_an_error(run_capture: Path) -> None:
+    lines = run_capture.read_text(encoding="utf-8").split("\n")
+    lines[6] = lines[6][:-5]
+    run_capture.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(CaptureError, match=r":7: not a JSON record"):
+        load(run_capture)
+
+
+def test_invalid_utf8_in_the_middle_is_an_error(run_capture: Path) -> None:
+    lines = run_capture.read_bytes().split(b"\n")
+    lines[3] = lines[3].replace(b'"type"', b'"ty\xffpe"')
+    run_capture.write_bytes(b"\n".join(lines))
+    with pytest.raises(CaptureError, match=r":4: not UTF-8"):
+        load(run_capture)
+
+
+def test_a_line_that_is_no_record_is_an_error() -> None:
+    header = RecordEncoder(WALL, MONO).header("unix:///x", None, "0.1.0")
+    with pytest.raises(CaptureError, match=r":2: not a capture record"):
+        loads(dumps(header) + "\n[1, 2]\n")
+    with pytest.raises(CaptureError, match=r":2: not a capture record"):
+        loads(dumps(header) + '\n{"conn": 1}\n')
+
+
+def test_blank_lines_are_skipped() -> None:
+    header = RecordEncoder(WALL, MONO).header("unix:///x", None, "0.1.0")
+    capture = loads("\n" + dumps(header) + "\n\n")
+    assert capture.header == header
+    assert capture.exchanges == []
+
+
+def _header(**changes: object) -> str:
+    record: Record = RecordEncoder(WALL, MONO).header("unix:///x", None, "0.1.0")
+    record.update(changes)
+    return dumps(record) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ('{"type":"open","conn":1,"peer":null,"t":1,"mono":0}\n', "no capture header"),
+        (_header(format="other-tool"), "no capture header"),
+        (_header(version=2), "version 2"),
+        (_header(version="1"), "version 1"),
+        ("hello\n", r":1: not a JSON record"),
+    ],
+)
+def test_not_a_v1_capture(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CaptureError, match=message):
+        load(path)
+
+
+def test_capture_error_is_a_value_error() -> None:
+    assert issubclass(CaptureError, ValueError)
+    assert docktap.CaptureError is CaptureError
+
+
+def test_unknown_record_types_and_fields_are_ignored() -> None:
+    header = RecordEncoder(WALL, MONO).header("unix:///x", None, "0.1.0")
+    request = {
+        "type": "request", "conn": 1, "seq": 1, "dir": "client", "method": "GET",
+        "target": "/_ping", "http_version": "1.1", "headers": [], "operation": "SystemPing",
+        "api_version": None, "t": WALL, "mono": 0.0, "future": True,
+    }  # fmt: skip
+    later = {"type": "annotation", "conn": 1, "seq": 1, "t": WALL, "mono": 0.1}
+    capture = loads("".join(dumps(r) + "\n" for r in (header, request, later)))
+    assert [ex.operation for ex in capture] == ["SystemPing"]
+
+
+# --- a real capture kept as a golden file ---------------------------------------------------
+
+
+def test_golden_docker_run_capture(tmp_path: Path) -> None:
+    validate_capture(GOLDEN)
+    copy = tmp_path / "golden.jsonl"
+    shutil.copy(GOLDEN, copy)
+    capture = docktap.load(copy)
+    assert capture.complete
+    assert capture.header["command"][:2] == ["docker", "run"]
+    assert [ex.operation for ex in capture] == [
+        "SystemPingHead",
+        "ContainerCreate",
+        "ContainerAttach",
+        "ContainerWait",
+        "ContainerStart",
+    ]
+    by_op = {ex.operation: ex for ex in capture}
+    attach = by_op["ContainerAttach"]
+    assert attach.status == 101
+    assert attach.reason == "UPGRADED"
+    assert attach.hijacked == "tcp"
+    assert attach.output("stdout") == b"out\n"
+    assert attach.output("stderr") == b"err\n"
+    assert attach.output("stdin") == b""
+    wait = by_op["ContainerWait"]
+    assert wait.status == 200
+    assert json.loads(wait.response_body) == {"Error": None, "StatusCode": 3}
+    assert by_op["ContainerStart"].status == 204
+    create = by_op["ContainerCreate"]
+    assert create.status == 201
+    assert json.loads(create.request_body)["Cmd"] == ["sh", "-c", "echo out; echo err >&2; exit 3"]
+    assert create.request_body_size == len(create.request_body)
+    assert sorted(capture.connections) == [1, 2, 3]
+    assert all(c.peer is not None and "pid" in c.peer for c in capture.connections.values())
+    assert capture.errors == []
+
+
+def test_golden_records_round_trip_through_dumps() -> None:
+    """The encoder's own serialization reproduces the file byte for byte."""
+    text = GOLDEN.read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines()]
+    assert "".join(dumps(r) + "\n" for r in records) == text
