@@ -30,7 +30,15 @@ def looks_multiplexed(prefix: bytes) -> bool | None:
 
 
 class FrameError(ValueError):
-    """The bytes are not a frame header."""
+    """The bytes are not a frame header.
+
+    `pieces` holds what the failing `feed` call decoded before the bad header, so that a
+    caller loses no payload however the bytes were split.
+    """
+
+    def __init__(self, message: str, pieces: list[tuple[Stream, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.pieces: list[tuple[Stream, bytes]] = pieces if pieces is not None else []
 
 
 class FrameDecoder:
@@ -67,7 +75,7 @@ class FrameDecoder:
                 break
             stream_id, size = _HEADER.unpack(self._header)
             if stream_id > Stream.SYSTEM_ERROR or self._header[1:4] != b"\0\0\0":
-                raise FrameError(f"bad frame header {self._header.hex()}")
+                raise FrameError(f"bad frame header {self._header.hex()}", out)
             self._header = b""
             self._stream = Stream(stream_id)
             self._remaining = size

@@ -18,6 +18,7 @@ event, and the rest of that connection is reported as Unparsed data.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,9 @@ MAX_HEAD_SIZE = 4 << 20
 # past this so a huge body cannot grow memory.
 _LEARN_BODY_CAP = 256 << 10
 
+_HEX = re.compile(r"[0-9a-f]+")
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
+
 _MULTIPLEXED = "application/vnd.docker.multiplexed-stream"
 _RAW_STREAM = "application/vnd.docker.raw-stream"
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
@@ -76,12 +80,17 @@ class TtyBook:
         self._tty[key.lstrip("/")] = tty
 
     def lookup(self, ref: str) -> bool | None:
+        """By full id or name; else as a unique prefix of a full id (names match exactly)."""
         if ref in self._tty:
             return self._tty[ref]
-        if len(ref) >= 4:
-            for key, tty in self._tty.items():
-                if key.startswith(ref):
-                    return tty
+        if len(ref) >= 4 and _HEX.fullmatch(ref):
+            found = {
+                tty
+                for key, tty in self._tty.items()
+                if _FULL_ID.fullmatch(key) and key.startswith(ref)
+            }
+            if len(found) == 1:
+                return found.pop()
         return None
 
 
@@ -127,10 +136,11 @@ class _Demux:
             return []
         try:
             return list(self.decoder.feed(data))
-        except FrameError:
-            # The guess was wrong or the stream is damaged: the raw bytes are still reported.
+        except FrameError as exc:
+            # The guess was wrong or the stream is damaged: the raw bytes are still reported,
+            # and so are the frames decoded before the bad header.
             self.multiplexed = False
-            return []
+            return list(exc.pieces)
 
 
 @dataclass
@@ -156,6 +166,18 @@ def _path_ref(path: str) -> str | None:
     return parts[2] if len(parts) > 2 and parts[1] in ("containers", "exec") else None
 
 
+def _buffered(parser: h11.Connection) -> int:
+    """How many received bytes the parser holds unprocessed.
+
+    `trailing_data` would tell too, but it copies the buffer: calling it after every event
+    makes a large feed of many small chunks quadratic. h11's receive buffer has a cheap len().
+    """
+    buffer = getattr(parser, "_receive_buffer", None)
+    if buffer is not None:
+        return len(buffer)
+    return len(parser.trailing_data[0])
+
+
 def _strip_framing(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in headers if k.lower() not in _FRAMING]
 
@@ -177,6 +199,13 @@ class ConnectionObserver:
         self._ex: _Exchange | None = None
         self._eof: set[Direction] = set()
         self._done: set[Direction] = set()  # sides whose parser has nothing more to say
+        # EOFs not reported yet because bytes sent before them are still buffered in h11
+        # (pipelined requests wait for the exchange before them): HalfClosed(d) must come
+        # after every event made from d's bytes.
+        self._eof_pending: list[Direction] = []
+        # Per side, the bytes received since the end of the last event parsed from that side:
+        # what a ProtocolError leaves unexplained (h11 drops the lines of a head it rejects).
+        self._raw = {Direction.CLIENT: bytearray(), Direction.DAEMON: bytearray()}
         self._closed = False
         self._out: list[Event] = []
         self._t = 0.0
@@ -189,6 +218,7 @@ class ConnectionObserver:
         self._t = t
         try:
             if self._mode == "http":
+                self._raw[direction] += data
                 self._parser(direction).receive_data(data)
                 self._pump()
             elif self._mode == "hijacked":
@@ -204,13 +234,14 @@ class ConnectionObserver:
             return []
         self._t = t
         self._eof.add(direction)
+        self._eof_pending.append(direction)
         try:
             if self._mode == "http":
                 self._parser(direction).receive_data(b"")
                 self._pump()
         except Exception as exc:
             self._break(direction, f"{type(exc).__name__}: {exc}")
-        self._emit(HalfClosed(self.conn, t, direction))
+        self._flush_eofs()
         return self._take()
 
     def close(self, t: float) -> list[Event]:
@@ -224,6 +255,16 @@ class ConnectionObserver:
                 self._end(ex, Direction.CLIENT, complete=False)
             if ex.response_started and not ex.response_done:
                 self._end(ex, Direction.DAEMON, complete=False)
+        if self._mode == "http":
+            # Whole messages h11 never got to (pipelined requests left unanswered, a response
+            # to no request) or a cut-off head: keep their bytes rather than drop them.
+            for side in (Direction.CLIENT, Direction.DAEMON):
+                parser = self._parser(side)
+                left = _buffered(parser)
+                if left and parser.their_state is not h11.SEND_BODY:
+                    self._break(side, f"connection closed with {left} bytes not parsed")
+                    break
+        self._flush_eofs(force=True)
         self._closed = True
         self._emit(Closed(self.conn, t))
         return self._take()
@@ -254,6 +295,24 @@ class ConnectionObserver:
                 self._ex = None
                 progress = True
 
+    def _flush_eofs(self, force: bool = False, only: Direction | None = None) -> None:
+        """Report the EOFs whose side has no buffered bytes left to parse.
+
+        Called where a parser has just run dry, so that where HalfClosed lands among the
+        events does not depend on how the bytes were split.
+        """
+        for direction in list(self._eof_pending):
+            if only is not None and direction is not only:
+                continue
+            if (
+                force
+                or self._mode != "http"
+                or direction in self._done
+                or not _buffered(self._parser(direction))
+            ):
+                self._eof_pending.remove(direction)
+                self._emit(HalfClosed(self.conn, self._t, direction))
+
     def _cycle_over(self) -> bool:
         c, d = self._from_client, self._from_daemon
         return all(s is h11.DONE for s in (c.our_state, c.their_state, d.our_state, d.their_state))
@@ -270,10 +329,14 @@ class ConnectionObserver:
                 self._parser_failed(direction, parser, exc)
                 return progress
             if event is h11.NEED_DATA or event is h11.PAUSED:
+                self._flush_eofs(only=direction)
                 return progress
+            raw = self._raw[direction]
+            del raw[: len(raw) - _buffered(parser)]
             if isinstance(event, h11.ConnectionClosed):
                 # h11 repeats this event forever; the side has nothing more to say.
                 self._done.add(direction)
+                self._flush_eofs(only=direction)
                 return progress
             progress = True
             if direction is Direction.CLIENT:
@@ -285,7 +348,7 @@ class ConnectionObserver:
     def _parser_failed(self, direction: Direction, parser: h11.Connection, exc: Exception) -> None:
         if direction in self._eof:
             ex = self._ex
-            pending = parser.trailing_data[0]
+            pending = self._raw[direction]
             if parser.their_state is h11.SEND_BODY and ex is not None:
                 self._end(ex, direction, complete=False)
                 self._done.add(direction)
@@ -303,14 +366,16 @@ class ConnectionObserver:
         leftovers: list[tuple[Direction, bytes]] = []
         if self._mode == "http":
             for side in (Direction.CLIENT, Direction.DAEMON):
-                pending = self._parser(side).trailing_data[0]
+                pending = self._raw[side]
                 if pending:
                     leftovers.append((side, bytes(pending)))
+                pending.clear()
         self._mode = "broken"
         seq = self._ex.seq if self._ex is not None else None
         self._emit(ProtocolError(self.conn, self._t, seq, direction, message))
         for side, data in leftovers:
             self._emit(Unparsed(self.conn, self._t, side, data))
+        self._flush_eofs()
 
     # -- the client's side ----------------------------------------------------------------
 
@@ -396,7 +461,11 @@ class ConnectionObserver:
             if informational:
                 return
             framed = any(k.lower() in _FRAMING for k, _ in event.headers)
-            if not framed and ex.content_type in (_RAW_STREAM, _MULTIPLEXED):
+            if (
+                200 <= event.status_code < 300
+                and not framed
+                and ex.content_type in (_RAW_STREAM, _MULTIPLEXED)
+            ):
                 # Docker's hijack without Upgrade: a 200 with no length, then raw bytes.
                 self._hijack(ex, "raw-stream")
                 return
@@ -446,9 +515,11 @@ class ConnectionObserver:
         if protocol in ("tcp", "raw-stream"):
             ex.demux = _Demux(self._multiplexed(ex))
         for side in (Direction.CLIENT, Direction.DAEMON):
-            pending = self._parser(side).trailing_data[0]
+            pending = bytes(self._raw[side])
+            self._raw[side].clear()
             if pending:
-                self._stream(side, bytes(pending))
+                self._stream(side, pending)
+        self._flush_eofs()
 
     def _stream(self, direction: Direction, data: bytes) -> None:
         ex = self._require_ex()
