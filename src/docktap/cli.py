@@ -7,25 +7,33 @@ maps their errors to one clear line on stderr and an exit status.
 from __future__ import annotations
 
 import asyncio
+import errno
+import io
 import json
 import os
-import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY, RecordEncoder
-from docktap.capture.reader import CaptureError, Exchange, load
+from docktap.capture.reader import CaptureError, load
 from docktap.capture.writer import CaptureWriter
 from docktap.recorder import Recorder
 from docktap.relay import Relay, RelayError
 from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_upstream
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from docktap.render.live import LiveView
 
 
 def _say(message: str) -> None:
@@ -55,22 +63,6 @@ def _open_recorder(
     return recorder
 
 
-_LONG_ID = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")
-
-
-def call_line(ex: Exchange) -> str:
-    """One line per API call, as `docktap run` prints when the command ends."""
-    status = str(ex.status) if ex.status is not None else "---"
-    duration = f"{ex.duration_s * 1000:.1f}ms" if ex.duration_s is not None else "open"
-    operation = ex.operation or "?"
-    hijack = f" [{ex.hijacked}]" if ex.hijacked else ""
-    target = _LONG_ID.sub(r"\1", ex.target)
-    return (
-        f"{ex.started_mono:8.3f}s  conn {ex.conn:<3} {status}  {operation:<24} "
-        f"{ex.method} {target}  {duration}{hijack}"
-    )
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="docktap")
 def main() -> None:
@@ -97,13 +89,19 @@ _upstream_option = click.option(
 @_upstream_option
 @_max_body_option
 @click.option(
-    "-q", "--quiet", is_flag=True, help="Print nothing of docktap's own on stderr but errors."
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print nothing of docktap's own on stderr but errors (no live rows of the calls).",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     output: str | None, upstream: str | None, max_body: int, quiet: bool, command: Sequence[str]
 ) -> None:
     """Run CMD with DOCKER_HOST pointing at docktap, and record what it says to Docker.
+
+    Each call CMD makes is shown on stderr as it completes, one timeline row (see `show`);
+    CMD's own stdout is left untouched.
 
     Example: docktap run -- docker run --rm busybox echo hi
     """
@@ -115,21 +113,30 @@ def run(
     target = _upstream(upstream)
     path = output or _default_capture_name()
     recorder = _open_recorder(path, max_body, target, argv)
+    live = None if quiet else _live_view(recorder, status=False)
     code = asyncio.run(_run(argv, target, recorder))
-    if path != "-" and not quiet:
-        _print_calls(path)
+    if not quiet:
+        if live is not None:
+            live.stop()
         _say(f"capture written to {path}")
     sys.exit(code)
 
 
-def _print_calls(path: str) -> None:
-    try:
-        capture = load(path)
-    except (OSError, CaptureError) as exc:
-        _say(f"cannot read back the capture: {exc}")
-        return
-    for ex in capture.exchanges:
-        click.echo(call_line(ex), err=True)
+def _live_view(recorder: Recorder, status: bool) -> LiveView:
+    """Rows of the calls on stderr as they complete; a status line too on a terminal."""
+    from docktap.render.live import LiveView
+    from docktap.render.timeline import TimelineOptions
+
+    stream = sys.stderr
+    colour = _wants_colour(stream, "auto")
+    width = _columns(stream, None)
+    live = LiveView(
+        _console(stream, colour, width),
+        TimelineOptions(width=width, styled=colour, header=False),
+        status=status and stream.isatty(),
+    )
+    recorder.listeners.append(live)
+    return live
 
 
 async def _run(argv: list[str], upstream: Endpoint, recorder: Recorder) -> int:
@@ -184,10 +191,20 @@ async def _run(argv: list[str], upstream: Endpoint, recorder: Recorder) -> int:
     show_default=True,
     help="Permissions of the listening unix socket, in octal.",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No live rows of the calls, nor status line.")
 def proxy(
-    listen: str, upstream: str | None, output: str | None, max_body: int, socket_mode: str
+    listen: str,
+    upstream: str | None,
+    output: str | None,
+    max_body: int,
+    socket_mode: str,
+    quiet: bool,
 ) -> None:
-    """Relay and record until SIGINT or SIGTERM."""
+    """Relay and record until SIGINT or SIGTERM.
+
+    Each call is shown on stderr as it completes, one timeline row (see `show`); on a
+    terminal a status line counts connections, requests, bytes each way and errors.
+    """
     try:
         endpoint = parse_endpoint(listen)
         mode = int(socket_mode, 8)
@@ -196,12 +213,23 @@ def proxy(
     target = _upstream(upstream)
     path = output or _default_capture_name()
     recorder = _open_recorder(path, max_body, target, None)
-    asyncio.run(_proxy(endpoint, mode, target, recorder))
+    live = None if quiet else _live_view(recorder, status=True)
+    try:
+        asyncio.run(_proxy(endpoint, mode, target, recorder, live))
+    finally:
+        if live is not None:
+            live.stop()
     if path != "-":
         _say(f"capture written to {path}")
 
 
-async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, recorder: Recorder) -> None:
+async def _proxy(
+    endpoint: Endpoint,
+    mode: int,
+    upstream: Endpoint,
+    recorder: Recorder,
+    live: LiveView | None = None,
+) -> None:
     relay = Relay(upstream, recorder)
     try:
         await relay.listen(endpoint, socket_mode=mode)
@@ -212,6 +240,8 @@ async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, recorder: Re
         endpoint.url if relay.bound_port is None else f"tcp://{endpoint.host}:{relay.bound_port}"
     )
     _say(f"listening on {where}, relaying to {upstream.url}")
+    if live is not None:
+        live.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -221,17 +251,289 @@ async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, recorder: Re
     recorder.close(time.monotonic())
 
 
+def _wants_colour(stream: IO[str], mode: str) -> bool:
+    """--color always/never, else NO_COLOR (off), FORCE_COLOR (on), and whether it is a tty."""
+    if mode != "auto":
+        return mode == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty()
+
+
+def _columns(stream: IO[str], explicit: int | None) -> int:
+    """--width, else the terminal's width, else COLUMNS, else 120."""
+    if explicit:
+        return explicit
+    try:
+        if stream.isatty():
+            size = os.get_terminal_size(stream.fileno()).columns
+            if size > 0:  # 0: a terminal whose size nobody set
+                return max(40, size)
+    except (OSError, ValueError):
+        pass
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) >= 40 else 120
+
+
+def _console(stream: IO[str], colour: bool, width: int) -> Console:
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would put /dev/null over stdout and exit: that is where `proxy -o -`
+            # writes the capture. Raise instead, for the caller to decide.
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    if encoding != "utf8" and isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="replace")  # lane markers and … on a latin-1 terminal
+    return _Console(
+        file=stream,
+        width=width,
+        color_system="standard" if colour else None,
+        force_terminal=colour,
+        no_color=not colour,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=True,
+    )
+
+
+def _print_lines(console: Console, lines: Iterable[Text]) -> None:
+    """Print rendered lines, in batches, each already fitted to the width.
+
+    Without colour the text goes straight to the file. With colour each line is turned into
+    styled segments and written as ANSI text: printing a large Text through the Console
+    costs many times more, and these lines need none of its wrapping.
+    """
+    from rich.color import ColorSystem
+
+    write = console.file.write
+    systems = {
+        "standard": ColorSystem.STANDARD,
+        "256": ColorSystem.EIGHT_BIT,
+        "truecolor": ColorSystem.TRUECOLOR,
+        "windows": ColorSystem.WINDOWS,
+    }
+    system = None if console.no_color else systems.get(console.color_system or "")
+    out: list[str] = []
+    for line in lines:
+        if system is None:
+            out.append(line.plain)
+        else:
+            out.append(
+                "".join(
+                    piece.style.render(piece.text, color_system=system)
+                    if piece.style
+                    else piece.text
+                    for piece in line.render(console)
+                )
+            )
+        if len(out) >= 1000:
+            write("\n".join(out) + "\n")
+            out.clear()
+    if out:
+        write("\n".join(out) + "\n")
+    console.file.flush()
+
+
+def _explainer() -> Callable[[str], str | None]:
+    import importlib
+
+    try:
+        module = importlib.import_module("docktap.explain")
+    except ImportError as exc:
+        raise click.ClickException(f"--explain is not available: {exc}") from exc
+    explain: Callable[[str], str | None] = module.explain
+    return explain
+
+
 @main.command()
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per exchange.")
-def show(capture: str, as_json: bool) -> None:
-    """Show the exchanges in a capture."""
+@click.option("--bodies", is_flag=True, help="Bodies too: JSON pretty-printed, binary as hex.")
+@click.option("--explain", is_flag=True, help="A line explaining each operation.")
+@click.option("--conn", "conns", type=int, multiple=True, metavar="N", help="On connection N.")
+@click.option("--op", "operations", multiple=True, metavar="GLOB", help="Operation matching GLOB.")
+@click.option("--path", "paths", multiple=True, metavar="GLOB", help="Path matching GLOB.")
+@click.option("--status", "statuses", multiple=True, metavar="4xx|404|2xx,5xx", help="Status.")
+@click.option("--grep", metavar="TEXT", help="TEXT in the target, a body or stream output.")
+@click.option("--since", type=float, metavar="SECONDS", help="Started SECONDS or more in.")
+@click.option("--until", type=float, metavar="SECONDS", help="Started SECONDS or less in.")
+@click.option(
+    "--lines",
+    "max_lines",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="Stream lines shown under an exchange (the first and last ones); 0: all.",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=40),
+    metavar="N",
+    help="Columns (default: the terminal's, else $COLUMNS, else 120).",
+)
+@click.option(
+    "--color",
+    "colour",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: on a terminal, unless NO_COLOR is set (FORCE_COLOR forces it).",
+)
+def show(
+    capture: str,
+    as_json: bool,
+    bodies: bool,
+    explain: bool,
+    conns: tuple[int, ...],
+    operations: tuple[str, ...],
+    paths: tuple[str, ...],
+    statuses: tuple[str, ...],
+    grep: str | None,
+    since: float | None,
+    until: float | None,
+    max_lines: int,
+    width: int | None,
+    colour: str,
+) -> None:
+    """Show the exchanges of a capture as a timeline, or as JSON.
+
+    One row per exchange in time order: time since the start, connection lane, operation,
+    request, status, duration, bytes sent and received; under it, its streams and how long
+    a long poll stayed open.
+
+    The filters select exchanges for both views. --op and --path take shell globs (--op
+    ignores case; --path matches with or without the /vX.Y prefix); times count from the
+    capture start. All filters given must match; one given twice matches either value.
+    """
+    import gc
+
+    from docktap.filters import Filter
+    from docktap.render import timeline
+
+    try:
+        selected = Filter.from_options(conns, operations, paths, statuses, grep, since, until)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    note = _explainer() if explain and not as_json else None
+    # A capture is a great many small objects that never form cycles: collecting while
+    # loading only costs time (half of it, on a large capture).
+    gc.disable()
     try:
         loaded = load(capture)
     except CaptureError as exc:
         raise click.ClickException(str(exc)) from exc
-    for ex in loaded.exchanges:
+    finally:
+        gc.enable()
+    gc.freeze()
+    select = selected.matches if selected.active else None
+    try:
         if as_json:
-            click.echo(json.dumps(ex.summary()))
-        else:
-            click.echo(call_line(ex))
+            for ex in loaded.exchanges:
+                if select is None or select(ex):
+                    click.echo(json.dumps(ex.summary()))
+            return
+        stream = sys.stdout
+        use_colour = _wants_colour(stream, colour)
+        options = timeline.TimelineOptions(
+            width=_columns(stream, width),
+            styled=use_colour,
+            bodies=bodies,
+            explain=note,
+            max_lines=max_lines,
+        )
+        console = _console(stream, use_colour, options.width)
+        _print_lines(console, timeline.render(loaded, options, select))
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining
+        # about the flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+
+
+@main.command("stats")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable statistics, one object.")
+@click.option(
+    "--width",
+    type=click.IntRange(min=40),
+    metavar="COLUMNS",
+    help="Width of the tables (default: the terminal's, or 120 when not a terminal).",
+)
+def stats_command(capture: str, as_json: bool, width: int | None) -> None:
+    """Calls per operation, statuses, latency, bytes and connections of a capture.
+
+    Colour only on a terminal, never with NO_COLOR set. The --json shape is stable: see
+    docs/stats-and-exports.md.
+    """
+    from docktap.render import stats as stats_render
+
+    try:
+        loaded = load(capture)
+    except CaptureError as exc:
+        raise click.ClickException(str(exc)) from exc
+    numbers = stats_render.compute(loaded)
+    if as_json:
+        click.echo(json.dumps(numbers, indent=2))
+        return
+    tty = sys.stdout.isatty()
+    color = tty and not os.environ.get("NO_COLOR")
+    columns = width or (shutil.get_terminal_size().columns if tty else 120)
+    click.echo(stats_render.render(numbers, width=columns, color=color), nl=False, color=color)
+
+
+_EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown")
+
+
+@main.command("export")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(_EXPORT_FORMATS),
+    required=True,
+    help="har: HTTP Archive 1.2; mermaid: sequence diagram; curl: shell script re-issuing "
+    "the requests; markdown: a report.",
+)
+@click.option("-o", "--output", metavar="FILE|-", default="-", help="Where to write (default -).")
+def export_command(capture: str, fmt: str, output: str) -> None:
+    """Turn a capture into a HAR file, a Mermaid diagram, a curl script or a Markdown report."""
+    from docktap.render import curl, har, markdown, mermaid
+
+    try:
+        loaded = load(capture)
+    except CaptureError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if fmt == "har":
+        text = json.dumps(har.to_har(loaded), indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "mermaid":
+        text = mermaid.render(loaded)
+    elif fmt == "curl":
+        text = curl.render(loaded)
+    else:
+        text = markdown.render(loaded)
+    if output == "-":
+        click.echo(text, nl=False)
+        return
+    # Exports hold what the capture holds, so they are as private as the capture; a script
+    # is made executable by its owner.
+    import stat
+
+    mode = 0o700 if fmt == "curl" else 0o600
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # an old file keeps its mode otherwise
+            os.fchmod(fd, mode)
+        with open(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc

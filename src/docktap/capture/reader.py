@@ -167,46 +167,106 @@ def _parse_lines(lines: list[str], name: str) -> list[Record]:
 
 def assemble(records: list[Record]) -> tuple[list[Exchange], dict[int, Connection]]:
     """Exchanges (in the order requests started) and connections from a list of records."""
-    exchanges: dict[tuple[int, int], Exchange] = {}
-    connections: dict[int, Connection] = {}
+    assembler = Assembler()
+    feed = assembler.feed
     for record in records:
-        kind = record["type"]
+        feed(record)
+    return assembler.ordered(), assembler.connections
+
+
+class Assembler:
+    """Assembles exchanges from records fed one at a time, as they are written.
+
+    `feed` returns the exchanges a record completed: a response body ended, or the connection
+    closed (which ends a hijacked stream, or an exchange that never got its answer). A live
+    view prints those as they come. With `keep=False` completed exchanges and closed
+    connections are forgotten, so a long-running reader holds only what is still in flight;
+    records arriving for an exchange after it completed are then ignored.
+    """
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.exchanges: dict[tuple[int, int], Exchange] = {}
+        self.connections: dict[int, Connection] = {}
+        self._pending: dict[int, dict[int, Exchange]] = {}  # per connection, not ended yet
+
+    def feed(self, record: Record) -> list[Exchange]:
         conn_id = record.get("conn")
         if conn_id is None:
-            continue
-        connection = connections.get(conn_id)
-        if connection is None:
-            connection = connections[conn_id] = Connection(conn_id)
-        mono = record.get("mono")
-        if kind == "open":
-            connection.opened_mono = mono
-            connection.peer = record.get("peer")
-            continue
-        if kind == "close":
-            connection.closed_mono = mono
-            for ex in exchanges.values():
-                if ex.conn == conn_id and ex.ended_mono is None:
-                    ex.ended_mono = mono
-            continue
+            return []
+        connections = self.connections
+        if conn_id not in connections:
+            connections[conn_id] = Connection(conn_id)
+        kind = record["type"]
+        if kind == "end":  # the commonest record, and the one that completes exchanges
+            ex = self.exchanges.get((conn_id, record.get("seq", -1)))
+            if ex is None:
+                return []
+            ended = ex.ended_mono
+            _apply(ex, record, kind, record.get("mono"))
+            if ended is not None or ex.ended_mono is None:
+                return []
+            pending = self._pending.get(conn_id)
+            if pending is not None:
+                pending.pop(ex.seq, None)
+            if not self.keep:
+                self.exchanges.pop((conn_id, ex.seq), None)
+            return [ex]
         if kind == "request":
-            connection.exchanges += 1
-            exchanges[(conn_id, record["seq"])] = Exchange(
+            connections[conn_id].exchanges += 1
+            seq = record["seq"]
+            ex = Exchange(
                 conn=conn_id,
-                seq=record["seq"],
+                seq=seq,
                 method=record["method"],
                 target=record["target"],
                 operation=record.get("operation"),
                 api_version=record.get("api_version"),
                 request_headers=[(k, v) for k, v in record.get("headers", [])],
                 started=record["t"],
-                started_mono=mono or 0.0,
+                started_mono=record.get("mono") or 0.0,
             )
-            continue
-        current = exchanges.get((conn_id, record.get("seq", -1)))
-        if current is not None:
-            _apply(current, record, kind, mono)
-    ordered = sorted(exchanges.values(), key=lambda e: (e.started_mono, e.conn, e.seq))
-    return ordered, connections
+            self.exchanges[(conn_id, seq)] = ex
+            pending = self._pending.get(conn_id)
+            if pending is None:
+                pending = self._pending[conn_id] = {}
+            pending[seq] = ex
+            return []
+        if kind == "open":
+            connection = connections[conn_id]
+            connection.opened_mono = record.get("mono")
+            connection.peer = record.get("peer")
+            return []
+        if kind == "close":
+            mono = record.get("mono")
+            connections[conn_id].closed_mono = mono
+            done: list[Exchange] = []
+            for ex in self._pending.pop(conn_id, {}).values():
+                if ex.ended_mono is None:
+                    ex.ended_mono = mono
+                done.append(ex)
+            if not self.keep:
+                for ex in done:
+                    self.exchanges.pop((ex.conn, ex.seq), None)
+                del connections[conn_id]
+            return done
+        ex = self.exchanges.get((conn_id, record.get("seq", -1)))
+        if ex is not None:
+            _apply(ex, record, kind, record.get("mono"))  # only an `end` ends an exchange
+        return []
+
+    def open_exchanges(self) -> list[Exchange]:
+        """Exchanges not completed yet (a capture cut short leaves some), in start order."""
+        still = [ex for pending in self._pending.values() for ex in pending.values()]
+        return sorted(still, key=_start_order)
+
+    def ordered(self) -> list[Exchange]:
+        """Every exchange kept, in the order requests started."""
+        return sorted(self.exchanges.values(), key=_start_order)
+
+
+def _start_order(ex: Exchange) -> tuple[float, int, int]:
+    return (ex.started_mono, ex.conn, ex.seq)
 
 
 def _apply(ex: Exchange, record: Record, kind: str, mono: float | None) -> None:

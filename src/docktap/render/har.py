@@ -1,0 +1,271 @@
+"""A capture as an HTTP Archive (HAR 1.2), for browser devtools and HAR viewers.
+
+Each exchange becomes one entry. What HAR has a field for goes there: method, URL
+(`http://docker` + the request target), headers, query, bodies, status, the send/wait/receive
+timings, and `connection` (docktap's connection number). What HAR has no field for goes in
+fields whose names start with `_`, as the HAR format asks of extensions:
+
+- `log._docktap`: the capture header (upstream, command, start, inline cap, clean end).
+- `entry._docktap`: the exchange's `conn`, `seq`, `operation`, `api_version`, `kind`
+  (`plain`, `stream` or `hijack`), `hijacked` (the protocol), any `informational` statuses, the
+  sha256 digests and completeness of both bodies, `body_chunks` and `stream_chunks` (when each
+  piece arrived, in ms from the request, which direction, how many bytes), `frames` (when each
+  stdout/stderr frame arrived), the decoded `stdout`, `stderr` and `stdin` of hijacked or framed
+  exchanges (each `{"size": n, "text": ...}` or `{"size": n, "b64": ...}`), and `errors`.
+- `postData._encoding`: `"base64"` when the request body is not UTF-8 and `text` holds it in
+  base64. HAR defines `encoding` only for response content; this is the same idea for requests.
+
+Bodies hold what the capture kept. When `--max-body` cut one, `size` and `bodySize` still give
+the whole length and the `comment` next to the text says how much is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from docktap import __version__
+from docktap.capture.reader import Capture, Exchange
+from docktap.render.stats import exchange_kind
+
+BASE_URL = "http://docker"
+
+
+@dataclass
+class _Extra:
+    """What the reader does not keep per exchange but HAR wants: versions, timings of pieces."""
+
+    request_version: str = "1.1"
+    response_version: str = "1.1"
+    request_end: float | None = None
+    body_chunks: list[dict[str, Any]] = field(default_factory=list)
+    stream_chunks: list[dict[str, Any]] = field(default_factory=list)
+    frames: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _extras(capture: Capture) -> dict[tuple[int, int], _Extra]:
+    starts = {(ex.conn, ex.seq): ex.started_mono for ex in capture.exchanges}
+    extras: dict[tuple[int, int], _Extra] = {}
+    for record in capture.records:
+        seq = record.get("seq")
+        if seq is None:
+            continue
+        key = (record.get("conn", 0), seq)
+        start = starts.get(key)
+        if start is None:
+            continue
+        extra = extras.get(key)
+        if extra is None:
+            extra = extras[key] = _Extra()
+        kind = record["type"]
+        at = _ms(record.get("mono", start) - start)
+        if kind == "request":
+            extra.request_version = record.get("http_version", "1.1")
+        elif kind == "response":
+            extra.response_version = record.get("http_version", "1.1")
+        elif kind == "end" and record.get("dir") == "client":
+            extra.request_end = record.get("mono")
+        elif kind == "body":
+            extra.body_chunks.append({"t_ms": at, "dir": record["dir"], "size": record["size"]})
+        elif kind == "stream":
+            extra.stream_chunks.append({"t_ms": at, "dir": record["dir"], "size": record["size"]})
+        elif kind == "frame":
+            extra.frames.append({"t_ms": at, "stream": record["stream"], "size": record["size"]})
+    return extras
+
+
+def _ms(seconds: float) -> float:
+    return round(max(seconds, 0.0) * 1000, 3)
+
+
+def iso_time(epoch: float) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. `2026-11-27T22:12:08.362Z`."""
+    moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _headers(headers: list[tuple[str, str]]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in headers]
+
+
+def _payload(data: bytes) -> dict[str, Any]:
+    """`{"size", "text"}` when UTF-8, else `{"size", "b64"}`, as in the capture itself."""
+    try:
+        return {"size": len(data), "text": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"size": len(data), "b64": base64.b64encode(data).decode("ascii")}
+
+
+def _cut_comment(kept: int, size: int) -> str | None:
+    if kept >= size:
+        return None
+    return f"the capture kept only the first {kept} of {size} bytes (--max-body)"
+
+
+def _post_data(ex: Exchange) -> dict[str, Any] | None:
+    if not ex.request_body_size and not ex.request_body:
+        return None
+    body = bytes(ex.request_body)
+    post: dict[str, Any] = {
+        "mimeType": ex.header("Content-Type", response=False) or "application/octet-stream"
+    }
+    try:
+        post["text"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        post["text"] = base64.b64encode(body).decode("ascii")
+        post["_encoding"] = "base64"
+    comment = _cut_comment(len(body), ex.request_body_size)
+    if comment:
+        post["comment"] = comment
+    return post
+
+
+def _content(ex: Exchange) -> dict[str, Any]:
+    body = bytes(ex.response_body)
+    mime = ex.header("Content-Type") or ("application/octet-stream" if body else "")
+    content: dict[str, Any] = {"size": ex.response_body_size, "mimeType": mime}
+    if body:
+        try:
+            content["text"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            content["text"] = base64.b64encode(body).decode("ascii")
+            content["encoding"] = "base64"
+    comment = _cut_comment(len(body), ex.response_body_size)
+    if ex.hijacked:
+        comment = (
+            f"the connection was hijacked ({ex.hijacked}); "
+            "its raw stream is in _docktap (stdout, stderr, stdin)"
+        )
+    if comment:
+        content["comment"] = comment
+    return content
+
+
+def _timings(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, float]:
+    start = ex.started_mono
+    end = ex.ended_mono if ex.ended_mono is not None else max(capture_end, start)
+    answered = ex.response_started_mono
+    sent = extra.request_end if extra.request_end is not None else start
+    if answered is not None:
+        sent = min(sent, answered)  # an early answer: the rest of the upload counts as waiting
+    sent = min(max(sent, start), end)
+    if answered is None:
+        answered = end
+    answered = min(max(answered, sent), end)
+    return {
+        "blocked": -1,
+        "dns": -1,
+        "connect": -1,
+        "send": _ms(sent - start),
+        "wait": _ms(answered - sent),
+        "receive": _ms(end - answered),
+        "ssl": -1,
+    }
+
+
+def _custom(ex: Exchange, extra: _Extra) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "conn": ex.conn,
+        "seq": ex.seq,
+        "operation": ex.operation,
+        "api_version": ex.api_version,
+        "kind": exchange_kind(ex),
+        "hijacked": ex.hijacked,
+        "informational": list(ex.informational),
+        "request_sha256": ex.request_sha256,
+        "request_complete": ex.request_complete,
+        "response_sha256": ex.response_sha256,
+        "response_complete": ex.response_complete,
+        "body_chunks": extra.body_chunks,
+    }
+    if ex.hijacked:
+        out["stream_chunks"] = extra.stream_chunks
+    if ex.frames:
+        out["frames"] = extra.frames
+    if ex.hijacked or ex.frames:
+        for name in ("stdout", "stderr", "stdin"):
+            out[name] = _payload(ex.output(name))
+        errors = b"".join(data for name, data in ex.frames if name == "system-error")
+        if errors:
+            out["system_error"] = _payload(errors)
+    if ex.errors:
+        out["errors"] = list(ex.errors)
+    return out
+
+
+def _entry(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, Any]:
+    timings = _timings(ex, extra, capture_end)
+    total = round(sum(v for v in timings.values() if v >= 0), 3)
+    request: dict[str, Any] = {
+        "method": ex.method,
+        "url": BASE_URL + ex.target,
+        "httpVersion": f"HTTP/{extra.request_version}",
+        "cookies": [],
+        "headers": _headers(ex.request_headers),
+        "queryString": [
+            {"name": k, "value": v}
+            for k, v in parse_qsl(urlsplit(ex.target).query, keep_blank_values=True)
+        ],
+        "headersSize": -1,
+        "bodySize": ex.request_body_size,
+    }
+    post = _post_data(ex)
+    if post is not None:
+        request["postData"] = post
+    response: dict[str, Any] = {
+        "status": ex.status if ex.status is not None else 0,
+        "statusText": ex.reason or "",
+        "httpVersion": f"HTTP/{extra.response_version}",
+        "cookies": [],
+        "headers": _headers(ex.response_headers),
+        "content": _content(ex),
+        "redirectURL": ex.header("Location") or "",
+        "headersSize": -1,
+        "bodySize": ex.response_body_size if ex.status is not None else -1,
+    }
+    if ex.status is None:
+        response["comment"] = "no answer was recorded"
+    return {
+        "startedDateTime": iso_time(ex.started),
+        "time": total,
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": timings,
+        "connection": str(ex.conn),
+        "_docktap": _custom(ex, extra),
+    }
+
+
+def to_har(capture: Capture) -> dict[str, Any]:
+    """The capture as a HAR 1.2 document (a dict ready for `json.dumps`)."""
+    extras = _extras(capture)
+    end = 0.0
+    if capture.records:
+        end = float(capture.records[-1].get("mono", 0.0))
+    header = capture.header
+    entries = [
+        _entry(ex, extras.get((ex.conn, ex.seq)) or _Extra(), end) for ex in capture.exchanges
+    ]
+    command = header.get("command")
+    comment = "docktap capture" + (f" of: {' '.join(command)}" if command else "")
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "docktap", "version": __version__},
+            "entries": entries,
+            "comment": comment,
+            "_docktap": {
+                "format_version": header.get("version"),
+                "recorded_by": header.get("docktap"),
+                "started": header.get("started"),
+                "upstream": header.get("upstream"),
+                "command": command,
+                "max_body": header.get("max_body"),
+                "complete": capture.complete,
+            },
+        }
+    }

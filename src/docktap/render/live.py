@@ -1,0 +1,255 @@
+"""The live view: timeline rows printed while docktap relays, as each call completes.
+
+`LiveView` is a Recorder listener: it is fed each batch of records as they are written,
+assembles exchanges incrementally (`capture.reader.Assembler`) and prints the row of every
+exchange that completes, with the lines under it, in one write, so the row is never cut by
+other output on the same terminal. With `status=True` (docktap proxy on a terminal) a status
+line under the rows counts open connections, requests, bytes each way and errors.
+
+The caller owns the Console (stderr, for `docktap run`: the wrapped command's stdout is left
+alone). Nothing here may break the relay: a failure to print turns the view off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from docktap.capture.format import Record
+from docktap.capture.reader import Assembler, Exchange
+from docktap.render.timeline import (
+    Layout,
+    Marks,
+    Rows,
+    TimelineOptions,
+    conn_colour,
+    format_size,
+    is_long_poll,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
+#: Column widths of live rows: what is to come is unknown, so they are fixed.
+LIVE_LANES = 4
+LIVE_CONN = 5
+LIVE_OP = 22
+
+
+class LiveLanes:
+    """Lanes handed out as connections open and taken back as they close."""
+
+    def __init__(self, count: int = LIVE_LANES) -> None:
+        self.count = count
+        self.lane: dict[int, int] = {}
+        self._in_flight = [0] * count
+        self._owner: list[int | None] = [None] * count
+
+    def open(self, conn: int) -> int:
+        lane = self.lane.get(conn)
+        if lane is None:
+            taken = set(self.lane.values())
+            lane = next((n for n in range(self.count) if n not in taken), self.count - 1)
+            self.lane[conn] = lane
+        self._owner[lane] = conn
+        return lane
+
+    def close(self, conn: int) -> None:
+        self.lane.pop(conn, None)
+
+    def started(self, conn: int) -> None:
+        self._in_flight[self.open(conn)] += 1
+
+    def completed(self, conn: int) -> None:
+        lane = self.lane.get(conn)
+        if lane is not None and self._in_flight[lane] > 0:
+            self._in_flight[lane] -= 1
+
+    def marks(self, ex: Exchange, spans: bool) -> Marks:
+        """The lane column now: this exchange's `●`, `│` where another one is in flight."""
+        own = self.open(ex.conn)
+        row: list[str] = []
+        detail: list[str] = []
+        styles: list[str | None] = []
+        for lane in range(self.count):
+            busy = self._in_flight[lane] - (1 if lane == own else 0) > 0
+            owner = self._owner[lane]
+            if lane == own:
+                row.append("●")
+                detail.append("│" if spans else " ")
+                styles.append(conn_colour(ex.conn))
+            else:
+                row.append("│" if busy else " ")
+                detail.append("│" if busy else " ")
+                styles.append(conn_colour(owner) if owner is not None and busy else None)
+        return Marks("".join(row), "".join(detail), tuple(styles))
+
+
+class LiveStats:
+    """What the status line counts."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.connections = 0
+        self.requests = 0
+        self.failed = 0  # answers of 4xx and 5xx
+        self.errors = 0  # error records: protocol, upstream, capture
+        self.sent = 0  # bytes from clients
+        self.received = 0  # bytes from the daemon
+        self._inline: dict[tuple[int, int, str], int] = {}
+
+    def count(self, record: Record) -> None:
+        kind = record.get("type")
+        if kind in ("body", "stream"):
+            size = int(record.get("size") or 0)
+            self._add(record.get("dir"), size)
+            if kind == "body":
+                key = (record.get("conn") or 0, record.get("seq") or 0, str(record.get("dir")))
+                self._inline[key] = self._inline.get(key, 0) + size
+        elif kind == "end":
+            key = (record.get("conn") or 0, record.get("seq") or 0, str(record.get("dir")))
+            seen = self._inline.pop(key, 0)
+            self._add(record.get("dir"), max(0, int(record.get("size") or 0) - seen))
+        elif kind == "request":
+            self.requests += 1
+        elif kind == "response":
+            status = record.get("status")
+            if isinstance(status, int) and status >= 400:
+                self.failed += 1
+        elif kind == "open":
+            self.open += 1
+            self.connections += 1
+        elif kind == "close":
+            self.open = max(0, self.open - 1)
+        elif kind == "error":
+            self.errors += 1
+
+    def _add(self, direction: object, size: int) -> None:
+        if direction == "client":
+            self.sent += size
+        else:
+            self.received += size
+
+    def line(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{self.open} open", "bold")
+        text.append(f" of {self.connections} connections · ")
+        text.append(f"{self.requests} requests", "bold")
+        if self.failed:
+            text.append(f" ({self.failed} failed)", "yellow")
+        text.append(f" · ↑ {format_size(self.sent)} ↓ {format_size(self.received)} · ")
+        text.append(
+            f"{self.errors} error{'s' if self.errors != 1 else ''}",
+            "red" if self.errors else "dim",
+        )
+        return text
+
+
+class LiveView:
+    """A Recorder listener printing a timeline row for each exchange as it completes."""
+
+    def __init__(
+        self,
+        console: Console,
+        options: TimelineOptions | None = None,
+        status: bool = False,
+    ) -> None:
+        self.console = console
+        self.options = options or TimelineOptions(width=console.width, header=False)
+        width = self.options.width
+        self.layout = Layout.fitted(width, 9, LIVE_LANES, LIVE_CONN, LIVE_OP)
+        self.rows = Rows(self.layout, self.options, horizon=None)
+        self.assembler = Assembler(keep=False)
+        self.lanes = LiveLanes(self.layout.lanes)
+        self.stats = LiveStats()
+        self.status = status
+        self.failed: str | None = None
+        self._live: Live | None = None
+        self._finished = False
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Show the status line (only with `status`); rows print above it."""
+        if not self.status or self._live is not None:
+            return
+        from rich.live import Live
+
+        self._live = Live(
+            console=self.console,
+            get_renderable=self.stats.line,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+
+    def stop(self) -> None:
+        """Print the exchanges still open, and take the status line away."""
+        self.finish()
+        if self._live is not None:
+            live, self._live = self._live, None
+            with contextlib.suppress(Exception):  # the terminal is gone: nothing to tidy
+                live.stop()
+
+    def finish(self) -> None:
+        """The capture has ended: rows for the exchanges that never completed."""
+        if self._finished:
+            return
+        self._finished = True
+        self._print(self.assembler.open_exchanges())
+
+    # -- the listener ------------------------------------------------------------------------
+
+    def __call__(self, records: list[Record]) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._feed(records)
+        except (Exception, SystemExit) as exc:  # never let the view break the relay
+            # SystemExit: rich's own answer to a broken pipe, on a Console that keeps it.
+            self.failed = f"{type(exc).__name__}: {exc}"
+            self._disable()
+
+    def _disable(self) -> None:
+        self._finished = True
+        if self._live is not None:
+            live, self._live = self._live, None
+            with contextlib.suppress(Exception):
+                live.stop()
+
+    def _feed(self, records: list[Record]) -> None:
+        done: list[Exchange] = []
+        closed: list[int] = []
+        for record in records:
+            self.stats.count(record)
+            kind = record.get("type")
+            if kind == "end-of-capture":
+                self._print(done)
+                done = []
+                self.finish()
+                continue
+            conn = record.get("conn")
+            if kind == "open" and isinstance(conn, int):
+                self.lanes.open(conn)
+            elif kind == "request" and isinstance(conn, int):
+                self.lanes.started(conn)
+            completed = self.assembler.feed(record)
+            if completed:
+                done.extend(completed)
+            if kind == "close" and isinstance(conn, int):
+                closed.append(conn)
+        self._print(done)
+        for conn in closed:
+            self.lanes.close(conn)
+
+    def _print(self, exchanges: list[Exchange]) -> None:
+        for ex in exchanges:
+            spans = is_long_poll(ex)
+            block = self.rows.block(ex, self.lanes.marks(ex, spans), spans)
+            self.lanes.completed(ex.conn)
+            self.console.print(block, soft_wrap=True)

@@ -1,0 +1,379 @@
+"""Numbers about a capture: calls per operation, statuses, latency, bytes, connections.
+
+`compute(capture)` gives a plain dict (what `docktap stats --json` prints) and `render(stats)`
+lays that dict out as text tables. Both are pure: no files, no clock, no terminal probing; the
+caller decides the width and whether to colour.
+
+## The JSON shape (`stats_version` 1)
+
+Keys are only ever added within a `stats_version`; anything that would change the meaning of
+an existing key bumps it. Durations are in milliseconds (`_ms`) or seconds (`_s`); sizes in
+bytes.
+
+```text
+{
+  "stats_version": 1,
+  "capture": {"started": float epoch s, "upstream": str, "command": [str] | null,
+              "complete": bool},
+  "totals": {"exchanges", "connections", "errors", "hijacked", "streamed": int,
+             "duration_s": float, "status": STATUS, "bytes_in", "bytes_out": int},
+  "operations": [                       # most calls first, then by name
+    {"operation": str | null, "count": int, "status": STATUS,
+     "latency_ms": {"p50", "p95", "max": float} | null,     # null: none finished
+     "bytes_in", "bytes_out": int, "hijacked", "streamed": int}
+  ],
+  "connections": [                      # by connection number
+    {"conn": int, "exchanges": int, "opened_s": float | null, "closed_s": float | null,
+     "lifetime_s": float | null, "bytes_in", "bytes_out": int, "hijacked": str | null}
+  ]
+}
+STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": no answer
+```
+
+- `latency_ms` is the time from the request line to the end of the exchange (the response
+  body's end, or the connection's close for a hijack), by the nearest-rank method. For
+  `hijacked` exchanges (attach, exec) that is how long the session lasted, and for `streamed`
+  ones (long polls such as ContainerWait, `logs -f`, build and pull progress: the body kept
+  arriving at least 100 ms after the response headers) how long the stream stayed open; neither
+  is the daemon's response time. The counts say how many such exchanges an operation had.
+- `bytes_in` is what the client sent (request bodies, plus stdin of hijacked streams);
+  `bytes_out` what the daemon sent (response bodies, plus the raw hijacked stream). Body sizes
+  are the full sizes even past `--max-body`; hijacked streams count only the bytes the capture
+  kept, since the capture stops counting them at the cap.
+- `opened_s`, `closed_s` are seconds since the capture started; `lifetime_s` runs to the end of
+  the capture for a connection that was never closed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from docktap.capture.reader import Capture, Exchange
+
+STATS_VERSION = 1
+#: A body still arriving this long after the response headers makes the exchange a stream.
+STREAM_AFTER_S = 0.1
+#: Rows of the connections table in the text view; `--json` always has them all.
+MAX_CONNECTION_ROWS = 50
+
+_STATUS_KEYS = ("101", "2xx", "3xx", "4xx", "5xx", "other", "none")
+
+
+def exchange_kind(ex: Exchange) -> str:
+    """`hijack`, `stream` (long poll or streamed body) or `plain`."""
+    if ex.hijacked:
+        return "hijack"
+    if (
+        ex.ended_mono is not None
+        and ex.response_started_mono is not None
+        and ex.ended_mono - ex.response_started_mono >= STREAM_AFTER_S
+    ):
+        return "stream"
+    return "plain"
+
+
+def status_class(status: int | None) -> str:
+    if status is None:
+        return "none"
+    if status == 101:
+        return "101"
+    if 200 <= status < 600 and status // 100 != 1:
+        return f"{status // 100}xx"
+    return "other"
+
+
+def bytes_in(ex: Exchange) -> int:
+    return ex.request_body_size + len(ex.stream.get("client", b""))
+
+
+def bytes_out(ex: Exchange) -> int:
+    return ex.response_body_size + len(ex.stream.get("daemon", b""))
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _latency(durations: list[float]) -> dict[str, float] | None:
+    if not durations:
+        return None
+    durations.sort()
+    return {
+        "p50": round(percentile(durations, 50) * 1000, 3),
+        "p95": round(percentile(durations, 95) * 1000, 3),
+        "max": round(durations[-1] * 1000, 3),
+    }
+
+
+def _statuses() -> dict[str, int]:
+    return dict.fromkeys(_STATUS_KEYS, 0)
+
+
+class _Op:
+    __slots__ = ("bytes_in", "bytes_out", "count", "durations", "hijacked", "status", "streamed")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.status = _statuses()
+        self.durations: list[float] = []
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.hijacked = 0
+        self.streamed = 0
+
+
+class _Conn:
+    __slots__ = ("bytes_in", "bytes_out", "hijacked")
+
+    def __init__(self) -> None:
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.hijacked: str | None = None
+
+
+def capture_end(capture: Capture) -> float:
+    """Seconds from the start of the capture to its last record."""
+    end = 0.0
+    for record in reversed(capture.records):
+        mono = record.get("mono")
+        if isinstance(mono, int | float):
+            end = float(mono)
+            break
+    for ex in capture.exchanges[-1:]:
+        end = max(end, ex.ended_mono or ex.started_mono)
+    return round(end, 6)
+
+
+def compute(capture: Capture) -> dict[str, Any]:
+    """The statistics of a capture, in the documented `stats_version` 1 shape."""
+    ops: dict[str | None, _Op] = {}
+    conns: dict[int, _Conn] = {}
+    totals = _statuses()
+    total_in = total_out = hijacked = streamed = 0
+    for ex in capture.exchanges:
+        op = ops.get(ex.operation)
+        if op is None:
+            op = ops[ex.operation] = _Op()
+        conn = conns.get(ex.conn)
+        if conn is None:
+            conn = conns[ex.conn] = _Conn()
+        op.count += 1
+        klass = status_class(ex.status)
+        op.status[klass] += 1
+        totals[klass] += 1
+        if ex.ended_mono is not None:
+            op.durations.append(ex.ended_mono - ex.started_mono)
+        sent, received = bytes_in(ex), bytes_out(ex)
+        op.bytes_in += sent
+        op.bytes_out += received
+        conn.bytes_in += sent
+        conn.bytes_out += received
+        total_in += sent
+        total_out += received
+        kind = exchange_kind(ex)
+        if kind == "hijack":
+            op.hijacked += 1
+            hijacked += 1
+            conn.hijacked = ex.hijacked
+        elif kind == "stream":
+            op.streamed += 1
+            streamed += 1
+    end = capture_end(capture)
+    operations = [
+        {
+            "operation": name,
+            "count": op.count,
+            "status": op.status,
+            "latency_ms": _latency(op.durations),
+            "bytes_in": op.bytes_in,
+            "bytes_out": op.bytes_out,
+            "hijacked": op.hijacked,
+            "streamed": op.streamed,
+        }
+        for name, op in sorted(ops.items(), key=lambda item: (-item[1].count, item[0] or "~"))
+    ]
+    connections = []
+    for number in sorted(set(capture.connections) | set(conns)):
+        info = capture.connections.get(number)
+        traffic = conns.get(number) or _Conn()
+        opened = info.opened_mono if info else None
+        closed = info.closed_mono if info else None
+        lifetime = None
+        if opened is not None:
+            lifetime = round((closed if closed is not None else end) - opened, 6)
+        connections.append(
+            {
+                "conn": number,
+                "exchanges": info.exchanges if info else 0,
+                "opened_s": opened,
+                "closed_s": closed,
+                "lifetime_s": lifetime,
+                "bytes_in": traffic.bytes_in,
+                "bytes_out": traffic.bytes_out,
+                "hijacked": traffic.hijacked,
+            }
+        )
+    return {
+        "stats_version": STATS_VERSION,
+        "capture": {
+            "started": capture.header.get("started"),
+            "upstream": capture.header.get("upstream"),
+            "command": capture.header.get("command"),
+            "complete": capture.complete,
+        },
+        "totals": {
+            "exchanges": len(capture.exchanges),
+            "connections": len(connections),
+            "duration_s": end,
+            "errors": len(capture.errors),
+            "hijacked": hijacked,
+            "streamed": streamed,
+            "status": totals,
+            "bytes_in": total_in,
+            "bytes_out": total_out,
+        },
+        "operations": operations,
+        "connections": connections,
+    }
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def format_bytes(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def format_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.1f}ms"
+    return f"{ms / 1000:.2f}s"
+
+
+def format_s(seconds: float | None) -> str:
+    return "-" if seconds is None else format_ms(seconds * 1000)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _count(n: int) -> str:
+    return str(n) if n else ""
+
+
+def _kind(op: dict[str, Any]) -> str:
+    parts = []
+    for key, label in (("hijacked", "hijack"), ("streamed", "stream")):
+        n = op[key]
+        if n:
+            parts.append(label if n == op["count"] else f"{label} {n}/{op['count']}")
+    return ", ".join(parts)
+
+
+def _console(width: int, color: bool) -> Console:
+    return Console(
+        file=io.StringIO(),
+        width=width,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+        _environ={},
+    )
+
+
+def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
+    """The statistics as text tables, `width` columns wide; ANSI colours only if `color`."""
+    console = _console(width, color)
+    totals = stats["totals"]
+    status = totals["status"]
+    answered = ", ".join(f"{status[k]} {k}" for k in _STATUS_KEYS if status[k])
+    capture = stats["capture"]
+    console.print(
+        f"{plural(totals['exchanges'], 'exchange')} on "
+        f"{plural(totals['connections'], 'connection')} in {format_s(totals['duration_s'])}"
+        + ("" if capture["complete"] else " (capture cut short)"),
+        style="bold",
+    )
+    console.print(
+        f"statuses: {answered or 'none'}   in: {format_bytes(totals['bytes_in'])}   "
+        f"out: {format_bytes(totals['bytes_out'])}   errors recorded: {totals['errors']}"
+    )
+    extra = [k for k in ("other", "none") if status[k]]
+    ops = Table(title="Operations", box=box.SIMPLE, title_justify="left", pad_edge=False)
+    ops.add_column("operation", style="cyan", no_wrap=True)
+    ops.add_column("count", justify="right")
+    for key in ("2xx", "3xx", "4xx", "5xx", "101", *extra):
+        ops.add_column(key, justify="right", style="red" if key in ("4xx", "5xx") else None)
+    for key in ("p50", "p95", "max"):
+        ops.add_column(key, justify="right")
+    ops.add_column("in", justify="right")
+    ops.add_column("out", justify="right")
+    ops.add_column("kind", style="yellow")
+    for op in stats["operations"]:
+        latency = op["latency_ms"] or {}
+        ops.add_row(
+            op["operation"] or "(unknown)",
+            str(op["count"]),
+            *(_count(op["status"][k]) for k in ("2xx", "3xx", "4xx", "5xx", "101", *extra)),
+            *(format_ms(latency.get(k)) for k in ("p50", "p95", "max")),
+            format_bytes(op["bytes_in"]),
+            format_bytes(op["bytes_out"]),
+            _kind(op),
+        )
+    console.print()
+    console.print(ops)
+    if totals["hijacked"] or totals["streamed"]:
+        console.print(
+            "kind: hijack and stream latencies are how long the session or stream stayed "
+            "open, not how fast the daemon answered.",
+            style="dim",
+        )
+    rows = stats["connections"]
+    conns = Table(title="Connections", box=box.SIMPLE, title_justify="left", pad_edge=False)
+    for name in ("conn", "exchanges", "opened", "lifetime", "in", "out", "hijacked"):
+        conns.add_column(name, justify="left" if name == "hijacked" else "right")
+    for row in rows[:MAX_CONNECTION_ROWS]:
+        lifetime = format_s(row["lifetime_s"])
+        if row["closed_s"] is None and row["lifetime_s"] is not None:
+            lifetime += " (open)"
+        conns.add_row(
+            str(row["conn"]),
+            str(row["exchanges"]),
+            "-" if row["opened_s"] is None else f"{row['opened_s']:.3f}s",
+            lifetime,
+            format_bytes(row["bytes_in"]),
+            format_bytes(row["bytes_out"]),
+            row["hijacked"] or "",
+        )
+    console.print()
+    console.print(conns)
+    if len(rows) > MAX_CONNECTION_ROWS:
+        console.print(
+            f"... and {len(rows) - MAX_CONNECTION_ROWS} more connections (all are in --json)",
+            style="dim",
+        )
+    out = console.file
+    assert isinstance(out, io.StringIO)
+    # Tables are padded to their width; trailing blanks only get in the way of diffs.
+    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())

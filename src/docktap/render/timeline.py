@@ -1,0 +1,897 @@
+"""The timeline: one row per exchange in time order, with what it carried beneath it.
+
+A row gives the time since the capture started, a lane column, the connection, the operation,
+the request, its status, how long it took and how many bytes went each way. Each connection
+gets its own colour and a lane: a narrow column of markers (`●` for the row's own exchange,
+`│` for an exchange of another connection still in flight), so concurrent calls, such as the
+ContainerWait long poll beside ContainerAttach, show side by side. Under a row come its
+streams: container output demultiplexed (stdout plain, `stderr>` red, `stdin>` what the
+client sent), JSON message streams one message a line, how long a long poll stayed open, and,
+on request, bodies and a one-line explanation.
+
+Everything here is pure: it takes exchanges and options and yields `rich.text.Text`s: one
+for each exchange (its row and the lines under it, so a live view can print it in one write),
+plus a title, column heads and a summary; every line is already fitted to the width, nothing
+is left for the console to wrap. The caller owns the Console. Fixed columns drawn line by line
+instead of a `rich.table.Table` (which measures every cell) keep a capture of a hundred
+thousand exchanges fast.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+import re
+import textwrap
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.cells import cell_len, chop_cells, set_cell_size
+from rich.highlighter import JSONHighlighter
+from rich.text import Span, Text
+
+from docktap import jsonstream
+from docktap.capture.reader import Capture, Exchange
+
+Explainer = Callable[[str], str | None]
+
+#: An exchange whose body kept coming this long after its response head is a long poll or a
+#: stream, and its row says how long it stayed open.
+LONG_POLL_S = 0.1
+
+#: Operations whose successful responses are streams of JSON messages.
+JSON_STREAM_OPERATIONS = frozenset(
+    {
+        "SystemEvents",
+        "ImageCreate",
+        "ImageBuild",
+        "ImageLoad",
+        "ImagePush",
+        "ContainerStats",
+        "PluginPull",
+        "PluginUpgrade",
+        "PluginPush",
+    }
+)
+
+# Operations whose answers have something to show under the row even when quick.
+_STREAMING = JSON_STREAM_OPERATIONS | {"ContainerWait", "ContainerLogs"}
+
+CONN_COLOURS = (
+    "cyan",
+    "magenta",
+    "green",
+    "yellow",
+    "blue",
+    "bright_cyan",
+    "bright_magenta",
+    "bright_green",
+    "bright_yellow",
+    "bright_blue",
+)
+
+_LONG_ID_TAIL = re.compile(r"(?<=\b[0-9a-f]{12})[0-9a-f]{52}\b")
+_VERSION_PREFIX = re.compile(r"^/v[0-9]+(?:\.[0-9]+)?(?=/)")
+# Terminal control sequences in container output (CSI such as colours, OSC such as titles):
+# dropped, since they would act on the reader's terminal. Other control characters are escaped.
+_ESCAPES = re.compile(r"\x1b\[[0-9:;<=>?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_CONTROLS = {
+    code: f"\\x{code:02x}" for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if code != 0x09
+}
+_JSON_HIGHLIGHTER = JSONHighlighter()
+
+
+@dataclass(frozen=True)
+class TimelineOptions:
+    width: int = 120
+    styled: bool = True  # False: plain text without styles (faster; for files and NO_COLOR)
+    bodies: bool = False  # JSON bodies pretty-printed, binary ones as size and hex preview
+    explain: Explainer | None = None  # one line about each operation, under its row
+    max_lines: int = 10  # stream lines shown per exchange (first and last ones); 0: all
+    max_lanes: int = 8  # lane columns at most; busier moments share the last one
+    header: bool = True  # a title, column heads and a closing summary around the rows
+
+
+# -- small formatting helpers -------------------------------------------------------------------
+
+
+def format_size(size: int) -> str:
+    """Bytes in human units (powers of 1024), at most five characters; `-` for none."""
+    if size <= 0:
+        return "-"
+    if size < 1024:
+        return f"{size}B"
+    value = float(size)
+    for unit in "KMGT":
+        value /= 1024
+        if value < 9.95:
+            return f"{value:.1f}{unit}"
+        if value < 1023.5 or unit == "T":
+            return f"{value:.0f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration in at most seven characters; `open` when the exchange never ended."""
+    if seconds is None:
+        return "open"
+    if seconds < 0.99995:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 59.9995:
+        return f"{seconds:.3f}s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def status_style(status: int | None) -> str:
+    if status is None:
+        return "dim"
+    if status == 101 or status < 200:
+        return "magenta"
+    if status < 300:
+        return "green"
+    if status < 400:
+        return "cyan"
+    if status < 500:
+        return "yellow"
+    return "red"
+
+
+def conn_colour(conn: int) -> str:
+    return CONN_COLOURS[(conn - 1) % len(CONN_COLOURS)]
+
+
+def shorten_ids(text: str) -> str:
+    """64-hex ids (containers, images, execs) cut to the 12 characters docker shows."""
+    return _LONG_ID_TAIL.sub("", text) if len(text) >= 64 else text
+
+
+def clean(text: str) -> str:
+    """Text safe to print: terminal escape sequences dropped, other controls made visible."""
+    if text.isprintable():
+        return text
+    return _ESCAPES.sub("", text).translate(_CONTROLS).expandtabs(8)
+
+
+def fit(text: str, width: int) -> str:
+    """At most `width` cells, with `…` where it was cut."""
+    if width <= 0:
+        return ""
+    if text.isascii():
+        return text if len(text) <= width else text[: width - 1] + "…"
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, width - 1) + "…"
+
+
+def pad(text: str, width: int) -> str:
+    """Fitted to exactly `width` cells."""
+    if width <= 0:
+        return ""
+    if text.isascii():
+        return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+    return set_cell_size(fit(text, width), width)
+
+
+def fold(text: str, width: int) -> list[str]:
+    """Cut into pieces of at most `width` cells (for bodies, where nothing may be lost)."""
+    if width <= 0:
+        return [text]
+    if text.isascii():
+        if len(text) <= width:
+            return [text]
+        return [text[i : i + width] for i in range(0, len(text), width)]
+    return chop_cells(text, width) or [""]
+
+
+def text_lines(data: bytes | bytearray) -> list[str]:
+    """Bytes of output as display lines: `\\r\\n` or `\\n` ends a line, the rest cleaned."""
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [clean(line.removesuffix("\r")) for line in lines]
+
+
+# -- lines and their styles -----------------------------------------------------------------
+
+
+def _styled(text: str, style: str, styled: bool) -> Text:
+    return make_text(text, [Span(0, len(text), style)] if styled and text else [])
+
+
+def _fast_text_works() -> bool:
+    probe = Text("", no_wrap=True, overflow="crop")
+    return all(hasattr(probe, name) for name in ("_text", "_length", "_spans"))
+
+
+_FAST_TEXT = _fast_text_works()
+
+
+def make_text(plain: str, spans: list[Span]) -> Text:
+    """A Text of a line this module has cleaned already.
+
+    `Text()` strips control codes from what it is given, which costs more than building the
+    whole row; every string here went through `clean` (or is made of digits and names), so
+    the result is set directly when this version of rich keeps a Text as we expect.
+    """
+    if not _FAST_TEXT:
+        return Text(plain, spans=spans, no_wrap=True, overflow="crop")
+    text = Text("", no_wrap=True, overflow="crop")
+    text._text = [plain]
+    text._length = len(plain)
+    text._spans = spans
+    return text
+
+
+Segment = tuple[str, str | None]
+Content = list[Segment] | Text  # one detail line, before indentation
+
+
+# -- layout ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Column widths of the timeline. `target` takes what the others leave."""
+
+    width: int = 120
+    time: int = 9
+    lanes: int = 1
+    conn: int = 3
+    op: int = 20
+    sizes: bool = True
+
+    @classmethod
+    def fitted(
+        cls, width: int, time: int, lanes: int, conn: int, op: int, sizes: bool = True
+    ) -> Layout:
+        layout = cls(width, time, lanes, conn, op, sizes)
+        if layout.target < 24 and sizes:
+            layout = cls(width, time, lanes, conn, op, False)
+        if layout.target < 16:
+            layout = cls(width, time, lanes, conn, max(12, op - (16 - layout.target)), False)
+        return layout
+
+    @property
+    def indent(self) -> int:
+        """Where the operation column, and the lines under a row, start."""
+        return self.time + 1 + self.lanes + 1 + self.conn + 1
+
+    @property
+    def right(self) -> int:
+        return 1 + 3 + 1 + 7 + (14 if self.sizes else 0)
+
+    @property
+    def target(self) -> int:
+        return self.width - self.indent - self.op - 1 - self.right
+
+    @property
+    def content(self) -> int:
+        return max(8, self.width - self.indent - 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """The lane column of a row and of the lines under it, one character a lane."""
+
+    row: str
+    detail: str
+    styles: tuple[str | None, ...]
+
+
+class Lanes:
+    """Lanes for exchanges seen in start order, as `show` draws them.
+
+    Each connection keeps one lane from its first exchange's start to its last one's end;
+    lanes are handed out lowest first and reused once free. `marks` must be called for the
+    exchanges in start order: it sweeps through time to know what is in flight.
+    """
+
+    def __init__(self, exchanges: Sequence[Exchange], max_lanes: int = 8) -> None:
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for ex in exchanges:
+            conn = ex.conn
+            if conn not in first:
+                first[conn] = ex.started_mono
+            end = ex.ended_mono if ex.ended_mono is not None else math.inf
+            if end > last.get(conn, -math.inf):
+                last[conn] = end
+        self.lane: dict[int, int] = {}
+        busy: list[tuple[float, int]] = []
+        free: list[int] = []
+        used = 0
+        for conn in sorted(first, key=lambda c: (first[c], c)):
+            start = first[conn]
+            while busy and busy[0][0] <= start:
+                heapq.heappush(free, heapq.heappop(busy)[1])
+            if free:
+                lane = heapq.heappop(free)
+            else:
+                lane, used = used, used + 1
+            self.lane[conn] = lane
+            heapq.heappush(busy, (last[conn], lane))
+        self.count = max(1, min(used, max(1, max_lanes)))
+        self._in_flight = [0] * self.count
+        self._owner: list[int | None] = [None] * self.count
+        self._ends: list[tuple[float, int, int]] = []
+        self._drawn: dict[tuple[int, int, bool], tuple[str, str]] = {}
+        self._busy = 0  # bit n: lane n has an exchange in flight
+        self._no_styles: tuple[str | None, ...] = (None,) * self.count
+
+    def column(self, conn: int) -> int:
+        return min(self.lane.get(conn, 0), self.count - 1)
+
+    def marks(self, ex: Exchange, spans: bool, styled: bool = True) -> Marks:
+        now = ex.started_mono
+        ends, in_flight = self._ends, self._in_flight
+        while ends and ends[0][0] <= now:
+            _, column, _ = heapq.heappop(ends)
+            in_flight[column] -= 1
+            if not in_flight[column]:
+                self._busy &= ~(1 << column)
+        own = self.column(ex.conn)
+        key = (self._busy, own, spans)
+        drawn = self._drawn.get(key)
+        if drawn is None:
+            drawn = self._drawn[key] = _draw(in_flight, own, spans)
+        end = ex.ended_mono if ex.ended_mono is not None else math.inf
+        heapq.heappush(ends, (end, own, ex.conn))
+        in_flight[own] += 1
+        self._busy |= 1 << own
+        owner = self._owner
+        if not styled:
+            owner[own] = ex.conn
+            return Marks(drawn[0], drawn[1], self._no_styles)
+        colour = conn_colour(ex.conn)
+        styles = tuple(
+            colour if column == own else (conn_colour(o) if o is not None else None)
+            for column, o in enumerate(owner)
+        )
+        owner[own] = ex.conn
+        return Marks(drawn[0], drawn[1], styles)
+
+
+def _lane_spans(marks: str, styles: Sequence[str | None], at: int) -> list[Span]:
+    return [
+        Span(at + i, at + i + 1, style)
+        for i, (char, style) in enumerate(zip(marks, styles, strict=True))
+        if style and char != " "
+    ]
+
+
+def _draw(in_flight: Sequence[int], own: int, spans: bool) -> tuple[str, str]:
+    cells = ["│" if n > 0 else " " for n in in_flight]
+    row = cells.copy()
+    row[own] = "●"
+    cells[own] = "│" if spans else " "
+    return "".join(row), "".join(cells)
+
+
+# -- what goes under a row ----------------------------------------------------------------------
+
+
+def is_long_poll(ex: Exchange) -> bool:
+    """Open for a while: a hijacked stream, a long poll, a stream of messages, or never ended."""
+    if ex.ended_mono is None or ex.hijacked:
+        return True
+    head = ex.response_started_mono
+    return head is not None and ex.ended_mono - head >= LONG_POLL_S
+
+
+def is_json_stream(ex: Exchange) -> bool:
+    if ex.hijacked or ex.frames or not ex.response_body:
+        return False
+    if ex.status is None or not 200 <= ex.status < 300:
+        return False
+    content_type = (ex.header("Content-Type") or "").lower()
+    if "json" not in content_type:
+        return False
+    if ex.operation in JSON_STREAM_OPERATIONS or ex.operation == "ContainerWait":
+        return True  # ContainerWait: its one message, the exit status, is what it waited for
+    if (ex.header("Transfer-Encoding") or "").lower() != "chunked":
+        return False
+    end = ex.response_body.find(b"\n")
+    return 0 <= end < len(ex.response_body.rstrip()) - 1  # more than one line
+
+
+def message_lines(message: jsonstream.Message) -> list[Segment]:
+    """A compact summary of one message of a JSON stream; nothing for a blank build line."""
+    if not message.valid:
+        return [(clean(message.raw.decode("utf-8", errors="replace")), "dim")]
+    value = message.value
+    if isinstance(value, dict):
+        if "Type" in value and "Action" in value:  # an event
+            actor = value.get("Actor")
+            ident = actor.get("ID") if isinstance(actor, dict) else None
+            ident = ident or value.get("id") or ""
+            event = f"{value['Type']} {value['Action']} {ident}".rstrip()
+            return [(clean(shorten_ids(event)), None)]
+        if "StatusCode" in value and set(value) <= {"StatusCode", "Error"}:  # ContainerWait
+            failure = value.get("Error")
+            text = f"exit status {value['StatusCode']}"
+            if isinstance(failure, dict) and failure.get("Message"):
+                text += f", error: {failure['Message']}"
+            return [(clean(text), "red" if failure else None)]
+        error = value.get("error")
+        detail = value.get("errorDetail")
+        if error or detail:
+            if isinstance(detail, dict) and detail.get("message"):
+                error = detail["message"]
+            return [(clean(f"error: {error}"), "red")]
+        stream = value.get("stream")
+        if isinstance(stream, str):
+            return [(clean(line), None) for line in stream.split("\n") if line.strip()]
+        status = value.get("status")
+        if isinstance(status, str):
+            parts = [f"{value['id']}:" if value.get("id") else "", status]
+            if isinstance(value.get("progress"), str):
+                parts.append(value["progress"])
+            return [(clean(shorten_ids(" ".join(p for p in parts if p))), None)]
+        if "aux" in value:
+            return [("aux " + clean(shorten_ids(_compact(value["aux"]))), "dim")]
+    return [(clean(shorten_ids(_compact(value))), None)]
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _error_message(ex: Exchange) -> str | None:
+    """The `message` of Docker's JSON error body, for a 4xx or 5xx answer."""
+    if ex.status is None or ex.status < 400 or not ex.response_body:
+        return None
+    try:
+        value = json.loads(ex.response_body)
+    except ValueError:
+        text = ex.response_body.decode("utf-8", errors="replace").strip()
+        return text.splitlines()[0] if text else None
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        return str(value["message"])
+    return None
+
+
+def output_lines(ex: Exchange) -> list[Segment]:
+    """What the client sent on stdin, then the container's output, one line each."""
+    lines: list[Segment] = []
+    if ex.hijacked == "h2c":
+        sent = len(ex.stream.get("client", b""))
+        received = len(ex.stream.get("daemon", b""))
+        return [(f"h2c stream: {format_size(sent)} sent, {format_size(received)} received", "dim")]
+    if ex.hijacked:
+        stdin = text_lines(ex.stream.get("client", b""))
+        lines.extend(("stdin> " + line, "bold") for line in stdin)
+    if ex.frames:
+        group: list[bytes] = []
+        name = ""
+        for stream, data in [*ex.frames, ("", b"")]:
+            if stream != name and group:
+                lines.extend(_stream_lines(name, b"".join(group)))
+                group = []
+            name = stream
+            group.append(data)
+    elif ex.hijacked:
+        lines.extend((line, None) for line in text_lines(ex.stream.get("daemon", b"")))
+    elif ex.operation == "ContainerLogs" and ex.response_body:  # a TTY container: not framed
+        lines.extend((line, None) for line in text_lines(bytes(ex.response_body)))
+    return lines
+
+
+def _stream_lines(name: str, data: bytes) -> list[Segment]:
+    if name == "stdout":
+        return [(line, None) for line in text_lines(data)]
+    if name == "stdin":
+        return [("stdin> " + line, "bold") for line in text_lines(data)]
+    return [(f"{name}> {line}", "red") for line in text_lines(data)]
+
+
+def _capped(lines: list[Segment], limit: int) -> list[Segment]:
+    if limit <= 0 or len(lines) <= limit:
+        return lines
+    tail = limit // 2
+    head = limit - tail
+    hidden = len(lines) - limit
+    more: Segment = (f"… {hidden} more line{'s' if hidden != 1 else ''}", "dim")
+    return [*lines[:head], more, *lines[len(lines) - tail :]]
+
+
+def body_lines(
+    label: str, data: bytes, size: int, content_type: str | None, width: int, styled: bool
+) -> list[Content]:
+    """A body under its row: JSON pretty-printed, text as it is, binary as a hex preview."""
+    head = f"{label} {format_size(size)}"
+    if content_type:
+        head += f" {content_type}"
+    if len(data) < size:
+        head += f" (first {format_size(len(data))} kept in the capture)"
+    out: list[Content] = [[(head, "dim")]]
+    value: Any = None
+    is_json = False
+    if data[:1] in (b"{", b"[") or "json" in (content_type or ""):
+        try:
+            value = json.loads(data)
+            is_json = True
+        except ValueError:
+            pass
+    if is_json:
+        pretty = json.dumps(value, indent=2, ensure_ascii=False)
+        for line in pretty.split("\n"):
+            for piece in fold(clean(line), width):
+                text = Text(piece)
+                if styled:
+                    _JSON_HIGHLIGHTER.highlight(text)
+                out.append(text)
+        return out
+    decoded = data.decode("utf-8", errors="replace")
+    if "\ufffd" not in decoded and "\x00" not in decoded:
+        for line in text_lines(data):
+            out.extend([(piece, None)] for piece in fold(line, width))
+        return out
+    preview = data[:64]
+    for offset in range(0, len(preview), 16):
+        chunk = preview[offset : offset + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        out.append([(f"{offset:08x}  {hexes:<47}  |{ascii_}|", "dim")])
+    if len(data) > len(preview):
+        out.append([(f"… {format_size(len(data) - len(preview))} more", "dim")])
+    return out
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+
+class Rows:
+    """Formats one exchange as its row and the lines under it."""
+
+    def __init__(
+        self, layout: Layout, options: TimelineOptions, horizon: float | None = None
+    ) -> None:
+        self.layout = layout
+        self.options = options
+        self.horizon = horizon  # the end of the capture, for span bars; None: no bars
+        self._explained: dict[str, list[str]] = {}
+        self._ops: dict[str | None, str] = {}
+        self._conns: dict[int, str] = {}
+        self._requests: dict[tuple[str, str], tuple[str, int, int, int]] = {}
+
+    def block(self, ex: Exchange, marks: Marks, spans: bool | None = None) -> Text:
+        """The row, then the lines under it, as one Text of several lines."""
+        if spans is None:
+            spans = is_long_poll(ex)
+        plain, all_spans = self._row(ex, marks)
+        details = self.details(ex, spans)
+        if not details:
+            return make_text(plain, all_spans)
+        styled = self.options.styled
+        layout = self.layout
+        prefix = " " * (layout.time + 1) + marks.detail + " " * (layout.conn + 4)
+        prefix_spans = _lane_spans(marks.detail, marks.styles, layout.time + 1) if styled else []
+        width = layout.content
+        lines = [plain]
+        at = len(plain) + 1  # where the next line starts
+        for content in details:
+            if styled:
+                all_spans.extend(Span(at + s.start, at + s.end, s.style) for s in prefix_spans)
+            position = at + len(prefix)
+            if isinstance(content, Text):
+                body = content.plain
+                if styled:
+                    all_spans.extend(
+                        Span(position + s.start, position + s.end, s.style) for s in content.spans
+                    )
+            else:
+                pieces: list[str] = []
+                room = width
+                for segment, style in content:
+                    piece = fit(segment, room)
+                    if not piece:
+                        break
+                    pieces.append(piece)
+                    room -= len(piece) if piece.isascii() else cell_len(piece)
+                    if style and styled:
+                        all_spans.append(Span(position, position + len(piece), style))
+                    position += len(piece)
+                body = "".join(pieces)
+            line = prefix + body
+            lines.append(line)
+            at += len(line) + 1
+        return make_text("\n".join(lines), all_spans)
+
+    def _request(self, method: str, target: str) -> tuple[str, int, int, int]:
+        """The request column: its text, and where the method, version and query end/start."""
+        if len(target) < 64:  # no id to shorten: the same few targets come back again and again
+            key = (method, target)
+            found = self._requests.get(key)
+            if found is None:
+                found = self._requests[key] = self._request_column(method, target)
+            return found
+        return self._request_column(method, target)
+
+    def _request_column(self, method: str, target: str) -> tuple[str, int, int, int]:
+        width = self.layout.target
+        shown = clean(shorten_ids(target))
+        request = f"{method} {shown}"
+        version_end = query_at = -1
+        if not request.isascii():
+            request = pad(request, width)
+        else:
+            if self.options.styled:
+                at = len(method) + 1
+                version = _VERSION_PREFIX.match(shown)
+                if version is not None:
+                    version_end = at + version.end()
+                query = shown.find("?")
+                if query >= 0:
+                    query_at = at + query
+            request = request.ljust(width) if len(request) <= width else fit(request, width)
+        return request, min(len(method), width), min(version_end, width), min(query_at, width)
+
+    def _row(self, ex: Exchange, marks: Marks) -> tuple[str, list[Span]]:
+        layout = self.layout
+        conn = self._conns.get(ex.conn)
+        if conn is None:
+            conn = self._conns[ex.conn] = pad(f"#{ex.conn}", layout.conn)
+        operation = self._ops.get(ex.operation)
+        if operation is None:
+            operation = self._ops[ex.operation] = pad(ex.operation or "?", layout.op)
+        request, method_end, version_end, query_at = self._request(ex.method, ex.target)
+        status = ex.status
+        status_text = f"{status:>3}" if status is not None else "---"
+        ended = ex.ended_mono
+        duration = format_duration(None if ended is None else ended - ex.started_mono)
+        head = f"{ex.started_mono:{layout.time - 1}.3f}s {marks.row} {conn} {operation} "
+        plain = f"{head}{request} {status_text} {duration:>7}"
+        if layout.sizes:
+            sent = ex.request_body_size
+            received = ex.response_body_size
+            if ex.stream:
+                sent += len(ex.stream.get("client", b""))
+                received += len(ex.stream.get("daemon", b""))
+            plain += f" {format_size(sent):>6} {format_size(received):>6}"
+        cut = len(plain) > layout.width  # only narrower than the columns need
+        if cut:
+            plain = plain[: layout.width - 1] + "…"
+        if not self.options.styled:
+            return plain, []
+        at = layout.time + 1
+        spans = [Span(0, layout.time, "dim"), *_lane_spans(marks.row, marks.styles, at)]
+        at += len(marks.row) + 1
+        spans.append(Span(at, at + len(conn.rstrip()), conn_colour(ex.conn)))
+        at += len(conn) + 1
+        spans.append(Span(at, at + len(operation.rstrip()), "bold"))
+        at = len(head)
+        spans.append(Span(at, at + method_end, "bold"))
+        if version_end > 0:
+            spans.append(Span(at + method_end + 1, at + version_end, "dim"))
+        if query_at > 0:
+            spans.append(Span(at + query_at, at + len(request.rstrip()), "dim"))
+        at += len(request) + 1
+        spans.append(Span(at, at + 3, status_style(status)))
+        if ended is None:
+            spans.append(Span(at + 4, at + 11, "yellow"))
+        if layout.sizes:
+            spans.append(Span(at + 11, len(plain), "dim"))
+        if cut or layout.target < 24:  # squeezed columns: no span may run backwards or past
+            end = len(plain)
+            spans = [Span(a, min(b, end), style) for a, b, style in spans if a < min(b, end)]
+        return plain, spans
+
+    def details(self, ex: Exchange, spans: bool) -> list[Content]:
+        options = self.options
+        if not (spans or ex.hijacked or ex.frames or options.explain or options.bodies):
+            body = ex.response_body
+            if not body:
+                return []
+            status = ex.status or 0
+            if status < 400 and not (
+                ex.operation in _STREAMING or body.find(b"\n", 0, len(body) - 2) >= 0
+            ):
+                return []  # one JSON document, shown only with --bodies
+        out: list[Content] = []
+        if spans:
+            out.append(self._span(ex))
+        if options.explain is not None and ex.operation:
+            out.extend([(line, "italic dim")] for line in self._explain(ex.operation))
+        error = _error_message(ex)
+        if error is not None and not is_json_stream(ex):
+            out.append([(clean("error: " + error), "red")])
+        lines: list[Segment] = output_lines(ex)
+        if not lines and is_json_stream(ex):
+            for message in jsonstream.split(bytes(ex.response_body)):
+                lines.extend(message_lines(message))
+            if ex.response_body_size > len(ex.response_body):
+                lines.append(("… the rest was past the capture's --max-body", "dim"))
+        out.extend([segment] for segment in _capped(lines, options.max_lines))
+        if options.bodies:
+            out.extend(self._bodies(ex))
+        return out
+
+    def _bodies(self, ex: Exchange) -> list[Content]:
+        out: list[Content] = []
+        width, styled = self.layout.content, self.options.styled
+        if ex.request_body:
+            content_type = ex.header("Content-Type", response=False)
+            out.extend(
+                body_lines(
+                    "request body",
+                    bytes(ex.request_body),
+                    ex.request_body_size,
+                    content_type,
+                    width,
+                    styled,
+                )
+            )
+        shown = ex.hijacked or ex.frames or is_json_stream(ex) or ex.operation == "ContainerLogs"
+        if ex.response_body and not shown:
+            out.extend(
+                body_lines(
+                    "response body",
+                    bytes(ex.response_body),
+                    ex.response_body_size,
+                    ex.header("Content-Type"),
+                    width,
+                    styled,
+                )
+            )
+        return out
+
+    def _explain(self, operation: str) -> list[str]:
+        """The explanation of an operation, wrapped at words: prose is not cut off."""
+        lines = self._explained.get(operation)
+        if lines is None:
+            assert self.options.explain is not None
+            note = self.options.explain(operation)
+            width = self.layout.content - 2
+            lines = ["# " + line for line in textwrap.wrap(clean(note), width)] if note else []
+            self._explained[operation] = lines
+        return lines
+
+    def _span(self, ex: Exchange) -> list[Segment]:
+        start = ex.started_mono
+        end = ex.ended_mono
+        label = f"open {start:.3f}s … " + (f"{end:.3f}s" if end is not None else "still open")
+        out: list[Segment] = [(label, "dim")]
+        horizon = self.horizon
+        room = self.layout.content - len(label) - 2
+        bar = min(48, room)
+        if horizon is None or horizon <= 0 or bar < 12:
+            return out
+        scale = bar / horizon
+        first = min(bar - 1, int(start * scale))
+        last = bar if end is None else max(first + 1, min(bar, math.ceil(end * scale)))
+        out.append(("  " + "·" * first, "dim"))
+        out.append(("━" * (last - first), conn_colour(ex.conn)))
+        out.append(("·" * (bar - last), "dim"))
+        return out
+
+
+# -- the whole timeline -----------------------------------------------------------------------
+
+
+def layout_for(exchanges: Sequence[Exchange], lanes: int, width: int) -> Layout:
+    last_start = max((ex.started_mono for ex in exchanges), default=0.0)
+    time_width = max(9, len(f"{last_start:.3f}s"))
+    conn_width = max(4, max((len(str(ex.conn)) + 1 for ex in exchanges), default=4))
+    op_width = max((len(ex.operation or "?") for ex in exchanges), default=9)
+    return Layout.fitted(width, time_width, lanes, conn_width, min(24, max(9, op_width)))
+
+
+def render_exchanges(
+    exchanges: Sequence[Exchange], options: TimelineOptions = TimelineOptions()
+) -> Iterator[Text]:
+    """The rows of these exchanges (taken in start order) and the lines under them."""
+    yield from _render(exchanges, options, None)
+
+
+def render(
+    capture: Capture,
+    options: TimelineOptions = TimelineOptions(),
+    select: Callable[[Exchange], bool] | None = None,
+) -> Iterator[Text]:
+    """The timeline of a capture: a title, column heads, the rows, a closing summary.
+
+    `select` picks the exchanges to show (a `docktap.filters.Filter.matches`, say); lanes and
+    column widths are worked out for those only.
+    """
+    exchanges = capture.exchanges
+    shown = [ex for ex in exchanges if select(ex)] if select is not None else exchanges
+    yield from _render(shown, options, capture if options.header else None, len(exchanges))
+
+
+def _render(
+    exchanges: Sequence[Exchange],
+    options: TimelineOptions,
+    capture: Capture | None,
+    total: int = 0,
+) -> Iterator[Text]:
+    if not all(a.started_mono <= b.started_mono for a, b in itertools.pairwise(exchanges)):
+        exchanges = sorted(exchanges, key=lambda e: (e.started_mono, e.conn, e.seq))
+    lanes = Lanes(exchanges, options.max_lanes)
+    layout = layout_for(exchanges, lanes.count, options.width)
+    horizon = _horizon(exchanges, capture)
+    rows = Rows(layout, options, horizon)
+    if capture is not None:
+        yield _title(capture, layout, options)
+        yield _heads(layout, options)
+    for ex in exchanges:
+        spans = is_long_poll(ex)
+        yield rows.block(ex, lanes.marks(ex, spans, options.styled), spans)
+    if capture is not None:
+        yield _summary(capture, len(exchanges), total, horizon, options)
+
+
+def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
+    end = 0.0
+    if capture is not None and capture.records:
+        end = float(capture.records[-1].get("mono") or 0.0)
+    for ex in exchanges:
+        last = ex.ended_mono if ex.ended_mono is not None else ex.started_mono
+        if last > end:
+            end = last
+    return end
+
+
+def _title(capture: Capture, layout: Layout, options: TimelineOptions) -> Text:
+    header = capture.header
+    command = header.get("command")
+    what = " ".join(str(part) for part in command) if command else "docktap proxy"
+    started = header.get("started")
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(started)))
+        if isinstance(started, int | float)
+        else "?"
+    )
+    title = fit(clean(f"{what} · {header.get('upstream', '?')} · {when}"), layout.width)
+    return _styled(title, "bold", options.styled)
+
+
+def _heads(layout: Layout, options: TimelineOptions) -> Text:
+    heads = (
+        "time".rjust(layout.time)
+        + " "
+        + "".ljust(layout.lanes)
+        + " "
+        + pad("conn", layout.conn)
+        + " "
+        + pad("operation", layout.op)
+        + " "
+        + pad("request", layout.target - 1)
+        + " code    took"
+    )
+    if layout.sizes:
+        heads += "   sent   recv"
+    return _styled(fit(heads, layout.width), "dim", options.styled)
+
+
+def _summary(
+    capture: Capture, shown: int, total: int, horizon: float, options: TimelineOptions
+) -> Text:
+    conns = len(capture.connections)
+    words = [
+        f"{total} exchange{'s' if total != 1 else ''}",
+        f"on {conns} connection{'s' if conns != 1 else ''}",
+        f"over {format_duration(horizon)}",
+    ]
+    text = " ".join(words)
+    if shown != total:
+        text += f", {shown} shown"
+    errors = len(capture.errors)
+    if errors:
+        text += f", {errors} error record{'s' if errors != 1 else ''}"
+    if not capture.complete:
+        text += "; incomplete capture (docktap did not close it)"
+    return _styled(fit(text, options.width), "dim", options.styled)
+
+
+def render_lines(lines: Iterable[Text]) -> str:
+    """The plain text of rendered lines, one per line: for tests and files."""
+    return "".join(line.plain + "\n" for line in lines)

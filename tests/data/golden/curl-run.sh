@@ -1,0 +1,60 @@
+#!/bin/sh
+# 5 Docker Engine API requests re-issued with curl (docktap export --format curl).
+# Recorded from: sh -c 'docker run --rm --network none bb sh -c '"'"'echo out; echo err >&2; exit 3'"'"''
+# Recorded at 2026-11-27T22:21:04.180Z against unix:///tmp/dt-q7ua6hsm/docker.sock
+#
+# Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT
+# Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW
+# (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request
+# cannot be sent again: the comment above it says why). DOCKTAP_MAX_TIME (default 60)
+# caps the seconds each request may take. This changes the daemon's state the way the
+# recorded client did.
+
+# 1.1 SystemPingHead
+curl -sS --globoff --path-as-is \
+  --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
+  --max-time "${DOCKTAP_MAX_TIME:-60}" \
+  -o /dev/null \
+  -w '1.1 SystemPingHead 200 %{http_code}\n' \
+  -I \
+  -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
+  'http://docker/_ping'
+
+# 1.2 ContainerCreate
+curl -sS --globoff --path-as-is \
+  --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
+  --max-time "${DOCKTAP_MAX_TIME:-60}" \
+  -o /dev/null \
+  -w '1.2 ContainerCreate 201 %{http_code}\n' \
+  -X 'POST' \
+  -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
+  -H 'Content-Type: application/json' \
+  --data-binary @- \
+  'http://docker/v1.41/containers/create' <<'DOCKTAP_BODY'
+{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["sh","-c","echo out; echo err \u003e\u00262; exit 3"],"Image":"bb","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{},"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"none","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":true,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],"BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],"BlkioDeviceWriteIOps":[],"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"OomKillDisable":false,"PidsLimit":0,"Ulimits":[],"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":null,"ReadonlyPaths":null},"NetworkingConfig":{"EndpointsConfig":{}}}
+DOCKTAP_BODY
+
+# 2.1 ContainerAttach
+# skipped: the daemon hijacked this connection (tcp) for a raw stream, which curl cannot carry
+#   POST /v1.41/containers/da20d04c6689bd3db740731ca27cb2c0c4963e36a070e3c54215ebd8ca54d275/attach?stderr=1&stdout=1&stream=1
+echo '2.1 ContainerAttach 101 skipped'
+
+# 1.3 ContainerWait
+curl -sS --globoff --path-as-is \
+  --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
+  --max-time "${DOCKTAP_MAX_TIME:-60}" \
+  -o /dev/null \
+  -w '1.3 ContainerWait 200 %{http_code}\n' \
+  -X 'POST' \
+  -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
+  'http://docker/v1.41/containers/da20d04c6689bd3db740731ca27cb2c0c4963e36a070e3c54215ebd8ca54d275/wait?condition=removed'
+
+# 3.1 ContainerStart
+curl -sS --globoff --path-as-is \
+  --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
+  --max-time "${DOCKTAP_MAX_TIME:-60}" \
+  -o /dev/null \
+  -w '3.1 ContainerStart 204 %{http_code}\n' \
+  -X 'POST' \
+  -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
+  'http://docker/v1.41/containers/da20d04c6689bd3db740731ca27cb2c0c4963e36a070e3c54215ebd8ca54d275/start'

@@ -1,0 +1,144 @@
+"""`docktap export --format curl`: a shell script that sends a capture's requests again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dockerd import Daemon
+from golden import ALL_CAPTURES, CAPTURES, GOLDEN_CAPTURES, check_golden
+from tapping import docktap_run
+
+from docktap import __version__, load
+from docktap.capture.format import RecordEncoder
+from docktap.capture.reader import Capture, loads
+from docktap.cli import main
+from docktap.events import BodyData, Direction, MessageEnd, RequestHead, ResponseHead
+from docktap.render import curl
+
+CLIENT, DAEMON = Direction.CLIENT, Direction.DAEMON
+
+
+def _capture(*exchanges: tuple[str, str, tuple[tuple[str, str], ...], bytes]) -> Capture:
+    """Answered exchanges on one connection, each (method, target, headers, body)."""
+    encoder = RecordEncoder(1_800_000_000.0, 0.0, max_body=64)
+    records = [encoder.header("unix:///x.sock", None, __version__), encoder.opened(1, None, 0.0)]
+    for seq, (method, target, headers, body) in enumerate(exchanges, 1):
+        t = float(seq)
+        records += encoder.encode(RequestHead(1, t, seq, method, target, "1.1", headers))
+        if body:
+            records += encoder.encode(BodyData(1, t, seq, CLIENT, body))
+        records += encoder.encode(MessageEnd(1, t, seq, CLIENT))
+        records += encoder.encode(ResponseHead(1, t, seq, 200, "OK", "1.1", (), False))
+        records += encoder.encode(MessageEnd(1, t, seq, DAEMON))
+    return loads("".join(json.dumps(r) + "\n" for r in records))
+
+
+def check_syntax(script: str, tmp_path: Path) -> None:
+    path = tmp_path / "replay.sh"
+    path.write_text(script)
+    result = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", ALL_CAPTURES, ids=[p.stem for p in ALL_CAPTURES])
+def test_every_capture_gives_a_valid_script(path: Path, tmp_path: Path) -> None:
+    capture = load(path)
+    script = curl.render(capture)
+    assert script.startswith("#!/bin/sh\n")
+    check_syntax(script, tmp_path)
+    # One status line per exchange: a curl -w, or an echo for a skipped request.
+    assert script.count(" %{http_code}\\n'") + script.count(" skipped'\n") == len(capture)
+    for ex in capture:
+        if ex.hijacked:
+            assert f"echo '{ex.conn}.{ex.seq} {ex.operation} {ex.status} skipped'" in script
+    for hop in ("Host:", "Connection:", "Upgrade:", "Content-Length:", "Transfer-Encoding:"):
+        assert f"-H '{hop}" not in script
+
+
+@pytest.mark.parametrize("name", GOLDEN_CAPTURES)
+def test_golden(name: str) -> None:
+    check_golden(f"curl-{name}.sh", curl.render(load(CAPTURES / f"{name}.jsonl")))
+
+
+def test_quoting_and_bodies(tmp_path: Path) -> None:
+    capture = _capture(
+        ("POST", "/v1.41/x?q=it's", (("X-Note", "it's $HOME `x`"),), b'{"a":"b"}\n'),
+        ("POST", "/v1.41/y", (("Content-Type", "application/x-tar"),), b"\x00\xffbin"),
+        ("POST", "/v1.41/z", (), b"DOCKTAP_BODY\n"),
+        ("POST", "/v1.41/w", (), b"no newline at the end"),
+        ("HEAD", "/_ping", (), b""),
+    )
+    script = curl.render(capture)
+    check_syntax(script, tmp_path)
+    assert "'http://docker/v1.41/x?q=it'\\''s' <<'DOCKTAP_BODY'\n" in script
+    assert "-H 'X-Note: it'\\''s $HOME `x`'" in script
+    assert "base64 -d <<'DOCKTAP_BODY' | curl" in script
+    assert "<<'DOCKTAP_BODY_2'\nDOCKTAP_BODY\nDOCKTAP_BODY_2\n" in script
+    assert "-H 'Content-Type:'" in script  # no form-encoded default from curl
+    assert "  -I \\\n" in script
+
+
+def test_what_cannot_be_sent_again_is_skipped() -> None:
+    capture = _capture(
+        ("POST", "/v1.41/images/load", (), b"x" * 100),  # over the 64-byte cap
+        ("POST", "/v1.41/auth", (), b'{"username":"u","password":"<redacted>"}'),
+    )
+    script = curl.render(capture)
+    assert "# skipped: the capture kept only 64 of the 100 bytes" in script
+    assert "# skipped: the credentials in the body were masked" in script
+    assert "\ncurl " not in script
+
+
+def test_cli_writes_an_executable_script(tmp_path: Path) -> None:
+    out = tmp_path / "replay.sh"
+    path = str(CAPTURES / "ps-a.jsonl")
+    result = CliRunner().invoke(main, ["export", path, "-f", "curl", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert out.read_text() == curl.render(load(path))
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_script_gets_the_same_statuses_from_the_daemon(dockerd: Daemon, tmp_path: Path) -> None:
+    """Record real docker commands, then send the requests again with the script."""
+    payload = tmp_path / "payload.txt"
+    payload.write_text("replayed\n")
+    commands = " && ".join(
+        [
+            "docker version",
+            "docker ps -a",
+            "docker images",
+            "docker volume create dt-replay",
+            "docker volume inspect dt-replay",
+            "{ docker volume inspect dt-nosuch || true; }",
+            "docker volume rm dt-replay",
+            "docker create --network none --name dt-replay bb",
+            f"docker cp {payload} dt-replay:/tmp/",
+            "docker rm dt-replay",
+        ]
+    )
+    tapped = docktap_run(dockerd, tmp_path / "c.jsonl", "sh", "-c", commands)
+    assert tapped.proc.returncode == 0, tapped.proc.stderr
+    capture = tapped.capture
+    operations = {ex.operation for ex in capture}
+    assert {"VolumeCreate", "VolumeInspect", "PutContainerArchive", "ContainerDelete"} <= operations
+    script = tmp_path / "replay.sh"
+    script.write_text(curl.render(capture))
+    env = dict(dockerd.env)
+    env["DOCKER_SOCK"] = str(dockerd.socket)
+    result = subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(capture), result.stdout
+    for line, ex in zip(lines, capture, strict=True):
+        label, operation, recorded, now = line.split(" ")
+        assert (label, operation) == (f"{ex.conn}.{ex.seq}", ex.operation)
+        assert recorded == now == str(ex.status), line
+    assert "404" in {line.split(" ")[3] for line in lines}

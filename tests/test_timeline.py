@@ -1,0 +1,498 @@
+"""`docktap show`: the timeline of the real captures, its options, and the pure renderer.
+
+The golden files in tests/data/golden/ are the plain timelines at 120 columns. When the
+rendering changes on purpose, regenerate them with DOCKTAP_UPDATE_GOLDEN=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from golden import CAPTURES, GOLDEN_CAPTURES, check_golden
+from rich.cells import cell_len
+from rich.console import Console
+from rich.text import Text
+
+from docktap import Capture, load
+from docktap.capture.format import RecordEncoder
+from docktap.capture.writer import CaptureWriter
+from docktap.cli import main
+from docktap.events import (
+    BodyData,
+    Closed,
+    Direction,
+    Hijacked,
+    MessageEnd,
+    RequestHead,
+    ResponseHead,
+    StreamData,
+)
+from docktap.filters import Filter
+from docktap.jsonstream import split
+from docktap.render import timeline
+from docktap.render.timeline import TimelineOptions, render, render_exchanges, render_lines
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ROW = re.compile(r"^ +[0-9]+\.[0-9]{3}s ")
+
+
+def op_of(row: str) -> str:
+    found = re.search(r" #[0-9]+ +(\S+)", row)
+    assert found, row
+    return found.group(1)
+
+
+def show(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    """`docktap show ARGS` in process, with no colour settings inherited from the caller."""
+    environment: dict[str, str | None] = {"NO_COLOR": None, "FORCE_COLOR": None, "COLUMNS": None}
+    environment.update(env or {})
+    result = CliRunner().invoke(main, ["show", *args], env=environment, catch_exceptions=False)
+    return result
+
+
+def capture_path(name: str) -> str:
+    return str(CAPTURES / f"{name}.jsonl")
+
+
+def rows(output: str) -> list[str]:
+    return [line for line in output.splitlines() if ROW.match(line)]
+
+
+def operations(output: str) -> list[str]:
+    return [op_of(line) for line in rows(output)]
+
+
+def under(output: str, operation: str, count: int) -> list[str]:
+    """The `count` lines under the row of `operation`, without their lane column."""
+    lines = output.splitlines()
+    row = lines.index(next(line for line in rows(output) if f" {operation} " in line))
+    return [line.lstrip(" │") for line in lines[row + 1 : row + 1 + count]]
+
+
+# -- goldens ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GOLDEN_CAPTURES)
+def test_golden_timeline(name: str) -> None:
+    result = show(capture_path(name), "--width", "120")
+    assert result.exit_code == 0, result.output
+    check_golden(f"timeline-{name}.txt", result.stdout)
+    assert "\x1b" not in result.stdout  # not a terminal: no colour
+    for line in result.stdout.splitlines():
+        assert len(line) <= 120, line
+
+
+def test_the_run_timeline_shows_what_happened() -> None:
+    out = show(capture_path("run"), "--width", "120").stdout
+    assert operations(out) == [
+        "SystemPingHead",
+        "ContainerCreate",
+        "ContainerAttach",
+        "ContainerWait",
+        "ContainerStart",
+    ]
+    lines = out.splitlines()
+    start = next(line for line in rows(out) if "ContainerStart" in line)
+    # three connections at once: the wait and the attach are in flight beside the start
+    assert " ││● #3 " in start
+    span, stdout, stderr = under(out, "ContainerAttach", 3)
+    assert span.startswith("open 0.375s … 0.589s  ·")
+    assert (stdout, stderr) == ("out", "stderr> err")
+    assert under(out, "ContainerWait", 2)[1] == "exit status 3"  # what the long poll waited for
+    # 64-hex ids are cut to 12, the version prefix is kept
+    assert "POST /v1.41/containers/da20d04c6689/start " in start
+    assert "da20d04c6689bd3d" not in out
+    assert lines[-1] == "5 exchanges on 3 connections over 609.8ms"
+
+
+def test_stdin_and_json_messages() -> None:
+    out = show(capture_path("run-stdin"), "--width", "120").stdout
+    assert "stdin> hello from stdin" in out
+    events = show(capture_path("events"), "--width", "120", "--lines", "0").stdout
+    assert sum(" container " in line for line in events.splitlines()) == 29
+    assert "container create da20d04c6689" in events
+    build = show(capture_path("build"), "--width", "120").stdout
+    assert "Step 2/2 : RUN echo built > /built" in build
+    pull = show(capture_path("pull-error"), "--width", "120").stdout
+    assert 'error: Get "http://127.0.0.1:9/v2/": dial tcp 127.0.0.1:9' in pull
+
+
+def test_long_message_streams_show_their_first_and_last_lines() -> None:
+    out = show(capture_path("events"), "--width", "120", "--lines", "4").stdout
+    lines = [line.strip() for line in out.splitlines()]
+    assert "… 25 more lines" in lines
+    assert lines.index("… 25 more lines") == lines.index("container attach da20d04c6689") + 1
+
+
+# -- options ------------------------------------------------------------------------------------
+
+
+def test_width_follows_the_option() -> None:
+    for width in (40, 60, 80, 200):
+        out = show(capture_path("run"), "--width", str(width)).stdout
+        assert max(len(line) for line in out.splitlines()) <= width
+        assert operations(out)[2] == ("ContainerAttach" if width >= 80 else "ContainerAt…")
+    wide = show(capture_path("run"), "--width", "200").stdout
+    assert "attach?stderr=1&stdout=1&stream=1 " in wide  # nothing cut at 200 columns
+
+
+def test_width_falls_back_to_columns_then_120() -> None:
+    out = show(capture_path("run"), env={"COLUMNS": "90"}).stdout
+    assert max(len(line) for line in out.splitlines()) == 90
+    out = show(capture_path("run")).stdout
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_filters_select_rows() -> None:
+    run = capture_path("run")
+    assert operations(show(run, "--conn", "2").stdout) == ["ContainerAttach"]
+    assert operations(show(run, "--conn", "2", "--conn", "3").stdout) == [
+        "ContainerAttach",
+        "ContainerStart",
+    ]
+    assert operations(show(run, "--op", "*Wait").stdout) == ["ContainerWait"]
+    assert operations(show(run, "--path", "/containers/*/start").stdout) == ["ContainerStart"]
+    assert operations(show(run, "--status", "1xx,204").stdout) == [
+        "ContainerAttach",
+        "ContainerStart",
+    ]
+    assert operations(show(run, "--grep", "StatusCode").stdout) == ["ContainerWait"]
+    assert operations(show(run, "--since", "0.3", "--until", "0.377").stdout) == [
+        "ContainerAttach",
+        "ContainerWait",
+    ]
+    out = show(run, "--op", "Container*", "--status", "2xx").stdout
+    assert operations(out) == ["ContainerCreate", "ContainerWait", "ContainerStart"]
+    assert out.splitlines()[-1] == "5 exchanges on 3 connections over 609.8ms, 3 shown"
+
+
+def test_a_filter_that_matches_nothing() -> None:
+    out = show(capture_path("run"), "--op", "Nothing").stdout
+    assert rows(out) == []
+    assert out.splitlines()[-1].endswith(", 0 shown")
+
+
+def test_bad_filters_are_usage_errors() -> None:
+    result = CliRunner().invoke(main, ["show", capture_path("run"), "--status", "6xx"])
+    assert result.exit_code == 2
+    assert "bad status '6xx'" in result.output
+    result = CliRunner().invoke(main, ["show", capture_path("run"), "--since", "2", "--until", "1"])
+    assert result.exit_code == 2
+
+
+def test_json_is_one_summary_per_exchange_and_takes_filters() -> None:
+    loaded = load(capture_path("run"))
+    out = show(capture_path("run"), "--json").stdout
+    assert [json.loads(line) for line in out.splitlines()] == [
+        json.loads(json.dumps(ex.summary())) for ex in loaded
+    ]
+    out = show(capture_path("run"), "--json", "--conn", "1", "--status", "2xx").stdout
+    summaries = [json.loads(line) for line in out.splitlines()]
+    assert [s["operation"] for s in summaries] == [
+        "SystemPingHead",
+        "ContainerCreate",
+        "ContainerWait",
+    ]
+    out = show(capture_path("run"), "--json", "--grep", "err").stdout
+    (attach,) = [json.loads(line) for line in out.splitlines() if "Attach" in line]
+    assert attach["stderr"] == "err\n"
+
+
+def test_bodies_pretty_print_json() -> None:
+    out = show(capture_path("run"), "--width", "120", "--bodies").stdout
+    lines = out.splitlines()
+    heads = [line.strip() for line in lines if "body" in line and "application/json" in line]
+    assert heads[:2] == ["request body 1.5K application/json", "response body 88B application/json"]
+    assert any(line.endswith('  "Cmd": [') for line in lines)
+    # bodies are shown whole: ids are not shortened there
+    assert any(
+        line.endswith(
+            '"Id": "da20d04c6689' + 'bd3db740731ca27cb2c0c4963e36a070e3c54215ebd8ca54d275",'
+        )
+        for line in lines
+    )
+    assert '"StatusCode": 3' not in out  # the wait's answer is shown as its message, once
+
+
+def test_bodies_show_binary_as_a_hex_preview() -> None:
+    out = show(capture_path("cp"), "--width", "120", "--bodies").stdout
+    assert "response body 2.0K application/x-tar" in out
+    assert "00000000  64 6f 63 6b 74 61 70 2d 63 70 2e 74 78 74 00 00  |docktap-cp.txt..|" in out
+    assert "… 1.9K more" in out
+
+
+def test_explain_puts_a_line_under_each_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("docktap.explain")
+    notes = {"ContainerWait": "waits for the container", "ContainerStart": "starts it"}
+    fake.explain = notes.get  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "docktap.explain", fake)
+    out = show(capture_path("run"), "--width", "120", "--explain").stdout
+    for operation, note in notes.items():
+        assert f"# {note}" in under(out, operation, 2)
+    assert sum(line.lstrip(" │").startswith("# ") for line in out.splitlines()) == 2
+    plain = show(capture_path("run"), "--width", "120").stdout
+    assert "# " not in plain
+
+
+def test_explain_with_the_real_explanations() -> None:
+    try:
+        from docktap.explain import explain
+    except ImportError:
+        pytest.skip("docktap.explain is not there yet")
+    out = show(capture_path("run"), "--width", "120", "--explain").stdout
+    note = explain("ContainerCreate")
+    assert note
+    words = " ".join(line.lstrip(" │").removeprefix("# ") for line in out.splitlines())
+    assert note in words
+
+
+def test_colour_only_when_asked_or_on_a_terminal() -> None:
+    run = capture_path("run")
+    assert "\x1b[" not in show(run).stdout
+    forced = show(run, env={"FORCE_COLOR": "1"}).stdout
+    assert "\x1b[32m200\x1b[0m" in forced  # 2xx green
+    assert "\x1b[35m101\x1b[0m" in forced  # 101 magenta
+    assert "\x1b[31mstderr> err\x1b[0m" in forced  # stderr red
+    assert ANSI.sub("", forced) == show(run).stdout  # the same text, only coloured
+    assert "\x1b[" not in show(run, env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout
+    assert "\x1b[" in show(run, "--color", "always", env={"NO_COLOR": "1"}).stdout
+    assert "\x1b[" not in show(run, "--color", "never", env={"FORCE_COLOR": "1"}).stdout
+
+
+def test_status_colours_by_class() -> None:
+    assert [timeline.status_style(s) for s in (101, 200, 304, 404, 500, None)] == [
+        "magenta",
+        "green",
+        "cyan",
+        "yellow",
+        "red",
+        "dim",
+    ]
+
+
+def test_show_refuses_a_file_that_is_no_capture(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type":"nope"}\n')
+    result = CliRunner().invoke(main, ["show", str(bad)])
+    assert result.exit_code == 1
+    assert "no capture header" in result.output
+
+
+# -- the renderer, pure -------------------------------------------------------------------------
+
+
+def test_render_yields_one_text_per_exchange_and_is_pure() -> None:
+    loaded = load(capture_path("run"))
+    options = TimelineOptions(width=120, styled=True)
+    first = list(render(loaded, options))
+    assert all(isinstance(line, Text) for line in first)
+    assert len(first) == 2 + 5 + 1  # title, heads, the exchanges, summary
+    again = list(render(loaded, options))
+    assert [t.plain for t in first] == [t.plain for t in again]
+    assert [t.spans for t in first] == [t.spans for t in again]
+    plain = list(render(loaded, TimelineOptions(width=120, styled=False)))
+    assert [t.plain for t in plain] == [t.plain for t in first]
+    assert all(t.spans == [] for t in plain)
+
+
+def test_render_exchanges_without_a_capture() -> None:
+    loaded = load(capture_path("run"))
+    shown = [ex for ex in loaded if Filter.from_options(conns=[1]).matches(ex)]
+    text = render_lines(render_exchanges(shown, TimelineOptions(width=100, styled=False)))
+    assert [op_of(line) for line in text.splitlines() if ROW.match(line)] == [
+        "SystemPingHead",
+        "ContainerCreate",
+        "ContainerWait",
+    ]
+    assert "capture" not in text  # no title, no summary
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(0, "-"), (1, "1B"), (1023, "1023B"), (1024, "1.0K"), (1536, "1.5K"), (10240, "10K")],
+)
+def test_sizes(size: int, text: str) -> None:
+    assert timeline.format_size(size) == text
+
+
+def test_more_sizes_and_durations() -> None:
+    assert timeline.format_size(3 << 20) == "3.0M"
+    assert timeline.format_size((1 << 20) - 1) == "1.0M"
+    assert timeline.format_size(5 << 40) == "5.0T"
+    assert [timeline.format_duration(s) for s in (None, 0.0001, 0.9999, 1.5, 59.99, 61, 3700)] == [
+        "open",
+        "0.1ms",
+        "999.9ms",
+        "1.500s",
+        "59.990s",
+        "1m01s",
+        "1h01m",
+    ]
+    for seconds in (0.99996, 59.99996):
+        assert len(timeline.format_duration(seconds)) <= 7
+
+
+def test_terminal_escapes_in_output_are_dropped_and_controls_escaped() -> None:
+    assert timeline.clean("\x1b[31mred\x1b[0m \x1b]0;title\x07ok") == "red ok"
+    assert timeline.clean("a\x00b\x08c\x9bd") == "a\\x00b\\x08c\\x9bd"
+    assert timeline.clean("tab\there") == "tab     here"
+    assert timeline.text_lines(b"one\r\ntwo\n\xffthree") == ["one", "two", "\ufffdthree"]
+
+
+def test_wide_characters_fit_their_cells() -> None:
+    assert timeline.fit("日本語のテキスト", 7) == "日本語…"
+    assert timeline.pad("日本", 6) == "日本  "
+    assert timeline.fold("日本語", 4) == ["日本", "語"]
+
+
+def _capture_with(path: Path, *, footer: bool) -> Capture:
+    enc = RecordEncoder(1_800_000_000.0, 0.0, 1 << 20)
+    writer = CaptureWriter.create(str(path))
+    writer.write([enc.header("unix:///var/run/docker.sock", None, "0.1.0")])
+    writer.write([enc.opened(1, None, 0.1)])
+    events = [
+        RequestHead(1, 0.1, 1, "GET", "/v1.41/events", "1.1", ()),
+        MessageEnd(1, 0.1, 1, Direction.CLIENT),
+        ResponseHead(1, 0.2, 1, 200, "OK", "1.1", (("Content-Type", "application/json"),), False),
+        BodyData(1, 0.3, 1, Direction.DAEMON, b'{"Type":"network","Action":"connect","Actor":'),
+        BodyData(1, 0.4, 1, Direction.DAEMON, b'{"ID":"' + b"ab" * 32 + b'"}}\n'),
+        RequestHead(2, 0.5, 1, "POST", "/v1.41/containers/x/attach", "1.1", ()),
+        MessageEnd(2, 0.5, 1, Direction.CLIENT),
+        ResponseHead(2, 0.5, 1, 101, "UPGRADED", "1.1", (("Upgrade", "tcp"),), True),
+        Hijacked(2, 0.5, 1, "tcp"),
+        StreamData(2, 0.6, 1, Direction.DAEMON, b"\x1b[1mbold\x1b[0m \xe6\x97\xa5\n"),
+        Closed(2, 0.7),
+    ]
+    writer.write([enc.opened(2, None, 0.5)])
+    for event in events:
+        writer.write(enc.encode(event))
+    if footer:
+        writer.write([enc.footer(1.0, writer.records + 1)])
+    writer.close()
+    return load(path)
+
+
+def test_an_exchange_still_open_at_the_end(tmp_path: Path) -> None:
+    loaded = _capture_with(tmp_path / "cut.jsonl", footer=False)
+    text = render_lines(render(loaded, TimelineOptions(width=100, styled=False)))
+    lines = text.splitlines()
+    events = next(line for line in lines if "SystemEvents" in line)
+    assert events.rstrip().endswith("200    open      -      -")
+    assert "open 0.100s … still open" in text
+    assert "network connect abababababab" in text  # one message across two body records
+    assert "bold 日" in text  # escapes dropped, UTF-8 kept
+    assert lines[-1].endswith("; incomplete capture (docktap did not close it)")
+
+
+def test_lanes_are_reused_once_free() -> None:
+    loaded = load(capture_path("socket-mount"))
+    lanes = timeline.Lanes(loaded.exchanges)
+    assert lanes.count < len(loaded.connections)
+    assert set(lanes.lane.values()) == set(range(lanes.count))
+
+
+def test_many_concurrent_connections_share_the_last_lane() -> None:
+    loaded = load(capture_path("run"))
+    lanes = timeline.Lanes(loaded.exchanges, max_lanes=2)
+    assert lanes.count == 2
+    marks = [lanes.marks(ex, timeline.is_long_poll(ex)).row for ex in loaded.exchanges]
+    assert marks == ["● ", "● ", " ●", "●│", "│●"]
+
+
+@pytest.fixture
+def no_fast_text(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(timeline, "_FAST_TEXT", False)
+    yield
+
+
+def test_the_text_shortcut_gives_what_rich_would(no_fast_text: None) -> None:
+    loaded = load(capture_path("run"))
+    options = TimelineOptions(width=120, styled=True)
+    slow = list(render(loaded, options))
+    timeline._FAST_TEXT = True
+    fast = list(render(loaded, options))
+    assert [(t.plain, t.spans, t.no_wrap, t.overflow) for t in slow] == [
+        (t.plain, t.spans, t.no_wrap, t.overflow) for t in fast
+    ]
+
+
+def _big_capture(path: Path, exchanges: int) -> Path:
+    enc = RecordEncoder(1_800_000_000.0, 0.0, 1 << 20)
+    writer = CaptureWriter.create(str(path))
+    writer.write([enc.header("unix:///var/run/docker.sock", ["docker", "ps"], "0.1.0")])
+    writer.write([enc.opened(1, None, 0.0)])
+    for seq in range(1, exchanges + 1):
+        t = seq / 1000
+        events = [
+            RequestHead(1, t, seq, "GET", "/v1.41/containers/json", "1.1", ()),
+            MessageEnd(1, t, seq, Direction.CLIENT),
+            ResponseHead(1, t, seq, 200, "OK", "1.1", (), False),
+            BodyData(1, t, seq, Direction.DAEMON, b"[]\n"),
+            MessageEnd(1, t, seq, Direction.DAEMON),
+        ]
+        writer.write([record for event in events for record in enc.encode(event)])
+    writer.write([enc.footer(exchanges, writer.records + 1)])
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("colour", ["never", "always"])
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path, colour: str) -> None:
+    """`docktap show BIG | head`: the pipe breaks, docktap stops quietly."""
+    import subprocess
+
+    big = _big_capture(tmp_path / "big.jsonl", 3000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "docktap", "show", str(big), "--color", colour],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert b"docker ps" in proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0
+    assert err == b""
+
+
+def test_every_capture_at_every_width_renders_within_it() -> None:
+    """Styled, with bodies and explanations, squeezed or wide: rich can draw every line."""
+    console = Console(file=io.StringIO(), width=300, color_system="standard", force_terminal=True)
+    for path in sorted(CAPTURES.glob("*.jsonl")):
+        loaded = load(path)
+        for width in range(40, 131, 7):
+            options = TimelineOptions(
+                width=width, styled=True, bodies=True, explain=lambda op: f"about {op} " * 9
+            )
+            for text in render(loaded, options):
+                list(text.render(console))  # spans that run backwards would fail here
+                for line in text.plain.split("\n"):
+                    assert cell_len(line) <= width, (path.name, width, line)
+
+
+def test_message_summaries() -> None:
+    def summary(raw: bytes) -> list[tuple[str, str | None]]:
+        (message,) = split(raw)
+        return timeline.message_lines(message)
+
+    assert summary(b'{"status":"Downloading","id":"abc","progress":"[=> ]"}') == [
+        ("abc: Downloading [=> ]", None)
+    ]
+    assert summary(b'{"errorDetail":{"message":"denied"},"error":"denied"}') == [
+        ("error: denied", "red")
+    ]
+    assert summary(b'{"stream":"one\\ntwo\\n"}') == [("one", None), ("two", None)]
+    assert summary(b'{"stream":"\\n"}') == []
+    assert summary(b'{"StatusCode":137,"Error":{"Message":"killed"}}') == [
+        ("exit status 137, error: killed", "red")
+    ]
+    assert summary(b"[1, 2]") == [("[1,2]", None)]
+    assert summary(b"garbage") == [("garbage", "dim")]
