@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import io
 import json
 import os
@@ -23,7 +24,7 @@ import click
 
 from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY, RecordEncoder
-from docktap.capture.reader import CaptureError, load
+from docktap.capture.reader import Capture, CaptureError, load
 from docktap.capture.writer import CaptureWriter
 from docktap.recorder import Recorder
 from docktap.relay import Relay, RelayError
@@ -61,6 +62,17 @@ def _open_recorder(
     recorder = Recorder(writer, RecordEncoder(time.time(), time.monotonic(), max_body))
     recorder.start(upstream.url, command)
     return recorder
+
+
+def _load(path: str) -> Capture:
+    """A capture for a command that reads it once and exits."""
+    try:
+        loaded = load(path)
+    except CaptureError as exc:
+        raise click.ClickException(str(exc)) from exc
+    # What was loaded stays until the command ends: the collector need not scan it again.
+    gc.freeze()
+    return loaded
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -413,7 +425,6 @@ def show(
     ignores case; --path matches with or without the /vX.Y prefix); times count from the
     capture start. All filters given must match; one given twice matches either value.
     """
-    import gc
 
     from docktap.filters import Filter
     from docktap.render import timeline
@@ -423,16 +434,7 @@ def show(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     note = _explainer() if explain and not as_json else None
-    # A capture is a great many small objects that never form cycles: collecting while
-    # loading only costs time (half of it, on a large capture).
-    gc.disable()
-    try:
-        loaded = load(capture)
-    except CaptureError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        gc.enable()
-    gc.freeze()
+    loaded = _load(capture)
     select = selected.matches if selected.active else None
     try:
         if as_json:
@@ -476,10 +478,7 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     """
     from docktap.render import stats as stats_render
 
-    try:
-        loaded = load(capture)
-    except CaptureError as exc:
-        raise click.ClickException(str(exc)) from exc
+    loaded = _load(capture)
     numbers = stats_render.compute(loaded)
     if as_json:
         click.echo(json.dumps(numbers, indent=2))
@@ -509,10 +508,7 @@ def export_command(capture: str, fmt: str, output: str) -> None:
     """Turn a capture into a HAR file, a Mermaid diagram, a curl script or a Markdown report."""
     from docktap.render import curl, har, markdown, mermaid
 
-    try:
-        loaded = load(capture)
-    except CaptureError as exc:
-        raise click.ClickException(str(exc)) from exc
+    loaded = _load(capture)
     if fmt == "har":
         text = json.dumps(har.to_har(loaded), indent=2, ensure_ascii=False) + "\n"
     elif fmt == "mermaid":

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from docktap import routes
 from docktap.events import (
@@ -60,7 +61,7 @@ def decode_bytes(record: Record) -> bytes:
 
 
 def dumps(record: Record) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return orjson.dumps(record).decode("utf-8")
 
 
 @dataclass
