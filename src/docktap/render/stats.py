@@ -319,23 +319,23 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
         f"statuses: {answered or 'none'}   in: {format_bytes(totals['bytes_in'])}   "
         f"out: {format_bytes(totals['bytes_out'])}   errors recorded: {totals['errors']}"
     )
-    extra = [k for k in ("other", "none") if status[k]]
+    # Only the status classes that occur: empty columns would squeeze the numbers.
+    seen = [k for k in _STATUS_KEYS if status[k]]
     ops = Table(title="Operations", box=box.SIMPLE, title_justify="left", pad_edge=False)
     ops.add_column("operation", style="cyan", no_wrap=True)
-    ops.add_column("count", justify="right")
-    for key in ("2xx", "3xx", "4xx", "5xx", "101", *extra):
-        ops.add_column(key, justify="right", style="red" if key in ("4xx", "5xx") else None)
-    for key in ("p50", "p95", "max"):
-        ops.add_column(key, justify="right")
-    ops.add_column("in", justify="right")
-    ops.add_column("out", justify="right")
-    ops.add_column("kind", style="yellow")
+    ops.add_column("count", justify="right", no_wrap=True)
+    for key in seen:
+        style = "red" if key in ("4xx", "5xx") else None
+        ops.add_column(key, justify="right", style=style, no_wrap=True)
+    for key in ("p50", "p95", "max", "in", "out"):
+        ops.add_column(key, justify="right", no_wrap=True)
+    ops.add_column("kind", style="yellow", no_wrap=True)
     for op in stats["operations"]:
         latency = op["latency_ms"] or {}
         ops.add_row(
             op["operation"] or "(unknown)",
             str(op["count"]),
-            *(_count(op["status"][k]) for k in ("2xx", "3xx", "4xx", "5xx", "101", *extra)),
+            *(_count(op["status"][k]) for k in seen),
             *(format_ms(latency.get(k)) for k in ("p50", "p95", "max")),
             format_bytes(op["bytes_in"]),
             format_bytes(op["bytes_out"]),
