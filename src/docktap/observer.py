@@ -178,8 +178,17 @@ def _buffered(parser: h11.Connection) -> int:
     return len(parser.trailing_data[0])
 
 
-def _strip_framing(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in headers if k.lower() not in _FRAMING]
+# What each mirror needs to know of the other side's head. Passing on only these headers,
+# and never the framing ones, keeps mirroring cheap (h11 validates every header it is sent)
+# and means no body bytes ever need to be mirrored.
+_MIRRORED_REQUEST_HEADERS = frozenset({b"host", b"connection", b"upgrade", b"expect"})
+_MIRRORED_RESPONSE_HEADERS = frozenset({b"connection"})
+
+
+def _mirrored(
+    headers: Iterable[tuple[bytes, bytes]], keep: frozenset[bytes]
+) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in headers if k in keep]
 
 
 def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -406,7 +415,7 @@ class ConnectionObserver:
                 h11.Request(
                     method=event.method,
                     target=event.target,
-                    headers=_strip_framing(event.headers),
+                    headers=_mirrored(event.headers, _MIRRORED_REQUEST_HEADERS),
                     http_version=event.http_version,
                 )
             )
@@ -476,7 +485,7 @@ class ConnectionObserver:
             self._from_client.send(
                 h11.Response(
                     status_code=event.status_code,
-                    headers=_strip_framing(event.headers),
+                    headers=_mirrored(event.headers, _MIRRORED_RESPONSE_HEADERS),
                     reason=event.reason,
                 )
             )
