@@ -536,7 +536,10 @@ def _json_exchange(
 
 
 def _hijacked_output(
-    target: str, book_feed: Callable[[Observer], None], output: bytes
+    target: str,
+    book_feed: Callable[[Observer], None],
+    output: bytes,
+    content_type: str = "application/vnd.docker.raw-stream",
 ) -> list[Event]:
     observer = Observer()
     book_feed(observer)
@@ -551,7 +554,7 @@ def _hijacked_output(
     )
     upgraded = _http(
         "HTTP/1.1 101 UPGRADED",
-        "Content-Type: application/vnd.docker.raw-stream",
+        f"Content-Type: {content_type}",
         "Connection: Upgrade",
         "Upgrade: tcp",
     )
@@ -579,6 +582,20 @@ def test_exec_tty_is_learned_from_exec_create() -> None:
     # Without that knowledge the same bytes are taken for a frame.
     events = _hijacked_output(f"/v1.41/exec/{exec_id}/start", lambda o: None, _TTY_LOOKALIKE)
     assert [e.data for e in events if isinstance(e, Frame)] == [b"ab"]
+
+
+def test_api_1_42_and_later_say_in_the_content_type_whether_output_is_framed() -> None:
+    # Only API 1.41 daemons run here, so these two are built by hand from the spec's rules.
+    target = "/v1.44/exec/" + "e" * 64 + "/start"
+    raw = _hijacked_output(target, lambda o: None, _TTY_LOOKALIKE)
+    assert [e for e in raw if isinstance(e, Frame)] == []  # raw-stream on 1.42+: a TTY
+    framed = _hijacked_output(
+        target,
+        lambda o: None,
+        b"\x02\x00\x00\x00\x00\x00\x00\x03err",
+        content_type="application/vnd.docker.multiplexed-stream",
+    )
+    assert [(e.stream, e.data) for e in framed if isinstance(e, Frame)] == [(Stream.STDERR, b"err")]
 
 
 def test_tty_book_prefix_lookup_is_for_ids_only() -> None:
