@@ -23,10 +23,10 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from docktap import __version__
-from docktap.capture.format import DEFAULT_MAX_BODY, RecordEncoder
+from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, load
-from docktap.capture.writer import CaptureWriter
-from docktap.recorder import Recorder
+from docktap.capture.writer import open_capture
+from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
 from docktap.relay import Relay, RelayError
 from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_upstream
 
@@ -52,16 +52,24 @@ def _upstream(explicit: str | None) -> Endpoint:
         raise click.UsageError(str(exc)) from exc
 
 
-def _open_recorder(
-    output: str, max_body: int, upstream: Endpoint, command: list[str] | None
-) -> Recorder:
+def _start_recording(
+    output: str, max_body: int, upstream: Endpoint, command: list[str] | None, live: str
+) -> RecorderLink:
+    """Open the capture here (so a bad path fails before anything starts), record in a child."""
+    fd = None
+    if output != "-":
+        try:
+            fd = open_capture(output)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write capture {output}: {exc.strerror}") from exc
+    config = RecordingConfig(
+        fd, max_body, upstream.url, command, time.time(), time.monotonic(), live
+    )
     try:
-        writer = CaptureWriter.create(output, on_error=_say)
-    except OSError as exc:
-        raise click.ClickException(f"cannot write capture {output}: {exc.strerror}") from exc
-    recorder = Recorder(writer, RecordEncoder(time.time(), time.monotonic(), max_body))
-    recorder.start(upstream.url, command)
-    return recorder
+        return RecorderLink(spawn_recorder(config))
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _load(path: str) -> Capture:
@@ -124,17 +132,14 @@ def run(
         raise click.ClickException(f"command not found: {argv[0]}")
     target = _upstream(upstream)
     path = output or _default_capture_name()
-    recorder = _open_recorder(path, max_body, target, argv)
-    live = None if quiet else _live_view(recorder, status=False)
-    code = asyncio.run(_run(argv, target, recorder))
+    link = _start_recording(path, max_body, target, argv, "off" if quiet else "rows")
+    code = asyncio.run(_run(argv, target, link))
     if not quiet:
-        if live is not None:
-            live.stop()
         _say(f"capture written to {path}")
     sys.exit(code)
 
 
-def _live_view(recorder: Recorder, status: bool) -> LiveView:
+def live_view(status: bool) -> LiveView:
     """Rows of the calls on stderr as they complete; a status line too on a terminal."""
     from docktap.render.live import LiveView
     from docktap.render.timeline import TimelineOptions
@@ -142,22 +147,28 @@ def _live_view(recorder: Recorder, status: bool) -> LiveView:
     stream = sys.stderr
     colour = _wants_colour(stream, "auto")
     width = _columns(stream, None)
-    live = LiveView(
+    return LiveView(
         _console(stream, colour, width),
         TimelineOptions(width=width, styled=colour, header=False),
         status=status and stream.isatty(),
     )
-    recorder.listeners.append(live)
-    return live
 
 
-async def _run(argv: list[str], upstream: Endpoint, recorder: Recorder) -> int:
+async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
+    relay = Relay(upstream, link)
+    link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
+    await link.connect()
+    return relay
+
+
+async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
     workdir = tempfile.mkdtemp(prefix="docktap-")
     sock = os.path.join(workdir, "docker.sock")
-    relay = Relay(upstream, recorder)
+    relay = await _relay_to(upstream, link)
     try:
         await relay.listen(Endpoint(path=sock))
     except RelayError as exc:
+        await link.stop(time.monotonic())
         shutil.rmtree(workdir, ignore_errors=True)
         raise click.ClickException(str(exc)) from exc
     env = dict(os.environ)
@@ -168,7 +179,7 @@ async def _run(argv: list[str], upstream: Endpoint, recorder: Recorder) -> int:
         process = await asyncio.create_subprocess_exec(*argv, env=env)
     except OSError as exc:
         await relay.close(grace=0)
-        recorder.close(time.monotonic())
+        await link.stop(time.monotonic())
         shutil.rmtree(workdir, ignore_errors=True)
         raise click.ClickException(f"cannot run {argv[0]}: {exc.strerror}") from exc
     # Ctrl-C reaches the whole foreground group, the command included: let the command decide
@@ -181,7 +192,7 @@ async def _run(argv: list[str], upstream: Endpoint, recorder: Recorder) -> int:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
         await relay.close(grace=2.0)
-        recorder.close(time.monotonic())
+        await link.stop(time.monotonic())
         shutil.rmtree(workdir, ignore_errors=True)
     return code if code >= 0 else 128 - code
 
@@ -224,43 +235,30 @@ def proxy(
         raise click.UsageError(str(exc)) from exc
     target = _upstream(upstream)
     path = output or _default_capture_name()
-    recorder = _open_recorder(path, max_body, target, None)
-    live = None if quiet else _live_view(recorder, status=True)
-    try:
-        asyncio.run(_proxy(endpoint, mode, target, recorder, live))
-    finally:
-        if live is not None:
-            live.stop()
+    link = _start_recording(path, max_body, target, None, "off" if quiet else "status")
+    asyncio.run(_proxy(endpoint, mode, target, link))
     if path != "-":
         _say(f"capture written to {path}")
 
 
-async def _proxy(
-    endpoint: Endpoint,
-    mode: int,
-    upstream: Endpoint,
-    recorder: Recorder,
-    live: LiveView | None = None,
-) -> None:
-    relay = Relay(upstream, recorder)
+async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, link: RecorderLink) -> None:
+    relay = await _relay_to(upstream, link)
     try:
         await relay.listen(endpoint, socket_mode=mode)
     except RelayError as exc:
-        recorder.close(time.monotonic())
+        await link.stop(time.monotonic())
         raise click.ClickException(str(exc)) from exc
     where = (
         endpoint.url if relay.bound_port is None else f"tcp://{endpoint.host}:{relay.bound_port}"
     )
     _say(f"listening on {where}, relaying to {upstream.url}")
-    if live is not None:
-        live.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await relay.close(grace=1.0)
-    recorder.close(time.monotonic())
+    await link.stop(time.monotonic())
 
 
 def _wants_colour(stream: IO[str], mode: str) -> bool:

@@ -1,30 +1,28 @@
-"""Glue between the relay and the capture: the tap that parses and records, off the hot path.
+"""The recording engine: what the relay saw, turned into capture records and written.
 
-The relay calls the tap for every chunk it forwards. Parsing a chunk costs more than forwarding
-it, so the recorder only queues the call and returns; the queue is drained in one go on the next
-turn of the event loop, after the pending I/O callbacks. Each drain feeds the observer, encodes
-the events and writes the whole batch with one write.
+It receives the relay's tap calls (connection opened, bytes each way, EOFs, closes, upstream
+failures), feeds the observer, encodes the events and writes them. It does no I/O of its own
+beyond the writer, and no batching: whoever drives it calls `flush()` after each batch of calls,
+so that one batch becomes one write. docktap drives it in a child process (see recording.py),
+away from the relay's event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from docktap import __version__
 from docktap.capture.format import Record, RecordEncoder
 from docktap.capture.writer import CaptureWriter
-from docktap.events import Direction, Event
+from docktap.events import Direction
 from docktap.observer import Observer
-from docktap.relay import PeerCredentials
 
 Listener = Callable[[list[Record]], None]
 
 
 class Recorder:
-    """A relay tap that writes a capture. Use from inside the event loop."""
+    """Turns tap calls into capture records; `flush()` writes what has accumulated."""
 
     def __init__(
         self,
@@ -36,77 +34,50 @@ class Recorder:
         self.encoder = encoder
         self.observer = Observer()
         self.listeners = list(listeners or [])
-        self._queue: list[tuple[Any, ...]] = []
-        self._scheduled = False
+        self._records: list[Record] = []
         self._closed = False
 
     def start(self, upstream: str, command: list[str] | None) -> None:
-        self._write([self.encoder.header(upstream, command, __version__)])
+        self._records.append(self.encoder.header(upstream, command, __version__))
+        self.flush()
 
-    # -- the Tap protocol: queue and return ------------------------------------------------
-
-    def opened(self, conn: int, peer: PeerCredentials | None, t: float) -> None:
-        self._push(("open", conn, peer, t))
+    def opened(self, conn: int, peer: dict[str, Any] | None, t: float) -> None:
+        self._records.append(self.encoder.opened(conn, peer, t))
 
     def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None:
-        self._push(("data", conn, direction, data, t))
+        encode = self.encoder.encode
+        for event in self.observer.feed(conn, direction, data, t):
+            self._records.extend(encode(event))
 
     def eof(self, conn: int, direction: Direction, t: float) -> None:
-        self._push(("eof", conn, direction, t))
+        encode = self.encoder.encode
+        for event in self.observer.feed_eof(conn, direction, t):
+            self._records.extend(encode(event))
 
     def closed(self, conn: int, t: float) -> None:
-        self._push(("close", conn, t))
+        encode = self.encoder.encode
+        for event in self.observer.close(conn, t):
+            self._records.extend(encode(event))
 
     def upstream_failed(self, conn: int, message: str, t: float) -> None:
-        self._push(("failed", conn, message, t))
+        self._records.append(self.encoder.failure(conn, "upstream", message, t))
 
-    def _push(self, item: tuple[Any, ...]) -> None:
-        if self._closed:
-            return
-        self._queue.append(item)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.drain)
-
-    # -- the slow part ------------------------------------------------------------------------
-
-    def drain(self) -> None:
-        self._scheduled = False
-        queue, self._queue = self._queue, []
-        records: list[Record] = []
-        observer, encoder = self.observer, self.encoder
-        for item in queue:
-            kind = item[0]
-            events: list[Event]
-            if kind == "data":
-                events = observer.feed(item[1], item[2], item[3], item[4])
-            elif kind == "eof":
-                events = observer.feed_eof(item[1], item[2], item[3])
-            elif kind == "close":
-                events = observer.close(item[1], item[2])
-            elif kind == "open":
-                peer = dataclasses.asdict(item[2]) if item[2] is not None else None
-                records.append(encoder.opened(item[1], peer, item[3]))
-                continue
-            else:
-                records.append(encoder.failure(item[1], "upstream", item[2], item[3]))
-                continue
-            for event in events:
-                records.extend(encoder.encode(event))
-        self._write(records)
-
-    def _write(self, records: list[Record]) -> None:
+    def flush(self) -> None:
+        records, self._records = self._records, []
         if not records:
             return
         self.writer.write(records)
         for listener in self.listeners:
             listener(records)
 
-    def close(self, t: float) -> None:
-        """Flush what is queued, mark the capture complete, and close the file."""
+    def close(self, t: float, clean: bool = True) -> None:
+        """Write what is pending and close the file; `clean` marks the capture complete."""
         if self._closed:
             return
-        self.drain()
         self._closed = True
-        self._write([self.encoder.footer(t, self.writer.records + 1)])
+        if clean:
+            self._records.append(
+                self.encoder.footer(t, self.writer.records + len(self._records) + 1)
+            )
+        self.flush()
         self.writer.close()

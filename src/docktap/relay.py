@@ -234,7 +234,10 @@ class _Pipe:
         self.daemon.transport.writelines(self.pending)
         self.pending.clear()
         self.upstream_ready = True
-        self.client.resume_reading()
+        if self.relay.paused:
+            self.daemon.pause_reading()
+        else:
+            self.client.resume_reading()
         if self.client.eof:
             self.daemon.transport.write_eof()
 
@@ -295,6 +298,7 @@ class Relay:
         self._pipes: set[_Pipe] = set()
         self._next_conn = 0
         self._socket_path: str | None = None
+        self.paused = False
 
     @property
     def open_connections(self) -> int:
@@ -328,6 +332,19 @@ class Relay:
             except OSError as exc:
                 raise RelayError(f"cannot listen on {endpoint.url}: {exc.strerror}") from exc
 
+    def pause_reading(self) -> None:
+        """Stop reading from every socket (the tap cannot keep up); new clients wait too."""
+        self.paused = True
+        for pipe in self._pipes:
+            pipe.client.pause_reading()
+            pipe.daemon.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        for pipe in self._pipes:
+            pipe.client.resume_reading()
+            pipe.daemon.resume_reading()
+
     @property
     def bound_port(self) -> int | None:
         """The TCP port actually bound (useful with port 0)."""
@@ -345,6 +362,8 @@ class Relay:
 
         def made(transport: asyncio.BaseTransport) -> None:
             original(transport)
+            if self.paused:
+                pipe.client.pause_reading()
             if pipe.tap is not None:
                 peer = _peer_credentials(transport.get_extra_info("socket"))
                 pipe.tap.opened(pipe.conn, peer, time.monotonic())
