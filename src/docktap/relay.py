@@ -95,6 +95,7 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.eof = False
         self.lost = False
+        self.write_blocked = False  # our write buffer is full: the other side stops reading
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -113,9 +114,11 @@ class _Side(asyncio.Protocol):
         self.pipe.side_lost(self, exc)
 
     def pause_writing(self) -> None:
+        self.write_blocked = True
         self.pipe.other(self).pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_blocked = False
         self.pipe.other(self).resume_reading()
 
     def pause_reading(self) -> None:
@@ -123,6 +126,13 @@ class _Side(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        """Read again, unless something else still holds reading back.
+
+        Two things pause a side: its peer's full write buffer and the relay's tap falling
+        behind. Either one lifting must not undo the other.
+        """
+        if self.pipe.relay.paused or self.pipe.other(self).write_blocked:
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
