@@ -18,7 +18,9 @@ the payload: forwarded bytes, peer credentials or a message as JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -41,6 +43,7 @@ _DATA = {Direction.CLIENT: DATA_CLIENT, Direction.DAEMON: DATA_DAEMON}
 _EOF = {Direction.CLIENT: EOF_CLIENT, Direction.DAEMON: EOF_DAEMON}
 # Bytes waiting for the child before the relay stops reading from its sockets.
 _PIPE_HIGH_WATER = 8 << 20
+_PIPE_SIZE = 1 << 20  # Linux's default upper limit for an unprivileged pipe
 
 
 @dataclass(frozen=True)
@@ -150,13 +153,18 @@ class RecorderLink:
 def spawn_recorder(config: RecordingConfig) -> subprocess.Popen[bytes]:
     """Start the child; the capture file descriptor, if any, is handed down to it."""
     fds = (config.capture_fd,) if config.capture_fd is not None else ()
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "docktap.recording", json.dumps(dataclasses.asdict(config))],
         stdin=subprocess.PIPE,
         pass_fds=fds,
         # Its own process group: Ctrl-C at the terminal is for the relay and the command.
         start_new_session=True,
     )
+    assert process.stdin is not None
+    # A pipe holds 64 KiB by default: bulk transfers would cost a write and a read per 64 KiB.
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    return process
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -186,24 +194,25 @@ def _dispatch(recorder: Recorder, kind: int, conn: int, t: float, payload: bytes
 
 def serve(fd: int, recorder: Recorder) -> bool:
     """Feed the recorder from the pipe until STOP (True) or until the pipe closes (False)."""
-    buffer = bytearray()
+    rest = b""  # the start of a message cut by the end of the last read
     size = _HEADER.size
     while True:
-        chunk = os.read(fd, 1 << 20)
+        chunk = os.read(fd, _PIPE_SIZE)
         if not chunk:
             return False
-        buffer += chunk
+        data = rest + chunk if rest else chunk
+        view = memoryview(data)
         pos = 0
-        end = len(buffer)
+        end = len(data)
         while end - pos >= size:
-            kind, conn, t, length = _HEADER.unpack_from(buffer, pos)
+            kind, conn, t, length = _HEADER.unpack_from(data, pos)
             if end - pos - size < length:
                 break
-            payload = bytes(buffer[pos + size : pos + size + length])
+            payload = view[pos + size : pos + size + length].tobytes()
             pos += size + length
             if not _dispatch(recorder, kind, conn, t, payload):
                 return True
-        del buffer[:pos]
+        rest = data[pos:]
         recorder.flush()
 
 
