@@ -22,7 +22,7 @@ import stat
 import struct
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from docktap.events import Direction
 from docktap.upstream import Endpoint
@@ -98,8 +98,9 @@ class _Side(asyncio.Protocol):
         self.write_blocked = False  # our write buffer is full: the other side stops reading
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
+        if self.direction is Direction.CLIENT:
+            self.pipe.client_arrived()
 
     def data_received(self, data: bytes) -> None:
         self.pipe.forward(self, data)
@@ -160,6 +161,16 @@ class _Pipe:
 
     def other(self, side: _Side) -> _Side:
         return self.daemon if side is self.client else self.client
+
+    def client_arrived(self) -> None:
+        """The client is connected: tell the tap who it is, then connect to the daemon."""
+        assert self.client.transport is not None
+        if self.relay.paused:
+            self.client.pause_reading()
+        if self.tap is not None:
+            peer = _peer_credentials(self.client.transport.get_extra_info("socket"))
+            self.tap.opened(self.conn, peer, time.monotonic())
+        asyncio.get_running_loop().create_task(self.connect())
 
     def flows_to(self, side: _Side) -> bool:
         """Whether bytes may be written to `side` now (the daemon only once pending is out)."""
@@ -368,18 +379,6 @@ class Relay:
         pipe = _Pipe(self, self._next_conn)
         self._pipes.add(pipe)
         pipe.done.add_done_callback(lambda _: self._pipes.discard(pipe))
-        original = pipe.client.connection_made
-
-        def made(transport: asyncio.BaseTransport) -> None:
-            original(transport)
-            if self.paused:
-                pipe.client.pause_reading()
-            if pipe.tap is not None:
-                peer = _peer_credentials(transport.get_extra_info("socket"))
-                pipe.tap.opened(pipe.conn, peer, time.monotonic())
-            asyncio.get_running_loop().create_task(pipe.connect())
-
-        pipe.client.connection_made = made  # type: ignore[method-assign]
         return pipe.client
 
     async def close(self, grace: float = 2.0) -> None:
