@@ -1,0 +1,192 @@
+"""Faults, with real processes: docktap keeps relaying, says what went wrong, keeps the capture.
+
+The upstream that gets killed is bench/fastserver.py (a real HTTP server on a unix socket): the
+session's private dockerd must survive the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockerd import Daemon
+from tapping import DOCKTAP, Proxy, checked_capture, docktap, one
+
+from docktap import load
+
+FASTSERVER = Path(__file__).resolve().parent.parent / "bench" / "fastserver.py"
+
+
+def _started(argv: list[str], banner: str) -> subprocess.Popen[bytes]:
+    """A server process, once it has said on stderr that it listens (no polling)."""
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    line = process.stderr.readline().decode()
+    assert banner in line, line
+    return process
+
+
+@pytest.fixture
+def fast_upstream(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    sock = tmp_path / "fast.sock"
+    process = _started([sys.executable, str(FASTSERVER), "--socket", str(sock)], "listening")
+    yield process, sock
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def _proxy_to(upstream: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    sock, capture = workdir / "p.sock", workdir / "p.jsonl"
+    argv = [*DOCKTAP, "proxy", "-q", "--listen", str(sock), "--upstream", f"unix://{upstream}"]
+    return _started([*argv, "-o", str(capture)], "listening on"), sock, capture
+
+
+def _stop(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> str:
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    return err.decode()
+
+
+def _request(sock: Path, head: str) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(30)
+    client.connect(str(sock))
+    client.sendall(head.encode())
+    return client
+
+
+def _read_all(client: socket.socket) -> bytes:
+    chunks = []
+    while chunk := client.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_an_unwritable_capture_path_fails_before_anything_starts(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "c.jsonl"
+    listen = tmp_path / "p.sock"
+    proxy = docktap("proxy", "--listen", str(listen), "-o", str(missing), timeout=30)
+    assert proxy.returncode == 1
+    assert f"cannot write capture {missing}: No such file or directory" in proxy.stderr.decode()
+    assert not listen.exists()
+    run = docktap("run", "-o", str(missing), "--", "true", timeout=30)
+    assert run.returncode == 1
+    assert b"cannot write capture" in run.stderr
+
+
+def test_the_upstream_killed_mid_stream(
+    fast_upstream: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    server, upstream = fast_upstream
+    proxy, sock, capture = _proxy_to(upstream, tmp_path)
+    client = _request(sock, "GET /v1.41/images/get?bytes=1000000000 HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+    server.kill()
+    server.wait()
+    received = _read_all(client)  # the stream ends early instead of hanging
+    client.close()
+    assert len(received) < 1_000_000_000
+    after = _request(sock, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    answer = _read_all(after)
+    after.close()
+    assert answer.startswith(b"HTTP/1.1 502 ")
+    assert str(upstream).encode() in answer
+    _stop(proxy)
+    loaded = checked_capture(capture, allow_errors=True)
+    cut = one(loaded, "ImageGetAll")
+    assert cut.response_complete is False
+    assert one(loaded, "SystemPing").status == 502
+    assert [e["kind"] for e in loaded.errors] == ["upstream"]
+
+
+def test_a_client_killed_mid_upload(dockerd: Daemon, tmp_path: Path) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    head = (
+        "POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: d\r\n"
+        "Content-Type: application/x-tar\r\nContent-Length: 100000000\r\n\r\n"
+    )
+    client = _request(proxy.socket, head)
+    client.sendall(b"\0" * (1 << 20))
+    # An abrupt close, as a killed process leaves it: reset, not a polite EOF.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()
+    version = proxy.docker("version", "--format", "{{.Server.APIVersion}}")
+    assert version.returncode == 0 and version.stdout.strip() == b"1.41"
+    capture = proxy.stop()
+    upload = one(capture, "ImageLoad")
+    assert upload.request_complete is False
+    assert 0 < upload.request_body_size <= 1 << 20
+
+
+def test_garbage_from_a_client_is_relayed_and_kept_raw(dockerd: Daemon, tmp_path: Path) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    garbage = b"\x00\x01\x02 not http at all\r\n\r\n"
+    client = _request(proxy.socket, "")
+    client.sendall(garbage)
+    client.shutdown(socket.SHUT_WR)
+    answer = _read_all(client)
+    client.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")  # the daemon's own answer, relayed
+    assert proxy.docker("ps").returncode == 0  # the other connections do not notice
+    capture = proxy.stop(allow_errors=True)
+    assert [e["kind"] for e in capture.errors] == ["protocol"]
+    raw = b"".join(
+        r.get("text", "").encode("utf-8", "surrogateescape")
+        for r in capture.records
+        if r["type"] == "unparsed" and r["dir"] == "client"
+    )
+    assert b"not http at all" in raw
+    assert "ContainerList" in [ex.operation for ex in capture.exchanges]
+
+
+def test_sigint_closes_the_capture_cleanly(dockerd: Daemon, tmp_path: Path) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    assert proxy.docker("version").returncode == 0
+    proxy.process.send_signal(signal.SIGINT)
+    proxy.process.communicate(timeout=30)
+    assert proxy.process.returncode == 0
+    assert checked_capture(proxy.capture_path).complete
+
+
+def test_a_full_disk_stops_the_capture_not_the_relay(dockerd: Daemon, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        if os.environ.get("DOCKTAP_REQUIRE_DOCKERD") == "1":
+            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr.decode()}")
+        pytest.skip("cannot mount a small tmpfs (not root?)")
+    try:
+        capture = small / "c.jsonl"
+        out = tmp_path / "saved.tar"
+        run = docktap(
+            *("run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"),
+            *("docker", "save", "-o", str(out), "bb"),
+            env=dockerd.env,
+        )
+        assert run.returncode == 0, run.stderr
+        assert b"capture stopped after" in run.stderr
+        assert b"No space left on device" in run.stderr
+        direct = tmp_path / "direct.tar"
+        dockerd.docker("save", "-o", str(direct), "bb")
+        assert out.read_bytes() == direct.read_bytes()  # relaying went on
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the last line may be cut by the full disk
+            kept = load(capture)
+        assert kept.header["command"][:2] == ["docker", "save"]
+        assert not kept.complete
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
