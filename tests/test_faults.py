@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,3 +191,62 @@ def test_a_full_disk_stops_the_capture_not_the_relay(dockerd: Daemon, tmp_path: 
         assert not kept.complete
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_slow_reader_keeps_memory_bounded(
+    fast_upstream: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    _, upstream = fast_upstream
+    proxy, sock, _ = _proxy_to(upstream, tmp_path)
+    size = 200_000_000
+    client = _request(sock, f"GET /images/get?bytes={size} HTTP/1.1\r\nHost: d\r\n\r\n")
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    received = 0
+    while chunk := client.recv(16384):  # small reads: the client is the bottleneck
+        received += len(chunk)
+    client.close()
+    peak = _vm_hwm_mb(proxy.pid)
+    _stop(proxy)
+    assert received > size
+    assert peak < 80, f"the relay grew to {peak:.0f} MB"
+
+
+def test_two_hundred_concurrent_connections(dockerd: Daemon, tmp_path: Path) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    now = int(time.time())
+    polls = [
+        _request(
+            proxy.socket,
+            f"GET /v1.41/events?since={now}&until={now + 2} HTTP/1.1\r\n"
+            "Host: d\r\nConnection: close\r\n\r\n",
+        )
+        for _ in range(180)
+    ]
+    runs = [
+        subprocess.Popen(
+            ["docker", "run", "--rm", "--network", "none", "bb", "echo", str(i)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=proxy.env,
+        )
+        for i in range(10)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    answers = [_read_all(poll) for poll in polls]
+    for poll in polls:
+        poll.close()
+    assert [run.returncode for run in runs] == [0] * 10
+    assert sorted(outputs) == sorted(f"{i}\n".encode() for i in range(10))
+    assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers)
+    capture = proxy.stop()
+    operations = [ex.operation for ex in capture.exchanges]
+    assert operations.count("SystemEvents") == 180
+    assert operations.count("ContainerCreate") == 10
+    assert len(capture.connections) >= 200

@@ -30,6 +30,9 @@ from docktap.upstream import Endpoint
 _CONNECT_TIMEOUT = 10.0
 # Bytes a client may send before the daemon connection is up, before reading from it pauses.
 _PENDING_LIMIT = 256 << 10
+# asyncio's default backlog of 100 makes a burst of clients (parallel `docker run`s, each with
+# several connections) fail to connect with EAGAIN while the loop is busy.
+_BACKLOG = socket.SOMAXCONN
 
 
 @dataclass(frozen=True)
@@ -333,7 +336,9 @@ class Relay:
             # window in which another user could connect.
             old_umask = os.umask(0o177)
             try:
-                self._server = await loop.create_unix_server(self._accept, endpoint.path)
+                self._server = await loop.create_unix_server(
+                    self._accept, endpoint.path, backlog=_BACKLOG
+                )
             except OSError as exc:
                 raise RelayError(f"cannot listen on {endpoint.path}: {exc.strerror}") from exc
             finally:
@@ -348,7 +353,7 @@ class Relay:
                 )
             try:
                 self._server = await loop.create_server(
-                    self._accept, endpoint.host, endpoint.port or 0
+                    self._accept, endpoint.host, endpoint.port or 0, backlog=_BACKLOG
                 )
             except OSError as exc:
                 raise RelayError(f"cannot listen on {endpoint.url}: {exc.strerror}") from exc
