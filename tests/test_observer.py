@@ -13,6 +13,7 @@ import base64
 import io
 import itertools
 import json
+import os
 import tarfile
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -612,6 +613,11 @@ def test_tty_book_prefix_lookup_is_for_ids_only() -> None:
 
 # -- damaged input: the observer never raises ------------------------------------------------
 
+# CI runs a bounded fuzz; DOCKTAP_FUZZ_SCALE=100 runs a hundred times as many cases, on demand.
+# A failure hypothesis finds is printed with the bytes that caused it: save them with
+# tests/bytescript.py as a script under tests/data/bytescripts/ so it stays a regression test.
+FUZZ_SCALE = int(os.environ.get("DOCKTAP_FUZZ_SCALE", "1"))
+
 # ("data", conn, direction, bytes), ("eof", conn, direction, b"") or ("close", conn, None, b"")
 Operation = tuple[str, int, Direction | None, bytes]
 
@@ -695,7 +701,7 @@ http_ish = st.sampled_from(
 http_operation = st.tuples(st.just("data"), st.just(1), directions, http_ish)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * FUZZ_SCALE, deadline=None)
 @given(st.lists(st.one_of(operation, http_operation), max_size=20), st.booleans())
 def test_fuzz_random_bytes_never_raise(operations: list[Operation], close: bool) -> None:
     if close:
@@ -733,7 +739,9 @@ def draw_damage(data: st.DataObject, steps: list[Step]) -> list[Step]:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(name=st.sampled_from(SCRIPTS), data=st.data())
 def test_fuzz_garbage_in_recorded_scripts(name: str, data: st.DataObject) -> None:
     check_feeds(_as_operations(draw_damage(data, list(steps_of(name)))))
@@ -754,7 +762,9 @@ def _up_to_the_error(events: list[Event]) -> tuple[list[Event], dict[tuple[int, 
     return kept, unparsed
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100 * FUZZ_SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(name=st.sampled_from(SCRIPTS), data=st.data())
 def test_damaged_scripts_read_the_same_however_split(name: str, data: st.DataObject) -> None:
     damaged = draw_damage(data, list(steps_of(name)))
