@@ -38,6 +38,7 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
+from docktap.redact import mask_value
 
 WALL = 1_700_000_000.0
 MONO = 500.0
@@ -233,7 +234,16 @@ def test_head_records_mask_credentials() -> None:
     line = dumps(record)
     assert "dTpwdw" not in line
     assert auth.decode() not in line
-    assert record["headers"][1] == ["Authorization", "Basic <redacted>"]
+    assert record["headers"][1] == ["Authorization", "Basic " + mask_value("dTpwdw==")]
+
+
+def test_no_redact_records_heads_as_sent() -> None:
+    enc = RecordEncoder(WALL, MONO, redact=False)
+    headers = (("Authorization", "Basic dTpwdw=="),)
+    target = "/v1.41/build?buildargs=%7B%22A%22%3A%22s3cret%22%7D"
+    [record] = enc.encode(RequestHead(1, MONO, 1, "POST", target, "1.1", headers))
+    assert record["headers"] == [["Authorization", "Basic dTpwdw=="]]
+    assert record["target"] == target
 
 
 # --- bytes: text or base64 ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from capture_schema import validate_capture
 
-from docktap.capture.format import Record, RecordEncoder, decode_bytes, dumps
+from docktap.capture.format import HELD_BODY_LIMIT, Record, RecordEncoder, decode_bytes, dumps
 from docktap.events import (
     BodyData,
     Closed,
@@ -20,10 +20,24 @@ from docktap.events import (
     RequestHead,
     ResponseHead,
 )
-from docktap.redact import MASK, mask_secrets, redact_auth_body, redact_headers
+from docktap.redact import (
+    Redactor,
+    is_masked,
+    mask_secrets,
+    mask_value,
+    redact_auth_body,
+    redact_headers,
+)
 
 PASSWORD = "hunter2-very-secret"
 TOKEN = "eyJhbGciOi-identity-token"
+
+
+def M(value: str) -> str:
+    """The mask of a value: the same in every capture, hiding the value."""
+    masked = mask_value(value)
+    assert is_masked(masked) and value not in masked
+    return masked
 
 
 def b64url(value: Any, pad: bool = True) -> str:
@@ -56,9 +70,9 @@ def test_registry_auth_masks_secrets_and_keeps_the_shape() -> None:
     assert name == "X-Registry-Auth"
     assert unb64url(masked) == {
         "username": "alice",
-        "password": MASK,
+        "password": M(PASSWORD),
         "serveraddress": "registry.example:5000",
-        "identitytoken": MASK,
+        "identitytoken": M(TOKEN),
         "email": "",
     }
     assert PASSWORD not in masked
@@ -72,7 +86,7 @@ def test_registry_auth_in_url_safe_alphabet_and_unpadded() -> None:
     assert set(value) & {"-", "_"}
     assert len(value) % 4 != 0
     [(_, masked)] = redact_headers((("x-registry-auth", value),))
-    assert unb64url(masked) == {"username": "bob>>>?", "password": MASK}
+    assert unb64url(masked) == {"username": "bob>>>?", "password": M("p??>>~~")}
 
 
 def test_registry_config_masks_every_registry() -> None:
@@ -86,8 +100,11 @@ def test_registry_config_masks_every_registry() -> None:
     }
     [(_, masked)] = redact_headers((("X-Registry-Config", b64url(config)),))
     assert unb64url(masked) == {
-        "registry.example:5000": {"username": "bob", "password": MASK},
-        "https://index.docker.io/v1/": {"auth": MASK, "identitytoken": MASK},
+        "registry.example:5000": {"username": "bob", "password": M(PASSWORD)},
+        "https://index.docker.io/v1/": {
+            "auth": M(config["https://index.docker.io/v1/"]["auth"]),
+            "identitytoken": M(TOKEN),
+        },
         "empty.example": {},
     }
 
@@ -103,7 +120,8 @@ def test_registry_config_masks_every_registry() -> None:
 )
 def test_undecodable_registry_header_is_masked_whole(value: str) -> None:
     [(_, masked)] = redact_headers((("X-Registry-Auth", value),))
-    assert masked == MASK
+    assert masked == mask_value(value)
+    assert is_masked(masked)
 
 
 # --- Authorization --------------------------------------------------------------------------
@@ -112,14 +130,15 @@ def test_undecodable_registry_header_is_masked_whole(value: str) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("Authorization", "Basic dXNlcjpwYXNz", "Basic <redacted>"),
-        ("authorization", "Bearer abc.def.ghi", "Bearer <redacted>"),
-        ("Proxy-Authorization", "Basic Zm9vOmJhcg==", "Basic <redacted>"),
-        ("Authorization", "rawtokenwithoutscheme", "<redacted>"),
+        ("Authorization", "Basic dXNlcjpwYXNz", "Basic " + mask_value("dXNlcjpwYXNz")),
+        ("authorization", "Bearer abc.def.ghi", "Bearer " + mask_value("abc.def.ghi")),
+        ("Proxy-Authorization", "Basic Zm9vOmJhcg==", "Basic " + mask_value("Zm9vOmJhcg==")),
+        ("Authorization", "rawtokenwithoutscheme", mask_value("rawtokenwithoutscheme")),
     ],
 )
 def test_authorization_keeps_only_the_scheme(name: str, value: str, expected: str) -> None:
     assert redact_headers(((name, value),)) == ((name, expected),)
+    assert value.split()[-1] not in expected
 
 
 def test_other_headers_are_untouched_and_order_kept() -> None:
@@ -134,7 +153,7 @@ def test_other_headers_are_untouched_and_order_kept() -> None:
     assert [k for k, _ in out] == [k for k, _ in headers]
     for index in (0, 2, 4):
         assert out[index] == headers[index]
-    assert header(out, "authorization") == "Basic <redacted>"
+    assert header(out, "authorization") == "Basic " + M("eA==")
 
 
 # --- JSON values and /auth bodies -----------------------------------------------------------
@@ -148,8 +167,8 @@ def test_mask_secrets_at_any_depth_and_any_case() -> None:
         "other": None,
     }
     assert mask_secrets(value) == {
-        "Password": MASK,
-        "nested": [{"IdentityToken": MASK, "RegistryToken": MASK, "keep": 1}],
+        "Password": M("x"),
+        "nested": [{"IdentityToken": M("y"), "RegistryToken": M("z"), "keep": 1}],
         "auth": "",
         "other": None,
     }
@@ -158,8 +177,9 @@ def test_mask_secrets_at_any_depth_and_any_case() -> None:
 
 def test_redact_auth_body() -> None:
     body = json.dumps({"username": "u", "password": PASSWORD}).encode()
-    assert json.loads(redact_auth_body(body)) == {"username": "u", "password": MASK}
-    assert redact_auth_body(b"password=" + PASSWORD.encode()) == MASK.encode()
+    assert json.loads(redact_auth_body(body)) == {"username": "u", "password": M(PASSWORD)}
+    raw = b"password=" + PASSWORD.encode()
+    assert redact_auth_body(raw) == mask_value(raw).encode()
     assert redact_auth_body(b"") == b""
 
 
@@ -231,8 +251,8 @@ def test_auth_bodies_are_masked_end_to_end() -> None:
     # The held-back body goes out whole, once, as valid JSON with only the secrets masked.
     client_bodies = [r for r in records if r["type"] == "body" and r["dir"] == "client"]
     assert len(client_bodies) == 1
-    assert json.loads(bodies(records, "client")) == {**login, "password": MASK}
-    assert json.loads(bodies(records, "daemon")) == {**answer, "IdentityToken": MASK}
+    assert json.loads(bodies(records, "client")) == {**login, "password": M(PASSWORD)}
+    assert json.loads(bodies(records, "daemon")) == {**answer, "IdentityToken": M(TOKEN)}
     # Size and digest describe what was written: a digest of the secret would let it be
     # guessed offline.
     ends = {r["dir"]: r for r in records if r["type"] == "end"}
@@ -260,24 +280,253 @@ def test_auth_body_is_masked_even_past_the_inline_cap() -> None:
 
 
 def test_non_json_auth_body_is_masked_whole() -> None:
-    records = encode_all(
-        auth_exchange(b"username=alice&password=" + PASSWORD.encode(), b"not json " + b"x" * 20)
-    )
-    assert bodies(records, "client") == MASK.encode()
-    assert bodies(records, "daemon") == MASK.encode()
+    request_body = b"username=alice&password=" + PASSWORD.encode()
+    records = encode_all(auth_exchange(request_body, b"not json " + b"x" * 20))
+    assert bodies(records, "client") == mask_value(request_body).encode()
+    assert bodies(records, "daemon") == mask_value(b"not json " + b"x" * 20).encode()
     assert PASSWORD not in "\n".join(dumps(r) for r in records)
 
 
-def test_oversized_auth_body_is_masked_whole() -> None:
-    padding = "x" * (70 << 10)  # past the 64 KiB the encoder holds back
+def test_oversized_auth_body_keeps_only_size_and_digest() -> None:
+    padding = "x" * (HELD_BODY_LIMIT + 10)  # past what the encoder holds back
     request_body = json.dumps({"username": padding, "password": PASSWORD}).encode()
     records = encode_all(auth_exchange(request_body, b'{"Status":"Login Succeeded"}', 20))
-    assert bodies(records, "client") == MASK.encode()
+    assert bodies(records, "client") == b""
     assert PASSWORD not in "\n".join(dumps(r) for r in records)
+    [end] = [r for r in records if r["type"] == "end" and r["dir"] == "client"]
+    assert end["size"] == len(request_body)
+    assert end["inline"] == 0
+    assert end["sha256"] == hashlib.sha256(request_body).hexdigest()
+    validate_capture(records)
 
 
 def test_other_bodies_are_not_held_back() -> None:
     enc = RecordEncoder(WALL, MONO)
-    enc.encode(RequestHead(1, MONO, 1, "POST", "/v1.41/containers/create", "1.1", ()))
+    enc.encode(RequestHead(1, MONO, 1, "POST", "/v1.41/containers/abc/start", "1.1", ()))
     [record] = enc.encode(BodyData(1, MONO, 1, Direction.CLIENT, b'{"password":"in env"}'))
     assert decode_bytes(record) == b'{"password":"in env"}'
+
+
+# --- the mask -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "bucket"),
+    [("", 0), ("a", 1), ("ab", 2), ("abc", 4), ("12345678", 8), ("123456789", 16)],
+)
+def test_mask_keeps_a_length_class_and_a_short_hash(value: str, bucket: int) -> None:
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    assert mask_value(value) == f"<redacted len~{bucket} sha256:{digest}>"
+    assert mask_value(value.encode()) == mask_value(value)
+
+
+# --- environment variables, build args, secrets, swarm tokens -------------------------------
+
+SECRET = "Zq8vN3kR2pX7wL5tY9"
+
+
+def held(operation: str, direction: str, body: Any, redactor: Redactor | None = None) -> Any:
+    out = (redactor or Redactor()).body(operation, json.dumps(body).encode(), direction)
+    assert SECRET not in out.decode()
+    return json.loads(out)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DB_PASSWORD",
+        "passwd",
+        "GITHUB_TOKEN",
+        "my_secret",
+        "AWS_SECRET_ACCESS_KEY",
+        "API_KEY",
+        "GOOGLE_CREDENTIALS",
+        "AUTH",
+        "proxy_auth",
+        "SSH_PRIVATE",
+    ],
+)
+def test_secret_env_names(name: str) -> None:
+    assert Redactor().secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["PATH", "HOME", "PLAIN", "LANG", "DATABASE_URL"])
+def test_plain_env_names(name: str) -> None:
+    assert not Redactor().secret_name(name)
+
+
+def test_container_create_env_is_masked_by_name() -> None:
+    body = {
+        "Image": "bb",
+        "Env": [f"DB_PASSWORD={SECRET}", "PLAIN=visible", "FLAG", "EMPTY_TOKEN="],
+        "HostConfig": {"NetworkMode": "none"},
+    }
+    out = held("ContainerCreate", "client", body)
+    assert out == {
+        **body,
+        "Env": [f"DB_PASSWORD={M(SECRET)}", "PLAIN=visible", "FLAG", "EMPTY_TOKEN="],
+    }
+
+
+def test_inspect_and_service_specs_mask_env_at_depth() -> None:
+    inspect = {"Id": "abc", "Config": {"Env": [f"API_TOKEN={SECRET}", "PATH=/bin"]}}
+    assert held("ContainerInspect", "daemon", inspect)["Config"]["Env"] == [
+        f"API_TOKEN={M(SECRET)}",
+        "PATH=/bin",
+    ]
+    spec = {"TaskTemplate": {"ContainerSpec": {"Env": [f"SECRET_X={SECRET}"]}}}
+    out = held("ServiceCreate", "client", spec)
+    assert out["TaskTemplate"]["ContainerSpec"]["Env"] == [f"SECRET_X={M(SECRET)}"]
+    services = [{"Spec": spec}]
+    assert held("ServiceList", "daemon", services)[0]["Spec"] == out
+    exec_body = {"Cmd": ["true"], "Env": [f"api_key={SECRET}"]}
+    assert held("ContainerExec", "client", exec_body)["Env"] == [f"api_key={M(SECRET)}"]
+
+
+def test_more_env_names_by_regex_or_substring() -> None:
+    body = {"Env": [f"DSN={SECRET}", f"ODD(NAME={SECRET}", "PLAIN=visible"]}
+    with pytest.raises(AssertionError):
+        held("ContainerCreate", "client", body)
+    out = held("ContainerCreate", "client", body, Redactor(["^dsn$", "ODD("]))
+    assert out["Env"] == [f"DSN={M(SECRET)}", f"ODD(NAME={M(SECRET)}", "PLAIN=visible"]
+
+
+def test_secret_and_config_data_and_swarm_tokens() -> None:
+    data = base64.b64encode(SECRET.encode()).decode()
+    for operation in ("SecretCreate", "ConfigCreate"):
+        out = held(operation, "client", {"Name": "s", "Data": data})
+        assert out == {"Name": "s", "Data": M(data)}
+    swarm = {"ID": "x", "JoinTokens": {"Worker": SECRET, "Manager": SECRET + "m"}}
+    out = held("SwarmInspect", "daemon", swarm)
+    assert out["JoinTokens"] == {"Worker": M(SECRET), "Manager": M(SECRET + "m")}
+    join = {"RemoteAddrs": ["10.0.0.1:2377"], "JoinToken": SECRET}
+    assert held("SwarmJoin", "client", join)["JoinToken"] == M(SECRET)
+    assert held("SwarmUnlockkey", "daemon", {"UnlockKey": SECRET}) == {"UnlockKey": M(SECRET)}
+    assert held("SwarmUnlock", "client", {"UnlockKey": SECRET}) == {"UnlockKey": M(SECRET)}
+
+
+def test_a_body_with_nothing_to_mask_is_kept_byte_for_byte() -> None:
+    body = b'{"Image":"bb", "Env":["PLAIN=visible"]}\n'
+    assert Redactor().body("ContainerCreate", body, "client") == body
+
+
+def test_build_args_are_masked_in_the_target_and_it_still_parses() -> None:
+    from urllib.parse import parse_qs, urlencode, urlsplit
+
+    args = {"NPM_TOKEN": SECRET, "PLAIN": "visible-too", "NONE": None}
+    query = urlencode({"t": "app:1", "buildargs": json.dumps(args), "q": "1"})
+    target = Redactor().target("ImageBuild", f"/v1.41/build?{query}")
+    assert SECRET not in target
+    assert base64.b64encode(SECRET.encode()).decode()[:16] not in target
+    parsed = parse_qs(urlsplit(target).query)
+    assert parsed["t"] == ["app:1"]
+    assert parsed["q"] == ["1"]
+    assert json.loads(parsed["buildargs"][0]) == {
+        "NPM_TOKEN": M(SECRET),
+        "PLAIN": M("visible-too"),
+        "NONE": None,
+    }
+    # Other operations and a target without a query are left alone.
+    assert Redactor().target("ImageCreate", f"/images/create?{query}") == f"/images/create?{query}"
+    assert Redactor().target("ImageBuild", "/build") == "/build"
+
+
+def test_unparseable_build_args_are_masked_whole() -> None:
+    target = Redactor().target("ImageBuild", f"/build?buildargs=NPM_TOKEN%3D{SECRET}&t=x")
+    assert SECRET not in target
+    assert target.endswith("&t=x")
+
+
+def create_exchange(body: bytes, pieces: int = 3) -> list[Event]:
+    step = max(1, len(body) // pieces)
+    return [
+        RequestHead(1, MONO + 1, 1, "POST", "/v1.47/containers/create", "1.1", ()),
+        *(
+            BodyData(1, MONO + 1, 1, Direction.CLIENT, body[i : i + step])
+            for i in range(0, len(body), step)
+        ),
+        MessageEnd(1, MONO + 1, 1, Direction.CLIENT),
+        ResponseHead(1, MONO + 2, 1, 201, "Created", "1.1", (), False),
+        BodyData(1, MONO + 2, 1, Direction.DAEMON, b'{"Id":"abc","Warnings":[]}'),
+        MessageEnd(1, MONO + 2, 1, Direction.DAEMON),
+        Closed(1, MONO + 3),
+    ]
+
+
+def test_container_create_is_held_back_and_written_masked() -> None:
+    body = json.dumps({"Image": "bb", "Env": [f"DB_PASSWORD={SECRET}", "PLAIN=visible"]})
+    records = encode_all(create_exchange(body.encode()))
+    validate_capture(records)
+    assert SECRET not in "\n".join(dumps(r) for r in records)
+    client = [r for r in records if r["type"] == "body" and r["dir"] == "client"]
+    assert len(client) == 1
+    assert json.loads(bodies(records, "client"))["Env"] == [
+        f"DB_PASSWORD={M(SECRET)}",
+        "PLAIN=visible",
+    ]
+    # The answer is not held back: it is written as it arrives.
+    assert bodies(records, "daemon") == b'{"Id":"abc","Warnings":[]}'
+
+
+def test_held_limit_keeps_only_size_and_digest() -> None:
+    body = json.dumps({"Env": [f"DB_PASSWORD={SECRET}"], "Pad": "x" * 300}).encode()
+    enc = RecordEncoder(WALL, MONO, held_limit=100)
+    records = [r for event in create_exchange(body, 7) for r in enc.encode(event)]
+    assert SECRET not in "\n".join(dumps(r) for r in records)
+    assert bodies(records, "client") == b""
+    [end] = [r for r in records if r["type"] == "end" and r["dir"] == "client"]
+    assert (end["size"], end["inline"]) == (len(body), 0)
+
+
+def test_no_redact_keeps_everything() -> None:
+    body = json.dumps({"Image": "bb", "Env": [f"DB_PASSWORD={SECRET}"]}).encode()
+    enc = RecordEncoder(WALL, MONO, redact=False)
+    records = [r for event in create_exchange(body) for r in enc.encode(event)]
+    assert bodies(records, "client") == body
+    login = json.dumps({"username": "u", "password": SECRET}).encode()
+    enc = RecordEncoder(WALL, MONO, redact=False)
+    records = [r for event in auth_exchange(login, b"{}") for r in enc.encode(event)]
+    assert bodies(records, "client") == login
+
+
+def test_build_args_in_image_history_are_masked() -> None:
+    history = [
+        {"CreatedBy": f"|2 NPM_TOKEN={SECRET} PLAIN=x /bin/sh -c true", "Id": "sha256:1"},
+        {"CreatedBy": "/bin/sh -c #(nop)  ARG NPM_TOKEN", "Id": "sha256:2"},
+    ]
+    out = held("ImageHistory", "daemon", history)
+    assert out[0]["CreatedBy"] == f"|2 NPM_TOKEN={M(SECRET)} PLAIN={M('x')} /bin/sh -c true"
+    assert out[1] == history[1]
+    inspect = {"ContainerConfig": {"Cmd": ["|2", f"A={SECRET}", "B=", "/bin/sh", "-c", "true"]}}
+    assert held("ImageInspect", "daemon", inspect)["ContainerConfig"]["Cmd"] == [
+        "|2",
+        f"A={M(SECRET)}",
+        "B=",
+        "/bin/sh",
+        "-c",
+        "true",
+    ]
+
+
+def test_command_line_secrets_are_masked() -> None:
+    redactor = Redactor()
+    argv = [
+        "docker", "run", "-e", f"DB_PASSWORD={SECRET}", "-e", "PLAIN=visible",
+        f"--env=API_TOKEN={SECRET}", "-p", "80:80", "bb",
+    ]  # fmt: skip
+    assert redactor.command(argv) == [
+        "docker", "run", "-e", f"DB_PASSWORD={M(SECRET)}", "-e", "PLAIN=visible",
+        f"--env=API_TOKEN={M(SECRET)}", "-p", "80:80", "bb",
+    ]  # fmt: skip
+    build = ["docker", "build", "--build-arg", f"A={SECRET}", f"--build-arg=B={SECRET}", "."]
+    assert redactor.command(build) == [
+        "docker", "build", "--build-arg", f"A={M(SECRET)}", f"--build-arg=B={M(SECRET)}", ".",
+    ]  # fmt: skip
+    script = f"docker build --build-arg A={SECRET} . && docker login --password {SECRET} && X=1"
+    [_, _, masked] = redactor.command(["sh", "-c", script]) or []
+    assert masked == (
+        f"docker build --build-arg A={M(SECRET)} . && docker login --password {M(SECRET)} && X=1"
+    )
+    login = ["docker", "login", "-u", "alice", "-p", SECRET]
+    assert redactor.command(login) == [*login[:-1], M(SECRET)]
+    assert redactor.command(None) is None

@@ -53,7 +53,13 @@ def _upstream(explicit: str | None) -> Endpoint:
 
 
 def _start_recording(
-    output: str, max_body: int, upstream: Endpoint, command: list[str] | None, live: str
+    output: str,
+    max_body: int,
+    upstream: Endpoint,
+    command: list[str] | None,
+    live: str,
+    redact: bool = True,
+    redact_env: Sequence[str] = (),
 ) -> RecorderLink:
     """Open the capture here (so a bad path fails before anything starts), record in a child."""
     fd = None
@@ -62,8 +68,11 @@ def _start_recording(
             fd = open_capture(output)
         except OSError as exc:
             raise click.ClickException(f"cannot write capture {output}: {exc.strerror}") from exc
+    from docktap.redact import REDACT_ENV_VAR, patterns_from_env
+
+    names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
     config = RecordingConfig(
-        fd, max_body, upstream.url, command, time.time(), time.monotonic(), live
+        fd, max_body, upstream.url, command, time.time(), time.monotonic(), live, redact, names
     )
     try:
         return RecorderLink(spawn_recorder(config))
@@ -96,6 +105,20 @@ _max_body_option = click.option(
     show_default=True,
     help="Bytes of each body or stream kept in the capture; past it only size and sha256. 0: all.",
 )
+_no_redact_option = click.option(
+    "--no-redact",
+    is_flag=True,
+    help="Record secrets as sent: no masking of credentials, secret-looking env values, "
+    "build args, secrets, join tokens.",
+)
+_redact_env_option = click.option(
+    "--redact-env",
+    "redact_env",
+    multiple=True,
+    metavar="NAME_PATTERN",
+    help="Also mask env values whose name matches this regex or substring (any case); "
+    "repeatable. DOCKTAP_REDACT_ENV adds comma-separated ones.",
+)
 _upstream_option = click.option(
     "--upstream",
     metavar="URL",
@@ -108,6 +131,8 @@ _upstream_option = click.option(
 @click.option("-o", "--output", metavar="FILE", help="Capture file (default: docktap-TIME.jsonl).")
 @_upstream_option
 @_max_body_option
+@_no_redact_option
+@_redact_env_option
 @click.option(
     "-q",
     "--quiet",
@@ -116,7 +141,13 @@ _upstream_option = click.option(
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
-    output: str | None, upstream: str | None, max_body: int, quiet: bool, command: Sequence[str]
+    output: str | None,
+    upstream: str | None,
+    max_body: int,
+    no_redact: bool,
+    redact_env: tuple[str, ...],
+    quiet: bool,
+    command: Sequence[str],
 ) -> None:
     """Run CMD with DOCKER_HOST pointing at docktap, and record what it says to Docker.
 
@@ -132,7 +163,9 @@ def run(
         raise click.ClickException(f"command not found: {argv[0]}")
     target = _upstream(upstream)
     path = output or _default_capture_name()
-    link = _start_recording(path, max_body, target, argv, "off" if quiet else "rows")
+    link = _start_recording(
+        path, max_body, target, argv, "off" if quiet else "rows", not no_redact, redact_env
+    )
     code = asyncio.run(_run(argv, target, link))
     if not quiet:
         _say(f"capture written to {path}")
@@ -208,6 +241,8 @@ async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
 @_upstream_option
 @click.option("-o", "--output", metavar="FILE|-", help="Capture file, - for stdout.")
 @_max_body_option
+@_no_redact_option
+@_redact_env_option
 @click.option(
     "--socket-mode",
     default="600",
@@ -220,6 +255,8 @@ def proxy(
     upstream: str | None,
     output: str | None,
     max_body: int,
+    no_redact: bool,
+    redact_env: tuple[str, ...],
     socket_mode: str,
     quiet: bool,
 ) -> None:
@@ -235,7 +272,9 @@ def proxy(
         raise click.UsageError(str(exc)) from exc
     target = _upstream(upstream)
     path = output or _default_capture_name()
-    link = _start_recording(path, max_body, target, None, "off" if quiet else "status")
+    link = _start_recording(
+        path, max_body, target, None, "off" if quiet else "status", not no_redact, redact_env
+    )
     asyncio.run(_proxy(endpoint, mode, target, link))
     if path != "-":
         _say(f"capture written to {path}")
@@ -531,3 +570,51 @@ def export_command(capture: str, fmt: str, output: str) -> None:
             handle.write(text)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
+
+
+_AUDIT_LEVELS = ("info", "low", "medium", "high", "critical")
+
+
+@main.command("audit")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The findings as one JSON object.")
+@click.option(
+    "--fail-on",
+    "fail_on",
+    type=click.Choice(_AUDIT_LEVELS),
+    metavar="LEVEL",
+    help="Exit with status 1 when a finding is at LEVEL or above "
+    "(info, low, medium, high, critical).",
+)
+def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
+    """Find the risky requests in a capture, and the process that made each.
+
+    Reads the capture only: no daemon is needed. Flags privileged containers, host paths and
+    the Docker socket mounted in, added capabilities, host namespaces, host devices, disabled
+    seccomp/AppArmor, execs into running containers and images without a digest, each with
+    its level, the exchange, the caller's pid/uid/gid and, where one applies, the CIS Docker
+    Benchmark item. Exit status 0 unless --fail-on is given and met.
+    """
+    from docktap import audit
+
+    loaded = _load(capture)
+    findings = audit.audit(loaded)
+    if as_json:
+        document = {
+            "capture": capture,
+            "counts": audit.counts(findings),
+            "findings": [f.to_dict() for f in findings],
+        }
+        click.echo(json.dumps(document, indent=2))
+    elif sys.stdout.isatty():
+        _print_audit_table(audit.table(findings))
+    else:
+        click.echo(audit.render(findings), nl=False)
+    if fail_on is not None and audit.at_or_above(findings, fail_on):
+        sys.exit(1)
+
+
+def _print_audit_table(table: object) -> None:
+    stream = sys.stdout
+    console = _console(stream, _wants_colour(stream, "auto"), _columns(stream, None))
+    console.print(table)

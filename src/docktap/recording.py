@@ -28,7 +28,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from docktap.events import Direction
@@ -57,6 +57,8 @@ class RecordingConfig:
     started_wall: float
     started_mono: float
     live: str  # "off", "rows", or "status" (rows plus a status line on a terminal)
+    redact: bool = True  # mask secrets before they reach the capture (--no-redact: False)
+    redact_env: list[str] = field(default_factory=list)  # more secret variable name patterns
 
 
 class _PipeProtocol(asyncio.BaseProtocol):
@@ -233,7 +235,15 @@ def child_main(argv: list[str]) -> int:
         writer = CaptureWriter(sys.stdout, on_error=say)
     else:
         writer = CaptureWriter.from_fd(config.capture_fd, on_error=say)
-    encoder = RecordEncoder(config.started_wall, config.started_mono, config.max_body)
+    from docktap.redact import Redactor
+
+    encoder = RecordEncoder(
+        config.started_wall,
+        config.started_mono,
+        config.max_body,
+        redactor=Redactor(config.redact_env),
+        redact=config.redact,
+    )
     recorder = Recorder(writer, encoder)
     live = None
     if config.live != "off":

@@ -32,14 +32,14 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
-from docktap.redact import redact_auth_body, redact_headers
+from docktap.redact import Redactor
 
 FORMAT = "docktap-capture"
 VERSION = 1
 DEFAULT_MAX_BODY = 1 << 20
-# Exchanges whose bodies carry credentials: held back whole, masked, then written.
-_AUTH_OPERATIONS = frozenset({"SystemAuth"})
-_AUTH_BODY_LIMIT = 64 << 10
+# Bodies that may carry secrets are held back whole, masked, then written (see redact.py);
+# past this size only their size and sha256 are kept.
+HELD_BODY_LIMIT = 1 << 20
 
 Record = dict[str, Any]
 
@@ -72,6 +72,7 @@ class _Budget:
     total: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     held: bytearray | None = None  # bodies kept back for redaction
+    overflow: bool = False  # a held body grew past the limit: only size and sha256 are kept
 
 
 class RecordEncoder:
@@ -81,12 +82,24 @@ class RecordEncoder:
     clock time, so every record carries both without this module reading a clock.
     `max_body` is the number of bytes of each body or stream kept inline (0 keeps everything);
     past it, records carry only sizes, and the end record the full size and sha256.
+    `redactor` masks secrets in heads, targets and the bodies it holds back; None records
+    everything as it was sent. `held_limit` bounds a held-back body.
     """
 
-    def __init__(self, started_wall: float, started_mono: float, max_body: int = DEFAULT_MAX_BODY):
+    def __init__(
+        self,
+        started_wall: float,
+        started_mono: float,
+        max_body: int = DEFAULT_MAX_BODY,
+        redactor: Redactor | None = None,
+        redact: bool = True,
+        held_limit: int = HELD_BODY_LIMIT,
+    ):
         self.started_wall = started_wall
         self.started_mono = started_mono
         self.max_body = max_body
+        self.redactor = (redactor or Redactor()) if redact else None
+        self.held_limit = held_limit
         self._budgets: dict[tuple[int, int, str, str], _Budget] = {}
         self._operations: dict[tuple[int, int], str | None] = {}
 
@@ -104,7 +117,7 @@ class RecordEncoder:
                 "docktap": docktap_version,
                 "started": self.started_wall,
                 "upstream": upstream,
-                "command": command,
+                "command": self.redactor.command(command) if self.redactor else command,
                 "max_body": self.max_body,
             },
             self.started_mono,
@@ -129,20 +142,27 @@ class RecordEncoder:
             route = routes.match(event.method, event.target)
             operation = route.operation if route else None
             self._operations[(conn, event.seq)] = operation
+            target, headers = event.target, event.headers
+            if self.redactor is not None:
+                target = self.redactor.target(operation, target)
+                headers = self.redactor.headers(headers)
             record: Record = {
                 "type": "request",
                 "conn": conn,
                 "seq": event.seq,
                 "dir": Direction.CLIENT.value,
                 "method": event.method,
-                "target": event.target,
+                "target": target,
                 "http_version": event.http_version,
-                "headers": [list(h) for h in redact_headers(event.headers)],
+                "headers": [list(h) for h in headers],
                 "operation": operation,
                 "api_version": version,
             }
             return [self._stamp(record, t)]
         if isinstance(event, ResponseHead):
+            headers = event.headers
+            if self.redactor is not None:
+                headers = self.redactor.headers(headers)
             record = {
                 "type": "response",
                 "conn": conn,
@@ -151,7 +171,7 @@ class RecordEncoder:
                 "status": event.status,
                 "reason": event.reason,
                 "http_version": event.http_version,
-                "headers": [list(h) for h in redact_headers(event.headers)],
+                "headers": [list(h) for h in headers],
                 "informational": event.informational,
             }
             return [self._stamp(record, t)]
@@ -200,7 +220,11 @@ class RecordEncoder:
         budget = self._budgets.get(key)
         if budget is None:
             budget = self._budgets[key] = _Budget()
-            if kind == "body" and self._operations.get((conn, seq or 0)) in _AUTH_OPERATIONS:
+            if (
+                kind == "body"
+                and self.redactor is not None
+                and self.redactor.holds(self._operations.get((conn, seq or 0)), direction.value)
+            ):
                 budget.held = bytearray()
         return budget
 
@@ -216,8 +240,15 @@ class RecordEncoder:
     ) -> list[Record]:
         budget = self._budget(kind, conn, seq, direction)
         if budget.held is not None:
-            if len(budget.held) < _AUTH_BODY_LIMIT:
-                budget.held += data
+            # Size and digest of the original, for a body too large to mask.
+            budget.total += len(data)
+            budget.digest.update(data)
+            if not budget.overflow:
+                if len(budget.held) + len(data) > self.held_limit:
+                    budget.overflow = True
+                    budget.held.clear()
+                else:
+                    budget.held += data
             return []
         budget.total += len(data)
         if kind == "body":
@@ -241,13 +272,16 @@ class RecordEncoder:
     def _end(self, event: MessageEnd) -> list[Record]:
         budget = self._budget("body", event.conn, event.seq, event.direction)
         out: list[Record] = []
-        if budget.held is not None:
+        if budget.held is not None and not budget.overflow:
             # The digest and size describe the masked body: a digest of a short secret
             # would let anyone holding the capture guess it offline.
             held = bytes(budget.held)
             budget.held = None
-            if held:
-                masked = redact_auth_body(held)
+            budget.total = 0
+            budget.digest = hashlib.sha256()
+            if held and self.redactor is not None:
+                operation = self._operations.get((event.conn, event.seq))
+                masked = self.redactor.body(operation, held, event.direction.value)
                 out.extend(
                     self._data("body", event.conn, event.seq, event.direction, masked, event.t)
                 )

@@ -1,0 +1,200 @@
+"""Secrets sent by real clients never reach a capture, nor anything made from it.
+
+Each test plants long random secrets in what real clients send to the private daemon (an
+environment variable of `docker run` and `docker exec`, the answer of `docker inspect`, a build
+argument, a `docker login` password sent with docker-py), then searches every byte of the
+capture, of each export and of `show` for the secrets, raw, in hex and in base64 at every
+alignment. A variable with a plain name must stay readable, and `--no-redact` must keep all.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from dockerd import Daemon
+from tapping import Proxy, docktap, docktap_run, one
+
+from docktap import Capture
+
+PLAIN = "visible"
+
+
+def planted(tag: str) -> str:
+    return f"{tag}{secrets.token_hex(20)}"
+
+
+def forms(secret: str) -> list[bytes]:
+    """The secret as bytes, hex, and base64 (standard and url-safe) at each alignment."""
+    raw = secret.encode()
+    out = [raw, raw.hex().encode()]
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw)
+        inner = encoded[4 if shift else 0 : -4]
+        out += [inner, inner.replace(b"+", b"-").replace(b"/", b"_")]
+    return out
+
+
+def outputs(capture: Path) -> dict[str, bytes]:
+    """The capture and everything docktap makes from it."""
+    made = {"capture": capture.read_bytes()}
+    for fmt in ("har", "mermaid", "curl", "markdown"):
+        proc = docktap("export", "--format", fmt, str(capture))
+        assert proc.returncode == 0, proc.stderr.decode()
+        made[fmt] = proc.stdout
+    for name, args in {
+        "show --bodies --json": ("--bodies", "--json"),
+        "show --bodies": ("--bodies", "--lines", "0", "--width", "400"),
+    }.items():
+        proc = docktap("show", *args, str(capture))
+        assert proc.returncode == 0, proc.stderr.decode()
+        made[name] = proc.stdout
+    return made
+
+
+def assert_absent(capture: Path, hidden: list[str]) -> dict[str, bytes]:
+    made = outputs(capture)
+    for where, data in made.items():
+        for secret in hidden:
+            for form in forms(secret):
+                assert form not in data, f"{secret} ({form[:12]!r}...) in {where}"
+    return made
+
+
+def assert_present(made: dict[str, bytes], shown: list[str]) -> None:
+    for secret in shown:
+        assert secret.encode() in made["capture"], secret
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM bb\nARG NPM_TOKEN\nRUN true\n")
+    return ctx
+
+
+def script(name: str, hidden: list[str], context: Path) -> str:
+    """Run, exec into, inspect and remove a container; build an image with a build arg."""
+    db_password, api_token, npm_token = hidden
+    return (
+        f"set -e; docker run -d --name {name} --network none -e DB_PASSWORD={db_password} "
+        f"-e PLAIN={PLAIN} bb sleep 300 >/dev/null; "
+        f"docker exec -e API_TOKEN={api_token} {name} true; "
+        f"docker inspect {name} >/dev/null; "
+        f"DOCKER_BUILDKIT=0 docker build -q --network none --build-arg NPM_TOKEN={npm_token} "
+        f"-t {name}-img {context} >/dev/null; "
+        f"docker history --no-trunc {name}-img >/dev/null; "
+        f"docker image inspect {name}-img >/dev/null; "
+        f"docker rm -f {name} >/dev/null; docker rmi {name}-img >/dev/null"
+    )
+
+
+def check_operations(capture: Capture) -> None:
+    seen = [ex.operation for ex in capture.exchanges]
+    for operation in (
+        "ContainerCreate",
+        "ContainerExec",
+        "ContainerInspect",
+        "ImageBuild",
+        "ImageHistory",
+        "ImageInspect",
+    ):
+        assert operation in seen, seen
+    create = one(capture, "ContainerCreate")
+    assert b"PLAIN=visible" in create.request_body
+    assert b"DB_PASSWORD=<redacted len~64 sha256:" in create.request_body
+    assert "buildargs=" in one(capture, "ImageBuild").target
+    # The legacy builder keeps the build args of a RUN step in the image's history.
+    assert b"NPM_TOKEN=<redacted len~64 sha256:" in one(capture, "ImageHistory").response_body
+
+
+def test_run_masks_env_exec_inspect_and_build_args(
+    dockerd: Daemon, tmp_path: Path, context: Path
+) -> None:
+    hidden = [planted("dbpw"), planted("apitok"), planted("npmtok")]
+    path = tmp_path / "run.jsonl"
+    tapped = docktap_run(dockerd, path, "sh", "-c", script("sec-run", hidden, context))
+    assert tapped.proc.returncode == 0, tapped.proc.stderr.decode()
+    check_operations(tapped.capture)
+    # `docker exec` inspects the container too; each answer has Config.Env, masked.
+    inspects = [ex for ex in tapped.capture.exchanges if ex.operation == "ContainerInspect"]
+    for inspect in inspects:
+        assert b"DB_PASSWORD=<redacted len~64 sha256:" in inspect.response_body
+        assert b"PLAIN=visible" in inspect.response_body
+    made = assert_absent(path, hidden)
+    assert_present(made, [f"PLAIN={PLAIN}"])
+
+
+def test_no_redact_keeps_the_secrets(dockerd: Daemon, tmp_path: Path, context: Path) -> None:
+    kept = [planted("dbpw"), planted("apitok"), planted("npmtok")]
+    path = tmp_path / "raw.jsonl"
+    command = script("sec-raw", kept, context)
+    tapped = docktap_run(dockerd, path, "sh", "-c", command, options=["--no-redact"])
+    assert tapped.proc.returncode == 0, tapped.proc.stderr.decode()
+    made = outputs(path)
+    assert_present(made, [*kept, f"PLAIN={PLAIN}"])
+    assert b"<redacted" not in made["capture"]
+
+
+def test_more_names_by_option_and_environment(dockerd: Daemon, tmp_path: Path) -> None:
+    dsn, extra, plain = planted("dsn"), planted("extra"), planted("plain")
+    path = tmp_path / "names.jsonl"
+    env = dict(dockerd.env, DOCKTAP_REDACT_ENV="CONN_,^EXTRA$")
+    command = (
+        f"docker run --rm --network none -e DATABASE_DSN={dsn} -e CONN_X=1 -e EXTRA={extra} "
+        f"-e OTHER={plain} bb true"
+    )
+    proc = docktap(
+        "run", "-q", "-o", str(path), "--upstream", dockerd.host,
+        "--redact-env", "dsn", "--", "sh", "-c", command,
+        env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    made = assert_absent(path, [dsn, extra])
+    assert_present(made, [f"OTHER={plain}"])
+    assert b"CONN_X=<redacted len~1 sha256:" in made["capture"]
+
+
+@pytest.fixture
+def proxy(dockerd: Daemon, tmp_path: Path) -> Iterator[Proxy]:
+    running = Proxy(dockerd, tmp_path, "-q")
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def test_proxy_masks_everything_and_login_passwords(
+    dockerd: Daemon, proxy: Proxy, tmp_path: Path, context: Path
+) -> None:
+    hidden = [planted("dbpw"), planted("apitok"), planted("npmtok")]
+    password = planted("loginpw")
+    done = subprocess.run(
+        ["sh", "-c", script("sec-proxy", hidden, context)],
+        env=proxy.env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    client = docker.DockerClient(base_url=proxy.host, version="auto", timeout=30)
+    try:
+        # Nothing listens on port 9: the daemon fails fast, after the password went by.
+        with pytest.raises(docker.errors.APIError):
+            client.login("alice", password=password, registry="127.0.0.1:9", reauth=True)
+    finally:
+        client.close()
+    capture = proxy.stop()
+    check_operations(capture)
+    login = one(capture, "SystemAuth")
+    assert b'"username":"alice"' in login.request_body.replace(b" ", b"")
+    assert b"<redacted len~64 sha256:" in login.request_body
+    assert_absent(proxy.capture_path, [*hidden, password])
