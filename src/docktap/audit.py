@@ -1,0 +1,611 @@
+"""Security audit of a capture: which calls asked the daemon for risky things, and who asked.
+
+Anyone who can talk to the Docker socket can get root on the host: a container started with
+the right options sees the host's files, processes or devices. A capture records each such
+request together with the process that made it (its pid, uid and gid, from the socket's peer
+credentials), so reading it back tells what was asked and by whom, without a daemon.
+
+This module is pure: `audit` turns a loaded capture into findings and `render` into plain
+text; the `docktap audit` command prints them. Where a rule matches an item of the CIS Docker
+Benchmark, the finding names the item number; the explanations are ours.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import textwrap
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from docktap.capture.reader import Capture, Exchange
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+#: Levels from the least to the most serious.
+LEVELS = ("info", "low", "medium", "high", "critical")
+
+
+def rank(level: str) -> int:
+    """The position of a level in LEVELS (ValueError for an unknown one)."""
+    return LEVELS.index(level)
+
+
+@dataclass(frozen=True)
+class Process:
+    """The process on the client end of a connection, from its peer credentials."""
+
+    pid: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    executable: str | None = None  # not recorded in captures yet
+
+    def describe(self) -> str:
+        if self.pid is None and self.uid is None:
+            return "process unknown"
+        parts = [f"pid {self.pid}", f"uid {self.uid}", f"gid {self.gid}"]
+        if self.executable:
+            parts.append(self.executable)
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str
+    rule: str
+    title: str
+    explanation: str
+    cis: str | None  # CIS Docker Benchmark item number, where one applies
+    conn: int
+    seq: int
+    method: str
+    target: str
+    operation: str | None
+    started_mono: float
+    process: Process
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "rule": self.rule,
+            "title": self.title,
+            "explanation": self.explanation,
+            "cis": self.cis,
+            "exchange": {
+                "conn": self.conn,
+                "seq": self.seq,
+                "method": self.method,
+                "target": self.target,
+                "operation": self.operation,
+                "started_mono": self.started_mono,
+            },
+            "process": {
+                "pid": self.process.pid,
+                "uid": self.process.uid,
+                "gid": self.process.gid,
+                "executable": self.process.executable,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """What a rule found, before it is tied to its exchange and process."""
+
+    level: str
+    rule: str
+    title: str
+    explanation: str
+    cis: str | None = None
+
+
+# Host paths whose bind mount exposes the host; `/` is handled on its own (critical).
+_SENSITIVE_DIRS = {
+    "/etc": "the host's configuration, password hashes (/etc/shadow) and sudoers included",
+    "/root": "root's home on the host: SSH keys, shell history, credentials",
+    "/boot": "the host's kernels and boot loader",
+    "/dev": "the host's device nodes, disks included",
+    "/proc": "the host's process table and kernel tunables",
+    "/sys": "the host's kernel and device settings",
+    "/lib": "the host's shared libraries, which every host program loads",
+    "/usr": "the host's programs and libraries",
+    "/var/lib/docker": "the daemon's own storage: every image, container and volume",
+}
+# Under these, even a sub-path is worth a look (a file of /etc, a folder of /root).
+_SENSITIVE_PREFIXES = ("/etc/", "/root/", "/boot/", "/proc/", "/sys/", "/var/lib/docker/")
+
+# Capabilities that amount to (or come close to) full control of the host.
+_STRONG_CAPS = frozenset(
+    {
+        "ALL",
+        "SYS_ADMIN",
+        "SYS_MODULE",
+        "SYS_PTRACE",
+        "SYS_RAWIO",
+        "SYS_BOOT",
+        "SYS_TIME",
+        "NET_ADMIN",
+        "DAC_READ_SEARCH",
+        "DAC_OVERRIDE",
+        "BPF",
+        "PERFMON",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+    }
+)
+
+_NAMESPACES = (
+    # field, rule, name, level, CIS item, what sharing it gives away
+    (
+        "NetworkMode",
+        "host-network",
+        "network",
+        "high",
+        "5.9",
+        "The container uses the host's network stack: it can listen on any host port, reach "
+        "services bound to the host's loopback, and see all its interfaces.",
+    ),
+    (
+        "PidMode",
+        "host-pid",
+        "process",
+        "high",
+        "5.15",
+        "The container sees every process of the host and, as root, can signal or trace them "
+        "and read their environment and memory through /proc.",
+    ),
+    (
+        "IpcMode",
+        "host-ipc",
+        "IPC",
+        "medium",
+        "5.16",
+        "The container shares the host's shared memory and semaphores, so it can read or "
+        "disturb the data host processes exchange that way.",
+    ),
+    (
+        "UTSMode",
+        "host-uts",
+        "UTS",
+        "medium",
+        "5.20",
+        "The container shares the host's hostname and domain name, and can change them for "
+        "the whole host.",
+    ),
+    (
+        "UsernsMode",
+        "host-userns",
+        "user",
+        "medium",
+        "5.30",
+        "The container opts out of user namespace remapping, so its root is the host's root.",
+    ),
+)
+
+
+def audit(capture: Capture) -> list[Finding]:
+    """Every finding of the capture, the most serious first, then in the order of the calls."""
+    findings: list[Finding] = []
+    for ex in capture.exchanges:
+        hits = list(_check(ex))
+        if not hits:
+            continue
+        process = _process(capture, ex.conn)
+        for hit in hits:
+            findings.append(
+                Finding(
+                    level=hit.level,
+                    rule=hit.rule,
+                    title=hit.title,
+                    explanation=hit.explanation,
+                    cis=hit.cis,
+                    conn=ex.conn,
+                    seq=ex.seq,
+                    method=ex.method,
+                    target=ex.target,
+                    operation=ex.operation,
+                    started_mono=ex.started_mono,
+                    process=process,
+                )
+            )
+    # Exchanges come in start order; the sort is stable, so each level keeps that order.
+    findings.sort(key=lambda f: -rank(f.level))
+    return findings
+
+
+def at_or_above(findings: Iterable[Finding], level: str) -> list[Finding]:
+    """The findings at `level` or more serious."""
+    floor = rank(level)
+    return [f for f in findings if rank(f.level) >= floor]
+
+
+def counts(findings: Iterable[Finding]) -> dict[str, int]:
+    """Findings per level, every level present, the most serious first."""
+    numbers = dict.fromkeys(reversed(LEVELS), 0)
+    for finding in findings:
+        numbers[finding.level] += 1
+    return numbers
+
+
+def _process(capture: Capture, conn: int) -> Process:
+    connection = capture.connections.get(conn)
+    peer = connection.peer if connection is not None else None
+    if not peer:
+        return Process()
+    exe = peer.get("exe")
+    return Process(
+        pid=peer.get("pid"),
+        uid=peer.get("uid"),
+        gid=peer.get("gid"),
+        executable=exe if isinstance(exe, str) else None,
+    )
+
+
+def _check(ex: Exchange) -> Iterator[_Hit]:
+    operation = ex.operation
+    if operation == "ContainerCreate":
+        body = _json_body(ex)
+        if body is None:
+            yield _unreadable(ex)
+            return
+        yield from _check_create(body)
+    elif operation == "ContainerExec":
+        yield from _check_exec(ex)
+    elif operation == "ImageCreate":
+        yield from _check_pull(ex)
+
+
+def _json_body(ex: Exchange) -> dict[str, Any] | None:
+    if ex.request_complete is False:
+        return None
+    try:
+        body = json.loads(bytes(ex.request_body) or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _unreadable(ex: Exchange) -> _Hit:
+    return _Hit(
+        "info",
+        "body-not-audited",
+        f"{ex.operation} body not audited",
+        "The request body is not in the capture in full (it was larger than --max-body, or "
+        "is not a JSON object), so its options could not be checked.",
+    )
+
+
+def _check_create(body: dict[str, Any]) -> Iterator[_Hit]:
+    host = body.get("HostConfig")
+    if not isinstance(host, dict):
+        host = {}
+    if host.get("Privileged") is True:
+        yield _Hit(
+            "critical",
+            "privileged",
+            "Privileged container",
+            "The container gets every capability, all host devices, and no seccomp or AppArmor "
+            "confinement: its root can take over the host (mount the host's disks, load kernel "
+            "modules).",
+            "5.4",
+        )
+    yield from _check_mounts(host)
+    yield from _check_caps(host)
+    for field, rule, name, level, cis, why in _NAMESPACES:
+        if str(host.get(field) or "").lower() == "host":
+            yield _Hit(level, rule, f"Host {name} namespace shared ({field}=host)", why, cis)
+    devices = host.get("Devices")
+    if isinstance(devices, list) and devices:
+        paths = ", ".join(
+            str(d.get("PathOnHost", "?")) if isinstance(d, dict) else str(d) for d in devices
+        )
+        yield _Hit(
+            "high",
+            "host-devices",
+            f"Host devices passed in: {paths}",
+            "The container can read and write these host devices directly; a disk device "
+            "gives it the host's whole file system.",
+            "5.17",
+        )
+    yield from _check_security_opts(host)
+    yield from _check_ports(host)
+    yield from _check_image(body.get("Image"))
+
+
+def _mounts(host: dict[str, Any]) -> Iterator[tuple[str, str, bool, str]]:
+    """(host source, container target, read-only, propagation) of each bind mount."""
+    binds = host.get("Binds")
+    if isinstance(binds, list):
+        for bind in binds:
+            if not isinstance(bind, str):
+                continue
+            parts = bind.split(":")
+            source = parts[0]
+            target = parts[1] if len(parts) > 1 else source
+            options = parts[2].split(",") if len(parts) > 2 else []
+            propagation = next((o for o in options if o.endswith(("shared", "slave"))), "")
+            yield source, target, "ro" in options, propagation
+    mounts = host.get("Mounts")
+    if isinstance(mounts, list):
+        for mount in mounts:
+            if not isinstance(mount, dict) or mount.get("Type", "bind") != "bind":
+                continue
+            bind_options = mount.get("BindOptions")
+            propagation = (
+                bind_options.get("Propagation", "") if isinstance(bind_options, dict) else ""
+            )
+            yield (
+                str(mount.get("Source", "")),
+                str(mount.get("Target", "")),
+                mount.get("ReadOnly") is True,
+                str(propagation or ""),
+            )
+
+
+def _is_docker_socket(path: str) -> bool:
+    name = posixpath.basename(path)
+    return name.endswith(".sock") and "docker" in name
+
+
+def _check_mounts(host: dict[str, Any]) -> Iterator[_Hit]:
+    for source, target, read_only, propagation in _mounts(host):
+        if not source.startswith("/"):
+            continue  # a named volume, not a host path
+        path = posixpath.normpath(source)
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")
+        mode = " read-only" if read_only else ""
+        where = f"{source} -> {target}{mode}"
+        if _is_docker_socket(path) or _is_docker_socket(target):
+            yield _Hit(
+                "critical",
+                "docker-socket-mount",
+                f"Docker socket mounted into the container: {where}",
+                "Whatever runs in the container can drive the Docker daemon, and so start a "
+                "privileged container of its own: this is root on the host. Read-only does not "
+                "help: connecting to a socket is not writing to a file.",
+                "5.31",
+            )
+        elif path == "/":
+            yield _Hit(
+                "critical",
+                "host-root-mount",
+                f"The host's root file system mounted: {where}",
+                "The container sees every file of the host"
+                + ("" if read_only else " and can change any of them")
+                + ": secrets, keys, the daemon's state.",
+                "5.5",
+            )
+        elif path in _SENSITIVE_DIRS:
+            yield _Hit(
+                "high",
+                "sensitive-mount",
+                f"Sensitive host directory mounted: {where}",
+                f"The container sees {_SENSITIVE_DIRS[path]}"
+                + (
+                    "."
+                    if read_only
+                    else ", and can change it, which can give it control of the host."
+                ),
+                "5.5",
+            )
+        elif path.startswith(_SENSITIVE_PREFIXES):
+            yield _Hit(
+                "medium",
+                "sensitive-mount",
+                f"Part of a sensitive host directory mounted: {where}",
+                "The path lies inside a host directory that holds configuration, credentials or "
+                "kernel state; check that the container needs it"
+                + (" and that it need not write to it." if not read_only else "."),
+                "5.5",
+            )
+        if propagation in ("shared", "rshared"):
+            yield _Hit(
+                "medium",
+                "shared-propagation",
+                f"Bind mount with {propagation} propagation: {where}",
+                "Mounts the container makes under this path show up on the host too, and the "
+                "other way round.",
+                "5.19",
+            )
+
+
+def _check_caps(host: dict[str, Any]) -> Iterator[_Hit]:
+    caps = host.get("CapAdd")
+    if not isinstance(caps, list):
+        return
+    for cap in caps:
+        name = str(cap).upper().removeprefix("CAP_")
+        strong = name in _STRONG_CAPS
+        yield _Hit(
+            "high" if strong else "medium",
+            "cap-add",
+            f"Capability added: {name}",
+            (
+                "This capability lets the container's root act on the host kernel well beyond "
+                "its own container (mounts, tracing, kernel modules, raw devices or networking)."
+                if strong
+                else "The container gets a Linux capability beyond Docker's default set; "
+                "check that it needs it."
+            ),
+            "5.3",
+        )
+
+
+def _check_security_opts(host: dict[str, Any]) -> Iterator[_Hit]:
+    opts = host.get("SecurityOpt")
+    if not isinstance(opts, list):
+        return
+    for opt in opts:
+        text = str(opt).replace(":", "=", 1).lower()
+        if text == "seccomp=unconfined":
+            yield _Hit(
+                "high",
+                "seccomp-unconfined",
+                "Seccomp disabled (seccomp=unconfined)",
+                "The container may make every system call, including the rarely needed ones "
+                "Docker's default profile blocks because kernel flaws in them lead out of "
+                "containers.",
+                "5.21",
+            )
+        elif text == "apparmor=unconfined":
+            yield _Hit(
+                "medium",
+                "apparmor-unconfined",
+                "AppArmor disabled (apparmor=unconfined)",
+                "The container runs without the AppArmor profile that would restrict what it "
+                "can mount and which parts of /proc and /sys it can write.",
+                "5.1",
+            )
+        elif text == "label=disable":
+            yield _Hit(
+                "medium",
+                "selinux-disabled",
+                "SELinux labels disabled (label=disable)",
+                "The container runs without SELinux separation from the host and from other "
+                "containers.",
+                "5.2",
+            )
+
+
+def _check_ports(host: dict[str, Any]) -> Iterator[_Hit]:
+    ports = host.get("PortBindings")
+    if not isinstance(ports, dict):
+        return
+    for container_port, bindings in ports.items():
+        if not isinstance(bindings, list):
+            continue
+        for binding in bindings:
+            host_port = str(binding.get("HostPort", "")) if isinstance(binding, dict) else ""
+            if host_port.isdigit() and 0 < int(host_port) < 1024:
+                yield _Hit(
+                    "low",
+                    "privileged-port",
+                    f"Privileged host port {host_port} mapped to {container_port}",
+                    "Host ports below 1024 are normally reserved to root-owned services; a "
+                    "container taking one can pose as such a service.",
+                    "5.7",
+                )
+
+
+def _has_digest(reference: str) -> bool:
+    return "@sha256:" in reference or reference.startswith("sha256:")
+
+
+def _check_image(image: Any) -> Iterator[_Hit]:
+    if not isinstance(image, str) or not image or _has_digest(image):
+        return
+    yield _Hit(
+        "low",
+        "image-without-digest",
+        f"Image referenced without a digest: {image}",
+        "A name or tag can be moved to other content at any time, so what runs may not be "
+        "what was reviewed; a reference ending in @sha256:... pins the exact image (see the "
+        "CIS Docker Benchmark, section 4, on images).",
+    )
+
+
+def _check_pull(ex: Exchange) -> Iterator[_Hit]:
+    query = parse_qs(urlsplit(ex.target).query)
+    image = (query.get("fromImage") or [""])[0]
+    if not image:
+        return  # an import from a tarball or URL, not a pull
+    tag = (query.get("tag") or [""])[0]
+    if tag.startswith("sha256:"):
+        return  # the docker CLI sends a pinned pull's digest as the tag
+    yield from _check_image(f"{image}:{tag}" if tag else image)
+
+
+def _check_exec(ex: Exchange) -> Iterator[_Hit]:
+    body = _json_body(ex) or {}
+    cmd = body.get("Cmd")
+    shown = " ".join(str(c) for c in cmd) if isinstance(cmd, list) else "?"
+    if body.get("Privileged") is True:
+        yield _Hit(
+            "high",
+            "exec-privileged",
+            f"Privileged exec in a running container: {shown}",
+            "The command runs with every capability and no confinement, even if the container "
+            "itself was started without them.",
+            "5.22",
+        )
+    else:
+        yield _Hit(
+            "info",
+            "exec",
+            f"Exec in a running container: {shown}",
+            "A command was run inside an existing container, outside of what its image "
+            "defines; worth knowing who did it and why.",
+        )
+    if str(body.get("User") or "").split(":")[0] in ("root", "0"):
+        yield _Hit(
+            "low",
+            "exec-as-root",
+            "Exec as root",
+            "The command was asked to run as root inside the container.",
+            "5.23",
+        )
+
+
+def render(findings: list[Finding], width: int = 100) -> str:
+    """Plain text: one block per finding, the most serious first, then a count per level."""
+    if not findings:
+        return "no findings\n"
+    lines: list[str] = []
+    for f in findings:
+        cis = f" (CIS {f.cis})" if f.cis else ""
+        lines.append(f"{f.level.upper():<8}  {f.rule}{cis}: {f.title}")
+        lines.append(
+            f"          conn {f.conn} #{f.seq} at {f.started_mono:.3f}s  "
+            f"{f.operation or '?'}  {f.method} {f.target}"
+        )
+        lines.append(f"          by {f.process.describe()}")
+        lines.extend(
+            textwrap.wrap(
+                f.explanation,
+                width=max(40, width),
+                initial_indent="          ",
+                subsequent_indent="          ",
+            )
+        )
+        lines.append("")
+    summary = ", ".join(f"{n} {level}" for level, n in counts(findings).items() if n)
+    total = len(findings)
+    lines.append(f"{total} finding{'s' if total != 1 else ''}: {summary}")
+    lines.append("see the CIS Docker Benchmark for the numbered items")
+    return "\n".join(lines) + "\n"
+
+
+_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": ""}
+
+
+def table(findings: list[Finding]) -> RenderableType:
+    """The findings as a rich table, for a terminal, with the count per level under it."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    if not findings:
+        return Text("no findings")
+    grid = Table(show_lines=True)
+    for name in ("level", "finding", "exchange", "process"):
+        grid.add_column(name, overflow="fold")
+    for f in findings:
+        cis = f" (CIS {f.cis})" if f.cis else ""
+        grid.add_row(
+            f.level.upper(),
+            f"{f.title}{cis}\n{f.explanation}",
+            f"conn {f.conn} #{f.seq} {f.operation or '?'}\n{f.method} {f.target}",
+            f.process.describe(),
+            style=_STYLES[f.level],
+        )
+    summary = ", ".join(f"{n} {level}" for level, n in counts(findings).items() if n)
+    total = len(findings)
+    return Group(
+        grid,
+        Text(f"{total} finding{'s' if total != 1 else ''}: {summary}"),
+        Text("see the CIS Docker Benchmark for the numbered items"),
+    )

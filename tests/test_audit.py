@@ -1,0 +1,312 @@
+"""`docktap audit`: the rules on synthetic exchanges, golden output on real captures, and an
+audit of what the real docker CLI asked of the private daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockerd import Daemon
+from golden import CAPTURES, check_golden
+from tapping import DOCKTAP, docktap, docktap_run
+
+from docktap.audit import LEVELS, Finding, at_or_above, audit, counts, render
+from docktap.capture.format import FORMAT, VERSION, dumps
+from docktap.capture.reader import Capture, loads
+
+PEER = {"pid": 4242, "uid": 1000, "gid": 1000}
+
+
+def capture_of(*requests: tuple[str, str, str, Any], peer: dict[str, int] | None = PEER) -> Capture:
+    """A capture of one connection carrying each (operation, method, target, body) in turn."""
+    records: list[dict[str, Any]] = [
+        {"type": "capture", "format": FORMAT, "version": VERSION, "t": 1.0, "mono": 0.0},
+        {"type": "open", "conn": 1, "peer": peer, "t": 1.0, "mono": 0.0},
+    ]
+    for seq, (operation, method, target, body) in enumerate(requests, 1):
+        data = b"" if body is None else json.dumps(body).encode()
+        records += [
+            {
+                "type": "request",
+                "conn": 1,
+                "seq": seq,
+                "method": method,
+                "target": target,
+                "operation": operation,
+                "headers": [],
+                "t": 1.0 + seq,
+                "mono": float(seq),
+            },
+            {"type": "body", "conn": 1, "seq": seq, "dir": "client", "text": data.decode()},
+            {"type": "end", "conn": 1, "seq": seq, "dir": "client", "size": len(data)},
+            {"type": "response", "conn": 1, "seq": seq, "status": 201, "headers": []},
+            {"type": "end", "conn": 1, "seq": seq, "dir": "daemon", "size": 0},
+        ]
+    records.append({"type": "close", "conn": 1, "t": 9.0, "mono": 9.0})
+    return loads("\n".join(dumps(r) for r in records) + "\n")
+
+
+def create(host: dict[str, Any], image: str = "bb@sha256:" + "a" * 64) -> Capture:
+    body = {"Image": image, "Cmd": ["true"], "HostConfig": {"NetworkMode": "none", **host}}
+    return capture_of(("ContainerCreate", "POST", "/v1.41/containers/create", body))
+
+
+def rules(capture: Capture) -> list[tuple[str, str, str | None]]:
+    return [(f.level, f.rule, f.cis) for f in audit(capture)]
+
+
+def test_a_plain_pinned_container_has_no_findings() -> None:
+    assert audit(create({})) == []
+    assert render([]) == "no findings\n"
+
+
+def test_privileged_is_critical_and_names_the_exchange_and_the_caller() -> None:
+    [finding] = audit(create({"Privileged": True}))
+    assert (finding.level, finding.rule, finding.cis) == ("critical", "privileged", "5.4")
+    assert (finding.conn, finding.seq, finding.method) == (1, 1, "POST")
+    assert finding.target == "/v1.41/containers/create"
+    assert finding.operation == "ContainerCreate"
+    assert (finding.process.pid, finding.process.uid, finding.process.gid) == (4242, 1000, 1000)
+    assert finding.process.executable is None
+    data = finding.to_dict()
+    assert data["exchange"]["conn"] == 1
+    assert data["process"] == {"pid": 4242, "uid": 1000, "gid": 1000, "executable": None}
+
+
+@pytest.mark.parametrize(
+    ("bind", "level", "rule"),
+    [
+        ("/var/run/docker.sock:/var/run/docker.sock", "critical", "docker-socket-mount"),
+        ("/run/docker.sock:/tmp/d.sock:ro", "critical", "docker-socket-mount"),
+        ("/tmp/x/docker.sock:/var/run/docker.sock", "critical", "docker-socket-mount"),
+        ("/:/host", "critical", "host-root-mount"),
+        ("/:/host:ro", "critical", "host-root-mount"),
+        ("/etc:/host-etc:ro", "high", "sensitive-mount"),
+        ("/root/:/r", "high", "sensitive-mount"),
+        ("/proc:/hp", "high", "sensitive-mount"),
+        ("/etc/ssl/certs:/certs:ro", "medium", "sensitive-mount"),
+    ],
+)
+def test_host_paths_bound_in(bind: str, level: str, rule: str) -> None:
+    found = rules(create({"Binds": [bind]}))
+    cis = "5.31" if rule == "docker-socket-mount" else "5.5"
+    assert found == [(level, rule, cis)]
+
+
+def test_harmless_binds_and_named_volumes_are_not_flagged() -> None:
+    assert audit(create({"Binds": ["/srv/app:/app", "data:/data", "/home/me/src:/src:ro"]})) == []
+
+
+def test_mounts_field_is_read_like_binds() -> None:
+    mounts = [
+        {"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/var/run/docker.sock"},
+        {"Type": "bind", "Source": "/etc", "Target": "/e", "ReadOnly": True},
+        {"Type": "volume", "Source": "etc", "Target": "/etc"},
+        {
+            "Type": "bind",
+            "Source": "/srv",
+            "Target": "/s",
+            "BindOptions": {"Propagation": "rshared"},
+        },
+    ]
+    assert rules(create({"Mounts": mounts})) == [
+        ("critical", "docker-socket-mount", "5.31"),
+        ("high", "sensitive-mount", "5.5"),
+        ("medium", "shared-propagation", "5.19"),
+    ]
+
+
+def test_added_capabilities() -> None:
+    assert rules(create({"CapAdd": ["SYS_ADMIN", "CAP_NET_BIND_SERVICE", "all"]})) == [
+        ("high", "cap-add", "5.3"),
+        ("high", "cap-add", "5.3"),
+        ("medium", "cap-add", "5.3"),
+    ]
+
+
+def test_host_namespaces() -> None:
+    host = {"NetworkMode": "host", "PidMode": "host", "IpcMode": "host", "UTSMode": "host"}
+    assert rules(create(host)) == [
+        ("high", "host-network", "5.9"),
+        ("high", "host-pid", "5.15"),
+        ("medium", "host-ipc", "5.16"),
+        ("medium", "host-uts", "5.20"),
+    ]
+    assert audit(create({"PidMode": "container:abc", "IpcMode": "private"})) == []
+
+
+def test_devices_and_confinement() -> None:
+    device = {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}
+    host = {
+        "Devices": [device],
+        "SecurityOpt": ["seccomp=unconfined", "apparmor:unconfined", "no-new-privileges"],
+    }
+    assert rules(create(host)) == [
+        ("high", "host-devices", "5.17"),
+        ("high", "seccomp-unconfined", "5.21"),
+        ("medium", "apparmor-unconfined", "5.1"),
+    ]
+    assert "/dev/sda" in audit(create(host))[0].title
+
+
+def test_privileged_host_ports() -> None:
+    ports = {"80/tcp": [{"HostIp": "", "HostPort": "80"}], "8080/tcp": [{"HostPort": "8080"}]}
+    assert rules(create({"PortBindings": ports})) == [("low", "privileged-port", "5.7")]
+
+
+@pytest.mark.parametrize(
+    ("image", "flagged"),
+    [
+        ("bb", True),
+        ("busybox:1.36", True),
+        ("busybox@sha256:" + "b" * 64, False),
+        ("sha256:" + "c" * 64, False),
+    ],
+)
+def test_create_image_without_digest(image: str, flagged: bool) -> None:
+    found = rules(create({}, image=image))
+    assert found == ([("low", "image-without-digest", None)] if flagged else [])
+
+
+def test_pull_without_digest() -> None:
+    pulls = capture_of(
+        ("ImageCreate", "POST", "/v1.41/images/create?fromImage=busybox&tag=latest", None),
+        ("ImageCreate", "POST", "/v1.41/images/create?fromImage=busybox&tag=sha256%3Aab", None),
+        ("ImageCreate", "POST", "/v1.41/images/create?fromSrc=-&repo=imported", None),
+    )
+    [finding] = audit(pulls)
+    assert (finding.level, finding.rule, finding.seq) == ("low", "image-without-digest", 1)
+    assert "busybox:latest" in finding.title
+
+
+def test_exec() -> None:
+    target = "/v1.41/containers/box/exec"
+    execs = capture_of(
+        ("ContainerExec", "POST", target, {"Cmd": ["sh"], "Privileged": False}),
+        ("ContainerExec", "POST", target, {"Cmd": ["id"], "Privileged": True, "User": "root"}),
+    )
+    assert rules(execs) == [
+        ("high", "exec-privileged", "5.22"),
+        ("low", "exec-as-root", "5.23"),
+        ("info", "exec", None),
+    ]
+
+
+def test_a_body_not_recorded_in_full_is_reported_not_guessed() -> None:
+    capture = create({"Privileged": True})
+    capture.exchanges[0].request_complete = False
+    assert rules(capture) == [("info", "body-not-audited", None)]
+
+
+def test_no_peer_credentials() -> None:
+    capture = capture_of(
+        ("ContainerCreate", "POST", "/containers/create", {"HostConfig": {"Privileged": True}}),
+        peer=None,
+    )
+    [finding] = audit(capture)
+    assert finding.process.pid is None
+    assert "process unknown" in render([finding])
+
+
+def test_levels_counts_and_thresholds() -> None:
+    findings = audit(create({"Privileged": True, "IpcMode": "host"}, image="bb"))
+    assert [f.level for f in findings] == ["critical", "medium", "low"]
+    assert counts(findings) == {"critical": 1, "high": 0, "medium": 1, "low": 1, "info": 0}
+    assert LEVELS == ("info", "low", "medium", "high", "critical")
+    assert len(at_or_above(findings, "medium")) == 2
+    assert at_or_above(findings[2:], "medium") == []
+
+
+# Golden output on the shipped captures.
+
+
+def _audit_text(name: str) -> tuple[list[Finding], str]:
+    from docktap.capture.reader import load
+
+    findings = audit(load(CAPTURES / f"{name}.jsonl"))
+    return findings, render(findings)
+
+
+def test_golden_socket_mount() -> None:
+    findings, text = _audit_text("socket-mount")
+    check_golden("audit-socket-mount.txt", text)
+    socket = [f for f in findings if f.rule == "docker-socket-mount"]
+    assert len(socket) == 1
+    assert (socket[0].level, socket[0].cis) == ("critical", "5.31")
+    assert socket[0].process.pid == 1105  # the docker CLI on the host, not the one inside
+
+
+def test_golden_run_has_only_low_findings() -> None:
+    findings, text = _audit_text("run")
+    check_golden("audit-run.txt", text)
+    assert {f.level for f in findings} == {"low"}
+
+
+def test_cli_exit_codes_and_json() -> None:
+    capture = str(CAPTURES / "socket-mount.jsonl")
+    plain = docktap("audit", capture)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.decode() == _audit_text("socket-mount")[1]
+    assert docktap("audit", capture, "--fail-on", "critical").returncode == 1
+    run = str(CAPTURES / "run.jsonl")
+    assert docktap("audit", run, "--fail-on", "medium").returncode == 0
+    assert docktap("audit", run, "--fail-on", "low").returncode == 1
+    as_json = docktap("audit", capture, "--json")
+    document = json.loads(as_json.stdout)
+    assert document["counts"]["critical"] == 1
+    assert document["findings"][0]["cis"] == "5.31"
+    assert document["findings"][0]["process"]["pid"] == 1105
+    bad = docktap("audit", capture, "--fail-on", "severe")
+    assert bad.returncode == 2
+    helped = docktap("audit", "--help")
+    assert b"no daemon is needed" in helped.stdout
+
+
+# What the real docker CLI asked of the private daemon.
+
+
+def test_audit_of_a_real_risky_run(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "risky.jsonl"
+    pidfile = tmp_path / "docker.pid"
+    # `exec` keeps the shell's pid: the docker CLI that talks to docktap has the pid written.
+    script = (
+        f"echo $$ > {pidfile}; exec docker run --rm --name docktap-audit-risky --network none "
+        "--privileged --cap-add SYS_ADMIN -v /etc:/host-etc:ro --pid host bb true"
+    )
+    try:
+        tapped = docktap_run(dockerd, capture, "sh", "-c", script)
+    finally:
+        dockerd.docker("rm", "-f", "docktap-audit-risky", check=False)
+    # The audit reads what was asked: a sandbox that forbids privileged containers fails the
+    # start (125) after the create was recorded, and that is all the audit needs.
+    assert tapped.proc.returncode in (0, 125), tapped.proc.stderr
+    assert any(
+        ex.operation == "ContainerCreate" and ex.status == 201 for ex in tapped.capture.exchanges
+    )
+    cli_pid = int(pidfile.read_text())
+    findings = audit(tapped.capture)
+    found = {(f.level, f.rule, f.cis) for f in findings}
+    assert {
+        ("critical", "privileged", "5.4"),
+        ("high", "cap-add", "5.3"),
+        ("high", "sensitive-mount", "5.5"),
+        ("high", "host-pid", "5.15"),
+        ("low", "image-without-digest", None),
+    } <= found
+    for finding in findings:
+        assert finding.operation == "ContainerCreate"
+        assert finding.process.pid == cli_pid
+        assert finding.process.uid == os.getuid()
+    assert docktap("audit", str(capture), "--fail-on", "critical").returncode == 1
+    fail_high = docktap("audit", str(capture), "--fail-on", "high")
+    assert fail_high.returncode == 1
+    assert b"/etc -> /host-etc read-only" in fail_high.stdout
+    assert f"pid {cli_pid}".encode() in fail_high.stdout
+    lenient = subprocess.run(
+        [*DOCKTAP, "audit", str(capture), "--json"], capture_output=True, check=True
+    )
+    assert json.loads(lenient.stdout)["counts"]["critical"] == 1
