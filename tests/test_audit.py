@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,7 @@ def test_audit_of_a_real_risky_run(dockerd: Daemon, tmp_path: Path) -> None:
         assert finding.operation == "ContainerCreate"
         assert finding.process.pid == cli_pid
         assert finding.process.uid == os.getuid()
+        assert finding.process.executable == os.path.realpath(shutil.which("docker") or "")
     assert docktap("audit", str(capture), "--fail-on", "critical").returncode == 1
     fail_high = docktap("audit", str(capture), "--fail-on", "high")
     assert fail_high.returncode == 1

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,10 @@ def test_bytes_pass_untouched_both_ways_and_the_tap_sees_them(tmp_path: Path) ->
         assert tap.chunks[(1, Direction.DAEMON)] == payload
         assert tap.eofs == [(1, Direction.CLIENT), (1, Direction.DAEMON)]
         assert tap.closes == [1]
-        assert tap.opens == [(1, PeerCredentials(os.getpid(), os.getuid(), os.getgid()))]
+        me = PeerCredentials(
+            os.getpid(), os.getuid(), os.getgid(), os.path.realpath(sys.executable)
+        )
+        assert tap.opens == [(1, me)]
 
     asyncio.run(main())
 

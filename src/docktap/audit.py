@@ -41,7 +41,7 @@ class Process:
     pid: int | None = None
     uid: int | None = None
     gid: int | None = None
-    executable: str | None = None  # not recorded in captures yet
+    executable: str | None = None
 
     def describe(self) -> str:
         if self.pid is None and self.uid is None:

@@ -42,6 +42,7 @@ class PeerCredentials:
     pid: int
     uid: int
     gid: int
+    exe: str | None = None  # the program, when /proc lets us see it
 
 
 class Tap(Protocol):
@@ -86,7 +87,12 @@ def _peer_credentials(sock: socket.socket | None) -> PeerCredentials | None:
     except OSError:
         return None
     pid, uid, gid = struct.unpack("3i", raw)
-    return PeerCredentials(pid, uid, gid)
+    try:
+        # Read now: the process may be gone by the time anyone looks at the capture.
+        exe: str | None = os.readlink(f"/proc/{pid}/exe") if pid > 0 else None
+    except OSError:
+        exe = None
+    return PeerCredentials(pid, uid, gid, exe)
 
 
 class _Side(asyncio.Protocol):
