@@ -312,3 +312,20 @@ def test_audit_of_a_real_risky_run(dockerd: Daemon, tmp_path: Path) -> None:
         [*DOCKTAP, "audit", str(capture), "--json"], capture_output=True, check=True
     )
     assert json.loads(lenient.stdout)["counts"]["critical"] == 1
+
+
+def test_run_audit_warns_while_the_command_runs(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    proc = docktap(
+        *("run", "--audit", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"),
+        *("docker", "run", "--rm", "--network", "none", "-v", "/etc:/host-etc:ro"),
+        *("--cap-add", "NET_ADMIN", "bb", "true"),
+        env=dockerd.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = proc.stderr.decode().splitlines()
+    assert any(w.startswith("docktap audit: HIGH sensitive-mount (CIS 5.5)") for w in warnings)
+    assert any(w.startswith("docktap audit: HIGH cap-add (CIS 5.3)") for w in warnings)
+    # medium and above only: an undigested image is left to `docktap audit`
+    assert not any("image-without-digest" in w for w in warnings)
+    assert all(w.endswith(os.path.realpath(shutil.which("docker") or "") + "]") for w in warnings)

@@ -190,30 +190,36 @@ def audit(capture: Capture) -> list[Finding]:
     """Every finding of the capture, the most serious first, then in the order of the calls."""
     findings: list[Finding] = []
     for ex in capture.exchanges:
-        hits = list(_check(ex))
-        if not hits:
-            continue
-        process = _process(capture, ex.conn)
-        for hit in hits:
-            findings.append(
-                Finding(
-                    level=hit.level,
-                    rule=hit.rule,
-                    title=hit.title,
-                    explanation=hit.explanation,
-                    cis=hit.cis,
-                    conn=ex.conn,
-                    seq=ex.seq,
-                    method=ex.method,
-                    target=ex.target,
-                    operation=ex.operation,
-                    started_mono=ex.started_mono,
-                    process=process,
-                )
-            )
+        connection = capture.connections.get(ex.conn)
+        findings.extend(audit_exchange(ex, connection.peer if connection else None))
     # Exchanges come in start order; the sort is stable, so each level keeps that order.
     findings.sort(key=lambda f: -rank(f.level))
     return findings
+
+
+def audit_exchange(ex: Exchange, peer: dict[str, Any] | None) -> list[Finding]:
+    """The findings of one exchange; `peer` is its connection's peer credentials record."""
+    hits = list(_check(ex))
+    if not hits:
+        return []
+    process = _process(peer)
+    return [
+        Finding(
+            level=hit.level,
+            rule=hit.rule,
+            title=hit.title,
+            explanation=hit.explanation,
+            cis=hit.cis,
+            conn=ex.conn,
+            seq=ex.seq,
+            method=ex.method,
+            target=ex.target,
+            operation=ex.operation,
+            started_mono=ex.started_mono,
+            process=process,
+        )
+        for hit in hits
+    ]
 
 
 def at_or_above(findings: Iterable[Finding], level: str) -> list[Finding]:
@@ -230,9 +236,7 @@ def counts(findings: Iterable[Finding]) -> dict[str, int]:
     return numbers
 
 
-def _process(capture: Capture, conn: int) -> Process:
-    connection = capture.connections.get(conn)
-    peer = connection.peer if connection is not None else None
+def _process(peer: dict[str, Any] | None) -> Process:
     if not peer:
         return Process()
     exe = peer.get("exe")

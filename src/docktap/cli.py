@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from docktap.render.live import LiveView
+    from docktap.render.live import LiveAudit, LiveView
 
 
 def _say(message: str) -> None:
@@ -60,6 +60,7 @@ def _start_recording(
     live: str,
     redact: bool = True,
     redact_env: Sequence[str] = (),
+    audit: bool = False,
 ) -> RecorderLink:
     """Open the capture here (so a bad path fails before anything starts), record in a child."""
     fd = None
@@ -72,7 +73,16 @@ def _start_recording(
 
     names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
     config = RecordingConfig(
-        fd, max_body, upstream.url, command, time.time(), time.monotonic(), live, redact, names
+        fd,
+        max_body,
+        upstream.url,
+        command,
+        time.time(),
+        time.monotonic(),
+        live,
+        redact,
+        names,
+        AUDIT_LIVE_LEVEL if audit else None,
     )
     try:
         return RecorderLink(spawn_recorder(config))
@@ -119,6 +129,14 @@ _redact_env_option = click.option(
     help="Also mask env values whose name matches this regex or substring (any case); "
     "repeatable. DOCKTAP_REDACT_ENV adds comma-separated ones.",
 )
+# Live audit warnings leave out what nearly every session does (exec, undigested images).
+AUDIT_LIVE_LEVEL = "medium"
+_audit_option = click.option(
+    "--audit",
+    is_flag=True,
+    help=f"Warn on stderr, as they happen, of risky calls ({AUDIT_LIVE_LEVEL} and above; "
+    "see `docktap audit`).",
+)
 _upstream_option = click.option(
     "--upstream",
     metavar="URL",
@@ -133,6 +151,7 @@ _upstream_option = click.option(
 @_max_body_option
 @_no_redact_option
 @_redact_env_option
+@_audit_option
 @click.option(
     "-q",
     "--quiet",
@@ -146,6 +165,7 @@ def run(
     max_body: int,
     no_redact: bool,
     redact_env: tuple[str, ...],
+    audit: bool,
     quiet: bool,
     command: Sequence[str],
 ) -> None:
@@ -163,9 +183,8 @@ def run(
         raise click.ClickException(f"command not found: {argv[0]}")
     target = _upstream(upstream)
     path = output or _default_capture_name()
-    link = _start_recording(
-        path, max_body, target, argv, "off" if quiet else "rows", not no_redact, redact_env
-    )
+    live = "off" if quiet else "rows"
+    link = _start_recording(path, max_body, target, argv, live, not no_redact, redact_env, audit)
     code = asyncio.run(_run(argv, target, link))
     if not quiet:
         _say(f"capture written to {path}")
@@ -185,6 +204,14 @@ def live_view(status: bool) -> LiveView:
         TimelineOptions(width=width, styled=colour, header=False),
         status=status and stream.isatty(),
     )
+
+
+def live_audit(level: str) -> LiveAudit:
+    """Audit warnings on stderr as risky calls are recorded."""
+    from docktap.render.live import LiveAudit
+
+    stream = sys.stderr
+    return LiveAudit(_console(stream, _wants_colour(stream, "auto"), _columns(stream, None)), level)
 
 
 async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
@@ -243,6 +270,7 @@ async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
 @_max_body_option
 @_no_redact_option
 @_redact_env_option
+@_audit_option
 @click.option(
     "--socket-mode",
     default="600",
@@ -257,6 +285,7 @@ def proxy(
     max_body: int,
     no_redact: bool,
     redact_env: tuple[str, ...],
+    audit: bool,
     socket_mode: str,
     quiet: bool,
 ) -> None:
@@ -272,9 +301,8 @@ def proxy(
         raise click.UsageError(str(exc)) from exc
     target = _upstream(upstream)
     path = output or _default_capture_name()
-    link = _start_recording(
-        path, max_body, target, None, "off" if quiet else "status", not no_redact, redact_env
-    )
+    live = "off" if quiet else "status"
+    link = _start_recording(path, max_body, target, None, live, not no_redact, redact_env, audit)
     asyncio.run(_proxy(endpoint, mode, target, link))
     if path != "-":
         _say(f"capture written to {path}")

@@ -59,6 +59,7 @@ class RecordingConfig:
     live: str  # "off", "rows", or "status" (rows plus a status line on a terminal)
     redact: bool = True  # mask secrets before they reach the capture (--no-redact: False)
     redact_env: list[str] = field(default_factory=list)  # more secret variable name patterns
+    audit: str | None = None  # warn on stderr of findings at this level or above (--audit)
 
 
 class _PipeProtocol(asyncio.BaseProtocol):
@@ -252,6 +253,10 @@ def child_main(argv: list[str]) -> int:
         live = live_view(status=config.live == "status")
         recorder.listeners.append(live)
         live.start()
+    if config.audit is not None:
+        from docktap.cli import live_audit
+
+        recorder.listeners.append(live_audit(config.audit))
     recorder.start(config.upstream, config.command)
     try:
         if not serve(sys.stdin.fileno(), recorder):

@@ -13,7 +13,7 @@ alone). Nothing here may break the relay: a failure to print turns the view off.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
@@ -253,3 +253,37 @@ class LiveView:
             block = self.rows.block(ex, self.lanes.marks(ex, spans), spans)
             self.lanes.completed(ex.conn)
             self.console.print(block, soft_wrap=True)
+
+
+class LiveAudit:
+    """A Recorder listener warning on stderr, as they complete, of calls the audit flags.
+
+    It prints a finding at `level` or above the moment its exchange is recorded, with the
+    process that made it: `docktap run --audit` shows risky calls while they happen.
+    """
+
+    def __init__(self, console: Console, level: str = "medium") -> None:
+        self.console = console
+        self.level = level
+        self.assembler = Assembler(keep=False)
+        self.peers: dict[int, dict[str, Any] | None] = {}
+
+    def __call__(self, records: list[Record]) -> None:
+        from docktap.audit import at_or_above, audit_exchange
+
+        for record in records:
+            if record.get("type") == "open":
+                self.peers[record["conn"]] = record.get("peer")
+            for ex in self.assembler.feed(record):
+                for finding in at_or_above(audit_exchange(ex, self.peers.get(ex.conn)), self.level):
+                    cis = f" (CIS {finding.cis})" if finding.cis else ""
+                    self.console.print(
+                        f"docktap audit: {finding.level.upper()} {finding.rule}{cis}: "
+                        f"{finding.title} [{finding.operation} by {finding.process.describe()}]",
+                        style="bold red" if finding.level in ("high", "critical") else "yellow",
+                        markup=False,
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+            if record.get("type") == "close":
+                self.peers.pop(record["conn"], None)
