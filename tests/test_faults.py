@@ -109,23 +109,70 @@ def test_the_upstream_killed_mid_stream(
     assert [e["kind"] for e in loaded.errors] == ["upstream"]
 
 
+_SLOW_UPLOADER = """
+import socket, sys, time
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+client.connect(sys.argv[1])
+client.sendall(b"POST /v1.41/images/load?quiet=1 HTTP/1.1\\r\\nHost: d\\r\\n"
+               b"Content-Type: application/x-tar\\r\\nContent-Length: 100000000\\r\\n\\r\\n")
+client.sendall(bytes(1 << 20))
+print("sent", flush=True)
+time.sleep(600)
+"""
+
+
 def test_a_client_killed_mid_upload(dockerd: Daemon, tmp_path: Path) -> None:
     proxy = Proxy(dockerd, tmp_path)
-    head = (
-        "POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: d\r\n"
-        "Content-Type: application/x-tar\r\nContent-Length: 100000000\r\n\r\n"
+    uploader = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_UPLOADER, str(proxy.socket)], stdout=subprocess.PIPE
     )
-    client = _request(proxy.socket, head)
-    client.sendall(b"\0" * (1 << 20))
-    # An abrupt close, as a killed process leaves it: reset, not a polite EOF.
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    client.close()
+    assert uploader.stdout is not None and uploader.stdout.readline() == b"sent\n"
+    uploader.kill()
+    uploader.wait()
     version = proxy.docker("version", "--format", "{{.Server.APIVersion}}")
     assert version.returncode == 0 and version.stdout.strip() == b"1.41"
     capture = proxy.stop()
     upload = one(capture, "ImageLoad")
     assert upload.request_complete is False
     assert 0 < upload.request_body_size <= 1 << 20
+
+
+_GARBAGE_UPSTREAM = """
+import os, socket, sys
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+server.listen(8)
+print("listening", file=sys.stderr, flush=True)
+while True:
+    conn, _ = server.accept()
+    request = conn.recv(65536)
+    if request.startswith(b"GET /garbage"):
+        conn.sendall(b"\\x00\\xffSPDY/9 not an answer\\r\\n\\r\\n")
+    else:
+        conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nOK")
+    conn.close()
+"""
+
+
+def test_garbage_from_the_upstream_is_relayed_and_kept_raw(tmp_path: Path) -> None:
+    upstream = tmp_path / "garbage.sock"
+    server = _started([sys.executable, "-c", _GARBAGE_UPSTREAM, str(upstream)], "listening")
+    try:
+        proxy, sock, capture = _proxy_to(upstream, tmp_path)
+        bad = _request(sock, "GET /garbage HTTP/1.1\r\nHost: d\r\n\r\n")
+        good = _request(sock, "GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+        assert _read_all(bad) == b"\x00\xffSPDY/9 not an answer\r\n\r\n"  # byte for byte
+        assert _read_all(good).endswith(b"\r\n\r\nOK")
+        bad.close()
+        good.close()
+        _stop(proxy)
+    finally:
+        server.kill()
+        server.wait()
+    loaded = checked_capture(capture, allow_errors=True)
+    assert [(e["kind"], e["dir"]) for e in loaded.errors] == [("protocol", "daemon")]
+    assert one(loaded, "SystemPing").status == 200
+    assert any(r["type"] == "unparsed" and r["dir"] == "daemon" for r in loaded.records)
 
 
 def test_garbage_from_a_client_is_relayed_and_kept_raw(dockerd: Daemon, tmp_path: Path) -> None:
@@ -205,7 +252,7 @@ def test_a_slow_reader_keeps_memory_bounded(
 ) -> None:
     _, upstream = fast_upstream
     proxy, sock, _ = _proxy_to(upstream, tmp_path)
-    size = 200_000_000
+    size = 1_000_000_000
     client = _request(sock, f"GET /images/get?bytes={size} HTTP/1.1\r\nHost: d\r\n\r\n")
     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     received = 0
