@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 from dockerd import Daemon
-from tapping import Proxy, docktap, docktap_run, one
+from tapping import Proxy, checked_capture, docktap, docktap_run, one
 
 from docktap import Capture
 
@@ -198,3 +198,35 @@ def test_proxy_masks_everything_and_login_passwords(
     assert b'"username":"alice"' in login.request_body.replace(b" ", b"")
     assert b"<redacted len~64 sha256:" in login.request_body
     assert_absent(proxy.capture_path, [*hidden, password])
+
+
+def test_swarm_tokens_secrets_and_unlock_keys(dockerd: Daemon, tmp_path: Path) -> None:
+    """Swarm mode, briefly, on the private daemon: join tokens, secret data, the unlock key."""
+    data = planted("SECRETDATA")
+    capture = tmp_path / "swarm.jsonl"
+    steps = (
+        "docker swarm init --advertise-addr 127.0.0.1 >/dev/null"
+        " && docker swarm join-token -q worker"
+        " && docker swarm join-token -q manager"
+        ' && printf %s "$SECRET_VALUE" | docker secret create docktap-s1 - >/dev/null'
+        " && docker swarm update --autolock=true >/dev/null"
+        " && docker swarm unlock-key -q"
+    )
+    # The secret comes from the environment: on the command line it would be in the capture's
+    # header as the user typed it, which no rule can recognise.
+    env = dict(dockerd.env, SECRET_VALUE=data)
+    try:
+        proc = docktap(
+            *("run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"),
+            *("sh", "-c", steps),
+            env=env,
+        )
+    finally:
+        dockerd.docker("swarm", "leave", "--force", check=False)
+    assert proc.returncode == 0, proc.stderr
+    worker, manager, unlock_key = proc.stdout.decode().split()
+    assert worker.startswith("SWMTKN-") and unlock_key.startswith("SWMKEY-")
+    operations = [ex.operation for ex in checked_capture(capture).exchanges]
+    for operation in ("SwarmInit", "SwarmInspect", "SecretCreate", "SwarmUnlockkey"):
+        assert operation in operations
+    assert_absent(capture, [worker, manager, unlock_key, data])
