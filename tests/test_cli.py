@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -311,14 +312,19 @@ def test_proxy_refuses_to_replace_a_file(tmp_path: Path) -> None:
 
 def test_a_killed_proxy_leaves_a_readable_capture(dockerd: Daemon, tmp_path: Path) -> None:
     proxy = Proxy(dockerd, tmp_path)
+    name = f"killed-proxy-{os.getpid()}"
+    since = str(int(time.time()) - 1)  # replayed from the start: no race with the run
     events = subprocess.Popen(
-        ["docker", "events", "--format", "{{.Type}} {{.Action}}"],
+        [
+            *("docker", "events", "--since", since, "--filter", f"container={name}"),
+            *("--format", "{{.Type}} {{.Action}}"),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         env=proxy.env,
     )
     try:
-        dockerd.docker("run", "--rm", "--network", "none", "bb", "true")
+        dockerd.docker("run", "--rm", "--name", name, "--network", "none", "bb", "true")
         assert events.stdout is not None
         assert events.stdout.readline() == b"container create\n"
         # The client has the event, so docktap forwarded it; the record follows within a turn

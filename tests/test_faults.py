@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from dockerd import Daemon
+from dockerd import start as start_daemon
+from dockerd import stop as stop_daemon
 from tapping import DOCKTAP, Proxy, checked_capture, docktap, one
 
 from docktap import load
@@ -297,3 +299,42 @@ def test_two_hundred_concurrent_connections(dockerd: Daemon, tmp_path: Path) -> 
     assert operations.count("SystemEvents") == 180
     assert operations.count("ContainerCreate") == 10
     assert len(capture.connections) >= 200
+
+
+def test_the_real_daemon_killed_mid_stream(dockerd: Daemon, tmp_path: Path) -> None:
+    """A second private dockerd, killed while `docker events` streams from it through docktap.
+
+    (`dockerd` makes sure this machine can run one; the session's own daemon is left alone.)
+    """
+    doomed = start_daemon()
+    try:
+        proxy = Proxy(doomed.daemon, tmp_path)
+        since = str(int(time.time()) - 1)  # replayed from the start: no race with the create
+        events = subprocess.Popen(
+            [
+                *("docker", "events", "--since", since, "--filter", "type=volume"),
+                *("--format", "{{.Type}} {{.Action}}"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=proxy.env,
+        )
+        doomed.daemon.docker("volume", "create", "doomed-volume")
+        assert events.stdout is not None
+        assert events.stdout.readline() == b"volume create\n"  # the stream is flowing
+        doomed.process.kill()  # SIGKILL: no goodbye from the daemon
+        doomed.process.wait()
+        _, err = events.communicate(timeout=30)  # the client is not left hanging
+        assert events.returncode != 0, err
+        after = proxy.docker("version", "--format", "{{.Server.Version}}")
+        assert after.returncode != 0
+        assert b"docktap: cannot reach the Docker daemon at" in after.stderr
+        capture = proxy.stop(allow_errors=True)
+    finally:
+        stop_daemon(doomed)
+    stream = one(capture, "SystemEvents")
+    assert stream.response_complete is False
+    assert b"volume" in bytes(stream.response_body)
+    assert {e["kind"] for e in capture.errors} == {"upstream"}
+    assert 502 in {ex.status for ex in capture.exchanges}

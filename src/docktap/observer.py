@@ -332,10 +332,12 @@ class ConnectionObserver:
         parser = self._parser(direction)
         progress = False
         while self._mode == "http":
+            # h11 moves to ERROR before it raises: what it was reading must be taken first.
+            state = parser.their_state
             try:
                 event = parser.next_event()
             except h11.RemoteProtocolError as exc:
-                self._parser_failed(direction, parser, exc)
+                self._parser_failed(direction, state, exc)
                 return progress
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 self._flush_eofs(only=direction)
@@ -354,11 +356,18 @@ class ConnectionObserver:
                 self._daemon_event(event)
         return progress
 
-    def _parser_failed(self, direction: Direction, parser: h11.Connection, exc: Exception) -> None:
+    def _parser_failed(self, direction: Direction, state: object, exc: Exception) -> None:
+        """`state`: what the failed parser was reading when the error came."""
         if direction in self._eof:
             ex = self._ex
             pending = self._raw[direction]
-            if parser.their_state is h11.SEND_BODY and ex is not None:
+            if state is h11.SEND_BODY and ex is not None:
+                # The peer went away mid-body (a killed daemon, an interrupted upload): the
+                # message is cut short, which is no protocol error. A partial chunk header
+                # left over is still reported, as bytes.
+                if pending:
+                    self._emit(Unparsed(self.conn, self._t, direction, bytes(pending)))
+                    pending.clear()
                 self._end(ex, direction, complete=False)
                 self._done.add(direction)
                 return
