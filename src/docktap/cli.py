@@ -210,8 +210,7 @@ def live_audit(level: str) -> LiveAudit:
     """Audit warnings on stderr as risky calls are recorded."""
     from docktap.render.live import LiveAudit
 
-    stream = sys.stderr
-    return LiveAudit(_console(stream, _wants_colour(stream, "auto"), _columns(stream, None)), level)
+    return LiveAudit(_auto_console(sys.stderr), level)
 
 
 async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
@@ -352,6 +351,11 @@ def _columns(stream: IO[str], explicit: int | None) -> int:
         pass
     columns = os.environ.get("COLUMNS", "")
     return int(columns) if columns.isdigit() and int(columns) >= 40 else 120
+
+
+def _auto_console(stream: IO[str]) -> Console:
+    """A console for `stream` with colour and width as its terminal (and NO_COLOR) decide."""
+    return _console(stream, _wants_colour(stream, "auto"), _columns(stream, None))
 
 
 def _console(stream: IO[str], colour: bool, width: int) -> Console:
@@ -644,5 +648,5 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
 
 def _print_audit_table(table: object) -> None:
     stream = sys.stdout
-    console = _console(stream, _wants_colour(stream, "auto"), _columns(stream, None))
+    console = _auto_console(stream)
     console.print(table)

@@ -15,7 +15,7 @@ from typing import Any
 from docktap import __version__
 from docktap.capture.format import Record, RecordEncoder
 from docktap.capture.writer import CaptureWriter
-from docktap.events import Direction
+from docktap.events import Direction, Event
 from docktap.observer import Observer
 
 Listener = Callable[[list[Record]], None]
@@ -45,18 +45,17 @@ class Recorder:
         self._records.append(self.encoder.opened(conn, peer, t))
 
     def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None:
-        encode = self.encoder.encode
-        for event in self.observer.feed(conn, direction, data, t):
-            self._records.extend(encode(event))
+        self._encode(self.observer.feed(conn, direction, data, t))
 
     def eof(self, conn: int, direction: Direction, t: float) -> None:
-        encode = self.encoder.encode
-        for event in self.observer.feed_eof(conn, direction, t):
-            self._records.extend(encode(event))
+        self._encode(self.observer.feed_eof(conn, direction, t))
 
     def closed(self, conn: int, t: float) -> None:
+        self._encode(self.observer.close(conn, t))
+
+    def _encode(self, events: list[Event]) -> None:
         encode = self.encoder.encode
-        for event in self.observer.close(conn, t):
+        for event in events:
             self._records.extend(encode(event))
 
     def upstream_failed(self, conn: int, message: str, t: float) -> None:
