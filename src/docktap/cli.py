@@ -26,6 +26,7 @@ from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, load
 from docktap.capture.writer import open_capture
+from docktap.listening import ListenError
 from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
 from docktap.relay import Relay, RelayError
 from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_upstream
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from docktap.render.live import LiveAudit, LiveView
+    from docktap.replay.server import ReplayServer
+    from docktap.replay.store import Miss
 
 
 def _say(message: str) -> None:
@@ -84,8 +87,10 @@ def _start_recording(
         names,
         AUDIT_LIVE_LEVEL if audit else None,
     )
+    # A recording backlog, if any, is spooled on the capture's disk.
+    spool_dir = os.path.dirname(os.path.abspath(output)) if fd is not None else None
     try:
-        return RecorderLink(spawn_recorder(config))
+        return spawn_recorder(config, spool_dir)
     finally:
         if fd is not None:
             os.close(fd)
@@ -225,11 +230,21 @@ async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
     sock = os.path.join(workdir, "docker.sock")
     relay = await _relay_to(upstream, link)
     try:
-        await relay.listen(Endpoint(path=sock))
-    except RelayError as exc:
+        try:
+            await relay.listen(Endpoint(path=sock))
+        except RelayError as exc:
+            raise click.ClickException(str(exc)) from exc
+        try:
+            return await _command_against(argv, sock)
+        finally:
+            await relay.close(grace=2.0)
+    finally:
         await link.stop(time.monotonic())
         shutil.rmtree(workdir, ignore_errors=True)
-        raise click.ClickException(str(exc)) from exc
+
+
+async def _command_against(argv: list[str], sock: str) -> int:
+    """Run a command with DOCKER_HOST set to `sock`; its exit status, shell-style."""
     env = dict(os.environ)
     env["DOCKER_HOST"] = f"unix://{sock}"
     env.pop("DOCKER_CONTEXT", None)
@@ -237,12 +252,9 @@ async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
     try:
         process = await asyncio.create_subprocess_exec(*argv, env=env)
     except OSError as exc:
-        await relay.close(grace=0)
-        await link.stop(time.monotonic())
-        shutil.rmtree(workdir, ignore_errors=True)
         raise click.ClickException(f"cannot run {argv[0]}: {exc.strerror}") from exc
     # Ctrl-C reaches the whole foreground group, the command included: let the command decide
-    # what it means and keep relaying until it exits. A TERM aimed at docktap goes to the command.
+    # what it means and keep serving until it exits. A TERM aimed at docktap goes to the command.
     loop.add_signal_handler(signal.SIGINT, lambda: None)
     loop.add_signal_handler(signal.SIGTERM, process.send_signal, signal.SIGTERM)
     try:
@@ -250,9 +262,6 @@ async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
-        await relay.close(grace=2.0)
-        await link.stop(time.monotonic())
-        shutil.rmtree(workdir, ignore_errors=True)
     return code if code >= 0 else 128 - code
 
 
@@ -650,3 +659,196 @@ def _print_audit_table(table: object) -> None:
     stream = sys.stdout
     console = _auto_console(stream)
     console.print(table)
+
+
+class _FilesThenCommand(click.Command):
+    """Arguments before `--` are this command's; everything after it is a command line.
+
+    Click drops the `--` itself, so the split happens before it parses anything.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            args, ctx.meta["docktap.command"] = args[:cut], args[cut + 1 :]
+        return super().parse_args(ctx, args)
+
+
+def _repeat_methods(text: str) -> frozenset[str] | None:
+    from docktap.replay.store import DEFAULT_REPEAT
+
+    lowered = text.strip().lower()
+    if lowered == "all":
+        return None
+    if lowered in ("none", ""):
+        return frozenset()
+    if lowered == "default":
+        return DEFAULT_REPEAT
+    return frozenset(m.strip().upper() for m in text.split(",") if m.strip())
+
+
+@main.command("replay", cls=_FilesThenCommand)
+@click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--listen", metavar="PATH|tcp://127.0.0.1:PORT", help="Serve here until stopped.")
+@click.option(
+    "--socket-mode",
+    default="600",
+    show_default=True,
+    help="Permissions of the listening unix socket, in octal.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Pace of streamed answers: 1 = as recorded, 2 = twice as fast, 0 = at once.",
+)
+@click.option("--strict", is_flag=True, help="Exit non-zero when a request found no recording.")
+@click.option(
+    "--report-unused",
+    is_flag=True,
+    help="List recordings never used when replay ends (with --strict, they fail it too).",
+)
+@click.option("--ignore-query", is_flag=True, help="Match requests without their query.")
+@click.option("--ignore-body", is_flag=True, help="Match requests without their body.")
+@click.option(
+    "--ignore-json",
+    "ignore_json",
+    multiple=True,
+    metavar="JSON_PATH",
+    help="Leave this part of JSON bodies out of matching, like $.Env or $.Labels.*; repeatable.",
+)
+@click.option(
+    "--exact-version",
+    is_flag=True,
+    help="Match the API version in paths too (by default /v1.41/x matches /v1.43/x).",
+)
+@click.option(
+    "--repeat",
+    default="GET,HEAD",
+    show_default=True,
+    metavar="METHODS|all|none",
+    help="Methods whose last recorded answer is given again once all were played.",
+)
+@_redact_env_option
+@click.option("-q", "--quiet", is_flag=True, help="Report nothing on stderr until replay ends.")
+@click.pass_context
+def replay_command(
+    ctx: click.Context,
+    captures: tuple[str, ...],
+    listen: str | None,
+    socket_mode: str,
+    speed: float,
+    strict: bool,
+    report_unused: bool,
+    ignore_query: bool,
+    ignore_body: bool,
+    ignore_json: tuple[str, ...],
+    exact_version: bool,
+    repeat: str,
+    redact_env: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Serve captures as a Docker daemon, to real clients, with no Docker at all.
+
+    Either `--listen` and serve until SIGINT or SIGTERM, or run the command after `--` with
+    DOCKER_HOST pointing at the replay and exit with its status. Requests are answered with
+    the recording of the same request (method, path without version, query, JSON body);
+    a request with none gets a Docker-style error naming the closest recording.
+
+    Example: docktap replay captures/run.jsonl -- docker run --rm bb sh -c 'echo out'
+    """
+    from docktap.redact import REDACT_ENV_VAR, Redactor, patterns_from_env
+    from docktap.replay.match import MatchOptions, parse_json_path
+    from docktap.replay.script import scripts
+    from docktap.replay.server import ReplayServer
+    from docktap.replay.store import build_store
+
+    argv: list[str] = ctx.meta.get("docktap.command", [])
+    if (listen is None) == (not argv):
+        raise click.UsageError("give either --listen or a command after --")
+    for path in ignore_json:
+        try:
+            parse_json_path(path)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--ignore-json") from exc
+    try:
+        mode = int(socket_mode, 8)
+        endpoint = parse_endpoint(listen) if listen is not None else None
+    except (EndpointError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    recordings = []
+    for path in captures:
+        recordings.extend(scripts(_load(path), os.path.basename(path)))
+    options = MatchOptions(ignore_query, ignore_body, ignore_json, exact_version)
+    store = build_store(recordings, options, _repeat_methods(repeat))
+    names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
+    server = ReplayServer(store, speed, Redactor(names), None if quiet else _say_miss)
+    if argv:
+        code = asyncio.run(_replay_for(argv, server))
+    else:
+        assert endpoint is not None
+        asyncio.run(_replay_until_stopped(endpoint, mode, server))
+        code = 0
+    failed = _replay_report(server, report_unused)
+    if strict and failed:
+        code = code or 1
+    sys.exit(code)
+
+
+def _say_miss(miss: Miss) -> None:
+    _say(miss.message.removeprefix("docktap "))
+
+
+async def _replay_for(argv: list[str], server: ReplayServer) -> int:
+    workdir = tempfile.mkdtemp(prefix="docktap-")
+    sock = os.path.join(workdir, "docker.sock")
+    try:
+        try:
+            await server.listen(Endpoint(path=sock))
+        except ListenError as exc:
+            raise click.ClickException(str(exc)) from exc
+        try:
+            return await _command_against(argv, sock)
+        finally:
+            await server.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _replay_until_stopped(endpoint: Endpoint, mode: int, server: ReplayServer) -> None:
+    try:
+        await server.listen(endpoint, socket_mode=mode)
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from exc
+    port = server.bound_port
+    where = endpoint.url if port is None else f"tcp://{endpoint.host}:{port}"
+    _say(f"replaying {len(server.store.recordings)} recorded exchanges on {where}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.close()
+
+
+def _replay_report(server: ReplayServer, report_unused: bool) -> bool:
+    """What went unmatched (and unused), on stderr; True when anything did."""
+    store = server.store
+    for recording in server.truncated:
+        _say(
+            f"replay: {store.label(recording)} answered with the first "
+            f"{len(recording.exchange.response_body)} of {recording.exchange.response_body_size} "
+            "body bytes (the capture kept no more; record with --max-body 0)"
+        )
+    if store.misses:
+        _say(f"replay: {len(store.misses)} request(s) had no recording:")
+        for miss in store.misses:
+            click.echo(f"  {miss.message.removeprefix('docktap replay: ')}", err=True)
+    unused = store.unused() if report_unused else []
+    if unused:
+        _say(f"replay: {len(unused)} recording(s) never used:")
+        for recording in unused:
+            ex = recording.exchange
+            click.echo(f"  {store.label(recording)} {ex.method} {ex.target}", err=True)
+    return bool(store.misses or unused)

@@ -1,0 +1,267 @@
+"""pytest plugin: tests that talk to Docker record once, then replay with no daemon at all.
+
+The `docktap` fixture gives a test a DOCKER_HOST (set in the environment for the test's
+duration, and on the fixture) that is either a recording relay in front of the real daemon or
+the replay daemon serving the test's capture, depending on the record mode:
+
+- `once` (the default off CI): replay the capture if it exists, else record it;
+- `none` (the default when CI=true): replay only; a missing capture fails the test;
+- `new_episodes`: record into a new episode beside the existing capture; replay then serves
+  every episode, oldest first;
+- `all`: record every run, replacing the capture (episodes are kept);
+- `rewrite`: delete the capture and its episodes, then record.
+
+Captures live beside the tests, in `captures/<test module>/<test name>.jsonl`. A request the
+replay has no recording for fails the test, with the closest recording and what differs; with
+`strict=True` a recording the test never used fails it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from docktap.capture.reader import load
+from docktap.redact import Redactor
+from docktap.replay.match import MatchOptions
+from docktap.replay.script import scripts
+from docktap.replay.server import ReplayServer
+from docktap.replay.store import DEFAULT_REPEAT, Miss, Store, build_store
+from docktap.upstream import Endpoint, resolve_upstream
+
+MODES = ("once", "new_episodes", "none", "all", "rewrite")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_SESSION_KEY = pytest.StashKey["DocktapSession"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("docktap", "record and replay Docker API traffic")
+    group.addoption(
+        "--docktap-record-mode",
+        choices=MODES,
+        default=None,
+        help="once (default), none (default when CI=true), new_episodes, all, rewrite.",
+    )
+    group.addoption(
+        "--docktap-upstream",
+        default=None,
+        metavar="URL",
+        help="Daemon to record from (default: DOCKER_HOST, docker context, default socket).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "docktap(capture=None, strict=False, ignore_query=False, ignore_body=False, "
+        "ignore_json=(), exact_version=False, repeat=('GET', 'HEAD'), speed=0): "
+        "where the test's capture is and how its requests are matched on replay.",
+    )
+
+
+def record_mode(config: pytest.Config) -> str:
+    chosen: str | None = config.getoption("--docktap-record-mode")
+    if chosen is not None:
+        return chosen
+    return "none" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "once"
+
+
+def capture_path(item: pytest.Item, name: str | None = None) -> Path:
+    """`captures/<module>/<test>.jsonl` beside the test file, or the marker's name there."""
+    module = Path(str(item.path))
+    base = module.parent / "captures" / module.stem
+    if name is not None:
+        chosen = Path(name)
+        return chosen if chosen.is_absolute() else base / chosen
+    return base / f"{_UNSAFE.sub('_', item.name).strip('_')}.jsonl"
+
+
+def episodes(path: Path) -> list[Path]:
+    """The capture and the episodes recorded after it, oldest first."""
+    extra = sorted(
+        path.parent.glob(f"{path.stem}.*{path.suffix}"),
+        key=lambda p: int(p.suffixes[-2].lstrip(".")) if p.suffixes[-2][1:].isdigit() else 0,
+    )
+    return ([path] if path.exists() else []) + [p for p in extra if p.suffixes[-2][1:].isdigit()]
+
+
+class DocktapReplayMiss(AssertionError):
+    """The test sent requests its capture has no recording for (or left some unused)."""
+
+
+@dataclass
+class DocktapSession:
+    """What the `docktap` fixture gives a test."""
+
+    mode: str  # "record" or "replay"
+    capture: Path
+    host: str
+    env: dict[str, str] = field(default_factory=dict)
+    misses: list[Miss] = field(default_factory=list)
+    store: Store | None = None
+    strict: bool = False
+
+    def client(self, **kwargs: Any) -> Any:
+        """A docker-py DockerClient talking to docktap (version negotiated, as with a daemon)."""
+        import docker
+
+        kwargs.setdefault("version", "auto")
+        return docker.DockerClient(base_url=self.host, **kwargs)
+
+    def failures(self) -> str | None:
+        """Why the replay fails the test, readable; None when it does not."""
+        lines = [miss.message for miss in self.misses]
+        for miss in self.misses:
+            if miss.closest is not None:
+                ex = miss.closest.exchange
+                lines.append(f"  {miss.label} was: {ex.method} {ex.target}")
+        if self.strict and self.store is not None:
+            lines.extend(
+                f"docktap replay: recording {self.store.label(r)} never used: "
+                f"{r.exchange.method} {r.exchange.target}"
+                for r in self.store.unused()
+            )
+        if not lines:
+            return None
+        return "\n".join([f"replaying {self.capture}:", *lines])
+
+
+class _BackgroundReplay:
+    """The replay daemon on its own event loop thread, for the duration of one test."""
+
+    def __init__(self, server: ReplayServer, endpoint: Endpoint) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(server.listen(endpoint), self.loop).result()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class _Recorder:
+    """`docktap proxy` in front of the real daemon, writing the test's capture."""
+
+    def __init__(self, socket_path: Path, upstream: str, output: Path) -> None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "docktap",
+                "proxy",
+                "-q",
+                "--listen",
+                str(socket_path),
+                "--upstream",
+                upstream,
+                "-o",
+                str(output),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert self.process.stderr is not None
+        banner = self.process.stderr.readline().decode()
+        if "listening on" not in banner:
+            self.process.kill()
+            rest = self.process.communicate(timeout=10)[1].decode(errors="replace")
+            raise RuntimeError(f"docktap could not start recording: {banner}{rest}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=60)
+        if self.process.returncode != 0:
+            raise RuntimeError(f"docktap recording failed: {err.decode(errors='replace')}")
+
+
+def _store(paths: list[Path], marker: pytest.Mark | None) -> tuple[Store, float]:
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    options = MatchOptions(
+        ignore_query=bool(kwargs.get("ignore_query", False)),
+        ignore_body=bool(kwargs.get("ignore_body", False)),
+        ignore_paths=tuple(kwargs.get("ignore_json", ())),
+        exact_version=bool(kwargs.get("exact_version", False)),
+    )
+    repeat = kwargs.get("repeat", DEFAULT_REPEAT)
+    recordings = [r for path in paths for r in scripts(load(path), path.name)]
+    methods = None if repeat == "all" else frozenset(m.upper() for m in repeat)
+    return build_store(recordings, options, methods), float(kwargs.get("speed", 0.0))
+
+
+def _record_target(path: Path, mode: str) -> Path:
+    """Where this run's recording goes."""
+    if mode == "new_episodes" and path.exists():
+        return path.with_name(f"{path.stem}.{len(episodes(path)) + 1}{path.suffix}")
+    if mode == "rewrite":
+        for old in episodes(path):
+            old.unlink()
+    return path
+
+
+@pytest.fixture
+def docktap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A DOCKER_HOST for the test, recording from the daemon or replaying its capture."""
+    marker = request.node.get_closest_marker("docktap")
+    name = marker.kwargs.get("capture") if marker is not None else None
+    if marker is not None and marker.args:
+        name = marker.args[0]
+    path = capture_path(request.node, name)
+    mode = record_mode(request.config)
+    replaying = mode == "none" or (mode == "once" and path.exists())
+    if mode == "none" and not path.exists():
+        pytest.fail(f"docktap: no capture {path} to replay (record mode none)", pytrace=False)
+    workdir = Path(tempfile.mkdtemp(prefix="docktap-"))
+    sock = workdir / "docker.sock"
+    host = f"unix://{sock}"
+    stopper: _BackgroundReplay | _Recorder
+    if replaying:
+        store, speed = _store(episodes(path), marker)
+        session = DocktapSession("replay", path, host, store=store)
+        session.strict = bool(marker.kwargs.get("strict", False)) if marker else False
+        server = ReplayServer(store, speed, Redactor(), on_miss=session.misses.append)
+        stopper = _BackgroundReplay(server, Endpoint(path=str(sock)))
+    else:
+        upstream = resolve_upstream(request.config.getoption("--docktap-upstream")).url
+        stopper = _Recorder(sock, upstream, _record_target(path, mode))
+        session = DocktapSession("record", path, host)
+    session.env = {"DOCKER_HOST": host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
+    for key, value in session.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    request.node.stash[_SESSION_KEY] = session
+    try:
+        yield session
+    finally:
+        stopper.stop()
+        sock.unlink(missing_ok=True)
+        workdir.rmdir()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A replay miss fails the test itself, with its explanation, not as a teardown error."""
+    result = yield
+    session = item.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        explanation = session.failures()
+        if explanation is not None:
+            raise DocktapReplayMiss(explanation)
+    return result

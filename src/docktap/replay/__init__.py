@@ -1,0 +1,1 @@
+"""A fake Docker daemon that answers from captures: matching, scripts, bookkeeping, server."""

@@ -1,0 +1,323 @@
+"""The replay daemon: serves recorded answers on a socket, to real Docker clients.
+
+Each client connection gets an h11 server connection that parses its requests; the store says
+which recording answers each one and when each piece of the answer may go. This module only
+moves bytes: it reads requests, writes the recorded pieces (chunked bodies chunk by chunk,
+hijacked streams as raw bytes), half-closes and closes as the recording did, and waits for the
+store's conditions. Nothing is ever forwarded to a real daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import h11
+import orjson
+
+from docktap.capture.format import HELD_BODY_LIMIT
+from docktap.listening import bound_port, listen
+from docktap.redact import Redactor
+from docktap.replay.match import Request
+from docktap.replay.script import Piece, Recording
+from docktap.replay.store import Miss, Play, Store
+from docktap.routes import operation_name
+from docktap.upstream import Endpoint
+
+_READ_SIZE = 1 << 16
+#: A miss is answered like a daemon error: the docker CLI prints the message, docker-py raises.
+MISS_STATUS = 500
+#: Longest pause between a hijack's head and its first stream bytes when not pacing (seconds).
+HIJACK_HEAD_PAUSE = 0.05
+
+
+@dataclass
+class _Incoming:
+    """A request being received: its head, and its body as a digest plus a bounded copy."""
+
+    method: str
+    target: str
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    kept: bytearray | None = field(default_factory=bytearray)
+
+    def add(self, data: bytes) -> None:
+        self.digest.update(data)
+        if self.kept is not None:
+            if len(self.kept) + len(data) > HELD_BODY_LIMIT:
+                self.kept = None  # too large to compare as JSON: the digest stands for it
+            else:
+                self.kept += data
+
+
+@dataclass
+class _Client:
+    """One client connection's parsing state, shared by its reading and answering tasks."""
+
+    conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.SERVER))
+    receiving: _Incoming | None = None
+    requests: deque[_Incoming] = field(default_factory=deque)
+    stream: Play | None = None  # after a hijack, the client's bytes belong to this play
+    closed: bool = False  # the client is gone (or sent something unparseable)
+    error: str | None = None
+
+
+class ReplayServer:
+    """Answers clients from a store of recordings until closed."""
+
+    def __init__(
+        self,
+        store: Store,
+        speed: float = 0.0,
+        redactor: Redactor | None = None,
+        on_miss: Callable[[Miss], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.speed = speed
+        self.redactor = redactor
+        self.on_miss = on_miss
+        self.truncated: list[Recording] = []  # answered with only the part the capture kept
+        self._changed = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
+        def factory() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._accept)
+
+        self._server = await listen(endpoint, factory, socket_mode)
+
+    @property
+    def bound_port(self) -> int | None:
+        return None if self._server is None else bound_port(self._server)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- waiting on progress anywhere -------------------------------------------------
+
+    def _notify(self) -> None:
+        """Something happened that may unblock a piece on any connection."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            await self._changed.wait()
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def _read(self, client: _Client, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                try:
+                    data = await reader.read(_READ_SIZE)
+                except ConnectionError:
+                    data = b""
+                play = client.stream
+                if play is not None:
+                    if data:
+                        play.client_sent += len(data)
+                    else:
+                        play.client_halfclosed = True
+                else:
+                    client.conn.receive_data(data)
+                    self._parse(client)
+                self._notify()
+                if not data:
+                    return
+        finally:
+            if client.stream is not None:
+                client.stream.client_gone = True
+            client.closed = True
+            self._notify()
+
+    def _parse(self, client: _Client) -> None:
+        """Turn what h11 has buffered into requests, until it needs more or must wait for us."""
+        while not client.closed:
+            try:
+                event = client.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                client.error = f"unparseable request: {exc}"
+                client.closed = True
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                client.receiving = _Incoming(event.method.decode(), event.target.decode())
+            elif isinstance(event, h11.Data) and client.receiving is not None:
+                client.receiving.add(event.data)
+            elif isinstance(event, h11.EndOfMessage) and client.receiving is not None:
+                client.requests.append(client.receiving)
+                client.receiving = None
+            elif isinstance(event, h11.ConnectionClosed):
+                client.closed = True
+
+    # --- answering --------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = _Client()
+        reading = asyncio.get_running_loop().create_task(self._read(client, reader))
+        try:
+            while True:
+                await self._until(lambda: bool(client.requests) or client.closed)
+                if not client.requests:
+                    break
+                incoming = client.requests.popleft()
+                result = self.store.match(self._request(incoming))
+                if isinstance(result, Miss):
+                    self._answer_miss(client, writer, incoming, result)
+                    await writer.drain()
+                elif not await self._play(client, writer, incoming, result):
+                    break
+                if client.conn.our_state is not h11.DONE or client.conn.their_state is not h11.DONE:
+                    break
+                client.conn.start_next_cycle()
+                self._parse(client)
+        except (ConnectionError, h11.LocalProtocolError):
+            pass
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _request(self, incoming: _Incoming) -> Request:
+        """The request as recordings are keyed: with the same secrets masked as when recorded."""
+        target, body = incoming.target, incoming.kept
+        if self.redactor is not None:
+            operation = operation_name(incoming.method, target)
+            target = self.redactor.target(operation, target)
+            if body is not None and self.redactor.holds(operation, "client"):
+                masked = self.redactor.body(operation, bytes(body), "client")
+                return Request(incoming.method, target, masked, hashlib.sha256(masked).hexdigest())
+        kept = None if body is None else bytes(body)
+        return Request(incoming.method, target, kept, incoming.digest.hexdigest())
+
+    def _answer_miss(
+        self, client: _Client, writer: asyncio.StreamWriter, incoming: _Incoming, miss: Miss
+    ) -> None:
+        if self.on_miss is not None:
+            self.on_miss(miss)
+        body = orjson.dumps({"message": miss.message}) + b"\n"
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Docktap-Replay", "miss"),
+        ]
+        conn = client.conn
+        writer.write(conn.send(h11.Response(status_code=MISS_STATUS, headers=headers)) or b"")
+        if incoming.method != "HEAD":
+            writer.write(conn.send(h11.Data(data=body)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+
+    async def _play(
+        self, client: _Client, writer: asyncio.StreamWriter, incoming: _Incoming, play: Play
+    ) -> bool:
+        """Send a recording's pieces as the store allows; False when the connection is over."""
+        recording = play.recording
+        hijacked = recording.exchange.hijacked is not None
+        if hijacked:
+            # The client's bytes from here on are the stream's, those h11 already holds too.
+            client.stream = play
+            buffered, _ = client.conn.trailing_data
+            play.client_sent += len(buffered)
+            self._notify()
+        if recording.truncated:
+            self.truncated.append(recording)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        head_only = incoming.method == "HEAD"
+        while (piece := play.next_piece) is not None:
+            await self._until(lambda: self.store.ready(play) or client.closed)
+            if client.closed and not hijacked:
+                play.client_gone = True
+                return False
+            if self.speed > 0:
+                due = started + (piece.mono - recording.exchange.started_mono) / self.speed
+                await asyncio.sleep(max(0.0, due - loop.time()))
+            elif hijacked and piece.kind == "stream" and play.sent == 1:
+                # A daemon never has output ready with its 101: a container takes time to
+                # start. docker-py reads the head through a buffer and would lose bytes that
+                # came in the same read, so let the head arrive on its own.
+                await asyncio.sleep(min(HIJACK_HEAD_PAUSE, piece.mono - recording.pieces[0].mono))
+            if not self._send(client, writer, play, piece, hijacked, head_only):
+                play.sent += 1
+                self._notify()
+                return False
+            play.sent += 1
+            self._notify()
+            await writer.drain()
+        if hijacked or recording.ends_open:
+            # Recorded until the client left: stay open until this one leaves too.
+            await self._until(lambda: client.closed)
+            return False
+        writer.write(client.conn.send(h11.EndOfMessage()) or b"")
+        return True
+
+    def _send(
+        self,
+        client: _Client,
+        writer: asyncio.StreamWriter,
+        play: Play,
+        piece: Piece,
+        hijacked: bool,
+        head_only: bool,
+    ) -> bool:
+        """Write one piece; False once the connection is closed by it."""
+        recording = play.recording
+        if piece.kind == "head":
+            if hijacked:
+                writer.write(_raw_head(recording))
+            else:
+                writer.write(client.conn.send(_response(recording, head_only)) or b"")
+        elif piece.kind == "body":
+            if not head_only and piece.data:
+                writer.write(client.conn.send(h11.Data(data=piece.data)) or b"")
+        elif piece.kind == "stream":
+            writer.write(piece.data)
+        elif piece.kind == "halfclose":
+            if writer.can_write_eof():
+                writer.write_eof()
+        elif piece.kind == "close":
+            writer.close()
+            return False
+        return True
+
+
+def _head_record(recording: Recording) -> tuple[int, str, list[tuple[str, str]], str]:
+    head = recording.head or {}
+    headers = [(str(k), str(v)) for k, v in head.get("headers", [])]
+    return head.get("status", 200), head.get("reason", ""), headers, head.get("http_version", "1.1")
+
+
+def _raw_head(recording: Recording) -> bytes:
+    """A hijack's head exactly as recorded: h11 has no say once the connection is taken over."""
+    status, reason, headers, version = _head_record(recording)
+    lines = [f"HTTP/{version} {status} {reason}"] + [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _response(recording: Recording, head_only: bool) -> h11.Response:
+    """The recorded head, its Content-Length made true to the body the capture kept."""
+    status, reason, headers, _ = _head_record(recording)
+    if not head_only:
+        size = sum(len(p.data) for p in recording.pieces if p.kind == "body")
+        headers = [(k, str(size) if k.lower() == "content-length" else v) for k, v in headers]
+    return h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)

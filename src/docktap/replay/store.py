@@ -1,0 +1,180 @@
+"""The recordings a replay serves, which of them were played, and what came in unmatched.
+
+The store owns all the bookkeeping of a replay: recordings queued per request key (so identical
+requests get their answers in recorded order, whichever connection they come on), the plays
+in progress with how far each has got, the misses, and which recordings were never used. It
+also decides when the next piece of a play may go, from the conditions in its script. It does
+no I/O and reads no clock: the server asks it questions and tells it what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from docktap.capture.reader import Exchange
+from docktap.replay.match import (
+    MatchOptions,
+    Request,
+    closeness,
+    differences,
+    normalize_path,
+    request_key,
+    split_target,
+)
+from docktap.replay.script import Piece, Recording
+
+#: Methods whose last recorded answer is repeated once their recordings are used up.
+DEFAULT_REPEAT = frozenset({"GET", "HEAD"})
+_PING = "/_ping"
+
+
+@dataclass
+class Play:
+    """A recording being played on one connection."""
+
+    recording: Recording
+    first: bool  # the recording's first play: the one related exchanges wait on
+    sent: int = 0  # pieces written so far
+    client_sent: int = 0  # bytes the client wrote on the hijacked stream
+    client_halfclosed: bool = False
+    client_gone: bool = False
+
+    @property
+    def next_piece(self) -> Piece | None:
+        pieces = self.recording.pieces
+        return pieces[self.sent] if self.sent < len(pieces) else None
+
+    @property
+    def finished(self) -> bool:
+        return self.sent >= len(self.recording.pieces)
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A request no recording answers, and the recording closest to it."""
+
+    request: Request
+    closest: Recording | None
+    reasons: tuple[str, ...]
+    label: str  # how the closest recording is named: #12, or run.jsonl#12 with several files
+
+    @property
+    def message(self) -> str:
+        path = split_target(self.request.target)[0]
+        text = f"docktap replay: no recorded exchange for {self.request.method} {path}"
+        if self.closest is not None:
+            why = ", ".join(self.reasons[:2]) or "identical"
+            text += f"; closest: {self.label}, {why}"
+        return text
+
+
+def recorded_request(ex: Exchange) -> Request:
+    """The request of a recorded exchange; its body stands by digest when cut by the cap."""
+    body = bytes(ex.request_body) if len(ex.request_body) >= ex.request_body_size else None
+    return Request(ex.method, ex.target, body, ex.request_sha256 or "")
+
+
+@dataclass
+class Store:
+    recordings: list[Recording]
+    options: MatchOptions = field(default_factory=MatchOptions)
+    repeat: frozenset[str] | None = DEFAULT_REPEAT  # None: every method repeats
+    several_sources: bool = False
+    misses: list[Miss] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._queues: dict[object, list[Recording]] = {}
+        self._played: dict[object, int] = {}
+        self._requests = {id(r): recorded_request(r.exchange) for r in self.recordings}
+        self._first_plays: dict[int, Play] = {}
+        self._pings: list[Recording] = []
+        for recording in self.recordings:
+            request = self._requests[id(recording)]
+            if self._is_ping(request):
+                self._pings.append(recording)
+            key = request_key(request, self.options)
+            self._queues.setdefault(key, []).append(recording)
+
+    def _is_ping(self, request: Request) -> bool:
+        path = normalize_path(split_target(request.target)[0])
+        return request.method in ("GET", "HEAD") and path == _PING
+
+    def label(self, recording: Recording) -> str:
+        return f"{recording.source}{recording.label}" if self.several_sources else recording.label
+
+    def match(self, request: Request) -> Play | Miss:
+        key = request_key(request, self.options)
+        queue = self._queues.get(key)
+        if queue:
+            played = self._played.get(key, 0)
+            if played < len(queue):
+                self._played[key] = played + 1
+                return self._start(queue[played])
+            if self.repeat is None or request.method in self.repeat:
+                return Play(queue[-1], first=False)
+        if self._is_ping(request) and self._pings:
+            # Negotiation must work whatever the client asks with: any recorded ping answers.
+            same = [r for r in self._pings if r.exchange.method == request.method]
+            return Play((same or self._pings)[-1], first=False)
+        miss = self._miss(request, used_up=queue is not None)
+        self.misses.append(miss)
+        return miss
+
+    def _start(self, recording: Recording) -> Play:
+        play = Play(recording, first=True)
+        self._first_plays[id(recording)] = play
+        return play
+
+    def _miss(self, request: Request, used_up: bool) -> Miss:
+        if not self.recordings:
+            return Miss(request, None, (), "")
+        closest = max(
+            self.recordings,
+            key=lambda r: closeness(self._requests[id(r)], request, self.options),
+        )
+        reasons = tuple(differences(self._requests[id(closest)], request, self.options))
+        if used_up and not reasons:
+            times = len(self._queues[request_key(request, self.options)])
+            reasons = (f"recorded {times} time{'s' if times > 1 else ''}, all played",)
+        return Miss(request, closest, reasons, self.label(closest))
+
+    def ready(self, play: Play) -> bool:
+        """Whether the play's next piece may be sent now: what preceded it has happened."""
+        piece = play.next_piece
+        if piece is None:
+            return False
+        if not play.first:
+            return True
+        if not (play.client_halfclosed or play.client_gone):
+            for mark in play.recording.client_marks:
+                if mark.index > piece.index:
+                    break
+                if mark.halfclosed or play.client_sent < mark.sent:
+                    return False
+        for other in play.recording.related:
+            if other.request_index > piece.index:
+                continue
+            other_play = self._first_plays.get(id(other))
+            if other_play is None:
+                return False
+            if other_play.client_gone:
+                continue
+            before = sum(1 for p in other.pieces if p.index < piece.index)
+            if other_play.sent < before:
+                return False
+        return True
+
+    def unused(self) -> list[Recording]:
+        """Recordings no request was answered with, in capture order."""
+        return [r for r in self.recordings if id(r) not in self._first_plays]
+
+
+def build_store(
+    recordings: Iterable[Recording],
+    options: MatchOptions | None = None,
+    repeat: frozenset[str] | None = DEFAULT_REPEAT,
+) -> Store:
+    listed = list(recordings)
+    sources = {r.source for r in listed}
+    return Store(listed, options or MatchOptions(), repeat, several_sources=len(sources) > 1)

@@ -1,0 +1,247 @@
+"""`docktap replay`: record real clients against the private daemon, then replay them without it.
+
+Each scenario runs a command through `docktap run` against the daemon, then the same command
+through `docktap replay` with DOCKER_HOST pointing at nothing that exists (the replay sets the
+command's own DOCKER_HOST to its socket): stdout, stderr and exit status must come out the same.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockerd import Daemon
+from tapping import DOCKTAP, docktap, docktap_run, run_in_pty
+
+#: The CLI prints ages relative to now ("3 seconds ago"), which move between two runs, and
+#: pads table columns to the longest one.
+_AGE = re.compile(rb"(About an? \w+|Less than a second|\d+ \w+) ago")
+_PADDING = re.compile(rb" {2,}")
+
+
+def _without_ages(output: bytes) -> bytes:
+    return _PADDING.sub(b"  ", _AGE.sub(b"AGE", output))
+
+
+def _offline_env(daemon: Daemon, tmp_path: Path) -> dict[str, str]:
+    """The client's environment with the daemon out of reach."""
+    env = dict(daemon.env)
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-daemon-here.sock"
+    return env
+
+
+def _replay(
+    daemon: Daemon,
+    tmp_path: Path,
+    capture: Path,
+    *command: str,
+    options: tuple[str, ...] = (),
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return docktap(
+        "replay",
+        str(capture),
+        "-q",
+        "--strict",
+        *options,
+        "--",
+        *command,
+        env=_offline_env(daemon, tmp_path),
+        input=input,
+    )
+
+
+def _same(
+    daemon: Daemon,
+    tmp_path: Path,
+    *command: str,
+    input: bytes | None = None,
+    options: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """Record `command`, replay it, and insist both runs look the same to a user."""
+    capture = tmp_path / "recorded.jsonl"
+    recorded = docktap_run(daemon, capture, *command, input=input).proc
+    replayed = _replay(daemon, tmp_path, capture, *command, input=input, options=options)
+    assert replayed.returncode == recorded.returncode, replayed.stderr.decode()
+    assert _without_ages(replayed.stdout) == _without_ages(recorded.stdout)
+    assert replayed.stderr == recorded.stderr
+    return recorded
+
+
+@pytest.fixture(scope="module")
+def box(dockerd: Daemon) -> Iterator[str]:
+    """A running container that has written something to stdout and stderr."""
+    name = "replay-box"
+    dockerd.docker("rm", "-f", name, check=False)
+    started = dockerd.docker(
+        "run", "-d", "--name", name, "--network", "none", "bb",
+        "sh", "-c", "echo box-out; echo box-err >&2; exec sleep 600",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    # `docker logs` must show both lines when the test records it.
+    for _ in range(200):
+        logs = dockerd.docker("logs", name)
+        if logs.stderr == b"box-err\n":
+            break
+    assert logs.stdout == b"box-out\n"
+    yield name
+    dockerd.docker("rm", "-f", name, check=False)
+
+
+def test_version(dockerd: Daemon, tmp_path: Path) -> None:
+    recorded = _same(dockerd, tmp_path, "docker", "version")
+    assert b"Server:" in recorded.stdout
+
+
+def test_ps_all(dockerd: Daemon, tmp_path: Path, box: str) -> None:
+    recorded = _same(dockerd, tmp_path, "docker", "ps", "-a")
+    assert box.encode() in recorded.stdout
+
+
+def test_images(dockerd: Daemon, tmp_path: Path) -> None:
+    recorded = _same(dockerd, tmp_path, "docker", "images")
+    assert b"bb" in recorded.stdout
+
+
+def test_run_with_stdout_stderr_and_exit_status(dockerd: Daemon, tmp_path: Path) -> None:
+    command = "echo out; echo err >&2; exit 3"
+    recorded = _same(
+        dockerd, tmp_path, "docker", "run", "--rm", "--network", "none", "bb", "sh", "-c", command
+    )
+    assert recorded.returncode == 3
+    assert recorded.stdout == b"out\n"
+    assert recorded.stderr == b"err\n"
+
+
+def test_run_with_stdin(dockerd: Daemon, tmp_path: Path) -> None:
+    recorded = _same(
+        dockerd,
+        tmp_path,
+        "docker", "run", "-i", "--rm", "--network", "none", "bb", "cat",
+        input=b"hi\n",
+    )  # fmt: skip
+    assert recorded.stdout == b"hi\n"
+
+
+def test_exec(dockerd: Daemon, tmp_path: Path, box: str) -> None:
+    recorded = _same(
+        dockerd,
+        tmp_path,
+        "docker", "exec", box, "sh", "-c", "echo exec-out; echo exec-err >&2; exit 4",
+    )  # fmt: skip
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (
+        4,
+        b"exec-out\n",
+        b"exec-err\n",
+    )
+
+
+def test_exec_with_a_tty(dockerd: Daemon, tmp_path: Path, box: str) -> None:
+    capture = tmp_path / "exec-t.jsonl"
+    command = ["docker", "exec", "-it", box, "sh", "-c", "echo in-tty"]
+    recorded = run_in_pty(
+        [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--", *command],
+        dockerd.env,
+    )
+    replayed = run_in_pty(
+        [*DOCKTAP, "replay", str(capture), "-q", "--strict", "--", *command],
+        _offline_env(dockerd, tmp_path),
+    )
+    assert recorded[0] == 0, recorded[1]
+    assert b"in-tty" in recorded[1]
+    assert replayed == recorded
+
+
+def test_logs(dockerd: Daemon, tmp_path: Path, box: str) -> None:
+    recorded = _same(dockerd, tmp_path, "docker", "logs", box)
+    assert recorded.stdout == b"box-out\n"
+    assert recorded.stderr == b"box-err\n"
+
+
+def test_events_since_until(dockerd: Daemon, tmp_path: Path) -> None:
+    since = int(time.time()) - 1
+    marker = f"replay-events-{since}"
+    dockerd.docker("volume", "create", marker)
+    dockerd.docker("volume", "rm", marker)
+    until = int(time.time()) + 1
+    while time.time() < until:  # --until must be in the past for the stream to end
+        time.sleep(0.05)
+    recorded = _same(
+        dockerd, tmp_path, "docker", "events", "--since", str(since), "--until", str(until)
+    )
+    assert marker.encode() in recorded.stdout
+
+
+def test_a_different_command_is_a_miss_that_names_the_closest_recording(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    capture = tmp_path / "run.jsonl"
+    docktap_run(dockerd, capture, "docker", "run", "--rm", "--network", "none", "bb", "true")
+    replayed = docktap(
+        "replay",
+        str(capture),
+        "--strict",
+        "--",
+        "docker", "run", "--rm", "--network", "none", "bb", "false",
+        env=_offline_env(dockerd, tmp_path),
+    )  # fmt: skip
+    err = replayed.stderr.decode()
+    assert replayed.returncode != 0
+    # The docker CLI prints the miss as a daemon error...
+    assert "Error response from daemon: docktap replay: no recorded exchange for " in err
+    # ...naming the closest recording and the first difference.
+    assert "POST /v1.41/containers/create; closest: #2, body differs at $.Cmd[0]" in err
+    assert "1 request(s) had no recording" in err
+
+
+DOCKER_PY_FLOW = textwrap.dedent(
+    """
+    import sys, docker
+    client = docker.from_env(version="auto")
+    print(client.containers.run("bb", ["sh", "-c", "echo py-out"], network_mode="none",
+                                remove=True))
+    box = client.containers.get(sys.argv[1])
+    result = box.exec_run(["sh", "-c", "echo py-exec; exit 2"])
+    print(result.exit_code, result.output)
+    print(box.logs(stdout=True, stderr=True))
+    print(sorted(t for i in client.images.list() for t in i.tags))
+    print([c.name for c in client.containers.list(all=True, filters={"name": sys.argv[1]})])
+    """
+)
+
+
+def test_docker_py_flow(dockerd: Daemon, tmp_path: Path, box: str) -> None:
+    script = tmp_path / "flow.py"
+    script.write_text(DOCKER_PY_FLOW)
+    recorded = _same(dockerd, tmp_path, sys.executable, str(script), box)
+    assert recorded.stdout.splitlines()[:2] == [b"b'py-out\\n'", b"2 b'py-exec\\n'"]
+
+
+def test_listen_serves_until_stopped(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "version.jsonl"
+    version = ["docker", "version", "--format", "{{.Server.Version}}"]
+    recorded = docktap_run(dockerd, capture, *version).proc
+    sock = tmp_path / "replay.sock"
+    process = subprocess.Popen(
+        [*DOCKTAP, "replay", str(capture), "--listen", str(sock)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_offline_env(dockerd, tmp_path),
+    )
+    assert process.stderr is not None
+    banner = process.stderr.readline().decode()
+    assert "replaying" in banner and str(sock) in banner, banner
+    env = dict(dockerd.env, DOCKER_HOST=f"unix://{sock}")
+    for _ in range(2):  # served again and again: GET answers repeat
+        out = subprocess.run(version, env=env, capture_output=True, check=True)
+        assert out.stdout == recorded.stdout
+    assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
+    process.terminate()
+    assert process.wait(timeout=30) == 0
