@@ -326,14 +326,23 @@ async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, link: Record
     where = (
         endpoint.url if relay.bound_port is None else f"tcp://{endpoint.host}:{relay.bound_port}"
     )
+    stop = _stop_on_signals()
     _say(f"listening on {where}, relaying to {upstream.url}")
+    await stop.wait()
+    await relay.close(grace=1.0)
+    await link.stop(time.monotonic())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM.
+
+    Set up before saying we listen: a signal sent as soon as we say so must end us cleanly.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await relay.close(grace=1.0)
-    await link.stop(time.monotonic())
+    return stop
 
 
 def _wants_colour(stream: IO[str], mode: str) -> bool:
@@ -823,11 +832,8 @@ async def _replay_until_stopped(endpoint: Endpoint, mode: int, server: ReplaySer
         raise click.ClickException(str(exc)) from exc
     port = server.bound_port
     where = endpoint.url if port is None else f"tcp://{endpoint.host}:{port}"
+    stop = _stop_on_signals()
     _say(f"replaying {len(server.store.recordings)} recorded exchanges on {where}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     await server.close()
 

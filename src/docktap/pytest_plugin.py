@@ -109,8 +109,8 @@ class DocktapSession:
     capture: Path
     host: str
     env: dict[str, str] = field(default_factory=dict)
-    misses: list[Miss] = field(default_factory=list)
-    store: Store | None = None
+    misses: list[Miss] = field(default_factory=list, repr=False)
+    store: Store | None = field(default=None, repr=False)
     strict: bool = False
 
     def client(self, **kwargs: Any) -> Any:
@@ -258,10 +258,17 @@ def docktap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     """A replay miss fails the test itself, with its explanation, not as a teardown error."""
-    result = yield
+    __tracebackhide__ = True
     session = item.stash.get(_SESSION_KEY, None)
-    if session is not None:
-        explanation = session.failures()
-        if explanation is not None:
-            raise DocktapReplayMiss(explanation)
+    try:
+        result = yield
+    except BaseException as failure:
+        # The client usually fails on the miss's error answer: say what the miss was.
+        explanation = session.failures() if session is not None else None
+        if explanation is None:
+            raise
+        raise DocktapReplayMiss(explanation) from failure
+    explanation = session.failures() if session is not None else None
+    if explanation is not None:
+        raise DocktapReplayMiss(explanation)
     return result

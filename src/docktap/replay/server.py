@@ -31,6 +31,9 @@ from docktap.upstream import Endpoint
 _READ_SIZE = 1 << 16
 #: A miss is answered like a daemon error: the docker CLI prints the message, docker-py raises.
 MISS_STATUS = 500
+#: How long a piece waits for a related request (same container) that the client may never
+#: make, with nothing else happening, before it goes anyway (seconds).
+STALL_TIMEOUT = 1.0
 #: Longest pause between a hijack's head and its first stream bytes when not pacing (seconds).
 HIJACK_HEAD_PAUSE = 0.05
 
@@ -115,9 +118,14 @@ class ReplayServer:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def _until(self, condition: Callable[[], bool]) -> None:
+    async def _until(self, condition: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait for `condition`; False if nothing happened for `timeout` seconds while waiting."""
         while not condition():
-            await self._changed.wait()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                return False
+        return True
 
     # --- reading ----------------------------------------------------------------------
 
@@ -245,7 +253,10 @@ class ReplayServer:
         started = loop.time()
         head_only = incoming.method == "HEAD"
         while (piece := play.next_piece) is not None:
-            await self._until(lambda: self.store.ready(play) or client.closed)
+            if not await self._until(
+                lambda: self.store.ready(play) or client.closed, STALL_TIMEOUT
+            ):
+                await self._until(lambda: self.store.ready(play, lenient=True) or client.closed)
             if client.closed and not hijacked:
                 play.client_gone = True
                 return False

@@ -139,8 +139,12 @@ class Store:
             reasons = (f"recorded {times} time{'s' if times > 1 else ''}, all played",)
         return Miss(request, closest, reasons, self.label(closest))
 
-    def ready(self, play: Play) -> bool:
-        """Whether the play's next piece may be sent now: what preceded it has happened."""
+    def ready(self, play: Play, lenient: bool = False) -> bool:
+        """Whether the play's next piece may be sent now: what preceded it has happened.
+
+        `lenient` waits no longer for related requests that never came: a client need not
+        make every call the recorded one made (a replay that waits for them would hang).
+        """
         piece = play.next_piece
         if piece is None:
             return False
@@ -157,6 +161,8 @@ class Store:
                 continue
             other_play = self._first_plays.get(id(other))
             if other_play is None:
+                if lenient:
+                    continue
                 return False
             if other_play.client_gone:
                 continue
@@ -166,8 +172,12 @@ class Store:
         return True
 
     def unused(self) -> list[Recording]:
-        """Recordings no request was answered with, in capture order."""
-        return [r for r in self.recordings if id(r) not in self._first_plays]
+        """Recordings no request was answered with, in capture order.
+
+        Pings are left out: how often a client negotiates is its own business.
+        """
+        pings = {id(r) for r in self._pings}
+        return [r for r in self.recordings if id(r) not in self._first_plays and id(r) not in pings]
 
 
 def build_store(

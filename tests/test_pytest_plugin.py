@@ -1,0 +1,152 @@
+"""The pytest plugin, used by a real test suite: record against the daemon, replay without it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from dockerd import Daemon
+
+from docktap.capture.reader import load
+
+pytest_plugins = ["pytester"]
+
+SUITE = textwrap.dedent(
+    """
+    import subprocess
+
+    import pytest
+
+
+    def docker(*args):
+        return subprocess.run(["docker", *args], capture_output=True, timeout=60)
+
+
+    def test_cli(docktap):
+        out = docker("run", "--rm", "--network", "none", "bb", "sh", "-c", "echo CLI-OUT; exit 3")
+        assert (out.returncode, out.stdout) == (3, b"CLI-OUT\\n")
+
+
+    def test_docker_py(docktap):
+        client = docktap.client()
+        assert client.containers.run("bb", ["echo", "PY-OUT"], network_mode="none",
+                                     remove=True) == b"PY-OUT\\n"
+        assert "bb:latest" in [t for image in client.images.list() for t in image.tags]
+
+
+    @pytest.mark.docktap("shared/listing.jsonl", strict=True)
+    def test_named_capture(docktap):
+        assert docker("ps", "-a").returncode == 0
+        assert docker("volume", "ls").returncode == 0
+
+
+    def test_environment(docktap):
+        import os
+        assert os.environ["DOCKER_HOST"] == docktap.host
+        assert os.environ["TESTCONTAINERS_RYUK_DISABLED"] == "true"
+    """
+)
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, dockerd: Daemon, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The suite, with the docker CLI's config from the private daemon's environment."""
+    for key, value in dockerd.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CI", raising=False)
+    return pytester.makepyfile(test_flow=SUITE)
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon-here.sock")
+
+
+def test_record_then_replay_without_a_daemon(
+    pytester: pytest.Pytester,
+    suite: Path,
+    dockerd: Daemon,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    recorded = pytester.runpytest_subprocess("--docktap-record-mode=once", "-p", "no:cacheprovider")
+    recorded.assert_outcomes(passed=4)
+    captures = pytester.path / "captures" / "test_flow"
+    assert sorted(p.name for p in captures.rglob("*.jsonl")) == [
+        "listing.jsonl",
+        "test_cli.jsonl",
+        "test_docker_py.jsonl",
+        "test_environment.jsonl",
+    ]
+    assert any(ex.operation == "ContainerCreate" for ex in load(captures / "test_cli.jsonl"))
+
+    _offline(monkeypatch, tmp_path)
+    replayed = pytester.runpytest_subprocess("--docktap-record-mode=none")
+    replayed.assert_outcomes(passed=4)
+
+    # CI=true means `none` without being told.
+    monkeypatch.setenv("CI", "true")
+    pytester.runpytest_subprocess().assert_outcomes(passed=4)
+
+
+def test_a_changed_request_fails_with_the_closest_recording(
+    pytester: pytest.Pytester,
+    suite: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    pytester.runpytest_subprocess("--docktap-record-mode=once", "-k", "test_cli").assert_outcomes(
+        passed=1
+    )
+    suite.write_text(SUITE.replace("echo CLI-OUT; exit 3", "echo CHANGED; exit 3"))
+    _offline(monkeypatch, tmp_path)
+    result = pytester.runpytest_subprocess("--docktap-record-mode=none", "-k", "test_cli")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*DocktapReplayMiss: replaying *test_cli.jsonl:*",
+            "*docktap replay: no recorded exchange for POST /v1.*/containers/create; "
+            "closest: #2, body differs at $.Cmd[[]2]*",
+        ]
+    )
+
+
+def test_strict_fails_on_recordings_never_used(
+    pytester: pytest.Pytester,
+    suite: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    pytester.runpytest_subprocess("--docktap-record-mode=once", "-k", "named").assert_outcomes(
+        passed=1
+    )
+    suite.write_text(SUITE.replace('    assert docker("volume", "ls").returncode == 0\n', ""))
+    _offline(monkeypatch, tmp_path)
+    result = pytester.runpytest_subprocess("--docktap-record-mode=none", "-k", "named")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*recording #* never used: GET /v1.*/volumes*"])
+
+
+def test_none_mode_without_a_capture_fails_clearly(
+    pytester: pytest.Pytester, suite: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _offline(monkeypatch, tmp_path)
+    result = pytester.runpytest_subprocess("--docktap-record-mode=none", "-k", "test_cli")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*docktap: no capture *test_cli.jsonl to replay (record mode none)*"]
+    )
+
+
+def test_new_episodes_and_rewrite(pytester: pytest.Pytester, suite: Path) -> None:
+    captures = pytester.path / "captures" / "test_flow"
+    for mode in ("once", "new_episodes", "new_episodes"):
+        pytester.runpytest_subprocess(f"--docktap-record-mode={mode}", "-k", "test_cli")
+    assert sorted(p.name for p in captures.glob("test_cli*")) == [
+        "test_cli.2.jsonl",
+        "test_cli.3.jsonl",
+        "test_cli.jsonl",
+    ]
+    rewrite = pytester.runpytest_subprocess("--docktap-record-mode=rewrite", "-k", "test_cli")
+    rewrite.assert_outcomes(passed=1)
+    assert [p.name for p in captures.glob("test_cli*")] == ["test_cli.jsonl"]

@@ -1,0 +1,290 @@
+"""The replay daemon over real unix sockets, driven by a raw client that sees every byte.
+
+The clients here parse responses with h11 (or read raw stream bytes) so that the framing the
+server chose is visible: chunk boundaries, Content-Length, half-closes and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import h11
+import pytest
+
+from docktap.capture.reader import Capture, load, loads
+from docktap.redact import Redactor
+from docktap.replay.script import scripts
+from docktap.replay.server import MISS_STATUS, ReplayServer
+from docktap.replay.store import build_store
+from docktap.upstream import Endpoint
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+
+
+def _serve(
+    capture: Capture,
+    sock: Path,
+    body: Callable[[ReplayServer], Awaitable[None]],
+    speed: float = 0.0,
+) -> ReplayServer:
+    server = ReplayServer(build_store(scripts(capture, "c.jsonl")), speed, Redactor())
+
+    async def main() -> None:
+        await server.listen(Endpoint(path=str(sock)))
+        try:
+            await asyncio.wait_for(body(server), 30)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    return server
+
+
+class _Client:
+    """An HTTP/1.1 client over a unix socket that keeps each response's raw framing."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.conn = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def open(cls, sock: Path) -> _Client:
+        return cls(*await asyncio.open_unix_connection(str(sock)))
+
+    def send(self, method: str, target: str, body: bytes = b"") -> None:
+        headers = [("Host", "docker"), ("Content-Length", str(len(body)))]
+        self.writer.write(
+            self.conn.send(h11.Request(method=method, target=target, headers=headers)) or b""
+        )
+        if body:
+            self.writer.write(self.conn.send(h11.Data(data=body)) or b"")
+        self.writer.write(self.conn.send(h11.EndOfMessage()) or b"")
+
+    async def event(self) -> h11.Event:
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, h11.Event):
+                return event
+            self.conn.receive_data(await self.reader.read(65536))
+
+    async def response(self) -> tuple[h11.Response, list[bytes]]:
+        head = await self.event()
+        assert isinstance(head, h11.Response), head
+        pieces: list[bytes] = []
+        while not isinstance(event := await self.event(), h11.EndOfMessage):
+            assert isinstance(event, h11.Data), event
+            pieces.append(bytes(event.data))
+        return head, pieces
+
+
+def _recorded(capture: Capture, operation: str) -> tuple[str, str, bytes]:
+    ex = next(ex for ex in capture.exchanges if ex.operation == operation)
+    return ex.method, ex.target, bytes(ex.request_body)
+
+
+def test_a_chunked_stream_keeps_its_recorded_chunks(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "events.jsonl")
+    method, target, _ = _recorded(capture, "SystemEvents")
+    recorded = [bytes(r["text"], "utf-8") for r in capture.records if r["type"] == "body"]
+    sock = tmp_path / "d.sock"
+    chunks: list[bytes] = []
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        # h11 gives one Data per chunk when each chunk arrives whole; read the raw framing.
+        c.send(method, target)
+        raw = b""
+        while not raw.endswith(b"0\r\n\r\n"):
+            raw += await c.reader.read(65536)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in head
+        while body != b"0\r\n\r\n":
+            size, _, rest = body.partition(b"\r\n")
+            length = int(size, 16)
+            chunks.append(rest[:length])
+            body = rest[length + 2 :]
+
+    _serve(capture, sock, client)
+    assert chunks == recorded
+    assert len(chunks) > 20
+
+
+def test_content_length_matches_the_body_sent(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "run.jsonl")
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        c.send(*_recorded(capture, "ContainerCreate"))
+        head, body = await c.response()
+        assert head.status_code == 201
+        created = json.loads(b"".join(body))
+        assert len(created["Id"]) == 64
+        # HEAD /_ping, answered with no body, and the connection carries on.
+        c.conn.start_next_cycle()
+        c.send("HEAD", "/_ping")
+        head, body = await c.response()
+        assert (head.status_code, body) == (200, [])
+
+    _serve(capture, sock, client)
+
+
+def test_a_miss_is_a_docker_error_and_the_connection_carries_on(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "run.jsonl")
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        method, target, body = _recorded(capture, "ContainerCreate")
+        c.send(method, target, body.replace(b"exit 3", b"exit 4"))
+        head, pieces = await c.response()
+        assert head.status_code == MISS_STATUS
+        assert dict(head.headers)[b"docktap-replay"] == b"miss"
+        message = json.loads(b"".join(pieces))["message"]
+        assert message == (
+            "docktap replay: no recorded exchange for POST /v1.41/containers/create; "
+            "closest: #2, body differs at $.Cmd[2]"
+        )
+        c.conn.start_next_cycle()
+        c.send("GET", "/_ping")
+        head, _ = await c.response()
+        assert head.status_code == 200
+
+    server = _serve(capture, sock, client)
+    assert len(server.store.misses) == 1
+
+
+def test_unparseable_bytes_close_the_connection_and_others_go_on(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "version.jsonl")
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"\x16\x03\x01 not http\r\n\r\n")
+        assert await reader.read() == b""  # closed, not hung
+        c = await _Client.open(sock)
+        c.send("GET", "/_ping")
+        head, _ = await c.response()
+        assert head.status_code == 200
+
+    _serve(capture, sock, client)
+
+
+def test_hijacked_output_waits_for_the_clients_stdin(tmp_path: Path) -> None:
+    """`docker run -i cat`: the attach stream echoes only what the client sent, then ends."""
+    capture = load(CAPTURES / "run-stdin.jsonl")
+    attach = next(ex for ex in capture.exchanges if ex.operation == "ContainerAttach")
+    start = next(ex for ex in capture.exchanges if ex.operation == "ContainerStart")
+    wait = next(ex for ex in capture.exchanges if ex.operation == "ContainerWait")
+    stdin = bytes(attach.stream["client"])
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(
+            f"POST {attach.target} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+            "Upgrade: tcp\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 UPGRADED\r\n")
+        waiter = await _Client.open(sock)
+        waiter.send(wait.method, wait.target)
+        starter = await _Client.open(sock)
+        starter.send(start.method, start.target)
+        writer.write(stdin)
+        writer.write_eof()
+        output = await reader.read()  # until the recorded half-close and close
+        assert output == bytes(attach.stream["daemon"])
+        # The start answer came after the output in the recording, and comes after it here.
+        head_start, _ = await starter.response()
+        assert head_start.status_code == 204
+
+    _serve(capture, sock, client)
+
+
+def test_output_is_held_until_the_client_sends_what_preceded_it(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "run-stdin.jsonl")
+    attach = next(ex for ex in capture.exchanges if ex.operation == "ContainerAttach")
+    start = next(ex for ex in capture.exchanges if ex.operation == "ContainerStart")
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(f"POST {attach.target} HTTP/1.1\r\nHost: d\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        starter = await _Client.open(sock)
+        starter.send(start.method, start.target)
+        # Nothing may come on the stream before stdin: a round trip on another connection
+        # shows the server has had every chance to send it.
+        pinger = await _Client.open(sock)
+        pinger.send("GET", "/_ping")
+        await pinger.response()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.2)
+        writer.write(bytes(attach.stream["client"]))
+        writer.write_eof()
+        assert await reader.read() == bytes(attach.stream["daemon"])
+
+    _serve(capture, sock, client)
+
+
+def _cut_before_the_end(path: Path) -> Capture:
+    """The capture as if the client had left mid-stream: no end record for the response."""
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if '"type":"end"' not in line or '"seq":2' not in line]
+    kept = [line for line in kept if '"type":"end-of-capture"' not in line]
+    return loads("".join(kept))
+
+
+def test_an_endless_stream_stays_open_until_the_client_leaves(tmp_path: Path) -> None:
+    capture = _cut_before_the_end(CAPTURES / "events.jsonl")
+    method, target, _ = _recorded(capture, "SystemEvents")
+    expected = [bytes(r["text"], "utf-8") for r in capture.records if r["type"] == "body"]
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        c.send(method, target)
+        head = await c.event()
+        assert isinstance(head, h11.Response)
+        got = b""
+        while len(got) < sum(map(len, expected)):
+            event = await c.event()
+            assert isinstance(event, h11.Data), event
+            got += event.data
+        assert got == b"".join(expected)
+        other = await _Client.open(sock)
+        other.send("GET", "/_ping")
+        await other.response()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(c.reader.read(1), 0.2)
+        c.writer.close()
+        await c.writer.wait_closed()
+        # The server lets the connection go once the client has.
+        while len(server._tasks) > 1:
+            await asyncio.sleep(0)
+
+    _serve(capture, sock, client)
+
+
+def test_speed_one_keeps_the_recorded_pace(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "run.jsonl")
+    create = next(ex for ex in capture.exchanges if ex.operation == "ContainerCreate")
+    took = (create.ended_mono or 0) - create.started_mono
+    assert took > 0.1
+    sock = tmp_path / "d.sock"
+    elapsed: list[float] = []
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        began = time.monotonic()
+        c.send(*_recorded(capture, "ContainerCreate"))
+        await c.response()
+        elapsed.append(time.monotonic() - began)
+
+    _serve(capture, sock, client, speed=1.0)
+    assert elapsed[0] >= took * 0.95
