@@ -288,3 +288,51 @@ def test_speed_one_keeps_the_recorded_pace(tmp_path: Path) -> None:
 
     _serve(capture, sock, client, speed=1.0)
     assert elapsed[0] >= took * 0.95
+
+
+def test_docker_run_gets_its_answers_in_the_recorded_order(tmp_path: Path) -> None:
+    """Attach output only after start; the start answer after it; the exit code last."""
+    capture = load(CAPTURES / "run.jsonl")
+    attach, wait, start = (
+        next(ex for ex in capture.exchanges if ex.operation == op)
+        for op in ("ContainerAttach", "ContainerWait", "ContainerStart")
+    )
+    sock = tmp_path / "d.sock"
+    order: list[str] = []
+
+    async def client(server: ReplayServer) -> None:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(
+            f"POST {attach.target} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\n"
+            "Upgrade: tcp\r\n\r\n".encode()
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write_eof()  # no stdin: the CLI half-closes at once, as recorded
+
+        async def stream() -> None:
+            assert await reader.read() == bytes(attach.stream["daemon"])
+            order.append("attach ended")
+
+        async def waiting() -> None:
+            c = await _Client.open(sock)
+            c.send(wait.method, wait.target)
+            _, body = await c.response()
+            order.append(f"wait {json.loads(b''.join(body))['StatusCode']}")
+
+        async def starting() -> None:
+            c = await _Client.open(sock)
+            c.send(start.method, start.target)
+            head, _ = await c.response()
+            order.append(f"start {head.status_code}")
+
+        tasks = [asyncio.create_task(stream()), asyncio.create_task(waiting())]
+        # Nothing may happen before the start request: a round trip on another connection
+        # gives the server every chance to get it wrong.
+        pinger = await _Client.open(sock)
+        pinger.send("GET", "/_ping")
+        await pinger.response()
+        assert order == []
+        await asyncio.gather(*tasks, starting())
+
+    _serve(capture, sock, client)
+    assert order == ["start 204", "attach ended", "wait 3"]

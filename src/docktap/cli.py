@@ -12,6 +12,7 @@ import gc
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -24,7 +25,7 @@ import click
 
 from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY
-from docktap.capture.reader import Capture, CaptureError, load
+from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.capture.writer import open_capture
 from docktap.listening import ListenError
 from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
@@ -514,7 +515,6 @@ def show(
     """
 
     from docktap.filters import Filter
-    from docktap.render import timeline
 
     try:
         selected = Filter.from_options(conns, operations, paths, statuses, grep, since, until)
@@ -529,23 +529,37 @@ def show(
                 if select is None or select(ex):
                     click.echo(json.dumps(ex.summary()))
             return
-        stream = sys.stdout
-        use_colour = _wants_colour(stream, colour)
-        options = timeline.TimelineOptions(
-            width=_columns(stream, width),
-            styled=use_colour,
-            bodies=bodies,
-            explain=note,
-            max_lines=max_lines,
-        )
-        console = _console(stream, use_colour, options.width)
-        _print_lines(console, timeline.render(loaded, options, select))
+        _print_timeline(loaded, colour, width, bodies, note, max_lines, select)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining
         # about the flush at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
+
+
+def _print_timeline(
+    loaded: Capture,
+    colour: str = "auto",
+    width: int | None = None,
+    bodies: bool = False,
+    note: Callable[[str], str | None] | None = None,
+    max_lines: int = 10,
+    select: Callable[[Exchange], bool] | None = None,
+) -> None:
+    from docktap.render import timeline
+
+    stream = sys.stdout
+    use_colour = _wants_colour(stream, colour)
+    options = timeline.TimelineOptions(
+        width=_columns(stream, width),
+        styled=use_colour,
+        bodies=bodies,
+        explain=note,
+        max_lines=max_lines,
+    )
+    console = _console(stream, use_colour, options.width)
+    _print_lines(console, timeline.render(loaded, options, select))
 
 
 @main.command("stats")
@@ -858,3 +872,63 @@ def _replay_report(server: ReplayServer, report_unused: bool) -> bool:
             ex = recording.exchange
             click.echo(f"  {store.label(recording)} {ex.method} {ex.target}", err=True)
     return bool(store.misses or unused)
+
+
+@main.command()
+@click.option("-o", "--output", metavar="FILE", help="Keep the capture the demo records in FILE.")
+@click.option(
+    "--no-docker", is_flag=True, help="Only show the bundled capture; do not run the docker CLI."
+)
+def demo(output: str | None, no_docker: bool) -> None:
+    """See what `docker run` says to the daemon, with no Docker daemon at all.
+
+    A bundled capture of `docker run` is served by docktap's replay daemon; the real docker
+    CLI runs against it through docktap's recording relay, whose live rows show each call as
+    it completes; then the recorded timeline is shown with a line explaining each call.
+    Without the docker CLI, the bundled capture is shown instead.
+    """
+    from importlib.resources import as_file, files
+
+    from docktap.redact import Redactor
+    from docktap.replay.script import scripts
+    from docktap.replay.server import ReplayServer
+    from docktap.replay.store import build_store
+
+    with as_file(files("docktap") / "data" / "demo.jsonl") as bundled:
+        recorded = _load(str(bundled))
+    argv = list(recorded.header["command"])
+    if no_docker or shutil.which("docker") is None:
+        if not no_docker:
+            _say("the docker CLI is not installed: showing a recording of it instead")
+        _say(f"recorded: {shlex.join(argv)}")
+        _print_timeline(recorded, note=_explainer())
+        return
+    store = build_store(scripts(recorded, "demo.jsonl"))
+    server = ReplayServer(store, redactor=Redactor(), on_miss=_say_miss)
+    workdir = tempfile.mkdtemp(prefix="docktap-demo-")
+    path = output or os.path.join(workdir, "demo.jsonl")
+    daemon = Endpoint(path=os.path.join(workdir, "replay.sock"))
+    _say(f"a replayed daemon is answering; docktap relays and records: {argv[-1]}")
+    try:
+        link = _start_recording(path, DEFAULT_MAX_BODY, daemon, argv, "rows")
+        code = asyncio.run(_demo(argv, daemon, link, server))
+        _say(f"{argv[-1].split()[0]} exited with status {code}; what it said to the daemon:")
+        _print_timeline(_load(path), note=_explainer())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if output:
+        _say(f"capture written to {output}; see it again with: docktap show {output}")
+    if store.misses:
+        sys.exit(1)
+
+
+async def _demo(argv: list[str], daemon: Endpoint, link: RecorderLink, server: ReplayServer) -> int:
+    try:
+        await server.listen(daemon)
+    except ListenError as exc:
+        await link.stop(time.monotonic())
+        raise click.ClickException(str(exc)) from exc
+    try:
+        return await _run(argv, daemon, link)
+    finally:
+        await server.close()

@@ -113,6 +113,9 @@ def parse_json_path(path: str) -> list[str | int]:
         position = match.end()
     if position != len(path):
         raise ValueError(f"not a JSON path docktap understands: {path!r}")
+    if not steps:
+        # Removing the root would leave nothing to compare (and no key to build).
+        raise ValueError(f"{path!r} is the whole body: to leave it out, ignore the body")
     return steps
 
 

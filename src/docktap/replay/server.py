@@ -149,8 +149,7 @@ class ReplayServer:
                 if not data:
                     return
         finally:
-            if client.stream is not None:
-                client.stream.client_gone = True
+            # On a hijacked stream this is only the client's half-close: it may still read.
             client.closed = True
             self._notify()
 
@@ -199,6 +198,9 @@ class ReplayServer:
         except (ConnectionError, h11.LocalProtocolError):
             pass
         finally:
+            if client.stream is not None:
+                client.stream.client_gone = True
+                self._notify()
             reading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reading
@@ -252,12 +254,15 @@ class ReplayServer:
         loop = asyncio.get_running_loop()
         started = loop.time()
         head_only = incoming.method == "HEAD"
+
+        # A hijacked client's EOF is a half-close: it still reads what the stream has to say.
+        def gone() -> bool:
+            return client.closed and not hijacked
+
         while (piece := play.next_piece) is not None:
-            if not await self._until(
-                lambda: self.store.ready(play) or client.closed, STALL_TIMEOUT
-            ):
-                await self._until(lambda: self.store.ready(play, lenient=True) or client.closed)
-            if client.closed and not hijacked:
+            if not await self._until(lambda: self.store.ready(play) or gone(), STALL_TIMEOUT):
+                await self._until(lambda: self.store.ready(play, lenient=True) or gone())
+            if gone():
                 play.client_gone = True
                 return False
             if self.speed > 0:
