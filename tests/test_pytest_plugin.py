@@ -150,3 +150,27 @@ def test_new_episodes_and_rewrite(pytester: pytest.Pytester, suite: Path) -> Non
     rewrite = pytester.runpytest_subprocess("--docktap-record-mode=rewrite", "-k", "test_cli")
     rewrite.assert_outcomes(passed=1)
     assert [p.name for p in captures.glob("test_cli*")] == ["test_cli.jsonl"]
+
+
+def _readme_example() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = readme.index("```python\n# tests/test_hello.py\n") + len("```python\n")
+    return readme[start : readme.index("```", start)]
+
+
+def test_the_readme_example_records_then_replays(
+    pytester: pytest.Pytester,
+    dockerd: Daemon,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    for key, value in dockerd.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CI", raising=False)
+    # The private daemon's busybox image is called bb.
+    pytester.makepyfile(test_hello=_readme_example().replace('"busybox"', '"bb"'))
+    pytester.runpytest_subprocess().assert_outcomes(passed=3)
+    assert (pytester.path / "captures" / "test_hello" / "shared" / "listing.jsonl").exists()
+    _offline(monkeypatch, tmp_path)
+    monkeypatch.setenv("CI", "true")
+    pytester.runpytest_subprocess().assert_outcomes(passed=3)

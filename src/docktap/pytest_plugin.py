@@ -202,7 +202,9 @@ def _store(paths: list[Path], marker: pytest.Mark | None) -> tuple[Store, float]
     )
     repeat = kwargs.get("repeat", DEFAULT_REPEAT)
     recordings = [r for path in paths for r in scripts(load(path), path.name)]
-    methods = None if repeat == "all" else frozenset(m.upper() for m in repeat)
+    if isinstance(repeat, str):
+        repeat = [] if repeat == "none" else repeat.split(",")
+    methods = None if repeat == ["all"] else frozenset(m.strip().upper() for m in repeat)
     return build_store(recordings, options, methods), float(kwargs.get("speed", 0.0))
 
 
