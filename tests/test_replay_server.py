@@ -336,3 +336,22 @@ def test_docker_run_gets_its_answers_in_the_recorded_order(tmp_path: Path) -> No
 
     _serve(capture, sock, client)
     assert order == ["start 204", "attach ended", "wait 3"]
+
+
+def test_ping_is_answered_even_when_the_capture_has_none(tmp_path: Path) -> None:
+    """docker-py asks /version, not /_ping: the docker CLI replaying its capture still pings."""
+    capture = load(CAPTURES / "docker-py.jsonl")
+    assert not any(ex.path.endswith("/_ping") for ex in capture)
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        for method, body in (("HEAD", []), ("GET", [b"OK"])):
+            c.send(method, "/_ping")
+            head, pieces = await c.response()
+            assert (head.status_code, pieces) == (200, body)
+            assert dict(head.headers)[b"api-version"] == b"1.41"
+            c.conn.start_next_cycle()
+
+    server = _serve(capture, sock, client)
+    assert server.store.misses == []

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from docktap.capture.format import Record, decode_bytes
 from docktap.capture.reader import Capture, Exchange
 
+#: What a replay says it speaks when its captures do not tell: Docker 20.10's version.
+DEFAULT_API_VERSION = "1.41"
 #: Path segments naming the object an exchange is about.
 _SUBJECT = re.compile(r"/(containers|exec)/([^/?]+)")
 #: Collection endpoints that look like /containers/{id} but name no container.
@@ -147,3 +149,42 @@ def scripts(capture: Capture, source: str) -> list[Recording]:
             if recording not in earlier.related:
                 earlier.related.append(recording)
     return ordered
+
+
+def ping_recording(api_version: str, method: str) -> Recording:
+    """An answer to `/_ping` for captures that hold none (docker-py asks /version instead).
+
+    It says what a daemon of the capture's API version says, so that a client negotiates the
+    version the capture speaks.
+    """
+    ex = Exchange(0, 0, method, "/_ping", "SystemPing", None, [], 0.0, 0.0)
+    ex.status, ex.reason, ex.response_complete = 200, "OK", True
+    body = b"" if method == "HEAD" else b"OK"
+    ex.response_body.extend(body)
+    ex.response_body_size = len(body)
+    headers = [
+        ["Api-Version", api_version],
+        ["Cache-Control", "no-cache, no-store, must-revalidate"],
+        ["Content-Length", str(len(body))],
+        ["Content-Type", "text/plain; charset=utf-8"],
+        ["Ostype", "linux"],
+        ["Pragma", "no-cache"],
+    ]
+    recording = Recording("docktap", 0, ex, -1)
+    recording.head = {"status": 200, "reason": "OK", "http_version": "1.1", "headers": headers}
+    recording.pieces = [Piece(0, 0.0, "head"), Piece(1, 0.0, "body", body)]
+    return recording
+
+
+def api_version(recordings: list[Recording]) -> str:
+    """The highest API version the recorded daemon answered with."""
+    versions: set[str] = {
+        str(value)
+        for r in recordings
+        for name, value in (r.head or {}).get("headers", [])
+        if name.lower() == "api-version"
+    }
+    versions.update(r.exchange.api_version for r in recordings if r.exchange.api_version)
+    if not versions:
+        return DEFAULT_API_VERSION
+    return max(versions, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))

@@ -22,7 +22,7 @@ from docktap.replay.match import (
     request_key,
     split_target,
 )
-from docktap.replay.script import Piece, Recording
+from docktap.replay.script import Piece, Recording, api_version, ping_recording
 
 #: Methods whose last recorded answer is repeated once their recordings are used up.
 DEFAULT_REPEAT = frozenset({"GET", "HEAD"})
@@ -113,10 +113,13 @@ class Store:
                 return self._start(queue[played])
             if self.repeat is None or request.method in self.repeat:
                 return Play(queue[-1], first=False)
-        if self._is_ping(request) and self._pings:
-            # Negotiation must work whatever the client asks with: any recorded ping answers.
+        if self._is_ping(request):
+            # Negotiation must work whatever the client asks with: any recorded ping answers,
+            # or one made up with the capture's API version.
             same = [r for r in self._pings if r.exchange.method == request.method]
-            return Play((same or self._pings)[-1], first=False)
+            if same or self._pings:
+                return Play((same or self._pings)[-1], first=False)
+            return Play(ping_recording(api_version(self.recordings), request.method), first=False)
         miss = self._miss(request, used_up=queue is not None)
         self.misses.append(miss)
         return miss
