@@ -245,3 +245,16 @@ def test_listen_serves_until_stopped(dockerd: Daemon, tmp_path: Path) -> None:
     assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
     process.terminate()
     assert process.wait(timeout=30) == 0
+
+
+def test_report_unused(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "two.jsonl"
+    docktap_run(dockerd, capture, "sh", "-c", "docker ps -a -q && docker images -q")
+    env = _offline_env(dockerd, tmp_path)
+    replay = ["replay", str(capture), "--report-unused"]
+    told = docktap(*replay, "--", "docker", "ps", "-a", "-q", env=env)
+    assert told.returncode == 0
+    assert "1 recording(s) never used:" in told.stderr.decode()
+    assert "GET /v1.41/images/json" in told.stderr.decode()
+    strict = docktap(*replay, "--strict", "--", "docker", "ps", "-a", "-q", env=env)
+    assert strict.returncode == 1
