@@ -138,18 +138,42 @@ def test_none_mode_without_a_capture_fails_clearly(
     )
 
 
-def test_new_episodes_and_rewrite(pytester: pytest.Pytester, suite: Path) -> None:
+def test_new_episodes_replay_the_old_and_record_the_new(
+    pytester: pytest.Pytester, suite: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     captures = pytester.path / "captures" / "test_flow"
-    for mode in ("once", "new_episodes", "new_episodes"):
-        pytester.runpytest_subprocess(f"--docktap-record-mode={mode}", "-k", "test_cli")
-    assert sorted(p.name for p in captures.glob("test_cli*")) == [
-        "test_cli.2.jsonl",
-        "test_cli.3.jsonl",
-        "test_cli.jsonl",
-    ]
-    rewrite = pytester.runpytest_subprocess("--docktap-record-mode=rewrite", "-k", "test_cli")
-    rewrite.assert_outcomes(passed=1)
+    once = pytester.runpytest_subprocess("--docktap-record-mode=once", "-k", "test_cli")
+    once.assert_outcomes(passed=1)
+    # Nothing new: everything is replayed, no episode is left behind.
+    same = pytester.runpytest_subprocess("--docktap-record-mode=new_episodes", "-k", "test_cli")
+    same.assert_outcomes(passed=1)
     assert [p.name for p in captures.glob("test_cli*")] == ["test_cli.jsonl"]
+    # A new call: it goes to the daemon and into an episode; the old ones are replayed.
+    suite.write_text(
+        SUITE.replace(
+            '    assert (out.returncode, out.stdout) == (3, b"CLI-OUT\\n")\n',
+            '    assert (out.returncode, out.stdout) == (3, b"CLI-OUT\\n")\n'
+            '    assert docker("volume", "ls").returncode == 0\n',
+        )
+    )
+    new = pytester.runpytest_subprocess("--docktap-record-mode=new_episodes", "-k", "test_cli")
+    new.assert_outcomes(passed=1)
+    episode = load(captures / "test_cli.2.jsonl")
+    assert [ex.operation for ex in episode] == ["VolumeList"]
+    # Both together replay the whole test with no daemon.
+    _offline(monkeypatch, tmp_path)
+    pytester.runpytest_subprocess("--docktap-record-mode=none", "-k", "test_cli").assert_outcomes(
+        passed=1
+    )
+
+
+def test_rewrite_starts_over(pytester: pytest.Pytester, suite: Path) -> None:
+    captures = pytester.path / "captures" / "test_flow"
+    captures.mkdir(parents=True)
+    (captures / "test_cli.2.jsonl").write_text("stale")
+    pytester.runpytest_subprocess("--docktap-record-mode=rewrite", "-k", "test_cli")
+    assert [p.name for p in captures.glob("test_cli*")] == ["test_cli.jsonl"]
+    assert any(ex.operation == "ContainerWait" for ex in load(captures / "test_cli.jsonl"))
 
 
 def _readme_example() -> str:

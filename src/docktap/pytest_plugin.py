@@ -6,8 +6,8 @@ the replay daemon serving the test's capture, depending on the record mode:
 
 - `once` (the default off CI): replay the capture if it exists, else record it;
 - `none` (the default when CI=true): replay only; a missing capture fails the test;
-- `new_episodes`: record into a new episode beside the existing capture; replay then serves
-  every episode, oldest first;
+- `new_episodes`: replay the capture, and pass what it has no recording for to the daemon,
+  recording that into a new episode beside it; replay then serves every episode, oldest first;
 - `all`: record every run, replacing the capture (episodes are kept);
 - `rewrite`: delete the capture and its episodes, then record.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,6 +209,10 @@ def _store(paths: list[Path], marker: pytest.Mark | None) -> tuple[Store, float]
     return build_store(recordings, options, methods), float(kwargs.get("speed", 0.0))
 
 
+def _upstream(request: pytest.FixtureRequest) -> str:
+    return resolve_upstream(request.config.getoption("--docktap-upstream")).url
+
+
 def _record_target(path: Path, mode: str) -> Path:
     """Where this run's recording goes."""
     if mode == "new_episodes" and path.exists():
@@ -233,16 +238,24 @@ def docktap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     workdir = Path(tempfile.mkdtemp(prefix="docktap-"))
     sock = workdir / "docker.sock"
     host = f"unix://{sock}"
-    stopper: _BackgroundReplay | _Recorder
+    recorded = episodes(path)  # before a new episode starts
+    stoppers: list[_BackgroundReplay | _Recorder] = []
+    fallback: Endpoint | None = None
+    episode: Path | None = None
+    if mode == "new_episodes" and path.exists():
+        # Replay what was recorded; what was not goes to the daemon and into a new episode.
+        episode = _record_target(path, mode)
+        stoppers.append(_Recorder(workdir / "record.sock", _upstream(request), episode))
+        fallback = Endpoint(path=str(workdir / "record.sock"))
+        replaying = True
     if replaying:
-        store, speed = _store(episodes(path), marker)
+        store, speed = _store(recorded, marker)
         session = DocktapSession("replay", path, host, store=store)
         session.strict = bool(marker.kwargs.get("strict", False)) if marker else False
-        server = ReplayServer(store, speed, Redactor(), on_miss=session.misses.append)
-        stopper = _BackgroundReplay(server, Endpoint(path=str(sock)))
+        server = ReplayServer(store, speed, Redactor(), session.misses.append, fallback)
+        stoppers.append(_BackgroundReplay(server, Endpoint(path=str(sock))))
     else:
-        upstream = resolve_upstream(request.config.getoption("--docktap-upstream")).url
-        stopper = _Recorder(sock, upstream, _record_target(path, mode))
+        stoppers.append(_Recorder(sock, _upstream(request), _record_target(path, mode)))
         session = DocktapSession("record", path, host)
     session.env = {"DOCKER_HOST": host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
     for key, value in session.env.items():
@@ -252,9 +265,11 @@ def docktap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     try:
         yield session
     finally:
-        stopper.stop()
-        sock.unlink(missing_ok=True)
-        workdir.rmdir()
+        for stopper in reversed(stoppers):
+            stopper.stop()
+        if episode is not None and not load(episode).exchanges:
+            episode.unlink()  # nothing new happened: no episode
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)

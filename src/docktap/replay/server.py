@@ -44,6 +44,7 @@ class _Incoming:
 
     method: str
     target: str
+    headers: list[tuple[bytes, bytes]]
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     kept: bytearray | None = field(default_factory=bytearray)
 
@@ -64,6 +65,7 @@ class _Client:
     receiving: _Incoming | None = None
     requests: deque[_Incoming] = field(default_factory=deque)
     stream: Play | None = None  # after a hijack, the client's bytes belong to this play
+    forward: asyncio.StreamWriter | None = None  # after a miss passed on, bytes go there
     closed: bool = False  # the client is gone (or sent something unparseable)
     error: str | None = None
 
@@ -77,8 +79,12 @@ class ReplayServer:
         speed: float = 0.0,
         redactor: Redactor | None = None,
         on_miss: Callable[[Miss], None] | None = None,
+        fallback: Endpoint | None = None,
     ) -> None:
+        """`fallback`, when given, is a daemon (a recording relay) that misses are passed to."""
         self.store = store
+        self.fallback = fallback
+        self.passed_on: list[str] = []  # requests answered by the fallback
         self.speed = speed
         self.redactor = redactor
         self.on_miss = on_miss
@@ -137,7 +143,9 @@ class ReplayServer:
                 except ConnectionError:
                     data = b""
                 play = client.stream
-                if play is not None:
+                if client.forward is not None:
+                    _pass_on(client.forward, data)
+                elif play is not None:
                     if data:
                         play.client_sent += len(data)
                     else:
@@ -165,7 +173,9 @@ class ReplayServer:
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
-                client.receiving = _Incoming(event.method.decode(), event.target.decode())
+                client.receiving = _Incoming(
+                    event.method.decode(), event.target.decode(), list(event.headers.raw_items())
+                )
             elif isinstance(event, h11.Data) and client.receiving is not None:
                 client.receiving.add(event.data)
             elif isinstance(event, h11.EndOfMessage) and client.receiving is not None:
@@ -185,7 +195,11 @@ class ReplayServer:
                 if not client.requests:
                     break
                 incoming = client.requests.popleft()
-                result = self.store.match(self._request(incoming))
+                passing = self.fallback is not None and incoming.kept is not None
+                result = self.store.match(self._request(incoming), count_miss=not passing)
+                if isinstance(result, Miss) and passing:
+                    await self._pass_on(client, writer, incoming)
+                    break
                 if isinstance(result, Miss):
                     self._answer_miss(client, writer, incoming, result)
                     await writer.drain()
@@ -207,6 +221,38 @@ class ReplayServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _pass_on(
+        self, client: _Client, writer: asyncio.StreamWriter, incoming: _Incoming
+    ) -> None:
+        """Hand the connection to the fallback daemon for good, starting with this request."""
+        assert self.fallback is not None and incoming.kept is not None
+        self.passed_on.append(f"{incoming.method} {incoming.target}")
+        if self.fallback.path is not None:
+            reader, upstream = await asyncio.open_unix_connection(self.fallback.path)
+        else:
+            reader, upstream = await asyncio.open_connection(self.fallback.host, self.fallback.port)
+        again = h11.Connection(h11.CLIENT)
+        head = h11.Request(method=incoming.method, target=incoming.target, headers=incoming.headers)
+        upstream.write(again.send(head) or b"")
+        if incoming.kept:
+            upstream.write(again.send(h11.Data(data=bytes(incoming.kept))) or b"")
+        upstream.write(again.send(h11.EndOfMessage()) or b"")
+        # What the client sent after this request is not ours to parse any more.
+        buffered, ended = client.conn.trailing_data
+        _pass_on(upstream, buffered)
+        client.forward = upstream
+        if ended or client.closed:
+            _pass_on(upstream, b"")
+        try:
+            while data := await reader.read(_READ_SIZE):
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            await self._until(lambda: client.closed)
+        finally:
+            upstream.close()
 
     def _request(self, incoming: _Incoming) -> Request:
         """The request as recordings are keyed: with the same secrets masked as when recorded."""
@@ -337,3 +383,11 @@ def _response(recording: Recording, head_only: bool) -> h11.Response:
         size = sum(len(p.data) for p in recording.pieces if p.kind == "body")
         headers = [(k, str(size) if k.lower() == "content-length" else v) for k, v in headers]
     return h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)
+
+
+def _pass_on(upstream: asyncio.StreamWriter, data: bytes) -> None:
+    """Bytes for the fallback daemon; no bytes is the client's half-close."""
+    if data:
+        upstream.write(data)
+    elif upstream.can_write_eof() and not upstream.is_closing():
+        upstream.write_eof()

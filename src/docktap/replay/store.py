@@ -10,7 +10,7 @@ no I/O and reads no clock: the server asks it questions and tells it what happen
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from docktap.capture.reader import Exchange
 from docktap.replay.match import (
@@ -103,8 +103,16 @@ class Store:
     def label(self, recording: Recording) -> str:
         return f"{recording.source}{recording.label}" if self.several_sources else recording.label
 
-    def match(self, request: Request) -> Play | Miss:
+    def match(self, request: Request, count_miss: bool = True) -> Play | Miss:
+        """The play answering `request`, or the miss (listed in `misses` if `count_miss`)."""
         key = request_key(request, self.options)
+        if request.body and key not in self._queues:
+            # A recorded body the capture's cap cut stands by its digest (recorded_request):
+            # the same bytes sent now must find it, so look for the request by digest too.
+            by_digest = replace(request, body=None)
+            digest_key = request_key(by_digest, self.options)
+            if digest_key in self._queues:
+                request, key = by_digest, digest_key
         queue = self._queues.get(key)
         if queue:
             played = self._played.get(key, 0)
@@ -121,7 +129,8 @@ class Store:
                 return Play((same or self._pings)[-1], first=False)
             return Play(ping_recording(api_version(self.recordings), request.method), first=False)
         miss = self._miss(request, used_up=queue is not None)
-        self.misses.append(miss)
+        if count_miss:
+            self.misses.append(miss)
         return miss
 
     def _start(self, recording: Recording) -> Play:
