@@ -152,29 +152,42 @@ def _without(value: Any, steps: list[str | int]) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Opaque:
+    """A body compared as bytes: by its digest, or empty. Never equal to a JSON value."""
+
+    digest: str
+
+    def key(self) -> str:
+        return f"bytes:{self.digest}"
+
+
+_EMPTY = _Opaque("")
+
+
 def _body_value(request: Request, options: MatchOptions) -> Any:
-    """The body as compared: decoded JSON with ignored paths removed, or its digest."""
+    """The body as compared: decoded JSON with ignored paths removed, or an _Opaque."""
     if request.body is None:
-        return ("sha256", request.sha256)
+        return _Opaque(request.sha256)
     if not request.body:
-        return ("empty",)
+        return _EMPTY
     decoded = _json_or_none(request.body)
     if decoded is _MISSING:
-        return ("sha256", request.sha256)
+        return _Opaque(request.sha256)
     for path in options.ignore_paths:
         decoded = _without(decoded, parse_json_path(path))
     return decoded
+
+
+def _body_key(value: Any) -> str:
+    return value.key() if isinstance(value, _Opaque) else "json:" + _canonical_json(value)
 
 
 def request_key(request: Request, options: MatchOptions) -> Key:
     """Equal keys mean the same request."""
     path, query = split_target(request.target)
     query_key = () if options.ignore_query else _query_key(query)
-    if options.ignore_body:
-        body_key = ""
-    else:
-        value = _body_value(request, options)
-        body_key = _canonical_json(value)
+    body_key = "" if options.ignore_body else _body_key(_body_value(request, options))
     return (request.method, normalize_path(path, options.exact_version), query_key, body_key)
 
 
@@ -197,7 +210,8 @@ def first_difference(recorded: Any, incoming: Any, path: str = "$") -> str | Non
         if len(recorded) != len(incoming):
             return f"{path}[{min(len(recorded), len(incoming))}]"
         return None
-    return None if recorded == incoming else path
+    # By their JSON text: Python's == holds true and 1 equal, JSON does not.
+    return None if _canonical_json(recorded) == _canonical_json(incoming) else path
 
 
 def _query_difference(name: str, was: list[Any], now: list[Any]) -> str:
@@ -205,7 +219,7 @@ def _query_difference(name: str, was: list[Any], now: list[Any]) -> str:
         was_value, now_value = was[0], now[0]
         if isinstance(was_value, str) or isinstance(now_value, str):
             return f"query {name} differs ({was_value!r} recorded)"
-        where = first_difference(was_value, now_value)
+        where = first_difference(was_value, now_value) or "$"
         return f"query {name} differs at {where}"
     return f"query {name} differs ({len(was)} values recorded, {len(now)} sent)"
 
@@ -231,8 +245,8 @@ def differences(recorded: Request, incoming: Request, options: MatchOptions) -> 
                 yield _query_difference(name, was[name], now[name])
     if not options.ignore_body:
         was_body, now_body = _body_value(recorded, options), _body_value(incoming, options)
-        if _canonical_json(was_body) != _canonical_json(now_body):
-            json_both = not isinstance(was_body, tuple) and not isinstance(now_body, tuple)
+        if _body_key(was_body) != _body_key(now_body):
+            json_both = not isinstance(was_body, _Opaque) and not isinstance(now_body, _Opaque)
             where = first_difference(was_body, now_body) if json_both else None
             yield f"body differs at {where}" if where else "body differs"
 
