@@ -72,3 +72,8 @@ def test_default_socket_when_nothing_is_configured(tmp_path: Path) -> None:
     assert resolve_upstream(None, {"HOME": str(tmp_path / "nohome")}) == Endpoint(
         path=DEFAULT_SOCKET
     )
+
+
+def test_port_zero_is_kept_for_listeners_and_a_missing_port_is_dockers() -> None:
+    assert parse_endpoint("tcp://127.0.0.1:0").port == 0
+    assert parse_endpoint("tcp://127.0.0.1").port == 2375

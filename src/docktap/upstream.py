@@ -56,10 +56,11 @@ def parse_endpoint(text: str) -> Endpoint:
         if not parts.hostname:
             raise EndpointError(f"no host in {text!r}")
         try:
-            port = parts.port or 2375
+            port = parts.port
         except ValueError as exc:
             raise EndpointError(f"bad port in {text!r}") from exc
-        return Endpoint(host=parts.hostname, port=port)
+        # Port 0 is meaningful to a listener (any free port); only a missing port is 2375.
+        return Endpoint(host=parts.hostname, port=2375 if port is None else port)
     raise EndpointError(
         f"unsupported endpoint {text!r}: use unix:///path/to/socket, a path, or tcp://host:port"
     )
