@@ -88,10 +88,8 @@ def _start_recording(
         names,
         AUDIT_LIVE_LEVEL if audit else None,
     )
-    # A recording backlog, if any, is spooled on the capture's disk.
-    spool_dir = os.path.dirname(os.path.abspath(output)) if fd is not None else None
     try:
-        return spawn_recorder(config, spool_dir)
+        return RecorderLink(spawn_recorder(config))
     finally:
         if fd is not None:
             os.close(fd)
