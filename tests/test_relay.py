@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from docktap.events import Direction
-from docktap.relay import PeerCredentials, Relay, RelayError
+from docktap.listening import ListenError
+from docktap.relay import PeerCredentials, Relay
 from docktap.upstream import Endpoint
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -196,7 +197,7 @@ def test_listen_replaces_only_a_stale_socket(tmp_path: Path) -> None:
     async def main() -> None:
         regular = tmp_path / "file"
         regular.write_text("not a socket")
-        with pytest.raises(RelayError, match="not a socket"):
+        with pytest.raises(ListenError, match="not a socket"):
             await Relay(upstream).listen(Endpoint(path=str(regular)))
         assert regular.read_text() == "not a socket"
 
@@ -207,7 +208,7 @@ def test_listen_replaces_only_a_stale_socket(tmp_path: Path) -> None:
         relay = Relay(upstream)
         await relay.listen(Endpoint(path=str(stale)))
 
-        with pytest.raises(RelayError, match="in use"):
+        with pytest.raises(ListenError, match="in use"):
             await Relay(upstream).listen(Endpoint(path=str(stale)))
         await relay.close()
 
@@ -219,7 +220,7 @@ def test_tcp_listening_is_loopback_only(tmp_path: Path) -> None:
         relay, tap, _ = await _relay(tmp_path, _echo)
         await relay.close()
         tcp = Relay(relay.upstream, tap)
-        with pytest.raises(RelayError, match="loopback"):
+        with pytest.raises(ListenError, match="loopback"):
             await tcp.listen(Endpoint(host="0.0.0.0", port=0))
         await tcp.listen(Endpoint(host="127.0.0.1", port=0))
         port = tcp.bound_port

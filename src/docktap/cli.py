@@ -29,7 +29,7 @@ from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.capture.writer import open_capture
 from docktap.listening import ListenError
 from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
-from docktap.relay import Relay, RelayError
+from docktap.relay import Relay
 from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_upstream
 
 if TYPE_CHECKING:
@@ -231,7 +231,7 @@ async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
     try:
         try:
             await relay.listen(Endpoint(path=sock))
-        except RelayError as exc:
+        except ListenError as exc:
             raise click.ClickException(str(exc)) from exc
         try:
             return await _command_against(argv, sock)
@@ -319,7 +319,7 @@ async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, link: Record
     relay = await _relay_to(upstream, link)
     try:
         await relay.listen(endpoint, socket_mode=mode)
-    except RelayError as exc:
+    except ListenError as exc:
         await link.stop(time.monotonic())
         raise click.ClickException(str(exc)) from exc
     where = (

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from docktap.upstream import Endpoint
 
+# asyncio's default backlog of 100 makes a burst of clients (parallel `docker run`s, each with
+# several connections) fail to connect with EAGAIN while the loop is busy.
 _BACKLOG = socket.SOMAXCONN
 
 

@@ -14,25 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import socket
-import stat
 import struct
 import time
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from docktap.events import Direction
+from docktap.listening import bound_port, listen
 from docktap.upstream import Endpoint
 
 _CONNECT_TIMEOUT = 10.0
 # Bytes a client may send before the daemon connection is up, before reading from it pauses.
 _PENDING_LIMIT = 256 << 10
-# asyncio's default backlog of 100 makes a burst of clients (parallel `docker run`s, each with
-# several connections) fail to connect with EAGAIN while the loop is busy.
-_BACKLOG = socket.SOMAXCONN
 
 
 @dataclass(frozen=True)
@@ -57,10 +53,6 @@ class Tap(Protocol):
     def closed(self, conn: int, t: float) -> None: ...
 
     def upstream_failed(self, conn: int, message: str, t: float) -> None: ...
-
-
-class RelayError(Exception):
-    """The relay cannot listen where it was asked to."""
 
 
 def bad_gateway(upstream: Endpoint, reason: str, request: bytes) -> tuple[str, bytes]:
@@ -288,36 +280,6 @@ class _Pipe:
         self.client.transport.close()
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
-def _clear_stale_socket(path: str) -> None:
-    """Remove a dead socket left by an earlier run; refuse to touch anything else."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise RelayError(f"{path} exists and is not a socket; not replacing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)
-        return
-    except OSError as exc:
-        raise RelayError(f"cannot check existing socket {path}: {exc.strerror}") from exc
-    finally:
-        probe.close()
-    raise RelayError(f"{path} is in use by another process; not replacing it")
-
-
 class Relay:
     """Accepts clients on one endpoint and relays each to the upstream daemon."""
 
@@ -335,34 +297,9 @@ class Relay:
         return len(self._pipes)
 
     async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
-        loop = asyncio.get_running_loop()
-        if endpoint.path is not None:
-            _clear_stale_socket(endpoint.path)
-            # Create the socket with no access for others, then widen it if asked: never a
-            # window in which another user could connect.
-            old_umask = os.umask(0o177)
-            try:
-                self._server = await loop.create_unix_server(
-                    self._accept, endpoint.path, backlog=_BACKLOG
-                )
-            except OSError as exc:
-                raise RelayError(f"cannot listen on {endpoint.path}: {exc.strerror}") from exc
-            finally:
-                os.umask(old_umask)
-            os.chmod(endpoint.path, socket_mode)
-            self._socket_path = endpoint.path
-        else:
-            if not _is_loopback(endpoint.host):
-                raise RelayError(
-                    f"refusing to listen on {endpoint.host}: the Docker API is root access; "
-                    "use a loopback address"
-                )
-            try:
-                self._server = await loop.create_server(
-                    self._accept, endpoint.host, endpoint.port or 0, backlog=_BACKLOG
-                )
-            except OSError as exc:
-                raise RelayError(f"cannot listen on {endpoint.url}: {exc.strerror}") from exc
+        """Accept clients on `endpoint`; ListenError says why not."""
+        self._server = await listen(endpoint, self._accept, socket_mode)
+        self._socket_path = endpoint.path
 
     def pause_reading(self) -> None:
         """Stop reading from every socket (the tap cannot keep up); new clients wait too."""
@@ -380,10 +317,7 @@ class Relay:
     @property
     def bound_port(self) -> int | None:
         """The TCP port actually bound (useful with port 0)."""
-        if self._server is None or self._socket_path is not None:
-            return None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return None if self._server is None else bound_port(self._server)
 
     def _accept(self) -> _Side:
         self._next_conn += 1
