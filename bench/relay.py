@@ -31,6 +31,10 @@ differences against the direct path of the same round):
     stream    a hijacked attach stream of stdout frames (fast upstream only): MB/s
     render    docktap show and docktap stats on a generated capture (bench/render.py): seconds
 
+Recording lags behind heavy traffic (the recorder spools its backlog and catches up when the
+relay is idle or stops), so each docktap run also reports how long docktap took to exit after
+SIGTERM ("stop s": the recorder catching up) and the recorder child's peak RSS.
+
 MB is 10**6 bytes. Results go to a table on stdout and to JSON (--json-out).
 """
 
@@ -276,6 +280,37 @@ asyncio.run(serve(sys.argv[1], sys.argv[2]))
 
 # -- the hops: what sits between the client and an upstream --------------------------------
 
+# How long `docktap proxy` may take to exit after SIGTERM: its recorder catching up.
+STOP_TIMEOUT = 600.0
+
+
+class RecorderWatch:
+    """The peak RSS of docktap's recorder child, watched until it exits (it outlives the
+    relay's last /proc reading while it catches up)."""
+
+    def __init__(self, relay_pid: int) -> None:
+        self.peak: float | None = None
+        self._done = threading.Event()
+        pids: list[str] = []
+        with contextlib.suppress(OSError):
+            pids = Path(f"/proc/{relay_pid}/task/{relay_pid}/children").read_text().split()
+        self._thread: threading.Thread | None = None
+        if pids:
+            self._thread = threading.Thread(target=self._watch, args=(int(pids[0]),), daemon=True)
+            self._thread.start()
+
+    def _watch(self, pid: int) -> None:
+        while (hwm := _proc_status(pid).get("VmHWM")) is not None:
+            self.peak = max(self.peak or 0.0, hwm)
+            if self._done.wait(0.05):
+                return
+
+    def stop(self) -> float | None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        return self.peak
+
 
 @dataclass
 class Hop:
@@ -289,13 +324,22 @@ class Hop:
         stats: dict[str, float] = {}
         if self.child is None:
             return stats
+        recorder: RecorderWatch | None = None
         if self.path.startswith("docktap"):
             status = _proc_status(self.child.pid)
             if "VmHWM" in status:
                 stats["rss_peak_mb"] = status["VmHWM"]
             if "VmRSS" in self.start_rss:
                 stats["rss_start_mb"] = self.start_rss["VmRSS"]
-        code = self.child.stop()
+            if self.capture is not None:
+                recorder = RecorderWatch(self.child.pid)
+        started = time.perf_counter()
+        # The recorder may have a backlog to catch up with before docktap exits.
+        code = self.child.stop(STOP_TIMEOUT if recorder is not None else 30.0)
+        if self.path.startswith("docktap"):
+            stats["stop_s"] = time.perf_counter() - started
+        if recorder is not None and (peak := recorder.stop()) is not None:
+            stats["recorder_rss_peak_mb"] = peak
         if code != 0 and self.path != "socat":  # socat exits 143 on SIGTERM
             tail = " | ".join(list(self.child.lines)[-5:])
             raise BenchError(f"{self.child.name} exited with status {code}: {tail}")
@@ -977,8 +1021,9 @@ class Bench:
             "errors": [r["error"] for r in runs if "error" in r],
             "median": {m: _median([r[m] for r in ok if m in r]) for m in metrics},
         }
-        if any("rss_peak_mb" in r for r in ok):
-            entry["rss_peak_mb_max"] = max(r["rss_peak_mb"] for r in ok if "rss_peak_mb" in r)
+        for peak in ("rss_peak_mb", "recorder_rss_peak_mb"):
+            if any(peak in r for r in ok):
+                entry[f"{peak}_max"] = max(r[peak] for r in ok if peak in r)
 
         def paired(metric: str, base: str, how: str) -> float | None:
             by_round = {r["round"]: r[metric] for r in per_path.get(base, []) if "error" not in r}
@@ -1095,6 +1140,10 @@ def _brief(result: dict[str, Any]) -> str:
         parts.append(f"{result['rps']:.0f} req/s")
     if "rss_peak_mb" in result:
         parts.append(f"peak RSS {result['rss_peak_mb']:.1f} MB")
+    if "recorder_rss_peak_mb" in result:
+        parts.append(f"recorder {result['recorder_rss_peak_mb']:.1f} MB")
+    if "stop_s" in result:
+        parts.append(f"stopped in {result['stop_s']:.1f}s")
     return ", ".join(parts)
 
 
@@ -1165,7 +1214,10 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
         "stream": f"{config['stream_bytes'] / MB:.0f} MB hijacked stream",
     }
     if any(name in summary for name in BULK):
-        t = Table(title="Bulk transfers (MB/s; peak RSS is docktap's VmHWM, max over rounds)")
+        t = Table(
+            title="Bulk transfers (MB/s; peak RSS is docktap's VmHWM, max over rounds; "
+            "stop s: docktap's exit after SIGTERM)"
+        )
         for col in (
             "scenario",
             "upstream",
@@ -1175,6 +1227,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             "x socat",
             "s",
             "peak RSS MB",
+            "stop s",
         ):
             t.add_column(
                 col, justify="left" if col in ("scenario", "upstream", "path") else "right"
@@ -1192,6 +1245,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                         _cell(e, "ratio_to_socat", 2) if path.startswith("docktap") else "",
                         _cell(e, "seconds", 2),
                         _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
+                        _cell(e, "stop_s", 1) if path.startswith("docktap") else "",
                     )
                 t.add_section()
         console.print(t)
@@ -1201,7 +1255,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             title=f"{config['rps_clients']} concurrent clients, inspect calls for "
             f"{config['rps_seconds']:.0f}s ({config['rps_workers']} load-generator processes)"
         )
-        for col in ("upstream", "path", "req/s", "x direct", "x socat", "peak RSS MB"):
+        for col in ("upstream", "path", "req/s", "x direct", "x socat", "peak RSS MB", "stop s"):
             t.add_column(col, justify="left" if col in ("upstream", "path") else "right")
         for upstream, per_path in summary["rps"].items():
             for path in paths:
@@ -1213,6 +1267,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                     _cell(e, "ratio_to_direct", 2) if path != "direct" else "",
                     _cell(e, "ratio_to_socat", 2) if path.startswith("docktap") else "",
                     _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
+                    _cell(e, "stop_s", 1) if path.startswith("docktap") else "",
                 )
             t.add_section()
         console.print(t)
@@ -1223,8 +1278,10 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
         for upstream, per_path in summary.get(name, {}).items()
     ]
     if rss_rows:
-        t = Table(title="docktap relay process memory: VmHWM (MB), max over rounds [at start]")
-        for col in ("scenario", "upstream", "docktap (no rec)", "docktap (recording)"):
+        t = Table(
+            title="docktap memory: VmHWM (MB), max over rounds \\[at start]; recorder: its child"
+        )
+        for col in ("scenario", "upstream", "docktap (no rec)", "docktap (recording)", "recorder"):
             t.add_column(col, justify="left" if col in ("scenario", "upstream") else "right")
         for name, upstream, per_path in rss_rows:
             cells = []
@@ -1236,6 +1293,8 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                     cells.append(
                         f"{e['rss_peak_mb_max']:.1f} [{_f(e['median'].get('rss_start_mb'))}]"
                     )
+            recording = per_path.get("docktap+rec")
+            cells.append(_cell(recording, "recorder_rss_peak_mb_max", 1))
             t.add_row(name, upstream, *cells)
         console.print(t)
 

@@ -88,8 +88,10 @@ def _start_recording(
         names,
         AUDIT_LIVE_LEVEL if audit else None,
     )
+    # A recording backlog, if any, is spooled on the capture's disk.
+    spool_dir = os.path.dirname(os.path.abspath(output)) if fd is not None else None
     try:
-        return RecorderLink(spawn_recorder(config))
+        return spawn_recorder(config, spool_dir)
     finally:
         if fd is not None:
             os.close(fd)

@@ -142,6 +142,8 @@ class RecordEncoder:
             route = routes.match(event.method, event.target)
             operation = route.operation if route else None
             self._operations[(conn, event.seq)] = operation
+            # A connection's exchanges follow one another: keep-alive must not grow this.
+            self._operations.pop((conn, event.seq - 2), None)
             target, headers = event.target, event.headers
             if self.redactor is not None:
                 target = self.redactor.target(operation, target)

@@ -1,0 +1,177 @@
+"""The relay's link to the recorder child: a recorder that falls behind never holds the relay up.
+
+These tests drive a real recorder child through `RecorderLink` with synthetic tap calls, and
+stop the child (SIGSTOP) to make it fall behind on purpose: the backlog must go to the spool
+without pausing the relay, or, when the spool cannot take it, pause the relay until the child
+catches up; either way the capture must come out whole. No Docker daemon is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tapping import checked_capture
+
+from docktap import recording
+from docktap.events import Direction
+from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
+from docktap.relay import PeerCredentials
+
+_EXCHANGES = 500  # with the big body, several times what the pipe holds
+_BIG = 5 << 20  # a body past the default 1 MiB cap
+
+
+def _inspect(i: int) -> tuple[bytes, bytes]:
+    body = json.dumps({"Id": f"{i:064x}", "Config": {"Tty": False}, "Pad": "x" * 3500}).encode()
+    request = f"GET /v1.41/containers/{i:064x}/json HTTP/1.1\r\nHost: docker\r\n\r\n".encode()
+    head = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return request, head + body
+
+
+def _big_body() -> bytes:
+    return bytes(range(256)) * (_BIG // 256)
+
+
+def _start(tmp_path: Path) -> RecorderLink:
+    fd = os.open(tmp_path / "c.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    config = RecordingConfig(
+        fd, 1 << 20, "unix:///nowhere", None, 1_700_000_000.0, 0.0, "off", redact=False
+    )
+    try:
+        return spawn_recorder(config, str(tmp_path))
+    finally:
+        os.close(fd)
+
+
+async def _traffic(link: RecorderLink) -> None:
+    """Many small exchanges on one connection, then a big download on another."""
+    peer = PeerCredentials(os.getpid(), os.getuid(), os.getgid())
+    link.opened(1, peer, 0.001)
+    for i in range(_EXCHANGES):
+        request, response = _inspect(i)
+        link.data(1, Direction.CLIENT, request, 0.01)
+        link.data(1, Direction.DAEMON, response, 0.02)
+        if i % 10 == 0:
+            await asyncio.sleep(0)  # a turn of the loop: the link writes one batch
+    link.eof(1, Direction.CLIENT, 0.03)
+    link.eof(1, Direction.DAEMON, 0.03)
+    link.closed(1, 0.03)
+    link.opened(2, None, 0.04)
+    link.data(
+        2, Direction.CLIENT, b"GET /v1.41/images/get?names=x HTTP/1.1\r\nHost: d\r\n\r\n", 0.05
+    )
+    body = _big_body()
+    link.data(2, Direction.DAEMON, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % _BIG, 0.06)
+    for start in range(0, _BIG, 256 << 10):
+        link.data(2, Direction.DAEMON, body[start : start + (256 << 10)], 0.06)
+        await asyncio.sleep(0)
+    link.closed(2, 0.07)
+
+
+def _check(capture_path: Path) -> None:
+    capture = checked_capture(capture_path)
+    inspects = [ex for ex in capture.exchanges if ex.operation == "ContainerInspect"]
+    assert len(inspects) == _EXCHANGES
+    assert all(ex.status == 200 and ex.response_complete for ex in inspects)
+    assert [ex.target for ex in inspects] == [
+        f"/v1.41/containers/{i:064x}/json" for i in range(_EXCHANGES)
+    ]
+    (download,) = [ex for ex in capture.exchanges if ex.operation == "ImageGetAll"]
+    assert download.response_body_size == _BIG
+    assert download.response_sha256 == hashlib.sha256(_big_body()).hexdigest()
+    assert len(download.response_body) == 1 << 20
+
+
+@pytest.fixture
+def stopped() -> Iterator[list[int]]:
+    """Pids to SIGCONT whatever happens, so that no recorder child is left stopped."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_recorder_that_falls_behind_does_not_pause_the_relay(
+    tmp_path: Path, stopped: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spools: list[int | None] = []
+    open_spool = recording._open_spool
+
+    def spool_kept(directory: str | None) -> int | None:
+        spools.append(open_spool(directory))
+        return spools[-1]
+
+    monkeypatch.setattr(recording, "_open_spool", spool_kept)
+
+    async def main() -> None:
+        link = _start(tmp_path)
+        pauses: list[str] = []
+        link.on_pause, link.on_resume = lambda: pauses.append("pause"), lambda: None
+        await link.connect()
+        os.kill(link.process.pid, signal.SIGSTOP)  # the recorder reads nothing for now
+        stopped.append(link.process.pid)
+        await _traffic(link)
+        assert pauses == []
+        (spool,) = spools
+        assert spool is not None
+        assert os.fstat(spool).st_dev == os.stat(tmp_path).st_dev  # next to the capture
+        assert os.fstat(spool).st_size > _BIG  # the backlog went there
+        os.kill(link.process.pid, signal.SIGCONT)
+        assert await link.stop(0.1) == 0
+
+    asyncio.run(main())
+    _check(tmp_path / "c.jsonl")
+
+
+@pytest.mark.parametrize("why", ["full disk", "spool limit"])
+def test_when_the_spool_cannot_take_the_backlog_the_relay_waits_for_the_recorder(
+    why: str,
+    tmp_path: Path,
+    stopped: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if why == "full disk":  # every write to /dev/full fails with ENOSPC
+        monkeypatch.setattr(recording, "_open_spool", lambda _: os.open("/dev/full", os.O_RDWR))
+        reason = "No space left on device"
+    else:
+        monkeypatch.setattr(recording, "_SPOOL_LIMIT", 1 << 20)
+        monkeypatch.setattr(recording, "_SPOOL_CHECK", 0)
+        reason = "it holds its limit of 1 MiB"
+
+    async def main() -> None:
+        link = _start(tmp_path)
+        events: list[str] = []
+        resumed = asyncio.Event()
+
+        def resume() -> None:
+            events.append("resume")
+            resumed.set()
+
+        link.on_pause, link.on_resume = lambda: events.append("pause"), resume
+        await link.connect()
+        os.kill(link.process.pid, signal.SIGSTOP)
+        stopped.append(link.process.pid)
+        traffic = asyncio.create_task(_traffic(link))
+        while "pause" not in events:
+            await asyncio.sleep(0.01)
+        os.kill(link.process.pid, signal.SIGCONT)
+        await asyncio.wait_for(resumed.wait(), 60)
+        await traffic
+        assert await link.stop(0.1) == 0
+        assert events[:2] == ["pause", "resume"]
+
+    asyncio.run(main())
+    assert f"cannot spool the recording backlog ({reason})" in capsys.readouterr().err
+    _check(tmp_path / "c.jsonl")
