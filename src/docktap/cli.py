@@ -18,7 +18,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import IO, TYPE_CHECKING
 
 import click
@@ -227,20 +227,31 @@ async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
 
 
 async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
-    workdir = tempfile.mkdtemp(prefix="docktap-")
-    sock = os.path.join(workdir, "docker.sock")
     relay = await _relay_to(upstream, link)
     try:
+        return await _command_on_private_socket(argv, relay.listen, lambda: relay.close(grace=2.0))
+    finally:
+        await link.stop(time.monotonic())
+
+
+async def _command_on_private_socket(
+    argv: list[str],
+    listen: Callable[[Endpoint], Awaitable[None]],
+    close: Callable[[], Awaitable[None]],
+) -> int:
+    """Serve on a socket of our own with `listen`, run the command against it, then `close`."""
+    workdir = tempfile.mkdtemp(prefix="docktap-")
+    sock = os.path.join(workdir, "docker.sock")
+    try:
         try:
-            await relay.listen(Endpoint(path=sock))
+            await listen(Endpoint(path=sock))
         except ListenError as exc:
             raise click.ClickException(str(exc)) from exc
         try:
             return await _command_against(argv, sock)
         finally:
-            await relay.close(grace=2.0)
+            await close()
     finally:
-        await link.stop(time.monotonic())
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -808,7 +819,7 @@ def replay_command(
     names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
     server = ReplayServer(store, speed, Redactor(names), None if quiet else _say_miss)
     if argv:
-        code = asyncio.run(_replay_for(argv, server))
+        code = asyncio.run(_command_on_private_socket(argv, server.listen, server.close))
     else:
         assert endpoint is not None
         asyncio.run(_replay_until_stopped(endpoint, mode, server))
@@ -821,22 +832,6 @@ def replay_command(
 
 def _say_miss(miss: Miss) -> None:
     _say(miss.message.removeprefix("docktap "))
-
-
-async def _replay_for(argv: list[str], server: ReplayServer) -> int:
-    workdir = tempfile.mkdtemp(prefix="docktap-")
-    sock = os.path.join(workdir, "docker.sock")
-    try:
-        try:
-            await server.listen(Endpoint(path=sock))
-        except ListenError as exc:
-            raise click.ClickException(str(exc)) from exc
-        try:
-            return await _command_against(argv, sock)
-        finally:
-            await server.close()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _replay_until_stopped(endpoint: Endpoint, mode: int, server: ReplayServer) -> None:
