@@ -198,3 +198,24 @@ def test_the_readme_example_records_then_replays(
     _offline(monkeypatch, tmp_path)
     monkeypatch.setenv("CI", "true")
     pytester.runpytest_subprocess().assert_outcomes(passed=3)
+
+
+def test_episodes_are_numbered_after_the_capture_even_with_dots_in_its_name(
+    tmp_path: Path,
+) -> None:
+    from docktap.pytest_plugin import _record_target, episodes
+
+    capture = tmp_path / "test_a_1.5.jsonl"
+    for name in (
+        "test_a_1.5.jsonl",
+        "test_a_1.5.10.jsonl",
+        "test_a_1.5.2.jsonl",
+        "test_a_1.5.x.jsonl",
+    ):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in episodes(capture)] == [
+        "test_a_1.5.jsonl",
+        "test_a_1.5.2.jsonl",
+        "test_a_1.5.10.jsonl",
+    ]
+    assert _record_target(capture, "new_episodes").name == "test_a_1.5.11.jsonl"

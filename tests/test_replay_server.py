@@ -14,6 +14,7 @@ from pathlib import Path
 
 import h11
 import pytest
+from tapping import one
 
 from docktap.capture.reader import Capture, load, loads
 from docktap.redact import Redactor
@@ -82,7 +83,7 @@ class _Client:
 
 
 def _recorded(capture: Capture, operation: str) -> tuple[str, str, bytes]:
-    ex = next(ex for ex in capture.exchanges if ex.operation == operation)
+    ex = one(capture, operation)
     return ex.method, ex.target, bytes(ex.request_body)
 
 
@@ -177,9 +178,9 @@ def test_unparseable_bytes_close_the_connection_and_others_go_on(tmp_path: Path)
 def test_hijacked_output_waits_for_the_clients_stdin(tmp_path: Path) -> None:
     """`docker run -i cat`: the attach stream echoes only what the client sent, then ends."""
     capture = load(CAPTURES / "run-stdin.jsonl")
-    attach = next(ex for ex in capture.exchanges if ex.operation == "ContainerAttach")
-    start = next(ex for ex in capture.exchanges if ex.operation == "ContainerStart")
-    wait = next(ex for ex in capture.exchanges if ex.operation == "ContainerWait")
+    attach = one(capture, "ContainerAttach")
+    start = one(capture, "ContainerStart")
+    wait = one(capture, "ContainerWait")
     stdin = bytes(attach.stream["client"])
     sock = tmp_path / "d.sock"
 
@@ -208,8 +209,8 @@ def test_hijacked_output_waits_for_the_clients_stdin(tmp_path: Path) -> None:
 
 def test_output_is_held_until_the_client_sends_what_preceded_it(tmp_path: Path) -> None:
     capture = load(CAPTURES / "run-stdin.jsonl")
-    attach = next(ex for ex in capture.exchanges if ex.operation == "ContainerAttach")
-    start = next(ex for ex in capture.exchanges if ex.operation == "ContainerStart")
+    attach = one(capture, "ContainerAttach")
+    start = one(capture, "ContainerStart")
     sock = tmp_path / "d.sock"
 
     async def client(server: ReplayServer) -> None:
@@ -273,7 +274,7 @@ def test_an_endless_stream_stays_open_until_the_client_leaves(tmp_path: Path) ->
 
 def test_speed_one_keeps_the_recorded_pace(tmp_path: Path) -> None:
     capture = load(CAPTURES / "run.jsonl")
-    create = next(ex for ex in capture.exchanges if ex.operation == "ContainerCreate")
+    create = one(capture, "ContainerCreate")
     took = (create.ended_mono or 0) - create.started_mono
     assert took > 0.1
     sock = tmp_path / "d.sock"
@@ -294,8 +295,7 @@ def test_docker_run_gets_its_answers_in_the_recorded_order(tmp_path: Path) -> No
     """Attach output only after start; the start answer after it; the exit code last."""
     capture = load(CAPTURES / "run.jsonl")
     attach, wait, start = (
-        next(ex for ex in capture.exchanges if ex.operation == op)
-        for op in ("ContainerAttach", "ContainerWait", "ContainerStart")
+        one(capture, op) for op in ("ContainerAttach", "ContainerWait", "ContainerStart")
     )
     sock = tmp_path / "d.sock"
     order: list[str] = []

@@ -19,6 +19,7 @@ replay has no recording for fails the test, with the closest recording and what 
 from __future__ import annotations
 
 import asyncio
+import glob
 import os
 import re
 import shutil
@@ -89,13 +90,20 @@ def capture_path(item: pytest.Item, name: str | None = None) -> Path:
     return base / f"{_UNSAFE.sub('_', item.name).strip('_')}.jsonl"
 
 
+def _numbered_episodes(path: Path) -> list[tuple[int, Path]]:
+    """The episodes recorded after the capture (`name.2.jsonl`, ...), by number."""
+    found = []
+    for candidate in path.parent.glob(f"{glob.escape(path.stem)}.*{path.suffix}"):
+        number = candidate.name[len(path.stem) + 1 : -len(path.suffix)]
+        if number.isdigit():
+            found.append((int(number), candidate))
+    return sorted(found)
+
+
 def episodes(path: Path) -> list[Path]:
     """The capture and the episodes recorded after it, oldest first."""
-    extra = sorted(
-        path.parent.glob(f"{path.stem}.*{path.suffix}"),
-        key=lambda p: int(p.suffixes[-2].lstrip(".")) if p.suffixes[-2][1:].isdigit() else 0,
-    )
-    return ([path] if path.exists() else []) + [p for p in extra if p.suffixes[-2][1:].isdigit()]
+    first = [path] if path.exists() else []
+    return first + [episode for _, episode in _numbered_episodes(path)]
 
 
 class DocktapReplayMiss(AssertionError):
@@ -216,7 +224,8 @@ def _upstream(request: pytest.FixtureRequest) -> str:
 def _record_target(path: Path, mode: str) -> Path:
     """Where this run's recording goes."""
     if mode == "new_episodes" and path.exists():
-        return path.with_name(f"{path.stem}.{len(episodes(path)) + 1}{path.suffix}")
+        last = max((number for number, _ in _numbered_episodes(path)), default=1)
+        return path.with_name(f"{path.stem}.{last + 1}{path.suffix}")
     if mode == "rewrite":
         for old in episodes(path):
             old.unlink()
