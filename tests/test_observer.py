@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 import bytescript
+import h11
 import pytest
 from bytescript import Step, bytewise, normalize, run_observer
 from hypothesis import HealthCheck, given, settings
@@ -830,3 +831,77 @@ def test_raw_stream_content_type_on_an_error_is_no_hijack() -> None:
     assert [e.complete for e in events if isinstance(e, MessageEnd) and e.direction is DAEMON] == [
         True
     ]
+
+
+# -- body bytes past h11 -----------------------------------------------------------------------
+
+
+def _without_shortcut(monkeypatch: pytest.MonkeyPatch, steps: Iterable[Step]) -> list[Event]:
+    with monkeypatch.context() as patched:
+        patched.setattr(ConnectionObserver, "_body_shortcut", lambda self, direction, data: 0)
+        return run_observer(steps)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_body_shortcut_gives_h11s_events_piece_for_piece(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = steps_of(name)
+    assert run_observer(steps) == _without_shortcut(monkeypatch, steps)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), name=st.sampled_from(SCRIPTS))
+def test_body_shortcut_gives_h11s_events_however_split(data: st.DataObject, name: str) -> None:
+    resplit = draw_resplit(data, steps_of(name))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert run_observer(resplit) == _without_shortcut(monkeypatch, resplit)
+
+
+class _CountingH11:
+    """Counts the bytes an observer hands to its h11 parsers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fed = 0
+        receive = h11.Connection.receive_data
+
+        def counting(conn: h11.Connection, data: bytes) -> None:
+            self.fed += len(data)
+            receive(conn, data)
+
+        monkeypatch.setattr(h11.Connection, "receive_data", counting)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_big_bodies_go_past_h11(chunked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bulk body must not be copied through h11's buffers: only heads and chunk lines are."""
+    counting = _CountingH11(monkeypatch)
+    piece = bytes(range(256)) * 256  # 64 KiB
+    pieces = 64
+    request = _http(
+        "POST /v1.41/images/load HTTP/1.1",
+        "Host: api.moby.localhost",
+        f"Content-Length: {len(piece) * pieces}",
+    )
+    if chunked:
+        framing = "Transfer-Encoding: chunked"
+        lines = [f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for _ in range(pieces)]
+        response_body = [*lines, b"0\r\n\r\n"]
+    else:
+        framing = f"Content-Length: {len(piece) * pieces}"
+        response_body = [piece] * pieces
+    observer = ConnectionObserver(1)
+    events = observer.feed(CLIENT, request, 0.0)
+    for _ in range(pieces):
+        events += observer.feed(CLIENT, piece, 0.0)
+    events += observer.feed(DAEMON, _http("HTTP/1.1 200 OK", framing), 0.0)
+    for data in response_body:
+        events += observer.feed(DAEMON, data, 0.0)
+    bodies = {
+        d: b"".join(e.data for e in events if isinstance(e, BodyData) and e.direction is d)
+        for d in (CLIENT, DAEMON)
+    }
+    assert bodies == {CLIENT: piece * pieces, DAEMON: piece * pieces}
+    ends = [(e.direction, e.complete) for e in events if isinstance(e, MessageEnd)]
+    assert ends == [(CLIENT, True), (DAEMON, True)]
+    assert counting.fed < 16 * 1024, f"{counting.fed} bytes went through h11"
