@@ -5,10 +5,13 @@
     python bench/relay.py --quick               # smoke run: small sizes, 2 rounds
     python bench/relay.py --only ping,rps --rounds 3 --json-out /tmp/r.json
 
-Four paths from the client to an upstream are compared, in one run:
+Five paths from the client to an upstream are compared, in one run:
 
     direct         the client connects to the upstream socket itself
     socat          socat UNIX-LISTEN:SOCK,fork UNIX-CONNECT:UPSTREAM (skipped when missing)
+    splice         bench/splicerelay.py: the kernel moves the bytes (splice(2) through a pipe,
+                   a thread per direction), nothing is read into user space: the floor of
+                   what any relay costs here, before it looks at a byte
     docktap        a child process running docktap.relay.Relay(upstream, tap=None): no recording
     docktap+rec    python -m docktap proxy --listen SOCK --upstream URL -o FILE (default body cap)
 
@@ -34,6 +37,11 @@ differences against the direct path of the same round):
 Recording lags behind heavy traffic (the recorder spools its backlog and catches up when the
 relay is idle or stops), so each docktap run also reports how long docktap took to exit after
 SIGTERM ("stop s": the recorder catching up) and the recorder child's peak RSS.
+
+Every run also reports how many of the machine's CPUs were busy while it ran ("busy cores",
+from /proc/stat: clients, upstream, relay and recorder together), and the CPU seconds the relay
+and the recorder used. A direct run that already keeps every core busy leaves a relay nothing
+but CPU taken from the client and the upstream.
 
 MB is 10**6 bytes. Results go to a table on stdout and to JSON (--json-out).
 """
@@ -76,10 +84,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
-PATHS = ("direct", "socat", "docktap", "docktap+rec")
+PATHS = ("direct", "socat", "splice", "docktap", "docktap+rec")
 LABELS = {
     "direct": "direct",
     "socat": "socat",
+    "splice": "splice floor",
     "docktap": "docktap (no rec)",
     "docktap+rec": "docktap (recording)",
 }
@@ -284,32 +293,59 @@ asyncio.run(serve(sys.argv[1], sys.argv[2]))
 STOP_TIMEOUT = 600.0
 
 
-class RecorderWatch:
-    """The peak RSS of docktap's recorder child, watched until it exits (it outlives the
-    relay's last /proc reading while it catches up)."""
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process so far."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, relay_pid: int) -> None:
+
+def _cpu_ticks() -> tuple[int, int]:
+    """Busy and total ticks of all CPUs, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    total = after[1] - before[1]
+    if total <= 0:
+        return None
+    return (after[0] - before[0]) / total * len(os.sched_getaffinity(0))
+
+
+def _first_child(pid: int) -> int | None:
+    with contextlib.suppress(OSError, IndexError):
+        return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+    return None
+
+
+class RecorderWatch:
+    """The peak RSS and CPU time of docktap's recorder child, watched until it exits (it
+    outlives the relay's last /proc reading while it catches up)."""
+
+    def __init__(self, pid: int) -> None:
         self.peak: float | None = None
+        self.cpu: float | None = None
         self._done = threading.Event()
-        pids: list[str] = []
-        with contextlib.suppress(OSError):
-            pids = Path(f"/proc/{relay_pid}/task/{relay_pid}/children").read_text().split()
-        self._thread: threading.Thread | None = None
-        if pids:
-            self._thread = threading.Thread(target=self._watch, args=(int(pids[0]),), daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._watch, args=(pid,), daemon=True)
+        self._thread.start()
 
     def _watch(self, pid: int) -> None:
         while (hwm := _proc_status(pid).get("VmHWM")) is not None:
             self.peak = max(self.peak or 0.0, hwm)
+            self.cpu = _cpu_seconds(pid) or self.cpu
             if self._done.wait(0.05):
                 return
 
-    def stop(self) -> float | None:
+    def stop(self) -> tuple[float | None, float | None]:
         self._done.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        return self.peak
+        self._thread.join(5)
+        return self.peak, self.cpu
 
 
 @dataclass
@@ -319,27 +355,49 @@ class Hop:
     child: Child | None = None
     capture: Path | None = None
     start_rss: dict[str, float] = field(default_factory=dict)
+    # CPU seconds of the relay, and of its recorder child, when the run started.
+    start_cpu: float | None = None
+    recorder: tuple[int, float | None] | None = None
+
+    @classmethod
+    def started(cls, path: str, sock: str, child: Child, capture: Path | None = None) -> Hop:
+        recorder = _first_child(child.pid) if capture is not None else None
+        return cls(
+            path,
+            sock,
+            child,
+            capture,
+            _proc_status(child.pid),
+            _cpu_seconds(child.pid),
+            None if recorder is None else (recorder, _cpu_seconds(recorder)),
+        )
 
     def stop(self) -> dict[str, float]:
         stats: dict[str, float] = {}
         if self.child is None:
             return stats
-        recorder: RecorderWatch | None = None
+        if self.start_cpu is not None and (cpu := _cpu_seconds(self.child.pid)) is not None:
+            stats["cpu_s"] = cpu - self.start_cpu
+        watch: RecorderWatch | None = None
         if self.path.startswith("docktap"):
             status = _proc_status(self.child.pid)
             if "VmHWM" in status:
                 stats["rss_peak_mb"] = status["VmHWM"]
             if "VmRSS" in self.start_rss:
                 stats["rss_start_mb"] = self.start_rss["VmRSS"]
-            if self.capture is not None:
-                recorder = RecorderWatch(self.child.pid)
+            if self.recorder is not None:
+                watch = RecorderWatch(self.recorder[0])
         started = time.perf_counter()
         # The recorder may have a backlog to catch up with before docktap exits.
-        code = self.child.stop(STOP_TIMEOUT if recorder is not None else 30.0)
+        code = self.child.stop(STOP_TIMEOUT if self.capture is not None else 30.0)
         if self.path.startswith("docktap"):
             stats["stop_s"] = time.perf_counter() - started
-        if recorder is not None and (peak := recorder.stop()) is not None:
-            stats["recorder_rss_peak_mb"] = peak
+        if watch is not None and self.recorder is not None:
+            peak, cpu = watch.stop()
+            if peak is not None:
+                stats["recorder_rss_peak_mb"] = peak
+            if cpu is not None and self.recorder[1] is not None:
+                stats["recorder_cpu_s"] = cpu - self.recorder[1]
         if code != 0 and self.path != "socat":  # socat exits 143 on SIGTERM
             tail = " | ".join(list(self.child.lines)[-5:])
             raise BenchError(f"{self.child.name} exited with status {code}: {tail}")
@@ -364,15 +422,19 @@ class HopFactory:
         if path == "socat":
             argv = ["socat", "-d", "-d", f"UNIX-LISTEN:{sock},fork", f"UNIX-CONNECT:{upstream}"]
             return Hop(path, sock, Child("socat", argv, "listening on", self.cleanup))
+        if path == "splice":
+            argv = [sys.executable, str(BENCH / "splicerelay.py"), sock, upstream]
+            child = Child("splice relay", argv, "listening on", self.cleanup)
+            return Hop.started(path, sock, child)
         if path == "docktap":
             argv = [sys.executable, "-c", RELAY_CHILD, upstream, sock]
             child = Child("docktap relay child", argv, "listening on", self.cleanup)
-            return Hop(path, sock, child, start_rss=_proc_status(child.pid))
+            return Hop.started(path, sock, child)
         capture = self.workdir / f"hop{self.count}.jsonl"
         argv = [sys.executable, "-m", "docktap", "proxy", "--listen", sock]
         argv += ["--upstream", f"unix://{upstream}", "-o", str(capture)]
         child = Child("docktap proxy", argv, "listening on", self.cleanup)
-        return Hop(path, sock, child, capture, _proc_status(child.pid))
+        return Hop.started(path, sock, child, capture)
 
 
 # -- HTTP on raw sockets -----------------------------------------------------------------------
@@ -917,7 +979,10 @@ class Bench:
             result["error"] = str(exc)
             return result
         try:
+            before = _cpu_ticks()
             result.update(fn(hop.socket))
+            if (busy := busy_cores(before, _cpu_ticks())) is not None:
+                result["busy_cores"] = busy
         except (OSError, BenchError) as exc:
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -1138,6 +1203,12 @@ def _brief(result: dict[str, Any]) -> str:
         parts.append(f"{result['mb_s']:.0f} MB/s ({result['seconds']:.2f}s)")
     if "rps" in result:
         parts.append(f"{result['rps']:.0f} req/s")
+    if result.get("busy_cores") is not None:
+        parts.append(f"{result['busy_cores']:.2f} cores busy")
+    if "cpu_s" in result:
+        parts.append(f"relay CPU {result['cpu_s']:.2f}s")
+    if "recorder_cpu_s" in result:
+        parts.append(f"recorder CPU {result['recorder_cpu_s']:.2f}s")
     if "rss_peak_mb" in result:
         parts.append(f"peak RSS {result['rss_peak_mb']:.1f} MB")
     if "recorder_rss_peak_mb" in result:
@@ -1165,6 +1236,10 @@ def _cell(entry: dict[str, Any] | None, key: str, digits: int = 1, sign: bool = 
     if value is None:
         value = entry["median"].get(key)
     return _f(value, digits, sign)
+
+
+def _median_of(entry: dict[str, Any] | None) -> dict[str, Any]:
+    return {} if entry is None else dict(entry["median"])
 
 
 def print_tables(report: dict[str, Any], console: Console) -> None:
@@ -1226,6 +1301,9 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             "x direct",
             "x socat",
             "s",
+            "busy cores",
+            "relay CPU s",
+            "recorder CPU s",
             "peak RSS MB",
             "stop s",
         ):
@@ -1242,8 +1320,11 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                         LABELS[path],
                         _cell(e, "mb_s", 0),
                         _cell(e, "ratio_to_direct", 2) if path != "direct" else "",
-                        _cell(e, "ratio_to_socat", 2) if path.startswith("docktap") else "",
+                        _cell(e, "ratio_to_socat", 2) if path not in ("direct", "socat") else "",
                         _cell(e, "seconds", 2),
+                        _cell(e, "busy_cores", 2),
+                        _cell(e, "cpu_s", 2) if "cpu_s" in _median_of(e) else "",
+                        _cell(e, "recorder_cpu_s", 2) if path == "docktap+rec" else "",
                         _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
                         _cell(e, "stop_s", 1) if path.startswith("docktap") else "",
                     )
@@ -1255,7 +1336,18 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             title=f"{config['rps_clients']} concurrent clients, inspect calls for "
             f"{config['rps_seconds']:.0f}s ({config['rps_workers']} load-generator processes)"
         )
-        for col in ("upstream", "path", "req/s", "x direct", "x socat", "peak RSS MB", "stop s"):
+        for col in (
+            "upstream",
+            "path",
+            "req/s",
+            "x direct",
+            "x socat",
+            "busy cores",
+            "relay CPU s",
+            "recorder CPU s",
+            "peak RSS MB",
+            "stop s",
+        ):
             t.add_column(col, justify="left" if col in ("upstream", "path") else "right")
         for upstream, per_path in summary["rps"].items():
             for path in paths:
@@ -1265,7 +1357,10 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                     LABELS[path],
                     _cell(e, "rps", 0),
                     _cell(e, "ratio_to_direct", 2) if path != "direct" else "",
-                    _cell(e, "ratio_to_socat", 2) if path.startswith("docktap") else "",
+                    _cell(e, "ratio_to_socat", 2) if path not in ("direct", "socat") else "",
+                    _cell(e, "busy_cores", 2),
+                    _cell(e, "cpu_s", 2) if "cpu_s" in _median_of(e) else "",
+                    _cell(e, "recorder_cpu_s", 2) if path == "docktap+rec" else "",
                     _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
                     _cell(e, "stop_s", 1) if path.startswith("docktap") else "",
                 )
