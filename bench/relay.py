@@ -1238,8 +1238,8 @@ def _cell(entry: dict[str, Any] | None, key: str, digits: int = 1, sign: bool = 
     return _f(value, digits, sign)
 
 
-def _median_of(entry: dict[str, Any] | None) -> dict[str, Any]:
-    return {} if entry is None else dict(entry["median"])
+def _measured(entry: dict[str, Any] | None, key: str) -> bool:
+    return entry is not None and key in entry["median"]
 
 
 def print_tables(report: dict[str, Any], console: Console) -> None:
@@ -1323,7 +1323,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                         _cell(e, "ratio_to_socat", 2) if path not in ("direct", "socat") else "",
                         _cell(e, "seconds", 2),
                         _cell(e, "busy_cores", 2),
-                        _cell(e, "cpu_s", 2) if "cpu_s" in _median_of(e) else "",
+                        _cell(e, "cpu_s", 2) if _measured(e, "cpu_s") else "",
                         _cell(e, "recorder_cpu_s", 2) if path == "docktap+rec" else "",
                         _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
                         _cell(e, "stop_s", 1) if path.startswith("docktap") else "",
@@ -1359,7 +1359,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                     _cell(e, "ratio_to_direct", 2) if path != "direct" else "",
                     _cell(e, "ratio_to_socat", 2) if path not in ("direct", "socat") else "",
                     _cell(e, "busy_cores", 2),
-                    _cell(e, "cpu_s", 2) if "cpu_s" in _median_of(e) else "",
+                    _cell(e, "cpu_s", 2) if _measured(e, "cpu_s") else "",
                     _cell(e, "recorder_cpu_s", 2) if path == "docktap+rec" else "",
                     _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
                     _cell(e, "stop_s", 1) if path.startswith("docktap") else "",

@@ -124,32 +124,28 @@ def _without(value: Any, steps: list[str | int]) -> Any:
     if not steps:
         return _MISSING
     step, rest = steps[0], steps[1:]
+    out: Any
     if isinstance(value, dict):
-        names = list(value) if step == "*" else [step] if step in value else []
         out = dict(value)
-        for name in names:
-            kept = _without(out[name], rest)
-            if kept is _MISSING:
-                del out[name]
-            else:
-                out[name] = kept
-        return out
-    if isinstance(value, list):
+        keys: list[Any] = list(value) if step == "*" else [step] if step in value else []
+    elif isinstance(value, list):
+        out = list(value)
         if step == "*":
-            indices = list(range(len(value)))
+            keys = list(range(len(value)))
         elif isinstance(step, int) and step < len(value):
-            indices = [step]
+            keys = [step]
         else:
             return value
-        out_list = list(value)
-        for index in reversed(indices):
-            kept = _without(out_list[index], rest)
-            if kept is _MISSING:
-                del out_list[index]
-            else:
-                out_list[index] = kept
-        return out_list
-    return value
+        keys.reverse()  # deleting from the end keeps the indices still to visit valid
+    else:
+        return value
+    for key in keys:
+        kept = _without(out[key], rest)
+        if kept is _MISSING:
+            del out[key]
+        else:
+            out[key] = kept
+    return out
 
 
 @dataclass(frozen=True)
