@@ -169,20 +169,73 @@ def test_byte_at_a_time_equals_as_recorded(name: str) -> None:
     assert normalize(run_observer(steps_of(name), bytewise)) == list(recorded(name))
 
 
-def split_at(
-    steps: Iterable[Step], point: int, chosen: Callable[[Step, bytes], bool]
-) -> list[Step]:
-    """Cut each chosen data step in two at `point` (when it falls inside)."""
-    out: list[Step] = []
-    for step in steps:
-        data = bytescript.step_data(step)
-        if data is None or not chosen(step, data) or not 0 < point < len(data):
-            out.append(step)
+class _LessonBook(TtyBook):
+    """A TtyBook that notes each lesson with the step it was learned at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = 0
+        self.lessons: list[tuple[int, str, bool]] = []
+
+    def learn(self, key: str, tty: bool) -> None:
+        self.lessons.append((self.step, key, tty))
+        super().learn(key, tty)
+
+
+@cache
+def lessons(name: str) -> tuple[tuple[int, int, str, bool], ...]:
+    """(step, conn, key, tty) for everything the recorded run taught the shared TtyBook.
+
+    The TtyBook is all that connections share, so with these one connection can be re-run
+    alone and still see what the others had taught by then.
+    """
+    steps = steps_of(name)
+    book = _LessonBook()
+    observers: dict[int, ConnectionObserver] = {}
+    events: list[Event] = []
+    for index, step in enumerate(steps):
+        book.step = index
+        conn = step["conn"]
+        observer = observers.setdefault(conn, ConnectionObserver(conn, book))
+        events += feed_step(observer, step, float(index))
+    assert normalize(events) == list(recorded(name)), "the lesson run reads like Observer"
+    return tuple((i, steps[i]["conn"], key, tty) for i, key, tty in book.lessons)
+
+
+def feed_step(
+    observer: ConnectionObserver, step: Step, t: float, pieces: Iterable[bytes] | None = None
+) -> list[Event]:
+    """Feed one step; a data step's bytes as `pieces` when given."""
+    if step.get("close"):
+        return observer.close(t)
+    direction = Direction(step["dir"])
+    if step.get("eof"):
+        return observer.feed_eof(direction, t)
+    events: list[Event] = []
+    for piece in pieces if pieces is not None else [bytescript.step_data(step) or b""]:
+        events += observer.feed(direction, piece, t)
+    return events
+
+
+def run_connection(
+    name: str, conn: int, split: Callable[[Step, bytes], list[bytes]]
+) -> list[Event]:
+    """One connection of a script alone, each data step cut by `split`; the others only teach
+    the TtyBook what they taught it in the recorded run, at the same steps."""
+    book = TtyBook()
+    observer = ConnectionObserver(conn, book)
+    others = [lesson for lesson in lessons(name) if lesson[1] != conn]
+    events: list[Event] = []
+    for index, step in enumerate(steps_of(name)):
+        if step["conn"] != conn:
             continue
-        direction = Direction(step["dir"])
-        out.append(bytescript.data_step(step["conn"], direction, data[:point]))
-        out.append(bytescript.data_step(step["conn"], direction, data[point:]))
-    return out
+        while others and others[0][0] < index:
+            _, _, key, tty = others.pop(0)
+            book.learn(key, tty)
+        data = bytescript.step_data(step)
+        pieces = None if data is None else split(step, data)
+        events += feed_step(observer, step, float(index), pieces)
+    return events
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -193,16 +246,26 @@ def test_every_split_point_of_small_connections(name: str) -> None:
     def chosen(step: Step, data: bytes) -> bool:
         return step["conn"] in small or len(data) <= SMALL_CHUNK
 
-    longest = max(
-        len(data)
-        for step in steps
-        if (data := bytescript.step_data(step)) is not None and chosen(step, data)
-    )
-    expected = list(recorded(name))
-    # All chosen chunks are cut at the same point in one run: each still meets every point.
-    for point in range(1, longest):
-        got = normalize(run_observer(split_at(steps, point, chosen)))
-        assert got == expected, f"split at {point}"
+    for conn in sorted({step["conn"] for step in steps}):
+        sizes = [
+            len(data)
+            for step in steps
+            if step["conn"] == conn
+            and (data := bytescript.step_data(step)) is not None
+            and chosen(step, data)
+        ]
+        expected = [e for e in recorded(name) if e.conn == conn]
+        assert normalize(run_connection(name, conn, lambda step, data: [data])) == expected
+        # All chosen chunks are cut at the same point in one run: each still meets every point.
+        for point in range(1, max(sizes, default=0)):
+
+            def cut(step: Step, data: bytes, point: int = point) -> list[bytes]:
+                if chosen(step, data) and 0 < point < len(data):
+                    return [data[:point], data[point:]]
+                return [data]
+
+            got = normalize(run_connection(name, conn, cut))
+            assert got == expected, f"connection {conn} split at {point}"
 
 
 def draw_resplit(data: st.DataObject, steps: Iterable[Step]) -> list[Step]:
