@@ -39,7 +39,7 @@ from docktap.events import (
     Unparsed,
 )
 from docktap.observer import Observer
-from docktap.relay import PeerCredentials
+from docktap.tap import PeerCredentials
 
 Step = dict[str, Any]
 Split = Callable[[bytes], list[bytes]]

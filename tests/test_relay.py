@@ -23,7 +23,8 @@ import pytest
 
 from docktap.events import Direction
 from docktap.listening import ListenError
-from docktap.relay import PeerCredentials, Relay
+from docktap.relay import Relay
+from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -7,9 +7,7 @@ maps their errors to one clear line on stderr and an exit status.
 from __future__ import annotations
 
 import asyncio
-import errno
 import gc
-import io
 import json
 import os
 import shlex
@@ -19,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import click
 
@@ -27,8 +25,10 @@ from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.capture.writer import open_capture
+from docktap.console import auto_console, terminal
 from docktap.listening import ListenError
-from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
+from docktap.recording.link import RecorderLink, spawn_recorder
+from docktap.recording.wire import RecordingConfig
 from docktap.relay import Relay
 from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_upstream
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from docktap.render.live import LiveAudit, LiveView
     from docktap.replay.server import ReplayServer
     from docktap.replay.store import Miss
 
@@ -197,28 +196,6 @@ def run(
     sys.exit(code)
 
 
-def live_view(status: bool) -> LiveView:
-    """Rows of the calls on stderr as they complete; a status line too on a terminal."""
-    from docktap.render.live import LiveView
-    from docktap.render.timeline import TimelineOptions
-
-    stream = sys.stderr
-    colour = _wants_colour(stream, "auto")
-    width = _columns(stream, None)
-    return LiveView(
-        _console(stream, colour, width),
-        TimelineOptions(width=width, styled=colour, header=False),
-        status=status and stream.isatty(),
-    )
-
-
-def live_audit(level: str) -> LiveAudit:
-    """Audit warnings on stderr as risky calls are recorded."""
-    from docktap.render.live import LiveAudit
-
-    return LiveAudit(_auto_console(sys.stderr), level)
-
-
 async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
     relay = Relay(upstream, link)
     link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
@@ -355,63 +332,6 @@ def _stop_on_signals() -> asyncio.Event:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     return stop
-
-
-def _wants_colour(stream: IO[str], mode: str) -> bool:
-    """--color always/never, else NO_COLOR (off), FORCE_COLOR (on), and whether it is a tty."""
-    if mode != "auto":
-        return mode == "always"
-    if os.environ.get("NO_COLOR"):
-        return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    return stream.isatty()
-
-
-def _columns(stream: IO[str], explicit: int | None) -> int:
-    """--width, else the terminal's width, else COLUMNS, else 120."""
-    if explicit:
-        return explicit
-    try:
-        if stream.isatty():
-            size = os.get_terminal_size(stream.fileno()).columns
-            if size > 0:  # 0: a terminal whose size nobody set
-                return max(40, size)
-    except (OSError, ValueError):
-        pass
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) >= 40 else 120
-
-
-def _auto_console(stream: IO[str]) -> Console:
-    """A console for `stream` with colour and width as its terminal (and NO_COLOR) decide."""
-    return _console(stream, _wants_colour(stream, "auto"), _columns(stream, None))
-
-
-def _console(stream: IO[str], colour: bool, width: int) -> Console:
-    from rich.console import Console
-
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:
-            # rich would put /dev/null over stdout and exit: that is where `proxy -o -`
-            # writes the capture. Raise instead, for the caller to decide.
-            self.quiet = True
-            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
-
-    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
-    if encoding != "utf8" and isinstance(stream, io.TextIOWrapper):
-        stream.reconfigure(errors="replace")  # lane markers and … on a latin-1 terminal
-    return _Console(
-        file=stream,
-        width=width,
-        color_system="standard" if colour else None,
-        force_terminal=colour,
-        no_color=not colour,
-        highlight=False,
-        markup=False,
-        emoji=False,
-        soft_wrap=True,
-    )
 
 
 def _print_lines(console: Console, lines: Iterable[Text]) -> None:
@@ -560,17 +480,15 @@ def _print_timeline(
 ) -> None:
     from docktap.render import timeline
 
-    stream = sys.stdout
-    use_colour = _wants_colour(stream, colour)
+    term = terminal(sys.stdout, colour, width)
     options = timeline.TimelineOptions(
-        width=_columns(stream, width),
-        styled=use_colour,
+        width=term.width,
+        styled=term.colour,
         bodies=bodies,
         explain=note,
         max_lines=max_lines,
     )
-    console = _console(stream, use_colour, options.width)
-    _print_lines(console, timeline.render(loaded, options, select))
+    _print_lines(term.console(), timeline.render(loaded, options, select))
 
 
 @main.command("stats")
@@ -595,10 +513,12 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     if as_json:
         click.echo(json.dumps(numbers, indent=2))
         return
-    tty = sys.stdout.isatty()
-    color = tty and not os.environ.get("NO_COLOR")
-    columns = width or (shutil.get_terminal_size().columns if tty else 120)
-    click.echo(stats_render.render(numbers, width=columns, color=color), nl=False, color=color)
+    term = terminal(sys.stdout, width=width)
+    click.echo(
+        stats_render.render(numbers, width=term.width, color=term.colour),
+        nl=False,
+        color=term.colour,
+    )
 
 
 _EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown")
@@ -690,9 +610,7 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
 
 
 def _print_audit_table(table: object) -> None:
-    stream = sys.stdout
-    console = _auto_console(stream)
-    console.print(table)
+    auto_console(sys.stdout).print(table)
 
 
 class _FilesThenCommand(click.Command):

@@ -19,11 +19,11 @@ import os
 import socket
 import struct
 import time
-from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import cast
 
 from docktap.events import Direction
 from docktap.listening import bound_port, listen
+from docktap.tap import PeerCredentials, Tap
 from docktap.upstream import Endpoint
 
 _CONNECT_TIMEOUT = 10.0
@@ -31,30 +31,6 @@ _CONNECT_TIMEOUT = 10.0
 _PENDING_LIMIT = 256 << 10
 # The most one read takes (asyncio's own limit for plain Protocols).
 _READ_SIZE = 256 << 10
-
-
-@dataclass(frozen=True)
-class PeerCredentials:
-    """The process on the other end of a unix socket, from SO_PEERCRED."""
-
-    pid: int
-    uid: int
-    gid: int
-    exe: str | None = None  # the program, when /proc lets us see it
-
-
-class Tap(Protocol):
-    """Receives a copy of everything the relay does; every method must return quickly."""
-
-    def opened(self, conn: int, peer: PeerCredentials | None, t: float) -> None: ...
-
-    def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None: ...
-
-    def eof(self, conn: int, direction: Direction, t: float) -> None: ...
-
-    def closed(self, conn: int, t: float) -> None: ...
-
-    def upstream_failed(self, conn: int, message: str, t: float) -> None: ...
 
 
 def bad_gateway(upstream: Endpoint, reason: str, request: bytes) -> tuple[str, bytes]:
@@ -170,6 +146,8 @@ class _Pipe:
         self.failure: str | None = None
         self.answered_failure = False
         self.done = asyncio.get_running_loop().create_future()
+        # Held here: the loop keeps only a weak reference to a task, which could vanish mid-way.
+        self.connecting: asyncio.Task[None] | None = None
 
     def other(self, side: _Side) -> _Side:
         return self.daemon if side is self.client else self.client
@@ -182,7 +160,7 @@ class _Pipe:
         if self.tap is not None:
             peer = _peer_credentials(self.client.transport.get_extra_info("socket"))
             self.tap.opened(self.conn, peer, time.monotonic())
-        asyncio.get_running_loop().create_task(self.connect())
+        self.connecting = asyncio.get_running_loop().create_task(self.connect())
 
     def flows_to(self, side: _Side) -> bool:
         """Whether bytes may be written to `side` now (the daemon only once pending is out)."""
@@ -304,10 +282,6 @@ class Relay:
         self.paused = False
         # Shared by every socket: each read is copied out of it before the next one.
         self.receive_buffer = memoryview(bytearray(_READ_SIZE))
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._pipes)
 
     async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
         """Accept clients on `endpoint`; ListenError says why not."""

@@ -31,10 +31,6 @@ class Endpoint:
     port: int | None = None
 
     @property
-    def is_unix(self) -> bool:
-        return self.path is not None
-
-    @property
     def url(self) -> str:
         return f"unix://{self.path}" if self.path is not None else f"tcp://{self.host}:{self.port}"
 

@@ -3,8 +3,8 @@
 It receives the relay's tap calls (connection opened, bytes each way, EOFs, closes, upstream
 failures), feeds the observer, encodes the events and writes them. It does no I/O of its own
 beyond the writer, and no batching: whoever drives it calls `flush()` after each batch of calls,
-so that one batch becomes one write. docktap drives it in a child process (see recording.py),
-away from the relay's event loop.
+so that one batch becomes one write. docktap drives it in a child process (see child.py), away
+from the relay's event loop; tests drive it directly.
 """
 
 from __future__ import annotations

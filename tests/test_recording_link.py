@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from tapping import checked_capture
 
-from docktap import recording
 from docktap.events import Direction
-from docktap.recording import RecorderLink, RecordingConfig, spawn_recorder
-from docktap.relay import PeerCredentials
+from docktap.recording import spool
+from docktap.recording.link import Policy, RecorderLink, State, spawn_recorder
+from docktap.recording.wire import RecordingConfig
+from docktap.tap import PeerCredentials
 
 _EXCHANGES = 500  # with the big body, several times what the pipe holds
 _BIG = 5 << 20  # a body past the default 1 MiB cap
@@ -106,13 +107,13 @@ def test_a_recorder_that_falls_behind_does_not_pause_the_relay(
     tmp_path: Path, stopped: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spools: list[int | None] = []
-    open_spool = recording._open_spool
+    open_spool = spool.open_spool
 
     def spool_kept(directory: str | None) -> int | None:
         spools.append(open_spool(directory))
         return spools[-1]
 
-    monkeypatch.setattr(recording, "_open_spool", spool_kept)
+    monkeypatch.setattr(spool, "open_spool", spool_kept)
 
     async def main() -> None:
         link = _start(tmp_path)
@@ -123,10 +124,10 @@ def test_a_recorder_that_falls_behind_does_not_pause_the_relay(
         stopped.append(link.process.pid)
         await _traffic(link)
         assert pauses == []
-        (spool,) = spools
-        assert spool is not None
-        assert os.fstat(spool).st_dev == os.stat(tmp_path).st_dev  # next to the capture
-        assert os.fstat(spool).st_size > _BIG  # the backlog went there
+        (spooled,) = spools
+        assert spooled is not None
+        assert os.fstat(spooled).st_dev == os.stat(tmp_path).st_dev  # next to the capture
+        assert os.fstat(spooled).st_size > _BIG  # the backlog went there
         os.kill(link.process.pid, signal.SIGCONT)
         assert await link.stop(0.1) == 0
 
@@ -143,11 +144,11 @@ def test_when_the_spool_cannot_take_the_backlog_the_relay_waits_for_the_recorder
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     if why == "full disk":  # every write to /dev/full fails with ENOSPC
-        monkeypatch.setattr(recording, "_open_spool", lambda _: os.open("/dev/full", os.O_RDWR))
+        monkeypatch.setattr(spool, "open_spool", lambda _: os.open("/dev/full", os.O_RDWR))
         reason = "No space left on device"
     else:
-        monkeypatch.setattr(recording, "_SPOOL_LIMIT", 1 << 20)
-        monkeypatch.setattr(recording, "_SPOOL_CHECK", 0)
+        monkeypatch.setattr(spool, "SPOOL_LIMIT", 1 << 20)
+        monkeypatch.setattr(spool, "SPOOL_CHECK", 0)
         reason = "it holds its limit of 1 MiB"
 
     async def main() -> None:
@@ -175,3 +176,51 @@ def test_when_the_spool_cannot_take_the_backlog_the_relay_waits_for_the_recorder
     asyncio.run(main())
     assert f"cannot spool the recording backlog ({reason})" in capsys.readouterr().err
     _check(tmp_path / "c.jsonl")
+
+
+# -- the policy: where the next batch goes, in each state ----------------------------------------
+
+
+def _state(policy: Policy) -> State:
+    """The state now (a call, so that the checker does not pin it from an earlier look)."""
+    return policy.state
+
+
+def test_the_policy_sends_to_the_pipe_only_when_nothing_waits_and_the_relay_is_calm() -> None:
+    policy = Policy()
+    assert _state(policy) is State.DIRECT
+    assert policy.to_pipe() and policy.may_announce()
+    policy.behind()
+    assert _state(policy) is State.BEHIND
+    assert not policy.to_pipe() and policy.may_announce()
+    policy.caught_up()
+    assert _state(policy) is State.DIRECT and policy.to_pipe()
+
+
+def test_a_busy_relay_spools_and_keeps_the_backlog_from_the_child_unless_paused_or_stopping() -> (
+    None
+):
+    policy = Policy()
+    policy.measured(cpu=0.006, elapsed=0.1)  # 6% of a core: busy
+    assert policy.busy
+    assert not policy.to_pipe() and not policy.may_announce()
+    policy.behind()
+    policy.holding()  # the spool refused: the relay is paused, the child must catch up
+    assert _state(policy) is State.HOLDING and policy.may_announce()
+    policy.released()
+    assert _state(policy) is State.BEHIND and not policy.may_announce()
+    policy.stopping = True
+    assert policy.may_announce()
+    policy.stopping = False
+    policy.measured(cpu=0.004, elapsed=0.1)
+    assert not policy.busy and policy.may_announce()
+
+
+def test_a_lost_child_stays_lost() -> None:
+    policy = Policy()
+    policy.behind()
+    policy.lost()
+    for change in (policy.behind, policy.holding, policy.released, policy.caught_up):
+        change()
+        assert _state(policy) is State.LOST
+    assert not policy.to_pipe()

@@ -1,0 +1,102 @@
+"""Where docktap writes for people: the terminal policy and the rich Console of every command.
+
+Whether to colour (--color, NO_COLOR, FORCE_COLOR, a terminal), how wide to be (--width, the
+terminal, COLUMNS, 120) and whether a line may be redrawn in place (a terminal only) are
+decided here once, for the commands that print timelines, tables and live rows alike, and
+for the recording child that prints live rows while docktap relays.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: The width when neither the option, the terminal nor COLUMNS says.
+DEFAULT_WIDTH = 120
+#: The narrowest width anything is laid out for.
+MIN_WIDTH = 40
+
+
+def wants_colour(stream: IO[str], mode: str = "auto") -> bool:
+    """--color always/never, else NO_COLOR (off), FORCE_COLOR (on), and whether it is a tty."""
+    if mode != "auto":
+        return mode == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty()
+
+
+def columns(stream: IO[str], explicit: int | None = None) -> int:
+    """--width, else the terminal's width, else COLUMNS, else 120."""
+    if explicit:
+        return explicit
+    try:
+        if stream.isatty():
+            size = os.get_terminal_size(stream.fileno()).columns
+            if size > 0:  # 0: a terminal whose size nobody set
+                return max(MIN_WIDTH, size)
+    except (OSError, ValueError):
+        pass
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) >= MIN_WIDTH else DEFAULT_WIDTH
+
+
+def interactive(stream: IO[str]) -> bool:
+    """Whether a status line may be redrawn in place: only on a terminal."""
+    return stream.isatty()
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """How to write to one stream: in colour or not, and how wide."""
+
+    stream: IO[str]
+    colour: bool
+    width: int
+
+    def console(self) -> Console:
+        return make_console(self.stream, self.colour, self.width)
+
+
+def terminal(stream: IO[str], colour: str = "auto", width: int | None = None) -> Terminal:
+    """The policy for `stream`, given the --color and --width a command was given, if any."""
+    return Terminal(stream, wants_colour(stream, colour), columns(stream, width))
+
+
+def auto_console(stream: IO[str]) -> Console:
+    """A console for `stream` with colour and width as its terminal (and NO_COLOR) decide."""
+    return terminal(stream).console()
+
+
+def make_console(stream: IO[str], colour: bool, width: int) -> Console:
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would put /dev/null over stdout and exit: that is where `proxy -o -`
+            # writes the capture. Raise instead, for the caller to decide.
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    if encoding != "utf8" and isinstance(stream, io.TextIOWrapper):
+        stream.reconfigure(errors="replace")  # lane markers and … on a latin-1 terminal
+    return _Console(
+        file=stream,
+        width=width,
+        color_system="standard" if colour else None,
+        force_terminal=colour,
+        no_color=not colour,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=True,
+    )

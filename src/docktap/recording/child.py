@@ -1,0 +1,178 @@
+"""The recording child's main: wire messages in, capture records out.
+
+`python -m docktap.recording.child CONFIG` reads messages from its stdin (and the runs of the
+spool they announce), drives the engine with them, and prints live rows and audit warnings on
+stderr if asked. It imports the engine, the live view and nothing of the command line.
+
+The relay decides when recording ends: a STOP message, or the pipe closing when docktap is
+killed. Then the child records what the spool still holds, writes and exits: the capture keeps
+everything up to that point (but the message the kill cut in two), without the end-of-capture
+record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from docktap.events import Direction
+from docktap.recording.spool import SpoolReader
+from docktap.recording.wire import (
+    Kind,
+    Message,
+    RecordingConfig,
+    parse,
+    peer_from_payload,
+    spooled_count,
+)
+
+if TYPE_CHECKING:
+    from docktap.recording.engine import Recorder
+    from docktap.render.live import LiveAudit, LiveView
+
+_READ_SIZE = 1 << 20
+_FLUSH_EVERY = 256  # messages the child dispatches between two writes of their records
+
+
+def dispatch(recorder: Recorder, kind: int, conn: int, t: float, payload: bytes) -> bool:
+    """Hand one message to the recorder; False when it says the capture is over."""
+    if kind == Kind.DATA_CLIENT:
+        recorder.data(conn, Direction.CLIENT, payload, t)
+    elif kind == Kind.DATA_DAEMON:
+        recorder.data(conn, Direction.DAEMON, payload, t)
+    elif kind == Kind.EOF_CLIENT:
+        recorder.eof(conn, Direction.CLIENT, t)
+    elif kind == Kind.EOF_DAEMON:
+        recorder.eof(conn, Direction.DAEMON, t)
+    elif kind == Kind.CLOSE:
+        recorder.closed(conn, t)
+    elif kind == Kind.OPEN:
+        recorder.opened(conn, peer_from_payload(payload), t)
+    elif kind == Kind.FAILED:
+        recorder.upstream_failed(conn, payload.decode(), t)
+    elif kind == Kind.STOP:
+        recorder.close(t)
+        return False
+    return True
+
+
+def serve(fd: int, spool_fd: int | None, recorder: Recorder) -> bool:
+    """Feed the recorder from the pipe until STOP (True) or until the pipe closes (False).
+
+    The runs of the spool that the pipe announces are read in between. When the pipe closes
+    without STOP (docktap was killed), what was spooled but not yet announced is recorded too.
+    """
+    spool = SpoolReader(spool_fd) if spool_fd is not None else None
+    rest = b""  # the start of a message cut by the end of the last read
+    while chunk := os.read(fd, _READ_SIZE):
+        messages, rest = parse(rest + chunk if rest else chunk)
+        if not _feed(recorder, messages, spool):
+            return True
+    # Killed: the message cut in two by the kill is lost; what the spool holds after it is not.
+    if spool is not None:
+        for messages in spool.run(None):
+            _feed(recorder, messages, None)
+    return False
+
+
+def _feed(recorder: Recorder, messages: list[Message], spool: SpoolReader | None) -> bool:
+    """Dispatch messages, spooled runs included, writing their records as they come; False at
+    STOP."""
+    for i, (kind, conn, t, payload) in enumerate(messages, 1):
+        if kind == Kind.SPOOLED and spool is not None:
+            recorder.flush()
+            for run in spool.run(spooled_count(payload)):
+                if not _feed(recorder, run, None):
+                    return False
+        elif not dispatch(recorder, kind, conn, t, payload):
+            return False
+        if i % _FLUSH_EVERY == 0:
+            recorder.flush()  # a read of small messages makes thousands of records
+    recorder.flush()
+    return True
+
+
+def _lower_priority() -> None:
+    """Run only on CPU time nothing else wants: the relay, the daemon and the clients first.
+
+    SCHED_IDLE rather than nice 19: a normal task that wakes up on its CPU always takes the
+    CPU from it at once.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.nice(19)
+
+
+def live_view(status: bool) -> LiveView:
+    """Rows of the calls on stderr as they complete; a status line too on a terminal."""
+    from docktap.console import interactive, terminal
+    from docktap.render.live import LiveView
+    from docktap.render.timeline import TimelineOptions
+
+    term = terminal(sys.stderr)
+    return LiveView(
+        term.console(),
+        TimelineOptions(width=term.width, styled=term.colour, header=False),
+        status=status and interactive(term.stream),
+    )
+
+
+def live_audit(level: str) -> LiveAudit:
+    """Audit warnings on stderr as risky calls are recorded."""
+    from docktap.console import auto_console
+    from docktap.render.live import LiveAudit
+
+    return LiveAudit(auto_console(sys.stderr), level)
+
+
+def main(argv: list[str]) -> int:
+    from docktap.capture.format import RecordEncoder
+    from docktap.capture.writer import CaptureWriter
+    from docktap.recording.engine import Recorder
+    from docktap.redact import Redactor
+
+    # The relay decides when recording ends (STOP, or the pipe closing); signals are its.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _lower_priority()  # first: the live view's thread inherits it
+    config = RecordingConfig.from_json(argv[0])
+
+    def say(message: str) -> None:
+        print(f"docktap: {message}", file=sys.stderr, flush=True)
+
+    if config.capture_fd is None:
+        writer = CaptureWriter(sys.stdout, on_error=say)
+    else:
+        writer = CaptureWriter.from_fd(config.capture_fd, on_error=say)
+    encoder = RecordEncoder(
+        config.started_wall,
+        config.started_mono,
+        config.max_body,
+        redactor=Redactor(config.redact_env),
+        redact=config.redact,
+    )
+    recorder = Recorder(writer, encoder)
+    live = None
+    if config.live != "off":
+        live = live_view(status=config.live == "status")
+        recorder.listeners.append(live)
+        live.start()
+    if config.audit is not None:
+        recorder.listeners.append(live_audit(config.audit))
+    recorder.start(config.upstream, config.command)
+    try:
+        if not serve(sys.stdin.fileno(), config.spool_fd, recorder):
+            recorder.close(0.0, clean=False)  # docktap died: keep what was written
+    finally:
+        if live is not None:
+            live.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
