@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from dockerd import Daemon
 from golden import CAPTURES, check_golden
+from spellings import variants
 from tapping import DOCKTAP, docktap, docktap_run
 
 from docktap.audit import LEVELS, Finding, at_or_above, audit, counts, render
@@ -22,14 +23,21 @@ from docktap.capture.reader import Capture, loads
 PEER = {"pid": 4242, "uid": 1000, "gid": 1000}
 
 
-def capture_of(*requests: tuple[str, str, str, Any], peer: dict[str, int] | None = PEER) -> Capture:
-    """A capture of one connection carrying each (operation, method, target, body) in turn."""
+def capture_of(
+    *requests: tuple[str, str, str, Any],
+    peer: dict[str, int] | None = PEER,
+    status: int = 201,
+) -> Capture:
+    """A capture of one connection carrying each (operation, method, target, body) in turn;
+    a body given as bytes is sent as written."""
     records: list[dict[str, Any]] = [
         {"type": "capture", "format": FORMAT, "version": VERSION, "t": 1.0, "mono": 0.0},
         {"type": "open", "conn": 1, "peer": peer, "t": 1.0, "mono": 0.0},
     ]
     for seq, (operation, method, target, body) in enumerate(requests, 1):
-        data = b"" if body is None else json.dumps(body).encode()
+        data = (
+            body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+        )
         records += [
             {
                 "type": "request",
@@ -44,7 +52,7 @@ def capture_of(*requests: tuple[str, str, str, Any], peer: dict[str, int] | None
             },
             {"type": "body", "conn": 1, "seq": seq, "dir": "client", "text": data.decode()},
             {"type": "end", "conn": 1, "seq": seq, "dir": "client", "size": len(data)},
-            {"type": "response", "conn": 1, "seq": seq, "status": 201, "headers": []},
+            {"type": "response", "conn": 1, "seq": seq, "status": status, "headers": []},
             {"type": "end", "conn": 1, "seq": seq, "dir": "daemon", "size": 0},
         ]
     records.append({"type": "close", "conn": 1, "t": 9.0, "mono": 9.0})
@@ -220,6 +228,105 @@ def test_levels_counts_and_thresholds() -> None:
     assert LEVELS == ("info", "low", "medium", "high", "critical")
     assert len(at_or_above(findings, "medium")) == 2
     assert at_or_above(findings[2:], "medium") == []
+
+
+# Every rule, with the body spelled in each way dockerd reads the same (docktap.request).
+
+PINNED = "bb@sha256:" + "a" * 64
+RULE_CASES: dict[str, dict[str, Any]] = {
+    "privileged": {"Privileged": True},
+    "socket-bind": {"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]},
+    "root-bind": {"Binds": ["/:/host:ro"]},
+    "sensitive-binds": {"Binds": ["/etc:/e", "/root:/r", "/etc/ssl:/s:ro,rshared"]},
+    "mounts": {
+        "Mounts": [
+            {"Type": "bind", "Source": "/var/run/docker.sock", "Target": "/s"},
+            {"Type": "bind", "Source": "/etc", "Target": "/e", "ReadOnly": True},
+            {
+                "Type": "bind",
+                "Source": "/srv",
+                "Target": "/p",
+                "BindOptions": {"Propagation": "shared"},
+            },
+        ]
+    },
+    "caps": {"CapAdd": ["SYS_ADMIN", "NET_BIND_SERVICE"]},
+    "namespaces": {
+        "NetworkMode": "host",
+        "PidMode": "host",
+        "IpcMode": "host",
+        "UTSMode": "host",
+        "UsernsMode": "host",
+    },
+    "devices": {"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda"}]},
+    "confinement": {"SecurityOpt": ["seccomp=unconfined", "apparmor=unconfined", "label=disable"]},
+    "ports": {"PortBindings": {"80/tcp": [{"HostPort": "80"}]}},
+}
+
+
+def create_body(host: dict[str, Any], image: str = PINNED) -> dict[str, Any]:
+    return {"Image": image, "Cmd": ["true"], "HostConfig": {"NetworkMode": "none", **host}}
+
+
+def raw_create(body: bytes, status: int = 201) -> Capture:
+    return capture_of(("ContainerCreate", "POST", "/v1.41/containers/create", body), status=status)
+
+
+@pytest.mark.parametrize("case", sorted(RULE_CASES))
+def test_every_rule_reads_every_spelling_as_dockerd_does(case: str) -> None:
+    body = create_body(RULE_CASES[case])
+    expected = rules(create(RULE_CASES[case]))
+    assert expected, case  # each case trips its rule
+    for name, raw in variants(body).items():
+        assert rules(raw_create(raw)) == expected, (case, name, raw)
+
+
+def test_image_rule_and_exec_rules_read_every_spelling() -> None:
+    for name, raw in variants({"Image": "busybox:1.36", "HostConfig": {}}).items():
+        assert rules(raw_create(raw)) == [("low", "image-without-digest", None)], name
+    exec_body = {"Cmd": ["id"], "Privileged": True, "User": "root"}
+    expected = [("high", "exec-privileged", "5.22"), ("low", "exec-as-root", "5.23")]
+    for name, raw in variants(exec_body).items():
+        if name == "top-level":
+            continue
+        execs = capture_of(("ContainerExec", "POST", "/v1.41/containers/box/exec", raw))
+        assert rules(execs) == expected, name
+
+
+def test_what_a_later_duplicate_takes_back_is_not_reported() -> None:
+    body = b'{"Image":"%s","HostConfig":{"Privileged":true,"privileged":false}}' % PINNED.encode()
+    assert rules(raw_create(body)) == []
+    body = b'{"Image":"%s","HostConfig":{"Binds":["/etc:/e"]},"HostConfig":null}' % PINNED.encode()
+    assert rules(raw_create(body)) == []
+
+
+def test_merged_and_remembered_values_are_reported() -> None:
+    image = PINNED.encode()
+    merged = b'{"Image":"%s","HostConfig":{"Privileged":true},"HostConfig":{"Memory":1}}' % image
+    assert rules(raw_create(merged)) == [("critical", "privileged", "5.4")]
+    stale = (
+        b'{"Image":"%s","HostConfig":{"Mounts":[{"Type":"bind","Source":"/srv","Target":"/a"},'
+        b'{"Type":"bind","Source":"/","Target":"/h"}]},"HostConfig":{"Mounts":[{}]},'
+        b'"HostConfig":{"Mounts":[{},{"Target":"/h2"}]}}' % image
+    )
+    [finding] = audit(raw_create(stale))
+    assert (finding.rule, finding.title) == (
+        "host-root-mount",
+        "The host's root file system mounted: / -> /h2",
+    )
+    trailing = b'{"Image":"%s","Privileged":true} and then some' % image
+    assert rules(raw_create(trailing)) == [("critical", "privileged", "5.4")]
+
+
+def test_a_body_dockerd_refuses_is_reported_as_refused() -> None:
+    body = b'{"Image":"bb","HostConfig":{"Privileged":1}}'
+    [refused] = audit(raw_create(body, status=500))
+    assert (refused.level, refused.rule) == ("info", "body-refused")
+    assert "cannot unmarshal number into Go struct field" in refused.title
+    # Had the daemon accepted it, docktap would have misread it: that is not silent.
+    [misread] = audit(raw_create(body, status=201))
+    assert (misread.level, misread.rule) == ("high", "body-misread")
+    assert rules(raw_create(b"", status=500)) == [("info", "body-refused", None)]
 
 
 # Golden output on the shipped captures.

@@ -5,6 +5,10 @@ the right options sees the host's files, processes or devices. A capture records
 request together with the process that made it (its pid, uid and gid, from the socket's peer
 credentials), so reading it back tells what was asked and by whom, without a daemon.
 
+Bodies and query strings are read as dockerd reads them (docktap.request): a field spelled
+`"hostconfig"` or given twice counts as dockerd counts it, and a body dockerd refuses is said
+to be refused rather than read in its own way.
+
 This module is pure: `audit` turns a loaded capture into findings and `render` into plain
 text; the `docktap audit` command prints them. Where a rule matches an item of the CIS Docker
 Benchmark, the finding names the item number; the explanations are ours.
@@ -12,15 +16,15 @@ Benchmark, the finding names the item number; the explanations are ours.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 from docktap.capture.reader import Capture, Exchange
+from docktap.request.body import Decoded, decode
+from docktap.request.query import Query
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -250,26 +254,18 @@ def _process(peer: dict[str, Any] | None) -> Process:
 
 def _check(ex: Exchange) -> Iterator[_Hit]:
     operation = ex.operation
-    if operation == "ContainerCreate":
-        body = _json_body(ex)
-        if body is None:
+    if operation in ("ContainerCreate", "ContainerExec"):
+        if ex.request_complete is False:
             yield _unreadable(ex)
             return
-        yield from _check_create(body)
-    elif operation == "ContainerExec":
-        yield from _check_exec(ex)
+        decoded = decode(operation, bytes(ex.request_body))
+        if decoded.rejected:
+            yield _refused(ex, decoded)
+            return
+        body = decoded.value if isinstance(decoded.value, dict) else {}
+        yield from _check_create(body) if operation == "ContainerCreate" else _check_exec(body)
     elif operation == "ImageCreate":
         yield from _check_pull(ex)
-
-
-def _json_body(ex: Exchange) -> dict[str, Any] | None:
-    if ex.request_complete is False:
-        return None
-    try:
-        body = json.loads(bytes(ex.request_body) or b"{}")
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _unreadable(ex: Exchange) -> _Hit:
@@ -277,8 +273,28 @@ def _unreadable(ex: Exchange) -> _Hit:
         "info",
         "body-not-audited",
         f"{ex.operation} body not audited",
-        "The request body is not in the capture in full (it was larger than --max-body, or "
-        "is not a JSON object), so its options could not be checked.",
+        "The request body is not in the capture in full (it was larger than --max-body), so "
+        "its options could not be checked.",
+    )
+
+
+def _refused(ex: Exchange, decoded: Decoded) -> _Hit:
+    """A body dockerd's JSON decoding refuses: nothing happened, unless the daemon said yes."""
+    if ex.status is not None and 200 <= ex.status < 300:
+        return _Hit(
+            "high",
+            "body-misread",
+            f"{ex.operation} accepted by the daemon, but its body is unreadable to docktap",
+            "docktap reads bodies as dockerd's Go JSON decoding does, and by that reading this "
+            f"one fails ({decoded.error}); yet the daemon answered {ex.status}. Whatever it "
+            "did was not audited.",
+        )
+    return _Hit(
+        "info",
+        "body-refused",
+        f"{ex.operation} refused by the daemon: {decoded.error}",
+        "dockerd cannot decode this body into its API types (a value of the wrong type, or "
+        "not JSON), so it refuses the request and nothing is created.",
     )
 
 
@@ -513,18 +529,17 @@ def _check_image(image: Any) -> Iterator[_Hit]:
 
 
 def _check_pull(ex: Exchange) -> Iterator[_Hit]:
-    query = parse_qs(urlsplit(ex.target).query)
-    image = (query.get("fromImage") or [""])[0]
+    query = Query.of_target(ex.target)
+    image = query.get("fromImage")
     if not image:
         return  # an import from a tarball or URL, not a pull
-    tag = (query.get("tag") or [""])[0]
+    tag = query.get("tag")
     if tag.startswith("sha256:"):
         return  # the docker CLI sends a pinned pull's digest as the tag
     yield from _check_image(f"{image}:{tag}" if tag else image)
 
 
-def _check_exec(ex: Exchange) -> Iterator[_Hit]:
-    body = _json_body(ex) or {}
+def _check_exec(body: dict[str, Any]) -> Iterator[_Hit]:
     cmd = body.get("Cmd")
     shown = " ".join(str(c) for c in cmd) if isinstance(cmd, list) else "?"
     if body.get("Privileged") is True:

@@ -1,0 +1,191 @@
+"""A request body as dockerd sees it: decoded into the operation's API types, as Go does.
+
+Everything in docktap that judges a body (the audit, the redactor, replay matching) reads it
+through `decode`, never through a Python dict of the raw JSON: a client that writes
+`"hostconfig"`, repeats a key, or relies on a field dockerd still reads outside the spec would
+otherwise make the daemon do one thing while docktap reads another.
+
+The types come from the Engine API spec (the generated `schema_table`), corrected where the Go
+types of dockerd 20.10, the daemon docktap is tested against, differ from the spec:
+
+- `Cmd`, `Entrypoint` and `Shell` are a `strslice.StrSlice`, which takes a string as well as an
+  array of strings: `"Cmd": "id"` is `["id"]`.
+- The create body is decoded into a wrapper that also embeds a whole second, deprecated
+  `HostConfig` at the top level: `{"Image": "bb", "Privileged": true}` is a privileged
+  container. When the body has a `HostConfig` too, that one is used, and only `Memory`,
+  `MemorySwap`, `CpuShares` and `CpusetCpus` (and the deprecated `Cpuset`) carry over from the
+  top level, where the inner one leaves them unset.
+- Some fields dockerd 20.10 reads are no longer in the spec (`KernelMemory`, `MacAddress`,
+  the credentials of `AuthConfig`, ...), and some fields are Go pointers, which `null` resets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from docktap.request import gojson
+from docktap.request.schema_table import BODIES, STRUCTS
+
+# Fields of dockerd 20.10's Go types that the spec does not list.
+_EXTRA_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "AuthConfig": (
+        ("auth", "string"),
+        ("email", "string"),
+        ("identitytoken", "string"),
+        ("registrytoken", "string"),
+    ),
+    "ContainerConfig": (("MacAddress", "string"),),
+    "ContainerCreateBody": (("MacAddress", "string"),),
+    "HostConfig": (
+        ("KernelMemory", "int64"),
+        ("KernelMemoryTCP", "int64"),
+        ("Capabilities", "[]string"),
+    ),
+}
+# Fields whose Go type differs from what the spec says.
+_GO_TYPES = {
+    **{
+        (struct, name): "StrSlice"
+        for struct in ("ContainerConfig", "ContainerCreateBody")
+        for name in ("Cmd", "Entrypoint", "Shell")
+    },
+    ("HostConfig", "CapAdd"): "StrSlice",
+    ("HostConfig", "CapDrop"): "StrSlice",
+    ("HostConfig", "BlkioWeight"): "uint16",
+    ("HostConfigBlkioWeightDeviceItem", "Weight"): "uint16",
+    ("ContainerCreateBody", "HostConfig"): "*HostConfig",
+    ("ContainerCreateBody", "NetworkingConfig"): "*NetworkingConfig",
+    ("ContainerCreateBody", "Healthcheck"): "*HealthConfig",
+    ("ContainerConfig", "Healthcheck"): "*HealthConfig",
+    ("Mount", "BindOptions"): "*MountBindOptions",
+    ("Mount", "VolumeOptions"): "*MountVolumeOptions",
+    ("Mount", "TmpfsOptions"): "*MountTmpfsOptions",
+}
+# The deprecated top-level HostConfig of the create body: fields carried over into the inner one.
+_CARRIED_OVER = (("Memory", 0), ("MemorySwap", 0), ("CpuShares", 0), ("CpusetCpus", ""))
+_WRAPPER = "ContainerConfigWrapper"
+
+
+def _go_structs() -> dict[str, tuple[tuple[str, str], ...]]:
+    structs = {
+        name: tuple((f, _GO_TYPES.get((name, f), kind)) for f, kind in fields)
+        + _EXTRA_FIELDS.get(name, ())
+        for name, fields in STRUCTS.items()
+    }
+    create = structs["ContainerCreateBody"]
+    own = {name for name, _ in create}
+    # Go's field order: the embedded Config, HostConfig, Cpuset, NetworkingConfig, then the
+    # deprecated embedded HostConfig, whose fields are reached only where no other field is.
+    structs[_WRAPPER] = (
+        *create,
+        ("Cpuset", "string"),
+        *((name, kind) for name, kind in structs["HostConfig"] if name not in own),
+    )
+    return structs
+
+
+_STRUCTS = _go_structs()
+_OUTER_FIELDS = frozenset(name for name, _ in _STRUCTS["HostConfig"]) - {
+    name for name, _ in _STRUCTS["ContainerCreateBody"]
+}
+_TYPES = {**BODIES, "ContainerCreate": _WRAPPER}
+
+
+def _strslice(decoder: gojson.Decoder, value: Any, now: Any, where: str) -> Any:
+    """strslice.StrSlice: an array of strings, or one string; a new slice either way (its
+    UnmarshalJSON decodes into a fresh []string, so nothing merges and null items are "")."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return gojson.as_slice([value])
+    if isinstance(value, list) and all(item is None or isinstance(item, str) for item in value):
+        return gojson.as_slice(["" if item is None else item for item in value])
+    decoder.fail(value, "string", where)  # Go reports the second try, as a string
+    return now
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A body as dockerd reads it.
+
+    `value` holds what the body set, with the API's spelling of each field, and None when
+    there is no body or dockerd rejects it; `error` is dockerd's reason for rejecting it.
+    `typed` says whether the operation's API types were used; without them (an operation the
+    spec gives no JSON body) `value` is the plain JSON, the last of duplicate keys kept.
+    `trailing` is what follows the JSON value, which dockerd never reads.
+    """
+
+    operation: str | None
+    value: Any
+    error: str | None = None
+    typed: bool = False
+    trailing: bytes = b""
+
+    @property
+    def rejected(self) -> bool:
+        return self.error is not None
+
+
+def typed(operation: str | None) -> bool:
+    """Whether docktap knows the Go type this operation's JSON body is decoded into."""
+    return operation in _TYPES
+
+
+def field(struct: str, key: str) -> str | None:
+    """The name of the field of an API struct that a JSON key fills, as dockerd matches it."""
+    found = gojson.Decoder(_STRUCTS).field(struct, key)
+    return found[0] if found else None
+
+
+def decode(operation: str | None, body: bytes) -> Decoded:
+    """The body of a request to `operation`, decoded as dockerd decodes it."""
+    kind = _TYPES.get(operation or "")
+    if not body.strip(b" \t\r\n") and kind is None:
+        return Decoded(operation, None)
+    try:
+        parsed, trailing = gojson.parse(body)
+    except gojson.JSONSyntaxError as exc:
+        return Decoded(operation, None, str(exc), kind is not None)
+    if kind is None:
+        return Decoded(operation, gojson.plain(parsed), None, False, trailing)
+    decoder = gojson.Decoder(_STRUCTS, {"StrSlice": _strslice})
+    value = gojson.finish(decoder.decode(kind, parsed))
+    if decoder.errors:
+        return Decoded(operation, None, decoder.errors[0], True, trailing)
+    if kind == _WRAPPER and isinstance(value, dict):
+        value = _host_config(value, _has_outer(decoder, parsed))
+    return Decoded(operation, value, None, True, trailing)
+
+
+def _has_outer(decoder: gojson.Decoder, parsed: Any) -> bool:
+    """Whether a key of the body reached the deprecated top-level HostConfig (even with null,
+    that allocates it)."""
+    if not isinstance(parsed, gojson.Object):
+        return False
+    for key, _ in parsed.pairs:
+        found = decoder.field(_WRAPPER, key)
+        if found is not None and found[0] in _OUTER_FIELDS:
+            return True
+    return False
+
+
+def _host_config(value: dict[str, Any], has_outer: bool) -> dict[str, Any]:
+    """The create body with the HostConfig dockerd uses (runconfig's getHostConfig)."""
+    outer = {name: value.pop(name) for name in list(value) if name in _OUTER_FIELDS}
+    cpuset = value.pop("Cpuset", "")
+    inner = value.get("HostConfig")
+    if isinstance(inner, dict) and has_outer:
+        for name, zero in _CARRIED_OVER:
+            if outer.get(name, zero) != zero and inner.get(name, zero) == zero:
+                inner[name] = outer[name]
+        chosen: dict[str, Any] | None = inner
+    elif isinstance(inner, dict):
+        chosen = inner
+    else:
+        chosen = outer if has_outer else None
+    if chosen is not None:
+        if cpuset and not chosen.get("CpusetCpus"):
+            chosen["CpusetCpus"] = cpuset
+        value["HostConfig"] = chosen
+    return value

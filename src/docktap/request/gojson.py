@@ -1,0 +1,297 @@
+"""JSON read the way Go's encoding/json reads it into typed structs (the Go 1.19 dockerd 20.10).
+
+A JSON text means what the program that decodes it makes of it. dockerd decodes request bodies
+with Go's encoding/json into its API structs, and that reading differs from a Python dict:
+
+- A key finds its struct field by exact name first, else case-insensitively, the way
+  `bytes.EqualFold` compares: ASCII letters in either case, and two non-ASCII letters that fold
+  to ASCII ones, the Kelvin sign (U+212A, to k) and the long s (U+017F, to s).
+  `"hostconfig"` and `"HOSTCONFIG"` both fill `HostConfig`, and so does `"Ho\u017ftConfig"`.
+- A key that matches no field is ignored.
+- When a key comes again, its value is decoded into what the first one left: a scalar is
+  replaced, but a struct, a map or the elements of an array are decoded into, so their fields
+  merge: `{"HostConfig":{"Privileged":true},"HostConfig":{"Memory":1}}` is privileged. Array
+  elements past the new length stay in the slice's backing array and come back when a later
+  array is longer; `[]` and `null` drop them.
+- `null` resets a slice, a map or a pointer, and leaves anything else as it was.
+- No type is coerced: `1` is not a bool, `"1"` not a number, `1.0` or `1e3` not an integer.
+  Such a mismatch makes the request fail (decoding goes on, and the first error is reported).
+- Strings have invalid UTF-8 and lone surrogates replaced by U+FFFD; NaN and Infinity are not
+  JSON; bytes after the first JSON value are never read (dockerd uses a json.Decoder).
+
+Types are Go notation strings, as the generated schema table gives them (see
+scripts/gen-apischema). `decode` returns plain Python values with the struct fields spelled as
+the struct spells them, holding only what the body set: this is the body as dockerd sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: A struct: its fields, each with its JSON name and Go type string.
+Structs = Mapping[str, tuple[tuple[str, str], ...]]
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_RANGES = {
+    "int64": (-(1 << 63), (1 << 63) - 1),
+    "uint64": (0, (1 << 64) - 1),
+    "uint32": (0, (1 << 32) - 1),
+    "uint16": (0, (1 << 16) - 1),
+    "uint8": (0, (1 << 8) - 1),
+}
+_MAX_FLOAT = 1.7976931348623157e308
+_FOLD = {
+    **{code: code + 32 for code in range(ord("A"), ord("Z") + 1)},
+    0x212A: ord("k"),
+    0x017F: ord("s"),
+}
+
+
+def fold(name: str) -> str:
+    """The form in which two names are equal when encoding/json matches them to a field.
+
+    ASCII letters in lower case, the Kelvin sign as k and the long s as s; every other
+    character as it is (no other character folds to an ASCII letter).
+    """
+    return name.translate(_FOLD)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A JSON number as written: Go reads the text, and `1`, `1.0` and `1e0` differ to it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Object:
+    """A JSON object as written: every key in order, duplicates kept."""
+
+    pairs: tuple[tuple[str, Any], ...]
+
+
+class JSONSyntaxError(ValueError):
+    """The bytes do not begin with a JSON value (dockerd answers with a decoding error)."""
+
+
+def parse(body: bytes) -> tuple[Any, bytes]:
+    """The first JSON value of `body`, as written (Object, Number, str, list, bool, None), and
+    the bytes after it, which Go's json.Decoder never reads."""
+    # surrogateescape keeps each invalid byte as one lone surrogate, which then becomes one
+    # U+FFFD, as Go replaces each invalid byte.
+    text = body.decode("utf-8", "surrogateescape")
+    start = len(text) - len(text.lstrip(" \t\r\n"))
+    if start == len(text):
+        raise JSONSyntaxError("EOF")
+    decoder = json.JSONDecoder(
+        object_pairs_hook=_object,
+        parse_int=Number,
+        parse_float=Number,
+        parse_constant=_not_json,
+    )
+    try:
+        value, end = decoder.raw_decode(text, start)
+    except RecursionError as exc:
+        raise JSONSyntaxError("nested too deeply for docktap to read") from exc
+    except ValueError as exc:
+        raise JSONSyntaxError(str(exc)) from exc
+    return _clean(value), text[end:].encode("utf-8", "surrogateescape")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> Object:
+    return Object(tuple(pairs))
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"invalid character {constant[0]!r} looking for beginning of value")
+
+
+def _clean(value: Any) -> Any:
+    """Strings as Go holds them: lone surrogates (escaped or from invalid bytes) as U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, Object):
+        return Object(tuple((_clean(k), _clean(v)) for k, v in value.pairs))
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """A parsed value as Go's `interface{}` holds it: the last of duplicate keys, numbers as
+    numbers (integers kept exact)."""
+    if isinstance(value, Object):
+        return {key: plain(item) for key, item in value.pairs}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    if isinstance(value, Number):
+        return int(value.text) if _INTEGER.fullmatch(value.text) else float(value.text)
+    return value
+
+
+def kind_of(value: Any) -> str:
+    """How Go names a JSON value's kind in its error messages."""
+    if isinstance(value, Object):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Number):
+        return "number"
+    if isinstance(value, bool):
+        return "bool"
+    return "string" if isinstance(value, str) else "null"
+
+
+# While decoding, structs and slices keep what a later duplicate decodes into.
+@dataclass
+class _Struct:
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Slice:
+    backing: list[Any]
+    length: int
+
+
+_ABSENT = object()
+
+#: A Go type with its own UnmarshalJSON: (decoder, value, what is there now, where) -> new value.
+Custom = Callable[["Decoder", Any, Any, str], Any]
+
+
+class Decoder:
+    """Decodes parsed JSON into Go types, as encoding/json does; errors are collected."""
+
+    def __init__(self, structs: Structs, custom: Mapping[str, Custom] | None = None) -> None:
+        self.structs = structs
+        self.custom = dict(custom or {})
+        self.errors: list[str] = []
+        self._exact: dict[str, dict[str, tuple[str, str]]] = {}
+        self._folded: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def field(self, struct: str, key: str) -> tuple[str, str] | None:
+        """The (name, type) of the struct field a JSON key lands in, or None."""
+        if struct not in self._exact:
+            fields = self.structs[struct]
+            self._exact[struct] = {name: (name, kind) for name, kind in fields}
+            folded: dict[str, tuple[str, str]] = {}
+            for name, kind in fields:
+                folded.setdefault(fold(name), (name, kind))  # the first field wins
+            self._folded[struct] = folded
+        return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
+
+    def fail(self, value: Any, kind: str, where: str) -> None:
+        """Record Go's error for a value of the wrong type; `where` is "Struct.field.path"."""
+        what = kind_of(value)
+        if isinstance(value, Number) and kind not in ("bool", "string"):
+            what += " " + value.text
+        place = f"Go struct field {where}" if where else "Go value"
+        self.errors.append(f"json: cannot unmarshal {what} into {place} of type {kind}")
+
+    def decode(self, kind: str, value: Any, now: Any = _ABSENT, where: str = "") -> Any:
+        """`value` decoded into a Go value of type `kind` that holds `now`."""
+        pointer = kind.startswith("*")
+        base = kind.removeprefix("*")
+        if base in self.custom:
+            return self.custom[base](self, value, now, where)
+        if value is None:
+            if pointer or base == "any" or base.startswith(("[]", "map[")):
+                return None
+            return now  # null leaves a plain value as it was
+        if base == "any":
+            return plain(value)
+        if base.startswith("[]"):
+            return self._slice(base[2:], value, now, where)
+        if base.startswith("map[string]"):
+            return self._map(base[len("map[string]") :], value, now, where)
+        if base in self.structs:
+            return self._struct(base, value, now, where)
+        return self._scalar(base, value, now, where)
+
+    def _scalar(self, kind: str, value: Any, now: Any, where: str) -> Any:
+        if kind == "string" and isinstance(value, str):
+            return value
+        if kind == "bool" and isinstance(value, bool):
+            return value
+        if isinstance(value, Number):
+            if kind == "float64":
+                number = float(value.text)
+                if abs(number) <= _MAX_FLOAT:
+                    return number
+            elif kind in _RANGES and _INTEGER.fullmatch(value.text):
+                low, high = _RANGES[kind]
+                if low <= int(value.text) <= high:
+                    return int(value.text)
+        self.fail(value, kind, where)
+        return now
+
+    def _struct(self, name: str, value: Any, now: Any, where: str) -> Any:
+        if not isinstance(value, Object):
+            self.fail(value, name, where)
+            return now
+        into = now if isinstance(now, _Struct) else _Struct()
+        # Go names the innermost struct, then the JSON path of fields from the top.
+        path = where.partition(".")[2]
+        for key, item in value.pairs:
+            found = self.field(name, key)
+            if found is None:
+                continue  # unknown fields are ignored
+            field_name, kind = found
+            at = f"{name}.{path}.{field_name}" if path else f"{name}.{field_name}"
+            into.fields[field_name] = self.decode(
+                kind, item, into.fields.get(field_name, _ABSENT), at
+            )
+        return into
+
+    def _slice(self, kind: str, value: Any, now: Any, where: str) -> Any:
+        if not isinstance(value, list):
+            self.fail(value, "[]" + kind, where)
+            return now
+        if not value:
+            return _Slice([], 0)  # a new empty slice: the old backing array is gone
+        backing = list(now.backing) if isinstance(now, _Slice) else []
+        for index, item in enumerate(value):
+            if index < len(backing):
+                backing[index] = self.decode(kind, item, backing[index], where)
+            else:
+                backing.append(self.decode(kind, item, self.zero(kind), where))
+        return _Slice(backing, len(value))
+
+    def _map(self, kind: str, value: Any, now: Any, where: str) -> Any:
+        if not isinstance(value, Object):
+            self.fail(value, "map[string]" + kind, where)
+            return now
+        into = dict(now) if isinstance(now, dict) else {}
+        for key, item in value.pairs:
+            into[key] = self.decode(kind, item, self.zero(kind), where)  # a fresh value per key
+        return into
+
+    def zero(self, kind: str) -> Any:
+        """Go's zero value of a type, as `finish` shows it."""
+        if kind.startswith(("*", "[]", "map[")) or kind == "any":
+            return None
+        if kind in self.structs:
+            return _Struct()
+        return {"string": "", "bool": False, "float64": 0.0}.get(kind, 0)
+
+
+def finish(value: Any) -> Any:
+    """A decoded value as plain Python values: structs as dicts of the fields the body set."""
+    if isinstance(value, _Struct):
+        return {name: finish(item) for name, item in value.fields.items() if item is not _ABSENT}
+    if isinstance(value, _Slice):
+        return [finish(item) for item in value.backing[: value.length]]
+    if isinstance(value, dict):
+        return {key: finish(item) for key, item in value.items()}
+    return value
+
+
+def as_slice(items: list[Any]) -> Any:
+    """A decoded slice holding `items` (for custom decoders)."""
+    return _Slice(list(items), len(items))

@@ -1,0 +1,98 @@
+"""Query parameters read as dockerd reads them: Go's url.ParseQuery, then httputils' helpers.
+
+Go splits the query on `&` only, drops a pair holding a `;` and a pair with a bad `%`
+escape, turns `+` into a space, and keeps every value of a repeated name; dockerd reads the
+first. Booleans go through `httputils.BoolValue`: the value, trimmed of white space and in lower
+case, is false when it is empty, `0`, `no`, `false` or `none`, and true otherwise (`1`, `true`,
+`True`, `yes`, but also `2` or `off`). Integers through `Int64ValueOrDefault`: an empty value
+gives the default; anything but a base-10 int64 is an error (dockerd answers 400), which
+`Int64ValueOrZero` turns into 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_FALSE = frozenset({"", "0", "no", "false", "none"})
+_INT64 = re.compile(r"[+-]?[0-9]+")
+# Go's strings.TrimSpace: Unicode white space (Python's str.strip knows a few more, such as
+# the information separators \x1c-\x1f, which Go keeps).
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _unescape(text: str) -> str | None:
+    """Go's url.QueryUnescape; None where Go gives an error."""
+    if _ESCAPE.search(text):
+        return None
+    raw = text.replace("+", " ").encode("utf-8", "surrogateescape")
+    out = bytearray()
+    index = 0
+    while index < len(raw):
+        if raw[index] == ord("%"):
+            out.append(int(raw[index + 1 : index + 3], 16))
+            index += 3
+        else:
+            out.append(raw[index])
+            index += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+@dataclass(frozen=True)
+class Query:
+    """The parameters of a query string, every value of each name in order."""
+
+    values: dict[str, list[str]]
+
+    @classmethod
+    def parse(cls, query: str) -> Query:
+        values: dict[str, list[str]] = {}
+        for pair in query.split("&"):
+            if not pair or ";" in pair:
+                continue
+            raw_name, _, raw_value = pair.partition("=")
+            name, value = _unescape(raw_name), _unescape(raw_value)
+            if name is None or value is None:
+                continue
+            values.setdefault(name, []).append(value)
+        return cls(values)
+
+    @classmethod
+    def of_target(cls, target: str) -> Query:
+        return cls.parse(target.partition("?")[2])
+
+    def has(self, name: str) -> bool:
+        return name in self.values
+
+    def get(self, name: str) -> str:
+        """The first value, or "" (Go's FormValue)."""
+        found = self.values.get(name)
+        return found[0] if found else ""
+
+    def bool_value(self, name: str) -> bool:
+        """httputils.BoolValue."""
+        return self.get(name).strip(_GO_SPACE).lower() not in _FALSE
+
+    def bool_value_or_default(self, name: str, default: bool) -> bool:
+        """httputils.BoolValueOrDefault: the default when the name is absent."""
+        return self.bool_value(name) if self.has(name) else default
+
+    def int64_value_or_default(self, name: str, default: int) -> int:
+        """httputils.Int64ValueOrDefault; ValueError where dockerd answers 400."""
+        value = self.get(name)
+        if value == "":
+            return default
+        if not _INT64.fullmatch(value) or not -(1 << 63) <= int(value) < 1 << 63:
+            raise ValueError(f'strconv.ParseInt: parsing "{value}": invalid syntax')
+        return int(value)
+
+    def int64_value_or_zero(self, name: str) -> int:
+        """httputils.Int64ValueOrZero."""
+        try:
+            return self.int64_value_or_default(name, 0)
+        except ValueError:
+            return 0

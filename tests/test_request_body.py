@@ -1,0 +1,159 @@
+"""Request bodies decoded into the API types as dockerd 20.10 decodes them.
+
+Each expectation here was first observed on the real daemon (the differential tests in
+test_request_differential.py send such bodies to it and compare with `docker inspect`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from docktap.request.body import decode, field, typed
+
+
+def create(body: str | bytes) -> Any:
+    data = body.encode() if isinstance(body, str) else body
+    decoded = decode("ContainerCreate", data)
+    assert decoded.typed
+    assert decoded.error is None, decoded.error
+    return decoded.value
+
+
+def host(body: str | bytes) -> Any:
+    return create(body).get("HostConfig")
+
+
+def test_keys_in_any_case_land_in_the_api_spelling() -> None:
+    assert create('{"image":"bb","hostconfig":{"privileged":true,"bInDs":["/etc:/h"]}}') == {
+        "Image": "bb",
+        "HostConfig": {"Privileged": True, "Binds": ["/etc:/h"]},
+    }
+    assert host('{"HostConfig":{"Bind\u017f":["/etc:/x"],"Networ\u212aMode":"host"}}') == {
+        "Binds": ["/etc:/x"],
+        "NetworkMode": "host",
+    }
+
+
+def test_duplicate_host_configs_merge() -> None:
+    body = '{"HostConfig":{"Privileged":true},"HostConfig":{"Memory":8000000}}'
+    assert host(body) == {"Privileged": True, "Memory": 8000000}
+    assert host('{"HostConfig":{"Privileged":false,"Privileged":true}}') == {"Privileged": True}
+    assert host('{"HostConfig":{"Privileged":true,"Privileged":null}}') == {"Privileged": True}
+    assert host('{"HostConfig":{"Binds":["/etc:/x"]},"HostConfig":null}') is None
+
+
+def test_slices_keep_their_backing_array() -> None:
+    assert host('{"HostConfig":{"Binds":["/etc:/x"]},"HostConfig":{"Binds":[null]}}') == {
+        "Binds": ["/etc:/x"]
+    }
+    body = (
+        '{"HostConfig":{"Mounts":[{"Type":"bind","Source":"/srv","Target":"/a"},'
+        '{"Type":"bind","Source":"/etc","Target":"/h"}]},"HostConfig":{"Mounts":[{}]},'
+        '"HostConfig":{"Mounts":[{},{"Target":"/h2"}]}}'
+    )
+    assert host(body)["Mounts"] == [
+        {"Type": "bind", "Source": "/srv", "Target": "/a"},
+        {"Type": "bind", "Source": "/etc", "Target": "/h2"},
+    ]
+
+
+def test_strslice_fields_take_a_string_and_never_merge() -> None:
+    assert create('{"Cmd":"echo hi","Entrypoint":["sh","-c"]}') == {
+        "Cmd": ["echo hi"],
+        "Entrypoint": ["sh", "-c"],
+    }
+    assert host('{"HostConfig":{"CapAdd":["SYS_ADMIN"]},"HostConfig":{"CapAdd":[null]}}') == {
+        "CapAdd": [""]
+    }
+
+
+def test_the_deprecated_top_level_host_config() -> None:
+    assert host('{"Image":"bb","Privileged":true}') == {"Privileged": True}
+    assert host('{"Privileged":true,"HostConfig":null}') == {"Privileged": True}
+    # With an inner HostConfig, only four resource fields carry over from the top level.
+    assert host('{"Privileged":true,"HostConfig":{"Memory":8000000}}') == {"Memory": 8000000}
+    assert host('{"Memory":9000000,"HostConfig":{"Privileged":true}}') == {
+        "Privileged": True,
+        "Memory": 9000000,
+    }
+    assert host('{"Cpuset":"0","HostConfig":{}}') == {"CpusetCpus": "0"}
+    assert "Cpuset" not in create('{"Cpuset":"0"}')
+    assert host('{"Privileged":null}') == {}
+
+
+def test_map_keys_are_data_not_fields() -> None:
+    body = '{"Labels":{"a":"1"},"Labels":{"b":"2"},"Labels":{"a":null},"labels":{"A":"3"}}'
+    assert create(body) == {"Labels": {"a": "", "b": "2", "A": "3"}}
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            '{"HostConfig":{"Privileged":1}}',
+            "json: cannot unmarshal number into Go struct field "
+            "HostConfig.HostConfig.Privileged of type bool",
+        ),
+        (
+            '{"HostConfig":{"Privileged":"true"}}',
+            "json: cannot unmarshal string into Go struct field "
+            "HostConfig.HostConfig.Privileged of type bool",
+        ),
+        (
+            '{"HostConfig":{"Memory":1e7}}',
+            "json: cannot unmarshal number 1e7 into Go struct field "
+            "HostConfig.HostConfig.Memory of type int64",
+        ),
+        (
+            '{"HostConfig":{"BlkioWeight":70000}}',
+            "json: cannot unmarshal number 70000 into Go struct field "
+            "HostConfig.HostConfig.BlkioWeight of type uint16",
+        ),
+        (
+            '{"HostConfig":{"Binds":"/etc:/x"}}',
+            "json: cannot unmarshal string into Go struct field "
+            "HostConfig.HostConfig.Binds of type []string",
+        ),
+        (
+            '{"Cmd":["a",1]}',
+            "json: cannot unmarshal array into Go struct field "
+            "ContainerConfigWrapper.Cmd of type string",
+        ),
+        ("[]", "json: cannot unmarshal array into Go value of type ContainerConfigWrapper"),
+        ("", "EOF"),
+    ],
+)
+def test_what_dockerd_refuses(body: str, error: str) -> None:
+    decoded = decode("ContainerCreate", body.encode())
+    assert decoded.rejected
+    assert decoded.value is None
+    assert decoded.error == error
+
+
+def test_what_follows_the_json_value_is_never_read() -> None:
+    decoded = decode("ContainerCreate", b'{"HostConfig":{"Privileged":true}} {"x":')
+    assert decoded.value == {"HostConfig": {"Privileged": True}}
+    assert decoded.trailing == b' {"x":'
+
+
+def test_exec_auth_and_secrets_through_their_types() -> None:
+    assert decode("ContainerExec", b'{"cmd":["id"],"PRIVILEGED":true,"user":"0"}').value == {
+        "Cmd": ["id"],
+        "Privileged": True,
+        "User": "0",
+    }
+    auth = decode("SystemAuth", '{"USERNAME":"u","pa\u017f\u017fword":"p","Auth":"x"}'.encode())
+    assert auth.value == {"username": "u", "password": "p", "auth": "x"}
+    assert decode("SecretCreate", b'{"data":"c2VjcmV0"}').value == {"Data": "c2VjcmV0"}
+    assert field("HostConfig", "bInDs") == "Binds"
+    assert field("HostConfig", "nope") is None
+
+
+def test_operations_without_a_json_type_are_plain_json() -> None:
+    assert not typed("ContainerList")
+    decoded = decode("ContainerList", b'{"a":1,"a":2}')
+    assert (decoded.value, decoded.typed, decoded.error) == ({"a": 2}, False, None)
+    assert decode("ContainerList", b"").value is None
+    assert decode(None, b"not json").rejected

@@ -1,0 +1,153 @@
+"""Go's encoding/json rules, on small struct tables written for each rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from docktap.request.gojson import Decoder, JSONSyntaxError, Number, Object, finish, fold, parse
+
+STRUCTS = {
+    "Top": (
+        ("Name", "string"),
+        ("name", "string"),
+        ("Flag", "bool"),
+        ("Ptr", "*bool"),
+        ("Size", "int64"),
+        ("Small", "uint16"),
+        ("Ratio", "float64"),
+        ("Inner", "Inner"),
+        ("Items", "[]Inner"),
+        ("Words", "[]string"),
+        ("Labels", "map[string]string"),
+        ("Anything", "any"),
+        ("Mask", "string"),
+        ("Key", "string"),
+    ),
+    "Inner": (("A", "string"), ("B", "string")),
+}
+
+
+def decoded(body: bytes, kind: str = "Top") -> tuple[Any, list[str]]:
+    decoder = Decoder(STRUCTS)
+    value, _ = parse(body)
+    result = finish(decoder.decode(kind, value))
+    return result, decoder.errors
+
+
+def test_fold_is_ascii_case_plus_kelvin_and_long_s() -> None:
+    assert fold("HostConfig") == fold("hostconfig") == fold("HOSTCONFIG") == "hostconfig"
+    assert fold("\u212aey") == "key"
+    assert fold("Ma\u017fk") == "mask"
+    assert fold("\u00c9") == "\u00c9"  # other letters keep their case: É does not fold to e
+    assert fold("\u0130") == "\u0130"  # nor does the dotted capital I to i
+
+
+def test_exact_name_first_then_the_first_field_that_folds_equal() -> None:
+    assert decoded(b'{"name":"x"}')[0] == {"name": "x"}
+    assert decoded(b'{"Name":"x"}')[0] == {"Name": "x"}
+    assert decoded(b'{"NAME":"x"}')[0] == {"Name": "x"}
+    assert decoded('{"\u212aEY":"k","MA\u017fK":"s"}'.encode())[0] == {"Key": "k", "Mask": "s"}
+    assert decoded('{"K\u0065y":"x"}'.encode())[0] == {"Key": "x"}
+    assert decoded('{"\u00cbey":"x","Kéy":"y"}'.encode())[0] == {}
+
+
+def test_unknown_fields_are_ignored() -> None:
+    assert decoded(b'{"Nope":1,"Flag":true,"Inner":{"C":[1,2]}}') == (
+        {"Flag": True, "Inner": {}},
+        [],
+    )
+
+
+def test_the_last_scalar_wins_and_structs_merge() -> None:
+    body = b'{"Flag":true,"flag":false,"Inner":{"A":"1"},"inner":{"B":"2"},"Inner":{"A":"3"}}'
+    assert decoded(body)[0] == {"Flag": False, "Inner": {"A": "3", "B": "2"}}
+
+
+def test_null_resets_slices_maps_pointers_and_leaves_the_rest() -> None:
+    body = (
+        b'{"Flag":true,"Flag":null,"Ptr":true,"Ptr":null,"Words":["a"],"Words":null,'
+        b'"Labels":{"a":"1"},"Labels":null,"Inner":{"A":"1"},"Inner":null,"Size":null}'
+    )
+    assert decoded(body)[0] == {
+        "Flag": True,
+        "Ptr": None,
+        "Words": None,
+        "Labels": None,
+        "Inner": {"A": "1"},
+    }
+
+
+def test_maps_merge_keys_with_fresh_values() -> None:
+    body = b'{"Labels":{"a":"1","A":"2"},"Labels":{"b":"3"},"Labels":{"a":null}}'
+    assert decoded(body)[0] == {"Labels": {"a": "", "A": "2", "b": "3"}}
+
+
+def test_array_elements_are_decoded_into_and_the_backing_array_remembers() -> None:
+    body = (
+        b'{"Items":[{"A":"a0","B":"b0"},{"A":"a1","B":"b1"}],"Items":[{"A":"x"}],'
+        b'"Items":[{},{"B":"y"}],"Words":["w0","w1"],"Words":[null],"Words":[null,null]}'
+    )
+    assert decoded(body)[0] == {
+        "Items": [{"A": "x", "B": "b0"}, {"A": "a1", "B": "y"}],
+        "Words": ["w0", "w1"],
+    }
+    # An empty array (or null) drops what the backing array held.
+    assert decoded(b'{"Words":["w0"],"Words":[],"Words":[null]}')[0] == {"Words": [""]}
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"Flag":1}', "cannot unmarshal number into Go struct field Top.Flag of type bool"),
+        (b'{"Flag":"true"}', "cannot unmarshal string into Go struct field Top.Flag of type bool"),
+        (b'{"Size":"1"}', "cannot unmarshal string into Go struct field Top.Size of type int64"),
+        (b'{"Size":1.0}', "cannot unmarshal number 1.0 into Go struct field Top.Size"),
+        (b'{"Size":1e3}', "cannot unmarshal number 1e3 into Go struct field Top.Size"),
+        (b'{"Size":9223372036854775808}', "number 9223372036854775808 into"),
+        (
+            b'{"Small":-1}',
+            "cannot unmarshal number -1 into Go struct field Top.Small of type uint16",
+        ),
+        (b'{"Small":65536}', "number 65536 into Go struct field Top.Small of type uint16"),
+        (b'{"Ratio":1e999}', "number 1e999 into Go struct field Top.Ratio of type float64"),
+        (
+            b'{"Words":"a"}',
+            "cannot unmarshal string into Go struct field Top.Words of type []string",
+        ),
+        (b'{"Inner":{"A":false}}', "cannot unmarshal bool into Go struct field Inner.Inner.A"),
+        (b'{"Labels":[]}', "cannot unmarshal array into Go struct field Top.Labels"),
+        (b"[1]", "cannot unmarshal array into Go value of type Top"),
+    ],
+)
+def test_no_type_is_coerced(body: bytes, error: str) -> None:
+    _, errors = decoded(body)
+    assert errors and error in errors[0], errors
+
+
+def test_numbers_and_anything() -> None:
+    body = b'{"Size":-0,"Small":65535,"Ratio":2,"Anything":{"a":1,"a":[1.5,null]}}'
+    assert decoded(body) == (
+        {"Size": 0, "Small": 65535, "Ratio": 2.0, "Anything": {"a": [1.5, None]}},
+        [],
+    )
+
+
+def test_parse_keeps_what_was_written_and_what_follows() -> None:
+    value, rest = parse(b' {"a":1,"a":2.50} trailing {"b":')
+    assert value == Object((("a", Number("1")), ("a", Number("2.50"))))
+    assert rest == b' trailing {"b":'
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"  \n", b"NaN", b'{"a":Infinity}', b"\xef\xbb\xbf{}", b'{"a":1', b"{'a':1}"]
+)
+def test_what_go_refuses_to_parse(body: bytes) -> None:
+    with pytest.raises(JSONSyntaxError):
+        parse(body)
+
+
+def test_strings_as_go_holds_them() -> None:
+    value, _ = parse(b'["a\xffb", "\\ud800", "\\ud83d\\ude00", "\xe2\x82"]')
+    assert value == ["a\ufffdb", "\ufffd", "\U0001f600", "\ufffd\ufffd"]
