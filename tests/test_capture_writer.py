@@ -13,6 +13,7 @@ from capture_schema import validate_capture
 
 from docktap.capture.format import RecordEncoder
 from docktap.capture.writer import CaptureWriter
+from docktap.outputs import OutputError
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
@@ -67,7 +68,7 @@ def test_overwritten_capture_becomes_private(tmp_path: Path) -> None:
 
 
 def test_create_fails_loudly_when_the_file_cannot_be_opened(tmp_path: Path) -> None:
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="No such file or directory"):
         CaptureWriter.create(str(tmp_path / "no-such-dir" / "c.jsonl"))
 
 

@@ -24,9 +24,9 @@ import click
 from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
-from docktap.capture.writer import open_capture
 from docktap.console import auto_console, terminal
 from docktap.listening import ListenError
+from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
 from docktap.recording.link import RecorderLink, spawn_recorder
 from docktap.recording.wire import RecordingConfig
 from docktap.relay import Relay
@@ -69,9 +69,10 @@ def _start_recording(
     fd = None
     if output != "-":
         try:
-            fd = open_capture(output)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write capture {output}: {exc.strerror}") from exc
+            # Opened before anything starts, so that a bad path is reported at once.
+            fd = open_output(output, replace=True)
+        except OutputError as exc:
+            raise click.ClickException(f"cannot write capture {output}: {exc.reason}") from exc
     from docktap.redact import REDACT_ENV_VAR, patterns_from_env
 
     names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
@@ -552,15 +553,12 @@ def export_command(capture: str, fmt: str, output: str) -> None:
     if output == "-":
         click.echo(text, nl=False)
         return
-    # Exports hold what the capture holds, so they are as private as the capture; a script
-    # is made executable by its owner.
-    import stat
-
-    mode = 0o700 if fmt == "curl" else 0o600
+    # Exports hold what the capture holds, so they are as private as the capture.
     try:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        if stat.S_ISREG(os.fstat(fd).st_mode):  # an old file keeps its mode otherwise
-            os.fchmod(fd, mode)
+        fd = open_output(output, replace=True, mode=PRIVATE_SCRIPT if fmt == "curl" else PRIVATE)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
         with open(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
     except OSError as exc:

@@ -8,13 +8,12 @@ once and drops what follows, while Docker traffic keeps flowing.
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from collections.abc import Callable, Iterable
 from typing import IO
 
 from docktap.capture.format import Record, dumps
+from docktap.outputs import open_output
 
 
 class CaptureWriter:
@@ -28,10 +27,10 @@ class CaptureWriter:
 
     @classmethod
     def create(cls, path: str, on_error: Callable[[str], None] | None = None) -> CaptureWriter:
-        """A new capture file (see `open_capture`), or stdout for `-`."""
+        """A capture file opened by `open_output` (OutputError if it cannot be), or stdout: `-`."""
         if path == "-":
             return cls(sys.stdout, on_error)
-        return cls.from_fd(open_capture(path), on_error)
+        return cls.from_fd(open_output(path, replace=True), on_error)
 
     @classmethod
     def from_fd(cls, fd: int, on_error: Callable[[str], None] | None = None) -> CaptureWriter:
@@ -62,18 +61,3 @@ class CaptureWriter:
         except OSError as exc:
             if self.failed is None and self._on_error is not None:
                 self._on_error(f"closing the capture failed: {exc.strerror}")
-
-
-def open_capture(path: str) -> int:
-    """A capture file opened for writing, readable by its owner only: captures hold what
-    clients sent. Opened before anything starts, so a bad path is reported at once."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        # The mode above applies only to a new file: tighten an old one that is overwritten.
-        # Only regular files: `-o /dev/null` must not change the device.
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.fchmod(fd, 0o600)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
