@@ -1,4 +1,8 @@
-"""Where docktap accepts clients: private sockets, live ones never replaced, loopback TCP."""
+"""Where docktap accepts clients: private sockets, live ones never replaced, loopback TCP.
+
+The attacks happen in a world-writable directory without the sticky bit, where another user
+(nobody, 65534: the suite runs as root) may rename anything over anything.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,32 @@ import stat
 from pathlib import Path
 
 import pytest
+from tapping import docktap
 
-from docktap.listening import ListenError, bound_port, clear_stale_socket, is_loopback, listen
+from docktap.listening import (
+    ListenError,
+    bound_port,
+    clear_stale_socket,
+    is_loopback,
+    listen,
+    parse_socket_mode,
+)
 from docktap.upstream import Endpoint
+
+NOBODY = 65534
+CAPTURE = Path(__file__).resolve().parent.parent / "captures" / "run.jsonl"
 
 
 def _factory() -> asyncio.Protocol:
     return asyncio.Protocol()
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    directory.chmod(0o777)
+    return directory
 
 
 def test_loopback_hosts() -> None:
@@ -92,3 +115,94 @@ def test_a_directory_that_is_not_there_is_a_listen_error(tmp_path: Path) -> None
             await listen(Endpoint(path=str(tmp_path / "no" / "d.sock")), _factory)
 
     asyncio.run(main())
+
+
+def test_a_symlink_renamed_over_the_new_socket_does_not_get_its_mode(
+    shared: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("root's own\n")
+    victim.chmod(0o644)
+    sock = shared / "docker.sock"
+    seen: list[int] = []
+
+    async def attacker() -> None:
+        """Swap a link in as soon as the socket shows up at its path."""
+        for _ in range(1000):
+            if os.path.lexists(sock):
+                break
+            await asyncio.sleep(0)  # a turn of the loop, not a wait for time
+        seen.append(stat.S_IMODE(os.lstat(sock).st_mode))
+        planted = shared / "planted"
+        planted.symlink_to(victim)
+        os.lchown(planted, NOBODY, NOBODY)
+        os.rename(planted, sock)
+
+    async def main() -> None:
+        swap = asyncio.get_running_loop().create_task(attacker())
+        server = await listen(Endpoint(path=str(sock)), _factory, socket_mode=0o666)
+        await swap
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert victim.read_text() == "root's own\n"
+    assert seen == [0o666]  # the socket never shows at its path with another mode
+
+
+def test_the_socket_accepts_with_its_mode_and_leaves_no_private_directory(shared: Path) -> None:
+    sock = shared / "docker.sock"
+
+    async def main() -> None:
+        server = await listen(Endpoint(path=str(sock)), _factory, socket_mode=0o660)
+        info = os.lstat(sock)
+        assert stat.S_ISSOCK(info.st_mode)
+        assert stat.S_IMODE(info.st_mode) == 0o660
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(client, str(sock))
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert sorted(p.name for p in shared.iterdir()) == ["docker.sock"]
+
+
+def test_a_failed_bind_leaves_nothing_behind(shared: Path) -> None:
+    deep = shared / ("d" * 110)  # past the 107 bytes of a unix socket's path
+    deep.mkdir()
+
+    async def main() -> None:
+        with pytest.raises(ListenError, match=r"cannot listen on .*: AF_UNIX path too long"):
+            await listen(Endpoint(path=str(deep / "s.sock")), _factory)
+
+    asyncio.run(main())
+    assert list(deep.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["4700", "2660", "1777", "7777", "10000"])
+def test_special_bits_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not the setuid, setgid or sticky bit"):
+        parse_socket_mode(text)
+
+
+def test_modes_are_octal() -> None:
+    assert parse_socket_mode("660") == 0o660
+    assert parse_socket_mode("0600") == 0o600
+    with pytest.raises(ValueError, match=r"'u\+rw' is not an octal mode such as 600"):
+        parse_socket_mode("u+rw")
+
+
+@pytest.mark.parametrize("command", ["proxy", "replay"])
+def test_the_cli_refuses_a_setuid_socket_before_listening(command: str, tmp_path: Path) -> None:
+    sock = tmp_path / "p.sock"
+    args = [str(CAPTURE)] if command == "replay" else ["-o", str(tmp_path / "c.jsonl")]
+    result = docktap(command, *args, "--listen", str(sock), "--socket-mode", "4770", timeout=30)
+    assert result.returncode == 2
+    assert "Invalid value for '--socket-mode': 4770: a socket takes only permission bits" in (
+        result.stderr.decode()
+    )
+    assert not sock.exists()
+    assert not (tmp_path / "c.jsonl").exists()

@@ -25,7 +25,7 @@ from docktap import __version__
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, terminal
-from docktap.listening import ListenError
+from docktap.listening import ListenError, parse_socket_mode
 from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
 from docktap.recording.link import RecorderLink, spawn_recorder
 from docktap.recording.wire import RecordingConfig
@@ -142,6 +142,22 @@ _audit_option = click.option(
     is_flag=True,
     help=f"Warn on stderr, as they happen, of risky calls ({AUDIT_LIVE_LEVEL} and above; "
     "see `docktap audit`).",
+)
+
+
+def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        return parse_socket_mode(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+_socket_mode_option = click.option(
+    "--socket-mode",
+    default="600",
+    show_default=True,
+    callback=_socket_mode,
+    help="Permissions of the listening unix socket, in octal.",
 )
 _upstream_option = click.option(
     "--upstream",
@@ -269,12 +285,7 @@ async def _command_against(argv: list[str], sock: str) -> int:
 @_no_redact_option
 @_redact_env_option
 @_audit_option
-@click.option(
-    "--socket-mode",
-    default="600",
-    show_default=True,
-    help="Permissions of the listening unix socket, in octal.",
-)
+@_socket_mode_option
 @click.option("-q", "--quiet", is_flag=True, help="No live rows of the calls, nor status line.")
 def proxy(
     listen: str,
@@ -284,7 +295,7 @@ def proxy(
     no_redact: bool,
     redact_env: tuple[str, ...],
     audit: bool,
-    socket_mode: str,
+    socket_mode: int,
     quiet: bool,
 ) -> None:
     """Relay and record until SIGINT or SIGTERM.
@@ -294,14 +305,13 @@ def proxy(
     """
     try:
         endpoint = parse_endpoint(listen)
-        mode = int(socket_mode, 8)
-    except (EndpointError, ValueError) as exc:
+    except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
     target = _upstream(upstream)
     path = output or _default_capture_name()
     live = "off" if quiet else "status"
     link = _start_recording(path, max_body, target, None, live, not no_redact, redact_env, audit)
-    asyncio.run(_proxy(endpoint, mode, target, link))
+    asyncio.run(_proxy(endpoint, socket_mode, target, link))
     if path != "-":
         _say(f"capture written to {path}")
 
@@ -640,12 +650,7 @@ def _repeat_methods(text: str) -> frozenset[str] | None:
 @main.command("replay", cls=_FilesThenCommand)
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--listen", metavar="PATH|tcp://127.0.0.1:PORT", help="Serve here until stopped.")
-@click.option(
-    "--socket-mode",
-    default="600",
-    show_default=True,
-    help="Permissions of the listening unix socket, in octal.",
-)
+@_socket_mode_option
 @click.option(
     "--speed",
     type=click.FloatRange(min=0),
@@ -687,7 +692,7 @@ def replay_command(
     ctx: click.Context,
     captures: tuple[str, ...],
     listen: str | None,
-    socket_mode: str,
+    socket_mode: int,
     speed: float,
     strict: bool,
     report_unused: bool,
@@ -723,9 +728,8 @@ def replay_command(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ignore-json") from exc
     try:
-        mode = int(socket_mode, 8)
         endpoint = parse_endpoint(listen) if listen is not None else None
-    except (EndpointError, ValueError) as exc:
+    except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
     recordings = []
     for path in captures:
@@ -738,7 +742,7 @@ def replay_command(
         code = asyncio.run(_command_on_private_socket(argv, server.listen, server.close))
     else:
         assert endpoint is not None
-        asyncio.run(_replay_until_stopped(endpoint, mode, server))
+        asyncio.run(_replay_until_stopped(endpoint, socket_mode, server))
         code = 0
     failed = _replay_report(server, report_unused)
     if strict and failed:

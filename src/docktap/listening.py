@@ -1,18 +1,21 @@
 """Where docktap accepts Docker clients: a unix socket or a loopback TCP port, opened safely.
 
 The relay and the replay daemon both stand in for docker.sock, and whoever can connect to it
-can ask for root on the host. So a socket is created with no access for others and widened
-only on request, a path in use by a live process (or by anything that is not a socket) is
-never replaced, and TCP is refused on anything but loopback.
+can ask for root on the host. So a socket appears at its path with the mode asked for (no
+access for others unless widened on request), a path in use by a live process (or by anything
+that is not a socket) is never replaced, and TCP is refused on anything but loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import ipaddress
 import os
 import socket
 import stat
+import tempfile
 from collections.abc import Callable
 
 from docktap.upstream import Endpoint
@@ -22,8 +25,31 @@ from docktap.upstream import Endpoint
 _BACKLOG = socket.SOMAXCONN
 
 
+# What a socket's mode may hold: setuid, setgid and sticky mean nothing good on a socket.
+_PERMISSIONS = 0o777
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
 class ListenError(Exception):
     """The endpoint cannot be listened on; the message says why."""
+
+
+def parse_socket_mode(text: str) -> int:
+    """The permissions `--socket-mode` gives in octal; ValueError says why they are refused."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an octal mode such as 600 or 660") from None
+    _check_socket_mode(mode)
+    return mode
+
+
+def _check_socket_mode(mode: int) -> None:
+    if mode < 0 or mode & ~_PERMISSIONS:
+        raise ValueError(
+            f"{mode:o}: a socket takes only permission bits (at most 777), "
+            "not the setuid, setgid or sticky bit"
+        )
 
 
 def is_loopback(host: str | None) -> bool:
@@ -65,17 +91,13 @@ async def listen(
     loop = asyncio.get_running_loop()
     if endpoint.path is not None:
         clear_stale_socket(endpoint.path)
-        # Create the socket with no access for others, then widen it if asked: never a
-        # window in which another user could connect.
-        old_umask = os.umask(0o177)
         try:
-            server = await loop.create_unix_server(factory, endpoint.path, backlog=_BACKLOG)
+            sock = _bound_unix_socket(endpoint.path, socket_mode)
         except OSError as exc:
-            raise ListenError(f"cannot listen on {endpoint.path}: {exc.strerror}") from exc
-        finally:
-            os.umask(old_umask)
-        os.chmod(endpoint.path, socket_mode)
-        return server
+            # Some errors have no strerror: "AF_UNIX path too long".
+            reason = exc.strerror or str(exc)
+            raise ListenError(f"cannot listen on {endpoint.path}: {reason}") from exc
+        return await loop.create_unix_server(factory, sock=sock, backlog=_BACKLOG)
     if not is_loopback(endpoint.host):
         raise ListenError(
             f"refusing to listen on {endpoint.host}: the Docker API is root access; "
@@ -87,6 +109,53 @@ async def listen(
         )
     except OSError as exc:
         raise ListenError(f"cannot listen on {endpoint.url}: {exc.strerror}") from exc
+
+
+def _bound_unix_socket(path: str, mode: int) -> socket.socket:
+    """A unix socket bound at `path`, where it appears with permissions `mode` already.
+
+    Binding at `path` and then changing its mode by path would look the path up a second time:
+    in a directory others can write to, a symlink renamed over the socket meanwhile would make
+    the chmod (root's, often) change the link's target instead. So the socket is bound in a
+    private directory made next to `path`, given its mode there through that directory's
+    descriptor, and renamed into place. No umask either: it is the whole process's, threads
+    included.
+    """
+    _check_socket_mode(mode)
+    directory, name = os.path.split(os.path.abspath(path))
+    parent = os.open(directory, _DIRECTORY)
+    try:
+        # Short, because a unix socket's path has at most 107 bytes.
+        private = tempfile.mkdtemp(prefix=".dt", dir=directory)
+        try:
+            return _bind_in(parent, private, name, mode)
+        finally:
+            os.rmdir(os.path.basename(private), dir_fd=parent)
+    finally:
+        os.close(parent)
+
+
+def _bind_in(parent: int, private: str, name: str, mode: int) -> socket.socket:
+    inside = os.open(os.path.basename(private), _DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        made = os.fstat(inside)
+        # mkdtemp made it 0700; anything else means the name was taken over since.
+        if made.st_uid != os.geteuid() or stat.S_IMODE(made.st_mode) != 0o700:
+            raise PermissionError(errno.EPERM, f"{private} was replaced while binding")
+        sock.bind(os.path.join(private, "s"))
+        # Through the descriptor: if the directory was swapped after the check, the socket is
+        # not in it, and this fails instead of reaching someone else's file.
+        os.chmod("s", mode, dir_fd=inside)
+        os.rename("s", name, src_dir_fd=inside, dst_dir_fd=parent)
+    except BaseException:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink("s", dir_fd=inside)
+        raise
+    finally:
+        os.close(inside)
+    return sock
 
 
 def bound_port(server: asyncio.Server) -> int | None:
