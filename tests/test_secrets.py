@@ -43,7 +43,7 @@ def forms(secret: str) -> list[bytes]:
 def outputs(capture: Path) -> dict[str, bytes]:
     """The capture and everything docktap makes from it."""
     made = {"capture": capture.read_bytes()}
-    for fmt in ("har", "mermaid", "curl", "markdown"):
+    for fmt in ("har", "mermaid", "curl", "markdown", "html"):
         proc = docktap("export", "--format", fmt, str(capture))
         assert proc.returncode == 0, proc.stderr.decode()
         made[fmt] = proc.stdout

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -532,7 +533,7 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     )
 
 
-_EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown")
+_EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown", "html")
 
 
 @main.command("export")
@@ -544,11 +545,12 @@ _EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown")
     type=click.Choice(_EXPORT_FORMATS),
     required=True,
     help="har: HTTP Archive 1.2; mermaid: sequence diagram; curl: shell script re-issuing "
-    "the requests; markdown: a report.",
+    "the requests; markdown: a report; html: a self-contained web page.",
 )
 @click.option("-o", "--output", metavar="FILE|-", default="-", help="Where to write (default -).")
 def export_command(capture: str, fmt: str, output: str) -> None:
-    """Turn a capture into a HAR file, a Mermaid diagram, a curl script or a Markdown report."""
+    """Turn a capture into a HAR file, a Mermaid diagram, a curl script, a Markdown report or a
+    web page."""
     from docktap.render import curl, har, markdown, mermaid
 
     loaded = _load(capture)
@@ -558,6 +560,8 @@ def export_command(capture: str, fmt: str, output: str) -> None:
         text = mermaid.render(loaded)
     elif fmt == "curl":
         text = curl.render(loaded)
+    elif fmt == "html":
+        text = _page(loaded, capture)
     else:
         text = markdown.render(loaded)
     if output == "-":
@@ -573,6 +577,36 @@ def export_command(capture: str, fmt: str, output: str) -> None:
             handle.write(text)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror}") from exc
+
+
+def _page(loaded: Capture, path: str) -> str:
+    from docktap.render import html, web
+
+    return html.render(loaded, os.path.basename(path), web.assets())
+
+
+@main.command("view")
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+def view_command(capture: str) -> None:
+    """Open the capture as a web page in the browser (or print the page's path)."""
+    import webbrowser
+
+    text = _page(_load(capture), capture)
+    # mkstemp creates the file 0600 and never reuses a name: the page holds what the capture
+    # holds. It is left behind on purpose, since the browser reads it after docktap exits.
+    stem = os.path.splitext(os.path.basename(capture))[0]
+    fd, path = tempfile.mkstemp(prefix=f"docktap-{stem}-", suffix=".html")
+    with open(fd, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    url = Path(path).as_uri()
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if opened:
+        _say(f"opened {path}")
+    else:
+        click.echo(path)
 
 
 _AUDIT_LEVELS = ("info", "low", "medium", "high", "critical")
