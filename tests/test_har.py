@@ -19,7 +19,8 @@ from docktap.capture.format import RecordEncoder
 from docktap.capture.reader import Capture, loads
 from docktap.cli import main
 from docktap.events import BodyData, Direction, MessageEnd, RequestHead, ResponseHead
-from docktap.render.har import iso_time, to_har
+from docktap.render.har import to_har
+from docktap.render.text import iso_time
 
 SCHEMA = Path(__file__).parent / "data" / "har-1.2.schema.json"
 

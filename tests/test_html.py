@@ -46,7 +46,8 @@ from docktap.events import (
 )
 from docktap.render import html as page
 from docktap.render import web
-from docktap.render.stats import bytes_in, bytes_out, exchange_kind
+from docktap.render.kind import exchange_kind
+from docktap.render.stats import bytes_in, bytes_out
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted((ROOT / "captures").glob("*.jsonl"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from docktap.routes import Route, match, operation_name, split_version
+from docktap.routes import VERSION_PREFIX, Route, match, operation_name, split_version, subject
 from docktap.routes_table import ROUTES, SPEC_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -75,13 +75,53 @@ def test_table_shape() -> None:
         ("/_ping", (None, "/_ping")),
         ("/version", (None, "/version")),
         ("/volumes?filters=x", (None, "/volumes")),
-        ("/v1.41", ("1.41", "/")),
+        # A version with nothing after it is no prefix: the daemon routes none such.
+        ("/v1.41", (None, "/v1.41")),
+        ("/v1.41/", ("1.41", "/")),
+        ("/v1/version", ("1", "/version")),  # the daemon takes a version without a minor
         ("/v10.5/info?path=/v1.2/x", ("10.5", "/info")),
         ("/v1.41x/info", (None, "/v1.41x/info")),
     ],
 )
 def test_split_version(target: str, expected: tuple[str | None, str]) -> None:
     assert split_version(target) == expected
+
+
+def test_one_version_rule_for_every_reader() -> None:
+    """Replay matching and `show --path` strip exactly the prefix split_version takes."""
+    from docktap.replay.match import normalize_path
+
+    for target in ("/v1.41/containers/json", "/v1/version", "/v1.41", "/vx.y/a", "/a/v1.41/b"):
+        assert normalize_path(target) == split_version(target)[1]
+        assert bool(VERSION_PREFIX.match(target)) == (split_version(target)[0] is not None)
+
+
+# --- subjects --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/v1.41/containers/da20d04c/attach?stream=1", ("containers", "da20d04c")),
+        ("/containers/da20d04c/wait", ("containers", "da20d04c")),
+        ("/v1.41/containers/sleeper", ("containers", "sleeper")),
+        ("/v1.41/exec/0cd8e1ba/start", ("exec", "0cd8e1ba")),
+        # A container may be named like a collection; with more path, it is a container.
+        ("/v1.41/containers/create/attach", ("containers", "create")),
+        ("/v1.41/containers/json", None),
+        ("/v1.41/containers/create?name=x", None),
+        ("/containers/prune", None),
+        ("/containers/", None),
+        ("/v1.41/images/bb/json", None),
+        ("/v1.41/images/containers/x/json", None),  # an image name, not a container
+        ("/_ping", None),
+    ],
+)
+def test_subject(target: str, expected: tuple[str, str] | None) -> None:
+    found = subject(target)
+    assert (None if found is None else (found.kind, found.ref)) == expected
+    if found is not None:
+        assert str(found) == "/".join(expected or ())
 
 
 # --- real targets, as sent by the docker CLI --------------------------------

@@ -11,7 +11,6 @@ import json
 import re
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,7 @@ from docktap.events import (
 from docktap.filters import Filter
 from docktap.jsonstream import split
 from docktap.render import timeline
+from docktap.render.kind import stayed_open
 from docktap.render.timeline import TimelineOptions, render, render_exchanges, render_lines
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -293,7 +293,7 @@ def test_render_yields_one_text_per_exchange_and_is_pure() -> None:
     loaded = load(capture_path("run"))
     options = TimelineOptions(width=120, styled=True)
     first = list(render(loaded, options))
-    assert all(isinstance(line, Text) for line in first)
+    assert all(isinstance(line.to_text(), Text) for line in first)
     assert len(first) == 2 + 5 + 1  # title, heads, the exchanges, summary
     again = list(render(loaded, options))
     assert [t.plain for t in first] == [t.plain for t in again]
@@ -315,42 +315,9 @@ def test_render_exchanges_without_a_capture() -> None:
     assert "capture" not in text  # no title, no summary
 
 
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [(0, "-"), (1, "1B"), (1023, "1023B"), (1024, "1.0K"), (1536, "1.5K"), (10240, "10K")],
-)
-def test_sizes(size: int, text: str) -> None:
-    assert timeline.format_size(size) == text
-
-
-def test_more_sizes_and_durations() -> None:
-    assert timeline.format_size(3 << 20) == "3.0M"
-    assert timeline.format_size((1 << 20) - 1) == "1.0M"
-    assert timeline.format_size(5 << 40) == "5.0T"
-    assert [timeline.format_duration(s) for s in (None, 0.0001, 0.9999, 1.5, 59.99, 61, 3700)] == [
-        "open",
-        "0.1ms",
-        "999.9ms",
-        "1.500s",
-        "59.990s",
-        "1m01s",
-        "1h01m",
-    ]
-    for seconds in (0.99996, 59.99996):
-        assert len(timeline.format_duration(seconds)) <= 7
-
-
-def test_terminal_escapes_in_output_are_dropped_and_controls_escaped() -> None:
-    assert timeline.clean("\x1b[31mred\x1b[0m \x1b]0;title\x07ok") == "red ok"
-    assert timeline.clean("a\x00b\x08c\x9bd") == "a\\x00b\\x08c\\x9bd"
-    assert timeline.clean("tab\there") == "tab     here"
-    assert timeline.text_lines(b"one\r\ntwo\n\xffthree") == ["one", "two", "\ufffdthree"]
-
-
-def test_wide_characters_fit_their_cells() -> None:
-    assert timeline.fit("日本語のテキスト", 7) == "日本語…"
-    assert timeline.pad("日本", 6) == "日本  "
-    assert timeline.fold("日本語", 4) == ["日本", "語"]
+@pytest.mark.parametrize(("size", "text"), [(0, "-"), (1, "1B"), (1536, "1.5K")])
+def test_size_cells_say_nothing_went_with_a_dash(size: int, text: str) -> None:
+    assert timeline.size_cell(size) == text
 
 
 def _capture_with(path: Path, *, footer: bool) -> Capture:
@@ -403,25 +370,25 @@ def test_many_concurrent_connections_share_the_last_lane() -> None:
     loaded = load(capture_path("run"))
     lanes = timeline.Lanes(loaded.exchanges, max_lanes=2)
     assert lanes.count == 2
-    marks = [lanes.marks(ex, timeline.is_long_poll(ex)).row for ex in loaded.exchanges]
+    marks = [lanes.marks(ex, stayed_open(ex)).row for ex in loaded.exchanges]
     assert marks == ["● ", "● ", " ●", "●│", "│●"]
 
 
-@pytest.fixture
-def no_fast_text(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(timeline, "_FAST_TEXT", False)
-    yield
-
-
-def test_the_text_shortcut_gives_what_rich_would(no_fast_text: None) -> None:
-    loaded = load(capture_path("run"))
-    options = TimelineOptions(width=120, styled=True)
-    slow = list(render(loaded, options))
-    timeline._FAST_TEXT = True
-    fast = list(render(loaded, options))
-    assert [(t.plain, t.spans, t.no_wrap, t.overflow) for t in slow] == [
-        (t.plain, t.spans, t.no_wrap, t.overflow) for t in fast
-    ]
+def test_the_text_shortcut_gives_what_rich_would() -> None:
+    """A Line holds what rich's own Text of it holds: nothing rich would strip is left in."""
+    for path in sorted(CAPTURES.glob("*.jsonl")):
+        options = TimelineOptions(width=120, styled=True, bodies=True)
+        for line in render(load(path), options):
+            text = Text(line.plain, spans=line.spans, no_wrap=True, overflow="crop")
+            rich = line.to_text()
+            assert (rich.plain, rich.spans, rich.no_wrap, rich.overflow) == (
+                text.plain,
+                text.spans,
+                True,
+                "crop",
+            )
+            assert text.plain == line.plain, path.name
+            assert line.__rich__().plain == line.plain
 
 
 def _big_capture(path: Path, exchanges: int) -> Path:
@@ -473,7 +440,7 @@ def test_every_capture_at_every_width_renders_within_it() -> None:
                 width=width, styled=True, bodies=True, explain=lambda op: f"about {op} " * 9
             )
             for text in render(loaded, options):
-                list(text.render(console))  # spans that run backwards would fail here
+                list(text.to_text().render(console))  # spans that run backwards would fail here
                 for line in text.plain.split("\n"):
                     assert cell_len(line) <= width, (path.name, width, line)
 

@@ -35,8 +35,8 @@ from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_up
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.text import Text
 
+    from docktap.render.timeline import Line
     from docktap.replay.server import ReplayServer
     from docktap.replay.store import Miss
 
@@ -346,7 +346,7 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _print_lines(console: Console, lines: Iterable[Text]) -> None:
+def _print_lines(console: Console, lines: Iterable[Line]) -> None:
     """Print rendered lines, in batches, each already fitted to the width.
 
     Without colour the text goes straight to the file. With colour each line is turned into
@@ -373,7 +373,7 @@ def _print_lines(console: Console, lines: Iterable[Text]) -> None:
                     piece.style.render(piece.text, color_system=system)
                     if piece.style
                     else piece.text
-                    for piece in line.render(console)
+                    for piece in line.to_text().render(console)
                 )
             )
         if len(out) >= 1000:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from docktap.capture.reader import Exchange
+from docktap.routes import split_version
 
-_VERSION_PREFIX = re.compile(r"^/v[0-9]+(?:\.[0-9]+)?(?=/)")
 _STATUS = re.compile(r"^([1-5])(?:([0-9])([0-9])|xx)$", re.IGNORECASE)
 
 
@@ -99,7 +99,7 @@ class Filter:
                 return False
         if self.paths:
             path = ex.path
-            bare = _VERSION_PREFIX.sub("", path)
+            bare = split_version(path)[1]
             if not any(
                 fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(bare, glob)
                 for glob in self.paths

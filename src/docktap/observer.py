@@ -150,7 +150,7 @@ class _Exchange:
     target: str
     operation: str | None
     api_version: str | None
-    ref: str | None  # the container or exec id/name from the path
+    subject: routes.Subject | None  # the container or exec the path names
     request_done: bool = False
     response_started: bool = False
     response_done: bool = False
@@ -159,11 +159,6 @@ class _Exchange:
     request_body: bytearray | None = None
     response_body: bytearray | None = None
     tty: bool | None = None
-
-
-def _path_ref(path: str) -> str | None:
-    parts = path.split("/")
-    return parts[2] if len(parts) > 2 and parts[1] in ("containers", "exec") else None
 
 
 def _piece(data: bytes, pos: int, size: int) -> bytes:
@@ -472,7 +467,7 @@ class ConnectionObserver:
             version, path = routes.split_version(target)
             route = routes.match(method, target)
             op = route.operation if route else None
-            ex = _Exchange(self._seq, method, target, op, version, _path_ref(path))
+            ex = _Exchange(self._seq, method, target, op, version, routes.subject(path))
             if op in _LEARN_OPS:
                 ex.request_body = bytearray()
             self._ex = ex
@@ -590,8 +585,8 @@ class ConnectionObserver:
         if ex.content_type == _RAW_STREAM and version is not None and version >= (1, 42):
             return False
         tty = ex.tty
-        if tty is None and ex.ref is not None:
-            tty = self._book.lookup(ex.ref)
+        if tty is None and ex.subject is not None:
+            tty = self._book.lookup(ex.subject.ref)
         return None if tty is None else not tty
 
     def _hijack(self, ex: _Exchange, protocol: str) -> None:

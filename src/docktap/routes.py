@@ -18,6 +18,10 @@ Matching rules, in order of preference:
 Within 2 and 3, templates with more literal segments win, then templates whose
 literals come earlier.  Lookups are indexed by method and first path segment,
 so a match costs a dict probe and, at worst, a handful of regex tests.
+
+The rules about paths that everything else shares live here too: what a `/vX.Y` version prefix
+is (:data:`VERSION_PREFIX`, :func:`split_version`) and which container or exec instance a path
+is about (:func:`subject`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,23 @@ from dataclasses import dataclass
 
 from docktap.routes_table import ROUTES
 
-__all__ = ["Route", "match", "operation_name", "split_version"]
+__all__ = [
+    "VERSION_PREFIX",
+    "Route",
+    "Subject",
+    "match",
+    "operation_name",
+    "split_version",
+    "subject",
+]
 
-_VERSION_PREFIX = re.compile(r"/v([0-9]+\.[0-9]+)(?=/|$)")
+#: The API version prefix of a path, as the daemon's router takes it: `/v1.41/...`, `/v1/...`.
+#: Only a leading prefix followed by more path counts (`/v1.41` alone names no version).
+VERSION_PREFIX = re.compile(r"/v([0-9]+(?:\.[0-9]+)?)(?=/)")
+# What a first path segment names when it is followed by an id or a name.
+_SUBJECT_KINDS = frozenset({"containers", "exec"})
+# /containers/json, /containers/create, /containers/prune: collections, not a container.
+_COLLECTIONS = frozenset({"json", "create", "prune"})
 _PARAM = re.compile(r"\{[^/{}]+\}")
 # What a parameter may match: one segment, or (fallback) several non-empty ones.
 _SEGMENT = "[^/]+"
@@ -53,10 +71,36 @@ def split_version(target: str) -> tuple[str | None, str]:
     ``/_ping`` gives ``(None, "/_ping")``.  The query string is dropped.
     """
     path = target.partition("?")[0]
-    m = _VERSION_PREFIX.match(path)
+    m = VERSION_PREFIX.match(path)
     if m is None:
         return None, path
-    return m.group(1), path[m.end() :] or "/"
+    return m.group(1), path[m.end() :]
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """The object a request is about: `kind` is ``containers`` or ``exec``, `ref` its id or name."""
+
+    kind: str
+    ref: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.ref}"
+
+
+def subject(target: str) -> Subject | None:
+    """The container or exec instance a request target names, or None.
+
+    ``/v1.41/containers/da20d04c/attach`` is about ``containers/da20d04c`` and
+    ``/exec/0cd8e1ba/start`` about ``exec/0cd8e1ba``; ``/containers/json`` (a collection) and
+    ``/images/bb/json`` are about neither.  The version prefix and the query are ignored.
+    """
+    parts = split_version(target)[1].split("/", 3)
+    if len(parts) < 3 or parts[1] not in _SUBJECT_KINDS or not parts[2]:
+        return None
+    if len(parts) == 3 and parts[2] in _COLLECTIONS:
+        return None
+    return Subject(parts[1], parts[2])
 
 
 # A compiled parameterised template: its ranking key (lower sorts first), the

@@ -28,7 +28,8 @@ import re
 import shlex
 
 from docktap.capture.reader import Capture, Exchange
-from docktap.render.har import BASE_URL, iso_time
+from docktap.render.har import BASE_URL
+from docktap.render.text import iso_time
 
 SOCKET = '"${DOCKER_SOCK:-/var/run/docker.sock}"'
 MAX_TIME = '"${DOCKTAP_MAX_TIME:-60}"'

@@ -22,14 +22,14 @@ the whole length and the `comment` next to the text says how much is missing.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from docktap import __version__
 from docktap.capture.reader import Capture, Exchange
-from docktap.render.stats import exchange_kind
+from docktap.render.kind import exchange_kind
+from docktap.render.text import iso_time
 
 BASE_URL = "http://docker"
 
@@ -79,12 +79,6 @@ def _extras(capture: Capture) -> dict[tuple[int, int], _Extra]:
 
 def _ms(seconds: float) -> float:
     return round(max(seconds, 0.0) * 1000, 3)
-
-
-def iso_time(epoch: float) -> str:
-    """ISO 8601 in UTC with milliseconds, e.g. `2026-11-27T22:12:08.362Z`."""
-    moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _headers(headers: list[tuple[str, str]]) -> list[dict[str, str]]:

@@ -25,7 +25,8 @@ from docktap.audit import Finding, audit
 from docktap.capture.format import decode_bytes
 from docktap.capture.reader import Capture, Exchange
 from docktap.explain import explain
-from docktap.render.stats import bytes_in, bytes_out, exchange_kind
+from docktap.render.kind import exchange_kind
+from docktap.render.stats import bytes_in, bytes_out
 
 #: Bumped when the shape of the embedded data changes, so a reader of an old page can tell.
 DATA_VERSION = 1

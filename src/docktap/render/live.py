@@ -19,14 +19,14 @@ from rich.text import Text
 
 from docktap.capture.format import Record
 from docktap.capture.reader import Assembler, Exchange
+from docktap.render.kind import stayed_open
+from docktap.render.text import format_size
 from docktap.render.timeline import (
     Layout,
     Marks,
     Rows,
     TimelineOptions,
     conn_colour,
-    format_size,
-    is_long_poll,
 )
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class LiveView:
 
     def _print(self, exchanges: list[Exchange]) -> None:
         for ex in exchanges:
-            spans = is_long_poll(ex)
+            spans = stayed_open(ex)
             block = self.rows.block(ex, self.lanes.marks(ex, spans), spans)
             self.lanes.completed(ex.conn)
             self.console.print(block, soft_wrap=True)

@@ -17,7 +17,8 @@ from collections import Counter
 from docktap import explain
 from docktap.capture.reader import Capture, Exchange
 from docktap.render import mermaid, stats
-from docktap.render.har import iso_time
+from docktap.render.kind import exchange_kind
+from docktap.render.text import format_duration, format_offset, format_size, iso_time
 
 #: Output shown per stream in the exchange list, in characters.
 MAX_OUTPUT = 400
@@ -48,12 +49,6 @@ def _status(ex: Exchange) -> str:
     if ex.status is None:
         return "no answer"
     return f"{ex.status} {ex.reason or ''}".strip()
-
-
-def _duration(ex: Exchange) -> str:
-    if ex.duration_s is None:
-        return "open"
-    return stats.format_s(ex.duration_s)
 
 
 def daemon_message(ex: Exchange) -> str | None:
@@ -116,11 +111,11 @@ def _summary(capture: Capture) -> list[str]:
         "| --- | --- |",
         f"| exchanges | {totals['exchanges']} |",
         f"| connections | {totals['connections']} |",
-        f"| duration | {stats.format_s(totals['duration_s'])} |",
+        f"| duration | {format_duration(totals['duration_s'])} |",
         f"| errors | {failed} exchanges failed or unanswered, {totals['errors']} error records |",
         f"| hijacked / streamed | {totals['hijacked']} / {totals['streamed']} |",
-        f"| bytes in / out | {stats.format_bytes(totals['bytes_in'])} / "
-        f"{stats.format_bytes(totals['bytes_out'])} |",
+        f"| bytes in / out | {format_size(totals['bytes_in'])} / "
+        f"{format_size(totals['bytes_out'])} |",
         "",
         "| operation | calls | statuses | what it does |",
         "| --- | ---: | --- | --- |",
@@ -149,10 +144,11 @@ def _timeline(capture: Capture) -> list[str]:
         "| ---: | ---: | --- | --- | --- | ---: |",
     ]
     for ex in capture.exchanges:
-        kind = stats.exchange_kind(ex)
-        duration = _duration(ex) + ("" if kind == "plain" else f" ({kind})")
+        kind = exchange_kind(ex)
+        duration = format_duration(ex.duration_s) + ("" if kind == "plain" else f" ({kind})")
         lines.append(
-            f"| {ex.started_mono:.3f}s | {ex.conn} | {_cell(ex.operation or '(unknown)')} | "
+            f"| {format_offset(ex.started_mono)} | {ex.conn} | "
+            f"{_cell(ex.operation or '(unknown)')} | "
             f"{code(mermaid.request_text(ex), in_table=True)} | {_cell(_status(ex))} | "
             f"{duration} |"
         )
@@ -164,7 +160,7 @@ def _exchange(ex: Exchange) -> list[str]:
     what = explain.explain(ex.operation) if ex.operation else None
     line = (
         f"- **{ex.conn}.{ex.seq} {name}** {code(mermaid.request_text(ex))} → {_status(ex)}, "
-        f"{_duration(ex)}"
+        f"{format_duration(ex.duration_s)}"
     )
     lines = [line + (f": {what}" if what else "")]
     message = daemon_message(ex)
@@ -180,7 +176,7 @@ def _exchange(ex: Exchange) -> list[str]:
             # A TTY's output ends its lines with CR LF; the report shows the lines.
             text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
             if len(text) > MAX_OUTPUT:
-                text = text[:MAX_OUTPUT] + f"\n… ({stats.format_bytes(len(data))} in all)"
+                text = text[:MAX_OUTPUT] + f"\n… ({format_size(len(data))} in all)"
             lines += [f"  - {stream}:", ""]
             lines += ["    " + part for part in _fenced(text, "text")]
             lines.append("")

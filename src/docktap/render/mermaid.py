@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 
 from docktap.capture.reader import Capture, Exchange
-from docktap.render.stats import exchange_kind, format_bytes, format_s
-from docktap.render.timeline import shorten_ids
+from docktap.render.kind import exchange_kind
+from docktap.render.text import fit, format_duration, format_size, shorten_ids
 
 #: At most this many connections get a participant each.
 MAX_PARTICIPANTS = 6
@@ -39,10 +39,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_NAMES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def escape(text: str) -> str:
     """Text safe inside a Mermaid message or note: one line, no statement breaks."""
     text = _ESCAPE.sub(lambda m: _ENTITIES[m.group()], text)
@@ -50,12 +46,12 @@ def escape(text: str) -> str:
 
 
 def request_text(ex: Exchange) -> str:
-    return clip(f"{ex.method} {shorten_ids(ex.target)}", MAX_TARGET)
+    return fit(f"{ex.method} {shorten_ids(ex.target)}", MAX_TARGET)
 
 
 def _sample(data: bytes) -> str:
     text = data.decode("utf-8", errors="replace")
-    return '"' + clip(text, MAX_SAMPLE) + '"'
+    return '"' + fit(text, MAX_SAMPLE) + '"'
 
 
 def _stream_note(ex: Exchange) -> str:
@@ -99,8 +95,8 @@ def render(capture: Capture) -> str:
             status = f"{ex.status} {ex.reason or ''}".strip()
             answered = ex.response_started_mono
             if kind == "stream" and ex.ended_mono is not None:
-                took = format_s(ex.ended_mono - ex.started_mono)
-                status += f", body streamed for {took} ({format_bytes(ex.response_body_size)})"
+                took = format_duration(ex.ended_mono - ex.started_mono)
+                status += f", body streamed for {took} ({format_size(ex.response_body_size)})"
                 answered = ex.ended_mono
             elif kind == "hijack":
                 status += f", connection hijacked ({ex.hijacked})"

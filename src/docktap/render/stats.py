@@ -34,8 +34,9 @@ STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": n
   body's end, or the connection's close for a hijack), by the nearest-rank method. For
   `hijacked` exchanges (attach, exec) that is how long the session lasted, and for `streamed`
   ones (long polls such as ContainerWait, `logs -f`, build and pull progress: the body kept
-  arriving at least 100 ms after the response headers) how long the stream stayed open; neither
-  is the daemon's response time. The counts say how many such exchanges an operation had.
+  arriving at least 100 ms after the response headers, or never ended) how long the stream
+  stayed open; neither is the daemon's response time (`docktap.render.kind` holds the rule).
+  The counts say how many such exchanges an operation had.
 - `bytes_in` is what the client sent (request bodies, plus stdin of hijacked streams);
   `bytes_out` what the daemon sent (response bodies, plus the raw hijacked stream). Body sizes
   are the full sizes even past `--max-body`; hijacked streams count only the bytes the capture
@@ -55,27 +56,14 @@ from rich.console import Console
 from rich.table import Table
 
 from docktap.capture.reader import Capture, Exchange
+from docktap.render.kind import exchange_kind
+from docktap.render.text import format_duration, format_offset, format_size, plural
 
 STATS_VERSION = 1
-#: A body still arriving this long after the response headers makes the exchange a stream.
-STREAM_AFTER_S = 0.1
 #: Rows of the connections table in the text view; `--json` always has them all.
 MAX_CONNECTION_ROWS = 50
 
 _STATUS_KEYS = ("101", "2xx", "3xx", "4xx", "5xx", "other", "none")
-
-
-def exchange_kind(ex: Exchange) -> str:
-    """`hijack`, `stream` (long poll or streamed body) or `plain`."""
-    if ex.hijacked:
-        return "hijack"
-    if (
-        ex.ended_mono is not None
-        and ex.response_started_mono is not None
-        and ex.ended_mono - ex.response_started_mono >= STREAM_AFTER_S
-    ):
-        return "stream"
-    return "plain"
 
 
 def status_class(status: int | None) -> str:
@@ -248,31 +236,12 @@ def compute(capture: Capture) -> dict[str, Any]:
 # --- text ---------------------------------------------------------------------------------
 
 
-def format_bytes(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
+def _ms(ms: float | None) -> str:
+    return "-" if ms is None else format_duration(ms / 1000)
 
 
-def format_ms(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms:.1f}ms"
-    return f"{ms / 1000:.2f}s"
-
-
-def format_s(seconds: float | None) -> str:
-    return "-" if seconds is None else format_ms(seconds * 1000)
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def _count(n: int) -> str:
@@ -289,16 +258,20 @@ def _kind(op: dict[str, Any]) -> str:
 
 
 def _console(width: int, color: bool) -> Console:
+    # Everything the environment could decide is given, so that the text depends on the
+    # arguments only: a height too, or TERM=dumb would shrink a terminal console to 80x25.
     return Console(
         file=io.StringIO(),
         width=width,
+        height=25,
         force_terminal=color,
+        force_jupyter=False,
+        force_interactive=False,
         color_system="standard" if color else None,
         no_color=not color,
         highlight=False,
         emoji=False,
         legacy_windows=False,
-        _environ={},
     )
 
 
@@ -311,13 +284,13 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
     capture = stats["capture"]
     console.print(
         f"{plural(totals['exchanges'], 'exchange')} on "
-        f"{plural(totals['connections'], 'connection')} in {format_s(totals['duration_s'])}"
+        f"{plural(totals['connections'], 'connection')} in {_s(totals['duration_s'])}"
         + ("" if capture["complete"] else " (capture cut short)"),
         style="bold",
     )
     console.print(
-        f"statuses: {answered or 'none'}   in: {format_bytes(totals['bytes_in'])}   "
-        f"out: {format_bytes(totals['bytes_out'])}   errors recorded: {totals['errors']}"
+        f"statuses: {answered or 'none'}   in: {format_size(totals['bytes_in'])}   "
+        f"out: {format_size(totals['bytes_out'])}   errors recorded: {totals['errors']}"
     )
     # Only the status classes that occur: empty columns would squeeze the numbers.
     seen = [k for k in _STATUS_KEYS if status[k]]
@@ -336,9 +309,9 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
             op["operation"] or "(unknown)",
             str(op["count"]),
             *(_count(op["status"][k]) for k in seen),
-            *(format_ms(latency.get(k)) for k in ("p50", "p95", "max")),
-            format_bytes(op["bytes_in"]),
-            format_bytes(op["bytes_out"]),
+            *(_ms(latency.get(k)) for k in ("p50", "p95", "max")),
+            format_size(op["bytes_in"]),
+            format_size(op["bytes_out"]),
             _kind(op),
         )
     console.print()
@@ -354,16 +327,16 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
     for name in ("conn", "exchanges", "opened", "lifetime", "in", "out", "hijacked"):
         conns.add_column(name, justify="left" if name == "hijacked" else "right")
     for row in rows[:MAX_CONNECTION_ROWS]:
-        lifetime = format_s(row["lifetime_s"])
+        lifetime = _s(row["lifetime_s"])
         if row["closed_s"] is None and row["lifetime_s"] is not None:
             lifetime += " (open)"
         conns.add_row(
             str(row["conn"]),
             str(row["exchanges"]),
-            "-" if row["opened_s"] is None else f"{row['opened_s']:.3f}s",
+            "-" if row["opened_s"] is None else format_offset(row["opened_s"]),
             lifetime,
-            format_bytes(row["bytes_in"]),
-            format_bytes(row["bytes_out"]),
+            format_size(row["bytes_in"]),
+            format_size(row["bytes_out"]),
             row["hijacked"] or "",
         )
     console.print()

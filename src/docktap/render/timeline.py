@@ -9,12 +9,13 @@ streams: container output demultiplexed (stdout plain, `stderr>` red, `stdin>` w
 client sent), JSON message streams one message a line, how long a long poll stayed open, and,
 on request, bodies and a one-line explanation.
 
-Everything here is pure: it takes exchanges and options and yields `rich.text.Text`s: one
-for each exchange (its row and the lines under it, so a live view can print it in one write),
-plus a title, column heads and a summary; every line is already fitted to the width, nothing
-is left for the console to wrap. The caller owns the Console. Fixed columns drawn line by line
-instead of a `rich.table.Table` (which measures every cell) keep a capture of a hundred
-thousand exchanges fast.
+Everything here is pure: it takes exchanges and options and yields `Line`s, a text and its
+rich `Span`s (printable as a `rich.text.Text`): one for each exchange (its row and the lines
+under it, so a live view can print it in one write), plus a title, column heads and a summary;
+every line is already fitted to the width, nothing is left for the console to wrap. The
+caller owns the Console. Fixed columns drawn line by line instead of a `rich.table.Table`
+(which measures every cell) keep a capture of a hundred thousand exchanges fast. Sizes,
+durations and fitting follow the renderers' shared rules in `docktap.render.text`.
 """
 
 from __future__ import annotations
@@ -23,25 +24,34 @@ import heapq
 import itertools
 import json
 import math
-import re
 import textwrap
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from rich.cells import cell_len, chop_cells, set_cell_size
 from rich.highlighter import JSONHighlighter
 from rich.text import Span, Text
 
 from docktap import jsonstream
 from docktap.capture.reader import Capture, Exchange
+from docktap.render.kind import stayed_open
+from docktap.render.text import (
+    clean,
+    clock_time,
+    fit,
+    fold,
+    format_duration,
+    format_offset,
+    format_size,
+    pad,
+    plural,
+    shorten_ids,
+    text_lines,
+    width_of,
+)
+from docktap.routes import VERSION_PREFIX
 
 Explainer = Callable[[str], str | None]
-
-#: An exchange whose body kept coming this long after its response head is a long poll or a
-#: stream, and its row says how long it stayed open.
-LONG_POLL_S = 0.1
 
 #: Operations whose successful responses are streams of JSON messages.
 JSON_STREAM_OPERATIONS = frozenset(
@@ -74,14 +84,6 @@ CONN_COLOURS = (
     "bright_blue",
 )
 
-_LONG_ID_TAIL = re.compile(r"(?<=\b[0-9a-f]{12})[0-9a-f]{52}\b")
-_VERSION_PREFIX = re.compile(r"^/v[0-9]+(?:\.[0-9]+)?(?=/)")
-# Terminal control sequences in container output (CSI such as colours, OSC such as titles):
-# dropped, since they would act on the reader's terminal. Other control characters are escaped.
-_ESCAPES = re.compile(r"\x1b\[[0-9:;<=>?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
-_CONTROLS = {
-    code: f"\\x{code:02x}" for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if code != 0x09
-}
 _JSON_HIGHLIGHTER = JSONHighlighter()
 
 
@@ -97,37 +99,6 @@ class TimelineOptions:
 
 
 # -- small formatting helpers -------------------------------------------------------------------
-
-
-def format_size(size: int) -> str:
-    """Bytes in human units (powers of 1024), at most five characters; `-` for none."""
-    if size <= 0:
-        return "-"
-    if size < 1024:
-        return f"{size}B"
-    value = float(size)
-    for unit in "KMGT":
-        value /= 1024
-        if value < 9.95:
-            return f"{value:.1f}{unit}"
-        if value < 1023.5 or unit == "T":
-            return f"{value:.0f}{unit}"
-    raise AssertionError("unreachable")
-
-
-def format_duration(seconds: float | None) -> str:
-    """A duration in at most seven characters; `open` when the exchange never ended."""
-    if seconds is None:
-        return "open"
-    if seconds < 0.99995:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 59.9995:
-        return f"{seconds:.3f}s"
-    if seconds < 3600:
-        minutes, rest = divmod(int(seconds), 60)
-        return f"{minutes}m{rest:02d}s"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m"
 
 
 def status_style(status: int | None) -> str:
@@ -148,87 +119,35 @@ def conn_colour(conn: int) -> str:
     return CONN_COLOURS[(conn - 1) % len(CONN_COLOURS)]
 
 
-def shorten_ids(text: str) -> str:
-    """64-hex ids (containers, images, execs) cut to the 12 characters docker shows."""
-    return _LONG_ID_TAIL.sub("", text) if len(text) >= 64 else text
-
-
-def clean(text: str) -> str:
-    """Text safe to print: terminal escape sequences dropped, other controls made visible."""
-    if text.isprintable():
-        return text
-    return _ESCAPES.sub("", text).translate(_CONTROLS).expandtabs(8)
-
-
-def fit(text: str, width: int) -> str:
-    """At most `width` cells, with `…` where it was cut."""
-    if width <= 0:
-        return ""
-    if text.isascii():
-        return text if len(text) <= width else text[: width - 1] + "…"
-    if cell_len(text) <= width:
-        return text
-    return set_cell_size(text, width - 1) + "…"
-
-
-def pad(text: str, width: int) -> str:
-    """Fitted to exactly `width` cells."""
-    if width <= 0:
-        return ""
-    if text.isascii():
-        return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
-    return set_cell_size(fit(text, width), width)
-
-
-def fold(text: str, width: int) -> list[str]:
-    """Cut into pieces of at most `width` cells (for bodies, where nothing may be lost)."""
-    if width <= 0:
-        return [text]
-    if text.isascii():
-        if len(text) <= width:
-            return [text]
-        return [text[i : i + width] for i in range(0, len(text), width)]
-    return chop_cells(text, width) or [""]
-
-
-def text_lines(data: bytes | bytearray) -> list[str]:
-    """Bytes of output as display lines: `\\r\\n` or `\\n` ends a line, the rest cleaned."""
-    text = data.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [clean(line.removesuffix("\r")) for line in lines]
+def size_cell(size: int) -> str:
+    """A size in a column, where `-` says nothing went that way."""
+    return format_size(size) if size > 0 else "-"
 
 
 # -- lines and their styles -----------------------------------------------------------------
 
 
-def _styled(text: str, style: str, styled: bool) -> Text:
-    return make_text(text, [Span(0, len(text), style)] if styled and text else [])
+class Line(NamedTuple):
+    """One rendered line, or a row with the lines under it: its text and where its styles go.
 
-
-def _fast_text_works() -> bool:
-    probe = Text("", no_wrap=True, overflow="crop")
-    return all(hasattr(probe, name) for name in ("_text", "_length", "_spans"))
-
-
-_FAST_TEXT = _fast_text_works()
-
-
-def make_text(plain: str, spans: list[Span]) -> Text:
-    """A Text of a line this module has cleaned already.
-
-    `Text()` strips control codes from what it is given, which costs more than building the
-    whole row; every string here went through `clean` (or is made of digits and names), so
-    the result is set directly when this version of rich keeps a Text as we expect.
+    What a `rich.text.Text` would hold, without building one: `Text()` strips control codes
+    from what it is given, which costs more than drawing the row, and a plain listing never
+    needs it. Every string here went through `clean` (or is made of digits and names), so the
+    Text rich builds from it, when the line is printed, has exactly this text and these spans.
     """
-    if not _FAST_TEXT:
-        return Text(plain, spans=spans, no_wrap=True, overflow="crop")
-    text = Text("", no_wrap=True, overflow="crop")
-    text._text = [plain]
-    text._length = len(plain)
-    text._spans = spans
-    return text
+
+    plain: str
+    spans: list[Span]
+
+    def to_text(self) -> Text:
+        return Text(self.plain, spans=list(self.spans), no_wrap=True, overflow="crop")
+
+    def __rich__(self) -> Text:
+        return self.to_text()
+
+
+def _styled(text: str, style: str, styled: bool) -> Line:
+    return Line(text, [Span(0, len(text), style)] if styled and text else [])
 
 
 Segment = tuple[str, str | None]
@@ -379,14 +298,6 @@ def _draw(in_flight: Sequence[int], own: int, spans: bool) -> tuple[str, str]:
 # -- what goes under a row ----------------------------------------------------------------------
 
 
-def is_long_poll(ex: Exchange) -> bool:
-    """Open for a while: a hijacked stream, a long poll, a stream of messages, or never ended."""
-    if ex.ended_mono is None or ex.hijacked:
-        return True
-    head = ex.response_started_mono
-    return head is not None and ex.ended_mono - head >= LONG_POLL_S
-
-
 def is_json_stream(ex: Exchange) -> bool:
     if ex.hijacked or ex.frames or not ex.response_body:
         return False
@@ -499,7 +410,7 @@ def _capped(lines: list[Segment], limit: int) -> list[Segment]:
     tail = limit // 2
     head = limit - tail
     hidden = len(lines) - limit
-    more: Segment = (f"… {hidden} more line{'s' if hidden != 1 else ''}", "dim")
+    more: Segment = (f"… {plural(hidden, 'more line')}", "dim")
     return [*lines[:head], more, *lines[len(lines) - tail :]]
 
 
@@ -563,14 +474,14 @@ class Rows:
         self._conns: dict[int, str] = {}
         self._requests: dict[tuple[str, str], tuple[str, int, int, int]] = {}
 
-    def block(self, ex: Exchange, marks: Marks, spans: bool | None = None) -> Text:
+    def block(self, ex: Exchange, marks: Marks, spans: bool | None = None) -> Line:
         """The row, then the lines under it, as one Text of several lines."""
         if spans is None:
-            spans = is_long_poll(ex)
+            spans = stayed_open(ex)
         plain, all_spans = self._row(ex, marks)
         details = self.details(ex, spans)
         if not details:
-            return make_text(plain, all_spans)
+            return Line(plain, all_spans)
         styled = self.options.styled
         layout = self.layout
         prefix = " " * (layout.time + 1) + marks.detail + " " * (layout.conn + 4)
@@ -596,7 +507,7 @@ class Rows:
                     if not piece:
                         break
                     pieces.append(piece)
-                    room -= len(piece) if piece.isascii() else cell_len(piece)
+                    room -= width_of(piece)
                     if style and styled:
                         all_spans.append(Span(position, position + len(piece), style))
                     position += len(piece)
@@ -604,7 +515,7 @@ class Rows:
             line = prefix + body
             lines.append(line)
             at += len(line) + 1
-        return make_text("\n".join(lines), all_spans)
+        return Line("\n".join(lines), all_spans)
 
     def _request(self, method: str, target: str) -> tuple[str, int, int, int]:
         """The request column: its text, and where the method, version and query end/start."""
@@ -626,7 +537,7 @@ class Rows:
         else:
             if self.options.styled:
                 at = len(method) + 1
-                version = _VERSION_PREFIX.match(shown)
+                version = VERSION_PREFIX.match(shown)
                 if version is not None:
                     version_end = at + version.end()
                 query = shown.find("?")
@@ -648,7 +559,7 @@ class Rows:
         status_text = f"{status:>3}" if status is not None else "---"
         ended = ex.ended_mono
         duration = format_duration(None if ended is None else ended - ex.started_mono)
-        head = f"{ex.started_mono:{layout.time - 1}.3f}s {marks.row} {conn} {operation} "
+        head = f"{format_offset(ex.started_mono):>{layout.time}} {marks.row} {conn} {operation} "
         plain = f"{head}{request} {status_text} {duration:>7}"
         if layout.sizes:
             sent = ex.request_body_size
@@ -656,7 +567,7 @@ class Rows:
             if ex.stream:
                 sent += len(ex.stream.get("client", b""))
                 received += len(ex.stream.get("daemon", b""))
-            plain += f" {format_size(sent):>6} {format_size(received):>6}"
+            plain += f" {size_cell(sent):>6} {size_cell(received):>6}"
         cut = len(plain) > layout.width  # only narrower than the columns need
         if cut:
             plain = plain[: layout.width - 1] + "…"
@@ -758,7 +669,9 @@ class Rows:
     def _span(self, ex: Exchange) -> list[Segment]:
         start = ex.started_mono
         end = ex.ended_mono
-        label = f"open {start:.3f}s … " + (f"{end:.3f}s" if end is not None else "still open")
+        label = f"open {format_offset(start)} … " + (
+            format_offset(end) if end is not None else "still open"
+        )
         out: list[Segment] = [(label, "dim")]
         horizon = self.horizon
         room = self.layout.content - len(label) - 2
@@ -779,7 +692,7 @@ class Rows:
 
 def layout_for(exchanges: Sequence[Exchange], lanes: int, width: int) -> Layout:
     last_start = max((ex.started_mono for ex in exchanges), default=0.0)
-    time_width = max(9, len(f"{last_start:.3f}s"))
+    time_width = max(9, len(format_offset(last_start)))
     conn_width = max(4, max((len(str(ex.conn)) + 1 for ex in exchanges), default=4))
     op_width = max((len(ex.operation or "?") for ex in exchanges), default=9)
     return Layout.fitted(width, time_width, lanes, conn_width, min(24, max(9, op_width)))
@@ -787,7 +700,7 @@ def layout_for(exchanges: Sequence[Exchange], lanes: int, width: int) -> Layout:
 
 def render_exchanges(
     exchanges: Sequence[Exchange], options: TimelineOptions = TimelineOptions()
-) -> Iterator[Text]:
+) -> Iterator[Line]:
     """The rows of these exchanges (taken in start order) and the lines under them."""
     yield from _render(exchanges, options, None)
 
@@ -796,7 +709,7 @@ def render(
     capture: Capture,
     options: TimelineOptions = TimelineOptions(),
     select: Callable[[Exchange], bool] | None = None,
-) -> Iterator[Text]:
+) -> Iterator[Line]:
     """The timeline of a capture: a title, column heads, the rows, a closing summary.
 
     `select` picks the exchanges to show (a `docktap.filters.Filter.matches`, say); lanes and
@@ -812,7 +725,7 @@ def _render(
     options: TimelineOptions,
     capture: Capture | None,
     total: int = 0,
-) -> Iterator[Text]:
+) -> Iterator[Line]:
     if not all(a.started_mono <= b.started_mono for a, b in itertools.pairwise(exchanges)):
         exchanges = sorted(exchanges, key=lambda e: (e.started_mono, e.conn, e.seq))
     lanes = Lanes(exchanges, options.max_lanes)
@@ -823,7 +736,7 @@ def _render(
         yield _title(capture, layout, options)
         yield _heads(layout, options)
     for ex in exchanges:
-        spans = is_long_poll(ex)
+        spans = stayed_open(ex)
         yield rows.block(ex, lanes.marks(ex, spans, options.styled), spans)
     if capture is not None:
         yield _summary(capture, len(exchanges), total, horizon, options)
@@ -840,21 +753,17 @@ def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
     return end
 
 
-def _title(capture: Capture, layout: Layout, options: TimelineOptions) -> Text:
+def _title(capture: Capture, layout: Layout, options: TimelineOptions) -> Line:
     header = capture.header
     command = header.get("command")
     what = " ".join(str(part) for part in command) if command else "docktap proxy"
     started = header.get("started")
-    when = (
-        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(started)))
-        if isinstance(started, int | float)
-        else "?"
-    )
+    when = clock_time(float(started)) if isinstance(started, int | float) else "?"
     title = fit(clean(f"{what} · {header.get('upstream', '?')} · {when}"), layout.width)
     return _styled(title, "bold", options.styled)
 
 
-def _heads(layout: Layout, options: TimelineOptions) -> Text:
+def _heads(layout: Layout, options: TimelineOptions) -> Line:
     heads = (
         "time".rjust(layout.time)
         + " "
@@ -874,24 +783,21 @@ def _heads(layout: Layout, options: TimelineOptions) -> Text:
 
 def _summary(
     capture: Capture, shown: int, total: int, horizon: float, options: TimelineOptions
-) -> Text:
+) -> Line:
     conns = len(capture.connections)
-    words = [
-        f"{total} exchange{'s' if total != 1 else ''}",
-        f"on {conns} connection{'s' if conns != 1 else ''}",
-        f"over {format_duration(horizon)}",
-    ]
+    words = [plural(total, "exchange"), f"on {plural(conns, 'connection')}"]
+    words.append(f"over {format_duration(horizon)}")
     text = " ".join(words)
     if shown != total:
         text += f", {shown} shown"
     errors = len(capture.errors)
     if errors:
-        text += f", {errors} error record{'s' if errors != 1 else ''}"
+        text += f", {plural(errors, 'error record')}"
     if not capture.complete:
         text += "; incomplete capture (docktap did not close it)"
     return _styled(fit(text, options.width), "dim", options.styled)
 
 
-def render_lines(lines: Iterable[Text]) -> str:
+def render_lines(lines: Iterable[Line]) -> str:
     """The plain text of rendered lines, one per line: for tests and files."""
     return "".join(line.plain + "\n" for line in lines)

@@ -19,7 +19,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-_VERSION_PREFIX = re.compile(r"^/v\d+(?:\.\d+)?(?=/)")
+from docktap.routes import split_version
+
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-*]+)|\[(\d+|\*)\]")
 _MISSING = object()
 
@@ -57,7 +58,7 @@ Key = tuple[str, str, tuple[tuple[str, str], ...], str]
 
 def normalize_path(path: str, exact_version: bool = False) -> str:
     """The path without its `/vX.Y` prefix: clients negotiate versions, the call is the same."""
-    return path if exact_version else _VERSION_PREFIX.sub("", path)
+    return path if exact_version else split_version(path)[1]
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -17,18 +17,14 @@ not something a client can rely on. Pure: records in, scripts out.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from docktap import routes
 from docktap.capture.format import Record, decode_bytes
 from docktap.capture.reader import Capture, Exchange
 
 #: What a replay says it speaks when its captures do not tell: Docker 20.10's version.
 DEFAULT_API_VERSION = "1.41"
-#: Path segments naming the object an exchange is about.
-_SUBJECT = re.compile(r"/(containers|exec)/([^/?]+)")
-#: Collection endpoints that look like /containers/{id} but name no container.
-_NOT_SUBJECTS = frozenset({"json", "create", "prune"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +79,8 @@ class Recording:
 
 def subjects(path: str) -> frozenset[str]:
     """The containers and exec instances a path is about, as `containers/ID`, `exec/ID`."""
-    return frozenset(
-        f"{kind}/{name}" for kind, name in _SUBJECT.findall(path) if name not in _NOT_SUBJECTS
-    )
+    found = routes.subject(path)
+    return frozenset() if found is None else frozenset({str(found)})
 
 
 def scripts(capture: Capture, source: str) -> list[Recording]:

@@ -1,0 +1,150 @@
+"""How the renderers write sizes, durations, times and ids, and fit text to a width.
+
+Every view of a capture (the timeline, the live view, stats, the Markdown report, the Mermaid
+diagram, the audit) says "2.0K", "852.9ms", "0.017s" or "e2f981d5cba0" the same way, because
+they all take it from here. One rule each:
+
+- sizes are in powers of 1024, as `ls -h` writes them: `500B`, `2.0K`, `10K`, `1.5M`, never more
+  than five characters, so they fit a narrow column;
+- durations take at most seven characters: `7.5ms`, `1.500s`, `1m01s`, `1h01m`;
+- offsets (when something happened) are seconds since the capture started, to the millisecond;
+  wall-clock times are UTC;
+- 64-hex ids are cut to the 12 characters docker shows;
+- text is measured in terminal cells (a CJK character takes two): `fit` cuts with `…`, `pad`
+  fits and fills, `fold` cuts into pieces without losing anything, and `clean` makes text a
+  container wrote safe to print.
+
+Pure string functions: no terminal, no clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from rich.cells import cell_len, chop_cells, set_cell_size
+
+_SIZE_UNITS = "KMGT"
+_LONG_ID_TAIL = re.compile(r"(?<=\b[0-9a-f]{12})[0-9a-f]{52}\b")
+# Terminal control sequences in container output (CSI such as colours, OSC such as titles):
+# dropped, since they would act on the reader's terminal. Other control characters are escaped.
+_ESCAPES = re.compile(r"\x1b\[[0-9:;<=>?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_CONTROLS = {
+    code: f"\\x{code:02x}" for code in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if code != 0x09
+}
+
+
+# -- numbers --------------------------------------------------------------------------------
+
+
+def format_size(size: int) -> str:
+    """Bytes in powers of 1024 (`500B`, `1.5K`, `10K`, `3.0M`), five characters at most."""
+    if size < 1024:
+        return f"{size}B"
+    value = float(size)
+    for unit in _SIZE_UNITS:
+        value /= 1024
+        if value < 9.95:
+            return f"{value:.1f}{unit}"
+        if value < 1023.5 or unit == _SIZE_UNITS[-1]:
+            return f"{value:.0f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration in at most seven characters; `open` when the exchange never ended."""
+    if seconds is None:
+        return "open"
+    if seconds < 0.99995:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 59.9995:
+        return f"{seconds:.3f}s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes}m{rest:02d}s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def format_offset(seconds: float) -> str:
+    """When something happened, in seconds since the capture started: `0.017s`."""
+    return f"{seconds:.3f}s"
+
+
+def plural(n: int, word: str) -> str:
+    """`1 exchange`, `2 exchanges`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# -- times and ids ----------------------------------------------------------------------------
+
+
+def iso_time(epoch: float) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. `2026-11-27T22:12:08.362Z`, for files."""
+    moment = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def clock_time(epoch: float) -> str:
+    """The time in UTC to the second, e.g. `2026-11-27 22:12:08 UTC`, for people."""
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def shorten_ids(text: str) -> str:
+    """64-hex ids (containers, images, execs) cut to the 12 characters docker shows."""
+    return _LONG_ID_TAIL.sub("", text) if len(text) >= 64 else text
+
+
+# -- text in terminal cells -------------------------------------------------------------------
+
+
+def clean(text: str) -> str:
+    """Text safe to print: terminal escape sequences dropped, other controls made visible."""
+    if text.isprintable():
+        return text
+    return _ESCAPES.sub("", text).translate(_CONTROLS).expandtabs(8)
+
+
+def text_lines(data: bytes | bytearray) -> list[str]:
+    """Bytes of output as display lines: `\\r\\n` or `\\n` ends a line, the rest cleaned."""
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [clean(line.removesuffix("\r")) for line in lines]
+
+
+def width_of(text: str) -> int:
+    """How many terminal cells `text` takes."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def fit(text: str, width: int) -> str:
+    """At most `width` cells, with `…` where it was cut."""
+    if width <= 0:
+        return ""
+    if text.isascii():
+        return text if len(text) <= width else text[: width - 1] + "…"
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, width - 1) + "…"
+
+
+def pad(text: str, width: int) -> str:
+    """Fitted to exactly `width` cells."""
+    if width <= 0:
+        return ""
+    if text.isascii():
+        return text.ljust(width) if len(text) <= width else text[: width - 1] + "…"
+    return set_cell_size(fit(text, width), width)
+
+
+def fold(text: str, width: int) -> list[str]:
+    """Cut into pieces of at most `width` cells (for bodies, where nothing may be lost)."""
+    if width <= 0:
+        return [text]
+    if text.isascii():
+        if len(text) <= width:
+            return [text]
+        return [text[i : i + width] for i in range(0, len(text), width)]
+    return chop_cells(text, width) or [""]
