@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from docktap import load
+from docktap.render.web import page
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "how-docker-sock-works.md"
 
@@ -179,3 +182,29 @@ def test_quoted_http_is_in_the_named_byte_script(block: Block) -> None:
     assert wire in script_bytes(ROOT / block.source), (
         f"{block.where}: these bytes are not in {block.source}:\n{block.body}"
     )
+
+
+PAGES = ROOT / "docs" / "pages"
+CAPTURES = sorted((ROOT / "captures").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c.stem for c in CAPTURES])
+def test_the_web_page_of_each_capture_matches_it(capture: Path) -> None:
+    committed = PAGES / f"{capture.stem}.html"
+    assert committed.is_file(), f"{committed} is missing: run scripts/gen-pages"
+    wanted = page(load(capture), capture.name)
+    assert committed.read_text(encoding="utf-8") == wanted, (
+        f"{committed} is stale: run scripts/gen-pages"
+    )
+
+
+def test_every_web_page_has_its_capture() -> None:
+    pages = sorted(p.stem for p in PAGES.glob("*.html"))
+    assert pages == sorted(c.stem for c in CAPTURES)
+
+
+def test_the_page_links_the_web_page_of_each_capture_it_quotes() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    quoted = {Path(name).stem for name in _SOURCE.findall(text) if name.startswith("captures/")}
+    linked = {Path(t).stem for t in _LINK.findall(text) if t.startswith("pages/")}
+    assert quoted and quoted <= linked, f"no link to the pages of {sorted(quoted - linked)}"

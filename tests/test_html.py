@@ -570,3 +570,19 @@ def test_a_screenshot_of_the_page_is_readable(browser: WebDriver, tmp_path: Path
     assert browser.save_screenshot(str(shot))
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+
+
+def test_the_page_works_inside_an_iframe(browser: WebDriver, tmp_path: Path) -> None:
+    # As the notebooks embed it: the whole page in the srcdoc of an iframe.
+    capture = load(ROOT / "captures" / "run.jsonl")
+    outer = tmp_path / "outer.html"
+    outer.write_text(f'<iframe srcdoc="{html.escape(render(capture, "run.jsonl"))}"></iframe>')
+    network_requests(browser)
+    browser.get(outer.as_uri())
+    browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+    try:
+        WebDriverWait(browser, 5).until(lambda driver: len(rows(driver)) == len(capture))
+        assert console_errors(browser) == []
+    finally:
+        browser.switch_to.default_content()
+    assert network_requests(browser) == [outer.as_uri()]

@@ -8,7 +8,9 @@ meant to see are looked for in the outputs.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+
+from docktap import load
+from docktap.render.web import page
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -49,6 +54,21 @@ EXPECTED: dict[str, list[str]] = {
         "from-a-sibling",
     ],
 }
+
+
+# The capture whose web page each notebook embeds, per notebook file stem.
+PAGES = {"what-docker-run-says": "run.jsonl", "docker-sock-is-root": "socket-mount.jsonl"}
+_SRCDOC = re.compile(r'<iframe srcdoc="([^"]*)"')
+
+
+def embedded_pages(notebook: Any) -> list[str]:
+    """The pages the notebook's outputs embed in an iframe, as the browser would read them."""
+    pages: list[str] = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            markup = output.get("data", {}).get("text/html", "")
+            pages += [html.unescape(found) for found in _SRCDOC.findall(markup)]
+    return pages
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +116,7 @@ def output_text(notebook: Any) -> str:
 
 
 def test_there_are_notebooks() -> None:
-    assert {path.stem for path in NOTEBOOKS} >= set(EXPECTED)
+    assert {path.stem for path in NOTEBOOKS} >= set(EXPECTED) | set(PAGES)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -137,3 +157,7 @@ def test_notebook_runs(
     assert f"kernel python: {sys.executable}" in text
     missing = [expected for expected in EXPECTED.get(path.stem, []) if expected not in text]
     assert not missing, f"{path.name}: not in the outputs: {missing}\n--- outputs ---\n{text}"
+    if path.stem in PAGES:
+        name = PAGES[path.stem]
+        capture = load(path.parent.parent / "captures" / name)
+        assert embedded_pages(notebook) == [page(capture, name)]

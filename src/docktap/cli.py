@@ -580,9 +580,9 @@ def export_command(capture: str, fmt: str, output: str) -> None:
 
 
 def _page(loaded: Capture, path: str) -> str:
-    from docktap.render import html, web
+    from docktap.render import web
 
-    return html.render(loaded, os.path.basename(path), web.assets())
+    return web.page(loaded, os.path.basename(path))
 
 
 @main.command("view")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from docktap.render.html import Assets
+from docktap.capture.reader import Capture
+from docktap.render.html import Assets, render
 
 
 @cache
@@ -21,3 +22,8 @@ def assets() -> Assets:
         script=(folder / "page.js").read_text(encoding="utf-8"),
         style=(folder / "page.css").read_text(encoding="utf-8"),
     )
+
+
+def page(capture: Capture, title: str) -> str:
+    """The web page of a capture, with the bundled script and style."""
+    return render(capture, title, assets())
