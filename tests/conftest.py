@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-from dockerd import Daemon, DaemonUnavailable, start, stop
+from certs import Certificates, make_all
+from dockerd import Daemon, DaemonUnavailable, Running, ServerTLS, start, stop
 
 #: Set to 1 (as CI does) to turn "daemon unavailable" skips into failures.
 REQUIRE_ENV = "DOCKTAP_REQUIRE_DOCKERD"
 
 
-@pytest.fixture(scope="session")
-def dockerd() -> Iterator[Daemon]:
-    """One private dockerd per session, with the busybox image ``bb`` imported.
-
-    Tests using it are skipped when the daemon cannot start, or fail when
-    ``DOCKTAP_REQUIRE_DOCKERD=1``.
-    """
+def _daemon(begin: Callable[[], Running]) -> Iterator[Daemon]:
+    """A started daemon for the session; a skip (or failure, in CI) when it cannot start."""
     try:
-        running = start()
+        running = begin()
     except DaemonUnavailable as exc:
         reason = f"private dockerd unavailable: {exc}"
     else:
@@ -34,3 +30,30 @@ def dockerd() -> Iterator[Daemon]:
         yield running.daemon
     finally:
         stop(running)
+
+
+@pytest.fixture(scope="session")
+def dockerd() -> Iterator[Daemon]:
+    """One private dockerd per session, with the busybox image ``bb`` imported.
+
+    Tests using it are skipped when the daemon cannot start, or fail when
+    ``DOCKTAP_REQUIRE_DOCKERD=1``.
+    """
+    yield from _daemon(start)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA, the TLS daemon's certificate, a client's, and bad ones (see certs.py)."""
+    return make_all(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def tls_dockerd(certificates: Certificates) -> Iterator[Daemon]:
+    """A second private dockerd that also listens on loopback TCP with --tlsverify.
+
+    Its ``tcp_host`` takes clients presenting a certificate of ``certificates.ca``, such as
+    the DOCKER_CERT_PATH directory ``certificates.client``.
+    """
+    server = certificates.server
+    yield from _daemon(lambda: start(ServerTLS(certificates.ca.cert, server.cert, server.key)))

@@ -76,6 +76,9 @@ class Daemon:
     cli: str
     #: Tag of the busybox image available in this daemon.
     image: str = IMAGE
+    #: ``tcp://127.0.0.1:PORT`` where the daemon also listens, with TLS, when
+    #: started with :class:`ServerTLS`.
+    tcp_host: str | None = None
 
     def docker(
         self,
@@ -102,6 +105,18 @@ class Daemon:
     def log_tail(self) -> str:
         """The end of the daemon's log, for failure messages."""
         return _tail(self.root / "dockerd.log")
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """The daemon's TLS material: it listens on loopback TCP with ``--tlsverify`` too.
+
+    Clients must present a certificate signed by :attr:`ca`.
+    """
+
+    ca: Path
+    cert: Path
+    key: Path
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,7 @@ def _client_env(host: str, config_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("DOCKER_CONTEXT", None)
     # Settings of the user's client that would change what the CLI talks to.
-    for key in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "DOCKER_API_VERSION"):
+    for key in ("DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH", "DOCKER_API_VERSION"):
         env.pop(key, None)
     env["DOCKER_HOST"] = host
     env["DOCKER_CONFIG"] = str(config_dir)
@@ -281,19 +296,34 @@ def _remove_root(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def start() -> Running:
-    """Start the daemon, wait for ``/_ping`` and import the busybox image."""
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start(tls: ServerTLS | None = None) -> Running:
+    """Start the daemon, wait for ``/_ping`` and import the busybox image.
+
+    With ``tls``, the daemon also listens on a free loopback port with ``--tlsverify``;
+    its unix socket stays (plain, as dockerd keeps unix sockets) for the fixture's own use.
+    Each daemon has its own directory for data-root, exec-root, pidfile and managed
+    containerd, so several can run at once.
+    """
     dockerd, cli, busybox = preflight()
     root = Path(tempfile.mkdtemp(prefix="dt-", dir="/tmp"))
     sock = root / "docker.sock"
     config = root / "config"
     config.mkdir()
+    tcp_host = None if tls is None else f"tcp://127.0.0.1:{_free_port()}"
     daemon = Daemon(
         socket=sock,
         host=f"unix://{sock}",
         env=_client_env(f"unix://{sock}", config),
         root=root,
         cli=cli,
+        tcp_host=tcp_host,
     )
     # Not root.name: mkdtemp names may end in "_", which containerd rejects.
     namespace = f"docktap-{os.getpid()}-{secrets.token_hex(4)}"
@@ -312,6 +342,14 @@ def start() -> Running:
         "--containerd-namespace", namespace,
         "--containerd-plugins-namespace", f"{namespace}-plugins",
     ]  # fmt: skip
+    if tls is not None:
+        argv += [
+            "--host", str(tcp_host),
+            "--tlsverify",
+            "--tlscacert", str(tls.ca),
+            "--tlscert", str(tls.cert),
+            "--tlskey", str(tls.key),
+        ]  # fmt: skip
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([env.get("PATH", ""), *_SBIN])
     try:

@@ -111,7 +111,15 @@ def run_in_pty(argv: Sequence[str], env: dict[str, str], timeout: float = 60) ->
 class Proxy:
     """`docktap proxy` in a subprocess, listening on a unix socket under a temp dir."""
 
-    def __init__(self, daemon: Daemon, workdir: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        workdir: Path,
+        *extra: str,
+        upstream: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`upstream` (default: the daemon's socket) and `env` are docktap's, not the client's."""
         self.socket = workdir / "proxy.sock"
         self.capture_path = workdir / "proxy.jsonl"
         self.env = dict(daemon.env)
@@ -123,7 +131,7 @@ class Proxy:
                 "--listen",
                 str(self.socket),
                 "--upstream",
-                daemon.host,
+                upstream or daemon.host,
                 "-o",
                 str(self.capture_path),
                 *extra,
@@ -131,7 +139,7 @@ class Proxy:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=daemon.env,
+            env=daemon.env if env is None else env,
         )
         assert self.process.stderr is not None
         # The proxy says it listens only once the socket accepts: no polling, no sleeping.

@@ -1,4 +1,4 @@
-"""Finding the daemon the way the docker CLI does: flag, DOCKER_HOST, context, default."""
+"""Finding the daemon the way the docker CLI does: flag, DOCKER_HOST, context, default; and TLS."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from docktap.upstream import (
     DEFAULT_SOCKET,
     Endpoint,
     EndpointError,
+    TLSOptions,
+    TLSSettings,
     parse_endpoint,
     resolve_upstream,
 )
@@ -77,3 +79,110 @@ def test_default_socket_when_nothing_is_configured(tmp_path: Path) -> None:
 def test_port_zero_is_kept_for_listeners_and_a_missing_port_is_dockers() -> None:
     assert parse_endpoint("tcp://127.0.0.1:0").port == 0
     assert parse_endpoint("tcp://127.0.0.1").port == 2375
+
+
+def _certs(directory: Path, *names: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / name).write_text("PEM")
+    return directory
+
+
+TCP = "tcp://daemon.example:2376"
+
+
+@pytest.mark.parametrize("value", ["1", "0", "false", "yes"])
+def test_docker_tls_verify_set_to_anything_verifies(tmp_path: Path, value: str) -> None:
+    certs = _certs(tmp_path / "certs", "ca.pem", "cert.pem", "key.pem")
+    env = {"DOCKER_HOST": TCP, "DOCKER_TLS_VERIFY": value, "DOCKER_CERT_PATH": str(certs)}
+    assert resolve_upstream(None, env) == Endpoint(
+        host="daemon.example",
+        port=2376,
+        tls=TLSSettings(
+            True, str(certs / "ca.pem"), str(certs / "cert.pem"), str(certs / "key.pem")
+        ),
+    )
+
+
+def test_no_tls_unless_asked(tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": TCP, "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": str(tmp_path)}
+    assert resolve_upstream(None, env).tls is None
+
+
+def test_docker_tls_encrypts_without_verifying_nor_reading_the_ca(tmp_path: Path) -> None:
+    config = _certs(tmp_path / "config", "ca.pem")  # no client certificate there
+    env = {"DOCKER_HOST": TCP, "DOCKER_TLS": "1", "DOCKER_CONFIG": str(config)}
+    assert resolve_upstream(None, env).tls == TLSSettings(False)
+
+
+def test_cert_path_defaults_to_the_docker_config_directory(tmp_path: Path) -> None:
+    config = _certs(tmp_path / "config", "cert.pem", "key.pem")
+    env = {"DOCKER_HOST": TCP, "DOCKER_TLS_VERIFY": "1", "DOCKER_CONFIG": str(config)}
+    # The CA is read when connecting, so a missing one is said then, with its path.
+    assert resolve_upstream(None, env).tls == TLSSettings(
+        True, str(config / "ca.pem"), str(config / "cert.pem"), str(config / "key.pem")
+    )
+
+
+def test_options_as_the_docker_cli_names_them(tmp_path: Path) -> None:
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_TLS_VERIFY": "1"}
+    given = TLSOptions(ca="/my/ca.pem", cert="/my/cert.pem", key="/my/key.pem")
+    assert resolve_upstream(TCP, env, given).tls == TLSSettings(
+        True, "/my/ca.pem", "/my/cert.pem", "/my/key.pem"
+    )
+    # --no-tlsverify turns TLS on, unchecked; --upstream-tls alone (the CLI's --tls) too.
+    assert resolve_upstream(TCP, env, TLSOptions(verify=False)).tls == TLSSettings(False)
+    assert resolve_upstream(TCP, {}, TLSOptions(tls=True)).tls == TLSSettings(False)
+    home = {"HOME": str(tmp_path / "home")}
+    assert resolve_upstream(TCP, home, TLSOptions(verify=True)).tls == TLSSettings(
+        True, str(tmp_path / "home" / ".docker" / "ca.pem")
+    )
+
+
+def test_a_certificate_needs_its_key(tmp_path: Path) -> None:
+    # As for the CLI, naming files alone does not turn TLS on.
+    assert (
+        resolve_upstream(TCP, {"DOCKER_CONFIG": str(tmp_path)}, TLSOptions(cert="/c")).tls is None
+    )
+    with pytest.raises(EndpointError, match="needs its key"):
+        resolve_upstream(TCP, {"DOCKER_CONFIG": str(tmp_path)}, TLSOptions(True, cert="/c.pem"))
+
+
+def test_tls_is_for_tcp_daemons_only(tmp_path: Path) -> None:
+    env = {"DOCKER_HOST": "unix:///d.sock", "DOCKER_TLS_VERIFY": "1"}
+    assert resolve_upstream(None, env) == Endpoint(path="/d.sock")  # as the CLI: ignored
+    with pytest.raises(EndpointError, match="tcp://"):
+        resolve_upstream(None, env, TLSOptions(verify=True))
+
+
+def _tls_context(config: Path, name: str, skip: bool, *files: str) -> Path:
+    meta = config / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+    meta.mkdir(parents=True)
+    endpoint = {"Host": TCP, "SkipTLSVerify": skip}
+    (meta / "meta.json").write_text(json.dumps({"Name": name, "Endpoints": {"docker": endpoint}}))
+    tls = config / "contexts" / "tls" / hashlib.sha256(name.encode()).hexdigest() / "docker"
+    return _certs(tls, *files) if files else tls
+
+
+def test_a_context_brings_its_own_tls_material(tmp_path: Path) -> None:
+    tls = _tls_context(tmp_path, "remote", False, "ca.pem", "cert.pem", "key.pem")
+    # The context's material, not DOCKER_CERT_PATH's: the CLI reads these only for DOCKER_HOST.
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "remote", "DOCKER_TLS": "1"}
+    assert resolve_upstream(None, env).tls == TLSSettings(
+        True, str(tls / "ca.pem"), str(tls / "cert.pem"), str(tls / "key.pem")
+    )
+
+
+def test_a_context_without_a_ca_trusts_the_system_and_may_skip_verifying(tmp_path: Path) -> None:
+    _tls_context(tmp_path, "public", False, "cert.pem")  # a certificate without its key
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "public"}
+    assert resolve_upstream(None, env).tls == TLSSettings(True)
+    _tls_context(tmp_path, "lax", True)
+    env["DOCKER_CONTEXT"] = "lax"
+    assert resolve_upstream(None, env).tls == TLSSettings(False)
+
+
+def test_a_context_without_tls_is_plain(tmp_path: Path) -> None:
+    _context(tmp_path, "plain", TCP)
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "plain"}
+    assert resolve_upstream(None, env).tls is None

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -31,7 +31,13 @@ from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
 from docktap.recording.link import RecorderLink, spawn_recorder
 from docktap.recording.wire import RecordingConfig
 from docktap.relay import Relay
-from docktap.upstream import Endpoint, EndpointError, parse_endpoint, resolve_upstream
+from docktap.upstream import (
+    Endpoint,
+    EndpointError,
+    TLSOptions,
+    parse_endpoint,
+    resolve_upstream,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,11 +55,24 @@ def _default_capture_name() -> str:
     return time.strftime("docktap-%Y%m%d-%H%M%S.jsonl")
 
 
-def _upstream(explicit: str | None) -> Endpoint:
+def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str, Any] | None]:
+    """The daemon to relay to, looked at once if it is on TCP, and the header's `tls` for it.
+
+    What makes every client get a 502 (a certificate the daemon refuses, TLS where plain text
+    was asked for, a certificate docktap does not trust) is said here once, on stderr.
+    """
     try:
-        return resolve_upstream(explicit)
+        target = resolve_upstream(explicit, options=tls)
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
+    if target.path is not None:
+        return target, None
+    from docktap.connecting import check
+
+    checked = asyncio.run(check(target))
+    if checked.problem is not None:
+        _say(f"cannot reach the Docker daemon at {target.url}: {checked.problem}")
+    return checked.upstream, checked.tls_header()
 
 
 def _start_recording(
@@ -65,6 +84,7 @@ def _start_recording(
     redact: bool = True,
     redact_env: Sequence[str] = (),
     audit: bool = False,
+    upstream_tls: dict[str, Any] | None = None,
 ) -> RecorderLink:
     """Open the capture here (so a bad path fails before anything starts), record in a child."""
     fd = None
@@ -88,6 +108,7 @@ def _start_recording(
         redact,
         names,
         AUDIT_LIVE_LEVEL if audit else None,
+        upstream_tls=upstream_tls,
     )
     # A recording backlog, if any, is spooled on the capture's disk.
     spool_dir = os.path.dirname(os.path.abspath(output)) if fd is not None else None
@@ -168,9 +189,47 @@ _upstream_option = click.option(
 )
 
 
+def _tls_options(command: Callable[..., None]) -> Callable[..., None]:
+    """TLS to a tcp:// daemon, with the docker CLI's names (it reads the same variables)."""
+    options = [
+        click.option(
+            "--upstream-tls",
+            is_flag=True,
+            help="Speak TLS to a tcp:// daemon, without checking it unless --tlsverify "
+            "(the docker CLI's --tls; DOCKER_TLS).",
+        ),
+        click.option(
+            "--tlsverify/--no-tlsverify",
+            default=None,
+            help="TLS to a tcp:// daemon, checking its certificate and name against the CA "
+            "(default: DOCKER_TLS_VERIFY); --no-tlsverify: encrypted, unchecked.",
+        ),
+        click.option(
+            "--tlscacert",
+            metavar="FILE",
+            help="Trust certificates signed by this CA only (default: ca.pem in "
+            "DOCKER_CERT_PATH, else ~/.docker).",
+        ),
+        click.option(
+            "--tlscert",
+            metavar="FILE",
+            help="Client certificate to present (default: cert.pem there, if it exists).",
+        ),
+        click.option(
+            "--tlskey",
+            metavar="FILE",
+            help="Key of the client certificate (default: key.pem there, if it exists).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("-o", "--output", metavar="FILE", help="Capture file (default: docktap-TIME.jsonl).")
 @_upstream_option
+@_tls_options
 @_max_body_option
 @_no_redact_option
 @_redact_env_option
@@ -185,6 +244,11 @@ _upstream_option = click.option(
 def run(
     output: str | None,
     upstream: str | None,
+    upstream_tls: bool,
+    tlsverify: bool | None,
+    tlscacert: str | None,
+    tlscert: str | None,
+    tlskey: str | None,
     max_body: int,
     no_redact: bool,
     redact_env: tuple[str, ...],
@@ -195,7 +259,9 @@ def run(
     """Run CMD with DOCKER_HOST pointing at docktap, and record what it says to Docker.
 
     Each call CMD makes is shown on stderr as it completes, one timeline row (see `show`);
-    CMD's own stdout is left untouched.
+    CMD's own stdout is left untouched. CMD talks plain HTTP to docktap's private socket, so
+    DOCKER_TLS_VERIFY, DOCKER_TLS and DOCKER_CERT_PATH are cleared for it; docktap itself
+    speaks TLS to a tcp:// daemon when they (or the TLS options, or the context) ask for it.
 
     Example: docktap run -- docker run --rm busybox echo hi
     """
@@ -204,10 +270,13 @@ def run(
         raise click.UsageError("run cannot write the capture to stdout: that is the command's")
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise click.ClickException(f"command not found: {argv[0]}")
-    target = _upstream(upstream)
+    tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
+    target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
     live = "off" if quiet else "rows"
-    link = _start_recording(path, max_body, target, argv, live, not no_redact, redact_env, audit)
+    link = _start_recording(
+        path, max_body, target, argv, live, not no_redact, redact_env, audit, tls_header
+    )
     code = asyncio.run(_run(argv, target, link))
     if not quiet:
         _say(f"capture written to {path}")
@@ -254,7 +323,9 @@ async def _command_against(argv: list[str], sock: str) -> int:
     """Run a command with DOCKER_HOST set to `sock`; its exit status, shell-style."""
     env = dict(os.environ)
     env["DOCKER_HOST"] = f"unix://{sock}"
-    env.pop("DOCKER_CONTEXT", None)
+    # The socket is private and plain: the command's TLS settings are for the daemon behind us.
+    for name in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
+        env.pop(name, None)
     loop = asyncio.get_running_loop()
     try:
         process = await asyncio.create_subprocess_exec(*argv, env=env)
@@ -278,9 +349,10 @@ async def _command_against(argv: list[str], sock: str) -> int:
     "listen",
     required=True,
     metavar="PATH|tcp://127.0.0.1:PORT",
-    help="Where clients connect.",
+    help="Where clients connect (plain HTTP: TCP on loopback only).",
 )
 @_upstream_option
+@_tls_options
 @click.option("-o", "--output", metavar="FILE|-", help="Capture file, - for stdout.")
 @_max_body_option
 @_no_redact_option
@@ -291,6 +363,11 @@ async def _command_against(argv: list[str], sock: str) -> int:
 def proxy(
     listen: str,
     upstream: str | None,
+    upstream_tls: bool,
+    tlsverify: bool | None,
+    tlscacert: str | None,
+    tlscert: str | None,
+    tlskey: str | None,
     output: str | None,
     max_body: int,
     no_redact: bool,
@@ -308,10 +385,13 @@ def proxy(
         endpoint = parse_endpoint(listen)
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
-    target = _upstream(upstream)
+    tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
+    target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
     live = "off" if quiet else "status"
-    link = _start_recording(path, max_body, target, None, live, not no_redact, redact_env, audit)
+    link = _start_recording(
+        path, max_body, target, None, live, not no_redact, redact_env, audit, tls_header
+    )
     asyncio.run(_proxy(endpoint, socket_mode, target, link))
     if path != "-":
         _say(f"capture written to {path}")

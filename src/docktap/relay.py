@@ -21,6 +21,7 @@ import struct
 import time
 from typing import cast
 
+from docktap.connecting import connect
 from docktap.events import Direction
 from docktap.listening import bound_port, listen
 from docktap.tap import PeerCredentials, Tap
@@ -220,16 +221,10 @@ class _Pipe:
         self.done.set_result(None)
 
     async def connect(self) -> None:
-        upstream = self.relay.upstream
-        loop = asyncio.get_running_loop()
         try:
-            if upstream.path is not None:
-                connecting = loop.create_unix_connection(lambda: self.daemon, upstream.path)
-            else:
-                connecting = loop.create_connection(
-                    lambda: self.daemon, upstream.host or "localhost", upstream.port or 0
-                )
-            await asyncio.wait_for(connecting, _CONNECT_TIMEOUT)
+            await asyncio.wait_for(
+                connect(lambda: self.daemon, self.relay.upstream), _CONNECT_TIMEOUT
+            )
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
             self.failure = reason

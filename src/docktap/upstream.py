@@ -2,7 +2,13 @@
 
 The daemon is found the way the docker CLI finds it, so that `docktap run -- docker ...` talks to
 the same daemon the bare command would: an explicit URL, then DOCKER_HOST, then the endpoint of
-the current docker context, then the default socket.
+the current docker context, then the default socket. How to speak to a `tcp://` daemon (plain
+text, or TLS with which certificates) is decided as the CLI decides it too: from its options
+(`--tlsverify`, `--tlscacert`, ...), DOCKER_TLS_VERIFY, DOCKER_TLS and DOCKER_CERT_PATH for a
+URL or DOCKER_HOST, from the context's own TLS material for a context.
+
+Only paths are resolved here; the certificates are read, and ssl imported, when docktap first
+connects (docktap.connecting).
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+# The files the docker CLI looks for in DOCKER_CERT_PATH, and in a context's TLS directory.
+CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
 
 
 class EndpointError(ValueError):
@@ -23,12 +32,41 @@ class EndpointError(ValueError):
 
 
 @dataclass(frozen=True)
+class TLSSettings:
+    """How to speak TLS to a tcp:// daemon: whom to trust, and which certificate to present."""
+
+    verify: bool  # check the daemon's certificate and name; False: encrypt only
+    ca: str | None = None  # trusted CAs (PEM); None: the system's, when verifying
+    cert: str | None = None  # the client certificate presented, with its key
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class TLSOptions:
+    """What was asked for on docktap's command line, named as the docker CLI names it."""
+
+    tls: bool = False  # --upstream-tls, the CLI's --tls: TLS, verified only with tlsverify
+    verify: bool | None = None  # --tlsverify / --no-tlsverify; None: DOCKER_TLS_VERIFY decides
+    ca: str | None = None  # --tlscacert
+    cert: str | None = None  # --tlscert
+    key: str | None = None  # --tlskey
+
+    @property
+    def given(self) -> bool:
+        return self.tls or self.verify is not None or any((self.ca, self.cert, self.key))
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """A unix socket path or a TCP host and port."""
+    """A unix socket path or a TCP host and port, and for a daemon over TCP, its TLS."""
 
     path: str | None = None
     host: str | None = None
     port: int | None = None
+    tls: TLSSettings | None = None
+    # Why docktap must not relay to it, found when it first looked (see docktap.connecting):
+    # each client is answered 502 with this instead.
+    unusable: str | None = None
 
     @property
     def url(self) -> str:
@@ -67,8 +105,17 @@ def _docker_config_dir(env: Mapping[str, str]) -> Path:
     return Path(configured) if configured else Path(env.get("HOME", "~")).expanduser() / ".docker"
 
 
-def context_endpoint(env: Mapping[str, str]) -> str | None:
-    """The daemon URL of the current docker context, when one other than `default` is set."""
+@dataclass(frozen=True)
+class _Context:
+    """The docker endpoint of a named context: its URL and its TLS material."""
+
+    host: str
+    skip_tls_verify: bool
+    tls_dir: Path  # ca.pem, cert.pem, key.pem, when the context has any
+
+
+def _current_context(env: Mapping[str, str]) -> _Context | None:
+    """The docker endpoint of the current docker context, when one other than `default` is set."""
     config_dir = _docker_config_dir(env)
     name = env.get("DOCKER_CONTEXT")
     if not name:
@@ -78,19 +125,88 @@ def context_endpoint(env: Mapping[str, str]) -> str | None:
             return None
     if not name or name == "default":
         return None
+    # The CLI's context store names each context's directories by the digest of its name.
     digest = hashlib.sha256(name.encode()).hexdigest()
+    contexts = config_dir / "contexts"
     try:
-        meta = json.loads((config_dir / "contexts" / "meta" / digest / "meta.json").read_text())
-        host = meta["Endpoints"]["docker"]["Host"]
+        docker: Any = json.loads((contexts / "meta" / digest / "meta.json").read_text())
+        docker = docker["Endpoints"]["docker"]
+        host = docker["Host"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return host if isinstance(host, str) else None
+    if not isinstance(host, str):
+        return None
+    skip = docker.get("SkipTLSVerify") is True
+    return _Context(host, skip, contexts / "tls" / digest / "docker")
 
 
-def resolve_upstream(explicit: str | None, env: Mapping[str, str] | None = None) -> Endpoint:
-    """The daemon to relay to: explicit URL, DOCKER_HOST, docker context, default socket."""
+def _existing(path: Path) -> str | None:
+    return str(path) if path.is_file() else None
+
+
+def _pair(cert: str | None, key: str | None) -> tuple[str | None, str | None]:
+    if (cert is None) != (key is None):
+        given, missing = ("certificate", "key") if key is None else ("key", "certificate")
+        raise EndpointError(
+            f"a TLS client {given} ({cert or key}) needs its {missing} too (--tlscert, --tlskey)"
+        )
+    return cert, key
+
+
+def tls_from_options(options: TLSOptions, env: Mapping[str, str]) -> TLSSettings | None:
+    """TLS for a URL or DOCKER_HOST, decided as the docker CLI decides it.
+
+    DOCKER_TLS_VERIFY and DOCKER_TLS count when set to anything at all (even "0"); --tlsverify
+    given either way turns TLS on. The CA, certificate and key default to ca.pem, cert.pem and
+    key.pem in DOCKER_CERT_PATH (else the docker config directory); a default certificate or
+    key that does not exist is not presented, and the CA is only read when verifying.
+    """
+    verify = options.verify if options.verify is not None else bool(env.get("DOCKER_TLS_VERIFY"))
+    if not (options.tls or options.verify is not None or verify or env.get("DOCKER_TLS")):
+        return None
+    configured = env.get("DOCKER_CERT_PATH")
+    cert_path = Path(configured) if configured else _docker_config_dir(env)
+    cert = options.cert or _existing(cert_path / CERT_FILE)
+    key = options.key or _existing(cert_path / KEY_FILE)
+    ca = (options.ca or str(cert_path / CA_FILE)) if verify else None
+    return TLSSettings(verify, ca, *_pair(cert, key))
+
+
+def _tls_from_context(context: _Context) -> TLSSettings | None:
+    """A context speaks TLS when it holds TLS material or says to skip verifying."""
+    if not (context.tls_dir.is_dir() or context.skip_tls_verify):
+        return None
+    ca = _existing(context.tls_dir / CA_FILE)
+    cert = _existing(context.tls_dir / CERT_FILE)
+    key = _existing(context.tls_dir / KEY_FILE)
+    # Like the CLI, a context presents a certificate only when it has both halves.
+    if cert is None or key is None:
+        cert = key = None
+    return TLSSettings(not context.skip_tls_verify, ca, cert, key)
+
+
+def resolve_upstream(
+    explicit: str | None,
+    env: Mapping[str, str] | None = None,
+    options: TLSOptions | None = None,
+) -> Endpoint:
+    """The daemon to relay to: explicit URL, DOCKER_HOST, docker context, default socket.
+
+    A `tcp://` daemon gets its TLS settings; options given on docktap's command line win over
+    a context's. TLS options for a unix socket are an error, TLS variables are not (the CLI
+    ignores them there too).
+    """
     env = os.environ if env is None else env
-    for candidate in (explicit, env.get("DOCKER_HOST"), context_endpoint(env)):
-        if candidate:
-            return parse_endpoint(candidate)
-    return Endpoint(path=DEFAULT_SOCKET)
+    options = TLSOptions() if options is None else options
+    context = None if explicit or env.get("DOCKER_HOST") else _current_context(env)
+    url = explicit or env.get("DOCKER_HOST") or (context.host if context else None)
+    endpoint = parse_endpoint(url) if url else Endpoint(path=DEFAULT_SOCKET)
+    if endpoint.path is not None:
+        if options.given:
+            raise EndpointError(f"TLS options apply to tcp:// daemons, not to {endpoint.url}")
+        return endpoint
+    if context is not None and not options.given:
+        tls = _tls_from_context(context)
+    else:
+        tls = tls_from_options(options, env)
+    return Endpoint(host=endpoint.host, port=endpoint.port, tls=tls)

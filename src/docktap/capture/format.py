@@ -108,20 +108,27 @@ class RecordEncoder:
         record["mono"] = round(t - self.started_mono, 6)
         return record
 
-    def header(self, upstream: str, command: list[str] | None, docktap_version: str) -> Record:
-        return self._stamp(
-            {
-                "type": "capture",
-                "format": FORMAT,
-                "version": VERSION,
-                "docktap": docktap_version,
-                "started": self.started_wall,
-                "upstream": upstream,
-                "command": self.redactor.command(command) if self.redactor else command,
-                "max_body": self.max_body,
-            },
-            self.started_mono,
-        )
+    def header(
+        self,
+        upstream: str,
+        command: list[str] | None,
+        docktap_version: str,
+        tls: dict[str, Any] | None = None,
+    ) -> Record:
+        """The first record; `tls` (verify, subject, sha256) only for a daemon spoken to in TLS."""
+        record: Record = {
+            "type": "capture",
+            "format": FORMAT,
+            "version": VERSION,
+            "docktap": docktap_version,
+            "started": self.started_wall,
+            "upstream": upstream,
+        }
+        if tls is not None:
+            record["tls"] = tls
+        record["command"] = self.redactor.command(command) if self.redactor else command
+        record["max_body"] = self.max_body
+        return self._stamp(record, self.started_mono)
 
     def opened(self, conn: int, peer: dict[str, int] | None, t: float) -> Record:
         return self._stamp({"type": "open", "conn": conn, "peer": peer}, t)

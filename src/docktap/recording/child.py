@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
         live.start()
     if config.audit is not None:
         recorder.listeners.append(live_audit(config.audit))
-    recorder.start(config.upstream, config.command)
+    recorder.start(config.upstream, config.command, config.upstream_tls)
     try:
         if not serve(sys.stdin.fileno(), config.spool_fd, recorder):
             recorder.close(0.0, clean=False)  # docktap died: keep what was written

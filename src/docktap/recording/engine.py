@@ -37,8 +37,10 @@ class Recorder:
         self._records: list[Record] = []
         self._closed = False
 
-    def start(self, upstream: str, command: list[str] | None) -> None:
-        self._records.append(self.encoder.header(upstream, command, __version__))
+    def start(
+        self, upstream: str, command: list[str] | None, tls: dict[str, Any] | None = None
+    ) -> None:
+        self._records.append(self.encoder.header(upstream, command, __version__, tls))
         self.flush()
 
     def opened(self, conn: int, peer: dict[str, Any] | None, t: float) -> None:

@@ -17,6 +17,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from docktap.events import Direction
 from docktap.tap import PeerCredentials
@@ -59,6 +60,7 @@ class RecordingConfig:
     redact_env: list[str] = field(default_factory=list)  # more secret variable name patterns
     audit: str | None = None  # warn on stderr of findings at this level or above (--audit)
     spool_fd: int | None = None  # the spool handed down, when there is one
+    upstream_tls: dict[str, Any] | None = None  # the header's `tls`, for a daemon over TLS
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
