@@ -48,6 +48,7 @@ from docktap.render import html as page
 from docktap.render import web
 from docktap.render.kind import exchange_kind
 from docktap.render.stats import bytes_in, bytes_out
+from docktap.render.text import format_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted((ROOT / "captures").glob("*.jsonl"))
@@ -196,7 +197,7 @@ def test_every_capture_has_a_page_with_its_exchanges(path: Path) -> None:
             assert body["size"] == ex.request_body_size
             kept = body["text"].encode() if "text" in body else base64.b64decode(body["b64"])
             assert kept == bytes(ex.request_body)
-        stdout = "".join(text for _, name, text in x["io"] if name == "stdout")
+        stdout = "".join(text for _, name, text, _ in x["io"] if name == "stdout")
         assert stdout == ex.output("stdout").decode("utf-8", errors="replace")
         assert x["decisions"] == []
         assert (x["sent"], x["got"]) == (bytes_in(ex), bytes_out(ex))
@@ -345,6 +346,9 @@ def test_lanes_and_rows_match_the_exchanges(browser: WebDriver, tmp_path: Path, 
     assert found == [(str(ex.conn), str(ex.seq)) for ex in capture.exchanges]
     ops = [r.find_element(By.CSS_SELECTOR, ".op").text for r in rows(browser)]
     assert ops == [ex.operation or "" for ex in capture.exchanges]
+    # Numbers read as in `docktap show`.
+    took = [r.find_elements(By.CSS_SELECTOR, ".num")[1].text for r in rows(browser)]
+    assert took == [format_duration(ex.duration_s) for ex in capture.exchanges]
     lanes = browser.find_elements(By.CSS_SELECTOR, "#lane-labels .lane-label")
     assert [int(attribute(lane, "data-conn")) for lane in lanes] == sorted(capture.connections)
     bars = browser.find_elements(By.CSS_SELECTOR, "#bars g.bar")

@@ -27,6 +27,8 @@ from docktap.capture.reader import Capture, Exchange
 from docktap.explain import explain
 from docktap.render.kind import exchange_kind
 from docktap.render.stats import bytes_in, bytes_out
+from docktap.render.text import format_duration, format_offset, format_size, shorten_ids
+from docktap.routes import split_version
 
 #: Bumped when the shape of the embedded data changes, so a reader of an old page can tell.
 DATA_VERSION = 1
@@ -51,8 +53,10 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
     started; `kind` is `hijack`, `stream` or `plain`; `sent` and `got` count the bytes each
     way as `docktap stats` does; bodies are `{text | b64, size, kept,
     complete, sha256}` where `kept < size` means cut at the capture's cap; `io` is the demuxed
-    output and input as `[t, stream, text]`; `findings` are the audit's; `decisions` is the slot
-    for what a policy decided about the exchange (empty until docktap has a guard).
+    output and input as `[t, stream, text, offset]`; `shown` holds the numbers and the path as
+    docktap's text views write them; `findings` are the audit's; `decisions` is the slot
+    for what a policy decided about the exchange, each `{verdict, rule, reason}` (empty until
+    docktap has a guard).
     """
     findings = _findings_by_exchange(audit(capture))
     pieces = _io_pieces(capture)
@@ -60,6 +64,7 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
     ends = [ex.ended_mono or ex.started_mono for ex in capture.exchanges]
     closes = [c.closed_mono or 0.0 for c in capture.connections.values()]
     last = capture.records[-1].get("mono", 0.0) if capture.records else 0.0
+    duration = max([last, *ends, *closes])
     return {
         "version": DATA_VERSION,
         "title": title,
@@ -70,7 +75,11 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
             "max_body": header.get("max_body"),
             "docktap": header.get("docktap"),
             "complete": capture.complete,
-            "duration": max([last, *ends, *closes]),
+            "duration": duration,
+            "shown": {
+                "duration": format_duration(duration),
+                "max_body": format_size(header.get("max_body") or 0),
+            },
         },
         "connections": [
             {
@@ -96,6 +105,10 @@ def _exchange(
     i: int, ex: Exchange, findings: list[dict[str, Any]], io: list[list[Any]] | None
 ) -> dict[str, Any]:
     operation = ex.operation
+    sent = bytes_in(ex)
+    got = bytes_out(ex)
+    path = split_version(ex.target)[1]
+    query = ex.target.partition("?")[2]
     return {
         "i": i,
         "conn": ex.conn,
@@ -111,8 +124,20 @@ def _exchange(
         "t1": ex.response_started_mono,
         "t2": ex.ended_mono,
         "kind": exchange_kind(ex),
-        "sent": bytes_in(ex),
-        "got": bytes_out(ex),
+        "sent": sent,
+        "got": got,
+        # Numbers and paths as docktap's text views write them, so the page reads the same.
+        "shown": {
+            "start": format_offset(ex.started_mono),
+            "head": None
+            if ex.response_started_mono is None
+            else format_offset(ex.response_started_mono),
+            "end": None if ex.ended_mono is None else format_offset(ex.ended_mono),
+            "took": format_duration(ex.duration_s),
+            "sent": format_size(sent),
+            "got": format_size(got),
+            "path": shorten_ids(path + ("?" + query if query else "")),
+        },
         "hijacked": ex.hijacked,
         "request_headers": ex.request_headers,
         "response_headers": ex.response_headers,
@@ -122,7 +147,10 @@ def _exchange(
         "response_body": _body(
             ex.response_body, ex.response_body_size, ex.response_complete, ex.response_sha256
         ),
-        "io": io or [],
+        "io": [
+            [t, name, text, "+" + format_duration(t - ex.started_mono)]
+            for t, name, text in io or []
+        ],
         "explain": explain(operation) if operation else None,
         "findings": findings,
         "decisions": [],

@@ -24,36 +24,10 @@
     if (text !== undefined && text !== null) node.textContent = text;
     return node;
   }
-  function seconds(t) {
-    if (t === null || t === undefined) return "-";
-    return t.toFixed(3) + "s";
-  }
-  function duration(s) {
-    if (s === null || s === undefined) return "open";
-    if (s < 1) return (s * 1000).toFixed(1) + "ms";
-    if (s < 60) return s.toFixed(2) + "s";
-    return Math.floor(s / 60) + "m" + Math.round(s % 60) + "s";
-  }
-  function size(n) {
-    if (!n) return "-";
-    if (n < 1024) return n + "B";
-    const units = ["K", "M", "G", "T"];
-    let value = n / 1024;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-      value /= 1024;
-      unit += 1;
-    }
-    return value.toFixed(value < 10 ? 1 : 0) + units[unit];
-  }
   function statusClass(status) {
     if (status === null || status === undefined) return "st-none";
     if (status === 101) return "st-101";
     return "st-" + Math.floor(status / 100) + "xx";
-  }
-  function shortPath(target) {
-    // The version prefix says little once the connection negotiated it; ids are long.
-    return target.replace(/^\/v[0-9]+(?:\.[0-9]+)?(?=\/)/, "").replace(/\b([0-9a-f]{12})[0-9a-f]{52}\b/g, "$1…");
   }
   function endOf(ex) {
     return ex.t2 === null ? data.capture.duration : ex.t2;
@@ -65,11 +39,11 @@
     const facts = [
       exchanges.length + " exchanges",
       data.connections.length + " connections",
-      duration(cap.duration),
+      cap.shown.duration,
       cap.complete ? "closed cleanly" : "incomplete (docktap did not close it)",
     ];
     if (cap.upstream) facts.push("daemon " + cap.upstream);
-    if (cap.max_body) facts.push("bodies kept up to " + size(cap.max_body));
+    if (cap.max_body) facts.push("bodies kept up to " + cap.shown.max_body);
     document.getElementById("facts").textContent = facts.join(" · ");
     if (cap.command) document.getElementById("command").textContent = "$ " + cap.command.join(" ");
   }
@@ -218,8 +192,8 @@
 
   function title(ex) {
     return (
-      "#" + ex.conn + "." + ex.seq + " " + (ex.operation || "?") + " " + ex.method + " " + shortPath(ex.target) +
-      " → " + (ex.status === null ? "no answer" : ex.status) + ", " + duration(ex.t2 === null ? null : ex.t2 - ex.t0) +
+      "#" + ex.conn + "." + ex.seq + " " + (ex.operation || "?") + " " + ex.method + " " + ex.shown.path +
+      " → " + (ex.status === null ? "no answer" : ex.status) + ", " + ex.shown.took +
       (ex.hijacked ? ", hijacked (" + ex.hijacked + ")" : ex.kind === "stream" ? ", streamed" : "")
     );
   }
@@ -283,14 +257,14 @@
     if (cut(ex.request_body) || cut(ex.response_body)) marks.push('<span class="mark cut" title="a body was cut at the cap">cut</span>');
     return (
       '<div class="row' + (ex.i === selected ? " selected" : "") + '" data-i="' + ex.i + '" data-conn="' + ex.conn + '" data-seq="' + ex.seq + '">' +
-      '<span class="num">' + seconds(ex.t0) + "</span>" +
+      '<span class="num">' + ex.shown.start + "</span>" +
       '<span class="conn">' + ex.conn + "." + ex.seq + "</span>" +
       '<span class="op">' + esc(ex.operation || "") + "</span>" +
-      '<span class="req"><span class="method">' + esc(ex.method) + "</span> " + esc(shortPath(ex.target)) + "</span>" +
+      '<span class="req"><span class="method">' + esc(ex.method) + "</span> " + esc(ex.shown.path) + "</span>" +
       '<span class="status ' + statusClass(ex.status) + '">' + (ex.status === null ? "-" : ex.status) + "</span>" +
-      '<span class="num">' + duration(ex.t2 === null ? null : ex.t2 - ex.t0) + "</span>" +
-      '<span class="num">' + size(ex.sent) + "</span>" +
-      '<span class="num">' + size(ex.got) + "</span>" +
+      '<span class="num">' + ex.shown.took + "</span>" +
+      '<span class="num">' + (ex.sent ? ex.shown.sent : "-") + "</span>" +
+      '<span class="num">' + (ex.got ? ex.shown.got : "-") + "</span>" +
       '<span class="marks">' + marks.join("") + "</span></div>"
     );
   }
@@ -599,7 +573,7 @@
       for (const piece of ex.io) {
         if (piece[1] !== name) continue;
         const line = el("span", "piece");
-        line.appendChild(el("span", "at", "+" + duration(piece[0] - ex.t0)));
+        line.appendChild(el("span", "at", piece[3]));
         line.appendChild(el("span", "data", shownPiece(piece[2])));
         pre.appendChild(line);
       }
@@ -613,7 +587,7 @@
       const pre = el("pre");
       for (const piece of ex.io) {
         const line = el("span", "piece s-" + piece[1]);
-        line.appendChild(el("span", "at", "+" + duration(piece[0] - ex.t0)));
+        line.appendChild(el("span", "at", piece[3]));
         line.appendChild(el("span", "who", piece[1]));
         line.appendChild(el("span", "data", shownPiece(piece[2])));
         pre.appendChild(line);
@@ -640,9 +614,9 @@
     details.appendChild(head);
     if (ex.explain) details.appendChild(explanation(ex.operation + " " + ex.explain));
     const timing = [
-      "request at " + seconds(ex.t0),
-      "response head at " + seconds(ex.t1),
-      ex.t2 === null ? "never ended" : "ended at " + seconds(ex.t2) + " (" + duration(ex.t2 - ex.t0) + ")",
+      "request at " + ex.shown.start,
+      ex.t1 === null ? "no response head" : "response head at " + ex.shown.head,
+      ex.t2 === null ? "never ended" : "ended at " + ex.shown.end + " (" + ex.shown.took + ")",
     ];
     if (ex.hijacked) timing.push("hijacked: " + ex.hijacked);
     else if (ex.kind === "stream") timing.push("streamed");
