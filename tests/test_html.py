@@ -590,3 +590,14 @@ def test_the_page_works_inside_an_iframe(browser: WebDriver, tmp_path: Path) -> 
     finally:
         browser.switch_to.default_content()
     assert network_requests(browser) == [outer.as_uri()]
+
+
+def test_a_tar_body_is_shown_in_hex(browser: WebDriver, tmp_path: Path) -> None:
+    capture = load(ROOT / "captures" / "cp.jsonl")
+    open_page(browser, tmp_path, capture, "cp.jsonl")
+    put = next(ex for ex in capture.exchanges if ex.operation == "PutContainerArchive")
+    rows(browser)[capture.exchanges.index(put)].click()
+    first = details_text(browser, ".request pre.hex").split("\n")[0]
+    head = bytes(put.request_body[:16])
+    assert first.startswith("00000000  " + head.hex(" "))
+    assert first.endswith("docktap-cp.txt..")

@@ -529,8 +529,10 @@
       part.appendChild(el("p", "note", "multiplexed output: shown demuxed under Streams"));
       return;
     }
-    if (body.b64 !== undefined) {
-      const bytes = bytesOf(body.b64);
+    // Bytes that are UTF-8 yet full of control characters (a tar archive: NULs) read as hex.
+    const binary = body.b64 === undefined && /[\x00-\x08\x0e-\x1a\x1c-\x1f]/.test(body.text);
+    if (body.b64 !== undefined || binary) {
+      const bytes = binary ? new TextEncoder().encode(body.text) : bytesOf(body.b64);
       part.appendChild(el("p", "note", "binary" + (bytes.length > HEX_LIMIT ? ", the first " + HEX_LIMIT + " bytes in hex" : ", in hex")));
       part.appendChild(el("pre", "body hex", hexDump(bytes)));
       return;
