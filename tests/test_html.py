@@ -524,7 +524,7 @@ def test_ten_thousand_exchanges_open_in_under_two_seconds(
     network_requests(browser)
     started = time.monotonic()
     browser.get(path.as_uri())
-    shown = WebDriverWait(browser, 10).until(
+    shown = WebDriverWait(browser, 10, poll_frequency=0.02).until(
         lambda driver: driver.execute_script("return document.documentElement.dataset.shown")
     )
     took = time.monotonic() - started
@@ -547,10 +547,10 @@ def test_ten_thousand_exchanges_open_in_under_two_seconds(
         browser.execute_script(
             f"const b = document.getElementById('{box}'); b.scrollTop = b.scrollHeight"
         )
-    last = WebDriverWait(browser, 5).until(
+    last = WebDriverWait(browser, 5, poll_frequency=0.02).until(
         lambda driver: driver.find_elements(By.CSS_SELECTOR, '#rows .row[data-i="9999"]')
     )
-    WebDriverWait(browser, 5).until(
+    WebDriverWait(browser, 5, poll_frequency=0.02).until(
         lambda driver: driver.find_elements(By.CSS_SELECTOR, '#bars g.bar[data-i="9999"]')
     )
     last[0].click()
@@ -585,7 +585,9 @@ def test_the_page_works_inside_an_iframe(browser: WebDriver, tmp_path: Path) -> 
     browser.get(outer.as_uri())
     browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
     try:
-        WebDriverWait(browser, 5).until(lambda driver: len(rows(driver)) == len(capture))
+        WebDriverWait(browser, 5, poll_frequency=0.02).until(
+            lambda driver: len(rows(driver)) == len(capture)
+        )
         assert console_errors(browser) == []
     finally:
         browser.switch_to.default_content()
