@@ -603,3 +603,64 @@ def test_a_tar_body_is_shown_in_hex(browser: WebDriver, tmp_path: Path) -> None:
     head = bytes(put.request_body[:16])
     assert first.startswith("00000000  " + head.hex(" "))
     assert first.endswith("docktap-cp.txt..")
+
+
+def test_a_policy_decision_in_the_data_is_shown(browser: WebDriver, tmp_path: Path) -> None:
+    # No guard fills the slot yet; the page already shows what one would put there.
+    capture = load(ROOT / "captures" / "socket-mount.jsonl")
+    decision = {"verdict": "deny", "rule": "no-socket-mount", "reason": "mounts docker.sock"}
+    text = render(capture, "decided.jsonl")
+    assert text.count('"decisions":[]') == len(capture)
+    text = text.replace('"decisions":[]', '"decisions":' + json.dumps([decision]), 1)
+    path = tmp_path / "decided.html"
+    path.write_text(text, encoding="utf-8")
+    browser.get(path.as_uri())
+    rows(browser)[0].click()
+    shown = details_text(browser, ".decisions .decision")
+    assert shown == "deny by no-socket-mount: mounts docker.sock"
+    rows(browser)[1].click()
+    assert not browser.find_elements(By.CSS_SELECTOR, "#details .decisions")
+
+
+def test_an_exchange_that_never_ended_is_open(browser: WebDriver, tmp_path: Path) -> None:
+    # `docker events` still streaming when docktap was stopped: no end, no close, no footer.
+    head = (("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"))
+    message = b'{"status":"start","id":"abc","time":1800000000,"timeNano":1800000000123456789}\n'
+    events: list[Event] = [
+        RequestHead(1, 0.01, 1, "GET", "/v1.41/events", "1.1", ()),
+        MessageEnd(1, 0.01, 1, Direction.CLIENT),
+        ResponseHead(1, 0.02, 1, 200, "OK", "1.1", head, False),
+        BodyData(1, 0.5, 1, Direction.DAEMON, message),
+    ]
+    encoder = RecordEncoder(started_wall=1_800_000_000.0, started_mono=0.0)
+    records = [encoder.header("unix:///test/docker.sock", None, "test")]
+    records.append(encoder.opened(1, None, 0.0))
+    for event in events:
+        records.extend(encoder.encode(event))
+    capture = loads("".join(dumps(record) + "\n" for record in records))
+    assert not capture.complete and capture.exchanges[0].ended_mono is None
+    open_page(browser, tmp_path, capture, "cut.jsonl")
+    assert "incomplete" in browser.find_element(By.ID, "facts").text
+    assert "open" in attribute(browser.find_element(By.CSS_SELECTOR, "#bars g.bar"), "class")
+    row = rows(browser)[0]
+    assert row.find_elements(By.CSS_SELECTOR, ".num")[1].text == "open"
+    row.click()
+    assert "never ended" in details_text(browser, ".timing")
+    # One message, shown as sent: its 19-digit timeNano is not rounded by JavaScript.
+    assert "1800000000123456789" in details_text(browser, ".response pre.json")
+
+
+def test_errors_of_the_capture_are_shown(browser: WebDriver, tmp_path: Path) -> None:
+    encoder = RecordEncoder(started_wall=1_800_000_000.0, started_mono=0.0)
+    records = [
+        encoder.header("unix:///nowhere.sock", ["docker", "ps"], "test"),
+        encoder.opened(1, None, 0.0),
+        encoder.failure(
+            1, "upstream", "cannot reach the Docker daemon at unix:///nowhere.sock", 0.1
+        ),
+        encoder.footer(0.2, 4),
+    ]
+    capture = loads("".join(dumps(record) + "\n" for record in records))
+    open_page(browser, tmp_path, capture, "unreachable.jsonl")
+    shown = browser.find_element(By.CSS_SELECTOR, "#capture-errors li").text
+    assert shown == "conn 1: upstream: cannot reach the Docker daemon at unix:///nowhere.sock"

@@ -223,6 +223,7 @@ _SKELETON = """\
 <h1><span id="title"></span> <small>docktap capture</small></h1>
 <p id="facts"></p>
 <p id="command"></p>
+<ul id="capture-errors"></ul>
 <noscript>This page draws a docktap capture with JavaScript; `docktap show` prints it as
 text.</noscript>
 </header>

@@ -46,6 +46,11 @@
     if (cap.max_body) facts.push("bodies kept up to " + cap.shown.max_body);
     document.getElementById("facts").textContent = facts.join(" · ");
     if (cap.command) document.getElementById("command").textContent = "$ " + cap.command.join(" ");
+    // What went wrong on the socket itself (an unreachable daemon, bytes that were not HTTP).
+    const errors = document.getElementById("capture-errors");
+    for (const error of data.errors) {
+      errors.appendChild(el("li", "error", (error.conn ? "conn " + error.conn + ": " : "") + error.kind + ": " + error.message));
+    }
   }
 
   // --- the swimlanes ---------------------------------------------------------------------------
