@@ -41,7 +41,7 @@ from docktap.replay.match import MatchOptions
 from docktap.replay.script import scripts
 from docktap.replay.server import ReplayServer
 from docktap.replay.store import DEFAULT_REPEAT, Miss, Store, build_store
-from docktap.upstream import Endpoint, resolve_upstream
+from docktap.upstream import Endpoint
 
 MODES = ("once", "new_episodes", "none", "all", "rewrite")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -167,7 +167,7 @@ class _BackgroundReplay:
 class _Recorder:
     """`docktap proxy` in front of the real daemon, writing the test's capture."""
 
-    def __init__(self, socket_path: Path, upstream: str, output: Path) -> None:
+    def __init__(self, socket_path: Path, upstream: str | None, output: Path) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
@@ -178,8 +178,7 @@ class _Recorder:
                 "-q",
                 "--listen",
                 str(socket_path),
-                "--upstream",
-                upstream,
+                *(("--upstream", upstream) if upstream else ()),
                 "-o",
                 str(output),
             ],
@@ -217,8 +216,11 @@ def _store(paths: list[Path], marker: pytest.Mark | None) -> tuple[Store, float]
     return build_store(recordings, options, methods), float(kwargs.get("speed", 0.0))
 
 
-def _upstream(request: pytest.FixtureRequest) -> str:
-    return resolve_upstream(request.config.getoption("--docktap-upstream")).url
+def _upstream(request: pytest.FixtureRequest) -> str | None:
+    """--docktap-upstream; without it the proxy finds the daemon, and how to speak TLS to it,
+    as docktap always does (a context's TLS material is not in its URL)."""
+    given: str | None = request.config.getoption("--docktap-upstream")
+    return given
 
 
 def _record_target(path: Path, mode: str) -> Path:
