@@ -143,6 +143,55 @@ def test_docker_logs_follow(
     assert logs.output("stderr") == b"warn1\nwarn2\nwarn3\n"
 
 
+def test_a_docker_context_with_tls_material(
+    tls_dockerd: Daemon, certificates: Certificates, tmp_path: Path
+) -> None:
+    """A context made by the docker CLI itself: docktap reads its store as the CLI does."""
+    env = dict(tls_dockerd.env, DOCKER_CONFIG=str(tmp_path / "config"))
+    del env["DOCKER_HOST"]
+    client = certificates.client
+    docker_endpoint = (
+        f"host={tls_dockerd.tcp_host},ca={client / 'ca.pem'},"
+        f"cert={client / 'cert.pem'},key={client / 'key.pem'}"
+    )
+    subprocess.run(
+        ["docker", "context", "create", "remote-tls", "--docker", docker_endpoint],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    env["DOCKER_CONTEXT"] = "remote-tls"
+    tapped = tapped_run(
+        env, tmp_path / "c.jsonl", "docker", "version", "--format", "{{.Server.Os}}"
+    )
+    assert (tapped.proc.returncode, tapped.proc.stdout) == (0, b"linux\n"), tapped.proc.stderr
+    assert tapped.capture.header["upstream"] == tls_dockerd.tcp_host
+    assert tapped.capture.header["tls"]["sha256"] == fingerprint(certificates.server)
+
+
+def test_tls_without_verifying(
+    tls_dockerd: Daemon, certificates: Certificates, tmp_path: Path
+) -> None:
+    """--no-tlsverify, as the CLI's --tlsverify=false: encrypted, the CA not even read."""
+    env = tls_env(tls_dockerd, certificates.client)
+    del env["DOCKER_TLS_VERIFY"]
+    capture = tmp_path / "c.jsonl"
+    proc = docktap(
+        "run", "-q", "-o", str(capture), "--no-tlsverify", "--tlscacert", "/nonexistent/ca.pem",
+        "--", "docker", "version", "--format", "{{.Server.Os}}",
+        env=env,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, b"linux\n"), proc.stderr
+    header = checked_capture(capture).header
+    # Python decodes no certificate it did not verify: the fingerprint only.
+    assert header["tls"] == {
+        "verify": False,
+        "subject": None,
+        "sha256": fingerprint(certificates.server),
+    }
+
+
 @pytest.fixture
 def tls_proxy(tls_dockerd: Daemon, certificates: Certificates, tmp_path: Path) -> Iterator[Proxy]:
     """`docktap proxy` with the TLS daemon as upstream, given by docktap's own TLS options."""
