@@ -207,10 +207,9 @@ async def _ping(upstream: Endpoint) -> tuple[bytes, dict[str, Any] | None]:
             from docktap.tlslink import TLSTransport
 
             assert isinstance(transport, TLSTransport)
-            if transport.link.tls.version() == "TLSv1.3":
-                # The handshake ended before the daemon looked at our certificate: let it
-                # answer first, or a refusal could come back as a reset to our request.
-                await transport.link.heard
+            # Let the daemon judge our certificate first: a refusal that crossed our request
+            # could come back as a bare reset.
+            await transport.verdict()
         assert isinstance(transport, asyncio.Transport)
         transport.write(_PING)
         lost = await ping.done
@@ -232,10 +231,13 @@ def _status(answer: bytes) -> bytes | None:
 
 async def _speaks_tls(upstream: Endpoint) -> bool:
     """Whether the daemon answers a TLS handshake in TLS, even to refuse it."""
+    import ssl
+
     try:
         transport = await connect(asyncio.Protocol, replace(upstream, tls=TLSSettings(False)))
     except UpstreamError as exc:
-        return exc.lasting  # it refused our certificate: in TLS
+        cause = exc.__cause__  # an alert (refusing us, say) is TLS too; plain text is not
+        return isinstance(cause, ssl.SSLError) and str(cause.reason) not in _NOT_TLS
     except (OSError, TimeoutError):
         return False
     transport.close()

@@ -21,6 +21,7 @@ import ssl
 from typing import Any
 
 _READ_SIZE = 256 << 10
+_VERDICT_WAIT = 1.0
 
 
 class TLSLink(asyncio.Protocol):
@@ -234,6 +235,18 @@ class TLSTransport(asyncio.Transport):
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._tcp().set_write_buffer_limits(high, low)
+
+    async def verdict(self) -> None:
+        """Wait for the daemon's judgement of our certificate, when it comes after the handshake.
+
+        In TLS 1.3 the client's handshake is over before the server has checked the client's
+        certificate; the server's next word says what it thought (session tickets, or an alert).
+        In TLS 1.2 the handshake itself carried it. A server that sends no tickets says nothing
+        when it accepts: after _VERDICT_WAIT seconds of silence, take it as accepted.
+        """
+        if self.link.tls.version() == "TLSv1.3":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.link.heard), _VERDICT_WAIT)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "ssl_object":
