@@ -530,3 +530,52 @@ def test_command_line_secrets_are_masked() -> None:
     login = ["docker", "login", "-u", "alice", "-p", SECRET]
     assert redactor.command(login) == [*login[:-1], M(SECRET)]
     assert redactor.command(None) is None
+
+
+# --- bodies read as dockerd reads them: any case, every duplicate, nothing after the value ----
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Image":"bb","env":["DB_PASSWORD=%s"]}',
+        b'{"Image":"bb","ENV":["DB_PASSWORD=%s"]}',
+        b'{"Image":"bb","Env":["DB_PASSWORD=%s"],"Env":[]}',
+        b'{"Image":"bb","Env":[],"eNv":["DB_PASSWORD=%s"]}',
+        b'{"Image":"bb","Env":"DB_PASSWORD=%s"}',
+        b'{"Image":"bb"} {"Env":["DB_PASSWORD=%s"]}',
+        b'{"Image":"bb"}\n%s',
+    ],
+)
+def test_env_in_every_spelling_dockerd_reads_is_masked(body: bytes) -> None:
+    data = body % SECRET.encode()
+    out = Redactor().body("ContainerCreate", data, "client")
+    assert SECRET.encode() not in out
+    assert out.startswith(b'{"Image":"bb"')
+
+
+def test_duplicates_and_spelling_are_kept_around_the_masks() -> None:
+    body = b'{"Image":"bb","env":["A=1","DB_PASSWORD=%s"],"Env":["TOKEN=%s"],"n":1.50}'
+    out = Redactor().body("ContainerCreate", body % (SECRET.encode(), SECRET.encode()), "client")
+    assert out == (
+        b'{"Image":"bb","env":["A=1","DB_PASSWORD=%s"],"Env":["TOKEN=%s"],"n":1.50}'
+        % (M(SECRET).encode(), M(SECRET).encode())
+    )
+
+
+def test_credentials_in_every_spelling_go_folds_are_masked() -> None:
+    body = '{"username":"u","pa\u017f\u017fword":"%s","AUTH":"%s","Identity\u212aey":"x"}'
+    out = redact_auth_body((body % (SECRET, SECRET)).encode())
+    assert SECRET.encode() not in out
+    assert json.loads(out)["username"] == "u"
+    twice = b'{"password":"%s","password":"decoy"}' % SECRET.encode()
+    assert SECRET.encode() not in redact_auth_body(twice)
+    join = b'{"JoinToken":"%s","jointo\xe2\x84\xaaen":"%s"}' % (SECRET.encode(), SECRET.encode())
+    assert SECRET.encode() not in Redactor().body("SwarmJoin", join, "client")
+
+
+def test_registry_header_with_duplicates_and_trailing_bytes() -> None:
+    raw = b'{"username":"u","password":"%s","Password":"%s"} %s' % ((SECRET.encode(),) * 3)
+    value = base64.urlsafe_b64encode(raw).decode()
+    [(_, masked)] = redact_headers((("X-Registry-Auth", value),))
+    assert SECRET.encode() not in base64.urlsafe_b64decode(masked + "=" * (-len(masked) % 4))

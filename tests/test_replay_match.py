@@ -13,6 +13,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from spellings import variants
 
 from docktap import load
 from docktap.replay.match import (
@@ -546,3 +547,41 @@ def test_an_empty_body_is_not_a_json_body_that_looks_like_a_marker() -> None:
         assert request_key(empty, options) != request_key(
             Request.of("POST", "/x", lookalike), options
         )
+
+
+# --- bodies compared as dockerd decodes them ------------------------------------------------
+
+
+def test_create_bodies_in_every_spelling_dockerd_reads_alike_match() -> None:
+    body = create_body()
+    target = "/v1.41/containers/create"
+    expected = key("POST", target, orjson.dumps(body))
+    for name, raw in variants(body).items():
+        assert key("POST", target, raw) == expected, name
+    assert key("POST", target, orjson.dumps({**body, "Image": "other"})) != expected
+
+
+def test_fields_left_at_zero_unknown_fields_and_trailing_bytes_make_no_difference() -> None:
+    body = create_body()
+    target = "/v1.41/containers/create"
+    expected = key("POST", target, orjson.dumps(body))
+    host = {**body["HostConfig"], "KernelMemory": 0, "BlkioDeviceReadBps": None, "Dns": []}
+    assert key("POST", target, orjson.dumps({**body, "HostConfig": host})) == expected
+    assert key("POST", target, orjson.dumps({**body, "Unheard": [1]})) == expected
+    assert key("POST", target, orjson.dumps(body) + b" trailing") == expected
+    # A pointer's explicit false is not the daemon's default.
+    init = {**body["HostConfig"], "Init": False}
+    assert key("POST", target, orjson.dumps({**body, "HostConfig": init})) != expected
+    # Outside the API's types (or refused by dockerd), a body is compared as plain JSON.
+    assert key("POST", "/x", b'{"a":1,"b":0}') != key("POST", "/x", b'{"a":1}')
+    refused = {**body, "Tty": 1}
+    assert key("POST", target, orjson.dumps(refused)) != key(
+        "POST", target, orjson.dumps({**refused, "Tty": 2})
+    )
+
+
+def test_a_miss_names_the_field_in_the_api_spelling() -> None:
+    target = "/v1.41/containers/create"
+    recorded = Request.of("POST", target, b'{"Image":"bb","Cmd":["a","b"]}')
+    incoming = Request.of("POST", target, b'{"image":"bb","cmd":["a","c"]}')
+    assert list(differences(recorded, incoming, PLAIN)) == ["body differs at $.Cmd[1]"]

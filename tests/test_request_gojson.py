@@ -6,7 +6,16 @@ from typing import Any
 
 import pytest
 
-from docktap.request.gojson import Decoder, JSONSyntaxError, Number, Object, finish, fold, parse
+from docktap.request.gojson import (
+    Decoder,
+    JSONSyntaxError,
+    Number,
+    Object,
+    finish,
+    fold,
+    parse,
+    without_zeros,
+)
 
 STRUCTS = {
     "Top": (
@@ -151,3 +160,24 @@ def test_what_go_refuses_to_parse(body: bytes) -> None:
 def test_strings_as_go_holds_them() -> None:
     value, _ = parse(b'["a\xffb", "\\ud800", "\\ud83d\\ude00", "\xe2\x82"]')
     assert value == ["a\ufffdb", "\ufffd", "\U0001f600", "\ufffd\ufffd"]
+
+
+def test_without_zeros_drops_what_go_cannot_tell_from_absent() -> None:
+    structs = {**STRUCTS, "Top": (*STRUCTS["Top"], ("Opt", "*bool"), ("Sub", "*Inner"))}
+    value = {
+        "Name": "",
+        "Flag": False,
+        "Size": 0,
+        "Words": [],
+        "Labels": {"a": ""},
+        "Inner": {"A": ""},
+        "Items": [{"A": "", "B": "b"}, {}],
+        "Opt": False,
+        "Sub": {},
+        "Anything": 0,
+    }
+    assert without_zeros(structs, "Top", value) == {
+        "Labels": {"a": ""},  # map keys are data
+        "Items": [{"B": "b"}, {}],  # an element is still an element
+        "Opt": False,  # a pointer's explicit false is not nil
+    }

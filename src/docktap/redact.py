@@ -6,11 +6,15 @@ and its answer, in environment variables of container, exec and service specs (a
 inspecting them returns), in build arguments of `/build`'s query string, in secret and config
 contents, and in swarm join tokens and unlock keys.
 
-Masking keeps the shape (user names, server addresses, the auth scheme, variable names) so a
-capture still teaches what was sent, and replaces only the secret values, each by a mask that
-keeps a length class and a short hash of the value: `<redacted len~16 sha256:1a2b3c4d>`. Two
-captures of the same secret show the same mask; the hash of a short or guessable secret can be
-brute-forced offline, so it is no protection for weak passwords (see docs/capture-format.md).
+Bodies are read as dockerd reads them (docktap.request.gojson): a key counts in any case Go
+matches it in (`"env"`, `"pa\u017f\u017fword"`), and every copy of a repeated key is masked, not
+just the one a dict would keep; whatever follows the JSON value, which dockerd never reads, is
+masked whole. Masking keeps the shape (user names, server addresses, the auth scheme, variable
+names, the keys as spelled, their order and repeats) so a capture still teaches what was
+sent, and replaces only the secret values, each by a mask that keeps a length class and a
+short hash of the value: `<redacted len~16 sha256:1a2b3c4d>`. Two captures of the same secret
+show the same mask; the hash of a short or guessable secret can be brute-forced offline, so it
+is no protection for weak passwords (see docs/capture-format.md).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from docktap.events import Headers
+from docktap.request.gojson import JSONSyntaxError, Number, Object, fold, parse
 
 MASK_PREFIX = "<redacted"
 #: Substrings (case-insensitive) of environment variable names whose values are masked.
@@ -63,24 +68,37 @@ def is_masked(value: str) -> bool:
     return value.startswith(MASK_PREFIX) and value.endswith(">")
 
 
+def _items(value: Object | dict[str, Any]) -> list[tuple[str, Any]]:
+    return list(value.pairs) if isinstance(value, Object) else list(value.items())
+
+
+def _same_kind(value: Object | dict[str, Any], pairs: list[tuple[str, Any]]) -> Any:
+    """An object like `value` (parsed, every key kept; or a plain dict) holding `pairs`."""
+    return Object(tuple(pairs)) if isinstance(value, Object) else dict(pairs)
+
+
 def _mask_all(value: Any) -> Any:
     """Every non-empty string in a JSON value masked."""
     if isinstance(value, str):
         return mask_value(value) if value else value
-    if isinstance(value, dict):
-        return {key: _mask_all(item) for key, item in value.items()}
+    if isinstance(value, Object | dict):
+        return _same_kind(value, [(key, _mask_all(item)) for key, item in _items(value)])
     if isinstance(value, list):
         return [_mask_all(item) for item in value]
     return value
 
 
 def _mask_keys(value: Any, keys: frozenset[str]) -> Any:
-    """A copy of a JSON value with the values of `keys` (lower case, any depth) masked."""
-    if isinstance(value, dict):
-        return {
-            key: _mask_all(item) if key.lower() in keys and item else _mask_keys(item, keys)
-            for key, item in value.items()
-        }
+    """A copy of a JSON value with the values of `keys` (folded as Go folds field names, at any
+    depth) masked."""
+    if isinstance(value, Object | dict):
+        return _same_kind(
+            value,
+            [
+                (key, _mask_all(item) if fold(key) in keys and item else _mask_keys(item, keys))
+                for key, item in _items(value)
+            ],
+        )
     if isinstance(value, list):
         return [_mask_keys(item, keys) for item in value]
     return value
@@ -91,14 +109,31 @@ def mask_secrets(value: Any) -> Any:
     return _mask_keys(value, _CREDENTIAL_KEYS)
 
 
+def _dump(value: Any) -> str:
+    """A parsed JSON value written back, compact, with every key as it came."""
+    if isinstance(value, Object | dict):
+        inner = ",".join(f"{json.dumps(key)}:{_dump(item)}" for key, item in _items(value))
+        return "{" + inner + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_dump(item) for item in value) + "]"
+    if isinstance(value, Number):
+        return value.text
+    return json.dumps(value)
+
+
 def _mask_registry_header(value: str) -> str:
     padded = value.strip() + "=" * (-len(value.strip()) % 4)
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(padded))
-    except (ValueError, binascii.Error):
+        decoded, rest = parse(base64.urlsafe_b64decode(padded))
+    except (JSONSyntaxError, binascii.Error):
         return mask_value(value)
-    masked = json.dumps(mask_secrets(decoded), separators=(",", ":")).encode()
+    masked = _dump(mask_secrets(decoded)).encode() + _mask_rest(rest)
     return base64.urlsafe_b64encode(masked).decode()
+
+
+def _mask_rest(rest: bytes) -> bytes:
+    """What follows a JSON value: white space kept, anything else masked whole."""
+    return rest if not rest.strip(b" \t\r\n") else b" " + mask_value(rest).encode()
 
 
 def redact_headers(headers: Headers) -> Headers:
@@ -159,8 +194,8 @@ def _mask_run_args(value: Any) -> Any:
         for index in range(count):
             words[index] = _mask_assignment(words[index])
         return value[: found.end()] + " ".join(words)
-    if isinstance(value, dict):
-        return {key: _mask_run_args(item) for key, item in value.items()}
+    if isinstance(value, Object | dict):
+        return _same_kind(value, [(key, _mask_run_args(item)) for key, item in _items(value)])
     if isinstance(value, list):
         # The same as a command: ["|1", "NAME=value", "/bin/sh", "-c", "..."].
         head = value[0] if value else None
@@ -271,11 +306,11 @@ class Redactor:
                 continue
             value = unquote_plus(raw)
             try:
-                args = json.loads(value)
-            except ValueError:
+                args, rest = parse(value.encode("utf-8", "surrogateescape"))
+            except JSONSyntaxError:
                 masked = mask_value(value)
             else:
-                masked = json.dumps(_mask_all(args), separators=(",", ":"))
+                masked = _dump(_mask_all(args)) + _mask_rest(rest).decode()
             parts[index] = f"{name}={quote(masked, safe='')}"
         return f"{path}?{'&'.join(parts)}"
 
@@ -291,8 +326,8 @@ class Redactor:
         if rule is None:
             return body
         try:
-            decoded = json.loads(body)
-        except ValueError:
+            decoded, rest = parse(body)
+        except JSONSyntaxError:
             return mask_value(body).encode()
         masked = decoded
         if rule.keys:
@@ -301,29 +336,33 @@ class Redactor:
             masked = self._mask_env(masked)
         if rule.build_args:
             masked = _mask_run_args(masked)
-        if masked == decoded:
+        tail = _mask_rest(rest)
+        if masked == decoded and tail == rest:
             return body
-        out = json.dumps(masked, separators=(",", ":")).encode()
-        return out + b"\n" if body.endswith(b"\n") else out
+        out = _dump(masked).encode() + tail
+        return out + b"\n" if body.endswith(b"\n") and not out.endswith(b"\n") else out
 
     def _mask_env(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                key: self._env_list(item)
-                if key.lower() == "env" and isinstance(item, list)
-                else self._mask_env(item)
-                for key, item in value.items()
-            }
+        if isinstance(value, Object | dict):
+            return _same_kind(
+                value,
+                [
+                    (key, self._env(item) if fold(key) == "env" else self._mask_env(item))
+                    for key, item in _items(value)
+                ],
+            )
         if isinstance(value, list):
             return [self._mask_env(item) for item in value]
         return value
 
-    def _env_list(self, entries: list[Any]) -> list[Any]:
-        out: list[Any] = []
-        for entry in entries:
-            if isinstance(entry, str):
-                name, eq, secret = entry.partition("=")
-                if eq and secret and self.secret_name(name):
-                    entry = f"{name}={mask_value(secret)}"
-            out.append(entry)
-        return out
+    def _env(self, value: Any) -> Any:
+        """An Env value: a list of `NAME=value`, or one such string (which dockerd refuses,
+        but which is on its way to disk all the same)."""
+        if isinstance(value, list):
+            return [self._env(entry) if isinstance(entry, str) else entry for entry in value]
+        if isinstance(value, str):
+            name, eq, secret = value.partition("=")
+            if eq and secret and self.secret_name(name):
+                return f"{name}={mask_value(secret)}"
+            return value
+        return self._mask_env(value)

@@ -2,7 +2,11 @@
 
 Replay answers a request with a recording of the same request. "The same" is looser than
 byte-equal: a client may speak another API version, put query parameters in another order,
-or serialize a JSON body with its keys in another order. This module turns a request into a
+or serialize a JSON body with its keys in another order. A body of an operation whose API
+types docktap knows is compared as dockerd decodes it (docktap.request.body): keys in any
+case, duplicates, unknown fields and fields left at their zero value make no difference, as
+they make none to the daemon (the docker CLI 20.10 sends `"KernelMemory": 0` where 28 sends
+nothing, for the same container). This module turns a request into a
 key that ignores those differences (and whatever else the user asks to ignore), and explains
 the first difference between two requests for a miss report. Plain functions over plain
 values: no sockets, no clock.
@@ -19,7 +23,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from docktap.routes import split_version
+from docktap.request.body import decode, typed, without_zeros
+from docktap.routes import operation_name, split_version
 
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-*]+)|\[(\d+|\*)\]")
 _MISSING = object()
@@ -168,12 +173,19 @@ def _body_value(request: Request, options: MatchOptions) -> Any:
         return _Opaque(request.sha256)
     if not request.body:
         return _EMPTY
-    decoded = _json_or_none(request.body)
-    if decoded is _MISSING:
-        return _Opaque(request.sha256)
+    operation = operation_name(request.method, request.target)
+    read = decode(operation, request.body) if typed(operation) else None
+    as_dockerd = read is not None and not read.rejected
+    if read is not None and as_dockerd:
+        decoded = read.value
+    else:
+        decoded = _json_or_none(request.body)
+        if decoded is _MISSING:
+            return _Opaque(request.sha256)
     for path in options.ignore_paths:
         decoded = _without(decoded, parse_json_path(path))
-    return decoded
+    # Zeros go after the ignored paths: a map emptied by `$.Labels.*` is no map at all.
+    return without_zeros(operation, decoded) if as_dockerd else decoded
 
 
 def _body_key(value: Any) -> str:

@@ -158,6 +158,17 @@ def decode(operation: str | None, body: bytes) -> Decoded:
     return Decoded(operation, value, None, True, trailing)
 
 
+def without_zeros(operation: str | None, value: Any) -> Any:
+    """A decoded body of `operation` without the fields that hold their zero value, which Go
+    cannot tell from fields left out: bodies dockerd makes the same thing of come out equal."""
+    kind = _TYPES.get(operation or "")
+    if kind is None:
+        return value
+    return gojson.without_zeros(
+        _STRUCTS, "ContainerCreateBody" if kind == _WRAPPER else kind, value
+    )
+
+
 def _has_outer(decoder: gojson.Decoder, parsed: Any) -> bool:
     """Whether a key of the body reached the deprecated top-level HostConfig (even with null,
     that allocates it)."""

@@ -292,6 +292,29 @@ def finish(value: Any) -> Any:
     return value
 
 
+def without_zeros(structs: Structs, kind: str, value: Any) -> Any:
+    """A decoded value without the struct fields that hold their zero value, which to Go are
+    the same as fields the body left out (`false`, `0`, `""`, `[]`, `{}`, `null`). A pointer
+    to a scalar keeps an explicit zero: `"Init": false` is not `Init` left to the daemon."""
+    base = kind.removeprefix("*")
+    if base.startswith("[]") and isinstance(value, list):
+        return [without_zeros(structs, base[2:], item) for item in value]
+    if base.startswith("map[string]") and isinstance(value, dict):
+        inner = base[len("map[string]") :]
+        return {key: without_zeros(structs, inner, item) for key, item in value.items()}
+    if base in structs and isinstance(value, dict):
+        kinds = dict(structs[base])
+        out = {}
+        for name, item in value.items():
+            sub = kinds.get(name, "any")
+            item = without_zeros(structs, sub, item)
+            if item is None or item == {} or (not sub.startswith("*") and not item):
+                continue
+            out[name] = item
+        return out
+    return value
+
+
 def as_slice(items: list[Any]) -> Any:
     """A decoded slice holding `items` (for custom decoders)."""
     return _Slice(list(items), len(items))
