@@ -14,49 +14,11 @@ import pytest
 from dockerd import Daemon
 from golden import CAPTURES, check_golden
 from spellings import variants
+from synthetic import capture_of
 from tapping import DOCKTAP, docktap, docktap_run
 
 from docktap.audit import LEVELS, Finding, at_or_above, audit, counts, render
-from docktap.capture.format import FORMAT, VERSION, dumps
-from docktap.capture.reader import Capture, loads
-
-PEER = {"pid": 4242, "uid": 1000, "gid": 1000}
-
-
-def capture_of(
-    *requests: tuple[str, str, str, Any],
-    peer: dict[str, int] | None = PEER,
-    status: int = 201,
-) -> Capture:
-    """A capture of one connection carrying each (operation, method, target, body) in turn;
-    a body given as bytes is sent as written."""
-    records: list[dict[str, Any]] = [
-        {"type": "capture", "format": FORMAT, "version": VERSION, "t": 1.0, "mono": 0.0},
-        {"type": "open", "conn": 1, "peer": peer, "t": 1.0, "mono": 0.0},
-    ]
-    for seq, (operation, method, target, body) in enumerate(requests, 1):
-        data = (
-            body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-        )
-        records += [
-            {
-                "type": "request",
-                "conn": 1,
-                "seq": seq,
-                "method": method,
-                "target": target,
-                "operation": operation,
-                "headers": [],
-                "t": 1.0 + seq,
-                "mono": float(seq),
-            },
-            {"type": "body", "conn": 1, "seq": seq, "dir": "client", "text": data.decode()},
-            {"type": "end", "conn": 1, "seq": seq, "dir": "client", "size": len(data)},
-            {"type": "response", "conn": 1, "seq": seq, "status": status, "headers": []},
-            {"type": "end", "conn": 1, "seq": seq, "dir": "daemon", "size": 0},
-        ]
-    records.append({"type": "close", "conn": 1, "t": 9.0, "mono": 9.0})
-    return loads("\n".join(dumps(r) for r in records) + "\n")
+from docktap.capture.reader import Capture
 
 
 def create(host: dict[str, Any], image: str = "bb@sha256:" + "a" * 64) -> Capture:
@@ -146,6 +108,8 @@ def test_host_namespaces() -> None:
         ("medium", "host-uts", "5.20"),
     ]
     assert audit(create({"PidMode": "container:abc", "IpcMode": "private"})) == []
+    # dockerd stores "HOST" as given, but shares the namespace for exactly "host" only.
+    assert audit(create({"PidMode": "HOST", "IpcMode": "Host", "UTSMode": "host:x"})) == []
 
 
 def test_devices_and_confinement() -> None:
@@ -160,6 +124,9 @@ def test_devices_and_confinement() -> None:
         ("medium", "apparmor-unconfined", "5.1"),
     ]
     assert "/dev/sda" in audit(create(host))[0].title
+    # As dockerd splits them: `=` first, names and values case-sensitive.
+    exact = {"SecurityOpt": ["SECCOMP=UNCONFINED", "seccomp=Unconfined", "label:disable"]}
+    assert rules(create(exact)) == [("medium", "selinux-disabled", "5.2")]
 
 
 def test_privileged_host_ports() -> None:

@@ -315,7 +315,8 @@ def _check_create(body: dict[str, Any]) -> Iterator[_Hit]:
     yield from _check_mounts(host)
     yield from _check_caps(host)
     for field, rule, name, level, cis, why in _NAMESPACES:
-        if str(host.get(field) or "").lower() == "host":
+        # dockerd shares a namespace for exactly "host" (IsHost); "HOST" it stores, unshared.
+        if host.get(field) == "host":
             yield _Hit(level, rule, f"Host {name} namespace shared ({field}=host)", why, cis)
     devices = host.get("Devices")
     if isinstance(devices, list) and devices:
@@ -460,7 +461,7 @@ def _check_security_opts(host: dict[str, Any]) -> Iterator[_Hit]:
     if not isinstance(opts, list):
         return
     for opt in opts:
-        text = str(opt).replace(":", "=", 1).lower()
+        text = _security_opt(opt)
         if text == "seccomp=unconfined":
             yield _Hit(
                 "high",
@@ -489,6 +490,17 @@ def _check_security_opts(host: dict[str, Any]) -> Iterator[_Hit]:
                 "containers.",
                 "5.2",
             )
+
+
+def _security_opt(opt: Any) -> str:
+    """A security option as dockerd splits it: at the first `=`, else at the first `:`; names
+    and values are case-sensitive (`SECCOMP=UNCONFINED` is refused, `seccomp=UNCONFINED` is a
+    profile file's name)."""
+    text = str(opt)
+    name, eq, value = text.partition("=")
+    if not eq:
+        name, _, value = text.partition(":")
+    return f"{name}={value}"
 
 
 def _check_ports(host: dict[str, Any]) -> Iterator[_Hit]:

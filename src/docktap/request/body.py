@@ -54,6 +54,15 @@ _GO_TYPES = {
     ("HostConfig", "CapDrop"): "StrSlice",
     ("HostConfig", "BlkioWeight"): "uint16",
     ("HostConfigBlkioWeightDeviceItem", "Weight"): "uint16",
+    **{
+        (struct, name): kind
+        for struct in ("ContainerConfig", "ContainerCreateBody")
+        for name, kind in (
+            ("NetworkDisabled", "bool"),
+            ("ArgsEscaped", "bool"),
+            ("StopSignal", "string"),
+        )
+    },
     ("ContainerCreateBody", "HostConfig"): "*HostConfig",
     ("ContainerCreateBody", "NetworkingConfig"): "*NetworkingConfig",
     ("ContainerCreateBody", "Healthcheck"): "*HealthConfig",
