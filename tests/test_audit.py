@@ -17,8 +17,9 @@ from spellings import variants
 from synthetic import capture_of
 from tapping import DOCKTAP, docktap, docktap_run
 
-from docktap.audit import LEVELS, Finding, at_or_above, audit, counts, render
+from docktap.audit import LEVELS, Finding, at_or_above, audit, counts
 from docktap.capture.reader import Capture
+from docktap.render.audit import text as render
 
 
 def create(host: dict[str, Any], image: str = "bb@sha256:" + "a" * 64) -> Capture:

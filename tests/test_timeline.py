@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import types
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,15 @@ from docktap.filters import Filter
 from docktap.jsonstream import split
 from docktap.render import timeline
 from docktap.render.kind import stayed_open
-from docktap.render.timeline import TimelineOptions, render, render_exchanges, render_lines
+from docktap.render.timeline import Line, TimelineOptions, render
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ROW = re.compile(r"^ +[0-9]+\.[0-9]{3}s ")
+
+
+def render_lines(lines: Iterable[Line]) -> str:
+    """The plain text of rendered lines, one per line."""
+    return "".join(line.plain + "\n" for line in lines)
 
 
 def op_of(row: str) -> str:
@@ -303,10 +309,11 @@ def test_render_yields_one_text_per_exchange_and_is_pure() -> None:
     assert all(t.spans == [] for t in plain)
 
 
-def test_render_exchanges_without_a_capture() -> None:
+def test_render_rows_only_without_the_header() -> None:
     loaded = load(capture_path("run"))
-    shown = [ex for ex in loaded if Filter.from_options(conns=[1]).matches(ex)]
-    text = render_lines(render_exchanges(shown, TimelineOptions(width=100, styled=False)))
+    select = Filter.from_options(conns=[1]).matches
+    options = TimelineOptions(width=100, styled=False, header=False)
+    text = render_lines(render(loaded, options, select))
     assert [op_of(line) for line in text.splitlines() if ROW.match(line)] == [
         "SystemPingHead",
         "ContainerCreate",

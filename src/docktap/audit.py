@@ -9,25 +9,22 @@ Bodies and query strings are read as dockerd reads them (docktap.request): a fie
 `"hostconfig"` or given twice counts as dockerd counts it, and a body dockerd refuses is said
 to be refused rather than read in its own way.
 
-This module is pure: `audit` turns a loaded capture into findings and `render` into plain
-text; the `docktap audit` command prints them. Where a rule matches an item of the CIS Docker
-Benchmark, the finding names the item number; the explanations are ours.
+This module is pure: `audit` turns a loaded capture into findings; `docktap.render.audit` says
+them (a listing, a terminal table, a live warning), and `docktap audit` prints them. Where a
+rule matches an item of the CIS Docker Benchmark, the finding names the item number; the
+explanations are ours.
 """
 
 from __future__ import annotations
 
 import posixpath
-import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from docktap.capture.reader import Capture, Exchange
 from docktap.request.body import Decoded, decode
 from docktap.request.query import Query
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
 
 #: Levels from the least to the most serious.
 LEVELS = ("info", "low", "medium", "high", "critical")
@@ -579,64 +576,3 @@ def _check_exec(body: dict[str, Any]) -> Iterator[_Hit]:
             "The command was asked to run as root inside the container.",
             "5.23",
         )
-
-
-def render(findings: list[Finding], width: int = 100) -> str:
-    """Plain text: one block per finding, the most serious first, then a count per level."""
-    if not findings:
-        return "no findings\n"
-    lines: list[str] = []
-    for f in findings:
-        cis = f" (CIS {f.cis})" if f.cis else ""
-        lines.append(f"{f.level.upper():<8}  {f.rule}{cis}: {f.title}")
-        lines.append(
-            f"          conn {f.conn} #{f.seq} at {f.started_mono:.3f}s  "
-            f"{f.operation or '?'}  {f.method} {f.target}"
-        )
-        lines.append(f"          by {f.process.describe()}")
-        lines.extend(
-            textwrap.wrap(
-                f.explanation,
-                width=max(40, width),
-                initial_indent="          ",
-                subsequent_indent="          ",
-            )
-        )
-        lines.append("")
-    summary = ", ".join(f"{n} {level}" for level, n in counts(findings).items() if n)
-    total = len(findings)
-    lines.append(f"{total} finding{'s' if total != 1 else ''}: {summary}")
-    lines.append("see the CIS Docker Benchmark for the numbered items")
-    return "\n".join(lines) + "\n"
-
-
-_STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": ""}
-
-
-def table(findings: list[Finding]) -> RenderableType:
-    """The findings as a rich table, for a terminal, with the count per level under it."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    if not findings:
-        return Text("no findings")
-    grid = Table(show_lines=True)
-    for name in ("level", "finding", "exchange", "process"):
-        grid.add_column(name, overflow="fold")
-    for f in findings:
-        cis = f" (CIS {f.cis})" if f.cis else ""
-        grid.add_row(
-            f.level.upper(),
-            f"{f.title}{cis}\n{f.explanation}",
-            f"conn {f.conn} #{f.seq} {f.operation or '?'}\n{f.method} {f.target}",
-            f.process.describe(),
-            style=_STYLES[f.level],
-        )
-    summary = ", ".join(f"{n} {level}" for level, n in counts(findings).items() if n)
-    total = len(findings)
-    return Group(
-        grid,
-        Text(f"{total} finding{'s' if total != 1 else ''}: {summary}"),
-        Text("see the CIS Docker Benchmark for the numbered items"),
-    )

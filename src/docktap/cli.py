@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from docktap import __version__
+from docktap.audit import LEVELS
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, terminal
@@ -689,19 +690,15 @@ def view_command(capture: str) -> None:
         click.echo(path)
 
 
-_AUDIT_LEVELS = ("info", "low", "medium", "high", "critical")
-
-
 @main.command("audit")
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="The findings as one JSON object.")
 @click.option(
     "--fail-on",
     "fail_on",
-    type=click.Choice(_AUDIT_LEVELS),
+    type=click.Choice(LEVELS),
     metavar="LEVEL",
-    help="Exit with status 1 when a finding is at LEVEL or above "
-    "(info, low, medium, high, critical).",
+    help=f"Exit with status 1 when a finding is at LEVEL or above ({', '.join(LEVELS)}).",
 )
 def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
     """Find the risky requests in a capture, and the process that made each.
@@ -713,6 +710,7 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
     Benchmark item. Exit status 0 unless --fail-on is given and met.
     """
     from docktap import audit
+    from docktap.render import audit as views
 
     loaded = _load(capture)
     findings = audit.audit(loaded)
@@ -724,15 +722,11 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
         }
         click.echo(json.dumps(document, indent=2))
     elif sys.stdout.isatty():
-        _print_audit_table(audit.table(findings))
+        auto_console(sys.stdout).print(views.table(findings))
     else:
-        click.echo(audit.render(findings), nl=False)
+        click.echo(views.text(findings), nl=False)
     if fail_on is not None and audit.at_or_above(findings, fail_on):
         sys.exit(1)
-
-
-def _print_audit_table(table: object) -> None:
-    auto_console(sys.stdout).print(table)
 
 
 class _FilesThenCommand(click.Command):

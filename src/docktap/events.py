@@ -83,7 +83,8 @@ class Hijacked(Event):
     """From here on the connection carries raw bytes in both directions.
 
     `protocol` is the Upgrade token (`tcp`, `h2c`, ...) or `raw-stream` for Docker's 200 hijack
-    without Upgrade. `multiplexed` says whether daemon output is framed; None until known.
+    without Upgrade. Whether the daemon's output is framed is not said here: `Frame` events
+    follow when it is.
     """
 
     seq: int

@@ -51,11 +51,6 @@ class FrameDecoder:
         self._remaining = 0
         self._stream = Stream.STDOUT
 
-    @property
-    def in_frame(self) -> bool:
-        """True between a header and the end of its payload, or inside a header."""
-        return bool(self._remaining or self._header)
-
     def feed(self, data: bytes) -> list[tuple[Stream, bytes]]:
         out: list[tuple[Stream, bytes]] = []
         view = memoryview(data)

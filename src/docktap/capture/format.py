@@ -82,8 +82,9 @@ class RecordEncoder:
     clock time, so every record carries both without this module reading a clock.
     `max_body` is the number of bytes of each body or stream kept inline (0 keeps everything);
     past it, records carry only sizes, and the end record the full size and sha256.
-    `redactor` masks secrets in heads, targets and the bodies it holds back; None records
-    everything as it was sent. `held_limit` bounds a held-back body.
+    `redactor` masks secrets in heads, targets and the bodies it holds back; None stands for
+    the default `Redactor()`. Only `redact=False` records everything as it was sent.
+    `held_limit` bounds a held-back body.
     """
 
     def __init__(

@@ -270,16 +270,15 @@ class LiveAudit:
 
     def __call__(self, records: list[Record]) -> None:
         from docktap.audit import at_or_above, audit_exchange
+        from docktap.render.audit import warning
 
         for record in records:
             if record.get("type") == "open":
                 self.peers[record["conn"]] = record.get("peer")
             for ex in self.assembler.feed(record):
                 for finding in at_or_above(audit_exchange(ex, self.peers.get(ex.conn)), self.level):
-                    cis = f" (CIS {finding.cis})" if finding.cis else ""
                     self.console.print(
-                        f"docktap audit: {finding.level.upper()} {finding.rule}{cis}: "
-                        f"{finding.title} [{finding.operation} by {finding.process.describe()}]",
+                        warning(finding),
                         style="bold red" if finding.level in ("high", "critical") else "yellow",
                         markup=False,
                         highlight=False,

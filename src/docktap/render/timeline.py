@@ -25,7 +25,7 @@ import itertools
 import json
 import math
 import textwrap
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -698,19 +698,14 @@ def layout_for(exchanges: Sequence[Exchange], lanes: int, width: int) -> Layout:
     return Layout.fitted(width, time_width, lanes, conn_width, min(24, max(9, op_width)))
 
 
-def render_exchanges(
-    exchanges: Sequence[Exchange], options: TimelineOptions = TimelineOptions()
-) -> Iterator[Line]:
-    """The rows of these exchanges (taken in start order) and the lines under them."""
-    yield from _render(exchanges, options, None)
-
-
 def render(
     capture: Capture,
     options: TimelineOptions = TimelineOptions(),
     select: Callable[[Exchange], bool] | None = None,
 ) -> Iterator[Line]:
     """The timeline of a capture: a title, column heads, the rows, a closing summary.
+
+    With `options.header` off, the rows alone, as the live view prints them.
 
     `select` picks the exchanges to show (a `docktap.filters.Filter.matches`, say); lanes and
     column widths are worked out for those only.
@@ -796,8 +791,3 @@ def _summary(
     if not capture.complete:
         text += "; incomplete capture (docktap did not close it)"
     return _styled(fit(text, options.width), "dim", options.styled)
-
-
-def render_lines(lines: Iterable[Line]) -> str:
-    """The plain text of rendered lines, one per line: for tests and files."""
-    return "".join(line.plain + "\n" for line in lines)

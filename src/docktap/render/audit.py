@@ -1,0 +1,91 @@
+"""The audit's findings for people: a plain listing, a terminal table, a one-line warning.
+
+`docktap.audit` decides what is risky; this module only says it. `text` is what `docktap audit`
+prints to a file or a pipe (and what the golden files hold), `table` what it shows on a
+terminal, and `warning` the line `docktap run --audit` prints the moment a risky call is made.
+All three name the level, the rule and its CIS Docker Benchmark item the same way.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import TYPE_CHECKING
+
+from docktap.audit import Finding, counts
+from docktap.render.text import format_offset, plural
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+#: Table row styles by level; the plain listing and the warnings have none.
+STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": ""}
+_INDENT = " " * 10
+_FOOTNOTE = "see the CIS Docker Benchmark for the numbered items"
+
+
+def _rule(finding: Finding) -> str:
+    return f"{finding.rule} (CIS {finding.cis})" if finding.cis else finding.rule
+
+
+def summary(findings: list[Finding]) -> str:
+    """`3 findings: 1 critical, 2 low`."""
+    levels = ", ".join(f"{n} {level}" for level, n in counts(findings).items() if n)
+    return f"{plural(len(findings), 'finding')}: {levels}"
+
+
+def text(findings: list[Finding], width: int = 100) -> str:
+    """Plain text: one block per finding, the most serious first, then a count per level."""
+    if not findings:
+        return "no findings\n"
+    lines: list[str] = []
+    for f in findings:
+        lines.append(f"{f.level.upper():<8}  {_rule(f)}: {f.title}")
+        lines.append(
+            f"{_INDENT}conn {f.conn} #{f.seq} at {format_offset(f.started_mono)}  "
+            f"{f.operation or '?'}  {f.method} {f.target}"
+        )
+        lines.append(f"{_INDENT}by {f.process.describe()}")
+        lines.extend(
+            textwrap.wrap(
+                f.explanation,
+                width=max(40, width),
+                initial_indent=_INDENT,
+                subsequent_indent=_INDENT,
+            )
+        )
+        lines.append("")
+    lines.append(summary(findings))
+    lines.append(_FOOTNOTE)
+    return "\n".join(lines) + "\n"
+
+
+def table(findings: list[Finding]) -> RenderableType:
+    """The findings as a rich table, for a terminal, with the count per level under it."""
+    # rich is imported here: the plain listing, for files and pipes, does without it.
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    if not findings:
+        return Text("no findings")
+    grid = Table(show_lines=True)
+    for name in ("level", "finding", "exchange", "process"):
+        grid.add_column(name, overflow="fold")
+    for f in findings:
+        cis = f" (CIS {f.cis})" if f.cis else ""
+        grid.add_row(
+            f.level.upper(),
+            f"{f.title}{cis}\n{f.explanation}",
+            f"conn {f.conn} #{f.seq} {f.operation or '?'}\n{f.method} {f.target}",
+            f.process.describe(),
+            style=STYLES[f.level],
+        )
+    return Group(grid, Text(summary(findings)), Text(_FOOTNOTE))
+
+
+def warning(finding: Finding) -> str:
+    """One line for stderr while the command runs, naming who made the risky call."""
+    return (
+        f"docktap audit: {finding.level.upper()} {_rule(finding)}: {finding.title} "
+        f"[{finding.operation} by {finding.process.describe()}]"
+    )

@@ -1,0 +1,87 @@
+"""The audit's views: the plain listing, the terminal table and the live warning line."""
+
+from __future__ import annotations
+
+import io
+
+from golden import CAPTURES
+from rich.console import Console
+
+from docktap.audit import Finding, audit
+from docktap.capture.reader import load
+from docktap.render import audit as views
+
+
+def _findings(name: str) -> list[Finding]:
+    return audit(load(CAPTURES / f"{name}.jsonl"))
+
+
+def _shown(renderable: object, colour: bool = False) -> str:
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        width=160,
+        height=25,
+        force_terminal=colour,
+        color_system="standard" if colour else None,
+        force_jupyter=False,
+        legacy_windows=False,
+    )
+    console.print(renderable)
+    return out.getvalue()
+
+
+def test_no_findings() -> None:
+    assert views.text([]) == "no findings\n"
+    assert _shown(views.table([])) == "no findings\n"
+
+
+def test_summary_counts_each_level_the_most_serious_first() -> None:
+    findings = _findings("socket-mount")
+    summary = views.summary(findings)
+    assert summary.startswith(f"{len(findings)} findings: 1 critical")
+    assert views.text(findings).endswith(
+        f"{summary}\nsee the CIS Docker Benchmark for the numbered items\n"
+    )
+    [one] = _findings("run")
+    assert views.summary([one]) == "1 finding: 1 low"
+
+
+def test_the_listing_wraps_explanations_at_the_width() -> None:
+    findings = _findings("socket-mount")
+    for width in (40, 60, 100):
+        blocks = views.text(findings, width=width).split("\n\n")[:-1]  # the summary last
+        assert len(blocks) == len(findings)
+        for block, finding in zip(blocks, findings, strict=True):
+            head, where, by, *explained = block.split("\n")
+            assert head.startswith(f"{finding.level.upper():<8}  {finding.rule}")
+            assert where.startswith(f"{' ' * 10}conn {finding.conn} #{finding.seq} at ")
+            assert by == f"{' ' * 10}by {finding.process.describe()}"
+            assert all(len(line) <= width and line.startswith(" " * 10) for line in explained)
+            assert " ".join(line.strip() for line in explained) == finding.explanation
+
+
+def test_the_table_shows_each_finding_with_its_level_style() -> None:
+    findings = _findings("socket-mount")
+    plain = _shown(views.table(findings))
+    for f in findings:
+        assert f.level.upper() in plain
+        assert f.process.describe() in plain
+    assert "docker-socket-mount" not in plain  # the table names findings by their title
+    assert "(CIS 5.31)" in plain
+    assert views.summary(findings) in plain
+    assert plain.rstrip().endswith("see the CIS Docker Benchmark for the numbered items")
+    coloured = _shown(views.table(findings), colour=True)
+    assert "\x1b[1;31mCRITICAL" in coloured  # bold red, as STYLES says
+    assert views.STYLES["critical"] == "bold red"
+
+
+def test_the_warning_line_names_rule_item_and_caller() -> None:
+    socket = next(f for f in _findings("socket-mount") if f.rule == "docker-socket-mount")
+    assert views.warning(socket) == (
+        f"docktap audit: CRITICAL docker-socket-mount (CIS 5.31): {socket.title} "
+        f"[ContainerCreate by {socket.process.describe()}]"
+    )
+    [undigested] = _findings("run")
+    assert undigested.cis is None
+    assert views.warning(undigested).startswith("docktap audit: LOW image-without-digest: ")
