@@ -664,3 +664,15 @@ def test_errors_of_the_capture_are_shown(browser: WebDriver, tmp_path: Path) -> 
     open_page(browser, tmp_path, capture, "unreachable.jsonl")
     shown = browser.find_element(By.CSS_SELECTOR, "#capture-errors li").text
     assert shown == "conn 1: upstream: cannot reach the Docker daemon at unix:///nowhere.sock"
+
+
+def test_j_and_k_move_along_the_list(browser: WebDriver, tmp_path: Path) -> None:
+    capture = load(ROOT / "captures" / "docker-py.jsonl")
+    open_page(browser, tmp_path, capture, "docker-py.jsonl")
+    Select(browser.find_element(By.ID, "filter-status")).select_by_value("2xx")
+    wanted = [ex for ex in capture.exchanges if 200 <= (ex.status or 0) < 300]
+    assert len(wanted) < len(capture)  # the keys skip what the filters hide
+    body = browser.find_element(By.TAG_NAME, "body")
+    for key, ex in zip("jjjk", [wanted[0], wanted[1], wanted[2], wanted[1]], strict=True):
+        body.send_keys(key)
+        assert details_text(browser, "h2").startswith(f"#{ex.conn}.{ex.seq} ")
