@@ -262,6 +262,14 @@ def test_findings_are_filed_under_their_exchange() -> None:
 # --- the CLI -------------------------------------------------------------------------------
 
 
+def test_export_html_works_on_every_capture(tmp_path: Path) -> None:
+    for capture in CAPTURES:
+        out = tmp_path / f"{capture.stem}.html"
+        proc = docktap("export", "--format", "html", "-o", str(out), str(capture))
+        assert proc.returncode == 0, f"{capture.name}: {proc.stderr.decode()}"
+        assert out.read_text() == render(load(capture), capture.name)
+
+
 def test_export_html_writes_a_private_page(tmp_path: Path) -> None:
     out = tmp_path / "run.html"
     proc = docktap(

@@ -285,7 +285,7 @@ def render(capture: Capture, title: str, assets: Assets) -> str:
         "default-src 'none'; "
         f"script-src {_source_hash(script)}; "
         f"style-src {_source_hash(style)}; "
-        "img-src data:; base-uri 'none'; form-action 'none'"
+        "base-uri 'none'; form-action 'none'"
     )
     return "".join(
         [
