@@ -7,7 +7,9 @@ The attacks happen in a world-writable directory without the sticky bit, where a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import resource
 import socket
 import stat
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from tapping import docktap
 
 from docktap.listening import (
+    DescriptorShortage,
     ListenError,
     bound_port,
     clear_stale_socket,
@@ -206,3 +209,93 @@ def test_the_cli_refuses_a_setuid_socket_before_listening(command: str, tmp_path
     )
     assert not sock.exists()
     assert not (tmp_path / "c.jsonl").exists()
+
+
+class _Held(asyncio.Protocol):
+    """A connection the server keeps open, as a relayed one would be."""
+
+    def __init__(self, made: list[_Held]) -> None:
+        self.made = made
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.append(self)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _limit_leaving(free: int) -> int:
+    """The descriptor limit that leaves `free` descriptors to open (the lowest free are used)."""
+    # The listing's own descriptor is in the list, and closed by now.
+    used = {fd for fd in map(int, os.listdir("/proc/self/fd")) if _is_open(fd)}
+    limit = 0
+    while free:
+        free -= limit not in used
+        limit += 1
+    return limit
+
+
+async def _answer(client: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    received = b""
+    try:
+        while chunk := await loop.sock_recv(client, 65536):
+            received += chunk
+    except ConnectionResetError:  # closed with our request unread: after its answer
+        pass
+    return received
+
+
+def test_out_of_descriptors_waiting_clients_get_503_and_it_is_said_once(tmp_path: Path) -> None:
+    path = tmp_path / "d.sock"
+    said: list[str] = []
+    logged: list[dict[str, object]] = []
+    held: list[_Held] = []
+    heads = [b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n", b"HEAD /_ping HTTP/1.1\r\nHost: d\r\n\r\n"]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: logged.append(context))
+        server = await listen(
+            Endpoint(path=str(path)), lambda: _Held(held), shortage=DescriptorShortage(said.append)
+        )
+        clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(20)]
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # Room for 5 more descriptors: 5 clients accepted, then none. Only for a moment: the
+        # clients already have theirs, and nothing else in this process opens any meanwhile.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_limit_leaving(5), hard))
+        try:
+            for i, client in enumerate(clients):
+                client.connect(str(path))  # into the backlog, whether accepted or not
+                client.sendall(heads[i % 2])
+                client.setblocking(False)
+            answers = await asyncio.gather(*(_answer(c) for c in clients[5:]))
+            assert len(held) == 5
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for i, answer in enumerate(answers, start=5):
+            assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer
+            if i % 2:  # HEAD: no body
+                assert answer.endswith(b"Connection: close\r\n\r\n")
+            else:
+                body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+                assert body["message"].startswith("docktap is out of file descriptors (Too many")
+        # Descriptors are back: the next client is accepted as usual.
+        late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        late.connect(str(path))
+        while len(held) < 6:
+            await asyncio.sleep(0)  # turns of the loop until the accept
+        for client in [*clients, late]:
+            client.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert logged == []  # asyncio was not left to log anything
+    assert len(said) == 1
+    assert said[0].startswith("out of file descriptors (Too many open files; the limit is ")

@@ -27,7 +27,7 @@ from docktap.audit import LEVELS
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, terminal
-from docktap.listening import ListenError, parse_socket_mode
+from docktap.listening import DescriptorShortage, ListenError, parse_socket_mode
 from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
 from docktap.recording.link import RecorderLink, spawn_recorder
 from docktap.recording.wire import RecordingConfig
@@ -285,7 +285,7 @@ def run(
 
 
 async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
-    relay = Relay(upstream, link)
+    relay = Relay(upstream, link, DescriptorShortage(_say))
     link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
     await link.connect()
     return relay

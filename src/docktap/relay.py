@@ -3,7 +3,8 @@
 Forwarding comes first. Each chunk read from one side is written to the other before anything
 else happens to it, then handed to the tap with a timestamp; the tap must return at once (the
 recorder queues the chunk and parses it later). The relay knows nothing about HTTP except how to
-say "502" when the daemon cannot be reached, so that the docker CLI prints a useful message.
+say "502" when the daemon cannot be reached, or "503" when docktap itself is out of file
+descriptors, so that the docker CLI prints a useful message.
 
 Half-close is kept per direction, because Docker depends on it: `docker run -i` ends stdin with
 a write-side shutdown and keeps reading output. An abrupt close on one side aborts the other.
@@ -14,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import struct
 import time
 from typing import cast
 
+from docktap.answers import bad_gateway, out_of_descriptors
 from docktap.connecting import connect
 from docktap.events import Direction
-from docktap.listening import bound_port, listen
+from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
 from docktap.tap import PeerCredentials, Tap
 from docktap.upstream import Endpoint
 
@@ -32,22 +33,6 @@ _CONNECT_TIMEOUT = 10.0
 _PENDING_LIMIT = 256 << 10
 # The most one read takes (asyncio's own limit for plain Protocols).
 _READ_SIZE = 256 << 10
-
-
-def bad_gateway(upstream: Endpoint, reason: str, request: bytes) -> tuple[str, bytes]:
-    """The message and the HTTP response a client gets when the daemon is unreachable.
-
-    `request` is the start of what the client sent: an answer to HEAD must have no body.
-    """
-    message = f"docktap: cannot reach the Docker daemon at {upstream.url}: {reason}"
-    body = json.dumps({"message": message}).encode() + b"\n"
-    head = (
-        "HTTP/1.1 502 Bad Gateway\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    return message, head if request.startswith(b"HEAD ") else head + body
 
 
 def _peer_credentials(sock: socket.socket | None) -> PeerCredentials | None:
@@ -145,6 +130,7 @@ class _Pipe:
         self.upstream_ready = False
         self.pending_size = 0
         self.failure: str | None = None
+        self.out_of_descriptors = False
         self.answered_failure = False
         self.done = asyncio.get_running_loop().create_future()
         # Held here: the loop keeps only a weak reference to a task, which could vanish mid-way.
@@ -228,6 +214,10 @@ class _Pipe:
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
             self.failure = reason
+            # Then it is docktap that failed, not the daemon.
+            self.out_of_descriptors = isinstance(exc, OSError) and exc.errno in OUT_OF_DESCRIPTORS
+            if self.out_of_descriptors:
+                self.relay.shortage.refuse(reason)
             if self.pending:
                 self.answer_failure()
             elif self.client.eof or self.client.lost:
@@ -253,7 +243,10 @@ class _Pipe:
             return
         self.answered_failure = True
         first = self.pending[0] if self.pending else b""
-        message, response = bad_gateway(self.relay.upstream, self.failure, first)
+        if self.out_of_descriptors:
+            message, response = out_of_descriptors(self.failure, first)
+        else:
+            message, response = bad_gateway(self.relay.upstream, self.failure, first)
         assert self.client.transport is not None
         self.client.transport.write(response)
         if self.tap is not None:
@@ -267,10 +260,17 @@ class _Pipe:
 class Relay:
     """Accepts clients on one endpoint and relays each to the upstream daemon."""
 
-    def __init__(self, upstream: Endpoint, tap: Tap | None = None) -> None:
+    def __init__(
+        self,
+        upstream: Endpoint,
+        tap: Tap | None = None,
+        shortage: DescriptorShortage | None = None,
+    ) -> None:
         self.upstream = upstream
         self.tap = tap
-        self._server: asyncio.Server | None = None
+        # Out of file descriptors, whether to accept or to reach the daemon, is said here.
+        self.shortage = shortage or DescriptorShortage()
+        self._server: Listener | None = None
         self._pipes: set[_Pipe] = set()
         self._next_conn = 0
         self._socket_path: str | None = None
@@ -280,7 +280,7 @@ class Relay:
 
     async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
         """Accept clients on `endpoint`; ListenError says why not."""
-        self._server = await listen(endpoint, self._accept, socket_mode)
+        self._server = await listen(endpoint, self._accept, socket_mode, self.shortage)
         self._socket_path = endpoint.path
 
     def pause_reading(self) -> None:

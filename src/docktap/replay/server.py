@@ -20,7 +20,7 @@ import h11
 import orjson
 
 from docktap.capture.format import HELD_BODY_LIMIT
-from docktap.listening import bound_port, listen
+from docktap.listening import Listener, bound_port, listen
 from docktap.redact import Redactor
 from docktap.replay.match import Request
 from docktap.replay.script import Piece, Recording
@@ -90,7 +90,7 @@ class ReplayServer:
         self.on_miss = on_miss
         self.truncated: list[Recording] = []  # answered with only the part the capture kept
         self._changed = asyncio.Event()
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
