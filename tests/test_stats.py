@@ -268,3 +268,26 @@ def test_cli_rejects_a_file_that_is_no_capture(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["stats", str(junk)])
     assert result.exit_code == 1
     assert "no capture header" in result.output
+
+
+def test_the_text_depends_on_its_arguments_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No terminal setting of the caller's reaches the tables: the width and colour given rule."""
+    numbers = stats.compute(load(CAPTURES / "run.jsonl"))
+    plain = stats.render(numbers, width=120, color=False)
+    coloured = stats.render(numbers, width=120, color=True)
+    assert "\x1b[" in coloured and "\x1b[" not in plain
+    settings = {
+        "TERM": "dumb",  # would shrink a terminal console to 80 columns
+        "COLUMNS": "50",
+        "LINES": "5",
+        "NO_COLOR": "1",
+        "FORCE_COLOR": "1",
+        "TTY_COMPATIBLE": "0",
+        "TTY_INTERACTIVE": "1",
+        "JUPYTER_COLUMNS": "60",
+    }
+    for name, value in settings.items():  # one at a time: one may hide another (LINES, TERM)
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            assert stats.render(numbers, width=120, color=False) == plain, name
+            assert stats.render(numbers, width=120, color=True) == coloured, name

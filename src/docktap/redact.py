@@ -64,10 +64,6 @@ def mask_value(value: str | bytes) -> str:
     return f"<redacted len~{bucket} sha256:{hashlib.sha256(data).hexdigest()[:8]}>"
 
 
-def is_masked(value: str) -> bool:
-    return value.startswith(MASK_PREFIX) and value.endswith(">")
-
-
 def _items(value: Object | dict[str, Any]) -> list[tuple[str, Any]]:
     return list(value.pairs) if isinstance(value, Object) else list(value.items())
 
@@ -148,11 +144,6 @@ def redact_headers(headers: Headers) -> Headers:
             value = f"{scheme} {mask_value(secret)}" if secret else mask_value(value)
         out.append((name, value))
     return tuple(out)
-
-
-def redact_auth_body(body: bytes) -> bytes:
-    """The body of `POST /auth` or its answer, with passwords and tokens masked."""
-    return Redactor().body("SystemAuth", body)
 
 
 def name_pattern(pattern: str) -> re.Pattern[str]:
