@@ -28,6 +28,9 @@ from docktap.request.query import Query
 
 #: Levels from the least to the most serious.
 LEVELS = ("info", "low", "medium", "high", "critical")
+#: The floor of warnings while a command runs (`--audit`): below it is what nearly every
+#: session does (exec, undigested images), left to `docktap audit`.
+LIVE_LEVEL = "medium"
 
 
 def rank(level: str) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from docktap import __version__
-from docktap.audit import LEVELS
+from docktap.audit import LEVELS, LIVE_LEVEL
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, terminal
@@ -108,7 +108,7 @@ def _start_recording(
         live,
         redact,
         names,
-        AUDIT_LIVE_LEVEL if audit else None,
+        LIVE_LEVEL if audit else None,
         upstream_tls=upstream_tls,
     )
     # A recording backlog, if any, is spooled on the capture's disk.
@@ -158,12 +158,10 @@ _redact_env_option = click.option(
     help="Also mask env values whose name matches this regex or substring (any case); "
     "repeatable. DOCKTAP_REDACT_ENV adds comma-separated ones.",
 )
-# Live audit warnings leave out what nearly every session does (exec, undigested images).
-AUDIT_LIVE_LEVEL = "medium"
 _audit_option = click.option(
     "--audit",
     is_flag=True,
-    help=f"Warn on stderr, as they happen, of risky calls ({AUDIT_LIVE_LEVEL} and above; "
+    help=f"Warn on stderr, as they happen, of risky calls ({LIVE_LEVEL} and above; "
     "see `docktap audit`).",
 )
 

@@ -262,7 +262,7 @@ class LiveAudit:
     process that made it: `docktap run --audit` shows risky calls while they happen.
     """
 
-    def __init__(self, console: Console, level: str = "medium") -> None:
+    def __init__(self, console: Console, level: str) -> None:
         self.console = console
         self.level = level
         self.assembler = Assembler(keep=False)
