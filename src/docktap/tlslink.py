@@ -123,32 +123,47 @@ class TLSLink(asyncio.Protocol):
         app = self.app
         if app is None:
             return
+        ended = False  # close_notify, or the TCP end at a record boundary
         try:
-            while self.reading and not self.app_eof:
+            while self.reading and not self.app_eof and not ended:
                 if isinstance(app, asyncio.BufferedProtocol):
-                    buffer = memoryview(app.get_buffer(-1))
-                    n = self.tls.read(len(buffer), buffer)
-                    if not n:  # close_notify: nothing more comes
-                        self._eof(app)
-                        break
-                    app.buffer_updated(int(n))
+                    ended = self._fill(app)
                 else:
                     data = self.tls.read(_READ_SIZE)
-                    if not data:
-                        self._eof(app)
-                        break
-                    assert isinstance(app, asyncio.Protocol)
-                    app.data_received(data)
+                    ended = not data
+                    if data:
+                        assert isinstance(app, asyncio.Protocol)
+                        app.data_received(data)
         except ssl.SSLWantReadError:
-            if self.tcp_eof:  # the TCP connection ended at a record boundary: end of input
-                self._eof(app)
-        except ssl.SSLEOFError:  # the TCP end came without close_notify
-            self._eof(app)
+            ended = self.tcp_eof
+        except ssl.SSLEOFError:  # the TCP end came without close_notify, as Go's clients do
+            ended = True
         except ssl.SSLError as exc:
             self.error = exc
             if self.tcp is not None:
                 self.tcp.abort()
+        if ended:
+            self._eof(app)
         self.flush()  # what reading may have produced (a key update's answer)
+
+    def _fill(self, app: asyncio.BufferedProtocol) -> bool:
+        """Decrypt records into the application's buffer until it is full; True at the end.
+
+        One read gives one TLS record (16 KiB at most): handing each over on its own would
+        cost the relay a forward and a tap call per record, so they are gathered first.
+        """
+        buffer = memoryview(app.get_buffer(-1))
+        filled = 0
+        try:
+            while filled < len(buffer):
+                n = int(self.tls.read(len(buffer) - filled, buffer[filled:]))
+                if not n:
+                    return True
+                filled += n
+        finally:
+            if filled:
+                app.buffer_updated(filled)
+        return False
 
     def _eof(self, app: asyncio.BaseProtocol) -> None:
         if self.app_eof:
