@@ -138,3 +138,53 @@ def test_a_missing_ca_file_is_named() -> None:
 
     with pytest.raises(UpstreamError, match=r"CA certificate /nonexistent/ca.pem: No such file"):
         asyncio.run(attempt())
+
+
+class _Buffered(asyncio.BufferedProtocol):
+    """Reads into one small buffer, as the relay does, pausing now and then."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(40_000)  # not a multiple of a TLS record
+        self.received = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.pauses = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received += self.buffer[:nbytes]
+        if len(self.received) // (1 << 20) > self.pauses:  # each MiB: pause, resume later
+            self.pauses += 1
+            assert self.transport is not None
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.transport.resume_reading)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_a_long_answer_into_a_small_buffer_with_pauses(certificates: Certificates) -> None:
+    answer = hashlib.sha256(b"seed").digest() * (160 << 10)  # 5 MiB
+
+    async def receive(port: int) -> _Buffered:
+        app = _Buffered()
+        endpoint = Endpoint(host="127.0.0.1", port=port, tls=_settings(certificates))
+        transport = await connect(lambda: app, endpoint)
+        assert isinstance(transport, asyncio.Transport)
+        transport.write_eof()
+        assert await asyncio.wait_for(app.lost, 30) is None
+        return app
+
+    with tls_server(certificates, lambda data: answer, client_ca=True) as port:
+        app = asyncio.run(receive(port))
+    assert app.received == answer
+    assert app.pauses == 5
