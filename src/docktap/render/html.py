@@ -255,7 +255,7 @@ its light tail: streamed or hijacked</span></div>
 <input id="filter-text" type="search" placeholder="text in target, headers, bodies, streams">
 <span id="count"></span>
 </div>
-<div class="table-box" id="list-box">
+<div id="list-box">
 <div class="row heads"><span>start</span><span>conn</span><span>operation</span>
 <span>request</span><span>status</span><span>took</span><span>\u2191 sent</span>
 <span>\u2193 got</span><span></span></div>
