@@ -1,10 +1,9 @@
-"""Reconstructs HTTP/1.1 exchanges from the bytes a relay saw, without doing any I/O.
+"""Reconstructs HTTP/1.x exchanges from the bytes a relay saw, without doing any I/O.
 
-Each connection is watched by two h11 connections in mirror: a SERVER-role one parses what the
-client sent and a CLIENT-role one parses what the daemon sent. Whatever one side parses is told
-to the other (its output thrown away) so each knows what the other said: the CLIENT side must
-know the request method (HEAD has no body) and whether an Upgrade is pending. Framing headers
-are stripped from what is mirrored, so mirroring never needs the body bytes.
+Each direction of a connection is read in turn: h11 parses every request and response head, and
+the framing those heads call for (bodyframing) cuts the bodies out of the bytes that follow, as
+Go's net/http, dockerd's server, reads them. Requests are read one exchange at a time, the way
+dockerd serves them: bytes a client pipelines wait until the exchange before them is over.
 
 Docker bends HTTP in ways h11 cannot know about: attach and exec hijack the connection after a
 101 or after a 200 with a Docker stream content type and no framing, and their output may be
@@ -12,7 +11,8 @@ split into multiplexed frames. Whether it is framed is learned from the Content-
 container's Tty setting seen earlier in the same capture, or from the shape of the first bytes.
 
 The observer must never raise on bad bytes: anything it cannot parse becomes a ProtocolError
-event, and the rest of that connection is reported as Unparsed data.
+event, and the rest of that connection is reported as Unparsed data. Only parse errors are
+caught: any other exception is a bug in the observer, and propagates.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 from docktap import routes
+from docktap.bodyframing import (
+    BodyReader,
+    CloseDelimitedBody,
+    FramingError,
+    keeps_alive,
+    request_body,
+    response_body,
+)
 from docktap.events import (
     BodyData,
     Closed,
@@ -151,6 +159,7 @@ class _Exchange:
     operation: str | None
     api_version: str | None
     subject: routes.Subject | None  # the container or exec the path names
+    keep_alive: bool  # the request lets the connection carry another exchange after this one
     request_done: bool = False
     response_started: bool = False
     response_done: bool = False
@@ -161,34 +170,38 @@ class _Exchange:
     tty: bool | None = None
 
 
-def _piece(data: bytes, pos: int, size: int) -> bytes:
-    """data[pos:pos + size], without a copy when that is all of it."""
-    return data if pos == 0 and size == len(data) else data[pos : pos + size]
+class _Side:
+    """What one direction of a connection is in the middle of."""
+
+    __slots__ = ("body", "done", "eof", "pending", "scan")
+
+    def __init__(self) -> None:
+        # Received and not consumed: an unfinished head, or bytes waiting for their exchange.
+        self.pending = bytearray()
+        self.scan = 0  # the blank line that ends a head is searched for from here on
+        self.body: BodyReader | None = None  # the body being read, if any
+        self.eof = False
+        self.done = False  # nothing more will be parsed from this side
 
 
-def _buffered(parser: h11.Connection) -> int:
-    """How many received bytes the parser holds unprocessed.
+# The line h11 takes for the end of a head (h11's own rule: LF, an optional CR, LF).
+_BLANK_LINE = re.compile(rb"\n\r?\n")
 
-    `trailing_data` would tell too, but it copies the buffer: calling it after every event
-    makes a large feed of many small chunks quadratic. h11's receive buffer has a cheap len().
-    """
-    buffer = getattr(parser, "_receive_buffer", None)
-    if buffer is not None:
-        return len(buffer)
-    return len(parser.trailing_data[0])
-
-
-# What each mirror needs to know of the other side's head. Passing on only these headers,
-# and never the framing ones, keeps mirroring cheap (h11 validates every header it is sent)
-# and means no body bytes ever need to be mirrored.
-_MIRRORED_REQUEST_HEADERS = frozenset({b"host", b"connection", b"upgrade", b"expect"})
-_MIRRORED_RESPONSE_HEADERS = frozenset({b"connection"})
+# h11 reads a response only once it has sent a request. This is the one it is shown: HEAD, so
+# that it takes no body to follow the response head (the observer reads bodies itself) and can
+# be recycled, and offering an upgrade, so that it takes a 101 for what it is.
+_STAND_IN_REQUEST = h11.Request(
+    method=b"HEAD",
+    target=b"/",
+    headers=[(b"host", b"docktap"), (b"connection", b"upgrade"), (b"upgrade", b"docktap")],
+)
 
 
-def _mirrored(
-    headers: Iterable[tuple[bytes, bytes]], keep: frozenset[bytes]
-) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in headers if k in keep]
+def _response_parser() -> h11.Connection:
+    parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+    parser.send(_STAND_IN_REQUEST)
+    parser.send(h11.EndOfMessage())
+    return parser
 
 
 def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -201,20 +214,17 @@ class ConnectionObserver:
     def __init__(self, conn: int, book: TtyBook | None = None) -> None:
         self.conn = conn
         self._book = book if book is not None else TtyBook()
-        self._from_client = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
-        self._from_daemon = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
+        self._sides = {Direction.CLIENT: _Side(), Direction.DAEMON: _Side()}
         self._mode = "http"  # then "hijacked" or "broken"
         self._seq = 0
         self._ex: _Exchange | None = None
+        self._last = False  # the last exchange the connection can carry is over
+        self._responses: h11.Connection | None = None  # ready to read the next response head
         self._eof: set[Direction] = set()
-        self._done: set[Direction] = set()  # sides whose parser has nothing more to say
-        # EOFs not reported yet because bytes sent before them are still buffered in h11
+        # EOFs not reported yet because bytes sent before them are still to be parsed
         # (pipelined requests wait for the exchange before them): HalfClosed(d) must come
         # after every event made from d's bytes.
         self._eof_pending: list[Direction] = []
-        # Per side, the bytes received since the end of the last event parsed from that side:
-        # what a ProtocolError leaves unexplained (h11 drops the lines of a head it rejects).
-        self._raw = {Direction.CLIENT: bytearray(), Direction.DAEMON: bytearray()}
         self._closed = False
         self._out: list[Event] = []
         self._t = 0.0
@@ -225,30 +235,20 @@ class ConnectionObserver:
         if not data or self._closed:
             return []
         self._t = t
-        pos = 0  # data[:pos] has been handed to a parser or reported
-        try:
-            while pos < len(data) and self._mode == "http":
-                if size := self._body_shortcut(direction, len(data) - pos):
-                    piece, pos = _piece(data, pos, size), pos + size
-                    self._raw[direction].clear()  # a chunk's size line, explained by its data
-                    self._body(direction, piece)
-                else:
-                    size = self._parser_piece(direction, data, pos)
-                    piece, pos = _piece(data, pos, size), pos + size
-                    self._raw[direction] += piece  # from here on, an error reports them
-                    self._parser(direction).receive_data(piece)
-                self._pump()
-            if pos < len(data):
-                rest = _piece(data, pos, len(data) - pos)
-                pos = len(data)
-                if self._mode == "hijacked":
-                    self._stream(direction, rest)
-                else:
-                    self._emit(Unparsed(self.conn, t, direction, rest))
-        except Exception as exc:  # the observer must never take the relay down
-            self._break(direction, f"{type(exc).__name__}: {exc}")
-            if pos < len(data):
-                self._emit(Unparsed(self.conn, t, direction, _piece(data, pos, len(data) - pos)))
+        if self._mode == "http":
+            side = self._sides[direction]
+            if side.body is not None and not side.pending:
+                # The common case of a bulk body: its bytes are cut out of `data` directly.
+                end = self._read_body(direction, data)
+                if end < len(data) and self._mode == "http":
+                    side.pending += memoryview(data)[end:]
+            else:
+                side.pending += data
+            self._pump()
+        elif self._mode == "hijacked":
+            self._stream(direction, data)
+        else:
+            self._emit(Unparsed(self.conn, t, direction, data))
         return self._take()
 
     def feed_eof(self, direction: Direction, t: float) -> list[Event]:
@@ -257,12 +257,9 @@ class ConnectionObserver:
         self._t = t
         self._eof.add(direction)
         self._eof_pending.append(direction)
-        try:
-            if self._mode == "http":
-                self._parser(direction).receive_data(b"")
-                self._pump()
-        except Exception as exc:
-            self._break(direction, f"{type(exc).__name__}: {exc}")
+        self._sides[direction].eof = True
+        if self._mode == "http":
+            self._pump()
         self._flush_eofs()
         return self._take()
 
@@ -274,17 +271,16 @@ class ConnectionObserver:
         ex = self._ex
         if ex is not None and self._mode == "http":
             if not ex.request_done:
-                self._end(ex, Direction.CLIENT, complete=False)
+                self._cut_short(ex, Direction.CLIENT, complete=False)
             if ex.response_started and not ex.response_done:
-                self._end(ex, Direction.DAEMON, complete=False)
+                self._cut_short(ex, Direction.DAEMON, complete=False)
         if self._mode == "http":
-            # Whole messages h11 never got to (pipelined requests left unanswered, a response
-            # to no request) or a cut-off head: keep their bytes rather than drop them.
-            for side in (Direction.CLIENT, Direction.DAEMON):
-                parser = self._parser(side)
-                left = _buffered(parser)
-                if left and parser.their_state is not h11.SEND_BODY:
-                    self._break(side, f"connection closed with {left} bytes not parsed")
+            # Whole messages never got to (pipelined requests left unanswered, a response to
+            # no request) or a cut-off head: keep their bytes rather than drop them.
+            for direction, side in self._sides.items():
+                if side.pending:
+                    left = len(side.pending)
+                    self._break(direction, f"connection closed with {left} bytes not parsed")
                     break
         self._flush_eofs(force=True)
         self._closed = True
@@ -292,9 +288,6 @@ class ConnectionObserver:
         return self._take()
 
     # -- plumbing -------------------------------------------------------------------------
-
-    def _parser(self, direction: Direction) -> h11.Connection:
-        return self._from_client if direction is Direction.CLIENT else self._from_daemon
 
     def _emit(self, event: Event) -> None:
         self._out.append(event)
@@ -304,140 +297,64 @@ class ConnectionObserver:
         return out
 
     def _pump(self) -> None:
-        """Pull events from both parsers until neither can make progress."""
+        """Parse what each side holds until neither can make progress."""
         progress = True
         while progress and self._mode == "http":
-            progress = self._drain(Direction.CLIENT)
-            # Until a request is known, the daemon's parser cannot interpret anything.
-            if self._mode == "http" and self._from_daemon.our_state is not h11.IDLE:
-                progress = self._drain(Direction.DAEMON) or progress
-            if self._mode == "http" and self._cycle_over():
-                self._from_client.start_next_cycle()
-                self._from_daemon.start_next_cycle()
-                self._ex = None
-                progress = True
+            progress = self._advance(Direction.CLIENT)
+            if self._mode == "http":
+                progress = self._advance(Direction.DAEMON) or progress
 
-    # h11 copies every body byte twice, into its receive buffer and out of it, which made
-    # parsing a 300 MB `docker load` cost more CPU than relaying it. Inside a Content-Length
-    # body or a chunk the length left is known, so those bytes are passed on as h11 would pass
-    # them and h11's count is moved on to match; h11 still reads every head and chunk line.
-    # The counts are h11's private reader state: where they are missing or not as expected,
-    # everything goes through h11 as usual.
-
-    def _body_shortcut(self, direction: Direction, available: int) -> int:
-        """How many of the next `available` bytes are body bytes h11 need not see (it is told
-        they were read)."""
-        parser = self._parser(direction)
-        if parser.their_state is not h11.SEND_BODY or _buffered(parser):
-            return 0
-        reader = getattr(parser, "_reader", None)
-        remaining = getattr(reader, "_remaining", None)
-        if type(remaining) is int and remaining > 0:
-            size = min(remaining, available)
-            reader._remaining = remaining - size  # type: ignore[union-attr]
-            return size
-        left = getattr(reader, "_bytes_in_chunk", None)
-        if type(left) is not int or left <= 0 or getattr(reader, "_bytes_to_discard", None):
-            return 0
-        size = min(left, available)
-        reader._bytes_in_chunk = left - size  # type: ignore[union-attr]
-        if size == left:
-            reader._bytes_to_discard = b"\r\n"  # type: ignore[union-attr]
-        return size
-
-    def _parser_piece(self, direction: Direction, data: bytes, pos: int) -> int:
-        """How much of data[pos:] to give h11 now: between chunks, only up to the end of the
-        next line (the chunk's size), so that the chunk's bytes can take the shortcut."""
-        parser = self._parser(direction)
-        reader = getattr(parser, "_reader", None)
-        if (
-            parser.their_state is h11.SEND_BODY
-            and getattr(reader, "_bytes_in_chunk", None) == 0
-            and getattr(reader, "_reading_trailer", True) is False
-        ):
-            end = data.find(b"\n", pos)
-            if end >= 0:
-                return end + 1 - pos
-        return len(data) - pos
-
-    def _body(self, direction: Direction, data: bytes) -> None:
+    def _head_due(self, direction: Direction) -> bool:
+        ex = self._ex
         if direction is Direction.CLIENT:
-            self._client_event(h11.Data(data=data))
-        else:
-            self._daemon_event(h11.Data(data=data))
+            return ex is None and not self._last
+        return ex is not None and not ex.response_done
+
+    def _advance(self, direction: Direction) -> bool:
+        """One step of parsing on one side; False when it cannot go on for now."""
+        side = self._sides[direction]
+        if side.body is not None:
+            if side.pending:
+                data = bytes(side.pending)
+                side.pending.clear()
+                end = self._read_body(direction, data)
+                if end < len(data) and self._mode == "http":
+                    side.pending += memoryview(data)[end:]
+                return True
+            if side.eof:
+                self._cut_short(self._require_ex(), direction, side.body.eof())
+                side.done = True
+                return True
+        elif side.pending and self._head_due(direction):
+            match = _BLANK_LINE.search(side.pending, max(side.scan - 2, 0))
+            if match is not None:
+                self._head(direction, match.end())
+                return True
+            side.scan = len(side.pending)
+            if len(side.pending) > MAX_HEAD_SIZE:
+                self._break(direction, f"head longer than {MAX_HEAD_SIZE} bytes")
+            elif side.eof:
+                self._break(direction, "connection closed in the middle of a head")
+        elif side.pending and self._last and self._ex is None:
+            self._break(direction, "data after the last message the connection could carry")
+        elif side.eof and not side.pending:
+            side.done = True
+        self._flush_eofs(only=direction)
+        return False
 
     def _flush_eofs(self, force: bool = False, only: Direction | None = None) -> None:
-        """Report the EOFs whose side has no buffered bytes left to parse.
+        """Report the EOFs whose side has nothing left to parse.
 
-        Called where a parser has just run dry, so that where HalfClosed lands among the
-        events does not depend on how the bytes were split.
+        Called where a side has just run dry, so that where HalfClosed lands among the events
+        does not depend on how the bytes were split.
         """
         for direction in list(self._eof_pending):
             if only is not None and direction is not only:
                 continue
-            if (
-                force
-                or self._mode != "http"
-                or direction in self._done
-                or not _buffered(self._parser(direction))
-            ):
+            side = self._sides[direction]
+            if force or self._mode != "http" or side.done:
                 self._eof_pending.remove(direction)
                 self._emit(HalfClosed(self.conn, self._t, direction))
-
-    def _cycle_over(self) -> bool:
-        c, d = self._from_client, self._from_daemon
-        return all(s is h11.DONE for s in (c.our_state, c.their_state, d.our_state, d.their_state))
-
-    def _drain(self, direction: Direction) -> bool:
-        if direction in self._done:
-            return False
-        parser = self._parser(direction)
-        progress = False
-        while self._mode == "http":
-            # h11 moves to ERROR before it raises: what it was reading must be taken first.
-            state = parser.their_state
-            try:
-                event = parser.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._parser_failed(direction, state, exc)
-                return progress
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                self._flush_eofs(only=direction)
-                return progress
-            raw = self._raw[direction]
-            del raw[: len(raw) - _buffered(parser)]
-            if isinstance(event, h11.ConnectionClosed):
-                # h11 repeats this event forever; the side has nothing more to say.
-                self._done.add(direction)
-                self._flush_eofs(only=direction)
-                return progress
-            progress = True
-            if direction is Direction.CLIENT:
-                self._client_event(event)
-            else:
-                self._daemon_event(event)
-        return progress
-
-    def _parser_failed(self, direction: Direction, state: object, exc: Exception) -> None:
-        """`state`: what the failed parser was reading when the error came."""
-        if direction in self._eof:
-            ex = self._ex
-            pending = self._raw[direction]
-            if state is h11.SEND_BODY and ex is not None:
-                # The peer went away mid-body (a killed daemon, an interrupted upload): the
-                # message is cut short, which is no protocol error. A partial chunk header
-                # left over is still reported, as bytes.
-                if pending:
-                    self._emit(Unparsed(self.conn, self._t, direction, bytes(pending)))
-                    pending.clear()
-                self._end(ex, direction, complete=False)
-                self._done.add(direction)
-                return
-            if not pending:
-                # The peer closed between messages (a cancelled long poll, an idle close).
-                self._done.add(direction)
-                return
-        self._break(direction, str(exc))
 
     def _break(self, direction: Direction, message: str) -> None:
         """Give up parsing: report the error and hand on all unparsed bytes as they are."""
@@ -445,11 +362,10 @@ class ConnectionObserver:
             return
         leftovers: list[tuple[Direction, bytes]] = []
         if self._mode == "http":
-            for side in (Direction.CLIENT, Direction.DAEMON):
-                pending = self._raw[side]
+            for side, state in self._sides.items():
+                pending = self._unexplained(state)
                 if pending:
-                    leftovers.append((side, bytes(pending)))
-                pending.clear()
+                    leftovers.append((side, pending))
         self._mode = "broken"
         seq = self._ex.seq if self._ex is not None else None
         self._emit(ProtocolError(self.conn, self._t, seq, direction, message))
@@ -457,54 +373,124 @@ class ConnectionObserver:
             self._emit(Unparsed(self.conn, self._t, side, data))
         self._flush_eofs()
 
-    # -- the client's side ----------------------------------------------------------------
+    @staticmethod
+    def _unexplained(side: _Side) -> bytes:
+        """Take the bytes a side received and no event explains yet."""
+        held = side.body.held if side.body is not None else b""
+        side.body = None
+        data = held + side.pending
+        side.pending.clear()
+        side.scan = 0
+        return bytes(data)
 
-    def _client_event(self, event: Any) -> None:
-        if isinstance(event, h11.Request):
-            self._seq += 1
-            target = event.target.decode("latin-1")
-            method = event.method.decode("latin-1")
-            version, path = routes.split_version(target)
-            route = routes.match(method, target)
-            op = route.operation if route else None
-            ex = _Exchange(self._seq, method, target, op, version, routes.subject(path))
-            if op in _LEARN_OPS:
-                ex.request_body = bytearray()
-            self._ex = ex
-            self._emit(
-                RequestHead(
-                    self.conn,
-                    self._t,
-                    ex.seq,
-                    method,
-                    target,
-                    event.http_version.decode("latin-1"),
-                    _decode_headers(event.headers.raw_items()),
-                )
-            )
-            self._from_daemon.send(
-                h11.Request(
-                    method=event.method,
-                    target=event.target,
-                    headers=_mirrored(event.headers, _MIRRORED_REQUEST_HEADERS),
-                    http_version=event.http_version,
-                )
-            )
-        elif isinstance(event, h11.Data):
-            ex = self._require_ex()
-            data = bytes(event.data)
+    # -- heads --------------------------------------------------------------------------
+
+    def _head(self, direction: Direction, end: int) -> None:
+        """Parse the head that ends at pending[end] with h11, then act on it."""
+        side = self._sides[direction]
+        head = bytes(side.pending[:end])
+        try:
+            if direction is Direction.CLIENT:
+                parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+            else:
+                parser = self._responses if self._responses is not None else _response_parser()
+            parser.receive_data(head)
+            event = parser.next_event()
+        except h11.RemoteProtocolError as exc:
+            self._responses = None
+            self._break(direction, str(exc))
+            return
+        del side.pending[:end]
+        side.scan = 0
+        if direction is Direction.CLIENT:
+            if not isinstance(event, h11.Request):
+                raise RuntimeError(f"h11 made {event!r} of a whole request head")
+            self._request(event)
+        else:
+            if not isinstance(event, h11.InformationalResponse | h11.Response):
+                raise RuntimeError(f"h11 made {event!r} of a whole response head")
+            final = isinstance(event, h11.Response)
+            self._responses = None if final or event.status_code == 101 else parser
+            self._response(event)
+            if final and isinstance(parser.next_event(), h11.EndOfMessage):
+                self._recycle(parser)
+
+    def _recycle(self, parser: h11.Connection) -> None:
+        """Keep a response parser that has read a whole exchange for the next one."""
+        if parser.our_state is h11.DONE and parser.their_state is h11.DONE:
+            parser.start_next_cycle()
+            parser.send(_STAND_IN_REQUEST)
+            parser.send(h11.EndOfMessage())
+            self._responses = parser
+
+    # -- bodies -------------------------------------------------------------------------
+
+    def _read_body(self, direction: Direction, data: bytes) -> int:
+        """Hand `data` to the side's body reader; returns where the body ended in it."""
+        side = self._sides[direction]
+        reader = side.body
+        assert reader is not None
+        try:
+            pieces, end = reader.read(data, 0)
+        except FramingError as exc:
+            for piece in exc.pieces:
+                self._body_data(direction, piece)
+            side.body = None
+            side.pending[:0] = exc.unread
+            self._break(direction, str(exc))
+            return len(data)
+        for piece in pieces:
+            self._body_data(direction, piece)
+        if reader.done:
+            side.body = None
+            self._message_done(direction)
+        return end
+
+    def _start_body(self, direction: Direction, reader: BodyReader) -> None:
+        if reader.done:
+            self._message_done(direction)
+        else:
+            self._sides[direction].body = reader
+
+    def _body_data(self, direction: Direction, data: bytes) -> None:
+        ex = self._require_ex()
+        if direction is Direction.CLIENT:
             if ex.request_body is not None and len(ex.request_body) < _LEARN_BODY_CAP:
                 ex.request_body += data
-            self._emit(BodyData(self.conn, self._t, ex.seq, Direction.CLIENT, data))
-        elif isinstance(event, h11.EndOfMessage):
-            ex = self._require_ex()
-            self._end(ex, Direction.CLIENT)
+            self._emit(BodyData(self.conn, self._t, ex.seq, direction, data))
+        else:
+            if ex.response_body is not None and len(ex.response_body) < _LEARN_BODY_CAP:
+                ex.response_body += data
+            self._emit(BodyData(self.conn, self._t, ex.seq, direction, data))
+            self._frames(ex, data)
+
+    def _message_done(self, direction: Direction) -> None:
+        ex = self._require_ex()
+        self._end(ex, direction)
+        if direction is Direction.CLIENT:
             self._learn_from_request(ex)
-            self._from_daemon.send(h11.EndOfMessage())
+        else:
+            self._learn_from_response(ex)
+        if ex.request_done and ex.response_done:
+            self._ex = None
+            self._last = not ex.keep_alive
+
+    def _cut_short(self, ex: _Exchange, direction: Direction, complete: bool) -> None:
+        """The connection ended mid-message: `complete` when that ends the message (a body
+        read until close, at its EOF). A peer going away otherwise (a killed daemon, an
+        interrupted upload) is no protocol error; a framing line cut off is reported, as bytes.
+        """
+        held = self._unexplained(self._sides[direction])
+        if held:
+            self._emit(Unparsed(self.conn, self._t, direction, held))
+        if complete:
+            self._message_done(direction)
+        else:
+            self._end(ex, direction, complete=False)
 
     def _require_ex(self) -> _Exchange:
         if self._ex is None:
-            raise RuntimeError("body data outside an exchange")
+            raise RuntimeError("a message outside an exchange")
         return self._ex
 
     def _end(self, ex: _Exchange, direction: Direction, complete: bool = True) -> None:
@@ -514,62 +500,86 @@ class ConnectionObserver:
             ex.response_done = True
         self._emit(MessageEnd(self.conn, self._t, ex.seq, direction, complete))
 
+    # -- the client's side ----------------------------------------------------------------
+
+    def _request(self, event: h11.Request) -> None:
+        self._seq += 1
+        target = event.target.decode("latin-1")
+        method = event.method.decode("latin-1")
+        version, path = routes.split_version(target)
+        route = routes.match(method, target)
+        op = route.operation if route else None
+        ex = _Exchange(
+            self._seq,
+            method,
+            target,
+            op,
+            version,
+            routes.subject(path),
+            keeps_alive(event.http_version, event.headers),
+        )
+        if op in _LEARN_OPS:
+            ex.request_body = bytearray()
+        self._ex = ex
+        self._emit(
+            RequestHead(
+                self.conn,
+                self._t,
+                ex.seq,
+                method,
+                target,
+                event.http_version.decode("latin-1"),
+                _decode_headers(event.headers.raw_items()),
+            )
+        )
+        self._start_body(Direction.CLIENT, request_body(event.http_version, event.headers))
+
     # -- the daemon's side ----------------------------------------------------------------
 
-    def _daemon_event(self, event: Any) -> None:
+    def _response(self, event: h11.InformationalResponse | h11.Response) -> None:
         ex = self._require_ex()
-        if isinstance(event, h11.InformationalResponse | h11.Response):
-            headers = _decode_headers(event.headers.raw_items())
-            informational = isinstance(event, h11.InformationalResponse)
-            ex.response_started = True
-            self._emit(
-                ResponseHead(
-                    self.conn,
-                    self._t,
-                    ex.seq,
-                    event.status_code,
-                    event.reason.decode("latin-1"),
-                    event.http_version.decode("latin-1"),
-                    headers,
-                    informational,
-                )
+        headers = _decode_headers(event.headers.raw_items())
+        informational = isinstance(event, h11.InformationalResponse)
+        ex.response_started = True
+        self._emit(
+            ResponseHead(
+                self.conn,
+                self._t,
+                ex.seq,
+                event.status_code,
+                event.reason.decode("latin-1"),
+                event.http_version.decode("latin-1"),
+                headers,
+                informational,
             )
-            ex.content_type = _header(headers, "content-type")
-            if event.status_code == 101:
-                self._hijack(ex, (_header(headers, "upgrade") or "tcp").lower())
-                return
-            if informational:
-                return
-            framed = any(k.lower() in _FRAMING for k, _ in event.headers)
-            if (
-                200 <= event.status_code < 300
-                and not framed
-                and ex.content_type in (_RAW_STREAM, _MULTIPLEXED)
-            ):
-                # Docker's hijack without Upgrade: a 200 with no length, then raw bytes.
-                self._hijack(ex, "raw-stream")
-                return
-            if ex.operation in _FRAMED_BODIES or ex.content_type == _MULTIPLEXED:
-                ex.demux = _Demux(self._multiplexed(ex))
-            if ex.operation in _LEARN_OPS:
-                ex.response_body = bytearray()
-            self._from_client.send(
-                h11.Response(
-                    status_code=event.status_code,
-                    headers=_mirrored(event.headers, _MIRRORED_RESPONSE_HEADERS),
-                    reason=event.reason,
-                )
-            )
-        elif isinstance(event, h11.Data):
-            data = bytes(event.data)
-            if ex.response_body is not None and len(ex.response_body) < _LEARN_BODY_CAP:
-                ex.response_body += data
-            self._emit(BodyData(self.conn, self._t, ex.seq, Direction.DAEMON, data))
-            self._frames(ex, data)
-        elif isinstance(event, h11.EndOfMessage):
-            self._end(ex, Direction.DAEMON)
-            self._learn_from_response(ex)
-            self._from_client.send(h11.EndOfMessage())
+        )
+        ex.content_type = _header(headers, "content-type")
+        if event.status_code == 101:
+            self._hijack(ex, (_header(headers, "upgrade") or "tcp").lower())
+            return
+        if informational:
+            return
+        framed = any(k in _FRAMING for k, _ in event.headers)
+        if (
+            200 <= event.status_code < 300
+            and not framed
+            and ex.content_type in (_RAW_STREAM, _MULTIPLEXED)
+        ):
+            # Docker's hijack without Upgrade: a 200 with no length, then raw bytes.
+            self._hijack(ex, "raw-stream")
+            return
+        if ex.operation in _FRAMED_BODIES or ex.content_type == _MULTIPLEXED:
+            ex.demux = _Demux(self._multiplexed(ex))
+        if ex.operation in _LEARN_OPS:
+            ex.response_body = bytearray()
+        reader = response_body(
+            ex.method.encode("latin-1"), event.status_code, event.http_version, event.headers
+        )
+        if isinstance(reader, CloseDelimitedBody) or not keeps_alive(
+            event.http_version, event.headers
+        ):
+            ex.keep_alive = False
+        self._start_body(Direction.DAEMON, reader)
 
     def _frames(self, ex: _Exchange, data: bytes) -> None:
         if ex.demux is None:
@@ -594,11 +604,10 @@ class ConnectionObserver:
         self._emit(Hijacked(self.conn, self._t, ex.seq, protocol))
         if protocol in ("tcp", "raw-stream"):
             ex.demux = _Demux(self._multiplexed(ex))
-        for side in (Direction.CLIENT, Direction.DAEMON):
-            pending = bytes(self._raw[side])
-            self._raw[side].clear()
+        for direction, side in self._sides.items():
+            pending = self._unexplained(side)
             if pending:
-                self._stream(side, pending)
+                self._stream(direction, pending)
         self._flush_eofs()
 
     def _stream(self, direction: Direction, data: bytes) -> None:
