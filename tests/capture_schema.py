@@ -69,7 +69,8 @@ def _check_record(number: int, record: Any, problems: list[str]) -> None:
 
 def _check_semantics(number: int, record: Record, problems: list[str]) -> None:
     kind = record.get("type")
-    if kind in _DATA_TYPES and isinstance(record.get("size"), int):
+    # An unparsed record written with redaction on holds a digest in place of its bytes.
+    if kind in _DATA_TYPES and isinstance(record.get("size"), int) and "sha256" not in record:
         try:
             actual = len(decode_bytes(record))
         except ValueError as exc:

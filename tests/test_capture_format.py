@@ -401,13 +401,31 @@ def test_frame_records_share_one_cap_per_exchange() -> None:
 
 
 def test_unparsed_records_are_capped_too() -> None:
-    enc = encoder(max_body=3)
+    enc = RecordEncoder(WALL, MONO, max_body=3, redact=False)  # the only mode that keeps bytes
     records = feed(
         enc,
         Unparsed(1, MONO, CLIENT, b"abcdef"),
         Unparsed(1, MONO, CLIENT, b"ghi"),
     )
     assert [decode_bytes(r) for r in records] == [b"abc"]
+
+
+def test_unparsed_bytes_are_only_a_size_and_a_digest_unless_redaction_is_off() -> None:
+    garbage = b"POST /x HTTP/1.1\r\n\x00Env: DB_PASSWORD=hunter2\r\n"
+    event = Unparsed(1, MONO + 1, CLIENT, garbage)
+    [record] = encoder().encode(event)
+    assert record == {
+        "type": "unparsed",
+        "conn": 1,
+        "dir": "client",
+        "size": len(garbage),
+        "sha256": hashlib.sha256(garbage).hexdigest(),
+        "t": WALL + 1,
+        "mono": 1.0,
+    }
+    assert b"hunter2" not in dumps(record).encode()
+    [raw] = RecordEncoder(WALL, MONO, redact=False).encode(event)
+    assert decode_bytes(raw) == garbage and "sha256" not in raw
 
 
 def test_empty_body_end_has_the_empty_digest() -> None:

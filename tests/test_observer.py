@@ -9,20 +9,26 @@ damaged input never makes it raise.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import itertools
 import json
 import os
+import socket
 import tarfile
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import bytescript
 import h11
 import pytest
 from bytescript import Step, bytewise, normalize, run_observer
+from dockerd import Daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +50,8 @@ from docktap.events import (
     Unparsed,
 )
 from docktap.observer import MAX_HEAD_SIZE, ConnectionObserver, Observer, TtyBook
+from docktap.relay import Relay
+from docktap.upstream import Endpoint
 
 CLIENT, DAEMON = Direction.CLIENT, Direction.DAEMON
 E = TypeVar("E", bound=Event)
@@ -1045,3 +1053,240 @@ def test_big_bodies_go_past_h11(chunked: bool, monkeypatch: pytest.MonkeyPatch) 
     ends = [(e.direction, e.complete) for e in events if isinstance(e, MessageEnd)]
     assert ends == [(CLIENT, True), (DAEMON, True)]
     assert counting.fed < 16 * 1024, f"{counting.fed} bytes went through h11"
+
+
+# -- as dockerd reads it: raw requests through a relay to the real daemon --------------------
+
+
+class _DaemonWire:
+    """A docktap relay in front of the private daemon, for conversations in raw bytes."""
+
+    def __init__(self, daemon: Daemon, workdir: Path) -> None:
+        self.daemon = daemon
+        self.path = str(workdir / "relay.sock")
+        self.relay = Relay(Endpoint(path=str(daemon.socket)))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._call(self.relay.listen(Endpoint(path=self.path)))
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self._call(self.relay.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    def talk(self, raw: bytes) -> tuple[bytes, list[Event]]:
+        """Send `raw` on one connection, read until the daemon closes it; the daemon's bytes
+        and what the observer made of the whole conversation."""
+        tap = bytescript.RawTap()
+        self.relay.tap = tap
+        reply = b""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(self.path)
+            sock.sendall(raw)
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert tap.wait_idle(30), "the relayed connection did not close"
+        self.relay.tap = None
+        return reply, run_observer(tap.steps)
+
+    def inspect(self, name: str, template: str) -> str:
+        return self.daemon.docker("inspect", "-f", template, name).stdout.decode().strip()
+
+    def remove(self, *names: str) -> None:
+        self.daemon.docker("rm", "-f", *names, check=False)
+
+
+@pytest.fixture(scope="module")
+def wire(dockerd: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_DaemonWire]:
+    relayed = _DaemonWire(dockerd, tmp_path_factory.mktemp("wire"))
+    try:
+        yield relayed
+    finally:
+        relayed.close()
+
+
+def _create_body(**host_config: Any) -> bytes:
+    return json.dumps(
+        {"Image": "bb", "Cmd": ["true"], "NetworkDisabled": True, "HostConfig": host_config}
+    ).encode()
+
+
+def _exchanges(events: list[Event]) -> list[tuple[RequestHead, ResponseHead | None, bytes]]:
+    """Each request head with its final response head and its request body."""
+    out = []
+    for req in [e for e in events if isinstance(e, RequestHead)]:
+        mine = [e for e in events if getattr(e, "seq", None) == req.seq]
+        heads = [e for e in mine if isinstance(e, ResponseHead) and not e.informational]
+        body = b"".join(e.data for e in mine if isinstance(e, BodyData) and e.direction is CLIENT)
+        out.append((req, heads[-1] if heads else None, body))
+    return out
+
+
+def _clean(events: list[Event]) -> None:
+    assert [e for e in events if isinstance(e, ProtocolError | Unparsed)] == []
+
+
+def test_http_1_0_request_as_dockerd_reads_it(wire: _DaemonWire) -> None:
+    body = _create_body(Privileged=True)
+    raw = (
+        b"POST /v1.41/containers/create?name=obs-http10 HTTP/1.0\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    try:
+        reply, events = wire.talk(raw)
+        assert reply.startswith(b"HTTP/1.0 201 Created\r\n")
+        _clean(events)
+        [(req, resp, sent)] = _exchanges(events)
+        assert (req.method, req.http_version, sent) == ("POST", "1.0", body)
+        assert req.target == "/v1.41/containers/create?name=obs-http10"
+        assert resp is not None and (resp.status, resp.http_version) == (201, "1.0")
+        assert wire.inspect("obs-http10", "{{.HostConfig.Privileged}}") == "true"
+    finally:
+        wire.remove("obs-http10")
+
+
+def test_http_1_0_keep_alive_as_dockerd_reads_it(wire: _DaemonWire) -> None:
+    body = _create_body(Privileged=True)
+    raw = (
+        b"POST /v1.41/containers/create?name=obs-ka HTTP/1.0\r\nConnection: keep-alive\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % len(body)
+        + body
+        + b"GET /v1.41/containers/obs-ka/json HTTP/1.0\r\n\r\n"
+    )
+    try:
+        _reply, events = wire.talk(raw)
+        _clean(events)
+        [(create, created, sent), (inspect, inspected, _)] = _exchanges(events)
+        assert (create.http_version, sent, inspect.target) == (
+            "1.0",
+            body,
+            "/v1.41/containers/obs-ka/json",
+        )
+        assert created is not None and header(created.headers, "connection") == "keep-alive"
+        assert inspected is not None and inspected.status == 200
+        answer = b"".join(
+            e.data
+            for e in events
+            if isinstance(e, BodyData) and e.direction is DAEMON and e.seq == inspect.seq
+        )
+        assert json.loads(answer)["HostConfig"]["Privileged"] is True
+        assert wire.inspect("obs-ka", "{{.HostConfig.Privileged}}") == "true"
+    finally:
+        wire.remove("obs-ka")
+
+
+def test_http_1_0_answers_without_a_length_end_with_the_connection(wire: _DaemonWire) -> None:
+    raw = b"GET /v1.41/events?since=0&until=%d HTTP/1.0\r\n\r\n" % int(time.time())
+    _reply, events = wire.talk(raw)
+    _clean(events)
+    [(_req, resp, _)] = _exchanges(events)
+    assert resp is not None and (resp.status, resp.http_version) == (200, "1.0")
+    assert header(resp.headers, "content-length") is None
+    ends = [e for e in events if isinstance(e, MessageEnd) and e.direction is DAEMON]
+    assert [e.complete for e in ends] == [True]  # close-delimited: whole at the daemon's EOF
+
+
+def test_non_ascii_target_as_dockerd_reads_it(wire: _DaemonWire) -> None:
+    body = _create_body(Privileged=True)
+    raw = (
+        b"POST /v1.41/containers/create?name=obs-latin&x=\xe9 HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    try:
+        _reply, events = wire.talk(raw)
+        _clean(events)
+        [(req, resp, sent)] = _exchanges(events)
+        assert req.target == "/v1.41/containers/create?name=obs-latin&x=\xe9"
+        assert routes.operation_name(req.method, req.target) == "ContainerCreate"
+        assert sent == body and resp is not None and resp.status == 201
+        assert wire.inspect("obs-latin", "{{.HostConfig.Privileged}}") == "true"
+    finally:
+        wire.remove("obs-latin")
+
+
+def test_lines_go_skips_or_ignores_as_dockerd_reads_them(wire: _DaemonWire) -> None:
+    body = _create_body(Privileged=True)
+    # Go ignores Transfer-Encoding on HTTP/1.0 (whatever the coding), so Content-Length
+    # frames this body; it skips a field without a name, and an empty Content-Length is none.
+    raw = (
+        b"POST /v1.41/containers/create?name=obs-te10 HTTP/1.0\r\nConnection: keep-alive\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\n: no name\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n"
+        % len(body)
+        + body
+        + b"GET /_ping HTTP/1.1\r\nHost: x\r\nContent-Length:\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        _reply, events = wire.talk(raw)
+        _clean(events)
+        [(create, created, sent), (_ping, pong, _)] = _exchanges(events)
+        assert sent == body and created is not None and created.status == 201
+        assert header(create.headers, "transfer-encoding") == "gzip, chunked"
+        assert ("", "no name") in create.headers  # reported in its place all the same
+        assert [k for k, _ in create.headers][:3] == ["Connection", "Transfer-Encoding", ""]
+        assert pong is not None and pong.status == 200
+        assert wire.inspect("obs-te10", "{{.HostConfig.Privileged}}") == "true"
+    finally:
+        wire.remove("obs-te10")
+
+
+def test_cr_lf_after_a_post_as_dockerd_reads_it(wire: _DaemonWire) -> None:
+    raw = (
+        b"POST /v1.41/containers/nosuch/stop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        b"\r\n"  # old clients end a POST with an extra CRLF; Go skips it
+        b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    _reply, events = wire.talk(raw)
+    _clean(events)
+    assert [(r.target, p.status if p else None) for r, p, _ in _exchanges(events)] == [
+        ("/v1.41/containers/nosuch/stop", 404),
+        ("/_ping", 200),
+    ]
+
+
+def test_chunked_request_as_dockerd_reads_it(wire: _DaemonWire) -> None:
+    body = _create_body(Privileged=True)
+    half = len(body) // 2
+    raw = (
+        b"POST /v1.41/containers/create?name=obs-chunked HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"%x;ext=1\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: t\r\n\r\n"
+        % (half, body[:half], len(body) - half, body[half:])
+    )
+    try:
+        _reply, events = wire.talk(raw)
+        _clean(events)
+        [(_req, resp, sent)] = _exchanges(events)
+        assert sent == body and resp is not None and resp.status == 201
+        assert wire.inspect("obs-chunked", "{{.HostConfig.Privileged}}") == "true"
+    finally:
+        wire.remove("obs-chunked")
+
+
+def test_what_dockerd_refuses_is_still_read(wire: _DaemonWire) -> None:
+    # A space before the colon: Go and h11 both refuse it; the bytes are kept, not parsed.
+    reply, events = wire.talk(b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request: invalid header name\r\n")
+    [error] = [e for e in events if isinstance(e, ProtocolError)]
+    assert error.direction is CLIENT
+    unparsed = b"".join(e.data for e in events if isinstance(e, Unparsed) and e.direction is CLIENT)
+    assert unparsed == b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n"
+    # A control byte in a value: h11 lets it pass, Go answers 400, and that answer is read.
+    reply, events = wire.talk(
+        b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\nConnection: close\r\n\r\n"
+    )
+    _clean(events)
+    [(_req, resp, _)] = _exchanges(events)
+    assert resp is not None and (resp.status, resp.reason) == (
+        400,
+        "Bad Request: invalid header value",
+    )

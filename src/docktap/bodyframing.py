@@ -166,7 +166,7 @@ class ChunkedBody(BodyReader):
             raise self._fail("chunk size line too long", data, pos)
         size = _chunk_size(line)
         if size is None:
-            raise self._fail(f"bad chunk size line {line[:40]!r}", data, pos)
+            raise self._fail("bad chunk size line", data, pos)
         self._line.clear()
         if size:
             self._in_chunk = size

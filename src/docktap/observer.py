@@ -197,6 +197,89 @@ _STAND_IN_REQUEST = h11.Request(
 )
 
 
+# -- heads as Go's net/http reads them -------------------------------------------------------
+#
+# dockerd's server (Go 1.19 net/http: request.go readRequest, server.go readRequest, textproto
+# ReadMIMEHeader, transfer.go) accepts a few request heads that h11 refuses. Each is shown to h11
+# in a form it reads with the same meaning, and reported as it was sent; every case was tried
+# against dockerd (tests/test_observer.py, "as dockerd reads it"):
+#
+# - a target with bytes outside ASCII: Go's url.ParseRequestURI refuses only control bytes, so
+#   the byte reaches the router. h11 is shown it %-escaped; the event has it raw.
+# - a header line with an empty name (`: x`): textproto skips it.
+# - Transfer-Encoding on an HTTP/1.0 request, whatever the coding: Go drops it unread (its
+#   issue 12785), and the body is framed by Content-Length alone (bodyframing).
+# - an empty Content-Length: Go takes it for none.
+# - up to 4 CR or LF bytes before the request that follows a POST ("RFC 7230 section 3
+#   tolerance for old buggy clients"): discarded, as Go discards them.
+#
+# Fields kept from h11 are reported in the RequestHead in their place all the same.
+# Where h11 is stricter than Go otherwise, or Go stricter than h11 (Go refuses control bytes
+# in values, a Host with a space, `Content-Length: 2, 2`; h11 lets them pass and dockerd's
+# answer is its 400), the bytes are reported as parsed or as a ProtocolError: nothing is lost.
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_AFTER_POST_SKIP = 4  # server.go peeks this many bytes for CR/LF
+
+
+def _escaped(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match.group()[0]
+
+
+@dataclass
+class _GoHead:
+    """A request head made readable to h11, and what was changed to make it so."""
+
+    head: bytes
+    target: bytes | None = None  # the target as sent, when h11 was shown it escaped
+    # Fields h11 is not shown, with their place among the head's fields.
+    hidden: list[tuple[int, tuple[bytes, bytes]]] = field(default_factory=list)
+
+
+def _for_h11(head: bytes) -> _GoHead:
+    lines = head.split(b"\n")
+    out = _GoHead(head)
+    request_line = lines[0].rstrip(b"\r")
+    parts = request_line.split(b" ", 2)
+    version = parts[2] if len(parts) == 3 else b""
+    if len(parts) == 3 and _NON_ASCII.search(parts[1]):
+        out.target = parts[1]
+        escaped = _NON_ASCII.sub(_escaped, parts[1])
+        lines[0] = b" ".join((parts[0], escaped, parts[2])) + lines[0][len(request_line) :]
+    fields: list[tuple[bytes, bytes, list[int]]] = []  # name, value, its line numbers
+    for number, line in enumerate(lines[1:-2], start=1):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1][2].append(number)
+            continue
+        name, _, value = line.rstrip(b"\r").partition(b":")
+        fields.append((name, value.strip(b" \t"), [number]))
+    lengths = [value for name, value, _ in fields if name.lower() == b"content-length"]
+    blank_lengths = bool(lengths) and not any(lengths)
+    drop: set[int] = set()
+    for index, (name, value, numbers) in enumerate(fields):
+        lower = name.lower()
+        if (
+            not name
+            or (lower == b"transfer-encoding" and version == b"HTTP/1.0")
+            or (lower == b"content-length" and blank_lengths)
+        ):
+            out.hidden.append((index, (name, value)))
+            drop.update(numbers)
+    if drop or out.target is not None:
+        out.head = b"\n".join(line for number, line in enumerate(lines) if number not in drop)
+    return out
+
+
+# h11 quotes the line it refuses ("illegal request line: bytearray(b'...')"). A ProtocolError
+# message is written to the capture as it is, and bytes that did not parse may hold a secret
+# (they are recorded as a digest only): the quote is left out.
+_QUOTED_BYTES = re.compile(r":? (?:bytearray\()?b['\"].*", re.DOTALL)
+
+
+def _without_bytes(message: str) -> str:
+    return _QUOTED_BYTES.sub("", message)
+
+
 def _response_parser() -> h11.Connection:
     parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_SIZE)
     parser.send(_STAND_IN_REQUEST)
@@ -219,6 +302,7 @@ class ConnectionObserver:
         self._seq = 0
         self._ex: _Exchange | None = None
         self._last = False  # the last exchange the connection can carry is over
+        self._after_post = False  # the exchange before the next one was a POST
         self._responses: h11.Connection | None = None  # ready to read the next response head
         self._eof: set[Direction] = set()
         # EOFs not reported yet because bytes sent before them are still to be parsed
@@ -326,6 +410,13 @@ class ConnectionObserver:
                 side.done = True
                 return True
         elif side.pending and self._head_due(direction):
+            if direction is Direction.CLIENT and self._after_post:
+                if len(side.pending) < _AFTER_POST_SKIP and not side.eof:
+                    return False
+                self._after_post = False
+                start = side.pending[:_AFTER_POST_SKIP]
+                del side.pending[: len(start) - len(start.lstrip(b"\r\n"))]
+                return True
             match = _BLANK_LINE.search(side.pending, max(side.scan - 2, 0))
             if match is not None:
                 self._head(direction, match.end())
@@ -389,23 +480,24 @@ class ConnectionObserver:
         """Parse the head that ends at pending[end] with h11, then act on it."""
         side = self._sides[direction]
         head = bytes(side.pending[:end])
+        go = _for_h11(head) if direction is Direction.CLIENT else _GoHead(head)
         try:
             if direction is Direction.CLIENT:
                 parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
             else:
                 parser = self._responses if self._responses is not None else _response_parser()
-            parser.receive_data(head)
+            parser.receive_data(go.head)
             event = parser.next_event()
         except h11.RemoteProtocolError as exc:
             self._responses = None
-            self._break(direction, str(exc))
+            self._break(direction, _without_bytes(str(exc)))
             return
         del side.pending[:end]
         side.scan = 0
         if direction is Direction.CLIENT:
             if not isinstance(event, h11.Request):
                 raise RuntimeError(f"h11 made {event!r} of a whole request head")
-            self._request(event)
+            self._request(event, go)
         else:
             if not isinstance(event, h11.InformationalResponse | h11.Response):
                 raise RuntimeError(f"h11 made {event!r} of a whole response head")
@@ -474,6 +566,7 @@ class ConnectionObserver:
         if ex.request_done and ex.response_done:
             self._ex = None
             self._last = not ex.keep_alive
+            self._after_post = ex.method == "POST"
 
     def _cut_short(self, ex: _Exchange, direction: Direction, complete: bool) -> None:
         """The connection ended mid-message: `complete` when that ends the message (a body
@@ -502,9 +595,9 @@ class ConnectionObserver:
 
     # -- the client's side ----------------------------------------------------------------
 
-    def _request(self, event: h11.Request) -> None:
+    def _request(self, event: h11.Request, go: _GoHead) -> None:
         self._seq += 1
-        target = event.target.decode("latin-1")
+        target = (go.target if go.target is not None else event.target).decode("latin-1")
         method = event.method.decode("latin-1")
         version, path = routes.split_version(target)
         route = routes.match(method, target)
@@ -521,6 +614,9 @@ class ConnectionObserver:
         if op in _LEARN_OPS:
             ex.request_body = bytearray()
         self._ex = ex
+        fields = list(event.headers.raw_items())
+        for index, hidden in go.hidden:
+            fields.insert(index, hidden)
         self._emit(
             RequestHead(
                 self.conn,
@@ -529,7 +625,7 @@ class ConnectionObserver:
                 method,
                 target,
                 event.http_version.decode("latin-1"),
-                _decode_headers(event.headers.raw_items()),
+                _decode_headers(fields),
             )
         )
         self._start_body(Direction.CLIENT, request_body(event.http_version, event.headers))

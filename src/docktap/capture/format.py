@@ -216,7 +216,18 @@ class RecordEncoder:
             }
             return [self._stamp(record, t)]
         if isinstance(event, Unparsed):
-            return self._data("unparsed", conn, None, event.direction, event.data, t)
+            if self.redactor is None:
+                return self._data("unparsed", conn, None, event.direction, event.data, t)
+            # No redaction rule can find a secret in bytes nothing could parse: unless
+            # redaction is off, only their size and digest are written.
+            record = {
+                "type": "unparsed",
+                "conn": conn,
+                "dir": event.direction.value,
+                "size": len(event.data),
+                "sha256": hashlib.sha256(event.data).hexdigest(),
+            }
+            return [self._stamp(record, t)]
         raise TypeError(f"unknown event {event!r}")
 
     def _forget(self, conn: int) -> None:
