@@ -160,6 +160,16 @@ def test_pull_without_digest() -> None:
     assert "busybox:latest" in finding.title
 
 
+def test_pull_named_in_a_form_body() -> None:
+    # dockerd reads a form body's parameters before the query's.
+    pinned = "/v1.41/images/create?fromImage=bb&tag=sha256%3Aab"
+    capture = capture_of(("ImageCreate", "POST", pinned, b"fromImage=evil&tag=latest"))
+    assert audit(capture) == []
+    capture.exchanges[0].request_headers = [("Content-Type", "application/x-www-form-urlencoded")]
+    [finding] = audit(capture)
+    assert finding.title == "Image referenced without a digest: evil:latest"
+
+
 def test_exec() -> None:
     target = "/v1.41/containers/box/exec"
     execs = capture_of(

@@ -337,3 +337,24 @@ def test_the_spellings_are_not_all_alike() -> None:
     spelled = {write(body, rename, dup) for rename in RENAMES.values() for dup in (False, True)}
     assert len(spelled) == 2 * len(RENAMES)
     assert all(decode("ContainerCreate", s.encode()).value for s in spelled)
+
+
+def test_a_form_body_names_the_image_dockerd_pulls(dockerd: Daemon, tmp_path: Path) -> None:
+    # Neither registry exists: the daemon's error says which one it tried, and nothing is pulled.
+    proxy = Proxy(dockerd, tmp_path)
+    try:
+        connection = _UnixConnection(proxy.socket)
+        connection.request(
+            "POST",
+            "/v1.41/images/create?fromImage=localhost:1/queried&tag=sha256:" + "a" * 64,
+            b"fromImage=localhost:2/formed&tag=latest",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answer = connection.getresponse().read()
+        connection.close()
+    finally:
+        proxy.stop()
+    assert b"localhost:2" in answer and b"localhost:1" not in answer, answer
+    document = json.loads(docktap("audit", "--json", str(proxy.capture_path)).stdout)
+    [finding] = document["findings"]
+    assert finding["title"] == "Image referenced without a digest: localhost:2/formed:latest"

@@ -59,3 +59,19 @@ def test_int64_values() -> None:
     assert query.int64_value_or_zero("big") == 0
     with pytest.raises(ValueError, match="invalid syntax"):
         query.int64_value_or_default("bad", 0)
+
+
+def test_a_form_body_comes_first_for_post_put_and_patch() -> None:
+    form = [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")]
+    target = "/v1.41/images/create?fromImage=a&tag=1"
+    query = Query.of_request("POST", target, form, b"fromImage=b&x=%zz")
+    assert query.get("fromImage") == "b"
+    assert query.values["fromImage"] == ["b", "a"]
+    assert query.get("tag") == "1"
+    assert not query.has("x")
+    upper = [("content-type", "Application/X-WWW-Form-Urlencoded")]
+    assert Query.of_request("PUT", target, upper, b"fromImage=b").get("fromImage") == "b"
+    # Not for other methods, nor for other content types.
+    assert Query.of_request("GET", target, form, b"fromImage=b").get("fromImage") == "a"
+    json_type = [("Content-Type", "application/json")]
+    assert Query.of_request("POST", target, json_type, b"fromImage=b").get("fromImage") == "a"

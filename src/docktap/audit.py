@@ -541,7 +541,7 @@ def _check_image(image: Any) -> Iterator[_Hit]:
 
 
 def _check_pull(ex: Exchange) -> Iterator[_Hit]:
-    query = Query.of_target(ex.target)
+    query = Query.of_request(ex.method, ex.target, ex.request_headers, bytes(ex.request_body))
     image = query.get("fromImage")
     if not image:
         return  # an import from a tarball or URL, not a pull

@@ -19,11 +19,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 
 from docktap.request.body import decode, typed, without_zeros
+from docktap.request.query import Query
 from docktap.routes import operation_name, split_version
 
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-*]+)|\[(\d+|\*)\]")
@@ -87,11 +87,13 @@ def _json_or_none(text: str | bytes) -> Any:
 
 
 def parse_query(query: str) -> dict[str, list[Any]]:
-    """Query parameters by name; JSON values (filters, labels, buildargs) decoded."""
+    """Query parameters by name, as dockerd reads them; JSON values (filters, labels,
+    buildargs) decoded."""
     params: dict[str, list[Any]] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        decoded = _json_or_none(value)
-        params.setdefault(name, []).append(value if decoded is _MISSING else decoded)
+    for name, values in Query.parse(query).values.items():
+        for value in values:
+            decoded = _json_or_none(value)
+            params.setdefault(name, []).append(value if decoded is _MISSING else decoded)
     return params
 
 

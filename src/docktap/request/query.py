@@ -1,5 +1,10 @@
 """Query parameters read as dockerd reads them: Go's url.ParseQuery, then httputils' helpers.
 
+Parameters come from the query string, and, for a POST, PUT or PATCH whose Content-Type is
+`application/x-www-form-urlencoded`, from the body too, and those come first: dockerd's
+`httputils.ParseForm` reads such a body, so `POST /images/create?fromImage=a` with the body
+`fromImage=b` pulls b.
+
 Go splits the query on `&` only, drops a pair holding a `;` and a pair with a bad `%`
 escape, turns `+` into a space, and keeps every value of a repeated name; dockerd reads the
 first. Booleans go through `httputils.BoolValue`: the value, trimmed of white space and in lower
@@ -12,6 +17,7 @@ gives the default; anything but a base-10 int64 is an error (dockerd answers 400
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -39,7 +45,8 @@ def _unescape(text: str) -> str | None:
         else:
             out.append(raw[index])
             index += 1
-    return out.decode("utf-8", "surrogateescape")
+    # Go keeps the bytes; text stands in for them, U+FFFD for what is not UTF-8.
+    return out.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,23 @@ class Query:
     @classmethod
     def of_target(cls, target: str) -> Query:
         return cls.parse(target.partition("?")[2])
+
+    @classmethod
+    def of_request(
+        cls, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
+    ) -> Query:
+        """The parameters dockerd reads for a request: a form body's first, then the query's
+        (Go's Request.ParseForm)."""
+        query = cls.of_target(target)
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        media = content_type.partition(";")[0].strip().lower()
+        if method not in ("POST", "PUT", "PATCH") or media != "application/x-www-form-urlencoded":
+            return query
+        form = cls.parse(body.decode("utf-8", "surrogateescape"))
+        values = {name: list(found) for name, found in form.values.items()}
+        for name, found in query.values.items():
+            values.setdefault(name, []).extend(found)
+        return cls(values)
 
     def has(self, name: str) -> bool:
         return name in self.values
