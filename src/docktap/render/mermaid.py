@@ -22,9 +22,10 @@ from docktap.render.text import fit, format_duration, format_size, shorten_ids
 
 #: At most this many connections get a participant each.
 MAX_PARTICIPANTS = 6
-#: Longest request text on an arrow, in characters (before escaping).
+#: Longest request text on an arrow, in cells as `render.text.fit` counts them (a wide
+#: character takes two), before escaping.
 MAX_TARGET = 72
-#: Longest sample of stream output in a note.
+#: Longest sample of stream output in a note, counted the same way.
 MAX_SAMPLE = 40
 
 _ENTITIES = {
