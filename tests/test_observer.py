@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import io
 import itertools
 import json
@@ -225,25 +226,50 @@ def feed_step(
     return events
 
 
-def run_connection(
-    name: str, conn: int, split: Callable[[Step, bytes], list[bytes]]
-) -> list[Event]:
-    """One connection of a script alone, each data step cut by `split`; the others only teach
-    the TtyBook what they taught it in the recorded run, at the same steps."""
-    book = TtyBook()
-    observer = ConnectionObserver(conn, book)
-    others = [lesson for lesson in lessons(name) if lesson[1] != conn]
-    events: list[Event] = []
-    for index, step in enumerate(steps_of(name)):
-        if step["conn"] != conn:
-            continue
-        while others and others[0][0] < index:
-            _, _, key, tty = others.pop(0)
+class _ConnectionRun:
+    """One connection of a script alone; the other connections only teach the TtyBook what
+    they taught it in the recorded run, at the same steps.
+
+    The run with every chunk whole is made once, keeping the observer's state before each
+    step, so that a run which cuts no chunk before some step can start there.
+    """
+
+    def __init__(self, name: str, conn: int) -> None:
+        self.conn = conn
+        self.steps = [
+            (index, step, bytescript.step_data(step))
+            for index, step in enumerate(steps_of(name))
+            if step["conn"] == conn
+        ]
+        self.others = [lesson for lesson in lessons(name) if lesson[1] != conn]
+        self.before: list[tuple[tuple[ConnectionObserver, TtyBook], int, list[Event]]] = []
+        book = TtyBook()
+        observer = ConnectionObserver(conn, book)
+        taught = 0
+        events: list[Event] = []
+        for index, step, _ in self.steps:
+            taught = self._teach(book, taught, index)
+            self.before.append((copy.deepcopy((observer, book)), taught, list(events)))
+            events += feed_step(observer, step, float(index))
+        self.whole = events
+
+    def _teach(self, book: TtyBook, taught: int, index: int) -> int:
+        while taught < len(self.others) and self.others[taught][0] < index:
+            _, _, key, tty = self.others[taught]
             book.learn(key, tty)
-        data = bytescript.step_data(step)
-        pieces = None if data is None else split(step, data)
-        events += feed_step(observer, step, float(index), pieces)
-    return events
+            taught += 1
+        return taught
+
+    def run(self, start: int, split: Callable[[Step, bytes], list[bytes]]) -> list[Event]:
+        """The events of a run that feeds steps[:start] whole and cuts the rest by `split`."""
+        state, taught, events = self.before[start]
+        observer, book = copy.deepcopy(state)
+        events = list(events)
+        for index, step, data in self.steps[start:]:
+            taught = self._teach(book, taught, index)
+            pieces = None if data is None else split(step, data)
+            events += feed_step(observer, step, float(index), pieces)
+        return events
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -251,19 +277,17 @@ def test_every_split_point_of_small_connections(name: str) -> None:
     steps = steps_of(name)
     small = {c for c, size in bytescript.bytes_per_conn(steps).items() if size <= SMALL_CONN}
 
-    def chosen(step: Step, data: bytes) -> bool:
-        return step["conn"] in small or len(data) <= SMALL_CHUNK
+    def chosen(step: Step, data: bytes | None) -> bool:
+        return data is not None and (step["conn"] in small or len(data) <= SMALL_CHUNK)
 
     for conn in sorted({step["conn"] for step in steps}):
-        sizes = [
-            len(data)
-            for step in steps
-            if step["conn"] == conn
-            and (data := bytescript.step_data(step)) is not None
-            and chosen(step, data)
-        ]
+        run = _ConnectionRun(name, conn)
         expected = [e for e in recorded(name) if e.conn == conn]
-        assert normalize(run_connection(name, conn, lambda step, data: [data])) == expected
+        assert normalize(run.whole) == expected
+        assert normalize(run.run(0, lambda step, data: [data])) == expected
+        sizes = [
+            len(data) for _, step, data in run.steps if data is not None and chosen(step, data)
+        ]
         # All chosen chunks are cut at the same point in one run: each still meets every point.
         for point in range(1, max(sizes, default=0)):
 
@@ -272,7 +296,13 @@ def test_every_split_point_of_small_connections(name: str) -> None:
                     return [data[:point], data[point:]]
                 return [data]
 
-            got = normalize(run_connection(name, conn, cut))
+            # Steps before the first one cut are fed whole: the run starts there.
+            start = next(
+                i
+                for i, (_, step, data) in enumerate(run.steps)
+                if data is not None and chosen(step, data) and point < len(data)
+            )
+            got = normalize(run.run(start, cut))
             assert got == expected, f"connection {conn} split at {point}"
 
 
@@ -1290,3 +1320,22 @@ def test_what_dockerd_refuses_is_still_read(wire: _DaemonWire) -> None:
         400,
         "Bad Request: invalid header value",
     )
+
+
+def test_100_continue_as_dockerd_writes_it(wire: _DaemonWire) -> None:
+    body = _create_body()
+    raw = (
+        b"POST /v1.41/containers/create?name=obs-continue HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\nExpect: 100-continue\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    try:
+        reply, events = wire.talk(raw)
+        assert reply.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n")
+        _clean(events)
+        heads = [(e.status, e.informational) for e in events if isinstance(e, ResponseHead)]
+        assert heads == [(100, True), (201, False)]
+        [(_, _, sent)] = _exchanges(events)
+        assert sent == body
+    finally:
+        wire.remove("obs-continue")
