@@ -249,10 +249,8 @@ def test_explain_puts_a_line_under_each_exchange(monkeypatch: pytest.MonkeyPatch
 
 
 def test_explain_with_the_real_explanations() -> None:
-    try:
-        from docktap.explain import explain
-    except ImportError:
-        pytest.skip("docktap.explain is not there yet")
+    from docktap.explain import explain
+
     out = show(capture_path("run"), "--width", "120", "--explain").stdout
     note = explain("ContainerCreate")
     assert note

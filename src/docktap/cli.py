@@ -463,17 +463,6 @@ def _print_lines(console: Console, lines: Iterable[Line]) -> None:
     console.file.flush()
 
 
-def _explainer() -> Callable[[str], str | None]:
-    import importlib
-
-    try:
-        module = importlib.import_module("docktap.explain")
-    except ImportError as exc:
-        raise click.ClickException(f"--explain is not available: {exc}") from exc
-    explain: Callable[[str], str | None] = module.explain
-    return explain
-
-
 @main.command()
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per exchange.")
@@ -542,7 +531,9 @@ def show(
         selected = Filter.from_options(conns, operations, paths, statuses, grep, since, until)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    note = _explainer() if explain and not as_json else None
+    from docktap.explain import explain as explain_operation
+
+    note = explain_operation if explain and not as_json else None
     loaded = _load(capture)
     select = selected.matches if selected.active else None
     try:
@@ -910,6 +901,7 @@ def demo(output: str | None, no_docker: bool) -> None:
     """
     from importlib.resources import as_file, files
 
+    from docktap.explain import explain
     from docktap.redact import Redactor
     from docktap.replay.script import scripts
     from docktap.replay.server import ReplayServer
@@ -922,7 +914,7 @@ def demo(output: str | None, no_docker: bool) -> None:
         if not no_docker:
             _say("the docker CLI is not installed: showing a recording of it instead")
         _say(f"recorded: {shlex.join(argv)}")
-        _print_timeline(recorded, note=_explainer())
+        _print_timeline(recorded, note=explain)
         return
     store = build_store(scripts(recorded, "demo.jsonl"))
     server = ReplayServer(store, redactor=Redactor(), on_miss=_say_miss)
@@ -934,7 +926,7 @@ def demo(output: str | None, no_docker: bool) -> None:
         link = _start_recording(path, DEFAULT_MAX_BODY, daemon, argv, "rows")
         code = asyncio.run(_demo(argv, daemon, link, server))
         _say(f"{argv[-1].split()[0]} exited with status {code}; what it said to the daemon:")
-        _print_timeline(_load(path), note=_explainer())
+        _print_timeline(_load(path), note=explain)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if output:
