@@ -55,6 +55,13 @@ PURE = (
     "render/har.py",
     "render/audit.py",
     "render/html.py",
+    "policy/model.py",
+    "policy/schema.py",
+    "policy/asks.py",
+    "policy/decide.py",
+    "policy/learn.py",
+    "policy/text.py",
+    "policy/check.py",
 )
 
 

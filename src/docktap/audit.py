@@ -336,7 +336,7 @@ def _check_create(body: dict[str, Any]) -> Iterator[_Hit]:
     yield from _check_image(body.get("Image"))
 
 
-def _mounts(host: dict[str, Any]) -> Iterator[tuple[str, str, bool, str]]:
+def bind_mounts(host: dict[str, Any]) -> Iterator[tuple[str, str, bool, str]]:
     """(host source, container target, read-only, propagation) of each bind mount."""
     binds = host.get("Binds")
     if isinstance(binds, list):
@@ -366,21 +366,27 @@ def _mounts(host: dict[str, Any]) -> Iterator[tuple[str, str, bool, str]]:
             )
 
 
-def _is_docker_socket(path: str) -> bool:
+def host_path(source: str) -> str | None:
+    """The host path a bind mount's source names, normalized; None for a named volume."""
+    if not source.startswith("/"):
+        return None
+    path = posixpath.normpath(source)
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def is_docker_socket(path: str) -> bool:
     name = posixpath.basename(path)
     return name.endswith(".sock") and "docker" in name
 
 
 def _check_mounts(host: dict[str, Any]) -> Iterator[_Hit]:
-    for source, target, read_only, propagation in _mounts(host):
-        if not source.startswith("/"):
-            continue  # a named volume, not a host path
-        path = posixpath.normpath(source)
-        if path.startswith("//"):
-            path = "/" + path.lstrip("/")
+    for source, target, read_only, propagation in bind_mounts(host):
+        path = host_path(source)
+        if path is None:
+            continue
         mode = " read-only" if read_only else ""
         where = f"{source} -> {target}{mode}"
-        if _is_docker_socket(path) or _is_docker_socket(target):
+        if is_docker_socket(path) or is_docker_socket(target):
             yield _Hit(
                 "critical",
                 "docker-socket-mount",
@@ -461,7 +467,7 @@ def _check_security_opts(host: dict[str, Any]) -> Iterator[_Hit]:
     if not isinstance(opts, list):
         return
     for opt in opts:
-        text = _security_opt(opt)
+        text = security_opt(opt)
         if text == "seccomp=unconfined":
             yield _Hit(
                 "high",
@@ -492,7 +498,7 @@ def _check_security_opts(host: dict[str, Any]) -> Iterator[_Hit]:
             )
 
 
-def _security_opt(opt: Any) -> str:
+def security_opt(opt: Any) -> str:
     """A security option as dockerd splits it: at the first `=`, else at the first `:`; names
     and values are case-sensitive (`SECCOMP=UNCONFINED` is refused, `seccomp=UNCONFINED` is a
     profile file's name)."""

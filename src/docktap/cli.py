@@ -29,6 +29,7 @@ from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, terminal
 from docktap.listening import DescriptorShortage, ListenError, parse_socket_mode
 from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
+from docktap.policy.commands import policy as policy_commands
 from docktap.recording.link import RecorderLink, spawn_recorder
 from docktap.recording.wire import RecordingConfig
 from docktap.relay import Relay
@@ -945,3 +946,6 @@ async def _demo(argv: list[str], daemon: Endpoint, link: RecorderLink, server: R
         return await _run(argv, daemon, link)
     finally:
         await server.close()
+
+
+main.add_command(policy_commands)

@@ -1,0 +1,131 @@
+"""What a request asks the daemon for, read as dockerd reads it.
+
+The guard never reads a body or a query itself: bodies go through `docktap.request.body.decode`
+(Go's encoding/json into the API types: any key case, the last duplicate wins, no coercion),
+query and form parameters through `docktap.request.query.Query`, and bind mounts, sockets and
+security options through the audit's own definitions, so that the guard, the audit and dockerd
+agree on what a request means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from docktap.audit import bind_mounts, host_path, is_docker_socket, security_opt
+from docktap.policy.model import NAMESPACE_FIELDS
+from docktap.request.body import decode
+from docktap.request.query import Query
+
+#: Operations whose privileges are in the body (or a form body): decided only once it is whole.
+#: Those with limits (`LIMITED`) are checked against them; the rest are allowed or denied as a
+#: whole, but their body is still read first, so that what reaches the daemon was decided.
+BODY_OPERATIONS = frozenset(
+    {
+        "ContainerCreate",
+        "ContainerUpdate",
+        "ContainerExec",
+        "ExecStart",
+        "ImageCreate",
+        "ServiceCreate",
+        "ServiceUpdate",
+        "PluginPull",
+        "PluginUpgrade",
+        "PluginSet",
+        "SwarmInit",
+        "SwarmJoin",
+        "SwarmUpdate",
+        "SecretCreate",
+        "ConfigCreate",
+        "VolumeCreate",
+        "NetworkCreate",
+        "NetworkConnect",
+    }
+)
+#: Operations whose bodies (or form bodies) the policy limits, and the limits that apply.
+LIMITS = {
+    "ContainerCreate": (
+        "images",
+        "binds",
+        "capabilities",
+        "devices",
+        "security_options",
+        "host_namespaces",
+        "privileged",
+        "docker_socket",
+    ),
+    "ContainerExec": ("privileged",),
+    "ImageCreate": ("images",),
+}
+LIMITED = frozenset(LIMITS)
+
+
+@dataclass(frozen=True)
+class Asks:
+    """The privileges one request asks for; `error` when dockerd would refuse its body."""
+
+    images: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()  # normalized host paths
+    capabilities: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    security_options: tuple[str, ...] = ()
+    host_namespaces: tuple[str, ...] = ()
+    privileged: bool = False
+    docker_sockets: tuple[str, ...] = ()  # bind mounts of a Docker socket, source or target
+    error: str | None = None
+    privileged_field: str = "HostConfig.Privileged"
+
+
+def capability(name: Any) -> str:
+    """A capability as dockerd compares them: upper case, without `CAP_`."""
+    return str(name).upper().removeprefix("CAP_")
+
+
+def read(
+    operation: str | None, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
+) -> Asks:
+    """What a request to `operation` asks for."""
+    if operation == "ImageCreate":
+        image = Query.of_request(method, target, headers, body).get("fromImage")
+        return Asks(images=(image,) if image else ())
+    if operation not in ("ContainerCreate", "ContainerExec"):
+        return Asks()
+    decoded = decode(operation, body)
+    if decoded.rejected:
+        return Asks(error=decoded.error)
+    value = decoded.value if isinstance(decoded.value, dict) else {}
+    if operation == "ContainerExec":
+        return Asks(privileged=value.get("Privileged") is True, privileged_field="Privileged")
+    return _create(value)
+
+
+def _create(body: dict[str, Any]) -> Asks:
+    host = body.get("HostConfig")
+    if not isinstance(host, dict):
+        host = {}
+    image = body.get("Image")
+    binds: list[str] = []
+    sockets: list[str] = []
+    for source, target, _, _ in bind_mounts(host):
+        path = host_path(source)
+        if path is None:
+            continue
+        binds.append(path)
+        if is_docker_socket(path) or is_docker_socket(target):
+            sockets.append(path)
+    caps = [capability(c) for field in ("CapAdd", "Capabilities") for c in host.get(field) or ()]
+    devices = [
+        str(d.get("PathOnHost", "")) for d in host.get("Devices") or () if isinstance(d, dict)
+    ]
+    return Asks(
+        images=(image,) if isinstance(image, str) and image else (),
+        binds=tuple(binds),
+        capabilities=tuple(caps),
+        devices=tuple(devices),
+        security_options=tuple(security_opt(o) for o in host.get("SecurityOpt") or ()),
+        # dockerd shares a namespace for exactly "host" (IsHost).
+        host_namespaces=tuple(f for f in NAMESPACE_FIELDS if host.get(f) == "host"),
+        privileged=host.get("Privileged") is True,
+        docker_sockets=tuple(sockets),
+    )

@@ -1,0 +1,48 @@
+"""A capture's requests put through a policy, as if the guard had stood in front of them.
+
+Each request is decided as the gate decides it live: from its head, its body where the operation
+needs one, and its connection's peer credentials. What a policy denies here it would deny in
+enforce mode, so CI can check a policy against a workload's captures before a rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from docktap.capture.reader import Capture, Exchange
+from docktap.policy.decide import Decision, Request, decide
+from docktap.policy.learn import Source, client_of
+from docktap.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class Denied:
+    source: Source
+    exchange: Exchange
+    decision: Decision
+
+
+def request_of(ex: Exchange, peer: Mapping[str, object] | None) -> Request:
+    """The request of a recorded exchange, as the gate would have seen it."""
+    client = client_of(peer)
+    return Request(
+        ex.method,
+        ex.target,
+        ex.request_headers,
+        bytes(ex.request_body),
+        ex.request_complete is not False,
+        client.uid,
+        client.exe,
+    )
+
+
+def check(policy: Policy, name: str, capture: Capture) -> list[Denied]:
+    """Every exchange of the capture the policy would deny, in the order they started."""
+    denied = []
+    for ex in capture.exchanges:
+        connection = capture.connections.get(ex.conn)
+        decision = decide(policy, request_of(ex, connection.peer if connection else None))
+        if not decision.allowed:
+            denied.append(Denied(Source(name, ex.conn, ex.seq), ex, decision))
+    return denied

@@ -1,0 +1,90 @@
+"""`docktap policy learn|check|export`: the guard's commands that read captures and policies.
+
+Wiring only: files are read and written here, the work is done by the pure modules beside it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from docktap.capture.reader import Capture, CaptureError, load
+from docktap.outputs import PRIVATE, OutputError, open_output
+from docktap.policy import check as checking
+from docktap.policy import learn as learning
+from docktap.policy import text
+from docktap.policy.model import Policy, PolicyError, loads
+
+
+def _say(message: str) -> None:
+    click.echo(f"docktap: {message}", err=True)
+
+
+def load_policy(path: str) -> Policy:
+    """The policy in a file; a ClickException naming the file and the fault otherwise."""
+    try:
+        return loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read policy {path}: {exc}") from exc
+    except PolicyError as exc:
+        raise click.ClickException(f"policy {path}: {exc}") from exc
+
+
+def _captures(paths: tuple[str, ...]) -> list[tuple[str, Capture]]:
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((Path(path).name, load(path)))
+        except CaptureError as exc:
+            raise click.ClickException(str(exc)) from exc
+    return loaded
+
+
+def _write(output: str, content: str) -> None:
+    if output == "-":
+        click.echo(content, nl=False)
+        return
+    try:
+        fd = open_output(output, replace=True, mode=PRIVATE)
+    except OutputError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.reason}") from exc
+    with open(fd, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(content)
+
+
+@click.group("policy")
+def policy() -> None:
+    """Learn a least-privilege policy from captures, check captures against it, export it."""
+
+
+@policy.command("learn")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", metavar="POLICY|-", default="-", help="Where to write (default -).")
+def learn_command(captures: tuple[str, ...], output: str) -> None:
+    """Write the narrowest policy that allows what the CAPTURES' clients did."""
+    learned = learning.learn(_captures(captures))
+    for source, why in learned.skipped:
+        _say(f"not learned: {source}: {why}")
+    _write(output, text.dump(learned))
+    if output != "-":
+        rules = sum(len(c.rules) for c in learned.clients.values())
+        _say(f"policy written to {output}: {rules} rules for {len(learned.clients)} clients")
+
+
+@policy.command("check")
+@click.argument("policy_file", metavar="POLICY", type=click.Path(exists=True, dir_okay=False))
+@click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
+    """List every exchange of the CAPTURES that POLICY would deny; exit 1 if there is any."""
+    policy_ = load_policy(policy_file)
+    total = denied = 0
+    for name, capture in _captures(captures):
+        total += len(capture.exchanges)
+        for found in checking.check(policy_, name, capture):
+            denied += 1
+            click.echo(f"{found.source}: {found.decision.message}")
+    click.echo(f"{denied} of {total} exchanges denied by {policy_file}")
+    if denied:
+        sys.exit(1)

@@ -1,0 +1,169 @@
+"""One request through a policy, the body read as dockerd reads it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from docktap.policy.decide import Request, decide
+from docktap.policy.model import Client, ClientRules, Limits, Policy, Rule
+
+CREATE = Rule(
+    "ContainerCreate",
+    "POST",
+    "/containers/create",
+    Limits(images=frozenset({"bb"}), binds=("/srv/data",), capabilities=frozenset({"NET_RAW"})),
+)
+POLICY = Policy(
+    (
+        ClientRules(
+            Client(1000, "/usr/bin/docker"),
+            {
+                "ContainerCreate": CREATE,
+                "SystemPingHead": Rule("SystemPingHead", "HEAD", "/_ping"),
+                "ContainerExec": Rule("ContainerExec", "POST", "/containers/{id}/exec", Limits()),
+            },
+        ),
+        ClientRules(Client(), {"SystemPing": Rule("SystemPing", "GET", "/_ping")}),
+    )
+)
+USER: dict[str, Any] = {"uid": 1000, "exe": "/usr/bin/docker"}
+
+
+def create(body: bytes | dict[str, Any], **who: Any) -> Request:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Request("POST", "/v1.41/containers/create", (), data, True, **(who or USER))
+
+
+def test_what_was_allowed_passes() -> None:
+    decision = decide(POLICY, create({"Image": "bb", "HostConfig": {"Binds": ["/srv/data/x:/x"]}}))
+    assert decision.allowed, decision.reason
+    assert decide(POLICY, Request("HEAD", "/_ping", **USER)).allowed
+
+
+def test_the_denial_names_the_rule_and_the_client() -> None:
+    decision = decide(POLICY, create({"Image": "bb", "HostConfig": {"Privileged": True}}))
+    assert not decision.allowed
+    assert decision.message == (
+        "docktap policy: denied POST /containers/create: "
+        "HostConfig.Privileged not allowed for uid 1000 (/usr/bin/docker)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"Image": "bb", "HostConfig": {"Privileged": True}}, "HostConfig.Privileged"),
+        (b'{"Image":"bb","hostconfig":{"privileged":true}}', "HostConfig.Privileged"),
+        # the deprecated top-level HostConfig of a create body
+        (b'{"Image":"bb","Privileged":true}', "HostConfig.Privileged"),
+        # Go decodes a repeated key into what the first left: the two merge
+        (
+            b'{"Image":"bb","HostConfig":{"Privileged":true},"HostConfig":{"Memory":1}}',
+            "HostConfig.Privileged",
+        ),
+        (b'{"Image":"bb","HostConfig":{"Privileged":false,"PRIVILEGED":true}}', "Privileged"),
+        ({"Image": "bb", "HostConfig": {"Binds": ["/:/host"]}}, "Binds source / not allowed"),
+        ({"Image": "bb", "HostConfig": {"bInDs": ["/etc:/h"]}}, "Binds source /etc not allowed"),
+        ({"Image": "bb", "HostConfig": {"Binds": ["/srv/database:/d"]}}, "/srv/database"),
+        ({"Image": "bb", "HostConfig": {"Binds": ["/srv/data/../../etc:/d"]}}, "source /etc"),
+        (
+            {
+                "Image": "bb",
+                "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/h"}]},
+            },
+            "Binds source / not allowed",
+        ),
+        (
+            {"Image": "bb", "HostConfig": {"Binds": ["/var/run/docker.sock:/var/run/docker.sock"]}},
+            "the Docker socket mounted (/var/run/docker.sock) not allowed",
+        ),
+        ({"Image": "bb", "HostConfig": {"PidMode": "host"}}, "HostConfig.PidMode=host"),
+        ({"Image": "bb", "HostConfig": {"networkmode": "host"}}, "HostConfig.NetworkMode=host"),
+        ({"Image": "bb", "HostConfig": {"CapAdd": ["SYS_ADMIN"]}}, "CapAdd SYS_ADMIN"),
+        ({"Image": "bb", "HostConfig": {"CapAdd": "cap_sys_admin"}}, "CapAdd SYS_ADMIN"),
+        (
+            {"Image": "bb", "HostConfig": {"Devices": [{"PathOnHost": "/dev/null"}]}},
+            "HostConfig.Devices /dev/null",
+        ),
+        (
+            {"Image": "bb", "HostConfig": {"SecurityOpt": ["seccomp=unconfined"]}},
+            "SecurityOpt seccomp=unconfined",
+        ),
+        ({"Image": "alpine"}, "image alpine not allowed"),
+        (b'{"Image":"bb","Image":"alpine"}', "image alpine not allowed"),
+        (b'{"Image":"bb","HostConfig":{"Privileged":1}}', "a body dockerd cannot decode"),
+        (b"not json", "a body dockerd cannot decode"),
+    ],
+)
+def test_what_the_body_asks_beyond_the_limits_is_denied(
+    body: bytes | dict[str, Any], reason: str
+) -> None:
+    decision = decide(POLICY, create(body))
+    assert not decision.allowed
+    assert reason in decision.reason, decision.reason
+
+
+def test_allowed_capabilities_in_any_spelling_pass() -> None:
+    assert decide(
+        POLICY, create({"Image": "bb", "HostConfig": {"CapAdd": ["cap_net_raw"]}})
+    ).allowed
+
+
+def test_an_operation_not_learned_is_denied() -> None:
+    decision = decide(POLICY, Request("DELETE", "/v1.41/containers/abc?force=1", **USER))
+    assert decision.message == (
+        "docktap policy: denied DELETE /containers/abc: "
+        "ContainerDelete not allowed for uid 1000 (/usr/bin/docker)"
+    )
+
+
+def test_a_path_that_is_no_operation_is_denied() -> None:
+    decision = decide(POLICY, Request("GET", "/nothing/here", **USER))
+    assert not decision.allowed and decision.reason == "not an Engine API operation"
+
+
+def test_clients_are_told_apart_by_uid_and_executable() -> None:
+    body = {"Image": "bb"}
+    assert not decide(POLICY, create(body, uid=1001, exe="/usr/bin/docker")).allowed
+    assert not decide(POLICY, create(body, uid=1000, exe="/usr/bin/python3")).allowed
+    other = decide(POLICY, create(body, uid=0, exe=None))
+    assert other.reason == "ContainerCreate not allowed for uid 0"
+    # the rules for any client apply to everyone
+    assert decide(POLICY, Request("GET", "/_ping", uid=5)).allowed
+    assert decide(POLICY, Request("GET", "/_ping")).allowed
+
+
+def test_a_body_not_read_in_full_is_denied() -> None:
+    partial = Request("POST", "/containers/create", (), b'{"Image":"bb"', False, **USER)
+    decision = decide(POLICY, partial)
+    assert not decision.allowed and "not read in full" in decision.reason
+
+
+def test_a_privileged_exec_is_denied() -> None:
+    request = Request("POST", "/containers/c/exec", (), b'{"Cmd":["id"],"privileged":true}', **USER)
+    decision = decide(POLICY, request)
+    assert decision.reason == "Privileged not allowed for uid 1000 (/usr/bin/docker)"
+    plain = Request("POST", "/containers/c/exec", (), b'{"Cmd":["id"]}', **USER)
+    assert decide(POLICY, plain).allowed
+
+
+def test_a_pull_names_its_image_in_the_query_or_a_form_body() -> None:
+    pulls = Policy(
+        (
+            ClientRules(
+                Client(),
+                {
+                    "ImageCreate": Rule(
+                        "ImageCreate", "POST", "/images/create", Limits(images=frozenset({"bb"}))
+                    )
+                },
+            ),
+        )
+    )
+    assert decide(pulls, Request("POST", "/images/create?fromImage=bb")).allowed
+    form = [("Content-Type", "application/x-www-form-urlencoded")]
+    sneaky = Request("POST", "/images/create?fromImage=bb", form, b"fromImage=alpine")
+    assert "image alpine not allowed" in decide(pulls, sneaky).reason
