@@ -481,3 +481,39 @@ class _Strange(Event):
 def test_unknown_events_raise_type_error(event: Event) -> None:
     with pytest.raises(TypeError, match="unknown event"):
         encoder().encode(event)
+
+
+def _continues(seq: int, count: int) -> list[Event]:
+    return [ResponseHead(1, MONO + 1, seq, 100, "Continue", "1.1", (), True) for _ in range(count)]
+
+
+def _exchange_with_continues(seq: int, count: int) -> list[Event]:
+    request = RequestHead(1, MONO, seq, "POST", "/v1.41/build", "1.1", (("Expect", "100"),))
+    final = ResponseHead(1, MONO + 2, seq, 200, "OK", "1.1", (("Content-Length", "0"),), False)
+    return [request, *_continues(seq, count), final, MessageEnd(1, MONO + 2, seq, DAEMON, True)]
+
+
+def test_informational_heads_count_against_max_body() -> None:
+    """200,000 `100 Continue` heads once made a 34 MB capture of 5 MB of traffic."""
+    enc = encoder(max_body=1000)
+    records = feed(enc, *_exchange_with_continues(1, 200_000), *_exchange_with_continues(2, 3))
+    first = [r for r in records if r.get("seq") == 1]
+    continues = [r for r in first if r["type"] == "response" and r["status"] == 100]
+    line = len(dumps(continues[0])) + 1
+    assert len(continues) == 1000 // line  # as many lines as fit in 1000 bytes
+    assert [r["message"] for r in first if r["type"] == "error"] == [
+        "informational responses past --max-body (1000 bytes of their records) are not recorded"
+    ]
+    assert [r["status"] for r in first if r["type"] == "response"][-1] == 200
+    assert len(dumps({"records": records})) < 100_000
+    # The next exchange has a budget of its own.
+    second = [r for r in records if r.get("seq") == 2 and r["type"] == "response"]
+    assert [r["status"] for r in second] == [100, 100, 100, 200]
+
+
+def test_a_101_is_kept_past_the_cap_and_no_cap_keeps_every_head() -> None:
+    upgraded = ResponseHead(1, MONO + 1, 1, 101, "UPGRADED", "1.1", (("Upgrade", "tcp"),), True)
+    capped = feed(encoder(max_body=10), *_continues(1, 5), upgraded)
+    assert [r["status"] for r in capped if r["type"] == "response"] == [101]
+    everything = feed(encoder(max_body=0), *_continues(1, 500))
+    assert len(everything) == 500

@@ -184,7 +184,7 @@ class RecordEncoder:
                 "headers": [list(h) for h in headers],
                 "informational": event.informational,
             }
-            return [self._stamp(record, t)]
+            return self._informational_cap(event, self._stamp(record, t))
         if isinstance(event, BodyData):
             return self._data("body", conn, event.seq, event.direction, event.data, t)
         if isinstance(event, StreamData):
@@ -229,6 +229,40 @@ class RecordEncoder:
             }
             return [self._stamp(record, t)]
         raise TypeError(f"unknown event {event!r}")
+
+    def _informational_cap(self, event: ResponseHead, record: Record) -> list[Record]:
+        """The records for a response head: `record`, or what stands for it past the cap.
+
+        The 1xx heads before a final answer count against `max_body`, by the room their records
+        take in the capture: a peer sending `100 Continue` forever must not grow it forever.
+        Past the cap they are left out, and one error record says so. A 101 is always kept:
+        the hijack that follows is read from it.
+        """
+        key = (event.conn, event.seq, Direction.DAEMON.value, "informational")
+        if not event.informational:
+            self._budgets.pop(key, None)
+            return [record]
+        if not self.max_body or event.status == 101:
+            return [record]
+        budget = self._budget("informational", event.conn, event.seq, Direction.DAEMON)
+        size = len(dumps(record)) + 1
+        budget.total += size
+        if budget.inline + size <= self.max_body:
+            budget.inline += size
+            return [record]
+        if budget.overflow:
+            return []
+        budget.overflow = True
+        note: Record = {
+            "type": "error",
+            "conn": event.conn,
+            "seq": event.seq,
+            "dir": Direction.DAEMON.value,
+            "kind": "capture",
+            "message": f"informational responses past --max-body ({self.max_body} bytes of "
+            "their records) are not recorded",
+        }
+        return [self._stamp(note, event.t)]
 
     def _forget(self, conn: int) -> None:
         for key in [k for k in self._budgets if k[0] == conn]:
