@@ -165,7 +165,7 @@ def test_pull_named_in_a_form_body() -> None:
     pinned = "/v1.41/images/create?fromImage=bb&tag=sha256%3Aab"
     capture = capture_of(("ImageCreate", "POST", pinned, b"fromImage=evil&tag=latest"))
     assert audit(capture) == []
-    capture.exchanges[0].request_headers = [("Content-Type", "application/x-www-form-urlencoded")]
+    capture.exchanges[0].request.headers = [("Content-Type", "application/x-www-form-urlencoded")]
     [finding] = audit(capture)
     assert finding.title == "Image referenced without a digest: evil:latest"
 

@@ -90,7 +90,7 @@ def test_statuses() -> None:
 def test_an_unanswered_exchange_has_no_status_to_match() -> None:
     run = capture("run")
     wait = next(ex for ex in run if ex.operation == "ContainerWait")
-    wait.status = None
+    wait.response = None  # as if no answer had been recorded
     assert not Filter.from_options(statuses=["2xx"]).matches(wait)
 
 

@@ -18,7 +18,7 @@ from tapping import DOCKTAP, Proxy, checked_capture, docktap, ops, run_in_pty
 
 from docktap import load
 from docktap.capture.format import Record
-from docktap.capture.reader import Assembler, Exchange
+from docktap.capture.reader import Assembler, Exchange, Part, decode
 from docktap.render.live import LiveStats, LiveView
 from docktap.render.timeline import TimelineOptions
 
@@ -181,10 +181,20 @@ def test_a_failing_terminal_turns_the_view_off_quietly() -> None:
     live.stop()
 
 
+def parts(name: str) -> list[Part]:
+    return [part for i, r in enumerate(records(name)) if (part := decode(r, i)) is not None]
+
+
+def part(record: Record) -> Part:
+    decoded = decode(record, 0)
+    assert decoded is not None
+    return decoded
+
+
 def test_status_counts() -> None:
     stats = LiveStats()
-    for record in records("run"):
-        stats.count(record)
+    for piece in parts("run"):
+        stats.count(piece)
     assert (stats.connections, stats.open, stats.requests, stats.failed, stats.errors) == (
         3,
         0,
@@ -195,8 +205,8 @@ def test_status_counts() -> None:
     assert stats.sent == 1508
     assert stats.received == 88 + 24 + 30
     pull = LiveStats()
-    for record in records("pull-error"):
-        pull.count(record)
+    for piece in parts("pull-error"):
+        pull.count(piece)
     assert pull.failed == 1
     assert "(1 failed)" in pull.line().plain
 
@@ -204,10 +214,19 @@ def test_status_counts() -> None:
 def test_capped_bodies_count_their_whole_size() -> None:
     stats = LiveStats()
     head = {"conn": 1, "seq": 1, "dir": "daemon", "t": 0.0, "mono": 0.0}
-    stats.count({"type": "body", "size": 10, **head})
+    stats.count(part({"type": "body", "size": 10, **head}))
     assert stats.received == 10
-    stats.count({"type": "end", "size": 1000, "inline": 10, **head})
+    stats.count(part({"type": "end", "size": 1000, "inline": 10, **head}))
     assert stats.received == 1000
+
+
+def test_errors_count_with_or_without_a_connection() -> None:
+    stats = LiveStats()
+    error = {"type": "error", "t": 0.0, "mono": 0.0}
+    stats.count(part({**error, "conn": None, "kind": "upstream", "message": "refused"}))
+    stats.count(part({**error, "conn": 1, "seq": 1, "kind": "protocol", "message": "bad"}))
+    assert stats.errors == 2
+    assert "2 errors" in stats.line().plain
 
 
 def test_status_line_on_a_terminal() -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from docktap import load
+from docktap import load, routes
 from docktap.capture.format import Record
 from docktap.capture.reader import Capture, loads
 from docktap.replay.script import ClientMark, Recording, scripts, subjects
+from docktap.routes import identify
 
 CAPTURES = Path(__file__).parent.parent / "captures"
 
@@ -95,8 +96,12 @@ def test_the_attach_is_hijacked_and_played_as_recorded() -> None:
     assert ex.hijacked == "tcp"
     assert [p.kind for p in attach.pieces] == ["head", "stream", "stream", "halfclose", "close"]
     assert attach.head is not None
-    assert attach.head["status"] == 101
-    assert capture.records[attach.pieces[0].index] is attach.head
+    assert attach.head.status == 101
+    assert attach.head is ex.response
+    head = capture.records[attach.pieces[0].index]
+    assert attach.head.index == attach.pieces[0].index
+    assert (head["type"], head["status"], head["conn"], head["seq"]) == ("response", 101, 2, 1)
+    assert attach.head.headers == [(k, v) for k, v in head["headers"]]
     out, err = (p.data for p in attach.pieces if p.kind == "stream")
     assert out == b"\x01\x00\x00\x00\x00\x00\x00\x04out\n"
     assert err == b"\x02\x00\x00\x00\x00\x00\x00\x04err\n"
@@ -115,7 +120,7 @@ def test_the_wait_is_a_head_then_the_exit_status() -> None:
     wait = _by_operation(recordings)["ContainerWait"]
     assert [p.kind for p in wait.pieces] == ["head", "body"]
     assert wait.head is not None
-    assert wait.head["status"] == 200
+    assert wait.head.status == 200
     assert wait.pieces[1].data == b'{"Error":null,"StatusCode":3}\n'
     assert wait.pieces[1].mono > wait.pieces[0].mono + 0.2  # the long poll
     assert wait.client_marks == []
@@ -132,7 +137,7 @@ def test_other_exchanges_of_docker_run() -> None:
     assert [p.kind for p in create.pieces] == ["head", "body"]
     assert create.pieces[1].data == bytes(create.exchange.response_body)
     assert create.head is not None
-    assert create.head["status"] == 201
+    assert create.head.status == 201
     for r in recordings:
         assert not r.ends_open
         assert not r.truncated
@@ -157,26 +162,34 @@ def test_the_exec_of_an_exec_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    ("method", "path", "expected"),
     [
-        ("/v1.41/containers/da20d04c/attach", {"containers/da20d04c"}),
-        ("/containers/da20d04c/wait", {"containers/da20d04c"}),
-        ("/v1.41/containers/sleeper/json", {"containers/sleeper"}),
-        ("/v1.41/containers/sleeper", {"containers/sleeper"}),
-        ("/v1.41/containers/sleeper/exec", {"containers/sleeper"}),
-        ("/v1.41/exec/0cd8e1ba/start", {"exec/0cd8e1ba"}),
-        ("/v1.41/exec/0cd8e1ba/json", {"exec/0cd8e1ba"}),
-        ("/v1.41/containers/json", set()),
-        ("/v1.41/containers/create", set()),
-        ("/v1.41/containers/prune", set()),
-        ("/_ping", set()),
-        ("/v1.41/images/json", set()),
-        ("/v1.41/images/bb/json", set()),
-        ("/v1.41/version", set()),
+        ("POST", "/v1.41/containers/da20d04c/attach", {"containers/da20d04c"}),
+        ("POST", "/containers/da20d04c/wait", {"containers/da20d04c"}),
+        ("GET", "/v1.41/containers/sleeper/json", {"containers/sleeper"}),
+        ("DELETE", "/v1.41/containers/sleeper", {"containers/sleeper"}),
+        ("POST", "/v1.41/containers/sleeper/exec", {"containers/sleeper"}),
+        ("POST", "/v1.41/exec/0cd8e1ba/start", {"exec/0cd8e1ba"}),
+        ("GET", "/v1.41/exec/0cd8e1ba/json", {"exec/0cd8e1ba"}),
+        ("GET", "/v1.41/containers/json", set()),
+        ("POST", "/v1.41/containers/create", set()),
+        ("POST", "/v1.41/containers/prune", set()),
+        ("HEAD", "/_ping", set()),
+        ("GET", "/v1.41/images/json", set()),
+        ("GET", "/v1.41/images/bb/json", set()),
+        ("GET", "/v1.41/version", set()),
     ],
 )
-def test_subjects(path: str, expected: set[str]) -> None:
-    assert subjects(path) == frozenset(expected)
+def test_subjects(method: str, path: str, expected: set[str]) -> None:
+    assert subjects(identify(method, path)) == frozenset(expected)
+
+
+def test_every_recorded_exchange_is_about_what_its_path_names() -> None:
+    """The subjects the request heads carry are those of the one rule for paths."""
+    for name in sorted(p.name for p in CAPTURES.glob("*.jsonl")):
+        for r in scripts(load(CAPTURES / name), name):
+            found = routes.subject(r.exchange.target)
+            assert r.subjects == (frozenset() if found is None else {str(found)})
 
 
 def test_exchanges_about_the_same_container_are_related() -> None:

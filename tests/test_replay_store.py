@@ -316,7 +316,7 @@ def test_a_ping_is_made_up_when_none_was_recorded() -> None:
         assert play.recording not in store.recordings
         assert play.recording.exchange.method == method
         assert play.recording.head is not None
-        assert ["Api-Version", "1.41"] in play.recording.head["headers"]
+        assert ("Api-Version", "1.41") in play.recording.head.headers
         assert [p.kind for p in play.recording.pieces] == ["head", "body"]
         assert play.recording.pieces[1].data == body
         assert store.ready(play)

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from docktap.routes import VERSION_PREFIX, Route, match, operation_name, split_version, subject
+from docktap.routes import (
+    VERSION_PREFIX,
+    Identity,
+    Route,
+    Subject,
+    identify,
+    match,
+    operation_name,
+    split_version,
+    subject,
+)
 from docktap.routes_table import ROUTES, SPEC_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -228,6 +238,68 @@ def test_every_route_maps_back_to_itself(value: str, prefix: str) -> None:
 def test_unknown_targets(method: str, target: str) -> None:
     assert match(method, target) is None
     assert operation_name(method, target) is None
+
+
+# --- what a request is -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "expected"),
+    [
+        (
+            "POST",
+            "/v1.41/containers/3f2a/attach?stream=1",
+            Identity("ContainerAttach", "1.41", Subject("containers", "3f2a")),
+        ),
+        (
+            "POST",
+            "/containers/sleeper/exec",
+            Identity("ContainerExec", None, Subject("containers", "sleeper")),
+        ),
+        (
+            "DELETE",
+            "/v1.41/containers/s",
+            Identity("ContainerDelete", "1.41", Subject("containers", "s")),
+        ),
+        (
+            "POST",
+            "/v1.41/exec/0cd8e1ba/start",
+            Identity("ExecStart", "1.41", Subject("exec", "0cd8e1ba")),
+        ),
+        (
+            "GET",
+            "/v1.43/images/registry:5000/library/busybox:latest/json",
+            Identity("ImageInspect", "1.43", image="registry:5000/library/busybox:latest"),
+        ),
+        ("DELETE", "/images/bb", Identity("ImageDelete", None, image="bb")),
+        ("GET", "/v1.41/images/json", Identity("ImageList", "1.41")),
+        ("GET", "/v1.41/containers/json?all=1", Identity("ContainerList", "1.41")),
+        ("POST", "/v1.41/containers/create?name=x", Identity("ContainerCreate", "1.41")),
+        ("POST", "/v1.41/containers/prune", Identity("ContainerPrune", "1.41")),
+        ("GET", "/v1.41/networks/n1", Identity("NetworkInspect", "1.41")),
+        ("HEAD", "/_ping", Identity("SystemPingHead", None)),
+        ("GET", "/v1.41/nope", Identity(None, "1.41")),
+        # No route, but the path still names a container.
+        (
+            "GET",
+            "/v1.41/containers/x/json/extra",
+            Identity(None, "1.41", Subject("containers", "x")),
+        ),
+    ],
+)
+def test_identify(method: str, target: str, expected: Identity) -> None:
+    assert identify(method, target) == expected
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.24", "/v1.41"])
+def test_identify_agrees_with_the_other_rules_on_every_route(prefix: str) -> None:
+    for method, template, operation, _ in ROUTES:
+        target = prefix + _PARAM.sub("ref", template) + "?q=1"
+        found = identify(method, target)
+        assert (found.operation, found.api_version) == (operation, split_version(target)[0])
+        assert found.subject == subject(target)
+        named = template.startswith("/images/{")
+        assert found.image == ("ref" if named else None), (method, template)
 
 
 # --- speed -------------------------------------------------------------------

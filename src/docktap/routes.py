@@ -21,7 +21,7 @@ so a match costs a dict probe and, at worst, a handful of regex tests.
 
 The rules about paths that everything else shares live here too: what a `/vX.Y` version prefix
 is (:data:`VERSION_PREFIX`, :func:`split_version`) and which container or exec instance a path
-is about (:func:`subject`).
+is about (:func:`subject`), and all of it at once for a request head (:func:`identify`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from docktap.routes_table import ROUTES
 
 __all__ = [
     "VERSION_PREFIX",
+    "Identity",
     "Route",
     "Subject",
+    "identify",
     "match",
     "operation_name",
     "split_version",
@@ -95,12 +97,42 @@ def subject(target: str) -> Subject | None:
     ``/exec/0cd8e1ba/start`` about ``exec/0cd8e1ba``; ``/containers/json`` (a collection) and
     ``/images/bb/json`` are about neither.  The version prefix and the query are ignored.
     """
-    parts = split_version(target)[1].split("/", 3)
+    return _subject(split_version(target)[1])
+
+
+def _subject(path: str) -> Subject | None:
+    parts = path.split("/", 3)
     if len(parts) < 3 or parts[1] not in _SUBJECT_KINDS or not parts[2]:
         return None
     if len(parts) == 3 and parts[2] in _COLLECTIONS:
         return None
     return Subject(parts[1], parts[2])
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a request is, worked out once from its method and target where its head is seen.
+
+    `subject` is the container or exec instance its path names (see :func:`subject`);
+    `image` the image reference of an ``/images/{name}/...`` route, which only the route can
+    tell, since a reference may hold slashes (``registry:5000/library/busybox:latest``).
+    """
+
+    operation: str | None
+    api_version: str | None
+    subject: Subject | None = None
+    image: str | None = None
+
+
+def identify(method: str, target: str) -> Identity:
+    """The operation, API version, subject and image of a request (see `Identity`)."""
+    version, path = split_version(target)
+    found = _get_index().lookup(method, path)
+    if found is None:
+        return Identity(None, version, _subject(path))
+    route, values = found
+    image = values[0] if values and _first_segment(route.template) == "images" else None
+    return Identity(route.operation, version, _subject(path), image)
 
 
 # A compiled parameterised template: its ranking key (lower sorts first), the
@@ -114,7 +146,7 @@ def _first_segment(path: str) -> str:
 
 def _compile(template: str, param: str) -> re.Pattern[str]:
     parts = _PARAM.split(template)
-    return re.compile(param.join(re.escape(p) for p in parts) + r"\Z")
+    return re.compile(f"({param})".join(re.escape(p) for p in parts) + r"\Z")
 
 
 def _rank(template: str) -> tuple[int, ...]:
@@ -146,16 +178,18 @@ class _Index:
             for candidates in table.values():
                 candidates.sort(key=lambda c: (c[0], c[2].template))
 
-    def lookup(self, method: str, path: str) -> Route | None:
+    def lookup(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
+        """The route and the values of its path parameters."""
         route = self.literal.get((method, path))
         if route is not None:
-            return route
+            return route, ()
         keys = [(method, _first_segment(path)), (method, "")]
         for table in (self.single, self.spanning):
             for key in keys:
                 for _, pattern, candidate in table.get(key, ()):
-                    if pattern.match(path):
-                        return candidate
+                    found = pattern.match(path)
+                    if found is not None:
+                        return candidate, found.groups()
         return None
 
 
@@ -175,7 +209,8 @@ def match(method: str, target: str) -> Route | None:
     ``method`` is compared case-sensitively (``"get"`` matches nothing).  The
     target may carry a ``/vX.Y`` prefix and a query string; both are ignored.
     """
-    return _get_index().lookup(method, split_version(target)[1])
+    found = _get_index().lookup(method, split_version(target)[1])
+    return None if found is None else found[0]
 
 
 def operation_name(method: str, target: str) -> str | None:

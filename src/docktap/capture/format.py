@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -44,6 +44,29 @@ HELD_BODY_LIMIT = 1 << 20
 Record = dict[str, Any]
 
 
+class Kind:
+    """The `type` of each record.
+
+    Only the encoder here and the reader name record kinds: everything else reads a capture
+    through the reader's model (`capture.reader.Exchange` and its parts).
+    """
+
+    CAPTURE: Final = "capture"
+    OPEN: Final = "open"
+    REQUEST: Final = "request"
+    RESPONSE: Final = "response"
+    BODY: Final = "body"
+    END: Final = "end"
+    HIJACK: Final = "hijack"
+    STREAM: Final = "stream"
+    FRAME: Final = "frame"
+    HALFCLOSE: Final = "halfclose"
+    CLOSE: Final = "close"
+    ERROR: Final = "error"
+    UNPARSED: Final = "unparsed"
+    END_OF_CAPTURE: Final = "end-of-capture"
+
+
 def encode_bytes(data: bytes) -> Record:
     """`text` when the bytes are UTF-8, else `b64`; the reader accepts either."""
     try:
@@ -53,10 +76,15 @@ def encode_bytes(data: bytes) -> Record:
 
 
 def decode_bytes(record: Record) -> bytes:
-    if "text" in record:
-        return str(record["text"]).encode("utf-8")
-    if "b64" in record:
-        return base64.b64decode(record["b64"])
+    return decode_payload(record.get("text"), record.get("b64"))
+
+
+def decode_payload(text: str | None, b64: str | None) -> bytes:
+    """The bytes of a record's `text` or `b64` (None when the record has no such field)."""
+    if text is not None:
+        return str(text).encode("utf-8")
+    if b64 is not None:
+        return base64.b64decode(b64)
     return b""
 
 
@@ -118,7 +146,7 @@ class RecordEncoder:
     ) -> Record:
         """The first record; `tls` (verify, subject, sha256) only for a daemon spoken to in TLS."""
         record: Record = {
-            "type": "capture",
+            "type": Kind.CAPTURE,
             "format": FORMAT,
             "version": VERSION,
             "docktap": docktap_version,
@@ -132,14 +160,14 @@ class RecordEncoder:
         return self._stamp(record, self.started_mono)
 
     def opened(self, conn: int, peer: dict[str, int] | None, t: float) -> Record:
-        return self._stamp({"type": "open", "conn": conn, "peer": peer}, t)
+        return self._stamp({"type": Kind.OPEN, "conn": conn, "peer": peer}, t)
 
     def failure(self, conn: int | None, kind: str, message: str, t: float) -> Record:
         """An error docktap itself ran into: `upstream` unreachable, `capture` writing."""
-        return self._stamp({"type": "error", "conn": conn, "kind": kind, "message": message}, t)
+        return self._stamp({"type": Kind.ERROR, "conn": conn, "kind": kind, "message": message}, t)
 
     def footer(self, t: float, records: int) -> Record:
-        return self._stamp({"type": "end-of-capture", "records": records}, t)
+        return self._stamp({"type": Kind.END_OF_CAPTURE, "records": records}, t)
 
     def encode(self, event: Event) -> list[Record]:
         """The records for one event (none while a body is held back or past the cap)."""
@@ -157,7 +185,7 @@ class RecordEncoder:
                 target = self.redactor.target(operation, target)
                 headers = self.redactor.headers(headers)
             record: Record = {
-                "type": "request",
+                "type": Kind.REQUEST,
                 "conn": conn,
                 "seq": event.seq,
                 "dir": Direction.CLIENT.value,
@@ -174,7 +202,7 @@ class RecordEncoder:
             if self.redactor is not None:
                 headers = self.redactor.headers(headers)
             record = {
-                "type": "response",
+                "type": Kind.RESPONSE,
                 "conn": conn,
                 "seq": event.seq,
                 "dir": Direction.DAEMON.value,
@@ -186,28 +214,33 @@ class RecordEncoder:
             }
             return self._informational_cap(event, self._stamp(record, t))
         if isinstance(event, BodyData):
-            return self._data("body", conn, event.seq, event.direction, event.data, t)
+            return self._data(Kind.BODY, conn, event.seq, event.direction, event.data, t)
         if isinstance(event, StreamData):
-            return self._data("stream", conn, event.seq, event.direction, event.data, t)
+            return self._data(Kind.STREAM, conn, event.seq, event.direction, event.data, t)
         if isinstance(event, Frame):
             return self._data(
-                "frame", conn, event.seq, event.direction, event.data, t, stream=event.stream
+                Kind.FRAME, conn, event.seq, event.direction, event.data, t, stream=event.stream
             )
         if isinstance(event, MessageEnd):
             return self._end(event)
         if isinstance(event, Hijacked):
-            record = {"type": "hijack", "conn": conn, "seq": event.seq, "protocol": event.protocol}
+            record = {
+                "type": Kind.HIJACK,
+                "conn": conn,
+                "seq": event.seq,
+                "protocol": event.protocol,
+            }
             return [self._stamp(record, t)]
         if isinstance(event, HalfClosed):
             return [
-                self._stamp({"type": "halfclose", "conn": conn, "dir": event.direction.value}, t)
+                self._stamp({"type": Kind.HALFCLOSE, "conn": conn, "dir": event.direction.value}, t)
             ]
         if isinstance(event, Closed):
             self._forget(conn)
-            return [self._stamp({"type": "close", "conn": conn}, t)]
+            return [self._stamp({"type": Kind.CLOSE, "conn": conn}, t)]
         if isinstance(event, ProtocolError):
             record = {
-                "type": "error",
+                "type": Kind.ERROR,
                 "conn": conn,
                 "seq": event.seq,
                 "dir": event.direction.value,
@@ -217,11 +250,11 @@ class RecordEncoder:
             return [self._stamp(record, t)]
         if isinstance(event, Unparsed):
             if self.redactor is None:
-                return self._data("unparsed", conn, None, event.direction, event.data, t)
+                return self._data(Kind.UNPARSED, conn, None, event.direction, event.data, t)
             # No redaction rule can find a secret in bytes nothing could parse: unless
             # redaction is off, only their size and digest are written.
             record = {
-                "type": "unparsed",
+                "type": Kind.UNPARSED,
                 "conn": conn,
                 "dir": event.direction.value,
                 "size": len(event.data),
@@ -276,7 +309,7 @@ class RecordEncoder:
         if budget is None:
             budget = self._budgets[key] = _Budget()
             if (
-                kind == "body"
+                kind == Kind.BODY
                 and self.redactor is not None
                 and self.redactor.holds(self._operations.get((conn, seq or 0)), direction.value)
             ):
@@ -306,7 +339,7 @@ class RecordEncoder:
                     budget.held += data
             return []
         budget.total += len(data)
-        if kind == "body":
+        if kind == Kind.BODY:
             budget.digest.update(data)
         if self.max_body:
             room = self.max_body - budget.inline
@@ -325,7 +358,7 @@ class RecordEncoder:
         return [self._stamp(record, t)]
 
     def _end(self, event: MessageEnd) -> list[Record]:
-        budget = self._budget("body", event.conn, event.seq, event.direction)
+        budget = self._budget(Kind.BODY, event.conn, event.seq, event.direction)
         out: list[Record] = []
         if budget.held is not None and not budget.overflow:
             # The digest and size describe the masked body: a digest of a short secret
@@ -338,11 +371,11 @@ class RecordEncoder:
                 operation = self._operations.get((event.conn, event.seq))
                 masked = self.redactor.body(operation, held, event.direction.value)
                 out.extend(
-                    self._data("body", event.conn, event.seq, event.direction, masked, event.t)
+                    self._data(Kind.BODY, event.conn, event.seq, event.direction, masked, event.t)
                 )
-        del self._budgets[(event.conn, event.seq, event.direction.value, "body")]
+        del self._budgets[(event.conn, event.seq, event.direction.value, Kind.BODY)]
         record: Record = {
-            "type": "end",
+            "type": Kind.END,
             "conn": event.conn,
             "seq": event.seq,
             "dir": event.direction.value,

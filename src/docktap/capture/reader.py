@@ -1,25 +1,33 @@
-"""Reads a capture back and assembles its records into exchanges.
+"""Reads a capture back into exchanges: the model every reader of a capture works from.
 
 Records arrive interleaved across connections and split into pieces; readers of a capture want
-whole exchanges: a request, its answer, its bodies and streams, and how long it all took. This
-module does that assembly and nothing else, so renderers and the replay server share it.
+whole exchanges: a request, its answer, its bodies and streams, and when each piece of it came.
+This module turns each record into a typed part (`decode`), hands the parts to the exchange or
+connection they belong to (`Assembler`), and keeps every part on its exchange with its time,
+direction and size, beside the totals most readers want (status, bodies, duration). Renderers,
+the replay scripts and the live view read these exchanges, never the records: record kinds are
+known here and to the encoder only.
 
 A capture cut short by a killed docktap ends with a partial line; that is expected and only
 warned about. A damaged line anywhere else is an error: the file is not what docktap wrote.
+Only `load`, at the end of this module, opens a file.
 """
 
 from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from os import PathLike
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 from typing import Any
 
 import orjson
 
-from docktap.capture.format import FORMAT, VERSION, Record, decode_bytes
+from docktap import routes
+from docktap.capture.format import FORMAT, VERSION, Kind, Record, decode_payload
+from docktap.events import Direction
+from docktap.routes import Identity
 
 
 class CaptureError(ValueError):
@@ -30,28 +38,337 @@ class CaptureWarning(UserWarning):
     """The capture is readable but incomplete (its last line was cut off)."""
 
 
-@dataclass
-class Exchange:
-    """One request and whatever came back, streams included."""
+# --- the parts of a capture ---------------------------------------------------------------
+#
+# Parts are plain slotted classes rather than frozen ones: a large capture has millions of
+# them, and a frozen dataclass takes three times as long to build. Treat them as values.
+
+
+@dataclass(slots=True)
+class Part:
+    """One thing recorded, at its moment."""
+
+    index: int  # the position of its record in the capture: the recorded order
+    mono: float  # seconds since the capture started
+
+
+@dataclass(slots=True)
+class Opened(Part):
+    """A client connected."""
+
+    conn: int
+    peer: dict[str, int] | None  # the client process's pid, uid and gid, when known
+
+
+@dataclass(slots=True)
+class HalfClose(Part):
+    """One side of a connection finished sending."""
+
+    conn: int
+    direction: Direction | None
+
+
+@dataclass(slots=True)
+class Close(Part):
+    """A connection ended."""
+
+    conn: int
+
+
+@dataclass(slots=True)
+class Failure(Part):
+    """An error: a protocol error on an exchange, or one docktap ran into (`upstream`, ...)."""
+
+    conn: int | None
+    seq: int | None
+    kind: str | None
+    message: str
+
+
+@dataclass(slots=True)
+class CaptureEnd(Part):
+    """The capture was closed cleanly."""
+
+    records: int | None
+
+
+@dataclass(slots=True)
+class ExchangePart(Part):
+    """A part of one exchange: `seq` numbers the exchanges of connection `conn` from 1."""
 
     conn: int
     seq: int
+
+
+@dataclass(slots=True)
+class RequestHead(ExchangePart):
+    """The request line and headers, and what the request is (`identity`)."""
+
+    t: float  # wall clock, epoch seconds
     method: str
     target: str
-    operation: str | None
+    http_version: str
+    headers: list[tuple[str, str]]
+    operation: str | None  # as recorded
     api_version: str | None
-    request_headers: list[tuple[str, str]]
-    started: float  # wall clock, epoch seconds
-    started_mono: float  # seconds since the capture started
+    _identity: Identity | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def identity(self) -> Identity:
+        """The recorded operation and API version, with the path parameters of the target.
+
+        Worked out the first time it is asked for, then kept with the head: loading a capture
+        need not route every request again, as its record says which operation it was.
+        """
+        if self._identity is None:
+            found = routes.identify(self.method, self.target)
+            if (found.operation, found.api_version) != (self.operation, self.api_version):
+                # The capture says what it recorded; the table may have changed since.
+                found = replace(found, operation=self.operation, api_version=self.api_version)
+            self._identity = found
+        return self._identity
+
+
+@dataclass(slots=True)
+class ResponseHead(ExchangePart):
+    """A status line and headers: the answer, or an informational head before it."""
+
+    status: int
+    reason: str | None
+    http_version: str
+    headers: list[tuple[str, str]]
+    informational: bool  # a 1xx head, 101 included
+
+    @property
+    def preliminary(self) -> bool:
+        """An informational head that comes before the answer (100 Continue).
+
+        A 101 is informational too, but it is the answer: the connection is the stream's now.
+        """
+        return self.informational and self.status != 101
+
+
+@dataclass(slots=True)
+class _Payload(ExchangePart):
+    """Bytes as the capture holds them, `text` or `b64`; `data` decodes them.
+
+    The part keeps the capture's own strings rather than a copy of the bytes: the exchange
+    already holds them decoded, once, in its bodies, streams and frames.
+    """
+
+    direction: Direction | None
+    size: int  # bytes in this part
+    text: str | None
+    b64: str | None
+
+    @property
+    def data(self) -> bytes:
+        return decode_payload(self.text, self.b64)
+
+
+@dataclass(slots=True)
+class BodyChunk(_Payload):
+    """A piece of a request or response body (the inline part: the cap may cut it)."""
+
+
+@dataclass(slots=True)
+class StreamChunk(_Payload):
+    """Raw bytes of a hijacked connection, as one side sent them."""
+
+
+@dataclass(slots=True)
+class FrameChunk(_Payload):
+    """The payload of one frame of a multiplexed stream: `stream` is stdout, stderr, ..."""
+
+    stream: str
+
+
+@dataclass(slots=True)
+class BodyEnd(ExchangePart):
+    """A request or response finished (`complete` False: cut short by a close)."""
+
+    direction: Direction | None
+    complete: bool | None
+    size: int  # of the whole body, past the inline cap too
+    sha256: str | None
+
+
+@dataclass(slots=True)
+class Hijack(ExchangePart):
+    """The connection stopped being HTTP: from here on it carries a raw stream."""
+
+    protocol: str
+
+
+_DIRECTIONS = {d.value: d for d in Direction}
+
+
+def _opened(record: Record, index: int) -> Opened:
+    return Opened(index, record.get("mono") or 0.0, record["conn"], record.get("peer"))
+
+
+def _request(record: Record, index: int) -> RequestHead:
+    return RequestHead(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record["seq"],
+        record["t"],
+        record["method"],
+        record["target"],
+        record.get("http_version", "1.1"),
+        [(k, v) for k, v in record.get("headers", [])],
+        record.get("operation"),
+        record.get("api_version"),
+    )
+
+
+def _response(record: Record, index: int) -> ResponseHead:
+    return ResponseHead(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record.get("seq", -1),
+        record["status"],
+        record.get("reason"),
+        record.get("http_version", "1.1"),
+        [(k, v) for k, v in record.get("headers", [])],
+        bool(record.get("informational")),
+    )
+
+
+def _body(record: Record, index: int) -> BodyChunk:
+    return BodyChunk(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record.get("seq", -1),
+        _DIRECTIONS.get(record.get("dir", "")),
+        record.get("size", 0),
+        record.get("text"),
+        record.get("b64"),
+    )
+
+
+def _stream(record: Record, index: int) -> StreamChunk:
+    return StreamChunk(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record.get("seq", -1),
+        _DIRECTIONS.get(record.get("dir", "")),
+        record.get("size", 0),
+        record.get("text"),
+        record.get("b64"),
+    )
+
+
+def _frame(record: Record, index: int) -> FrameChunk:
+    return FrameChunk(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record.get("seq", -1),
+        _DIRECTIONS.get(record.get("dir", "")),
+        record.get("size", 0),
+        record.get("text"),
+        record.get("b64"),
+        record["stream"],
+    )
+
+
+def _end(record: Record, index: int) -> BodyEnd:
+    return BodyEnd(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record.get("seq", -1),
+        _DIRECTIONS.get(record.get("dir", "")),
+        record.get("complete"),
+        record["size"],
+        record.get("sha256"),
+    )
+
+
+def _hijack(record: Record, index: int) -> Hijack:
+    mono = record.get("mono") or 0.0
+    return Hijack(index, mono, record["conn"], record.get("seq", -1), record["protocol"])
+
+
+def _halfclose(record: Record, index: int) -> HalfClose:
+    direction = _DIRECTIONS.get(record.get("dir", ""))
+    return HalfClose(index, record.get("mono") or 0.0, record["conn"], direction)
+
+
+def _close(record: Record, index: int) -> Close:
+    return Close(index, record.get("mono") or 0.0, record["conn"])
+
+
+def _error(record: Record, index: int) -> Failure:
+    mono = record.get("mono") or 0.0
+    message = record.get("message", "")
+    return Failure(index, mono, record.get("conn"), record.get("seq"), record.get("kind"), message)
+
+
+def _end_of_capture(record: Record, index: int) -> CaptureEnd:
+    return CaptureEnd(index, record.get("mono") or 0.0, record.get("records"))
+
+
+# Records of a connection, and those that may come without one.
+_ON_CONNECTION: dict[str, Callable[[Record, int], Part]] = {
+    Kind.END: _end,
+    Kind.BODY: _body,
+    Kind.REQUEST: _request,
+    Kind.RESPONSE: _response,
+    Kind.OPEN: _opened,
+    Kind.CLOSE: _close,
+    Kind.FRAME: _frame,
+    Kind.STREAM: _stream,
+    Kind.HIJACK: _hijack,
+    Kind.HALFCLOSE: _halfclose,
+}
+_ANYWHERE: dict[str, Callable[[Record, int], Part]] = {
+    Kind.ERROR: _error,
+    Kind.END_OF_CAPTURE: _end_of_capture,
+}
+
+
+def decode(record: Record, index: int) -> Part | None:
+    """The part a record stands for, `index` being the record's place in the capture.
+
+    None for the header, for `unparsed` bytes (no exchange holds them), for kinds this reader
+    does not know (a later docktap may add some), and for a connection's record without its
+    connection.
+    """
+    kind = record["type"]
+    make = _ON_CONNECTION.get(kind)
+    if make is not None:
+        return make(record, index) if record.get("conn") is not None else None
+    make = _ANYWHERE.get(kind)
+    return None if make is None else make(record, index)
+
+
+# --- exchanges ------------------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    """One request and whatever came back, streams included.
+
+    `parts` holds every part in recorded order: the heads (1xx ones too), body chunks and ends,
+    the hijack, stream chunks and frames, errors, and the connection's half-closes and close
+    while the exchange was in flight. The other fields sum them up.
+    """
+
+    request: RequestHead
+    parts: list[Part] = field(default_factory=list)
     request_body: bytearray = field(default_factory=bytearray)  # inline part only
     request_body_size: int = 0
     request_complete: bool | None = None
     request_sha256: str | None = None
-    status: int | None = None
-    reason: str | None = None
-    response_headers: list[tuple[str, str]] = field(default_factory=list)
-    informational: list[int] = field(default_factory=list)
-    response_started_mono: float | None = None
+    request_ended_mono: float | None = None
+    response: ResponseHead | None = None  # the answer, not an informational head before it
+    informational: list[int] = field(default_factory=list)  # statuses of those heads
     response_body: bytearray = field(default_factory=bytearray)
     response_body_size: int = 0
     response_complete: bool | None = None
@@ -61,6 +378,68 @@ class Exchange:
     stream: dict[str, bytearray] = field(default_factory=dict)  # raw hijacked bytes per sender
     frames: list[tuple[str, bytes]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            self.parts.append(self.request)
+
+    @property
+    def conn(self) -> int:
+        return self.request.conn
+
+    @property
+    def seq(self) -> int:
+        return self.request.seq
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def target(self) -> str:
+        return self.request.target
+
+    @property
+    def identity(self) -> Identity:
+        return self.request.identity
+
+    @property
+    def operation(self) -> str | None:
+        return self.request.operation
+
+    @property
+    def api_version(self) -> str | None:
+        return self.request.api_version
+
+    @property
+    def request_headers(self) -> list[tuple[str, str]]:
+        return self.request.headers
+
+    @property
+    def started(self) -> float:
+        """Wall clock, epoch seconds."""
+        return self.request.t
+
+    @property
+    def started_mono(self) -> float:
+        """Seconds since the capture started."""
+        return self.request.mono
+
+    @property
+    def status(self) -> int | None:
+        return None if self.response is None else self.response.status
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.response is None else self.response.reason
+
+    @property
+    def response_headers(self) -> list[tuple[str, str]]:
+        return [] if self.response is None else self.response.headers
+
+    @property
+    def response_started_mono(self) -> float | None:
+        return None if self.response is None else self.response.mono
 
     @property
     def duration_s(self) -> float | None:
@@ -113,6 +492,64 @@ class Exchange:
             out["errors"] = list(self.errors)
         return out
 
+    def add(self, part: Part) -> None:
+        """Keep a part of this exchange, and sum it up.
+
+        Only the response's end ends the exchange here; its connection's close ends it too,
+        which the assembler sees to.
+        """
+        self.parts.append(part)
+        summing = _SUMMING.get(type(part))
+        if summing is not None:
+            summing(self, part)
+
+    def _ended(self, end: BodyEnd) -> None:
+        if end.direction is Direction.CLIENT:
+            self.request_body_size = end.size
+            self.request_complete = end.complete
+            self.request_sha256 = end.sha256
+            self.request_ended_mono = end.mono
+        else:
+            self.response_body_size = end.size
+            self.response_complete = end.complete
+            self.response_sha256 = end.sha256
+            self.ended_mono = end.mono
+
+    def _answered(self, head: ResponseHead) -> None:
+        if head.preliminary:
+            self.informational.append(head.status)
+        else:
+            self.response = head
+
+    def _body(self, chunk: BodyChunk) -> None:
+        body = self.request_body if chunk.direction is Direction.CLIENT else self.response_body
+        body.extend(chunk.data)
+
+    def _framed(self, frame: FrameChunk) -> None:
+        self.frames.append((frame.stream, frame.data))
+
+    def _streamed(self, chunk: StreamChunk) -> None:
+        sender = chunk.direction.value if chunk.direction is not None else "daemon"
+        self.stream.setdefault(sender, bytearray()).extend(chunk.data)
+
+    def _hijacked(self, hijack: Hijack) -> None:
+        self.hijacked = hijack.protocol
+
+    def _failed(self, failure: Failure) -> None:
+        self.errors.append(failure.message)
+
+
+# How each kind of part changes an exchange's totals (heads and closes only join `parts`).
+_SUMMING: dict[type[Part], Callable[[Exchange, Any], None]] = {
+    BodyEnd: Exchange._ended,
+    ResponseHead: Exchange._answered,
+    BodyChunk: Exchange._body,
+    FrameChunk: Exchange._framed,
+    StreamChunk: Exchange._streamed,
+    Hijack: Exchange._hijacked,
+    Failure: Exchange._failed,
+}
+
 
 @dataclass
 class Connection:
@@ -135,13 +572,147 @@ class Capture:
 
     @property
     def errors(self) -> list[Record]:
-        return [r for r in self.records if r.get("type") == "error"]
+        return [r for r in self.records if r.get("type") == Kind.ERROR]
+
+    @property
+    def last_mono(self) -> float:
+        """When the last record was written, in seconds since the capture started."""
+        return float(self.records[-1].get("mono") or 0.0) if self.records else 0.0
 
     def __iter__(self) -> Iterator[Exchange]:
         return iter(self.exchanges)
 
     def __len__(self) -> int:
         return len(self.exchanges)
+
+
+def assemble(records: list[Record]) -> tuple[list[Exchange], dict[int, Connection]]:
+    """Exchanges (in the order requests started) and connections from a list of records."""
+    assembler = Assembler()
+    feed = assembler.feed
+    for record in records:
+        feed(record)
+    return assembler.ordered(), assembler.connections
+
+
+class Assembler:
+    """Assembles exchanges from records fed one at a time, as they are written.
+
+    `feed` returns the exchanges a record completed: a response body ended, or the connection
+    closed (which ends a hijacked stream, or an exchange that never got its answer). A live
+    view prints those as they come; it may also `decode` each record itself, look at the part,
+    and `add` it. With `keep=False` completed exchanges and closed connections are forgotten,
+    so a long-running reader holds only what is still in flight; parts arriving for an
+    exchange after it completed are then ignored.
+    """
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.exchanges: dict[tuple[int, int], Exchange] = {}
+        self.connections: dict[int, Connection] = {}
+        self.fed = 0  # records decoded so far: the index of the next one
+        self._pending: dict[int, dict[int, Exchange]] = {}  # per connection, not ended yet
+
+    def feed(self, record: Record) -> list[Exchange]:
+        index = self.fed
+        self.fed = index + 1
+        part = decode(record, index)
+        return [] if part is None else self.add(part)
+
+    def decode(self, record: Record) -> Part | None:
+        """The part of the next record (see `decode`); every record counts, known or not."""
+        index = self.fed
+        self.fed = index + 1
+        return decode(record, index)
+
+    def add(self, part: Part) -> list[Exchange]:
+        """Hand a part to its exchange or connection; the exchanges it completed."""
+        kind = type(part)
+        if kind is BodyEnd:  # the commonest part, and the one that completes exchanges
+            return self._end(part)  # type: ignore[arg-type]
+        if kind is RequestHead:
+            self._start(part)  # type: ignore[arg-type]
+            return []
+        if isinstance(part, ExchangePart):
+            ex = self.exchanges.get((part.conn, part.seq))
+            if ex is not None:
+                ex.add(part)
+            return []
+        if kind is Close:
+            return self._close(part)  # type: ignore[arg-type]
+        if isinstance(part, Opened):
+            connection = self._connection(part.conn)
+            connection.opened_mono = part.mono
+            connection.peer = part.peer
+        elif isinstance(part, HalfClose):
+            for ex in self._pending.get(part.conn, {}).values():
+                ex.add(part)
+        elif isinstance(part, Failure) and part.conn is not None:
+            ex = self.exchanges.get((part.conn, part.seq))  # type: ignore[arg-type]
+            if ex is not None:
+                ex.add(part)
+        return []
+
+    def _connection(self, conn: int) -> Connection:
+        connection = self.connections.get(conn)
+        if connection is None:
+            connection = self.connections[conn] = Connection(conn)
+        return connection
+
+    def _start(self, head: RequestHead) -> None:
+        self._connection(head.conn).exchanges += 1
+        ex = Exchange(head)
+        self.exchanges[(head.conn, head.seq)] = ex
+        pending = self._pending.get(head.conn)
+        if pending is None:
+            pending = self._pending[head.conn] = {}
+        pending[head.seq] = ex
+
+    def _end(self, end: BodyEnd) -> list[Exchange]:
+        ex = self.exchanges.get((end.conn, end.seq))
+        if ex is None:
+            return []
+        ended = ex.ended_mono
+        ex.add(end)
+        if ended is not None or ex.ended_mono is None:
+            return []  # the request's end, or a second end
+        pending = self._pending.get(end.conn)
+        if pending is not None:
+            pending.pop(ex.seq, None)
+        if not self.keep:
+            self.exchanges.pop((end.conn, ex.seq), None)
+        return [ex]
+
+    def _close(self, close: Close) -> list[Exchange]:
+        conn = close.conn
+        self._connection(conn).closed_mono = close.mono
+        done: list[Exchange] = []
+        for ex in self._pending.pop(conn, {}).values():
+            ex.add(close)
+            if ex.ended_mono is None:
+                ex.ended_mono = close.mono
+            done.append(ex)
+        if not self.keep:
+            for ex in done:
+                self.exchanges.pop((ex.conn, ex.seq), None)
+            del self.connections[conn]
+        return done
+
+    def open_exchanges(self) -> list[Exchange]:
+        """Exchanges not completed yet (a capture cut short leaves some), in start order."""
+        still = [ex for pending in self._pending.values() for ex in pending.values()]
+        return sorted(still, key=_start_order)
+
+    def ordered(self) -> list[Exchange]:
+        """Every exchange kept, in the order requests started."""
+        return sorted(self.exchanges.values(), key=_start_order)
+
+
+def _start_order(ex: Exchange) -> tuple[float, int, int]:
+    return (ex.started_mono, ex.conn, ex.seq)
+
+
+# --- capture files ----------------------------------------------------------------------------
 
 
 def _parse_lines(lines: list[bytes], name: str) -> list[Record]:
@@ -189,142 +760,6 @@ def _parse(data: bytes, name: str) -> list[Record]:
     return _parse_lines(_split_lines(data), name)
 
 
-def assemble(records: list[Record]) -> tuple[list[Exchange], dict[int, Connection]]:
-    """Exchanges (in the order requests started) and connections from a list of records."""
-    assembler = Assembler()
-    feed = assembler.feed
-    for record in records:
-        feed(record)
-    return assembler.ordered(), assembler.connections
-
-
-class Assembler:
-    """Assembles exchanges from records fed one at a time, as they are written.
-
-    `feed` returns the exchanges a record completed: a response body ended, or the connection
-    closed (which ends a hijacked stream, or an exchange that never got its answer). A live
-    view prints those as they come. With `keep=False` completed exchanges and closed
-    connections are forgotten, so a long-running reader holds only what is still in flight;
-    records arriving for an exchange after it completed are then ignored.
-    """
-
-    def __init__(self, keep: bool = True) -> None:
-        self.keep = keep
-        self.exchanges: dict[tuple[int, int], Exchange] = {}
-        self.connections: dict[int, Connection] = {}
-        self._pending: dict[int, dict[int, Exchange]] = {}  # per connection, not ended yet
-
-    def feed(self, record: Record) -> list[Exchange]:
-        conn_id = record.get("conn")
-        if conn_id is None:
-            return []
-        connections = self.connections
-        if conn_id not in connections:
-            connections[conn_id] = Connection(conn_id)
-        kind = record["type"]
-        if kind == "end":  # the commonest record, and the one that completes exchanges
-            ex = self.exchanges.get((conn_id, record.get("seq", -1)))
-            if ex is None:
-                return []
-            ended = ex.ended_mono
-            _apply(ex, record, kind, record.get("mono"))
-            if ended is not None or ex.ended_mono is None:
-                return []
-            pending = self._pending.get(conn_id)
-            if pending is not None:
-                pending.pop(ex.seq, None)
-            if not self.keep:
-                self.exchanges.pop((conn_id, ex.seq), None)
-            return [ex]
-        if kind == "request":
-            connections[conn_id].exchanges += 1
-            seq = record["seq"]
-            ex = Exchange(
-                conn=conn_id,
-                seq=seq,
-                method=record["method"],
-                target=record["target"],
-                operation=record.get("operation"),
-                api_version=record.get("api_version"),
-                request_headers=[(k, v) for k, v in record.get("headers", [])],
-                started=record["t"],
-                started_mono=record.get("mono") or 0.0,
-            )
-            self.exchanges[(conn_id, seq)] = ex
-            pending = self._pending.get(conn_id)
-            if pending is None:
-                pending = self._pending[conn_id] = {}
-            pending[seq] = ex
-            return []
-        if kind == "open":
-            connection = connections[conn_id]
-            connection.opened_mono = record.get("mono")
-            connection.peer = record.get("peer")
-            return []
-        if kind == "close":
-            mono = record.get("mono")
-            connections[conn_id].closed_mono = mono
-            done: list[Exchange] = []
-            for ex in self._pending.pop(conn_id, {}).values():
-                if ex.ended_mono is None:
-                    ex.ended_mono = mono
-                done.append(ex)
-            if not self.keep:
-                for ex in done:
-                    self.exchanges.pop((ex.conn, ex.seq), None)
-                del connections[conn_id]
-            return done
-        ex = self.exchanges.get((conn_id, record.get("seq", -1)))
-        if ex is not None:
-            _apply(ex, record, kind, record.get("mono"))  # only an `end` ends an exchange
-        return []
-
-    def open_exchanges(self) -> list[Exchange]:
-        """Exchanges not completed yet (a capture cut short leaves some), in start order."""
-        still = [ex for pending in self._pending.values() for ex in pending.values()]
-        return sorted(still, key=_start_order)
-
-    def ordered(self) -> list[Exchange]:
-        """Every exchange kept, in the order requests started."""
-        return sorted(self.exchanges.values(), key=_start_order)
-
-
-def _start_order(ex: Exchange) -> tuple[float, int, int]:
-    return (ex.started_mono, ex.conn, ex.seq)
-
-
-def _apply(ex: Exchange, record: Record, kind: str, mono: float | None) -> None:
-    from_client = record.get("dir") == "client"
-    if kind == "response":
-        if record.get("informational") and record["status"] != 101:
-            ex.informational.append(record["status"])
-            return
-        ex.status = record["status"]
-        ex.reason = record.get("reason")
-        ex.response_headers = [(k, v) for k, v in record.get("headers", [])]
-        ex.response_started_mono = mono
-    elif kind == "body":
-        (ex.request_body if from_client else ex.response_body).extend(decode_bytes(record))
-    elif kind == "end":
-        if from_client:
-            ex.request_body_size = record["size"]
-            ex.request_complete = record.get("complete")
-            ex.request_sha256 = record.get("sha256")
-        else:
-            ex.response_body_size = record["size"]
-            ex.response_complete = record.get("complete")
-            ex.response_sha256 = record.get("sha256")
-            ex.ended_mono = mono
-    elif kind == "hijack":
-        ex.hijacked = record["protocol"]
-    elif kind == "stream":
-        ex.stream.setdefault(record["dir"], bytearray()).extend(decode_bytes(record))
-    elif kind == "frame":
-        ex.frames.append((record["stream"], decode_bytes(record)))
-    elif kind == "error":
-        ex.errors.append(record.get("message", ""))
-
-
 def _split_lines(data: bytes) -> list[bytes]:
     """Lines ended by `\\n` only, each keeping its end.
 
@@ -357,7 +792,7 @@ def _build(records: list[Record], name: str) -> Capture:
     if not records:
         raise CaptureError(f"{name}: empty, not a docktap capture")
     header = records[0]
-    if header.get("type") != "capture" or header.get("format") != FORMAT:
+    if header.get("type") != Kind.CAPTURE or header.get("format") != FORMAT:
         raise CaptureError(f"{name}: no capture header on the first line")
     if header.get("version") != VERSION:
         raise CaptureError(
@@ -365,11 +800,12 @@ def _build(records: list[Record], name: str) -> Capture:
             f"(this docktap reads version {VERSION})"
         )
     exchanges, connections = assemble(records)
-    complete = records[-1].get("type") == "end-of-capture"
+    complete = records[-1].get("type") == Kind.END_OF_CAPTURE
     return Capture(header, records, exchanges, connections, complete)
 
 
-def load(path: str | PathLike[str]) -> Capture:
+# The one function here that touches a file.
+def load(path: str | PurePath) -> Capture:
     """Read a capture file and assemble its exchanges."""
     with open(path, "rb") as handle:
         data = handle.read()

@@ -27,7 +27,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from docktap import __version__
-from docktap.capture.reader import Capture, Exchange
+from docktap.capture.reader import (
+    BodyChunk,
+    Capture,
+    Exchange,
+    FrameChunk,
+    ResponseHead,
+    StreamChunk,
+)
 from docktap.render.kind import exchange_kind
 from docktap.render.text import iso_time
 
@@ -35,46 +42,33 @@ BASE_URL = "http://docker"
 
 
 @dataclass
-class _Extra:
-    """What the reader does not keep per exchange but HAR wants: versions, timings of pieces."""
+class _Pieces:
+    """When each piece of an exchange came, in ms from its request, for `_docktap`."""
 
-    request_version: str = "1.1"
-    response_version: str = "1.1"
-    request_end: float | None = None
     body_chunks: list[dict[str, Any]] = field(default_factory=list)
     stream_chunks: list[dict[str, Any]] = field(default_factory=list)
     frames: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _extras(capture: Capture) -> dict[tuple[int, int], _Extra]:
-    starts = {(ex.conn, ex.seq): ex.started_mono for ex in capture.exchanges}
-    extras: dict[tuple[int, int], _Extra] = {}
-    for record in capture.records:
-        seq = record.get("seq")
-        if seq is None:
-            continue
-        key = (record.get("conn", 0), seq)
-        start = starts.get(key)
-        if start is None:
-            continue
-        extra = extras.get(key)
-        if extra is None:
-            extra = extras[key] = _Extra()
-        kind = record["type"]
-        at = _ms(record.get("mono", start) - start)
-        if kind == "request":
-            extra.request_version = record.get("http_version", "1.1")
-        elif kind == "response":
-            extra.response_version = record.get("http_version", "1.1")
-        elif kind == "end" and record.get("dir") == "client":
-            extra.request_end = record.get("mono")
-        elif kind == "body":
-            extra.body_chunks.append({"t_ms": at, "dir": record["dir"], "size": record["size"]})
-        elif kind == "stream":
-            extra.stream_chunks.append({"t_ms": at, "dir": record["dir"], "size": record["size"]})
-        elif kind == "frame":
-            extra.frames.append({"t_ms": at, "stream": record["stream"], "size": record["size"]})
-    return extras
+def _pieces(ex: Exchange) -> _Pieces:
+    start = ex.started_mono
+    pieces = _Pieces()
+    for part in ex.parts:
+        if isinstance(part, FrameChunk):
+            at = _ms(part.mono - start)
+            pieces.frames.append({"t_ms": at, "stream": part.stream, "size": part.size})
+        elif isinstance(part, BodyChunk | StreamChunk):
+            at = _ms(part.mono - start)
+            chunks = pieces.body_chunks if isinstance(part, BodyChunk) else pieces.stream_chunks
+            direction = part.direction.value if part.direction is not None else None
+            chunks.append({"t_ms": at, "dir": direction, "size": part.size})
+    return pieces
+
+
+def _response_version(ex: Exchange) -> str:
+    """The HTTP version of the last head the daemon sent (an informational one, if no other)."""
+    heads = [part for part in ex.parts if isinstance(part, ResponseHead)]
+    return heads[-1].http_version if heads else "1.1"
 
 
 def _ms(seconds: float) -> float:
@@ -138,11 +132,11 @@ def _content(ex: Exchange) -> dict[str, Any]:
     return content
 
 
-def _timings(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, float]:
+def _timings(ex: Exchange, capture_end: float) -> dict[str, float]:
     start = ex.started_mono
     end = ex.ended_mono if ex.ended_mono is not None else max(capture_end, start)
     answered = ex.response_started_mono
-    sent = extra.request_end if extra.request_end is not None else start
+    sent = ex.request_ended_mono if ex.request_ended_mono is not None else start
     if answered is not None:
         sent = min(sent, answered)  # an early answer: the rest of the upload counts as waiting
     sent = min(max(sent, start), end)
@@ -160,7 +154,8 @@ def _timings(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, float
     }
 
 
-def _custom(ex: Exchange, extra: _Extra) -> dict[str, Any]:
+def _custom(ex: Exchange) -> dict[str, Any]:
+    pieces = _pieces(ex)
     out: dict[str, Any] = {
         "conn": ex.conn,
         "seq": ex.seq,
@@ -173,12 +168,12 @@ def _custom(ex: Exchange, extra: _Extra) -> dict[str, Any]:
         "request_complete": ex.request_complete,
         "response_sha256": ex.response_sha256,
         "response_complete": ex.response_complete,
-        "body_chunks": extra.body_chunks,
+        "body_chunks": pieces.body_chunks,
     }
     if ex.hijacked:
-        out["stream_chunks"] = extra.stream_chunks
+        out["stream_chunks"] = pieces.stream_chunks
     if ex.frames:
-        out["frames"] = extra.frames
+        out["frames"] = pieces.frames
     if ex.hijacked or ex.frames:
         for name in ("stdout", "stderr", "stdin"):
             out[name] = _payload(ex.output(name))
@@ -190,13 +185,13 @@ def _custom(ex: Exchange, extra: _Extra) -> dict[str, Any]:
     return out
 
 
-def _entry(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, Any]:
-    timings = _timings(ex, extra, capture_end)
+def _entry(ex: Exchange, capture_end: float) -> dict[str, Any]:
+    timings = _timings(ex, capture_end)
     total = round(sum(v for v in timings.values() if v >= 0), 3)
     request: dict[str, Any] = {
         "method": ex.method,
         "url": BASE_URL + ex.target,
-        "httpVersion": f"HTTP/{extra.request_version}",
+        "httpVersion": f"HTTP/{ex.request.http_version}",
         "cookies": [],
         "headers": _headers(ex.request_headers),
         "queryString": [
@@ -212,7 +207,7 @@ def _entry(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, Any]:
     response: dict[str, Any] = {
         "status": ex.status if ex.status is not None else 0,
         "statusText": ex.reason or "",
-        "httpVersion": f"HTTP/{extra.response_version}",
+        "httpVersion": f"HTTP/{_response_version(ex)}",
         "cookies": [],
         "headers": _headers(ex.response_headers),
         "content": _content(ex),
@@ -230,20 +225,15 @@ def _entry(ex: Exchange, extra: _Extra, capture_end: float) -> dict[str, Any]:
         "cache": {},
         "timings": timings,
         "connection": str(ex.conn),
-        "_docktap": _custom(ex, extra),
+        "_docktap": _custom(ex),
     }
 
 
 def to_har(capture: Capture) -> dict[str, Any]:
     """The capture as a HAR 1.2 document (a dict ready for `json.dumps`)."""
-    extras = _extras(capture)
-    end = 0.0
-    if capture.records:
-        end = float(capture.records[-1].get("mono", 0.0))
+    end = capture.last_mono
     header = capture.header
-    entries = [
-        _entry(ex, extras.get((ex.conn, ex.seq)) or _Extra(), end) for ex in capture.exchanges
-    ]
+    entries = [_entry(ex, end) for ex in capture.exchanges]
     command = header.get("command")
     comment = "docktap capture" + (f" of: {' '.join(command)}" if command else "")
     return {

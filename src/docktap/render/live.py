@@ -18,7 +18,21 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from docktap.capture.format import Record
-from docktap.capture.reader import Assembler, Exchange
+from docktap.capture.reader import (
+    Assembler,
+    BodyChunk,
+    BodyEnd,
+    CaptureEnd,
+    Close,
+    Exchange,
+    Failure,
+    Opened,
+    Part,
+    RequestHead,
+    ResponseHead,
+    StreamChunk,
+)
+from docktap.events import Direction
 from docktap.render.kind import stayed_open
 from docktap.render.text import format_size
 from docktap.render.timeline import (
@@ -99,36 +113,32 @@ class LiveStats:
         self.errors = 0  # error records: protocol, upstream, capture
         self.sent = 0  # bytes from clients
         self.received = 0  # bytes from the daemon
-        self._inline: dict[tuple[int, int, str], int] = {}
+        self._inline: dict[tuple[int, int, Direction | None], int] = {}
 
-    def count(self, record: Record) -> None:
-        kind = record.get("type")
-        if kind in ("body", "stream"):
-            size = int(record.get("size") or 0)
-            self._add(record.get("dir"), size)
-            if kind == "body":
-                key = (record.get("conn") or 0, record.get("seq") or 0, str(record.get("dir")))
-                self._inline[key] = self._inline.get(key, 0) + size
-        elif kind == "end":
-            key = (record.get("conn") or 0, record.get("seq") or 0, str(record.get("dir")))
-            seen = self._inline.pop(key, 0)
-            self._add(record.get("dir"), max(0, int(record.get("size") or 0) - seen))
-        elif kind == "request":
+    def count(self, part: Part) -> None:
+        if isinstance(part, BodyChunk | StreamChunk):
+            self._add(part.direction, part.size)
+            if isinstance(part, BodyChunk):
+                key = (part.conn, part.seq, part.direction)
+                self._inline[key] = self._inline.get(key, 0) + part.size
+        elif isinstance(part, BodyEnd):
+            seen = self._inline.pop((part.conn, part.seq, part.direction), 0)
+            self._add(part.direction, max(0, part.size - seen))
+        elif isinstance(part, RequestHead):
             self.requests += 1
-        elif kind == "response":
-            status = record.get("status")
-            if isinstance(status, int) and status >= 400:
+        elif isinstance(part, ResponseHead):
+            if part.status >= 400:
                 self.failed += 1
-        elif kind == "open":
+        elif isinstance(part, Opened):
             self.open += 1
             self.connections += 1
-        elif kind == "close":
+        elif isinstance(part, Close):
             self.open = max(0, self.open - 1)
-        elif kind == "error":
+        elif isinstance(part, Failure):
             self.errors += 1
 
-    def _add(self, direction: object, size: int) -> None:
-        if direction == "client":
+    def _add(self, direction: Direction | None, size: int) -> None:
+        if direction is Direction.CLIENT:
             self.sent += size
         else:
             self.received += size
@@ -226,23 +236,22 @@ class LiveView:
         done: list[Exchange] = []
         closed: list[int] = []
         for record in records:
-            self.stats.count(record)
-            kind = record.get("type")
-            if kind == "end-of-capture":
+            part = self.assembler.decode(record)
+            if part is None:
+                continue
+            self.stats.count(part)
+            if isinstance(part, CaptureEnd):
                 self._print(done)
                 done = []
                 self.finish()
                 continue
-            conn = record.get("conn")
-            if kind == "open" and isinstance(conn, int):
-                self.lanes.open(conn)
-            elif kind == "request" and isinstance(conn, int):
-                self.lanes.started(conn)
-            completed = self.assembler.feed(record)
-            if completed:
-                done.extend(completed)
-            if kind == "close" and isinstance(conn, int):
-                closed.append(conn)
+            if isinstance(part, Opened):
+                self.lanes.open(part.conn)
+            elif isinstance(part, RequestHead):
+                self.lanes.started(part.conn)
+            done.extend(self.assembler.add(part))
+            if isinstance(part, Close):
+                closed.append(part.conn)
         self._print(done)
         for conn in closed:
             self.lanes.close(conn)
@@ -273,9 +282,12 @@ class LiveAudit:
         from docktap.render.audit import warning
 
         for record in records:
-            if record.get("type") == "open":
-                self.peers[record["conn"]] = record.get("peer")
-            for ex in self.assembler.feed(record):
+            part = self.assembler.decode(record)
+            if part is None:
+                continue
+            if isinstance(part, Opened):
+                self.peers[part.conn] = part.peer
+            for ex in self.assembler.add(part):
                 for finding in at_or_above(audit_exchange(ex, self.peers.get(ex.conn)), self.level):
                     self.console.print(
                         warning(finding),
@@ -284,5 +296,5 @@ class LiveAudit:
                         highlight=False,
                         soft_wrap=True,
                     )
-            if record.get("type") == "close":
-                self.peers.pop(record["conn"], None)
+            if isinstance(part, Close):
+                self.peers.pop(part.conn, None)

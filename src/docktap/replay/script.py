@@ -12,28 +12,49 @@ daemon sent it. Those conditions keep causality when a client runs against the r
   asked to start the container, and its wait answer only after the attach stream ended).
 
 Other exchanges are independent: the order two unrelated calls happened to interleave in is
-not something a client can rely on. Pure: records in, scripts out.
+not something a client can rely on. Pure: exchanges in, scripts out.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-from docktap import routes
-from docktap.capture.format import Record, decode_bytes
-from docktap.capture.reader import Capture, Exchange
+from docktap.capture.reader import (
+    BodyChunk,
+    Capture,
+    Close,
+    Exchange,
+    HalfClose,
+    Hijack,
+    RequestHead,
+    ResponseHead,
+    StreamChunk,
+)
+from docktap.events import Direction
+from docktap.routes import Identity
 
 #: What a replay says it speaks when its captures do not tell: Docker 20.10's version.
 DEFAULT_API_VERSION = "1.41"
 
 
+class PieceKind(enum.StrEnum):
+    """What a piece of the daemon's side is."""
+
+    HEAD = "head"  # the response head
+    BODY = "body"  # a chunk of the response body
+    STREAM = "stream"  # bytes of a hijacked stream
+    HALFCLOSE = "halfclose"
+    CLOSE = "close"
+
+
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One thing the daemon sent: `head`, `body` (a chunk), `stream`, `halfclose` or `close`."""
+    """One thing the daemon sent, and where it stood among everything recorded."""
 
     index: int  # position of its record in the capture: the recorded order
     mono: float
-    kind: str
+    kind: PieceKind
     data: bytes = b""
 
 
@@ -58,7 +79,7 @@ class Recording:
     client_marks: list[ClientMark] = field(default_factory=list)
     subjects: frozenset[str] = frozenset()
     related: list[Recording] = field(default_factory=list)  # about the same subject
-    head: Record | None = None  # the response head record
+    head: ResponseHead | None = None  # the response head
 
     @property
     def label(self) -> str:
@@ -77,58 +98,14 @@ class Recording:
         return len(ex.response_body) < ex.response_body_size
 
 
-def subjects(path: str) -> frozenset[str]:
-    """The containers and exec instances a path is about, as `containers/ID`, `exec/ID`."""
-    found = routes.subject(path)
-    return frozenset() if found is None else frozenset({str(found)})
+def subjects(identity: Identity) -> frozenset[str]:
+    """The container or exec instance a request is about, as `containers/ID` or `exec/ID`."""
+    return frozenset() if identity.subject is None else frozenset({str(identity.subject)})
 
 
 def scripts(capture: Capture, source: str) -> list[Recording]:
-    """A script for every exchange of `capture` whose request was recorded, in start order."""
-    numbers = {(ex.conn, ex.seq): n for n, ex in enumerate(capture.exchanges, 1)}
-    by_key: dict[tuple[int, int], Recording] = {}
-    hijacked_on: dict[int, Recording] = {}  # connection -> the exchange that took it over
-    client_sent: dict[int, int] = {}
-    for index, record in enumerate(capture.records):
-        kind = record["type"]
-        conn = record.get("conn")
-        if conn is None:
-            continue
-        if kind in ("halfclose", "close"):
-            owner = hijacked_on.get(conn)
-            if owner is None:
-                continue
-            if kind == "close" or record.get("dir") == "daemon":
-                owner.pieces.append(Piece(index, record.get("mono") or 0.0, kind))
-            else:
-                owner.client_marks.append(ClientMark(index, client_sent.get(conn, 0), True))
-            continue
-        recording = by_key.get((conn, record.get("seq", -1)))
-        if kind == "request":
-            number = numbers.get((conn, record["seq"]))
-            if number is None:
-                continue
-            ex = capture.exchanges[number - 1]
-            recording = Recording(source, number, ex, index, subjects=subjects(ex.path))
-            by_key[(conn, record["seq"])] = recording
-            continue
-        if recording is None:
-            continue
-        mono = record.get("mono") or 0.0
-        from_daemon = record.get("dir") == "daemon"
-        if kind == "response" and not (record.get("informational") and record["status"] != 101):
-            recording.head = record
-            recording.pieces.append(Piece(index, mono, "head"))
-        elif kind == "hijack":
-            hijacked_on[conn] = recording
-        elif kind == "body" and from_daemon:
-            recording.pieces.append(Piece(index, mono, "body", decode_bytes(record)))
-        elif kind == "stream" and from_daemon:
-            recording.pieces.append(Piece(index, mono, "stream", decode_bytes(record)))
-        elif kind == "stream":
-            client_sent[conn] = client_sent.get(conn, 0) + len(decode_bytes(record))
-            recording.client_marks.append(ClientMark(index, client_sent[conn], False))
-    ordered = sorted(by_key.values(), key=lambda r: r.number)
+    """A script for every exchange of `capture`, in start order."""
+    ordered = [_script(ex, source, n) for n, ex in enumerate(capture.exchanges, 1)]
     by_subject: dict[str, list[Recording]] = {}
     for recording in ordered:
         related: dict[int, Recording] = {}
@@ -146,28 +123,61 @@ def scripts(capture: Capture, source: str) -> list[Recording]:
     return ordered
 
 
+def _script(ex: Exchange, source: str, number: int) -> Recording:
+    """The daemon's pieces of one exchange, and the client's marks on its stream."""
+    recording = Recording(source, number, ex, ex.request.index, subjects=subjects(ex.identity))
+    pieces, marks = recording.pieces, recording.client_marks
+    hijacked = False  # only once the connection is a stream do its half-closes count
+    sent = 0
+    for part in ex.parts:
+        if isinstance(part, ResponseHead):
+            if not part.preliminary:
+                recording.head = part
+                pieces.append(Piece(part.index, part.mono, PieceKind.HEAD))
+        elif isinstance(part, BodyChunk):
+            if part.direction is Direction.DAEMON:
+                pieces.append(Piece(part.index, part.mono, PieceKind.BODY, part.data))
+        elif isinstance(part, StreamChunk):
+            if part.direction is Direction.DAEMON:
+                pieces.append(Piece(part.index, part.mono, PieceKind.STREAM, part.data))
+            else:
+                sent += len(part.data)
+                marks.append(ClientMark(part.index, sent, False))
+        elif isinstance(part, Hijack):
+            hijacked = True
+        elif isinstance(part, Close) and hijacked:
+            pieces.append(Piece(part.index, part.mono, PieceKind.CLOSE))
+        elif isinstance(part, HalfClose) and hijacked:
+            if part.direction is Direction.DAEMON:
+                pieces.append(Piece(part.index, part.mono, PieceKind.HALFCLOSE))
+            else:
+                marks.append(ClientMark(part.index, sent, True))
+    return recording
+
+
 def ping_recording(api_version: str, method: str) -> Recording:
     """An answer to `/_ping` for captures that hold none (docker-py asks /version instead).
 
     It says what a daemon of the capture's API version says, so that a client negotiates the
     version the capture speaks.
     """
-    ex = Exchange(0, 0, method, "/_ping", "SystemPing", None, [], 0.0, 0.0)
-    ex.status, ex.reason, ex.response_complete = 200, "OK", True
     body = b"" if method == "HEAD" else b"OK"
+    headers = [
+        ("Api-Version", api_version),
+        ("Cache-Control", "no-cache, no-store, must-revalidate"),
+        ("Content-Length", str(len(body))),
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Ostype", "linux"),
+        ("Pragma", "no-cache"),
+    ]
+    request = RequestHead(-1, 0.0, 0, 0, 0.0, method, "/_ping", "1.1", [], "SystemPing", None)
+    ex = Exchange(request, response_complete=True)
+    ex.response = ResponseHead(0, 0.0, 0, 0, 200, "OK", "1.1", headers, False)
     ex.response_body.extend(body)
     ex.response_body_size = len(body)
-    headers = [
-        ["Api-Version", api_version],
-        ["Cache-Control", "no-cache, no-store, must-revalidate"],
-        ["Content-Length", str(len(body))],
-        ["Content-Type", "text/plain; charset=utf-8"],
-        ["Ostype", "linux"],
-        ["Pragma", "no-cache"],
-    ]
     recording = Recording("docktap", 0, ex, -1)
-    recording.head = {"status": 200, "reason": "OK", "http_version": "1.1", "headers": headers}
-    recording.pieces = [Piece(0, 0.0, "head"), Piece(1, 0.0, "body", body)]
+    recording.head = ex.response
+    recording.pieces = [Piece(0, 0.0, PieceKind.HEAD), Piece(1, 0.0, PieceKind.BODY, body)]
     return recording
 
 
@@ -176,7 +186,8 @@ def api_version(recordings: list[Recording]) -> str:
     versions: set[str] = {
         str(value)
         for r in recordings
-        for name, value in (r.head or {}).get("headers", [])
+        if r.head is not None
+        for name, value in r.head.headers
         if name.lower() == "api-version"
     }
     versions.update(r.exchange.api_version for r in recordings if r.exchange.api_version)

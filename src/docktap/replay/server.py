@@ -364,9 +364,11 @@ class ReplayServer:
 
 
 def _head_record(recording: Recording) -> tuple[int, str, list[tuple[str, str]], str]:
-    head = recording.head or {}
-    headers = [(str(k), str(v)) for k, v in head.get("headers", [])]
-    return head.get("status", 200), head.get("reason", ""), headers, head.get("http_version", "1.1")
+    head = recording.head
+    if head is None:
+        return 200, "", [], "1.1"
+    headers = [(str(k), str(v)) for k, v in head.headers]
+    return head.status, head.reason or "", headers, head.http_version
 
 
 def _raw_head(recording: Recording) -> bytes:
