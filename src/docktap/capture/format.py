@@ -174,9 +174,8 @@ class RecordEncoder:
         t = event.t
         conn = event.conn
         if isinstance(event, RequestHead):
-            version, _ = routes.split_version(event.target)
-            route = routes.match(event.method, event.target)
-            operation = route.operation if route else None
+            identity = routes.identify(event.method, event.target)
+            operation = identity.operation
             self._operations[(conn, event.seq)] = operation
             # A connection's exchanges follow one another: keep-alive must not grow this.
             self._operations.pop((conn, event.seq - 2), None)
@@ -194,7 +193,7 @@ class RecordEncoder:
                 "http_version": event.http_version,
                 "headers": [list(h) for h in headers],
                 "operation": operation,
-                "api_version": version,
+                "api_version": identity.api_version,
             }
             return [self._stamp(record, t)]
         if isinstance(event, ResponseHead):
