@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 
 from docktap.audit import Finding, audit
-from docktap.capture.format import decode_bytes
-from docktap.capture.reader import Capture, Exchange
+from docktap.capture.reader import Capture, Exchange, FrameChunk, StreamChunk
+from docktap.events import Direction
 from docktap.explain import explain
 from docktap.render.kind import exchange_kind
 from docktap.render.stats import bytes_in, bytes_out
@@ -59,12 +59,10 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
     docktap has a guard).
     """
     findings = _findings_by_exchange(audit(capture))
-    pieces = _io_pieces(capture)
     header = capture.header
     ends = [ex.ended_mono or ex.started_mono for ex in capture.exchanges]
     closes = [c.closed_mono or 0.0 for c in capture.connections.values()]
-    last = capture.records[-1].get("mono", 0.0) if capture.records else 0.0
-    duration = max([last, *ends, *closes])
+    duration = max([capture.last_mono, *ends, *closes])
     return {
         "version": DATA_VERSION,
         "title": title,
@@ -91,7 +89,7 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
             for c in sorted(capture.connections.values(), key=lambda c: c.conn)
         ],
         "exchanges": [
-            _exchange(i, ex, findings.get((ex.conn, ex.seq), []), pieces.get((ex.conn, ex.seq)))
+            _exchange(i, ex, findings.get((ex.conn, ex.seq), []))
             for i, ex in enumerate(capture.exchanges)
         ],
         "errors": [
@@ -101,9 +99,7 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
     }
 
 
-def _exchange(
-    i: int, ex: Exchange, findings: list[dict[str, Any]], io: list[list[Any]] | None
-) -> dict[str, Any]:
+def _exchange(i: int, ex: Exchange, findings: list[dict[str, Any]]) -> dict[str, Any]:
     operation = ex.operation
     sent = bytes_in(ex)
     got = bytes_out(ex)
@@ -148,8 +144,7 @@ def _exchange(
             ex.response_body, ex.response_body_size, ex.response_complete, ex.response_sha256
         ),
         "io": [
-            [t, name, text, "+" + format_duration(t - ex.started_mono)]
-            for t, name, text in io or []
+            [t, name, text, "+" + format_duration(t - ex.started_mono)] for t, name, text in _io(ex)
         ],
         "explain": explain(operation) if operation else None,
         "findings": findings,
@@ -180,30 +175,25 @@ def _findings_by_exchange(findings: list[Finding]) -> dict[tuple[int, int], list
     return out
 
 
-def _io_pieces(capture: Capture) -> dict[tuple[int, int], list[list[Any]]]:
-    """Per exchange, each piece of container output and client input with its time.
+def _io(ex: Exchange) -> list[list[Any]]:
+    """Each piece of container output and client input, with its time.
 
-    Exchanges keep each stream's bytes but not when they came, and the page shows both; so
-    this reads the times from the frame and stream records. Framed output counts by its frames;
-    unframed daemon output (a TTY) is all stdout, as `Exchange.output` has it.
+    Framed output counts by its frames; unframed daemon output (a TTY) is all stdout, as
+    `Exchange.output` has it.
     """
-    framed = {(ex.conn, ex.seq) for ex in capture.exchanges if ex.frames}
-    out: dict[tuple[int, int], list[list[Any]]] = {}
-    for record in capture.records:
-        kind = record["type"]
-        if kind != "frame" and kind != "stream":
+    out: list[list[Any]] = []
+    for part in ex.parts:
+        if isinstance(part, FrameChunk):
+            name = part.stream
+        elif not isinstance(part, StreamChunk):
             continue
-        key = (record.get("conn", 0), record.get("seq", 0))
-        if kind == "frame":
-            name = record["stream"]
-        elif record.get("dir") == "client":
+        elif part.direction is Direction.CLIENT:
             name = "stdin"
-        elif key in framed:
+        elif ex.frames:
             continue  # its frames say the same, stream by stream
         else:
             name = "stdout"
-        text = decode_bytes(record).decode("utf-8", errors="replace")
-        out.setdefault(key, []).append([record.get("mono"), name, text])
+        out.append([part.mono, name, part.data.decode("utf-8", errors="replace")])
     return out
 
 
