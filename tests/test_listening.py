@@ -299,3 +299,20 @@ def test_out_of_descriptors_waiting_clients_get_503_and_it_is_said_once(tmp_path
     assert logged == []  # asyncio was not left to log anything
     assert len(said) == 1
     assert said[0].startswith("out of file descriptors (Too many open files; the limit is ")
+
+
+def test_a_shortage_is_said_at_once_then_at_most_every_ten_seconds() -> None:
+    said: list[str] = []
+    now = [100.0]
+    shortage = DescriptorShortage(said.append, clock=lambda: now[0])
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    for t in (100.0, 101.0, 109.9, 110.5, 111.0, 130.0):
+        now[0] = t
+        shortage.refuse("Too many open files")
+    assert said == [
+        f"out of file descriptors (Too many open files; the limit is {limit}): new clients get "
+        "503 until connections close; open connections go on",
+        "still out of file descriptors: 3 more clients got 503 in the last 10 s",
+        "still out of file descriptors: 2 more clients got 503 in the last 20 s",
+    ]
+    assert shortage.refused == 6

@@ -111,8 +111,13 @@ class DescriptorShortage:
     With hundreds of clients a second refused, one line each would bury everything else.
     """
 
-    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        say: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._say = say
+        self._clock = clock
         self.refused = 0
         self._unreported = 0
         self._last_report: float | None = None
@@ -120,7 +125,7 @@ class DescriptorShortage:
     def refuse(self, reason: str) -> None:
         self.refused += 1
         self._unreported += 1
-        now = time.monotonic()
+        now = self._clock()
         if self._last_report is not None and now - self._last_report < _REPORT_EVERY:
             return
         if self._say is not None:
