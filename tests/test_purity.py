@@ -47,6 +47,7 @@ PURE = (
     "replay/script.py",
     "render/text.py",
     "render/kind.py",
+    "render/refusal.py",
     "render/timeline.py",
     "render/stats.py",
     "render/markdown.py",

@@ -9,15 +9,15 @@ and a glimpse of any container output.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from collections import Counter
 
-from docktap import explain
+from docktap import explain, jsonstream
 from docktap.capture.reader import Capture, Exchange
 from docktap.render import mermaid, stats
 from docktap.render.kind import exchange_kind
+from docktap.render.refusal import refusal, stream_error
 from docktap.render.text import format_duration, format_offset, format_size, iso_time
 
 #: Output shown per stream in the exchange list, in characters.
@@ -53,29 +53,19 @@ def _status(ex: Exchange) -> str:
 
 def daemon_message(ex: Exchange) -> str | None:
     """The `message` of a Docker error answer, or of the last error in a JSON progress stream."""
-    if ex.status is None or not ex.response_body:
-        return None
-    text = bytes(ex.response_body).decode("utf-8", errors="replace")
-    if ex.status >= 400:
-        try:
-            body = json.loads(text)
-        except ValueError:
-            return text.strip()[:MAX_OUTPUT] or None
-        if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return str(body["message"])
+    refused = refusal(ex)
+    if refused is not None:
+        return refused[:MAX_OUTPUT]
+    if ex.status is None or ex.status >= 400 or not ex.response_body:
         return None
     if "application/json" not in (ex.header("Content-Type") or ""):
         return None
     found = None
-    for line in text.splitlines():  # pull and build report failures inside a 200 stream
-        if '"error"' not in line:
-            continue
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict) and isinstance(item.get("error"), str):
-            found = str(item["error"])
+    for message in jsonstream.split(bytes(ex.response_body)):
+        # pull and build report failures inside a 200 stream
+        error = stream_error(message.value) if message.valid else None
+        if error is not None:
+            found = error
     return found
 
 

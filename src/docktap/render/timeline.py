@@ -35,6 +35,7 @@ from rich.text import Span, Text
 from docktap import jsonstream
 from docktap.capture.reader import Capture, Exchange
 from docktap.render.kind import stayed_open
+from docktap.render.refusal import refusal, stream_error
 from docktap.render.text import (
     clean,
     clock_time,
@@ -332,11 +333,8 @@ def message_lines(message: jsonstream.Message) -> list[Segment]:
             if isinstance(failure, dict) and failure.get("Message"):
                 text += f", error: {failure['Message']}"
             return [(clean(text), "red" if failure else None)]
-        error = value.get("error")
-        detail = value.get("errorDetail")
-        if error or detail:
-            if isinstance(detail, dict) and detail.get("message"):
-                error = detail["message"]
+        error = stream_error(value)
+        if error is not None:
             return [(clean(f"error: {error}"), "red")]
         stream = value.get("stream")
         if isinstance(stream, str):
@@ -354,20 +352,6 @@ def message_lines(message: jsonstream.Message) -> list[Segment]:
 
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _error_message(ex: Exchange) -> str | None:
-    """The `message` of Docker's JSON error body, for a 4xx or 5xx answer."""
-    if ex.status is None or ex.status < 400 or not ex.response_body:
-        return None
-    try:
-        value = json.loads(ex.response_body)
-    except ValueError:
-        text = ex.response_body.decode("utf-8", errors="replace").strip()
-        return text.splitlines()[0] if text else None
-    if isinstance(value, dict) and isinstance(value.get("message"), str):
-        return str(value["message"])
-    return None
 
 
 def output_lines(ex: Exchange) -> list[Segment]:
@@ -612,9 +596,9 @@ class Rows:
             out.append(self._span(ex))
         if options.explain is not None and ex.operation:
             out.extend([(line, "italic dim")] for line in self._explain(ex.operation))
-        error = _error_message(ex)
+        error = refusal(ex)
         if error is not None and not is_json_stream(ex):
-            out.append([(clean("error: " + error), "red")])
+            out.append([(clean("error: " + error.splitlines()[0]), "red")])
         lines: list[Segment] = output_lines(ex)
         if not lines and is_json_stream(ex):
             for message in jsonstream.split(bytes(ex.response_body)):
