@@ -16,7 +16,9 @@ types of dockerd 20.10, the daemon docktap is tested against, differ from the sp
   `MemorySwap`, `CpuShares` and `CpusetCpus` (and the deprecated `Cpuset`) carry over from the
   top level, where the inner one leaves them unset.
 - Some fields dockerd 20.10 reads are no longer in the spec (`KernelMemory`, `MacAddress`,
-  the credentials of `AuthConfig`, ...), and some fields are Go pointers, which `null` resets.
+  the credentials of `AuthConfig`, ...); some are Go pointers, which `null` resets; some have
+  a narrower integer type (`BlkioWeight` is a uint16); `ConsoleSize` is a Go array of two,
+  which skips items past the second and zeroes missing ones.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _GO_TYPES = {
     ("HostConfig", "CapAdd"): "StrSlice",
     ("HostConfig", "CapDrop"): "StrSlice",
     ("HostConfig", "BlkioWeight"): "uint16",
+    ("HostConfig", "ConsoleSize"): "[2]uint",
     ("HostConfigBlkioWeightDeviceItem", "Weight"): "uint16",
     **{
         (struct, name): kind
@@ -122,14 +125,13 @@ class Decoded:
     there is no body or dockerd rejects it; `error` is dockerd's reason for rejecting it.
     `typed` says whether the operation's API types were used; without them (an operation the
     spec gives no JSON body) `value` is the plain JSON, the last of duplicate keys kept.
-    `trailing` is what follows the JSON value, which dockerd never reads.
+    What follows the JSON value is not part of the body: dockerd never reads it.
     """
 
     operation: str | None
     value: Any
     error: str | None = None
     typed: bool = False
-    trailing: bytes = b""
 
     @property
     def rejected(self) -> bool:
@@ -141,30 +143,24 @@ def typed(operation: str | None) -> bool:
     return operation in _TYPES
 
 
-def field(struct: str, key: str) -> str | None:
-    """The name of the field of an API struct that a JSON key fills, as dockerd matches it."""
-    found = gojson.Decoder(_STRUCTS).field(struct, key)
-    return found[0] if found else None
-
-
 def decode(operation: str | None, body: bytes) -> Decoded:
     """The body of a request to `operation`, decoded as dockerd decodes it."""
     kind = _TYPES.get(operation or "")
     if not body.strip(b" \t\r\n") and kind is None:
         return Decoded(operation, None)
     try:
-        parsed, trailing = gojson.parse(body)
+        parsed, _ = gojson.parse(body)
     except gojson.JSONSyntaxError as exc:
         return Decoded(operation, None, str(exc), kind is not None)
     if kind is None:
-        return Decoded(operation, gojson.plain(parsed), None, False, trailing)
+        return Decoded(operation, gojson.plain(parsed), None, False)
     decoder = gojson.Decoder(_STRUCTS, {"StrSlice": _strslice})
     value = gojson.finish(decoder.decode(kind, parsed))
     if decoder.errors:
-        return Decoded(operation, None, decoder.errors[0], True, trailing)
+        return Decoded(operation, None, decoder.errors[0], True)
     if kind == _WRAPPER and isinstance(value, dict):
         value = _host_config(value, _has_outer(decoder, parsed))
-    return Decoded(operation, value, None, True, trailing)
+    return Decoded(operation, value, None, True)
 
 
 def without_zeros(operation: str | None, value: Any) -> Any:

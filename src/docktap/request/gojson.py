@@ -40,6 +40,7 @@ _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _RANGES = {
     "int64": (-(1 << 63), (1 << 63) - 1),
     "uint64": (0, (1 << 64) - 1),
+    "uint": (0, (1 << 64) - 1),
     "uint32": (0, (1 << 32) - 1),
     "uint16": (0, (1 << 16) - 1),
     "uint8": (0, (1 << 8) - 1),
@@ -208,6 +209,9 @@ class Decoder:
             return plain(value)
         if base.startswith("[]"):
             return self._slice(base[2:], value, now, where)
+        if base.startswith("["):
+            size, _, item = base[1:].partition("]")
+            return self._array(int(size), item, value, now, where)
         if base.startswith("map[string]"):
             return self._map(base[len("map[string]") :], value, now, where)
         if base in self.structs:
@@ -263,6 +267,19 @@ class Decoder:
                 backing.append(self.decode(kind, item, self.zero(kind), where))
         return _Slice(backing, len(value))
 
+    def _array(self, size: int, kind: str, value: Any, now: Any, where: str) -> Any:
+        """A Go array: a fixed length; items past it are skipped unread, missing ones zeroed."""
+        if not isinstance(value, list):
+            self.fail(value, f"[{size}]{kind}", where)
+            return now
+        into = list(now) if isinstance(now, list) else [self.zero(kind)] * size
+        for index in range(size):
+            if index < len(value):
+                into[index] = self.decode(kind, value[index], into[index], where)
+            else:
+                into[index] = self.zero(kind)
+        return into
+
     def _map(self, kind: str, value: Any, now: Any, where: str) -> Any:
         if not isinstance(value, Object):
             self.fail(value, "map[string]" + kind, where)
@@ -278,6 +295,9 @@ class Decoder:
             return None
         if kind in self.structs:
             return _Struct()
+        if kind.startswith("["):
+            size, _, item = kind[1:].partition("]")
+            return [self.zero(item)] * int(size)
         return {"string": "", "bool": False, "float64": 0.0}.get(kind, 0)
 
 
@@ -289,6 +309,8 @@ def finish(value: Any) -> Any:
         return [finish(item) for item in value.backing[: value.length]]
     if isinstance(value, dict):
         return {key: finish(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finish(item) for item in value]
     return value
 
 
@@ -308,7 +330,8 @@ def without_zeros(structs: Structs, kind: str, value: Any) -> Any:
         for name, item in value.items():
             sub = kinds.get(name, "any")
             item = without_zeros(structs, sub, item)
-            if item is None or item == {} or (not sub.startswith("*") and not item):
+            zero = not item or (sub.startswith("[") and not sub.startswith("[]") and not any(item))
+            if item is None or item == {} or (not sub.startswith("*") and zero):
                 continue
             out[name] = item
         return out
