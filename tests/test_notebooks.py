@@ -107,10 +107,19 @@ def output_text(notebook: Any) -> str:
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
+        stream = None  # the stream of the previous output, if it was one
         for output in cell.outputs:
             if output.output_type == "stream":
-                parts.append(output.text)
-            elif output.output_type in ("display_data", "execute_result"):
+                # One print can arrive as several outputs of its stream (the kernel flushes on
+                # a timer, so a busy machine splits lines): they read as one text.
+                if output.name == stream:
+                    parts[-1] += output.text
+                else:
+                    parts.append(output.text)
+                stream = output.name
+                continue
+            stream = None
+            if output.output_type in ("display_data", "execute_result"):
                 parts.append(output.data.get("text/plain", ""))
     return "\n".join(parts)
 
