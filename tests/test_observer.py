@@ -798,6 +798,12 @@ http_ish = st.sampled_from(
         b"5\r\nhello\r\n0\r\n\r\n",
         b"\x01\x00\x00\x00\x00\x00\x00\x03hi\n",
         b"\r\n",
+        # What Go's net/http reads and h11 alone would not, and Go's own answers.
+        b"POST /x?\xe9 HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}",
+        b"GET / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n: no name\r\nContent-Length:\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+        b"0;ext\r\nX-Trailer: 1\r\n\r\n",
     ]
 )
 http_operation = st.tuples(st.just("data"), st.just(1), directions, http_ish)
@@ -913,6 +919,28 @@ def test_garbage_request_is_kept_whole_as_unparsed() -> None:
     assert observer.feed(DAEMON, b"HTTP/1.1 400 Bad Request\r\n\r\n", 1.0) == [
         Unparsed(1, 1.0, DAEMON, b"HTTP/1.1 400 Bad Request\r\n\r\n")
     ]
+
+
+def test_heads_go_reads_and_h11_refuses_are_reported_as_sent() -> None:
+    """The daemon-backed tests below check each case against dockerd; these, the details."""
+    observer = ConnectionObserver(1)
+    events = observer.feed(
+        CLIENT,
+        b"POST /x?q=\xe9\xff HTTP/1.1\r\nHost: x\r\n: skipped\r\nContent-Length:\r\n 2\r\n\r\nab",
+        0.0,
+    )
+    [head] = [e for e in events if isinstance(e, RequestHead)]
+    assert head.target == "/x?q=\xe9\xff"
+    # A folded Content-Length is not an empty one: h11 reads it, and the body is 2 bytes.
+    assert head.headers == (("Host", "x"), ("", "skipped"), ("Content-Length", "2"))
+    assert [e.data for e in events if isinstance(e, BodyData)] == [b"ab"]
+    # After a POST, Go skips up to 4 CR/LF; after a GET it does not.
+    for method, errors in (("POST", 0), ("GET", 1)):
+        observer = ConnectionObserver(1)
+        observer.feed(CLIENT, _http(f"{method} /a HTTP/1.1", "Host: x", "Content-Length: 0"), 0.0)
+        observer.feed(DAEMON, _http("HTTP/1.1 204 No Content"), 0.0)
+        events = observer.feed(CLIENT, b"\r\n" + _http("GET /b HTTP/1.1", "Host: x"), 0.0)
+        assert len([e for e in events if isinstance(e, ProtocolError)]) == errors, method
 
 
 def test_unanswered_pipelined_request_is_kept_at_close() -> None:

@@ -236,9 +236,24 @@ class _GoHead:
     hidden: list[tuple[int, tuple[bytes, bytes]]] = field(default_factory=list)
 
 
+# Cheap signs that a head needs any of that; most heads show none and go to h11 as they are.
+_BLANK_LENGTH = re.compile(rb"\ncontent-length:[ \t]*\r?\n", re.IGNORECASE)
+_TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding:", re.IGNORECASE)
+
+
 def _for_h11(head: bytes) -> _GoHead:
-    lines = head.split(b"\n")
     out = _GoHead(head)
+    line_end = head.find(b"\n")
+    if not (
+        _NON_ASCII.search(head, 0, line_end)
+        or b"\n:" in head
+        or _BLANK_LENGTH.search(head)
+        or (
+            head[:line_end].rstrip(b"\r").endswith(b" HTTP/1.0") and _TRANSFER_ENCODING.search(head)
+        )
+    ):
+        return out
+    lines = head.split(b"\n")
     request_line = lines[0].rstrip(b"\r")
     parts = request_line.split(b" ", 2)
     version = parts[2] if len(parts) == 3 else b""
@@ -249,7 +264,10 @@ def _for_h11(head: bytes) -> _GoHead:
     fields: list[tuple[bytes, bytes, list[int]]] = []  # name, value, its line numbers
     for number, line in enumerate(lines[1:-2], start=1):
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1][2].append(number)
+            # An obsolete line folding: the line goes on the field's value, as Go joins it.
+            name, value, numbers = fields[-1]
+            folded = b" ".join(part for part in (value, line.strip(b" \t\r")) if part)
+            fields[-1] = (name, folded, [*numbers, number])
             continue
         name, _, value = line.rstrip(b"\r").partition(b":")
         fields.append((name, value.strip(b" \t"), [number]))
