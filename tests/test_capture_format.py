@@ -38,7 +38,7 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
-from docktap.redact import mask_value
+from docktap.redact import Redactor, mask_value
 
 WALL = 1_700_000_000.0
 MONO = 500.0
@@ -91,6 +91,8 @@ def test_header_describes_the_capture() -> None:
         "upstream": "unix:///run/docker.sock",
         "command": ["docker", "run", "bb"],
         "max_body": 4096,
+        "redact": True,
+        "redact_env": [],
         "t": WALL,
         "mono": 0.0,
     }
@@ -98,6 +100,17 @@ def test_header_describes_the_capture() -> None:
     assert VERSION == 1
     assert DEFAULT_MAX_BODY == 1024 * 1024
     validate_capture([header])
+
+
+def test_header_carries_what_replay_needs_to_mask_requests_alike() -> None:
+    masked = RecordEncoder(WALL, MONO, redactor=Redactor(["DB_", "^API$"])).header("u", None, "1")
+    assert (masked["redact"], masked["redact_env"]) == (True, ["DB_", "^API$"])
+    plain = RecordEncoder(WALL, MONO, redactor=Redactor(["DB_"]), redact=False).header(
+        "u", None, "1"
+    )
+    assert (plain["redact"], plain["redact_env"]) == (False, [])
+    validate_capture([masked])
+    validate_capture([plain])
 
 
 def test_proxy_header_has_no_command() -> None:

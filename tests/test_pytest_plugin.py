@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 from dockerd import Daemon
+from tapping import one
 
 from docktap.capture.reader import load
 
@@ -219,3 +221,43 @@ def test_episodes_are_numbered_after_the_capture_even_with_dots_in_its_name(
         "test_a_1.5.10.jsonl",
     ]
     assert _record_target(capture, "new_episodes").name == "test_a_1.5.11.jsonl"
+
+
+REDACTED_SUITE = textwrap.dedent(
+    """
+    import subprocess
+
+
+    def test_env(docktap):
+        out = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "-e", "MYAPP_CODE=hunter2", "bb",
+             "sh", "-c", "echo ran"],
+            capture_output=True, timeout=60,
+        )
+        assert (out.returncode, out.stdout) == (0, b"ran\\n"), out.stderr
+    """
+)
+
+
+def test_what_docktap_redact_env_masked_on_record_is_masked_alike_on_replay(
+    pytester: pytest.Pytester, dockerd: Daemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The capture says which names it masked: replay masks requests the same way, unasked."""
+    for key, value in dockerd.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("DOCKTAP_REDACT_ENV", "MYAPP_")
+    pytester.makepyfile(test_secret=REDACTED_SUITE)
+    pytester.runpytest_subprocess("--docktap-record-mode=once").assert_outcomes(passed=1)
+    capture_file = pytester.path / "captures" / "test_secret" / "test_env.jsonl"
+    assert b"hunter2" not in capture_file.read_bytes()
+    create = one(load(capture_file), "ContainerCreate")
+    (env,) = json.loads(bytes(create.request_body))["Env"]
+    assert env.startswith("MYAPP_CODE=<redacted")
+    assert load(capture_file).header["redact_env"] == ["MYAPP_"]
+
+    _offline(monkeypatch, tmp_path)
+    monkeypatch.delenv("DOCKTAP_REDACT_ENV")
+    monkeypatch.setenv("CI", "true")
+    replayed = pytester.runpytest_subprocess()
+    replayed.assert_outcomes(passed=1)

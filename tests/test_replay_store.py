@@ -11,7 +11,7 @@ from docktap import load
 from docktap.capture.reader import Capture, Exchange, loads
 from docktap.replay.match import MatchOptions, Request
 from docktap.replay.script import Recording, scripts
-from docktap.replay.store import DEFAULT_REPEAT, Miss, Play, Store, build_store
+from docktap.replay.store import DEFAULT_REPEAT, Miss, Play, Store, build_store, parse_repeat
 
 CAPTURES = Path(__file__).parent.parent / "captures"
 
@@ -615,3 +615,12 @@ def test_output_waits_for_the_stdin_it_echoes() -> None:
     assert not store.ready(attach)  # but cat ends only once stdin did
     attach.client_halfclosed = True
     assert store.ready(attach)
+
+
+def test_repeat_is_parsed_the_same_from_the_option_and_the_marker() -> None:
+    assert parse_repeat("GET,HEAD") == parse_repeat(("GET", "HEAD")) == DEFAULT_REPEAT
+    assert parse_repeat("default") == parse_repeat(["default"]) == DEFAULT_REPEAT
+    assert parse_repeat("all") is None and parse_repeat(["all"]) is None
+    assert parse_repeat("none") == parse_repeat("") == parse_repeat([]) == frozenset()
+    assert parse_repeat(" get , post,") == frozenset({"GET", "POST"})
+    assert parse_repeat(["get", "Post"]) == frozenset({"GET", "POST"})

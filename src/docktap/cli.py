@@ -7,6 +7,7 @@ maps their errors to one clear line on stderr and an exit status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -16,9 +17,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -27,12 +29,15 @@ from docktap.audit import LEVELS, LIVE_LEVEL
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, terminal
-from docktap.listening import DescriptorShortage, ListenError, parse_socket_mode
+from docktap.listening import ListenError, parse_socket_mode
 from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
 from docktap.policy.commands import policy as policy_commands
-from docktap.recording.link import RecorderLink, spawn_recorder
-from docktap.recording.wire import RecordingConfig
-from docktap.relay import Relay
+from docktap.recording.session import (
+    RecordError,
+    RecordSession,
+    record,
+    redact_env_patterns,
+)
 from docktap.upstream import (
     Endpoint,
     EndpointError,
@@ -45,8 +50,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from docktap.render.timeline import Line
-    from docktap.replay.server import ReplayServer
+    from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
+
+
+T = TypeVar("T")
 
 
 def _say(message: str) -> None:
@@ -75,50 +83,6 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
     if checked.problem is not None:
         _say(f"cannot reach the Docker daemon at {target.url}: {checked.problem}")
     return checked.upstream, checked.tls_header()
-
-
-def _start_recording(
-    output: str,
-    max_body: int,
-    upstream: Endpoint,
-    command: list[str] | None,
-    live: str,
-    redact: bool = True,
-    redact_env: Sequence[str] = (),
-    audit: bool = False,
-    upstream_tls: dict[str, Any] | None = None,
-) -> RecorderLink:
-    """Open the capture here (so a bad path fails before anything starts), record in a child."""
-    fd = None
-    if output != "-":
-        try:
-            # Opened before anything starts, so that a bad path is reported at once.
-            fd = open_output(output, replace=True)
-        except OutputError as exc:
-            raise click.ClickException(f"cannot write capture {output}: {exc.reason}") from exc
-    from docktap.redact import REDACT_ENV_VAR, patterns_from_env
-
-    names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
-    config = RecordingConfig(
-        fd,
-        max_body,
-        upstream.url,
-        command,
-        time.time(),
-        time.monotonic(),
-        live,
-        redact,
-        names,
-        LIVE_LEVEL if audit else None,
-        upstream_tls=upstream_tls,
-    )
-    # A recording backlog, if any, is spooled on the capture's disk.
-    spool_dir = os.path.dirname(os.path.abspath(output)) if fd is not None else None
-    try:
-        return spawn_recorder(config, spool_dir)
-    finally:
-        if fd is not None:
-            os.close(fd)
 
 
 def _load(path: str) -> Capture:
@@ -273,50 +237,56 @@ def run(
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
-    live = "off" if quiet else "rows"
-    link = _start_recording(
-        path, max_body, target, argv, live, not no_redact, redact_env, audit, tls_header
-    )
-    code = asyncio.run(_run(argv, target, link))
+
+    with _private_socket() as sock:
+        session = record(
+            path,
+            sock,
+            target,
+            command=argv,
+            max_body=max_body,
+            redact=not no_redact,
+            redact_env=redact_env_patterns(redact_env),
+            live="off" if quiet else "rows",
+            audit=LIVE_LEVEL if audit else None,
+            upstream_tls=tls_header,
+            say=_say,
+            grace=2.0,
+        )
+        code = asyncio.run(_command_served_by(session, argv, sock))
     if not quiet:
         _say(f"capture written to {path}")
     sys.exit(code)
 
 
-async def _relay_to(upstream: Endpoint, link: RecorderLink) -> Relay:
-    relay = Relay(upstream, link, DescriptorShortage(_say))
-    link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
-    await link.connect()
-    return relay
-
-
-async def _run(argv: list[str], upstream: Endpoint, link: RecorderLink) -> int:
-    relay = await _relay_to(upstream, link)
-    try:
-        return await _command_on_private_socket(argv, relay.listen, lambda: relay.close(grace=2.0))
-    finally:
-        await link.stop(time.monotonic())
-
-
-async def _command_on_private_socket(
-    argv: list[str],
-    listen: Callable[[Endpoint], Awaitable[None]],
-    close: Callable[[], Awaitable[None]],
-) -> int:
-    """Serve on a socket of our own with `listen`, run the command against it, then `close`."""
+@contextlib.contextmanager
+def _private_socket() -> Iterator[Endpoint]:
+    """A socket path in a directory of our own, for a command to reach docktap through."""
     workdir = tempfile.mkdtemp(prefix="docktap-")
-    sock = os.path.join(workdir, "docker.sock")
     try:
-        try:
-            await listen(Endpoint(path=sock))
-        except ListenError as exc:
-            raise click.ClickException(str(exc)) from exc
-        try:
-            return await _command_against(argv, sock)
-        finally:
-            await close()
+        yield Endpoint(path=os.path.join(workdir, "docker.sock"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _command_served_by(
+    session: AbstractAsyncContextManager[object], argv: list[str], sock: Endpoint
+) -> int:
+    """Enter a session serving on `sock`, and run the command against it."""
+    assert sock.path is not None
+    async with _started(session):
+        return await _command_against(argv, sock.path)
+
+
+@contextlib.asynccontextmanager
+async def _started(session: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
+    """Enter a session; why it could not start is one line on stderr and status 1."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            entered = await stack.enter_async_context(session)
+        except (ListenError, RecordError, CaptureError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        yield entered
 
 
 async def _command_against(argv: list[str], sock: str) -> int:
@@ -388,30 +358,30 @@ def proxy(
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
-    live = "off" if quiet else "status"
-    link = _start_recording(
-        path, max_body, target, None, live, not no_redact, redact_env, audit, tls_header
+    session = record(
+        path,
+        endpoint,
+        target,
+        max_body=max_body,
+        redact=not no_redact,
+        redact_env=redact_env_patterns(redact_env),
+        live="off" if quiet else "status",
+        audit=LIVE_LEVEL if audit else None,
+        socket_mode=socket_mode,
+        upstream_tls=tls_header,
+        say=_say,
+        grace=1.0,
     )
-    asyncio.run(_proxy(endpoint, socket_mode, target, link))
+    asyncio.run(_proxy(session))
     if path != "-":
         _say(f"capture written to {path}")
 
 
-async def _proxy(endpoint: Endpoint, mode: int, upstream: Endpoint, link: RecorderLink) -> None:
-    relay = await _relay_to(upstream, link)
-    try:
-        await relay.listen(endpoint, socket_mode=mode)
-    except ListenError as exc:
-        await link.stop(time.monotonic())
-        raise click.ClickException(str(exc)) from exc
-    where = (
-        endpoint.url if relay.bound_port is None else f"tcp://{endpoint.host}:{relay.bound_port}"
-    )
-    stop = _stop_on_signals()
-    _say(f"listening on {where}, relaying to {upstream.url}")
-    await stop.wait()
-    await relay.close(grace=1.0)
-    await link.stop(time.monotonic())
+async def _proxy(session: RecordSession) -> None:
+    async with _started(session):
+        stop = _stop_on_signals()
+        _say(f"listening on {session.host}, relaying to {session.upstream.url}")
+        await stop.wait()
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -732,19 +702,6 @@ class _FilesThenCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
-def _repeat_methods(text: str) -> frozenset[str] | None:
-    from docktap.replay.store import DEFAULT_REPEAT
-
-    lowered = text.strip().lower()
-    if lowered == "all":
-        return None
-    if lowered in ("none", ""):
-        return frozenset()
-    if lowered == "default":
-        return DEFAULT_REPEAT
-    return frozenset(m.strip().upper() for m in text.split(",") if m.strip())
-
-
 @main.command("replay", cls=_FilesThenCommand)
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--listen", metavar="PATH|tcp://127.0.0.1:PORT", help="Serve here until stopped.")
@@ -811,11 +768,8 @@ def replay_command(
 
     Example: docktap replay captures/run.jsonl -- docker run --rm bb sh -c 'echo out'
     """
-    from docktap.redact import REDACT_ENV_VAR, Redactor, patterns_from_env
     from docktap.replay.match import MatchOptions, parse_json_path
-    from docktap.replay.script import scripts
-    from docktap.replay.server import ReplayServer
-    from docktap.replay.store import build_store
+    from docktap.replay.session import replay
 
     argv: list[str] = ctx.meta.get("docktap.command", [])
     if (listen is None) == (not argv):
@@ -829,20 +783,30 @@ def replay_command(
         endpoint = parse_endpoint(listen) if listen is not None else None
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
-    recordings = []
-    for path in captures:
-        recordings.extend(scripts(_load(path), os.path.basename(path)))
-    options = MatchOptions(ignore_query, ignore_body, ignore_json, exact_version)
-    store = build_store(recordings, options, _repeat_methods(repeat))
-    names = [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *redact_env]
-    server = ReplayServer(store, speed, Redactor(names), None if quiet else _say_miss)
+    loaded = [(os.path.basename(path), _load(path)) for path in captures]
+
+    def replaying(where: Endpoint) -> ReplaySession:
+        return replay(
+            loaded,
+            where,
+            options=MatchOptions(ignore_query, ignore_body, ignore_json, exact_version),
+            repeat=repeat,
+            speed=speed,
+            redact_env=redact_env_patterns(redact_env),
+            on_miss=None if quiet else _say_miss,
+            socket_mode=socket_mode,
+        )
+
     if argv:
-        code = asyncio.run(_command_on_private_socket(argv, server.listen, server.close))
+        with _private_socket() as sock:
+            session = replaying(sock)
+            code = asyncio.run(_command_served_by(session, argv, sock))
     else:
         assert endpoint is not None
-        asyncio.run(_replay_until_stopped(endpoint, socket_mode, server))
+        session = replaying(endpoint)
+        asyncio.run(_replay_until_stopped(session))
         code = 0
-    failed = _replay_report(server, report_unused)
+    failed = _replay_report(session, report_unused)
     if strict and failed:
         code = code or 1
     sys.exit(code)
@@ -852,23 +816,17 @@ def _say_miss(miss: Miss) -> None:
     _say(miss.message.removeprefix("docktap "))
 
 
-async def _replay_until_stopped(endpoint: Endpoint, mode: int, server: ReplayServer) -> None:
-    try:
-        await server.listen(endpoint, socket_mode=mode)
-    except ListenError as exc:
-        raise click.ClickException(str(exc)) from exc
-    port = server.bound_port
-    where = endpoint.url if port is None else f"tcp://{endpoint.host}:{port}"
-    stop = _stop_on_signals()
-    _say(f"replaying {len(server.store.recordings)} recorded exchanges on {where}")
-    await stop.wait()
-    await server.close()
+async def _replay_until_stopped(session: ReplaySession) -> None:
+    async with _started(session):
+        stop = _stop_on_signals()
+        _say(f"replaying {len(session.store.recordings)} recorded exchanges on {session.host}")
+        await stop.wait()
 
 
-def _replay_report(server: ReplayServer, report_unused: bool) -> bool:
+def _replay_report(session: ReplaySession, report_unused: bool) -> bool:
     """What went unmatched (and unused), on stderr; True when anything did."""
-    store = server.store
-    for recording in server.truncated:
+    store = session.store
+    for recording in session.server.truncated:
         _say(
             f"replay: {store.label(recording)} answered with the first "
             f"{len(recording.exchange.response_body)} of {recording.exchange.response_body_size} "
@@ -903,10 +861,7 @@ def demo(output: str | None, no_docker: bool) -> None:
     from importlib.resources import as_file, files
 
     from docktap.explain import explain
-    from docktap.redact import Redactor
-    from docktap.replay.script import scripts
-    from docktap.replay.server import ReplayServer
-    from docktap.replay.store import build_store
+    from docktap.replay.session import replay
 
     with as_file(files("docktap") / "data" / "demo.jsonl") as bundled:
         recorded = _load(str(bundled))
@@ -917,35 +872,31 @@ def demo(output: str | None, no_docker: bool) -> None:
         _say(f"recorded: {shlex.join(argv)}")
         _print_timeline(recorded, note=explain)
         return
-    store = build_store(scripts(recorded, "demo.jsonl"))
-    server = ReplayServer(store, redactor=Redactor(), on_miss=_say_miss)
     workdir = tempfile.mkdtemp(prefix="docktap-demo-")
     path = output or os.path.join(workdir, "demo.jsonl")
     daemon = Endpoint(path=os.path.join(workdir, "replay.sock"))
+    replayed = replay([("demo.jsonl", recorded)], daemon, on_miss=_say_miss)
     _say(f"a replayed daemon is answering; docktap relays and records: {argv[-1]}")
     try:
-        link = _start_recording(path, DEFAULT_MAX_BODY, daemon, argv, "rows")
-        code = asyncio.run(_demo(argv, daemon, link, server))
+        with _private_socket() as sock:
+            relay = record(path, sock, daemon, command=argv, live="rows", say=_say)
+            code = asyncio.run(_demo(replayed, relay, argv, sock))
         _say(f"{argv[-1].split()[0]} exited with status {code}; what it said to the daemon:")
         _print_timeline(_load(path), note=explain)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if output:
         _say(f"capture written to {output}; see it again with: docktap show {output}")
-    if store.misses:
+    if replayed.store.misses:
         sys.exit(1)
 
 
-async def _demo(argv: list[str], daemon: Endpoint, link: RecorderLink, server: ReplayServer) -> int:
-    try:
-        await server.listen(daemon)
-    except ListenError as exc:
-        await link.stop(time.monotonic())
-        raise click.ClickException(str(exc)) from exc
-    try:
-        return await _run(argv, daemon, link)
-    finally:
-        await server.close()
+async def _demo(
+    replayed: ReplaySession, relay: RecordSession, argv: list[str], sock: Endpoint
+) -> int:
+    """The command through the recording relay, in front of the replayed daemon."""
+    async with _started(replayed):
+        return await _command_served_by(relay, argv, sock)
 
 
 main.add_command(policy_commands)

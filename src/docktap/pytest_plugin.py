@@ -19,16 +19,13 @@ replay has no recording for fails the test, with the closest recording and what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +33,12 @@ from typing import Any
 import pytest
 
 from docktap.capture.reader import load
-from docktap.redact import Redactor
+from docktap.connecting import check
+from docktap.recording.session import RecordSession, record, redact_env_patterns
 from docktap.replay.match import MatchOptions
-from docktap.replay.script import scripts
-from docktap.replay.server import ReplayServer
-from docktap.replay.store import DEFAULT_REPEAT, Miss, Store, build_store
-from docktap.upstream import Endpoint
+from docktap.replay.session import ReplaySession, replay
+from docktap.replay.store import DEFAULT_REPEAT, Miss, Store
+from docktap.upstream import Endpoint, resolve_upstream
 
 MODES = ("once", "new_episodes", "none", "all", "rewrite")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -147,60 +144,14 @@ class DocktapSession:
         return "\n".join([f"replaying {self.capture}:", *lines])
 
 
-class _BackgroundReplay:
-    """The replay daemon on its own event loop thread, for the duration of one test."""
-
-    def __init__(self, server: ReplayServer, endpoint: Endpoint) -> None:
-        self.server = server
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(server.listen(endpoint), self.loop).result()
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-
-
-class _Recorder:
-    """`docktap proxy` in front of the real daemon, writing the test's capture."""
-
-    def __init__(self, socket_path: Path, upstream: str | None, output: Path) -> None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "docktap",
-                "proxy",
-                "-q",
-                "--listen",
-                str(socket_path),
-                *(("--upstream", upstream) if upstream else ()),
-                "-o",
-                str(output),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert self.process.stderr is not None
-        banner = self.process.stderr.readline().decode()
-        if "listening on" not in banner:
-            self.process.kill()
-            rest = self.process.communicate(timeout=10)[1].decode(errors="replace")
-            raise RuntimeError(f"docktap could not start recording: {banner}{rest}")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=60)
-        if self.process.returncode != 0:
-            raise RuntimeError(f"docktap recording failed: {err.decode(errors='replace')}")
-
-
-def _store(paths: list[Path], marker: pytest.Mark | None) -> tuple[Store, float]:
+def _replay(
+    paths: list[Path],
+    listen: Endpoint,
+    marker: pytest.Mark | None,
+    on_miss: Callable[[Miss], None],
+    fallback: Endpoint | None,
+) -> ReplaySession:
+    """The replay of the test's captures, matched as its marker says."""
     kwargs = dict(marker.kwargs) if marker is not None else {}
     options = MatchOptions(
         ignore_query=bool(kwargs.get("ignore_query", False)),
@@ -208,19 +159,54 @@ def _store(paths: list[Path], marker: pytest.Mark | None) -> tuple[Store, float]
         ignore_paths=tuple(kwargs.get("ignore_json", ())),
         exact_version=bool(kwargs.get("exact_version", False)),
     )
-    repeat = kwargs.get("repeat", DEFAULT_REPEAT)
-    recordings = [r for path in paths for r in scripts(load(path), path.name)]
-    if isinstance(repeat, str):
-        repeat = [] if repeat == "none" else repeat.split(",")
-    methods = None if repeat == ["all"] else frozenset(m.strip().upper() for m in repeat)
-    return build_store(recordings, options, methods), float(kwargs.get("speed", 0.0))
+    return replay(
+        paths,
+        listen,
+        options=options,
+        repeat=kwargs.get("repeat", DEFAULT_REPEAT),
+        speed=float(kwargs.get("speed", 0.0)),
+        on_miss=on_miss,
+        fallback=fallback,
+    )
 
 
-def _upstream(request: pytest.FixtureRequest) -> str | None:
-    """--docktap-upstream; without it the proxy finds the daemon, and how to speak TLS to it,
-    as docktap always does (a context's TLS material is not in its URL)."""
-    given: str | None = request.config.getoption("--docktap-upstream")
-    return given
+def _record(listen: Endpoint, request: pytest.FixtureRequest, output: Path) -> RecordSession:
+    """A recording relay in front of the real daemon, writing the test's capture.
+
+    It masks what `docktap proxy` would: the default secrets and DOCKTAP_REDACT_ENV's.
+    """
+    output.parent.mkdir(parents=True, exist_ok=True)
+    upstream, tls = _upstream(request)
+    return record(output, listen, upstream, redact_env=redact_env_patterns(), upstream_tls=tls)
+
+
+def _enter_recording(stack: contextlib.ExitStack, session: RecordSession) -> None:
+    """Record until the stack unwinds; then fail if the recorder did not finish well."""
+
+    def finished() -> None:
+        if session.recorder_status != 0:
+            raise RuntimeError(
+                f"docktap recording failed: the recorder exited with {session.recorder_status}"
+            )
+
+    stack.callback(finished)  # before entering: it runs once the session is left
+    stack.enter_context(session)
+
+
+def _forget_if_empty(episode: Path) -> None:
+    if not load(episode).exchanges:
+        episode.unlink()  # nothing new happened: no episode
+
+
+def _upstream(request: pytest.FixtureRequest) -> tuple[Endpoint, dict[str, Any] | None]:
+    """The daemon to record from and, when it is spoken to in TLS, the header's `tls`.
+
+    Resolved here, not passed on as a URL: a context's TLS material is not in its URL."""
+    target = resolve_upstream(request.config.getoption("--docktap-upstream"))
+    if target.path is not None:
+        return target, None
+    checked = asyncio.run(check(target))
+    return checked.upstream, checked.tls_header()
 
 
 def _record_target(path: Path, mode: str) -> Path:
@@ -246,41 +232,34 @@ def docktap(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     replaying = mode == "none" or (mode == "once" and path.exists())
     if mode == "none" and not path.exists():
         pytest.fail(f"docktap: no capture {path} to replay (record mode none)", pytrace=False)
-    workdir = Path(tempfile.mkdtemp(prefix="docktap-"))
-    sock = workdir / "docker.sock"
-    host = f"unix://{sock}"
     recorded = episodes(path)  # before a new episode starts
-    stoppers: list[_BackgroundReplay | _Recorder] = []
-    fallback: Endpoint | None = None
-    episode: Path | None = None
-    if mode == "new_episodes" and path.exists():
-        # Replay what was recorded; what was not goes to the daemon and into a new episode.
-        episode = _record_target(path, mode)
-        stoppers.append(_Recorder(workdir / "record.sock", _upstream(request), episode))
-        fallback = Endpoint(path=str(workdir / "record.sock"))
-        replaying = True
-    if replaying:
-        store, speed = _store(recorded, marker)
-        session = DocktapSession("replay", path, host, store=store)
-        session.strict = bool(marker.kwargs.get("strict", False)) if marker else False
-        server = ReplayServer(store, speed, Redactor(), session.misses.append, fallback)
-        stoppers.append(_BackgroundReplay(server, Endpoint(path=str(sock))))
-    else:
-        stoppers.append(_Recorder(sock, _upstream(request), _record_target(path, mode)))
-        session = DocktapSession("record", path, host)
-    session.env = {"DOCKER_HOST": host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
-    for key, value in session.env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-    request.node.stash[_SESSION_KEY] = session
-    try:
+    with contextlib.ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="docktap-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        sock = Endpoint(path=str(workdir / "docker.sock"))
+        fallback: Endpoint | None = None
+        if mode == "new_episodes" and path.exists():
+            # Replay what was recorded; what was not goes to the daemon and into a new episode.
+            episode = _record_target(path, mode)
+            fallback = Endpoint(path=str(workdir / "record.sock"))
+            stack.callback(_forget_if_empty, episode)  # once its recording has ended
+            _enter_recording(stack, _record(fallback, request, episode))
+            replaying = True
+        if replaying:
+            misses: list[Miss] = []
+            replayed = _replay(recorded, sock, marker, misses.append, fallback)
+            session = DocktapSession("replay", path, sock.url, misses=misses, store=replayed.store)
+            session.strict = bool(marker.kwargs.get("strict", False)) if marker else False
+            stack.enter_context(replayed)
+        else:
+            _enter_recording(stack, _record(sock, request, _record_target(path, mode)))
+            session = DocktapSession("record", path, sock.url)
+        session.env = {"DOCKER_HOST": session.host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
+        for key, value in session.env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+        request.node.stash[_SESSION_KEY] = session
         yield session
-    finally:
-        for stopper in reversed(stoppers):
-            stopper.stop()
-        if episode is not None and not load(episode).exchanges:
-            episode.unlink()  # nothing new happened: no episode
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)

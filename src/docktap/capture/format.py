@@ -157,6 +157,9 @@ class RecordEncoder:
             record["tls"] = tls
         record["command"] = self.redactor.command(command) if self.redactor else command
         record["max_body"] = self.max_body
+        # What a reader needs to mask requests the way these were masked (replay).
+        record["redact"] = self.redactor is not None
+        record["redact_env"] = list(self.redactor.extra_names) if self.redactor else []
         return self._stamp(record, self.started_mono)
 
     def opened(self, conn: int, peer: dict[str, int] | None, t: float) -> Record:

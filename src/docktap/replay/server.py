@@ -32,7 +32,7 @@ _READ_SIZE = 1 << 16
 #: A miss is answered like a daemon error: the docker CLI prints the message, docker-py raises.
 MISS_STATUS = 500
 #: How long a piece waits for a related request (same container) that the client may never
-#: make, with nothing else happening, before it goes anyway (seconds).
+#: make, with nothing else happening, before it goes anyway (seconds; the default).
 STALL_TIMEOUT = 1.0
 #: Longest pause between a hijack's head and its first stream bytes when not pacing (seconds).
 HIJACK_HEAD_PAUSE = 0.05
@@ -80,9 +80,13 @@ class ReplayServer:
         redactor: Redactor | None = None,
         on_miss: Callable[[Miss], None] | None = None,
         fallback: Endpoint | None = None,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
-        """`fallback`, when given, is a daemon (a recording relay) that misses are passed to."""
+        """`fallback`, when given, is a daemon (a recording relay) that misses are passed to;
+        `stall_timeout` is how long a piece waits for related requests with nothing happening,
+        before it waits only for those the client did make."""
         self.store = store
+        self.stall_timeout = stall_timeout
         self.fallback = fallback
         self.passed_on: list[str] = []  # requests answered by the fallback
         self.speed = speed
@@ -306,7 +310,7 @@ class ReplayServer:
             return client.closed and not hijacked
 
         while (piece := play.next_piece) is not None:
-            if not await self._until(lambda: self.store.ready(play) or gone(), STALL_TIMEOUT):
+            if not await self._until(lambda: self.store.ready(play) or gone(), self.stall_timeout):
                 await self._until(lambda: self.store.ready(play, lenient=True) or gone())
             if gone():
                 play.client_gone = True

@@ -26,6 +26,22 @@ from docktap.replay.script import Piece, Recording, api_version, ping_recording
 
 #: Methods whose last recorded answer is repeated once their recordings are used up.
 DEFAULT_REPEAT = frozenset({"GET", "HEAD"})
+
+
+def parse_repeat(value: str | Iterable[str]) -> frozenset[str] | None:
+    """The methods that repeat, from `--repeat` or the plugin's `repeat=`: comma-separated
+    methods (or a sequence of them), `all` (None: every method), `none`, or `default`."""
+    text = value if isinstance(value, str) else ",".join(value)
+    lowered = text.strip().lower()
+    if lowered == "all":
+        return None
+    if lowered in ("none", ""):
+        return frozenset()
+    if lowered == "default":
+        return DEFAULT_REPEAT
+    return frozenset(m.strip().upper() for m in text.split(",") if m.strip())
+
+
 _PING = "/_ping"
 
 

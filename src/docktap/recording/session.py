@@ -1,0 +1,194 @@
+"""`record(...)`: a recording relay as a context manager, serving once it is entered.
+
+Entering opens the capture (so that a bad path fails before anything starts), starts the
+recording child, and binds the listening socket; `async with` (or `with`, on a thread of its
+own) returns only once clients can connect. It prints nothing: what to say, and where, is the
+caller's. Leaving stops accepting, gives open connections `grace` seconds, and waits until the
+child has written the whole capture.
+
+The command line (`run`, `proxy`, `demo`), the pytest plugin and the benchmark all record
+through here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+from docktap.background import Background
+from docktap.capture.format import DEFAULT_MAX_BODY
+from docktap.listening import DescriptorShortage
+from docktap.outputs import OutputError, open_output
+from docktap.recording.link import RecorderLink, spawn_recorder
+from docktap.recording.wire import RecordingConfig
+from docktap.redact import REDACT_ENV_VAR, patterns_from_env
+from docktap.relay import Relay
+from docktap.upstream import Endpoint
+
+
+class RecordError(Exception):
+    """The recording cannot start (the capture cannot be written); the message says why."""
+
+
+def redact_env_patterns(extra: Iterable[str] = ()) -> list[str]:
+    """The secret name patterns of this environment (DOCKTAP_REDACT_ENV), then `extra`."""
+    return [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *extra]
+
+
+class RecordSession:
+    """A relay to `upstream`, listening on `listen`, recording into `output` (`-`: stdout)."""
+
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        listen: Endpoint,
+        upstream: Endpoint,
+        command: Sequence[str] | None,
+        max_body: int,
+        redact: bool,
+        redact_env: Sequence[str],
+        live: str,
+        audit: str | None,
+        socket_mode: int,
+        grace: float,
+        upstream_tls: dict[str, Any] | None,
+        say: Callable[[str], None] | None,
+    ) -> None:
+        self.output = os.fspath(output)
+        self.listen = listen
+        self.upstream = upstream
+        self.command = list(command) if command is not None else None
+        self.max_body = max_body
+        self.redact = redact
+        self.redact_env = list(redact_env)
+        self.live = live
+        self.audit = audit
+        self.socket_mode = socket_mode
+        self.grace = grace
+        self.upstream_tls = upstream_tls
+        self.say = say
+        self.endpoint = listen  # where clients connect, with the port bound for tcp://…:0
+        self.recorder_status: int | None = None  # the child's exit status, once left
+        self._link: RecorderLink | None = None
+        self._relay: Relay | None = None
+        self._background: Background[RecordSession] | None = None
+
+    @property
+    def host(self) -> str:
+        """The DOCKER_HOST of this relay."""
+        return self.endpoint.url
+
+    def _spawn(self) -> RecorderLink:
+        fd = None
+        if self.output != "-":
+            try:
+                # Opened before anything starts, so that a bad path is reported at once.
+                fd = open_output(self.output, replace=True)
+            except OutputError as exc:
+                raise RecordError(f"cannot write capture {self.output}: {exc.reason}") from exc
+        config = RecordingConfig(
+            fd,
+            self.max_body,
+            self.upstream.url,
+            self.command,
+            time.time(),
+            time.monotonic(),
+            self.live,
+            self.redact,
+            self.redact_env,
+            self.audit,
+            upstream_tls=self.upstream_tls,
+        )
+        # A recording backlog, if any, is spooled on the capture's disk.
+        spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None
+        try:
+            return spawn_recorder(config, spool_dir)
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    async def __aenter__(self) -> RecordSession:
+        link = self._spawn()
+        relay = Relay(self.upstream, link, DescriptorShortage(self.say))
+        link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
+        await link.connect()
+        try:
+            await relay.listen(self.listen, socket_mode=self.socket_mode)
+        except BaseException:
+            await link.stop(time.monotonic())
+            raise
+        self._link, self._relay = link, relay
+        if relay.bound_port is not None:
+            self.endpoint = Endpoint(host=self.listen.host, port=relay.bound_port)
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        assert self._link is not None and self._relay is not None
+        try:
+            await self._relay.close(grace=self.grace)
+        finally:
+            self.recorder_status = await self._link.stop(time.monotonic())
+
+    def __enter__(self) -> RecordSession:
+        self._background = Background(self, "docktap-record")
+        return self._background.enter()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        assert self._background is not None
+        self._background.exit(kind, error, trace)
+
+
+def record(
+    output: str | os.PathLike[str],
+    listen: Endpoint,
+    upstream: Endpoint,
+    *,
+    command: Sequence[str] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    redact: bool = True,
+    redact_env: Sequence[str] = (),
+    live: str = "off",
+    audit: str | None = None,
+    socket_mode: int = 0o600,
+    grace: float = 2.0,
+    upstream_tls: dict[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> RecordSession:
+    """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
+
+    `redact_env` are the secret name patterns beyond the default ones (`redact_env_patterns()`
+    gives those of the environment); `live` is "off", "rows" or "status" (rows on stderr, and a
+    status line on a terminal); `audit` a level of findings to warn of on stderr; `command`
+    the command line the capture header names; `upstream_tls` the header's `tls`, for a daemon
+    spoken to in TLS (see `connecting.check`); `say` is given what the relay reports while it
+    runs (clients refused for want of file descriptors). RecordError or ListenError say why it
+    could not start.
+    """
+    return RecordSession(
+        output,
+        listen,
+        upstream,
+        command,
+        max_body,
+        redact,
+        redact_env,
+        live,
+        audit,
+        socket_mode,
+        grace,
+        upstream_tls,
+        say,
+    )

@@ -1,0 +1,97 @@
+"""`replay(...)`: serving once entered, masking requests the way their captures were masked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from docktap.capture.reader import load
+from docktap.listening import ListenError
+from docktap.replay.session import redactor_for, replay
+from docktap.replay.store import DEFAULT_REPEAT, Miss
+from docktap.upstream import Endpoint
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+
+
+def test_no_header_fields_means_the_default_masking() -> None:
+    redactor = redactor_for([{"type": "capture"}])
+    assert redactor is not None
+    assert redactor.secret_name("DB_PASSWORD") and not redactor.secret_name("MYAPP_CODE")
+
+
+def test_the_masking_is_what_the_captures_used_together() -> None:
+    redactor = redactor_for(
+        [
+            {"redact": True, "redact_env": ["MYAPP_"]},
+            {"redact": True, "redact_env": ["OTHER", "MYAPP_"]},
+        ],
+        ["EXTRA"],
+    )
+    assert redactor is not None
+    assert list(redactor.extra_names) == ["MYAPP_", "OTHER", "EXTRA"]
+    assert redactor.secret_name("MYAPP_CODE") and redactor.secret_name("EXTRA_1")
+
+
+def test_captures_recorded_unmasked_are_compared_unmasked() -> None:
+    assert redactor_for([{"redact": False, "redact_env": []}], ["EXTRA"]) is None
+
+
+def _get(path: str, target: str) -> tuple[int, bytes]:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_with_returns_serving_and_misses_go_to_on_miss(tmp_path: Path) -> None:
+    sock = str(tmp_path / "d.sock")
+    misses: list[Miss] = []
+    session = replay([CAPTURES / "version.jsonl"], Endpoint(path=sock), on_miss=misses.append)
+    assert session.store.recordings[0].source == "version.jsonl"
+    with session:
+        status, body = _get(sock, "/v1.41/version")
+        assert status == 200 and json.loads(body)["ApiVersion"]
+        assert _get(sock, "/v1.41/info")[0] == 500
+    assert len(misses) == 1 and session.store.misses == misses
+
+
+def test_async_with_on_a_tcp_port_and_loaded_captures(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "version.jsonl")
+
+    async def main() -> None:
+        async with replay([("v.jsonl", capture)], Endpoint(host="127.0.0.1", port=0)) as s:
+            assert s.endpoint.port not in (None, 0)
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.endpoint.port)
+            writer.write(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            assert (await reader.read()).startswith(b"HTTP/1.1 200 OK\r\n")
+            writer.close()
+
+    asyncio.run(main())
+
+
+def test_repeat_is_taken_as_the_option_gives_it(tmp_path: Path) -> None:
+    sock = Endpoint(path=str(tmp_path / "d.sock"))
+    assert replay([CAPTURES / "version.jsonl"], sock).store.repeat == DEFAULT_REPEAT
+    assert replay([CAPTURES / "version.jsonl"], sock, repeat="default").store.repeat == (
+        DEFAULT_REPEAT
+    )
+    assert replay([CAPTURES / "version.jsonl"], sock, repeat=["all"]).store.repeat is None
+
+
+def test_a_socket_that_cannot_be_bound_is_a_listen_error(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    with (
+        pytest.raises(ListenError, match="not a socket"),
+        replay([CAPTURES / "version.jsonl"], Endpoint(path=str(taken))),
+    ):
+        pass
