@@ -13,7 +13,9 @@ Five paths from the client to an upstream are compared, in one run:
                    a thread per direction), nothing is read into user space: the floor of
                    what any relay costs here, before it looks at a byte
     docktap        a child process running docktap.relay.Relay(upstream, tap=None): no recording
-    docktap+rec    python -m docktap proxy --listen SOCK --upstream URL -o FILE (default body cap)
+    docktap+rec    a child process recording through docktap.recording.session.record, as
+                   `docktap proxy --listen SOCK --upstream URL -o FILE` does (default body cap,
+                   live rows on stderr)
 
 against two upstreams: a private dockerd (tests/dockerd.py, vfs, nothing pulled) and
 bench/fastserver.py, a precomputed-answer server that is much faster than the daemon, so that
@@ -266,7 +268,7 @@ def _proc_status(pid: int) -> dict[str, float]:
 # -- the relay without recording: a child process running only docktap.relay.Relay -------------
 
 # Run with `python -c RELAY_CHILD UPSTREAM LISTEN`: it imports nothing but the relay, so that its
-# memory compares with `docktap proxy`'s. Serves until SIGTERM or SIGINT, like the proxy.
+# memory compares with the recording relay's. Serves until SIGTERM or SIGINT, like the proxy.
 RELAY_CHILD = """
 import asyncio, signal, sys
 from docktap.relay import Relay
@@ -287,9 +289,31 @@ asyncio.run(serve(sys.argv[1], sys.argv[2]))
 """
 
 
+# Run with `python -c RECORD_CHILD UPSTREAM LISTEN CAPTURE`: the session `docktap proxy` runs,
+# without the command line around it. The session returns once it serves: then it says so.
+RECORD_CHILD = """
+import asyncio, signal, sys
+from docktap.recording.session import record
+from docktap.upstream import Endpoint
+
+async def serve(upstream, listen, capture):
+    session = record(capture, Endpoint(path=listen), Endpoint(path=upstream), live="status",
+                     grace=1.0)
+    async with session:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        print("recording relay: listening on " + listen, file=sys.stderr, flush=True)
+        await stop.wait()
+
+asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3]))
+"""
+
+
 # -- the hops: what sits between the client and an upstream --------------------------------
 
-# How long `docktap proxy` may take to exit after SIGTERM: its recorder catching up.
+# How long the recording relay may take to exit after SIGTERM: its recorder catching up.
 STOP_TIMEOUT = 600.0
 
 
@@ -431,9 +455,8 @@ class HopFactory:
             child = Child("docktap relay child", argv, "listening on", self.cleanup)
             return Hop.started(path, sock, child)
         capture = self.workdir / f"hop{self.count}.jsonl"
-        argv = [sys.executable, "-m", "docktap", "proxy", "--listen", sock]
-        argv += ["--upstream", f"unix://{upstream}", "-o", str(capture)]
-        child = Child("docktap proxy", argv, "listening on", self.cleanup)
+        argv = [sys.executable, "-c", RECORD_CHILD, upstream, sock, str(capture)]
+        child = Child("docktap recording relay", argv, "listening on", self.cleanup)
         return Hop.started(path, sock, child, capture)
 
 
@@ -1181,7 +1204,7 @@ class Bench:
                     if self.args.upload == "archive"
                     else "POST /images/load"
                 ),
-                "docktap_proxy": "python -m docktap proxy --listen SOCK --upstream URL -o FILE",
+                "docktap_proxy": "record(FILE, SOCK, UPSTREAM, live='status'), as docktap proxy",
                 "socat": "socat -d -d UNIX-LISTEN:SOCK,fork UNIX-CONNECT:UPSTREAM",
             },
             "setup": self.setup,

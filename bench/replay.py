@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """How fast the replay daemon answers: sequential requests on one keep-alive connection.
 
-Serves captures/ps-a.jsonl with `docktap replay --listen` and times N `GET /containers/json`
-(a GET repeats its recorded answer). No Docker daemon is needed.
+Serves captures/ps-a.jsonl with a replay session (`docktap.replay.session.replay`, what
+`docktap replay --listen` runs) in a child process, and times N `GET /containers/json` (a GET
+repeats its recorded answer). No Docker daemon is needed.
 
 Usage: python bench/replay.py [-n 2000] [--rounds 3]
 """
@@ -20,6 +21,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST = b"GET /v1.41/containers/json?all=1 HTTP/1.1\r\nHost: docker\r\n\r\n"
+# A process of its own, so that the client here does not share an interpreter (and its lock)
+# with the daemon it measures. The session returns once it serves: then it says so.
+REPLAY_CHILD = """
+import asyncio, signal, sys
+from docktap.replay.session import replay
+from docktap.upstream import Endpoint
+
+async def serve(capture, sock):
+    async with replay([capture], Endpoint(path=sock)):
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        print("serving", flush=True)
+        await stop.wait()
+
+asyncio.run(serve(sys.argv[1], sys.argv[2]))
+"""
 
 
 def _content_length(head: bytes) -> int:
@@ -56,11 +73,10 @@ def main() -> int:
         sock = f"{workdir}/replay.sock"
         capture = str(ROOT / "captures" / "ps-a.jsonl")
         server = subprocess.Popen(
-            [sys.executable, "-m", "docktap", "replay", capture, "--listen", sock],
-            stderr=subprocess.PIPE,
+            [sys.executable, "-c", REPLAY_CHILD, capture, sock], stdout=subprocess.PIPE
         )
-        assert server.stderr is not None
-        server.stderr.readline()  # it says so once it listens
+        assert server.stdout is not None
+        server.stdout.readline()  # it says so once the session serves
         try:
             each = [_round(sock, args.n) for _ in range(args.rounds)]
         finally:
