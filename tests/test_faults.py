@@ -483,3 +483,39 @@ def test_out_of_descriptors_docktap_answers_503_says_so_once_and_keeps_its_clien
     recorded = Counter(ex.status for ex in loaded.exchanges)
     assert recorded[200] == 2 * statuses[b"200"]
     assert 0 < recorded[503] <= statuses[b"503"]
+
+
+def test_out_of_descriptors_the_docker_cli_blames_docktap_and_recovers(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    """The real docker CLI, while connections held open use up docktap's descriptors."""
+    proxy, sock, _ = _proxy_with_descriptors(dockerd.socket, tmp_path, 64, 64)
+    env = dict(dockerd.env, DOCKER_HOST=f"unix://{sock}")
+
+    def docker_version() -> subprocess.CompletedProcess[bytes]:
+        argv = ["docker", "version", "--format", "{{.Server.APIVersion}}"]
+        return subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+
+    async def main() -> tuple[subprocess.CompletedProcess[bytes], ...]:
+        held = []
+        while True:  # each relayed connection holds two descriptors, until they run out
+            status, _, conn = await asyncio.wait_for(_ping(sock), 30)
+            held.append(conn)
+            if status == b"503":
+                break
+            assert status == b"200"
+            assert len(held) < 64
+        refused = await asyncio.to_thread(docker_version)
+        for _, writer in held:
+            writer.close()
+        await asyncio.gather(*(writer.wait_closed() for _, writer in held))
+        # Descriptors are back once the connections close: docktap serves again.
+        return refused, await asyncio.to_thread(docker_version)
+
+    refused, served = asyncio.run(main())
+    err = _stop(proxy)
+    assert refused.returncode != 0
+    assert b"docktap is out of file descriptors (Too many open files)" in refused.stderr
+    assert b"cannot reach the Docker daemon" not in refused.stderr
+    assert served.returncode == 0, served.stderr
+    assert "Traceback" not in err
