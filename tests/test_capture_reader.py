@@ -11,8 +11,9 @@ import pytest
 from capture_schema import validate_capture
 
 import docktap
+from docktap.capture import reader
 from docktap.capture.format import Record, RecordEncoder, dumps
-from docktap.capture.reader import Capture, CaptureError, CaptureWarning, load, loads
+from docktap.capture.reader import Capture, CaptureError, CaptureWarning, decode, load, loads
 from docktap.capture.writer import CaptureWriter
 from docktap.events import (
     BodyData,
@@ -30,12 +31,14 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
+from docktap.routes import Identity, Subject
 
 WALL = 1_800_000_000.0
 MONO = 1000.0
 CLIENT = Direction.CLIENT
 DAEMON = Direction.DAEMON
 GOLDEN = Path(__file__).parent / "data" / "captures" / "run-stdout-stderr.jsonl"
+CAPTURES = Path(__file__).parent.parent / "captures"
 CID = "2b1aa2fc5cbb" + "0" * 52
 
 
@@ -479,3 +482,158 @@ def test_golden_records_round_trip_through_dumps() -> None:
     text = GOLDEN.read_text(encoding="utf-8")
     records = [json.loads(line) for line in text.splitlines()]
     assert "".join(dumps(r) + "\n" for r in records) == text
+
+
+# --- the parts of an exchange ---------------------------------------------------------------
+
+
+def test_every_piece_is_kept_with_its_time(run_capture: Path) -> None:
+    capture = load(run_capture)
+    attach = capture.exchanges[2]
+    kinds = [(type(p).__name__, getattr(p, "direction", None)) for p in attach.parts]
+    assert kinds == [
+        ("RequestHead", None),
+        ("BodyEnd", CLIENT),
+        ("ResponseHead", None),
+        ("Hijack", None),
+        ("StreamChunk", CLIENT),
+        ("HalfClose", CLIENT),
+        ("StreamChunk", DAEMON),
+        ("FrameChunk", DAEMON),
+        ("StreamChunk", DAEMON),
+        ("FrameChunk", DAEMON),
+        ("HalfClose", DAEMON),
+        ("Close", None),
+    ]
+    indices = [p.index for p in attach.parts]
+    assert indices == sorted(set(indices))
+    for part in attach.parts:
+        record = capture.records[part.index]
+        assert record["mono"] == part.mono
+        assert record["conn"] == attach.conn
+        assert record.get("seq", attach.seq) == attach.seq
+    assert attach.parts[0] is attach.request
+    assert attach.request.http_version == "1.1"
+    response = attach.parts[2]
+    assert isinstance(response, reader.ResponseHead)
+    assert response is attach.response
+    assert (response.status, response.http_version, response.preliminary) == (101, "1.1", False)
+    frames = [p for p in attach.parts if isinstance(p, reader.FrameChunk)]
+    assert [(f.stream, f.size, f.data) for f in frames] == [
+        ("stdout", 6, b"hello\n"),
+        ("stderr", 4, b"oops"),
+    ]
+    assert [p.mono for p in frames] == pytest.approx([0.2, 0.21])
+    stdin = next(p for p in attach.parts if isinstance(p, reader.StreamChunk))
+    assert (stdin.size, stdin.data) == (6, b"hello\n")
+    assert stdin.mono == pytest.approx(0.13)
+
+
+def test_a_connection_closing_reaches_only_the_exchanges_in_flight(run_capture: Path) -> None:
+    ping, create, attach, wait, start = load(run_capture).exchanges
+    assert isinstance(attach.parts[-1], reader.Close)
+    for ex in (ping, create, wait, start):  # each ended before its connection did
+        assert not any(isinstance(p, reader.Close | reader.HalfClose) for p in ex.parts), (
+            ex.operation
+        )
+    assert wait.request_ended_mono == pytest.approx(0.09)
+    assert wait.ended_mono == pytest.approx(0.4)
+
+
+def test_informational_heads_are_parts_and_only_the_answer_is_the_response(
+    tmp_path: Path,
+) -> None:
+    path = write_capture(
+        tmp_path / "continue.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "POST", "/v1.41/build", 0.1),
+            resp(1, 1, 100, 0.2, informational=True, reason="Continue"),
+            resp(1, 1, 200, 0.4),
+        ],
+    )
+    [ex] = load(path).exchanges
+    heads = [p for p in ex.parts if isinstance(p, reader.ResponseHead)]
+    assert [(h.status, h.informational, h.preliminary) for h in heads] == [
+        (100, True, True),
+        (200, False, False),
+    ]
+    assert ex.response is heads[1]
+    assert ex.informational == [100]
+    assert ex.response_started_mono == pytest.approx(0.4)
+
+
+def test_every_record_of_an_exchange_is_one_of_its_parts() -> None:
+    for path in sorted(CAPTURES.glob("*.jsonl")):
+        capture = load(path)
+        for ex in capture.exchanges:
+            expected = {
+                i
+                for i, r in enumerate(capture.records)
+                if (r.get("conn"), r.get("seq")) == (ex.conn, ex.seq) and r["type"] != "unparsed"
+            }
+            mine = {p.index for p in ex.parts if not isinstance(p, reader.Close | reader.HalfClose)}
+            assert mine == expected, (path.name, ex.operation)
+            for part in ex.parts:
+                assert decode(capture.records[part.index], part.index) == part
+
+
+def test_chunks_decode_what_the_capture_holds(tmp_path: Path) -> None:
+    path = write_capture(
+        tmp_path / "binary.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "GET", "/v1.41/containers/c1/export", 0.1),
+            MessageEnd(1, at(0.1), 1, CLIENT),
+            resp(1, 1, 200, 0.2),
+            BodyData(1, at(0.3), 1, DAEMON, b"\xff\xfe tar"),
+            BodyData(1, at(0.4), 1, DAEMON, b"text"),
+            MessageEnd(1, at(0.5), 1, DAEMON),
+        ],
+    )
+    [ex] = load(path).exchanges
+    binary, text = (p for p in ex.parts if isinstance(p, reader.BodyChunk))
+    assert (binary.text, binary.data, binary.size) == (None, b"\xff\xfe tar", 6)
+    assert binary.b64 is not None
+    assert (text.text, text.b64, text.data) == ("text", None, b"text")
+    assert bytes(ex.response_body) == binary.data + text.data
+
+
+def test_the_identity_of_a_request(run_capture: Path) -> None:
+    ping, create, attach, _, _ = load(run_capture).exchanges
+    assert ping.identity == Identity("SystemPingHead", None)
+    assert create.identity == Identity("ContainerCreate", "1.41")
+    assert attach.identity == Identity("ContainerAttach", "1.41", Subject("containers", CID))
+    assert attach.identity is attach.request.identity  # worked out once, then kept
+
+
+def test_the_recorded_operation_wins_over_the_table() -> None:
+    header = RecordEncoder(WALL, MONO).header("unix:///x", None, "0.1.0")
+    request = {
+        "type": "request", "conn": 1, "seq": 1, "dir": "client", "method": "POST",
+        "target": "/v1.99/containers/c1/frobnicate", "http_version": "1.1", "headers": [],
+        "operation": "ContainerFrobnicate", "api_version": "1.99", "t": WALL, "mono": 0.0,
+    }  # fmt: skip
+    [ex] = loads("".join(dumps(r) + "\n" for r in (header, request)))
+    assert ex.operation == "ContainerFrobnicate"
+    assert ex.identity == Identity("ContainerFrobnicate", "1.99", Subject("containers", "c1"))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"type": "capture", "format": "docktap-capture", "version": 1},
+        {"type": "unparsed", "conn": 1, "dir": "daemon", "size": 1, "text": "x"},
+        {"type": "annotation", "conn": 1, "seq": 1},
+        {"type": "request", "conn": None, "seq": 1, "method": "GET", "target": "/"},
+    ],
+)
+def test_records_that_are_no_part(record: Record) -> None:
+    assert decode({"t": WALL, "mono": 0.0, **record}, 3) is None
+
+
+def test_an_error_without_a_connection_is_a_part() -> None:
+    error = {"type": "error", "conn": None, "kind": "upstream", "message": "refused", "mono": 1.0}
+    part = decode(error, 7)
+    assert part == reader.Failure(7, 1.0, None, None, "upstream", "refused")
+    assert reader.Assembler().add(part) == []
