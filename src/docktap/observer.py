@@ -617,16 +617,15 @@ class ConnectionObserver:
         self._seq += 1
         target = (go.target if go.target is not None else event.target).decode("latin-1")
         method = event.method.decode("latin-1")
-        version, path = routes.split_version(target)
-        route = routes.match(method, target)
-        op = route.operation if route else None
+        identity = routes.identify(method, target)
+        op = identity.operation
         ex = _Exchange(
             self._seq,
             method,
             target,
             op,
-            version,
-            routes.subject(path),
+            identity.api_version,
+            identity.subject,
             keeps_alive(event.http_version, event.headers),
         )
         if op in _LEARN_OPS:
