@@ -11,6 +11,7 @@ from docktap.request.gojson import (
     JSONSyntaxError,
     Number,
     Object,
+    Types,
     finish,
     fold,
     parse,
@@ -39,7 +40,7 @@ STRUCTS = {
 
 
 def decoded(body: bytes, kind: str = "Top") -> tuple[Any, list[str]]:
-    decoder = Decoder(STRUCTS)
+    decoder = Decoder(Types(STRUCTS))
     value, _ = parse(body)
     result = finish(decoder.decode(kind, value))
     return result, decoder.errors

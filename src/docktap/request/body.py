@@ -117,6 +117,9 @@ def _strslice(decoder: gojson.Decoder, value: Any, now: Any, where: str) -> Any:
     return now
 
 
+_GO = gojson.Types(_STRUCTS, {"StrSlice": _strslice})
+
+
 @dataclass(frozen=True)
 class Decoded:
     """A body as dockerd reads it.
@@ -154,7 +157,7 @@ def decode(operation: str | None, body: bytes) -> Decoded:
         return Decoded(operation, None, str(exc), kind is not None)
     if kind is None:
         return Decoded(operation, gojson.plain(parsed), None, False)
-    decoder = gojson.Decoder(_STRUCTS, {"StrSlice": _strslice})
+    decoder = gojson.Decoder(_GO)
     value = gojson.finish(decoder.decode(kind, parsed))
     if decoder.errors:
         return Decoded(operation, None, decoder.errors[0], True)

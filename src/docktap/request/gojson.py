@@ -101,7 +101,9 @@ def parse(body: bytes) -> tuple[Any, bytes]:
         raise JSONSyntaxError("nested too deeply for docktap to read") from exc
     except ValueError as exc:
         raise JSONSyntaxError(str(exc)) from exc
-    return _clean(value), text[end:].encode("utf-8", "surrogateescape")
+    if _SURROGATES.search(text, start, end):
+        value = _clean(value)
+    return value, text[end:].encode("utf-8", "surrogateescape")
 
 
 def _object(pairs: list[tuple[str, Any]]) -> Object:
@@ -166,13 +168,13 @@ _ABSENT = object()
 Custom = Callable[["Decoder", Any, Any, str], Any]
 
 
-class Decoder:
-    """Decodes parsed JSON into Go types, as encoding/json does; errors are collected."""
+class Types:
+    """The Go types a body is decoded into: structs by name, and types with their own
+    UnmarshalJSON. Built once; the index of field names it builds is shared by all decodes."""
 
     def __init__(self, structs: Structs, custom: Mapping[str, Custom] | None = None) -> None:
         self.structs = structs
         self.custom = dict(custom or {})
-        self.errors: list[str] = []
         self._exact: dict[str, dict[str, tuple[str, str]]] = {}
         self._folded: dict[str, dict[str, tuple[str, str]]] = {}
 
@@ -180,12 +182,23 @@ class Decoder:
         """The (name, type) of the struct field a JSON key lands in, or None."""
         if struct not in self._exact:
             fields = self.structs[struct]
-            self._exact[struct] = {name: (name, kind) for name, kind in fields}
             folded: dict[str, tuple[str, str]] = {}
             for name, kind in fields:
                 folded.setdefault(fold(name), (name, kind))  # the first field wins
             self._folded[struct] = folded
+            self._exact[struct] = {name: (name, kind) for name, kind in fields}
         return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
+
+
+class Decoder:
+    """Decodes parsed JSON into Go types, as encoding/json does; errors are collected."""
+
+    def __init__(self, types: Types) -> None:
+        self.types = types
+        self.structs = types.structs
+        self.custom = types.custom
+        self.field = types.field
+        self.errors: list[str] = []
 
     def fail(self, value: Any, kind: str, where: str) -> None:
         """Record Go's error for a value of the wrong type; `where` is "Struct.field.path"."""
