@@ -44,6 +44,7 @@ from docktap.events import (
     Stream,
     StreamData,
 )
+from docktap.policy.decide import Decision
 from docktap.render import html as page
 from docktap.render import web
 from docktap.render.kind import exchange_kind
@@ -613,20 +614,22 @@ def test_a_tar_body_is_shown_in_hex(browser: WebDriver, tmp_path: Path) -> None:
     assert first.endswith("docktap-cp.txt..")
 
 
-def test_a_policy_decision_in_the_data_is_shown(browser: WebDriver, tmp_path: Path) -> None:
-    # No guard fills the slot yet; the page already shows what one would put there.
+def test_policy_decisions_are_shown_on_their_exchange(browser: WebDriver, tmp_path: Path) -> None:
     capture = load(ROOT / "captures" / "socket-mount.jsonl")
-    decision = {"verdict": "deny", "rule": "no-socket-mount", "reason": "mounts docker.sock"}
-    text = render(capture, "decided.jsonl")
-    assert text.count('"decisions":[]') == len(capture)
-    text = text.replace('"decisions":[]', '"decisions":' + json.dumps([decision]), 1)
+    create = next(ex for ex in capture.exchanges if ex.operation == "ContainerCreate")
+    denied = Decision(False, "ContainerCreate", "binds the docker socket", "POST", create.path)
+    text = page.render(
+        capture, "decided.jsonl", web.assets(), {(create.conn, create.seq): [denied]}
+    )
+    decided = [x for x in embedded(text)["exchanges"] if x["decisions"]]
+    assert [(x["conn"], x["seq"]) for x in decided] == [(create.conn, create.seq)]
     path = tmp_path / "decided.html"
     path.write_text(text, encoding="utf-8")
     browser.get(path.as_uri())
+    assert console_errors(browser) == []
+    rows(browser)[capture.exchanges.index(create)].click()
+    assert details_text(browser, ".decisions .decision.denied") == "denied: binds the docker socket"
     rows(browser)[0].click()
-    shown = details_text(browser, ".decisions .decision")
-    assert shown == "deny by no-socket-mount: mounts docker.sock"
-    rows(browser)[1].click()
     assert not browser.find_elements(By.CSS_SELECTOR, "#details .decisions")
 
 

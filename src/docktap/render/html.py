@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from docktap.audit import Finding, audit
 from docktap.capture.reader import Capture, Exchange, FrameChunk, StreamChunk
 from docktap.events import Direction
 from docktap.explain import explain
+from docktap.policy.decide import Decision
 from docktap.render.kind import exchange_kind
 from docktap.render.stats import bytes_in, bytes_out
 from docktap.render.text import format_duration, format_offset, format_size, shorten_ids
@@ -45,7 +47,11 @@ class Assets:
     style: str
 
 
-def page_data(capture: Capture, title: str) -> dict[str, Any]:
+#: What a policy decided about each exchange, by `(conn, seq)`.
+Decisions = Mapping[tuple[int, int], Sequence[Decision]]
+
+
+def page_data(capture: Capture, title: str, decisions: Decisions | None = None) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready values.
 
     Per exchange (`exchanges`, in start order, `i` its position there):
@@ -54,9 +60,9 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
     way as `docktap stats` does; bodies are `{text | b64, size, kept,
     complete, sha256}` where `kept < size` means cut at the capture's cap; `io` is the demuxed
     output and input as `[t, stream, text, offset]`; `shown` holds the numbers and the path as
-    docktap's text views write them; `findings` are the audit's; `decisions` is the slot
-    for what a policy decided about the exchange, each `{verdict, rule, reason}` (empty until
-    docktap has a guard).
+    docktap's text views write them; `findings` are the audit's; `decisions` what a policy
+    decided about the exchange (`docktap.policy.decide`), each `{allowed, operation, reason}`:
+    empty unless the caller passes some, since a capture does not record them.
     """
     findings = _findings_by_exchange(audit(capture))
     header = capture.header
@@ -89,7 +95,12 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
             for c in sorted(capture.connections.values(), key=lambda c: c.conn)
         ],
         "exchanges": [
-            _exchange(i, ex, findings.get((ex.conn, ex.seq), []))
+            _exchange(
+                i,
+                ex,
+                findings.get((ex.conn, ex.seq), []),
+                (decisions or {}).get((ex.conn, ex.seq), ()),
+            )
             for i, ex in enumerate(capture.exchanges)
         ],
         "errors": [
@@ -99,7 +110,9 @@ def page_data(capture: Capture, title: str) -> dict[str, Any]:
     }
 
 
-def _exchange(i: int, ex: Exchange, findings: list[dict[str, Any]]) -> dict[str, Any]:
+def _exchange(
+    i: int, ex: Exchange, findings: list[dict[str, Any]], decisions: Sequence[Decision]
+) -> dict[str, Any]:
     operation = ex.operation
     sent = bytes_in(ex)
     got = bytes_out(ex)
@@ -148,7 +161,9 @@ def _exchange(i: int, ex: Exchange, findings: list[dict[str, Any]]) -> dict[str,
         ],
         "explain": explain(operation) if operation else None,
         "findings": findings,
-        "decisions": [],
+        "decisions": [
+            {"allowed": d.allowed, "operation": d.operation, "reason": d.reason} for d in decisions
+        ],
         "errors": ex.errors,
     }
 
@@ -264,7 +279,7 @@ def _source_hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
-def render(capture: Capture, title: str, assets: Assets) -> str:
+def render(capture: Capture, title: str, assets: Assets, decisions: Decisions | None = None) -> str:
     """The page of a capture; `title` names it (the capture's file name, say)."""
     script = assets.script
     style = assets.style
@@ -287,7 +302,7 @@ def render(capture: Capture, title: str, assets: Assets) -> str:
             f"<style>{style}</style>\n</head>\n<body>\n",
             _SKELETON,
             '<script type="application/json" id="docktap-data">',
-            to_json(page_data(capture, title)),
+            to_json(page_data(capture, title, decisions)),
             "</script>\n",
             f"<script>{script}</script>\n</body>\n</html>\n",
         ]

@@ -648,7 +648,9 @@
     if (ex.decisions.length) {
       const part = section("Policy decisions");
       part.classList.add("decisions");
-      for (const d of ex.decisions) part.appendChild(el("div", "decision", d.verdict + (d.rule ? " by " + d.rule : "") + (d.reason ? ": " + d.reason : "")));
+      for (const d of ex.decisions) {
+        part.appendChild(el("div", "decision " + (d.allowed ? "allowed" : "denied"), (d.allowed ? "allowed: " : "denied: ") + d.reason));
+      }
     }
     if (ex.errors.length) {
       const part = section("Errors");
