@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,8 @@ def test_a_socket_that_cannot_be_bound_stops_the_recorder(tmp_path: Path) -> Non
         pass
     # The child was told to stop, and wrote what it had: the header and the footer.
     assert [r["type"] for r in checked_capture(output).records] == ["capture", "end-of-capture"]
+    # And the loop thread the `with` started is gone with it.
+    assert not [t for t in threading.enumerate() if t.name == "docktap-record"]
 
 
 def test_the_environment_adds_redaction_patterns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,7 @@ from docktap import __version__
 from docktap.audit import LEVELS, LIVE_LEVEL
 from docktap.capture.format import DEFAULT_MAX_BODY
 from docktap.capture.reader import Capture, CaptureError, Exchange, load
-from docktap.console import auto_console, terminal
+from docktap.console import auto_console, interactive, terminal
 from docktap.listening import ListenError, parse_socket_mode
 from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
 from docktap.policy.commands import policy as policy_commands
@@ -681,7 +681,7 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
             "findings": [f.to_dict() for f in findings],
         }
         click.echo(json.dumps(document, indent=2))
-    elif sys.stdout.isatty():
+    elif interactive(sys.stdout):
         auto_console(sys.stdout).print(views.table(findings))
     else:
         click.echo(views.text(findings), nl=False)

@@ -1,0 +1,61 @@
+"""The terminal policy every command shares: colour and width, from options, environment, tty."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from docktap.console import DEFAULT_WIDTH, columns, interactive, terminal, wants_colour
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_colour_follows_the_option_then_no_color_then_force_color_then_the_tty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain, tty = io.StringIO(), _Tty()
+    assert wants_colour(plain, "always") and not wants_colour(tty, "never")
+    assert wants_colour(tty) and not wants_colour(plain)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert wants_colour(plain)
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_colour(plain) and not wants_colour(tty)
+    assert wants_colour(tty, "always")  # an explicit --color wins over both
+
+
+def test_width_follows_the_option_then_columns_then_120(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = io.StringIO()
+    assert columns(plain) == DEFAULT_WIDTH == 120
+    assert columns(plain, 77) == 77
+    monkeypatch.setenv("COLUMNS", "90")
+    assert columns(plain) == 90
+    monkeypatch.setenv("COLUMNS", "20")  # too narrow to lay anything out: ignored
+    assert columns(plain) == 120
+    monkeypatch.setenv("COLUMNS", "wide")
+    assert columns(plain) == 120
+
+
+def test_a_status_line_only_on_a_terminal() -> None:
+    assert interactive(_Tty()) and not interactive(io.StringIO())
+
+
+def test_the_console_writes_as_the_policy_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    term = terminal(out, "never", 60)
+    assert (term.colour, term.width) == (False, 60)
+    console = term.console()
+    assert console.width == 60 and console.no_color
+    console.print("[bold]x[/bold] :smile:")  # no markup, no emoji: text is printed as given
+    assert out.getvalue() == "[bold]x[/bold] :smile:\n"
+    coloured = terminal(io.StringIO(), "always", 80).console()
+    assert coloured.color_system == "standard" and coloured.is_terminal
