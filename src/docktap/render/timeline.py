@@ -722,9 +722,7 @@ def _render(
 
 
 def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
-    end = 0.0
-    if capture is not None and capture.records:
-        end = float(capture.records[-1].get("mono") or 0.0)
+    end = capture.last_mono if capture is not None else 0.0
     for ex in exchanges:
         last = ex.ended_mono if ex.ended_mono is not None else ex.started_mono
         if last > end:

@@ -23,7 +23,7 @@ from docktap.capture.format import HELD_BODY_LIMIT
 from docktap.listening import Listener, bound_port, listen
 from docktap.redact import Redactor
 from docktap.replay.match import Request
-from docktap.replay.script import Piece, Recording
+from docktap.replay.script import Piece, PieceKind, Recording
 from docktap.replay.store import Miss, Play, Store
 from docktap.routes import operation_name
 from docktap.upstream import Endpoint
@@ -318,7 +318,7 @@ class ReplayServer:
             if self.speed > 0:
                 due = started + (piece.mono - recording.exchange.started_mono) / self.speed
                 await asyncio.sleep(max(0.0, due - loop.time()))
-            elif hijacked and piece.kind == "stream" and play.sent == 1:
+            elif hijacked and piece.kind is PieceKind.STREAM and play.sent == 1:
                 # A daemon never has output ready with its 101: a container takes time to
                 # start. docker-py reads the head through a buffer and would lose bytes that
                 # came in the same read, so let the head arrive on its own.
@@ -348,20 +348,20 @@ class ReplayServer:
     ) -> bool:
         """Write one piece; False once the connection is closed by it."""
         recording = play.recording
-        if piece.kind == "head":
+        if piece.kind is PieceKind.HEAD:
             if hijacked:
                 writer.write(_raw_head(recording))
             else:
                 writer.write(client.conn.send(_response(recording, head_only)) or b"")
-        elif piece.kind == "body":
+        elif piece.kind is PieceKind.BODY:
             if not head_only and piece.data:
                 writer.write(client.conn.send(h11.Data(data=piece.data)) or b"")
-        elif piece.kind == "stream":
+        elif piece.kind is PieceKind.STREAM:
             writer.write(piece.data)
-        elif piece.kind == "halfclose":
+        elif piece.kind is PieceKind.HALFCLOSE:
             if writer.can_write_eof():
                 writer.write_eof()
-        elif piece.kind == "close":
+        elif piece.kind is PieceKind.CLOSE:
             writer.close()
             return False
         return True
@@ -386,7 +386,7 @@ def _response(recording: Recording, head_only: bool) -> h11.Response:
     """The recorded head, its Content-Length made true to the body the capture kept."""
     status, reason, headers, _ = _head_record(recording)
     if not head_only:
-        size = sum(len(p.data) for p in recording.pieces if p.kind == "body")
+        size = sum(len(p.data) for p in recording.pieces if p.kind is PieceKind.BODY)
         headers = [(k, str(size) if k.lower() == "content-length" else v) for k, v in headers]
     return h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)
 
