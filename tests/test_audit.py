@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from dockerd import Daemon
 from golden import CAPTURES, check_golden
 from spellings import variants
 from synthetic import capture_of
-from tapping import DOCKTAP, docktap, docktap_run
+from tapping import DOCKTAP, Proxy, docktap, docktap_run
 
 from docktap.audit import LEVELS, Finding, at_or_above, audit, counts
 from docktap.capture.reader import Capture
@@ -414,3 +415,63 @@ def test_run_audit_warns_while_the_command_runs(dockerd: Daemon, tmp_path: Path)
     # medium and above only: an undigested image is left to `docktap audit`
     assert not any("image-without-digest" in w for w in warnings)
     assert all(w.endswith(os.path.realpath(shutil.which("docker") or "") + "]") for w in warnings)
+
+
+def _relay_raw(proxy: Proxy, data: bytes) -> bytes:
+    """Send `data` on one connection through the proxy, half-close, and read every answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(30)
+        client.connect(str(proxy.socket))
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := client.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("parsed", "unread", "message"),
+    [
+        # Garbage after a request on a keep-alive connection: the daemon answers it 400.
+        (
+            b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n",
+            b"\x00\x01 POST /containers/create not http\r\n\r\n",
+            "protocol error",
+        ),
+        # A request pipelined after an HTTP/1.0 one, which the connection cannot carry.
+        (
+            b"GET /_ping HTTP/1.0\r\n\r\n",
+            b"GET /v1.41/containers/json HTTP/1.0\r\n\r\n",
+            "data after the last message the connection could carry",
+        ),
+    ],
+)
+def test_traffic_the_audit_could_not_read_is_a_high_finding_everywhere(
+    dockerd: Daemon, tmp_path: Path, parsed: bytes, unread: bytes, message: str
+) -> None:
+    proxy = Proxy(dockerd, tmp_path)
+    answer = _relay_raw(proxy, parsed + unread)
+    assert answer.startswith(b"HTTP/1.")
+    capture = proxy.stop(allow_errors=True)
+    (ex,) = capture.exchanges
+    assert ex.operation == "SystemPing"
+    client_bytes = sum(
+        r["size"] for r in capture.records if r["type"] == "unparsed" and r["dir"] == "client"
+    )
+    assert client_bytes == len(unread)  # what reached the daemon unread, and nothing more
+    (finding,) = [f for f in audit(capture) if f.rule == "unread-traffic"]
+    assert finding.level == "high" and finding.conn == ex.conn
+    said = f"traffic the audit could not read reached the daemon: connection {ex.conn}, "
+    said += f"{len(unread)} bytes"
+    assert finding.title == said
+    if message != "protocol error":
+        assert message in finding.explanation
+    path = str(proxy.capture_path)
+    assert docktap("audit", path, "--fail-on", "high").returncode == 1
+    assert said in docktap("audit", path).stdout.decode()
+    assert said in docktap("show", path, "--width", "400").stdout.decode()
+    for fmt in ("har", "markdown", "curl", "mermaid", "html"):
+        exported = docktap("export", "-f", fmt, path)
+        assert exported.returncode == 0, exported.stderr
+        assert said in exported.stdout.decode(), fmt

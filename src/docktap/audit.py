@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from docktap.capture.format import Kind, Record
 from docktap.capture.reader import Capture, Exchange
 from docktap.request.body import Decoded, decode
 from docktap.request.query import Query
@@ -196,6 +197,7 @@ def audit(capture: Capture) -> list[Finding]:
     for ex in capture.exchanges:
         connection = capture.connections.get(ex.conn)
         findings.extend(audit_exchange(ex, connection.peer if connection else None))
+    findings.extend(unread(capture))
     # Exchanges come in start order; the sort is stable, so each level keeps that order.
     findings.sort(key=lambda f: -rank(f.level))
     return findings
@@ -224,6 +226,59 @@ def audit_exchange(ex: Exchange, peer: dict[str, Any] | None) -> list[Finding]:
         )
         for hit in hits
     ]
+
+
+UNREAD_TITLE = "traffic the audit could not read reached the daemon"
+
+
+def unread(capture: Capture) -> list[Finding]:
+    """One finding per connection whose client sent bytes docktap relayed but could not parse.
+
+    The observer gives up on a connection at a protocol error and records what follows as
+    `unparsed` bytes; the daemon got them all the same, and no rule read them. The finding
+    sits with the exchange the error names (none before the first one: seq -1), and says how
+    many bytes of the client's went through unread and why parsing stopped.
+    """
+    sizes: dict[int, int] = {}
+    reasons: dict[int, Record] = {}
+    for record in capture.records:
+        kind = record.get("type")
+        conn = record.get("conn")
+        if not isinstance(conn, int):
+            continue
+        if kind == Kind.UNPARSED and record.get("dir") == "client":
+            sizes[conn] = sizes.get(conn, 0) + int(record.get("size") or 0)
+        elif kind == Kind.ERROR and record.get("kind") == "protocol":
+            reasons.setdefault(conn, record)
+    exchanges = {(ex.conn, ex.seq): ex for ex in capture.exchanges}
+    findings: list[Finding] = []
+    for conn, size in sizes.items():
+        if not size:
+            continue
+        reason = reasons.get(conn, {})
+        seq = reason.get("seq")
+        ex = exchanges.get((conn, seq)) if isinstance(seq, int) else None
+        connection = capture.connections.get(conn)
+        message = reason.get("message") or "no protocol error recorded"
+        findings.append(
+            Finding(
+                level="high",
+                rule="unread-traffic",
+                title=f"{UNREAD_TITLE}: connection {conn}, {size} bytes",
+                explanation=f"docktap stopped parsing connection {conn} ({message}) and relayed "
+                f"the {size} bytes the client sent after that to the daemon unread: whatever "
+                "they asked for was neither audited nor masked by name.",
+                cis=None,
+                conn=conn,
+                seq=ex.seq if ex is not None else -1,
+                method=ex.method if ex is not None else "-",
+                target=ex.target if ex is not None else "(unparsed bytes)",
+                operation=ex.operation if ex is not None else None,
+                started_mono=ex.started_mono if ex is not None else float(reason.get("mono") or 0),
+                process=_process(connection.peer if connection else None),
+            )
+        )
+    return findings
 
 
 def at_or_above(findings: Iterable[Finding], level: str) -> list[Finding]:

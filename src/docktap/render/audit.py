@@ -11,7 +11,8 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from docktap.audit import Finding, counts
+from docktap.audit import Finding, counts, unread
+from docktap.capture.reader import Capture
 from docktap.render.text import format_offset, plural
 
 if TYPE_CHECKING:
@@ -89,3 +90,12 @@ def warning(finding: Finding) -> str:
         f"docktap audit: {finding.level.upper()} {_rule(finding)}: {finding.title} "
         f"[{finding.operation} by {finding.process.describe()}]"
     )
+
+
+def unread_lines(capture: Capture) -> list[str]:
+    """A sentence per connection whose traffic reached the daemon unread (`audit.unread`).
+
+    Every view of a capture (`show`, each export) says so, since what it shows of those
+    connections is not all the daemon was asked.
+    """
+    return [f"{f.level.upper()} {_rule(f)}: {f.title}. {f.explanation}" for f in unread(capture)]

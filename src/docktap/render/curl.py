@@ -28,6 +28,7 @@ import re
 import shlex
 
 from docktap.capture.reader import Capture, Exchange
+from docktap.render.audit import unread_lines
 from docktap.render.har import BASE_URL
 from docktap.render.text import iso_time
 
@@ -162,6 +163,7 @@ def render(capture: Capture) -> str:
         "# recorded client did.",
         "",
     ]
+    lines += [f"# {_comment(line)}" for line in unread_lines(capture)]
     for ex in capture.exchanges:
         lines.append(f"# {ex.conn}.{ex.seq} {ex.operation or 'unknown operation'}")
         reason = skip_reason(ex)

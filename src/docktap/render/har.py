@@ -35,6 +35,7 @@ from docktap.capture.reader import (
     ResponseHead,
     StreamChunk,
 )
+from docktap.render.audit import unread_lines
 from docktap.render.kind import exchange_kind
 from docktap.render.text import iso_time
 
@@ -236,6 +237,7 @@ def to_har(capture: Capture) -> dict[str, Any]:
     entries = [_entry(ex, end) for ex in capture.exchanges]
     command = header.get("command")
     comment = "docktap capture" + (f" of: {' '.join(command)}" if command else "")
+    comment = " ".join([comment, *unread_lines(capture)])
     return {
         "log": {
             "version": "1.2",

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from docktap.audit import Finding, audit
+from docktap.audit import Finding, audit, unread
 from docktap.capture.reader import Capture, Exchange, FrameChunk, StreamChunk
 from docktap.events import Direction
 from docktap.explain import explain
@@ -103,9 +103,16 @@ def page_data(capture: Capture, title: str, decisions: Decisions | None = None) 
             )
             for i, ex in enumerate(capture.exchanges)
         ],
+        # Traffic the audit could not read heads the list: no exchange shows it.
         "errors": [
-            {"conn": r.get("conn"), "kind": r.get("kind"), "message": r.get("message")}
-            for r in capture.errors
+            *(
+                {"conn": f.conn, "kind": f.rule, "message": f"{f.title}. {f.explanation}"}
+                for f in unread(capture)
+            ),
+            *(
+                {"conn": r.get("conn"), "kind": r.get("kind"), "message": r.get("message")}
+                for r in capture.errors
+            ),
         ],
     }
 

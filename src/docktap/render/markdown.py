@@ -16,6 +16,7 @@ from collections import Counter
 from docktap import explain, jsonstream
 from docktap.capture.reader import Capture, Exchange
 from docktap.render import mermaid, stats
+from docktap.render.audit import unread_lines
 from docktap.render.kind import exchange_kind
 from docktap.render.refusal import refusal, stream_error
 from docktap.render.text import format_duration, format_offset, format_size, iso_time
@@ -175,7 +176,11 @@ def _exchange(ex: Exchange) -> list[str]:
 
 def render(capture: Capture) -> str:
     """The Markdown report, ending with a newline."""
-    lines = [_title(capture), "", *_summary(capture), "", *_timeline(capture), ""]
+    lines = [_title(capture), ""]
+    unread = unread_lines(capture)
+    if unread:
+        lines += ["## Unread traffic", "", *(f"- **{line}**" for line in unread), ""]
+    lines += [*_summary(capture), "", *_timeline(capture), ""]
     lines += ["## Sequence diagram", "", *_fenced(mermaid.render(capture), "mermaid"), ""]
     lines += ["## Exchanges", ""]
     for ex in capture.exchanges:

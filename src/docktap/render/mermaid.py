@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from docktap.capture.reader import Capture, Exchange
+from docktap.render.audit import unread_lines
 from docktap.render.kind import exchange_kind
 from docktap.render.text import fit, format_duration, format_size, shorten_ids
 
@@ -77,6 +78,7 @@ def render(capture: Capture) -> str:
     else:
         lines.append("    participant C as client")
     lines.append("    participant D as dockerd")
+    lines += [f"    Note over D: {escape(line)}" for line in unread_lines(capture)]
     # (time, order, line): requests sort before answers that happened at the same moment.
     events: list[tuple[float, int, int, str]] = []
     for index, ex in enumerate(capture.exchanges):

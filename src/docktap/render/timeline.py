@@ -34,6 +34,7 @@ from rich.text import Span, Text
 
 from docktap import jsonstream
 from docktap.capture.reader import Capture, Exchange
+from docktap.render.audit import unread_lines
 from docktap.render.kind import stayed_open
 from docktap.render.refusal import refusal, stream_error
 from docktap.render.text import (
@@ -719,6 +720,9 @@ def _render(
         yield rows.block(ex, lanes.marks(ex, spans, options.styled), spans)
     if capture is not None:
         yield _summary(capture, len(exchanges), total, horizon, options)
+        for sentence in unread_lines(capture):
+            for text in textwrap.wrap(sentence, options.width, subsequent_indent="  "):
+                yield _styled(text, "bold red", options.styled)
 
 
 def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
