@@ -13,14 +13,13 @@ import json
 from docktap.upstream import Endpoint
 
 
-def _error(status: str, message: str, request: bytes) -> bytes:
+def _error(status: str, message: str, request: bytes, close: bool = True) -> bytes:
     """`request` is the start of what the client sent: an answer to HEAD must have no body."""
     body = json.dumps({"message": message}).encode() + b"\n"
     head = (
         f"HTTP/1.1 {status}\r\n"
         "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
     ).encode()
     return head if request.startswith(b"HEAD ") else head + body
 
@@ -38,3 +37,9 @@ def out_of_descriptors(reason: str, request: bytes) -> tuple[str, bytes]:
         "the Docker daemon was not asked. Retry once fewer connections are open"
     )
     return message, _error("503 Service Unavailable", message, request)
+
+
+def forbidden(message: str, request: bytes, close: bool) -> bytes:
+    """The answer to a request docktap's policy denies; the connection stays usable unless
+    `close`."""
+    return _error("403 Forbidden", message, request, close)

@@ -288,6 +288,48 @@ def _for_h11(head: bytes) -> _GoHead:
     return out
 
 
+@dataclass(frozen=True)
+class ParsedHead:
+    """A request head as dockerd reads it: what was sent, and the fields that frame its body."""
+
+    method: str
+    target: str  # as sent, bytes outside ASCII included (latin-1)
+    http_version: bytes  # b"1.1", b"1.0"
+    headers: Headers  # every field as sent, in order
+    fields: list[tuple[bytes, bytes]]  # the fields as body framing takes them, names lower-cased
+
+
+def head_end(data: bytes | bytearray, start: int = 0) -> int | None:
+    """Where the head that `data` begins with ends (past its blank line), or None: not yet."""
+    match = _BLANK_LINE.search(data, start)
+    return None if match is None else match.end()
+
+
+def read_request_head(head: bytes) -> ParsedHead:
+    """A whole request head, parsed as the observer parses it (as Go's net/http does);
+    ValueError, without the bytes quoted, for one dockerd would not read either."""
+    go = _for_h11(head)
+    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+    try:
+        parser.receive_data(go.head)
+        event = parser.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise ValueError(_without_bytes(str(exc))) from exc
+    if not isinstance(event, h11.Request):
+        raise ValueError("not a whole request head")
+    fields = list(event.headers.raw_items())
+    for index, hidden in go.hidden:
+        fields.insert(index, hidden)
+    target = go.target if go.target is not None else event.target
+    return ParsedHead(
+        event.method.decode("latin-1"),
+        target.decode("latin-1"),
+        event.http_version,
+        _decode_headers(fields),
+        list(event.headers),
+    )
+
+
 # h11 quotes the line it refuses ("illegal request line: bytearray(b'...')"). A ProtocolError
 # message is written to the capture as it is, and bytes that did not parse may hold a secret
 # (they are recorded as a digest only): the quote is left out.

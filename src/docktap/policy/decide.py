@@ -47,6 +47,8 @@ class Decision:
     def message(self) -> str:
         """What a denied client is told, and what the capture and reports say."""
         verdict = "allowed" if self.allowed else "denied"
+        if not self.method:  # bytes that are no request
+            return f"docktap policy: {verdict}: {self.reason}"
         return f"docktap policy: {verdict} {self.method} {self.path}: {self.reason}"
 
 

@@ -1,0 +1,184 @@
+"""The gate: requests held until decided, forwarded byte for byte or answered 403 in turn."""
+
+from __future__ import annotations
+
+import json
+
+from docktap.policy.gate import Answer, Decided, EndOfInput, Forward, Gate
+from docktap.policy.model import Client, ClientRules, Limits, Policy, Rule
+
+POLICY = Policy(
+    (
+        ClientRules(
+            Client(1000),
+            {
+                "SystemPing": Rule("SystemPing", "GET", "/_ping"),
+                "ContainerCreate": Rule(
+                    "ContainerCreate", "POST", "/containers/create", Limits(frozenset({"bb"}))
+                ),
+                "ContainerAttach": Rule("ContainerAttach", "POST", "/containers/{id}/attach"),
+                "PutContainerArchive": Rule(
+                    "PutContainerArchive", "PUT", "/containers/{id}/archive"
+                ),
+            },
+        ),
+    )
+)
+PING = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"
+PONG = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+
+
+def gate(enforce: bool = True, max_body: int = 1 << 20) -> Gate:
+    return Gate(lambda: POLICY, 1000, "/usr/bin/docker", enforce, max_body)
+
+
+def create(body: bytes, version: bytes = b"1.1", extra: bytes = b"") -> bytes:
+    return (
+        b"POST /v1.41/containers/create HTTP/"
+        + version
+        + b"\r\nHost: d\r\n"
+        + extra
+        + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def forwarded(actions: list[object]) -> bytes:
+    return b"".join(a.data for a in actions if isinstance(a, Forward))
+
+
+def answers(actions: list[object]) -> list[Answer]:
+    return [a for a in actions if isinstance(a, Answer)]
+
+
+def test_an_allowed_request_is_forwarded_as_sent_once_its_head_is_whole() -> None:
+    g = gate()
+    assert g.from_client(PING[:10]) == []
+    actions = g.from_client(PING[10:])
+    assert forwarded(actions) == PING
+    (decided,) = [a for a in actions if isinstance(a, Decided)]
+    assert decided.seq == 1 and decided.decision.allowed
+
+
+def test_a_create_is_decided_on_its_whole_body() -> None:
+    g = gate()
+    request = create(b'{"Image":"bb"}')
+    assert forwarded(g.from_client(request[:-3])) == b""
+    assert forwarded(g.from_client(request[-3:])) == request
+
+
+def test_a_denied_request_gets_403_and_the_connection_goes_on() -> None:
+    g = gate()
+    actions = g.from_client(create(b'{"Image":"bb","hostconfig":{"privileged":true}}') + PING)
+    (answer,) = answers(actions)
+    head, _, body = answer.data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert b"Content-Type: application/json" in head and b"Connection: close" not in head
+    assert json.loads(body) == {
+        "message": "docktap policy: denied POST /containers/create: "
+        "HostConfig.Privileged not allowed for uid 1000 (/usr/bin/docker)"
+    }
+    assert not answer.close
+    assert forwarded(actions) == PING  # the ping after it goes on
+    assert [a.seq for a in actions if isinstance(a, Decided)] == [1, 2]
+
+
+def test_a_denial_waits_for_the_answers_before_it() -> None:
+    g = gate()
+    actions = g.from_client(PING + create(b'{"Image":"alpine"}') + PING)
+    assert forwarded(actions) == PING and answers(actions) == []
+    actions = g.from_daemon(PONG[:-1])
+    assert actions == []
+    actions = g.from_daemon(PONG[-1:])
+    (answer,) = answers(actions)
+    assert b"image alpine not allowed" in answer.data
+    assert forwarded(actions) == PING
+    assert actions.index(answer) < next(i for i, a in enumerate(actions) if isinstance(a, Forward))
+
+
+def test_a_chunked_body_is_read_whole_and_forwarded_as_sent() -> None:
+    g = gate()
+    body = b'{"Image":"bb","HostConfig":{"Privileged":true}}'
+    chunked = (
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % 10
+        + body[:10]
+        + b"\r\n"
+        + b"%x\r\n" % (len(body) - 10)
+        + body[10:]
+        + b"\r\n0\r\n\r\n"
+    )
+    actions = g.from_client(chunked)
+    assert forwarded(actions) == b""
+    assert b"HostConfig.Privileged" in answers(actions)[0].data
+
+
+def test_http_1_0_is_read_as_dockerd_reads_it_and_closes_after() -> None:
+    g = gate()
+    # Go ignores Transfer-Encoding on HTTP/1.0: the body is framed by Content-Length alone.
+    request = create(b'{"Image":"bb","Privileged":true}', b"1.0", b"Transfer-Encoding: chunked\r\n")
+    (answer,) = answers(g.from_client(request))
+    assert answer.close and b"Connection: close" in answer.data
+    assert b"HostConfig.Privileged" in answer.data
+    assert g.from_client(PING) == []
+
+
+def test_a_body_over_the_bound_is_denied_and_closes() -> None:
+    g = gate(max_body=16)
+    (answer,) = answers(g.from_client(create(b'{"Image":"bb","Labels":{"a":"bbbbbbbbbb"}}')))
+    assert answer.close and b"a request body over 16 bytes" in answer.data
+
+
+def test_what_cannot_be_parsed_is_denied() -> None:
+    g = gate()
+    actions = g.from_client(b"GET /_ping HTTP/1.1\r\nbad header\r\n\r\n")
+    (answer,) = answers(actions)
+    assert answer.close and b"docktap policy: denied: a request docktap cannot parse" in answer.data
+    assert forwarded(actions) == b""
+
+
+def test_an_operation_without_limits_streams_its_body() -> None:
+    g = gate()
+    head = b"PUT /containers/c/archive?path=/ HTTP/1.1\r\nHost: d\r\nContent-Length: 6\r\n\r\n"
+    assert forwarded(g.from_client(head + b"abc")) == head + b"abc"
+    assert forwarded(g.from_client(b"def" + PING)) == b"def" + PING
+
+
+def test_after_a_hijack_bytes_flow_raw() -> None:
+    g = gate()
+    attach = b"POST /containers/c/attach?stream=1 HTTP/1.1\r\nHost: d\r\nUpgrade: tcp\r\n\r\n"
+    assert forwarded(g.from_client(attach)) == attach
+    assert g.from_client(b"stdin bytes") == []  # held until the daemon has answered
+    actions = g.from_daemon(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n\r\nout")
+    assert forwarded(actions) == b"stdin bytes"
+    assert g.raw
+    assert g.from_client(b"POST /containers/create HTTP/1.1\r\n\r\n") == [
+        Forward(b"POST /containers/create HTTP/1.1\r\n\r\n")
+    ]
+
+
+def test_a_refused_hijack_goes_on_deciding() -> None:
+    g = gate()
+    attach = b"POST /containers/c/attach HTTP/1.1\r\nHost: d\r\nUpgrade: tcp\r\n\r\n"
+    g.from_client(attach)
+    assert g.from_client(create(b'{"Image":"alpine"}')) == []
+    actions = g.from_daemon(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
+    assert not g.raw
+    assert b"image alpine not allowed" in answers(actions)[0].data
+
+
+def test_warn_mode_forwards_and_reports() -> None:
+    g = gate(enforce=False)
+    request = create(b'{"Image":"alpine"}')
+    actions = g.from_client(request)
+    assert forwarded(actions) == request and answers(actions) == []
+    (decided,) = [a for a in actions if isinstance(a, Decided)]
+    assert not decided.decision.allowed and not decided.enforced
+
+
+def test_the_end_of_input_passes_once_nothing_is_held() -> None:
+    g = gate()
+    assert g.client_eof() == [EndOfInput()]
+    g = gate()
+    g.from_client(create(b'{"Image":"bb"}')[:-2])
+    assert g.client_eof() == [EndOfInput()]  # the unfinished request never reached the daemon
