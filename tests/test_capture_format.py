@@ -97,7 +97,7 @@ def test_header_describes_the_capture() -> None:
         "mono": 0.0,
     }
     assert FORMAT == "docktap-capture"
-    assert VERSION == 1
+    assert VERSION == 2
     assert DEFAULT_MAX_BODY == 1024 * 1024
     validate_capture([header])
 

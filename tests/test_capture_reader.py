@@ -410,7 +410,7 @@ def _header(**changes: object) -> str:
         ("", "empty"),
         ('{"type":"open","conn":1,"peer":null,"t":1,"mono":0}\n', "no capture header"),
         (_header(format="other-tool"), "no capture header"),
-        (_header(version=2), "version 2"),
+        (_header(version=3), "version 3"),
         (_header(version="1"), "version 1"),
         ("hello\n", r":1: not a JSON record"),
     ],
@@ -420,6 +420,12 @@ def test_not_a_v1_capture(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(CaptureError, match=message):
         load(path)
+
+
+def test_a_version_1_capture_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(_header(version=1), encoding="utf-8")
+    assert load(path).header["version"] == 1
 
 
 def test_capture_error_is_a_value_error() -> None:

@@ -18,7 +18,7 @@ GOLDEN = Path(__file__).parent / "data" / "captures" / "run-stdout-stderr.jsonl"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "capture-format.md"
 TYPES = [
     "capture", "open", "request", "response", "body", "end", "hijack", "stream", "frame",
-    "halfclose", "close", "error", "unparsed", "end-of-capture",
+    "halfclose", "close", "error", "unparsed", "decision", "end-of-capture",
 ]  # fmt: skip
 
 
@@ -94,7 +94,7 @@ def _broken(change: str) -> list[Record]:
     elif change == "peer-fields":
         _first(records, "open")["peer"] = {"pid": 1}
     elif change == "version":
-        records[0]["version"] = 2
+        records[0]["version"] = 3
     else:
         raise AssertionError(change)
     return records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from docktap.policy.gate import Answer, Decided, EndOfInput, Forward, Gate
 from docktap.policy.model import Client, ClientRules, Limits, Policy, Rule
@@ -43,11 +44,11 @@ def create(body: bytes, version: bytes = b"1.1", extra: bytes = b"") -> bytes:
     )
 
 
-def forwarded(actions: list[object]) -> bytes:
+def forwarded(actions: Sequence[object]) -> bytes:
     return b"".join(a.data for a in actions if isinstance(a, Forward))
 
 
-def answers(actions: list[object]) -> list[Answer]:
+def answers(actions: Sequence[object]) -> list[Answer]:
     return [a for a in actions if isinstance(a, Answer)]
 
 

@@ -63,6 +63,8 @@ PURE = (
     "policy/learn.py",
     "policy/text.py",
     "policy/check.py",
+    "policy/gate.py",
+    "policy/guard.py",
 )
 
 

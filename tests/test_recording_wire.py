@@ -49,7 +49,7 @@ def test_kinds_by_direction() -> None:
     assert DATA[Direction.DAEMON] is Kind.DATA_DAEMON
     assert EOF[Direction.CLIENT] is Kind.EOF_CLIENT
     assert EOF[Direction.DAEMON] is Kind.EOF_DAEMON
-    assert [int(k) for k in Kind] == list(range(1, 10))
+    assert [int(k) for k in Kind] == list(range(1, 11))
 
 
 def test_parse_gives_whole_messages_and_keeps_a_cut_one() -> None:

@@ -308,6 +308,26 @@ def _process(peer: dict[str, Any] | None) -> Process:
 
 
 def _check(ex: Exchange) -> Iterator[_Hit]:
+    for decision in ex.decisions:
+        if decision.allowed:
+            continue
+        if decision.enforced:
+            yield _Hit(
+                "medium",
+                "policy-denied",
+                decision.message,
+                "docktap's policy denied this request: it never reached the daemon, and the "
+                "client was answered 403. A client asking for more than its policy gives is "
+                "worth a look.",
+            )
+            return  # nothing was done: what the request asked for did not happen
+        yield _Hit(
+            "high",
+            "policy-warned",
+            f"{decision.message} (warn mode: forwarded)",
+            "The policy denies this request, but docktap ran in warn mode and forwarded it: "
+            "the daemon did what it asked.",
+        )
     operation = ex.operation
     if operation in ("ContainerCreate", "ContainerExec"):
         if ex.request_complete is False:

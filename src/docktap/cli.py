@@ -31,6 +31,7 @@ from docktap.capture.reader import Capture, CaptureError, Exchange, load
 from docktap.console import auto_console, interactive, terminal
 from docktap.listening import ListenError, parse_socket_mode
 from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
+from docktap.policy.commands import make_guard, policy_options, reload_on_hangup
 from docktap.policy.commands import policy as policy_commands
 from docktap.recording.session import (
     RecordError,
@@ -49,6 +50,7 @@ from docktap.upstream import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from docktap.policy.guard import Guard
     from docktap.render.timeline import Line
     from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
@@ -204,6 +206,7 @@ def _tls_options(command: Callable[..., None]) -> Callable[..., None]:
     is_flag=True,
     help="Print nothing of docktap's own on stderr but errors (no live rows of the calls).",
 )
+@policy_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     output: str | None,
@@ -218,6 +221,8 @@ def run(
     redact_env: tuple[str, ...],
     audit: bool,
     quiet: bool,
+    policy_file: str | None,
+    policy_mode: str,
     command: Sequence[str],
 ) -> None:
     """Run CMD with DOCKER_HOST pointing at docktap, and record what it says to Docker.
@@ -237,6 +242,7 @@ def run(
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
+    guard = make_guard(policy_file, policy_mode)
 
     with _private_socket() as sock:
         session = record(
@@ -252,8 +258,9 @@ def run(
             upstream_tls=tls_header,
             say=_say,
             grace=2.0,
+            guard=guard,
         )
-        code = asyncio.run(_command_served_by(session, argv, sock))
+        code = asyncio.run(_command_served_by(session, argv, sock, guard))
     if not quiet:
         _say(f"capture written to {path}")
     sys.exit(code)
@@ -270,11 +277,16 @@ def _private_socket() -> Iterator[Endpoint]:
 
 
 async def _command_served_by(
-    session: AbstractAsyncContextManager[object], argv: list[str], sock: Endpoint
+    session: AbstractAsyncContextManager[object],
+    argv: list[str],
+    sock: Endpoint,
+    guard: Guard | None = None,
 ) -> int:
     """Enter a session serving on `sock`, and run the command against it."""
     assert sock.path is not None
     async with _started(session):
+        if guard is not None:
+            reload_on_hangup(guard)
         return await _command_against(argv, sock.path)
 
 
@@ -330,6 +342,7 @@ async def _command_against(argv: list[str], sock: str) -> int:
 @_audit_option
 @_socket_mode_option
 @click.option("-q", "--quiet", is_flag=True, help="No live rows of the calls, nor status line.")
+@policy_options
 def proxy(
     listen: str,
     upstream: str | None,
@@ -345,6 +358,8 @@ def proxy(
     audit: bool,
     socket_mode: int,
     quiet: bool,
+    policy_file: str | None,
+    policy_mode: str,
 ) -> None:
     """Relay and record until SIGINT or SIGTERM.
 
@@ -358,6 +373,7 @@ def proxy(
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
+    guard = make_guard(policy_file, policy_mode)
     session = record(
         path,
         endpoint,
@@ -371,6 +387,7 @@ def proxy(
         upstream_tls=tls_header,
         say=_say,
         grace=1.0,
+        guard=guard,
     )
     asyncio.run(_proxy(session))
     if path != "-":
@@ -379,6 +396,8 @@ def proxy(
 
 async def _proxy(session: RecordSession) -> None:
     async with _started(session):
+        if session.guard is not None:
+            reload_on_hangup(session.guard)
         stop = _stop_on_signals()
         _say(f"listening on {session.host}, relaying to {session.upstream.url}")
         await stop.wait()
@@ -897,6 +916,9 @@ async def _demo(
     """The command through the recording relay, in front of the replayed daemon."""
     async with _started(replayed):
         return await _command_served_by(relay, argv, sock)
+
+
+main.add_command(policy_commands)
 
 
 main.add_command(policy_commands)

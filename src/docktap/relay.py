@@ -19,14 +19,18 @@ import os
 import socket
 import struct
 import time
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from docktap.answers import bad_gateway, out_of_descriptors
 from docktap.connecting import connect
 from docktap.events import Direction
 from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
+from docktap.policy.gate import Action, Answer, Decided, Forward, Gate
 from docktap.tap import PeerCredentials, Tap
 from docktap.upstream import Endpoint
+
+if TYPE_CHECKING:
+    from docktap.policy.guard import Guard
 
 _CONNECT_TIMEOUT = 10.0
 # Bytes a client may send before the daemon connection is up, before reading from it pauses.
@@ -135,6 +139,8 @@ class _Pipe:
         self.done = asyncio.get_running_loop().create_future()
         # Held here: the loop keeps only a weak reference to a task, which could vanish mid-way.
         self.connecting: asyncio.Task[None] | None = None
+        # With a policy, client bytes pass the gate before they reach the daemon.
+        self.gate: Gate | None = None
 
     def other(self, side: _Side) -> _Side:
         return self.daemon if side is self.client else self.client
@@ -144,9 +150,13 @@ class _Pipe:
         assert self.client.transport is not None
         if self.relay.paused:
             self.client.pause_reading()
-        if self.tap is not None:
+        guard = self.relay.guard
+        if self.tap is not None or guard is not None:
             peer = _peer_credentials(self.client.transport.get_extra_info("socket"))
-            self.tap.opened(self.conn, peer, time.monotonic())
+            if self.tap is not None:
+                self.tap.opened(self.conn, peer, time.monotonic())
+            if guard is not None:
+                self.gate = guard.gate(peer.uid if peer else None, peer.exe if peer else None)
         self.connecting = asyncio.get_running_loop().create_task(self.connect())
 
     def flows_to(self, side: _Side) -> bool:
@@ -154,6 +164,9 @@ class _Pipe:
         return side is self.client or self.upstream_ready
 
     def forward(self, side: _Side, data: bytes) -> None:
+        if self.gate is not None:
+            self.forward_gated(self.gate, side, data)
+            return
         peer = self.other(side)
         if self.flows_to(peer):
             assert peer.transport is not None
@@ -168,11 +181,65 @@ class _Pipe:
         if self.failure is not None:
             self.answer_failure()
 
+    def forward_gated(self, gate: Gate, side: _Side, data: bytes) -> None:
+        """Client bytes go to the daemon only as the gate lets them; daemon bytes go straight
+        to the client, and the gate follows them to answer its denials in their turn."""
+        now = time.monotonic()
+        if side is self.client:
+            if self.tap is not None:
+                self.tap.data(self.conn, Direction.CLIENT, data, now)
+            self.apply(gate.from_client(data))
+        else:
+            assert self.client.transport is not None
+            self.client.transport.write(data)
+            if self.tap is not None:
+                self.tap.data(self.conn, Direction.DAEMON, data, now)
+            self.apply(gate.from_daemon(data))
+        if self.failure is not None:
+            self.answer_failure()
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Forward):
+                self.to_daemon(action.data)
+            elif isinstance(action, Answer):
+                self.answer(action.data, action.close)
+            elif isinstance(action, Decided):
+                guard = self.relay.guard
+                if guard is not None and guard.report is not None:
+                    guard.report(self.conn, action)
+            elif self.flows_to(self.daemon) and self.daemon.open:
+                assert self.daemon.transport is not None
+                self.daemon.transport.write_eof()
+
+    def to_daemon(self, data: bytes) -> None:
+        if self.flows_to(self.daemon):
+            assert self.daemon.transport is not None
+            self.daemon.transport.write(data)
+            return
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size > _PENDING_LIMIT:
+            self.client.pause_reading()
+
+    def answer(self, response: bytes, close: bool) -> None:
+        """docktap's own answer to a request its policy denied, in the daemon's place."""
+        if not self.client.open:
+            return
+        assert self.client.transport is not None
+        self.client.transport.write(response)
+        if self.tap is not None:
+            self.tap.data(self.conn, Direction.DAEMON, response, time.monotonic())
+        if close:
+            self.close()
+
     def forward_eof(self, side: _Side) -> None:
         if self.tap is not None:
             self.tap.eof(self.conn, side.direction, time.monotonic())
         peer = self.other(side)
-        if self.flows_to(peer) and peer.open and peer.transport is not None:
+        if side is self.client and self.gate is not None:
+            self.apply(self.gate.client_eof())
+        elif self.flows_to(peer) and peer.open and peer.transport is not None:
             peer.transport.write_eof()
         both_done = self.client.eof and self.daemon.eof
         # With no daemon behind us, a client that stops sending has nothing more to wait for.
@@ -265,9 +332,11 @@ class Relay:
         upstream: Endpoint,
         tap: Tap | None = None,
         shortage: DescriptorShortage | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.upstream = upstream
         self.tap = tap
+        self.guard = guard  # a policy decides each request before it is forwarded
         # Out of file descriptors, whether to accept or to reach the daemon, is said here.
         self.shortage = shortage or DescriptorShortage()
         self._server: Listener | None = None

@@ -35,7 +35,9 @@ from docktap.events import (
 from docktap.redact import Redactor
 
 FORMAT = "docktap-capture"
-VERSION = 1
+VERSION = 2
+#: The versions the reader takes: 2 added `decision` records, and nothing else changed.
+READABLE = (1, 2)
 DEFAULT_MAX_BODY = 1 << 20
 # Bodies that may carry secrets are held back whole, masked, then written (see redact.py);
 # past this size only their size and sha256 are kept.
@@ -64,6 +66,7 @@ class Kind:
     CLOSE: Final = "close"
     ERROR: Final = "error"
     UNPARSED: Final = "unparsed"
+    DECISION: Final = "decision"
     END_OF_CAPTURE: Final = "end-of-capture"
 
 
@@ -168,6 +171,30 @@ class RecordEncoder:
     def failure(self, conn: int | None, kind: str, message: str, t: float) -> Record:
         """An error docktap itself ran into: `upstream` unreachable, `capture` writing."""
         return self._stamp({"type": Kind.ERROR, "conn": conn, "kind": kind, "message": message}, t)
+
+    def decision(
+        self,
+        conn: int,
+        seq: int | None,
+        allowed: bool,
+        enforced: bool,
+        operation: str | None,
+        reason: str,
+        message: str,
+        t: float,
+    ) -> Record:
+        """The guard's decision on request `seq` of connection `conn` (see docktap.policy)."""
+        record: Record = {
+            "type": Kind.DECISION,
+            "conn": conn,
+            "seq": seq,
+            "allowed": allowed,
+            "enforced": enforced,
+            "operation": operation,
+            "reason": reason,
+            "message": message,
+        }
+        return self._stamp(record, t)
 
     def footer(self, t: float, records: int) -> Record:
         return self._stamp({"type": Kind.END_OF_CAPTURE, "records": records}, t)

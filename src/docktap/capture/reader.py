@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from docktap import routes
-from docktap.capture.format import FORMAT, VERSION, Kind, Record, decode_payload
+from docktap.capture.format import FORMAT, READABLE, Kind, Record, decode_payload
 from docktap.events import Direction
 from docktap.routes import Identity
 
@@ -200,6 +200,16 @@ class Hijack(ExchangePart):
     protocol: str
 
 
+@dataclass(slots=True)
+class Decision(ExchangePart):
+    """The guard's decision on the request (`enforced` False: warn mode, forwarded anyway)."""
+
+    allowed: bool
+    enforced: bool
+    reason: str  # the rule broken, or the client rule that allowed it
+    message: str
+
+
 _DIRECTIONS = {d.value: d for d in Direction}
 
 
@@ -310,6 +320,19 @@ def _error(record: Record, index: int) -> Failure:
     return Failure(index, mono, record.get("conn"), record.get("seq"), record.get("kind"), message)
 
 
+def _decision(record: Record, index: int) -> Decision:
+    return Decision(
+        index,
+        record.get("mono") or 0.0,
+        record["conn"],
+        record.get("seq") or 0,  # 0: bytes that were no request, on no exchange
+        bool(record.get("allowed")),
+        bool(record.get("enforced")),
+        record.get("reason", ""),
+        record.get("message", ""),
+    )
+
+
 def _end_of_capture(record: Record, index: int) -> CaptureEnd:
     return CaptureEnd(index, record.get("mono") or 0.0, record.get("records"))
 
@@ -326,6 +349,7 @@ _ON_CONNECTION: dict[str, Callable[[Record, int], Part]] = {
     Kind.STREAM: _stream,
     Kind.HIJACK: _hijack,
     Kind.HALFCLOSE: _halfclose,
+    Kind.DECISION: _decision,
 }
 _ANYWHERE: dict[str, Callable[[Record, int], Part]] = {
     Kind.ERROR: _error,
@@ -378,6 +402,7 @@ class Exchange:
     stream: dict[str, bytearray] = field(default_factory=dict)  # raw hijacked bytes per sender
     frames: list[tuple[str, bytes]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # the guard's, when it ran
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -490,6 +515,11 @@ class Exchange:
                 out[name] = self.output(name).decode("utf-8", errors="replace")
         if self.errors:
             out["errors"] = list(self.errors)
+        if self.decisions:
+            out["decisions"] = [
+                {"allowed": d.allowed, "enforced": d.enforced, "message": d.message}
+                for d in self.decisions
+            ]
         return out
 
     def add(self, part: Part) -> None:
@@ -538,6 +568,9 @@ class Exchange:
     def _failed(self, failure: Failure) -> None:
         self.errors.append(failure.message)
 
+    def _decided(self, decision: Decision) -> None:
+        self.decisions.append(decision)
+
 
 # How each kind of part changes an exchange's totals (heads and closes only join `parts`).
 _SUMMING: dict[type[Part], Callable[[Exchange, Any], None]] = {
@@ -548,6 +581,7 @@ _SUMMING: dict[type[Part], Callable[[Exchange, Any], None]] = {
     StreamChunk: Exchange._streamed,
     Hijack: Exchange._hijacked,
     Failure: Exchange._failed,
+    Decision: Exchange._decided,
 }
 
 
@@ -794,10 +828,10 @@ def _build(records: list[Record], name: str) -> Capture:
     header = records[0]
     if header.get("type") != Kind.CAPTURE or header.get("format") != FORMAT:
         raise CaptureError(f"{name}: no capture header on the first line")
-    if header.get("version") != VERSION:
+    if header.get("version") not in READABLE:
         raise CaptureError(
             f"{name}: capture format version {header.get('version')} "
-            f"(this docktap reads version {VERSION})"
+            f"(this docktap reads versions {', '.join(map(str, READABLE))})"
         )
     exchanges, connections = assemble(records)
     complete = records[-1].get("type") == Kind.END_OF_CAPTURE

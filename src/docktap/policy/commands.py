@@ -1,11 +1,15 @@
-"""`docktap policy learn|check|export`: the guard's commands that read captures and policies.
+"""`docktap policy learn|check|export`, and the `--policy` of `run` and `proxy`.
 
-Wiring only: files are read and written here, the work is done by the pure modules beside it.
+Wiring only: files are read and written here, signals handled, decisions reported; the work
+is done by the pure modules beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -15,6 +19,7 @@ from docktap.outputs import PRIVATE, OutputError, open_output
 from docktap.policy import check as checking
 from docktap.policy import learn as learning
 from docktap.policy import text
+from docktap.policy.guard import Guard
 from docktap.policy.model import Policy, PolicyError, loads
 
 
@@ -88,3 +93,51 @@ def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
     click.echo(f"{denied} of {total} exchanges denied by {policy_file}")
     if denied:
         sys.exit(1)
+
+
+# -- enforcing: the options `run` and `proxy` take, and the live guard they build ---------------
+
+
+def policy_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`--policy POLICY` and `--policy-mode enforce|warn`."""
+    command = click.option(
+        "--policy-mode",
+        type=click.Choice(["enforce", "warn"]),
+        default="enforce",
+        show_default=True,
+        help="enforce: a denied request gets 403 and never reaches the daemon; warn: it is "
+        "forwarded and reported.",
+    )(command)
+    return click.option(
+        "--policy",
+        "policy_file",
+        metavar="POLICY",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Decide every request by this policy (docs/policy.md); SIGHUP reloads it.",
+    )(command)
+
+
+def make_guard(path: str | None, mode: str) -> Guard | None:
+    """The guard for `--policy`, or None; a policy that does not parse stops docktap here,
+    before anything starts."""
+    if path is None:
+        return None
+    return Guard(load_policy(path), mode == "enforce", source=path)
+
+
+def reload_on_hangup(guard: Guard) -> None:
+    """SIGHUP reads the policy again; one that does not parse leaves the old one in force."""
+    path = guard.source
+    if path is None:
+        return
+
+    def reload() -> None:
+        try:
+            policy_ = loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, PolicyError) as exc:
+            _say(f"policy {path} not reloaded, the one in force stays: {exc}")
+            return
+        guard.replace(policy_)
+        _say(f"policy {path} reloaded")
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)

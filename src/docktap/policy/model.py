@@ -100,7 +100,8 @@ def loads(text: str) -> Policy:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"not YAML: {exc}") from exc
+        # One line: the reason is said on stderr at a reload, among docktap's other lines.
+        raise PolicyError(f"not YAML: {' '.join(str(exc).split())}") from exc
     return from_document(document)
 
 

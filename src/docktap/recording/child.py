@@ -13,6 +13,7 @@ record.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -53,6 +54,8 @@ def dispatch(recorder: Recorder, kind: int, conn: int, t: float, payload: bytes)
         recorder.opened(conn, peer_from_payload(payload), t)
     elif kind == Kind.FAILED:
         recorder.upstream_failed(conn, payload.decode(), t)
+    elif kind == Kind.DECISION:
+        recorder.decided(conn, json.loads(payload), t)
     elif kind == Kind.STOP:
         recorder.close(t)
         return False

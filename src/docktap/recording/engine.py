@@ -63,6 +63,21 @@ class Recorder:
     def upstream_failed(self, conn: int, message: str, t: float) -> None:
         self._records.append(self.encoder.failure(conn, "upstream", message, t))
 
+    def decided(self, conn: int, decision: dict[str, Any], t: float) -> None:
+        """The guard's decision; the observer's records of the request are written first."""
+        self._records.append(
+            self.encoder.decision(
+                conn,
+                decision.get("seq"),
+                bool(decision.get("allowed")),
+                bool(decision.get("enforced")),
+                decision.get("operation"),
+                str(decision.get("reason", "")),
+                str(decision.get("message", "")),
+                t,
+            )
+        )
+
     def flush(self) -> None:
         records, self._records = self._records, []
         if not records:

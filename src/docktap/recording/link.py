@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import enum
 import fcntl
+import json
 import os
 import stat
 import subprocess
@@ -310,6 +311,10 @@ class RecorderLink:
 
     def upstream_failed(self, conn: int, message: str, t: float) -> None:
         self._push(Kind.FAILED, conn, t, message.encode())
+
+    def decided(self, conn: int, decision: dict[str, object], t: float) -> None:
+        """The guard's decision on a request (the fields of a `decision` record)."""
+        self._push(Kind.DECISION, conn, t, json.dumps(decision).encode())
 
     async def stop(self, t: float) -> int:
         """Tell the child the capture is over and wait until it has written everything."""

@@ -13,10 +13,11 @@ through here.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from docktap.background import Background
 from docktap.capture.format import DEFAULT_MAX_BODY
@@ -27,6 +28,10 @@ from docktap.recording.wire import RecordingConfig
 from docktap.redact import REDACT_ENV_VAR, patterns_from_env
 from docktap.relay import Relay
 from docktap.upstream import Endpoint
+
+if TYPE_CHECKING:
+    from docktap.policy.gate import Decided
+    from docktap.policy.guard import Guard
 
 
 class RecordError(Exception):
@@ -56,8 +61,10 @@ class RecordSession:
         grace: float,
         upstream_tls: dict[str, Any] | None,
         say: Callable[[str], None] | None,
+        guard: Guard | None = None,
     ) -> None:
         self.output = os.fspath(output)
+        self.guard = guard
         self.listen = listen
         self.upstream = upstream
         self.command = list(command) if command is not None else None
@@ -112,7 +119,9 @@ class RecordSession:
 
     async def __aenter__(self) -> RecordSession:
         link = self._spawn()
-        relay = Relay(self.upstream, link, DescriptorShortage(self.say))
+        relay = Relay(self.upstream, link, DescriptorShortage(self.say), self.guard)
+        if self.guard is not None:
+            self.guard.report = _decisions_to(link)
         link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
         await link.connect()
         try:
@@ -166,6 +175,7 @@ def record(
     grace: float = 2.0,
     upstream_tls: dict[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
+    guard: Guard | None = None,
 ) -> RecordSession:
     """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
 
@@ -174,7 +184,8 @@ def record(
     status line on a terminal); `audit` a level of findings to warn of on stderr; `command`
     the command line the capture header names; `upstream_tls` the header's `tls`, for a daemon
     spoken to in TLS (see `connecting.check`); `say` is given what the relay reports while it
-    runs (clients refused for want of file descriptors). RecordError or ListenError say why it
+    runs (clients refused for want of file descriptors); `guard` decides every request by
+    its policy before it is forwarded (docktap.policy). RecordError or ListenError say why it
     could not start.
     """
     return RecordSession(
@@ -191,4 +202,29 @@ def record(
         grace,
         upstream_tls,
         say,
+        guard,
     )
+
+
+def _decisions_to(link: RecorderLink) -> Callable[[int, Decided], None]:
+    """The guard's decisions go into the capture; its denials, enforced or not, to stderr."""
+
+    def report(conn: int, decided: Decided) -> None:
+        decision = decided.decision
+        link.decided(
+            conn,
+            {
+                "seq": decided.seq,
+                "allowed": decision.allowed,
+                "enforced": decided.enforced,
+                "operation": decision.operation,
+                "reason": decision.reason,
+                "message": decision.message,
+            },
+            time.monotonic(),
+        )
+        if not decision.allowed:
+            tail = "" if decided.enforced else " (warn mode: forwarded)"
+            print(f"{decision.message}{tail}", file=sys.stderr)
+
+    return report

@@ -36,6 +36,7 @@ class Kind(IntEnum):
     FAILED = 7
     STOP = 8
     SPOOLED = 9
+    DECISION = 10  # the guard's decision on a request, as JSON
 
 
 DATA = {Direction.CLIENT: Kind.DATA_CLIENT, Direction.DAEMON: Kind.DATA_DAEMON}

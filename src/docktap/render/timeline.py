@@ -583,7 +583,8 @@ class Rows:
 
     def details(self, ex: Exchange, spans: bool) -> list[Content]:
         options = self.options
-        if not (spans or ex.hijacked or ex.frames or options.explain or options.bodies):
+        denied = next((d for d in ex.decisions if not d.allowed), None)
+        if not (spans or ex.hijacked or ex.frames or options.explain or options.bodies or denied):
             body = ex.response_body
             if not body:
                 return []
@@ -598,7 +599,10 @@ class Rows:
         if options.explain is not None and ex.operation:
             out.extend([(line, "italic dim")] for line in self._explain(ex.operation))
         error = refusal(ex)
-        if error is not None and not is_json_stream(ex):
+        if denied is not None:
+            said = "denied by policy" if denied.enforced else "policy would deny (warn mode)"
+            out.append([(clean(f"{said}: {denied.reason}"), "red")])
+        elif error is not None and not is_json_stream(ex):
             out.append([(clean("error: " + error.splitlines()[0]), "red")])
         lines: list[Segment] = output_lines(ex)
         if not lines and is_json_stream(ex):
