@@ -16,7 +16,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from docktap.capture.format import Record, decode_bytes
+from docktap.capture.format import VERSION, Record, decode_bytes
 from docktap.capture.schema import load_schema
 
 _DATA_TYPES = frozenset({"body", "stream", "frame", "unparsed"})
@@ -122,6 +122,6 @@ def validate_capture(
                 )
     if problems:
         raise AssertionError(
-            f"{name}: {len(problems)} problem(s) against capture format v1:\n  "
+            f"{name}: {len(problems)} problem(s) against capture format v{VERSION}:\n  "
             + "\n  ".join(problems)
         )

@@ -128,7 +128,7 @@ def _broken(change: str) -> list[Record]:
 def test_mistakes_are_caught_with_their_line(change: str) -> None:
     with pytest.raises(AssertionError, match=r"line \d+: ") as caught:
         validate_capture(_broken(change))
-    assert "problem(s) against capture format v1" in str(caught.value)
+    assert "problem(s) against capture format v2" in str(caught.value)
 
 
 def test_every_bad_line_is_listed(tmp_path: Path) -> None:
