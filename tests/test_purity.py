@@ -65,6 +65,7 @@ PURE = (
     "policy/check.py",
     "policy/gate.py",
     "policy/guard.py",
+    "policy/export.py",
 )
 
 

@@ -19,6 +19,7 @@ from docktap.outputs import PRIVATE, OutputError, open_output
 from docktap.policy import check as checking
 from docktap.policy import learn as learning
 from docktap.policy import text
+from docktap.policy.export import FORMATS, export
 from docktap.policy.guard import Guard
 from docktap.policy.model import Policy, PolicyError, loads
 
@@ -93,6 +94,26 @@ def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
     click.echo(f"{denied} of {total} exchanges denied by {policy_file}")
     if denied:
         sys.exit(1)
+
+
+@policy.command("export")
+@click.argument("policy_file", metavar="POLICY", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    required=True,
+    help="tecnativa: docker-socket-proxy variables; wollomatic: socket-proxy SP_ALLOW_* "
+    "variables; sockguard: its YAML rules and body limits; rego: an opa-docker-authz module.",
+)
+@click.option("-o", "--output", metavar="FILE|-", default="-", help="Where to write (default -).")
+def export_command(policy_file: str, fmt: str, output: str) -> None:
+    """The nearest configuration of another socket proxy; stderr says how it differs."""
+    made = export(load_policy(policy_file), fmt, Path(policy_file).name)
+    _say(f"{fmt} export is {'wider' if made.wider else 'narrower'} than {policy_file}:")
+    for note in made.notes:
+        click.echo(f"  - {note}", err=True)
+    _write(output, made.text)
 
 
 # -- enforcing: the options `run` and `proxy` take, and the live guard they build ---------------
