@@ -13,6 +13,8 @@ Five paths from the client to an upstream are compared, in one run:
                    a thread per direction), nothing is read into user space: the floor of
                    what any relay costs here, before it looks at a byte
     docktap        a child process running docktap.relay.Relay(upstream, tap=None): no recording
+    docktap+policy the same relay with a guard enforcing a policy (docktap.policy) that allows
+                   what the scenarios do: every request is decided before it is forwarded
     docktap+rec    a child process recording through docktap.recording.session.record, as
                    `docktap proxy --listen SOCK --upstream URL -o FILE` does (default body cap,
                    live rows on stderr)
@@ -27,6 +29,9 @@ figures are medians over rounds, and ratios and added latencies are medians of p
 differences against the direct path of the same round):
 
     ping      N sequential GET /_ping on one keep-alive connection: p50/p99 latency (us)
+    create    N sequential POST /containers/create (a 1.5 KB body, as the docker CLI sends)
+              on one keep-alive connection (fast upstream only): p50/p99 latency (us), what
+              the guard's reading of a whole body costs
     download  a big response body (daemon: GET /images/get of an imported random image;
               fast: a chunked body): MB/s
     upload    a big request body (daemon: POST /images/load of that image's saved tar,
@@ -86,18 +91,20 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
-PATHS = ("direct", "socat", "splice", "docktap", "docktap+rec")
+PATHS = ("direct", "socat", "splice", "docktap", "docktap+policy", "docktap+rec")
 LABELS = {
     "direct": "direct",
     "socat": "socat",
     "splice": "splice floor",
     "docktap": "docktap (no rec)",
+    "docktap+policy": "docktap (policy, enforce)",
     "docktap+rec": "docktap (recording)",
 }
-SCENARIOS = ("ping", "download", "upload", "rps", "stream", "render")
+SCENARIOS = ("ping", "create", "download", "upload", "rps", "stream", "render")
 UPSTREAMS = ("daemon", "fast")
 SCENARIO_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "ping": UPSTREAMS,
+    "create": ("fast",),
     "download": UPSTREAMS,
     "upload": UPSTREAMS,
     "rps": UPSTREAMS,
@@ -311,6 +318,48 @@ asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
 
+# Run with `python -c POLICY_CHILD UPSTREAM LISTEN POLICY`: the relay with a guard enforcing
+# the policy file, no recording.
+POLICY_CHILD = """
+import asyncio, signal, sys
+from pathlib import Path
+from docktap.policy.guard import Guard
+from docktap.policy.model import loads
+from docktap.relay import Relay
+from docktap.upstream import Endpoint
+
+async def serve(upstream, listen, policy):
+    guard = Guard(loads(Path(policy).read_text()))
+    relay = Relay(Endpoint(path=upstream), tap=None, guard=guard)
+    await relay.listen(Endpoint(path=listen))
+    print("policy relay child: listening on " + listen, file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await relay.close(grace=1.0)
+
+asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3]))
+"""
+
+# What the scenarios do, as a policy for any client: the guard decides each request.
+BENCH_POLICY = """docktap-policy: 1
+clients:
+- client: any
+  allow:
+  - {operation: SystemPing, request: "GET /_ping"}
+  - operation: ContainerCreate
+    request: "POST /containers/create"
+    body: {images: ["bb"]}
+  - {operation: ContainerInspect, request: "GET /containers/{id}/json"}
+  - {operation: ImageGetAll, request: "GET /images/get"}
+  - {operation: ImageLoad, request: "POST /images/load"}
+  - {operation: PutContainerArchive, request: "PUT /containers/{id}/archive"}
+  - {operation: ContainerAttach, request: "POST /containers/{id}/attach"}
+"""
+
+
 # -- the hops: what sits between the client and an upstream --------------------------------
 
 # How long the recording relay may take to exit after SIGTERM: its recorder catching up.
@@ -454,6 +503,12 @@ class HopFactory:
             argv = [sys.executable, "-c", RELAY_CHILD, upstream, sock]
             child = Child("docktap relay child", argv, "listening on", self.cleanup)
             return Hop.started(path, sock, child)
+        if path == "docktap+policy":
+            policy = self.workdir / "policy.yaml"
+            policy.write_text(BENCH_POLICY)
+            argv = [sys.executable, "-c", POLICY_CHILD, upstream, sock, str(policy)]
+            child = Child("docktap policy relay child", argv, "listening on", self.cleanup)
+            return Hop.started(path, sock, child)
         capture = self.workdir / f"hop{self.count}.jsonl"
         argv = [sys.executable, "-c", RECORD_CHILD, upstream, sock, str(capture)]
         child = Child("docktap recording relay", argv, "listening on", self.cleanup)
@@ -477,6 +532,41 @@ def _connect(path: str, timeout: float) -> socket.socket:
 def _request(method: str, target: str, *headers: str) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", "Host: docker", *headers]
     return "\r\n".join(lines).encode() + b"\r\n" + UA + b"\r\n"
+
+
+def _create_request() -> bytes:
+    """A container create as the docker CLI sends it for `docker run --network none bb true`."""
+    body = json.dumps(
+        {
+            "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
+            "AttachStdout": True, "AttachStderr": True, "Tty": False, "OpenStdin": False,
+            "StdinOnce": False, "Env": [], "Cmd": ["true"], "Image": "bb", "Volumes": {},
+            "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": {},
+            "HostConfig": {
+                "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
+                "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no"},
+                "AutoRemove": True, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None,
+                "CapDrop": None, "CgroupnsMode": "", "Dns": [], "DnsOptions": [],
+                "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "",
+                "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+                "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
+                "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 0,
+                "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0, "Memory": 0,
+                "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "Devices": [],
+                "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0,
+                "MemorySwap": 0, "OomKillDisable": False, "PidsLimit": None, "Ulimits": None,
+                "MaskedPaths": None, "ReadonlyPaths": None,
+            },
+            "NetworkingConfig": {"EndpointsConfig": {}},
+        }
+    ).encode()  # fmt: skip
+    head = _request(
+        "POST",
+        f"{API}/containers/create",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    )
+    return head + body
 
 
 def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
@@ -547,13 +637,15 @@ def _one_response(sock: socket.socket, request: bytes) -> bytes:
 # -- scenarios: one run each -------------------------------------------------------------------
 
 
-def run_ping(sock_path: str, count: int) -> dict[str, float]:
-    """Sequential pings on one connection, reading exactly the response's length each time."""
-    request = _request("GET", "/_ping")
+def run_ping(sock_path: str, count: int, request: bytes | None = None) -> dict[str, float]:
+    """Sequential pings (or `request`s) on one connection, reading exactly the response's
+    length each time."""
+    request = request or _request("GET", "/_ping")
+    ok = b"HTTP/1.1 200" if request.startswith(b"GET /_ping") else b"HTTP/1.1 201"
     with _connect(sock_path, 30.0) as sock:
         first = _one_response(sock, request)
-        if _status(first) != 200:
-            raise BenchError(f"/_ping answered {first[:100]!r}")
+        if not first.startswith(ok):
+            raise BenchError(f"{request[:30]!r} answered {first[:100]!r}")
         length = len(first)
         buf = bytearray(length)
         view = memoryview(buf)
@@ -572,8 +664,8 @@ def run_ping(sock_path: str, count: int) -> dict[str, float]:
                     raise BenchError("connection closed in the middle of a ping")
                 got += n
             elapsed = clock() - started
-            if buf[:12] != b"HTTP/1.1 200" or buf[-2:] != b"OK":
-                raise BenchError(f"unexpected ping response: {bytes(buf[:100])!r}")
+            if buf[:12] != ok or buf[-2:] != first[-2:]:
+                raise BenchError(f"unexpected response: {bytes(buf[:100])!r}")
             if i >= 0:
                 samples[i] = elapsed
     samples.sort()
@@ -972,6 +1064,9 @@ class Bench:
         daemon = upstream == "daemon"
         if name == "ping":
             return lambda sock: run_ping(sock, s.pings)
+        if name == "create":
+            create = _create_request()
+            return lambda sock: run_ping(sock, s.pings, create)
         if name == "download":
             target = f"{API}/images/get?names=" + (IMAGE if daemon else f"bench&bytes={s.body}")
             return lambda sock: run_download(sock, target)
@@ -1124,7 +1219,7 @@ class Bench:
             ]
             return _median(values)
 
-        if name == "ping":
+        if name in ("ping", "create"):
             for base in ("direct", "socat"):
                 if base in per_path:
                     entry[f"added_p50_us_vs_{base}"] = paired("p50_us", base, "diff")
@@ -1280,13 +1375,20 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
         highlight=False,
     )
 
-    if "ping" in summary:
-        t = Table(title=f"{config['pings']} sequential GET /_ping, one keep-alive connection (us)")
+    titles = {
+        "ping": f"{config['pings']} sequential GET /_ping, one keep-alive connection (us)",
+        "create": f"{config['pings']} sequential POST /containers/create, one keep-alive "
+        "connection (us)",
+    }
+    for latency in ("ping", "create"):
+        if latency not in summary:
+            continue
+        t = Table(title=titles[latency])
         for col in ("upstream", "path", "p50", "p99", "+p50 vs direct", "+p99 vs direct"):
             t.add_column(col, justify="left" if col in ("upstream", "path") else "right")
         t.add_column("+p50 vs socat", justify="right")
         t.add_column("+p99 vs socat", justify="right")
-        for upstream, per_path in summary["ping"].items():
+        for upstream, per_path in summary[latency].items():
             for path in paths:
                 e = per_path.get(path)
                 t.add_row(

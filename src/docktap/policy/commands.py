@@ -76,7 +76,11 @@ def learn_command(captures: tuple[str, ...], output: str) -> None:
     _write(output, text.dump(learned))
     if output != "-":
         rules = sum(len(c.rules) for c in learned.clients.values())
-        _say(f"policy written to {output}: {rules} rules for {len(learned.clients)} clients")
+        clients = len(learned.clients)
+        _say(
+            f"policy written to {output}: {rules} rules for {clients} "
+            + ("client" if clients == 1 else "clients")
+        )
 
 
 @policy.command("check")
