@@ -151,7 +151,8 @@ def test_a_miss_is_a_docker_error_and_the_connection_carries_on(tmp_path: Path) 
         message = json.loads(b"".join(pieces))["message"]
         assert message == (
             "docktap replay: no recorded exchange for POST /v1.41/containers/create; "
-            "closest: #2, body differs at $.Cmd[2]"
+            'closest: #2, body differs at $.Cmd[2]: recorded "echo out; echo err >&2; exit 3", '
+            'got "echo out; echo err >&2; exit 4"'
         )
         c.conn.start_next_cycle()
         c.send("GET", "/_ping")

@@ -213,10 +213,13 @@ def test_a_miss_names_the_closest_recording_and_the_first_difference() -> None:
     miss = _miss(store.match(_create_with_cmd(store, "echo other")))
     assert miss.message == (
         "docktap replay: no recorded exchange for POST /v1.41/containers/create; "
-        "closest: #2, body differs at $.Cmd[2]"
+        'closest: #2, body differs at $.Cmd[2]: recorded "echo out; echo err >&2; exit 3", '
+        'got "echo other"'
     )
     assert miss.closest is _named(store)["ContainerCreate"]
-    assert miss.reasons == ("body differs at $.Cmd[2]",)
+    assert miss.reasons == (
+        'body differs at $.Cmd[2]: recorded "echo out; echo err >&2; exit 3", got "echo other"',
+    )
     assert store.misses == [miss]
     # A miss uses nothing up.
     assert store.unused() == store.recordings[1:]
@@ -228,14 +231,17 @@ def test_a_miss_message_gives_two_reasons_at_most() -> None:
     request = _create_with_cmd(store, "echo other")
     put = Request.of("PUT", request.target + "?name=web", request.body or b"")
     miss = _miss(store.match(put))
-    assert miss.reasons == (
+    assert miss.reasons[:2] == (
         "method differs (POST)",
-        "query has name too",
-        "body differs at $.Cmd[2]",
+        'query name differs: recorded absent, got "web"',
+    )
+    assert (
+        'body differs at $.Cmd[2]: recorded "echo out; echo err >&2; exit 3", got "echo other"'
+        in miss.reasons
     )
     assert miss.message == (
         "docktap replay: no recorded exchange for PUT /v1.41/containers/create; "
-        "closest: #2, method differs (POST), query has name too"
+        'closest: #2, method differs (POST), query name differs: recorded absent, got "web"'
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from docktap.request.schema_table import BODIES, SPEC_VERSION, STRUCTS
+from docktap.request.schema_table import BODIES, QUERIES, SPEC_VERSION, STRUCTS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = REPO_ROOT / "scripts" / "gen-apischema"
@@ -77,3 +77,12 @@ def test_every_type_is_known_and_the_create_body_is_there() -> None:
     assert (host["Privileged"], host["Binds"], host["Mounts"]) == ("bool", "[]string", "[]Mount")
     assert host["Memory"] == "int64"  # Resources, merged in through allOf
     assert "ImageBuild" not in BODIES  # a tar stream, not JSON
+
+
+def test_query_parameters_have_types_and_defaults() -> None:
+    build = dict((name, (kind, default)) for name, kind, default in QUERIES["ImageBuild"])
+    assert build["rm"] == ("bool", "true")
+    assert build["nocache"] == ("bool", "false")  # no default in the spec: BoolValue's false
+    assert build["buildargs"] == ("string", "")
+    stop = dict((name, (kind, default)) for name, kind, default in QUERIES["ContainerStop"])
+    assert stop["t"] == ("int64", "")  # absent is not 0 seconds: no default

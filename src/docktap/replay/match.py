@@ -24,10 +24,30 @@ import orjson
 
 from docktap.request.body import decode, typed, without_zeros
 from docktap.request.query import Query
+from docktap.request.schema_table import QUERIES
 from docktap.routes import operation_name, split_version
 
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-*]+)|\[(\d+|\*)\]")
 _MISSING = object()
+
+
+class _Absent:
+    """Where one side of a difference has no value."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One place where two JSON values differ, and what each holds there."""
+
+    path: str
+    recorded: Any
+    incoming: Any
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,7 @@ class MatchOptions:
     ignore_body: bool = False
     ignore_paths: tuple[str, ...] = ()  # JSON paths in the body, like $.Env or $.Labels.*
     exact_version: bool = False  # /v1.41/x and /v1.43/x differ
+    exact_body: bool = False  # bodies and queries as sent: no defaults dropped, bytes compared
 
 
 @dataclass(frozen=True)
@@ -97,11 +118,62 @@ def parse_query(query: str) -> dict[str, list[Any]]:
     return params
 
 
-def _query_key(query: str) -> tuple[tuple[str, str], ...]:
+# Each operation's query parameters, by name: their type and the default dockerd reads for
+# an absent one ("" where the spec gives none).
+_PARAMS = {
+    operation: {name: (kind, default) for name, kind, default in params}
+    for operation, params in QUERIES.items()
+}
+_EMPTY_JSON: tuple[Any, ...] = ({}, [], None)
+
+
+def _param_value(kind: str, default: str, name: str, values: list[str]) -> Any:
+    """What dockerd reads from a parameter of the spec's: its first value, as its type; or
+    _MISSING when that is what an absent parameter gives (its default, or nothing at all)."""
+    read = Query({name: values})
+    if kind == "bool":
+        value = read.bool_value(name)
+        return _MISSING if value == (default == "true") else value
+    first = read.get(name)
+    if kind == "int64":
+        try:
+            number = read.int64_value_or_default(name, int(default) if default else 0)
+        except ValueError:
+            return first  # dockerd refuses it: compared as written
+        return _MISSING if first == "" or str(number) == default else number
+    if first in ("", default):
+        return _MISSING
+    decoded = _json_or_none(first)
+    if decoded is _MISSING:
+        return first
+    # An empty filter or label map filters nothing, as no map at all.
+    return _MISSING if decoded in _EMPTY_JSON else decoded
+
+
+def read_query(method: str, target: str, options: MatchOptions) -> dict[str, list[Any]]:
+    """The query of a request as compared: parameters the spec gives the operation as dockerd
+    reads them (a boolean as true or false, the first value only), those at their default
+    left out; other parameters as `parse_query` gives them. `exact_body` keeps them all."""
+    path, query = split_target(target)
+    params = parse_query(query)
+    if options.exact_body:
+        return params
+    known = _PARAMS.get(operation_name(method, path) or "", {})
+    raw = Query.parse(query).values
+    for name in known.keys() & params.keys():
+        value = _param_value(*known[name], name, raw[name])
+        if value is _MISSING:
+            del params[name]
+        else:
+            params[name] = [value]
+    return params
+
+
+def _query_key(params: dict[str, list[Any]]) -> tuple[tuple[str, str], ...]:
     return tuple(
         sorted(
             (name, value if isinstance(value, str) else _canonical_json(value))
-            for name, values in parse_query(query).items()
+            for name, values in params.items()
             for value in values
         )
     )
@@ -175,6 +247,8 @@ def _body_value(request: Request, options: MatchOptions) -> Any:
         return _Opaque(request.sha256)
     if not request.body:
         return _EMPTY
+    if options.exact_body:
+        return _Opaque(request.sha256)
     operation = operation_name(request.method, request.target)
     read = decode(operation, request.body) if typed(operation) else None
     as_dockerd = read is not None and not read.rejected
@@ -196,74 +270,110 @@ def _body_key(value: Any) -> str:
 
 def request_key(request: Request, options: MatchOptions) -> Key:
     """Equal keys mean the same request."""
-    path, query = split_target(request.target)
-    query_key = () if options.ignore_query else _query_key(query)
+    path = split_target(request.target)[0]
+    params = {} if options.ignore_query else read_query(request.method, request.target, options)
+    query_key = _query_key(params)
     body_key = "" if options.ignore_body else _body_key(_body_value(request, options))
     return (request.method, normalize_path(path, options.exact_version), query_key, body_key)
 
 
-def first_difference(recorded: Any, incoming: Any, path: str = "$") -> str | None:
-    """The JSON path of the first place two decoded JSON values differ, or None."""
+def json_differences(recorded: Any, incoming: Any, path: str = "$") -> Iterator[Difference]:
+    """Every place two decoded JSON values differ: its JSON path and the two values there
+    (`ABSENT` where one side has nothing). Objects are walked by key, arrays by index."""
     if isinstance(recorded, dict) and isinstance(incoming, dict):
         for name in list(recorded) + [n for n in incoming if n not in recorded]:
-            where = f"{path}.{name}"
-            if name not in recorded or name not in incoming:
-                return where
-            found = first_difference(recorded[name], incoming[name], where)
-            if found is not None:
-                return found
-        return None
+            yield from json_differences(
+                recorded.get(name, ABSENT), incoming.get(name, ABSENT), f"{path}.{name}"
+            )
+        return
     if isinstance(recorded, list) and isinstance(incoming, list):
-        for index, (a, b) in enumerate(zip(recorded, incoming, strict=False)):
-            found = first_difference(a, b, f"{path}[{index}]")
-            if found is not None:
-                return found
-        if len(recorded) != len(incoming):
-            return f"{path}[{min(len(recorded), len(incoming))}]"
-        return None
+        for index in range(max(len(recorded), len(incoming))):
+            was = recorded[index] if index < len(recorded) else ABSENT
+            now = incoming[index] if index < len(incoming) else ABSENT
+            yield from json_differences(was, now, f"{path}[{index}]")
+        return
+    if recorded is ABSENT and incoming is ABSENT:
+        return
     # By their JSON text: Python's == holds true and 1 equal, JSON does not.
-    return None if _canonical_json(recorded) == _canonical_json(incoming) else path
+    one_absent = recorded is ABSENT or incoming is ABSENT
+    if one_absent or _canonical_json(recorded) != _canonical_json(incoming):
+        yield Difference(path, recorded, incoming)
 
 
-def _query_difference(name: str, was: list[Any], now: list[Any]) -> str:
-    if len(was) == len(now) == 1:
-        was_value, now_value = was[0], now[0]
-        if isinstance(was_value, str) or isinstance(now_value, str):
-            return f"query {name} differs ({was_value!r} recorded)"
-        where = first_difference(was_value, now_value) or "$"
-        return f"query {name} differs at {where}"
-    return f"query {name} differs ({len(was)} values recorded, {len(now)} sent)"
+def first_difference(recorded: Any, incoming: Any, path: str = "$") -> str | None:
+    """The JSON path of the first place two decoded JSON values differ, or None."""
+    found = next(json_differences(recorded, incoming, path), None)
+    return None if found is None else found.path
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value in a miss message: as JSON, cut to `limit` characters; `absent` for none."""
+    if value is ABSENT:
+        return "absent"
+    text = _canonical_json(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _query_differences(
+    recorded: Request, incoming: Request, options: MatchOptions
+) -> Iterator[str]:
+    was = read_query(recorded.method, recorded.target, options)
+    now = read_query(incoming.method, incoming.target, options)
+    # Values are shown as sent: `all=0` reads as absent, but the client wrote `0`.
+    sent_was = parse_query(split_target(recorded.target)[1])
+    sent_now = parse_query(split_target(incoming.target)[1])
+    for name in sorted(set(was) | set(now)):
+        if _canonical_json(was.get(name)) == _canonical_json(now.get(name)):
+            continue
+        a, b = sent_was.get(name, [ABSENT]), sent_now.get(name, [ABSENT])
+        if len(a) > 1 or len(b) > 1:
+            yield f"query {name} differs ({len(a)} values recorded, {len(b)} sent)"
+        elif not isinstance(a[0], str) and not isinstance(b[0], str):
+            where = next(json_differences(a[0], b[0]), None)
+            if where is None:  # equal as JSON, apart only as dockerd reads them
+                yield f"query {name} differs: recorded {shown(a[0])}, got {shown(b[0])}"
+            else:
+                yield (
+                    f"query {name} differs at {where.path}: "
+                    f"recorded {shown(where.recorded)}, got {shown(where.incoming)}"
+                )
+        else:
+            yield f"query {name} differs: recorded {shown(a[0])}, got {shown(b[0])}"
+
+
+def _body_differences(recorded: Request, incoming: Request, options: MatchOptions) -> list[str]:
+    was_body, now_body = _body_value(recorded, options), _body_value(incoming, options)
+    if _body_key(was_body) == _body_key(now_body):
+        return []
+    if isinstance(was_body, _Opaque) or isinstance(now_body, _Opaque):
+        return ["body differs"]
+    found = [
+        f"body differs at {d.path}: recorded {shown(d.recorded)}, got {shown(d.incoming)}"
+        for d in json_differences(was_body, now_body)
+    ]
+    return found or ["body differs"]
 
 
 def differences(recorded: Request, incoming: Request, options: MatchOptions) -> Iterator[str]:
-    """What keeps `incoming` from matching `recorded`, most telling first, in a few words."""
+    """What keeps `incoming` from matching `recorded`, most telling first, one line per field
+    that differs, with the recorded and the received value."""
     if recorded.method != incoming.method:
         yield f"method differs ({recorded.method})"
-    recorded_path, recorded_query = split_target(recorded.target)
-    path, query = split_target(incoming.target)
+    recorded_path = split_target(recorded.target)[0]
+    path = split_target(incoming.target)[0]
     if normalize_path(recorded_path, options.exact_version) != normalize_path(
         path, options.exact_version
     ):
         yield f"path differs ({recorded_path})"
     if not options.ignore_query:
-        was, now = parse_query(recorded_query), parse_query(query)
-        for name in sorted(set(was) | set(now)):
-            if name not in now:
-                yield f"query lacks {name}"
-            elif name not in was:
-                yield f"query has {name} too"
-            elif _canonical_json(was[name]) != _canonical_json(now[name]):
-                yield _query_difference(name, was[name], now[name])
+        yield from _query_differences(recorded, incoming, options)
     if not options.ignore_body:
-        was_body, now_body = _body_value(recorded, options), _body_value(incoming, options)
-        if _body_key(was_body) != _body_key(now_body):
-            json_both = not isinstance(was_body, _Opaque) and not isinstance(now_body, _Opaque)
-            where = first_difference(was_body, now_body) if json_both else None
-            yield f"body differs at {where}" if where else "body differs"
+        yield from _body_differences(recorded, incoming, options)
 
 
 def closeness(recorded: Request, incoming: Request, options: MatchOptions) -> tuple[int, ...]:
-    """A rank for choosing the closest recording to a miss: larger is closer."""
+    """A rank for choosing the closest recording to a miss: larger is closer. Past the method
+    and the path, the fewer fields differ (each parameter, each JSON field), the closer."""
     recorded_path = normalize_path(split_target(recorded.target)[0], options.exact_version)
     path = normalize_path(split_target(incoming.target)[0], options.exact_version)
     shared = 0
