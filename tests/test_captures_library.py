@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -45,8 +44,8 @@ class Replayed:
     stdin: bool = False  # feed the client what it sent on the recorded stream
 
 
-# Bodies that hold a tar of local files (cp, build) carry their modification times, and the
-# socket mount names the replay's own socket: those parts are left out of matching.
+# Tar bodies (cp, build) match by content, so the files made anew here (new mtimes) still
+# match; the socket mount names the replay's own socket: that part is left out of matching.
 REPLAYS = {
     "version": Replayed(b"Server:"),
     "ps-a": Replayed(b"CONTAINER ID"),
@@ -57,8 +56,8 @@ REPLAYS = {
     "exec-it": Replayed(b"in-exec", pty=True),
     "logs-follow": Replayed(b"line1"),
     "events": Replayed(b"container"),
-    "cp": Replayed(b"", options=("--ignore-body",)),
-    "build": Replayed(b"Successfully tagged built:latest", options=("--ignore-body",)),
+    "cp": Replayed(b""),
+    "build": Replayed(b"Successfully tagged built:latest"),
     "pull-error": Replayed(b"", code=1),
     "volume-network": Replayed(b"net1"),
     "docker-py": Replayed(b"from docker-py"),
@@ -81,15 +80,30 @@ def test_every_capture_has_a_replay() -> None:
     assert sorted(REPLAYS) == sorted(p.stem for p in CAPTURES)
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+#: The docker CLIs every capture must replay to: the one that recorded them (28) and Debian's.
+CLIS = {"cli28": Path("/usr/local/bin/docker"), "cli20": Path("/usr/bin/docker")}
+
+
+@pytest.fixture(params=sorted(CLIS))
+def cli_path(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A PATH whose `docker` is the CLI of this run."""
+    docker = CLIS[request.param]
+    if not docker.is_file():
+        pytest.skip(f"no docker CLI at {docker}")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").symlink_to(docker)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.stem for p in CAPTURES])
-def test_capture_replays_with_its_client(path: Path, tmp_path: Path) -> None:
+def test_capture_replays_with_its_client(path: Path, tmp_path: Path, cli_path: str) -> None:
     scenario = REPLAYS[path.stem]
     capture = load(path)
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text("FROM bb\nRUN echo built > /built\n")
-    env = dict(os.environ, BUILD_CONTEXT=str(context))
+    env = dict(os.environ, BUILD_CONTEXT=str(context), PATH=cli_path)
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-daemon-here.sock"
     argv = [*DOCKTAP, "replay", str(path), "-q", "--strict", *scenario.options, "--"]
     argv += ["sh", "-c", _client_command(capture)]
@@ -105,3 +119,15 @@ def test_capture_replays_with_its_client(path: Path, tmp_path: Path) -> None:
     assert code == scenario.code, err.decode(errors="replace")
     assert scenario.expect in out
     assert b"had no recording" not in err
+
+
+def test_exact_body_keeps_byte_matching(tmp_path: Path) -> None:
+    """The cp capture replays with a file made anew (above); --exact-body refuses its tar."""
+    path = next(p for p in CAPTURES if p.stem == "cp")
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-daemon-here.sock")
+    argv = [*DOCKTAP, "replay", str(path), "--strict", "--exact-body", "--"]
+    argv += ["sh", "-c", _client_command(load(path))]
+    proc = subprocess.run(argv, capture_output=True, env=env, timeout=60)
+    assert proc.returncode != 0
+    assert b"no recorded exchange for PUT /v1.41/containers/box/archive" in proc.stderr
+    assert b"body differs" in proc.stderr

@@ -597,3 +597,27 @@ def test_a_miss_names_the_field_in_the_api_spelling() -> None:
     assert list(differences(recorded, incoming, PLAIN)) == [
         'body differs at $.Cmd[1]: recorded "b", got "c"'
     ]
+
+
+def test_a_build_query_of_the_cli_20_matches_the_cli_28() -> None:
+    cli28 = "/v1.41/build?dockerfile=Dockerfile&networkmode=none&t=built&version=1"
+    cli20 = (
+        "/v1.41/build?buildargs=%7B%7D&cachefrom=%5B%5D&cgroupparent=&cpuperiod=0&cpuquota=0"
+        "&cpusetcpus=&cpusetmems=&cpushares=0&dockerfile=Dockerfile&labels=%7B%7D&memory=0"
+        "&memswap=0&networkmode=none&rm=1&shmsize=0&t=built&target=&ulimits=null&version=1"
+    )
+    assert key("POST", cli28) == key("POST", cli20)
+    assert key("POST", cli28) != key("POST", cli20.replace("rm=1", "rm=0"))
+    assert key("POST", cli28) != key("POST", cli20.replace("memory=0", "memory=5"))
+    # rm defaults to true: rm=true, rm=1 and none at all are the same build.
+    assert key("POST", cli28 + "&rm=true") == key("POST", cli28 + "&rm=1") == key("POST", cli28)
+    exact = MatchOptions(exact_body=True)
+    assert request_key(Request.of("POST", cli28, b""), exact) != request_key(
+        Request.of("POST", cli20, b""), exact
+    )
+
+
+def test_a_stop_timeout_of_zero_is_not_an_absent_one() -> None:
+    # dockerd reads an absent t as the container's own timeout: the spec gives no default.
+    assert key("POST", "/containers/c/stop?t=0") != key("POST", "/containers/c/stop")
+    assert key("POST", "/containers/c/stop?t=") == key("POST", "/containers/c/stop")

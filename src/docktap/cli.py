@@ -753,6 +753,12 @@ class _FilesThenCommand(click.Command):
     help="Match the API version in paths too (by default /v1.41/x matches /v1.43/x).",
 )
 @click.option(
+    "--exact-body",
+    is_flag=True,
+    help="Match bodies byte for byte and queries as sent (by default, as dockerd reads them:"
+    " defaults equal absent fields, tar bodies by content).",
+)
+@click.option(
     "--repeat",
     default="GET,HEAD",
     show_default=True,
@@ -774,6 +780,7 @@ def replay_command(
     ignore_body: bool,
     ignore_json: tuple[str, ...],
     exact_version: bool,
+    exact_body: bool,
     repeat: str,
     redact_env: tuple[str, ...],
     quiet: bool,
@@ -808,7 +815,9 @@ def replay_command(
         return replay(
             loaded,
             where,
-            options=MatchOptions(ignore_query, ignore_body, ignore_json, exact_version),
+            options=MatchOptions(
+                ignore_query, ignore_body, ignore_json, exact_version, exact_body
+            ),
             repeat=repeat,
             speed=speed,
             redact_env=redact_env_patterns(redact_env),

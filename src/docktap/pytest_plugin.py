@@ -65,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "docktap(capture=None, strict=False, ignore_query=False, ignore_body=False, "
-        "ignore_json=(), exact_version=False, repeat=('GET', 'HEAD'), speed=0): "
+        "ignore_json=(), exact_version=False, exact_body=False, repeat=('GET', 'HEAD'), speed=0): "
         "where the test's capture is and how its requests are matched on replay.",
     )
 
@@ -158,6 +158,7 @@ def _replay(
         ignore_body=bool(kwargs.get("ignore_body", False)),
         ignore_paths=tuple(kwargs.get("ignore_json", ())),
         exact_version=bool(kwargs.get("exact_version", False)),
+        exact_body=bool(kwargs.get("exact_body", False)),
     )
     return replay(
         paths,

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
+from docktap.replay.tarcontent import content_digest
 from docktap.request.body import decode, typed, without_zeros
-from docktap.request.query import Query
-from docktap.request.schema_table import QUERIES
+from docktap.request.query import Query, parameters
 from docktap.routes import operation_name, split_version
 
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-*]+)|\[(\d+|\*)\]")
@@ -118,12 +118,6 @@ def parse_query(query: str) -> dict[str, list[Any]]:
     return params
 
 
-# Each operation's query parameters, by name: their type and the default dockerd reads for
-# an absent one ("" where the spec gives none).
-_PARAMS = {
-    operation: {name: (kind, default) for name, kind, default in params}
-    for operation, params in QUERIES.items()
-}
 _EMPTY_JSON: tuple[Any, ...] = ({}, [], None)
 
 
@@ -145,7 +139,7 @@ def _param_value(kind: str, default: str, name: str, values: list[str]) -> Any:
         return _MISSING
     decoded = _json_or_none(first)
     if decoded is _MISSING:
-        return first
+        return _MISSING if kind == "json" and first == "null" else first
     # An empty filter or label map filters nothing, as no map at all.
     return _MISSING if decoded in _EMPTY_JSON else decoded
 
@@ -158,7 +152,7 @@ def read_query(method: str, target: str, options: MatchOptions) -> dict[str, lis
     params = parse_query(query)
     if options.exact_body:
         return params
-    known = _PARAMS.get(operation_name(method, path) or "", {})
+    known = parameters(operation_name(method, path))
     raw = Query.parse(query).values
     for name in known.keys() & params.keys():
         value = _param_value(*known[name], name, raw[name])
@@ -239,6 +233,8 @@ class _Opaque:
 
 
 _EMPTY = _Opaque("")
+# Operations whose body is a tar of local files: compared by what the files hold.
+_TAR_BODIES = frozenset({"PutContainerArchive", "ImageBuild"})
 
 
 def _body_value(request: Request, options: MatchOptions) -> Any:
@@ -250,6 +246,9 @@ def _body_value(request: Request, options: MatchOptions) -> Any:
     if options.exact_body:
         return _Opaque(request.sha256)
     operation = operation_name(request.method, request.target)
+    if operation in _TAR_BODIES:
+        digest = content_digest(request.body)
+        return _Opaque(request.sha256 if digest is None else "tar:" + digest)
     read = decode(operation, request.body) if typed(operation) else None
     as_dockerd = read is not None and not read.rejected
     if read is not None and as_dockerd:

@@ -17,8 +17,10 @@ gives the default; anything but a base-10 int64 is an error (dockerd answers 400
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from docktap.request.schema_table import QUERIES
 
 _ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _FALSE = frozenset({"", "0", "no", "false", "none"})
@@ -120,3 +122,30 @@ class Query:
             return self.int64_value_or_default(name, 0)
         except ValueError:
             return 0
+
+
+# Where dockerd 20.10 reads a parameter otherwise than the spec says: the build's resource
+# limits are read with Int64ValueOrZero (absent is 0, where the spec gives no default), and
+# it reads some the spec no longer lists. The docker CLI 20.10 sends them all, at zero.
+_DOCKERD_PARAMS: dict[str, dict[str, tuple[str, str]]] = {
+    "ImageBuild": {
+        **{name: ("int64", "0") for name in ("cpuperiod", "cpuquota", "cpushares", "memory")},
+        **{name: ("int64", "0") for name in ("memswap", "shmsize")},
+        "cgroupparent": ("string", ""),
+        "cpusetmems": ("string", ""),
+        "ulimits": ("json", ""),  # JSON, and the CLI sends `null` for none
+        "isolation": ("string", ""),
+    },
+}
+_PARAMS = {
+    operation: {name: (kind, default) for name, kind, default in params}
+    | _DOCKERD_PARAMS.get(operation, {})
+    for operation, params in QUERIES.items()
+}
+
+
+def parameters(operation: str | None) -> Mapping[str, tuple[str, str]]:
+    """The query parameters dockerd reads for `operation`, by name: each one's type (`bool`,
+    `int64`, `string`, or `json` for a string dockerd decodes as JSON) and the value an absent one reads as ("" where there is none:
+    absent and every value differ)."""
+    return _PARAMS.get(operation or "", {})
