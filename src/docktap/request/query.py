@@ -146,6 +146,6 @@ _PARAMS = {
 
 def parameters(operation: str | None) -> Mapping[str, tuple[str, str]]:
     """The query parameters dockerd reads for `operation`, by name: each one's type (`bool`,
-    `int64`, `string`, or `json` for a string dockerd decodes as JSON) and the value an absent one reads as ("" where there is none:
-    absent and every value differ)."""
+    `int64`, `string`, or `json` for a string dockerd decodes as JSON) and the value an
+    absent one reads as ("" where there is none: absent and every value differ)."""
     return _PARAMS.get(operation or "", {})
