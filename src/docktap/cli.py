@@ -815,9 +815,7 @@ def replay_command(
         return replay(
             loaded,
             where,
-            options=MatchOptions(
-                ignore_query, ignore_body, ignore_json, exact_version, exact_body
-            ),
+            options=MatchOptions(ignore_query, ignore_body, ignore_json, exact_version, exact_body),
             repeat=repeat,
             speed=speed,
             redact_env=redact_env_patterns(redact_env),
