@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -197,7 +198,10 @@ def test_a_different_command_is_a_miss_that_names_the_closest_recording(
     # The docker CLI prints the miss as a daemon error...
     assert "Error response from daemon: docktap replay: no recorded exchange for " in err
     # ...naming the closest recording and the first difference.
-    assert "POST /v1.41/containers/create; closest: #2, body differs at $.Cmd[0]" in err
+    assert (
+        "POST /v1.41/containers/create; closest: #2, "
+        'body differs at $.Cmd[0]: recorded "true", got "false"' in err
+    )
     assert "1 request(s) had no recording" in err
 
 
@@ -258,3 +262,20 @@ def test_report_unused(dockerd: Daemon, tmp_path: Path) -> None:
     assert "GET /v1.41/images/json" in told.stderr.decode()
     strict = docktap(*replay, "--strict", "--", "docker", "ps", "-a", "-q", env=env)
     assert strict.returncode == 1
+
+
+def test_the_readme_miss_is_what_docktap_prints(tmp_path: Path) -> None:
+    """The README's miss example, run as written: the docker CLI prints that very line."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"^\$ (docktap replay .*'echo hello'.*)\n(docker: .*)$", readme, re.M)
+    assert found is not None, "the README shows no miss"
+    command, quoted = found.groups()
+    assert 'recorded "echo out; echo err >&2; exit 3", got "echo hello"' in quoted
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-daemon-here.sock")
+    argv = shlex.split(command.removeprefix("docktap "))
+    done = subprocess.run(
+        [*DOCKTAP, *argv], cwd=root, env=env, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 125
+    assert quoted in done.stderr.decode().splitlines()
