@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import sshd as private_sshd
 from certs import Certificates, make_all
 from dockerd import Daemon, DaemonUnavailable, Running, ServerTLS, start, stop
 
@@ -57,3 +59,27 @@ def tls_dockerd(certificates: Certificates) -> Iterator[Daemon]:
     """
     server = certificates.server
     yield from _daemon(lambda: start(ServerTLS(certificates.ca.cert, server.cert, server.key)))
+
+
+@pytest.fixture(scope="session")
+def sshd(dockerd: Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[private_sshd.SSHD]:
+    """A private sshd on 127.0.0.1 whose sessions' `docker` reaches the private dockerd.
+
+    Its `env(...)` puts an ssh configured for it first on PATH (see sshd.py); skipped, or
+    failed when ``DOCKTAP_REQUIRE_DOCKERD=1``, when sshd cannot start.
+    """
+    root = tmp_path_factory.mktemp("sshd")
+    try:
+        running = private_sshd.start(root, dockerd.host, Path(dockerd.env["DOCKER_CONFIG"]))
+    except private_sshd.SSHDUnavailable as exc:
+        reason = f"private sshd unavailable: {exc}"
+    else:
+        reason = ""
+    if reason:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield running
+    finally:
+        private_sshd.stop(running)

@@ -26,7 +26,7 @@ from docktap.listening import (
     listen,
     parse_socket_mode,
 )
-from docktap.upstream import Endpoint
+from docktap.upstream import Endpoint, parse_endpoint
 
 NOBODY = 65534
 CAPTURE = Path(__file__).resolve().parent.parent / "captures" / "run.jsonl"
@@ -108,6 +108,14 @@ def test_tcp_binds_loopback_only_and_says_which_port(tmp_path: Path) -> None:
         finally:
             server.close()
             await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_ssh_is_for_upstreams_only() -> None:
+    async def main() -> None:
+        with pytest.raises(ListenError, match=r"cannot listen on ssh://box: docktap listens on"):
+            await listen(parse_endpoint("ssh://box"), _factory)
 
     asyncio.run(main())
 

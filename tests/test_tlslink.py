@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from certs import Certificates
 
-from docktap.connecting import UpstreamError, connect, peer_certificate
-from docktap.upstream import Endpoint, TLSSettings
+from docktap.connecting import connect, peer_certificate
+from docktap.upstream import Endpoint, TLSSettings, UpstreamError
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from docktap.upstream import (
     DEFAULT_SOCKET,
     Endpoint,
     EndpointError,
+    SSHTarget,
     TLSOptions,
     TLSSettings,
     parse_endpoint,
@@ -27,6 +28,10 @@ from docktap.upstream import (
         ("tcp://127.0.0.1:2375", Endpoint(host="127.0.0.1", port=2375)),
         ("tcp://localhost", Endpoint(host="localhost", port=2375)),
         ("http://127.0.0.1:8080", Endpoint(host="127.0.0.1", port=8080)),
+        ("ssh://box", Endpoint(ssh=SSHTarget("box"))),
+        ("ssh://me@box:2222", Endpoint(ssh=SSHTarget("box", "me", 2222))),
+        ("ssh://me@[::1]:22/run/d.sock", Endpoint(ssh=SSHTarget("::1", "me", 22, "/run/d.sock"))),
+        ("ssh://box/", Endpoint(ssh=SSHTarget("box"))),  # a bare slash is no socket path
     ],
 )
 def test_parse_endpoint(text: str, expected: Endpoint) -> None:
@@ -34,7 +39,21 @@ def test_parse_endpoint(text: str, expected: Endpoint) -> None:
     assert parse_endpoint(expected.url) == expected
 
 
-@pytest.mark.parametrize("text", ["ssh://host", "unix://", "tcp://:12", "tcp://h:notaport"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "unix://",
+        "tcp://:12",
+        "tcp://h:notaport",
+        # As the docker CLI refuses them: no host, a password, a query, a fragment.
+        "ssh://",
+        "ssh://me:secret@host",
+        "ssh://host?x=1",
+        "ssh://host#here",
+        "ssh://host:notaport",
+        "wss://host",
+    ],
+)
 def test_parse_endpoint_rejects(text: str) -> None:
     with pytest.raises(EndpointError):
         parse_endpoint(text)
@@ -153,6 +172,16 @@ def test_tls_is_for_tcp_daemons_only(tmp_path: Path) -> None:
     assert resolve_upstream(None, env) == Endpoint(path="/d.sock")  # as the CLI: ignored
     with pytest.raises(EndpointError, match="tcp://"):
         resolve_upstream(None, env, TLSOptions(verify=True))
+    ssh = {"DOCKER_HOST": "ssh://box", "DOCKER_TLS_VERIFY": "1"}
+    assert resolve_upstream(None, ssh) == Endpoint(ssh=SSHTarget("box"))
+    with pytest.raises(EndpointError, match="tcp://"):
+        resolve_upstream(None, ssh, TLSOptions(tls=True))
+
+
+def test_a_context_with_an_ssh_endpoint(tmp_path: Path) -> None:
+    _context(tmp_path, "remote", "ssh://me@box")
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "remote", "DOCKER_TLS": "1"}
+    assert resolve_upstream(None, env) == Endpoint(ssh=SSHTarget("box", "me"))
 
 
 def _tls_context(config: Path, name: str, skip: bool, *files: str) -> Path:

@@ -150,7 +150,7 @@ _socket_mode_option = click.option(
 _upstream_option = click.option(
     "--upstream",
     metavar="URL",
-    help="Daemon to relay to (unix:///path or tcp://host:port). "
+    help="Daemon to relay to (unix:///path, tcp://host:port or ssh://[user@]host[:port]). "
     "Default: DOCKER_HOST, the current docker context, /var/run/docker.sock.",
 )
 

@@ -1,4 +1,4 @@
-"""How docktap reaches the daemon: a unix socket, TCP, or TCP with TLS, and why it could not.
+"""How docktap reaches the daemon: a unix socket, TCP, TCP with TLS, or ssh, and why it could not.
 
 The relay calls `connect` for each client connection. Failures come back as UpstreamError, an
 OSError whose text a person can act on ("the daemon's certificate has expired", "the daemon
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from docktap.upstream import Endpoint, TLSSettings
+from docktap.upstream import Endpoint, TLSSettings, UpstreamError
 
 if TYPE_CHECKING:
     import ssl
@@ -37,17 +37,6 @@ _NOT_TLS = {
     "PACKET_LENGTH_TOO_LONG",
     "HTTP_REQUEST",
 }
-
-
-class UpstreamError(OSError):
-    """Connecting to the daemon failed; `strerror` says why, in words for people.
-
-    `lasting`: the daemon will answer the same way every time (it refuses our certificate).
-    """
-
-    def __init__(self, reason: str, lasting: bool = False) -> None:
-        super().__init__(0, reason)
-        self.lasting = lasting
 
 
 @functools.cache
@@ -115,13 +104,17 @@ def tls_error(exc: ssl.SSLError) -> UpstreamError:
 async def connect(
     factory: Callable[[], asyncio.BaseProtocol], upstream: Endpoint
 ) -> asyncio.BaseTransport:
-    """Connect a protocol to the daemon; OSError (UpstreamError for TLS) when it fails."""
+    """Connect a protocol to the daemon; OSError (UpstreamError for TLS, ssh) when it fails."""
     loop = asyncio.get_running_loop()
     if upstream.path is not None:
         transport, _ = await loop.create_unix_connection(factory, upstream.path)
         return transport
     if upstream.unusable is not None:
         raise UpstreamError(upstream.unusable)
+    if upstream.ssh is not None:
+        from docktap import sshlink
+
+        return await sshlink.connect(factory, upstream.ssh)
     host, port = upstream.host or "localhost", upstream.port or 0
     if upstream.tls is None:
         transport, _ = await loop.create_connection(factory, host, port)
@@ -245,7 +238,7 @@ async def _speaks_tls(upstream: Endpoint) -> bool:
 
 
 async def check(upstream: Endpoint) -> Checked:
-    """Ask a tcp:// daemon for /_ping once: its certificate, and whether it speaks as asked.
+    """Ask a tcp:// or ssh:// daemon for /_ping once: its certificate, whether it speaks as asked.
 
     A daemon that is unreachable now may be up later: only a certificate the daemon refuses
     and a daemon speaking TLS to plain text make the endpoint unusable, for they will not
@@ -254,6 +247,10 @@ async def check(upstream: Endpoint) -> Checked:
     if upstream.path is not None:
         return Checked(upstream)
     try:
+        if upstream.ssh is not None:  # connecting through ssh asks for /_ping itself
+            transport = await asyncio.wait_for(connect(asyncio.Protocol, upstream), CHECK_TIMEOUT)
+            transport.close()
+            return Checked(upstream)
         answer, certificate = await asyncio.wait_for(_ping(upstream), CHECK_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"

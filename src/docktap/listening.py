@@ -311,6 +311,10 @@ async def listen(
     `shortage` is told of each client refused for want of file descriptors.
     """
     raise_descriptor_limit()
+    if endpoint.ssh is not None:
+        raise ListenError(
+            f"cannot listen on {endpoint.url}: docktap listens on a unix socket or a TCP port"
+        )
     if endpoint.path is not None:
         clear_stale_socket(endpoint.path)
         try:

@@ -5,7 +5,9 @@ the same daemon the bare command would: an explicit URL, then DOCKER_HOST, then 
 the current docker context, then the default socket. How to speak to a `tcp://` daemon (plain
 text, or TLS with which certificates) is decided as the CLI decides it too: from its options
 (`--tlsverify`, `--tlscacert`, ...), DOCKER_TLS_VERIFY, DOCKER_TLS and DOCKER_CERT_PATH for a
-URL or DOCKER_HOST, from the context's own TLS material for a context.
+URL or DOCKER_HOST, from the context's own TLS material for a context. An
+`ssh://[user@]host[:port][/socket]` daemon is reached as the CLI reaches it, through the user's
+own ssh (docktap.sshlink).
 
 Only paths are resolved here; the certificates are read, and ssl imported, when docktap first
 connects (docktap.connecting).
@@ -29,6 +31,17 @@ CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
 
 class EndpointError(ValueError):
     """An endpoint URL docktap cannot use."""
+
+
+class UpstreamError(OSError):
+    """Connecting to the daemon failed; `strerror` says why, in words for people.
+
+    `lasting`: the daemon will answer the same way every time (it refuses our certificate).
+    """
+
+    def __init__(self, reason: str, lasting: bool = False) -> None:
+        super().__init__(0, reason)
+        self.lasting = lasting
 
 
 @dataclass(frozen=True)
@@ -57,27 +70,64 @@ class TLSOptions:
 
 
 @dataclass(frozen=True)
+class SSHTarget:
+    """Where ssh logs in to reach a daemon: `ssh://[user@]host[:port][/path/to/socket]`."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    socket: str | None = None  # the remote daemon's socket; None: the remote CLI's default
+
+    @property
+    def url(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = f":{self.port}" if self.port is not None else ""
+        return f"ssh://{user}{host}{port}{self.socket or ''}"
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """A unix socket path or a TCP host and port, and for a daemon over TCP, its TLS."""
+    """A unix socket path, a TCP host and port (for a daemon over TCP, its TLS), or ssh."""
 
     path: str | None = None
     host: str | None = None
     port: int | None = None
     tls: TLSSettings | None = None
+    ssh: SSHTarget | None = None
     # Why docktap must not relay to it, found when it first looked (see docktap.connecting):
     # each client is answered 502 with this instead.
     unusable: str | None = None
 
     @property
     def url(self) -> str:
+        if self.ssh is not None:
+            return self.ssh.url
         return f"unix://{self.path}" if self.path is not None else f"tcp://{self.host}:{self.port}"
 
     def __str__(self) -> str:
         return self.url
 
 
+def _ssh_target(text: str) -> SSHTarget:
+    """An ssh:// URL, refused where the docker CLI refuses it (a password, a query, no host)."""
+    parts = urlsplit(text)
+    if parts.password is not None:
+        raise EndpointError(f"no password in {text!r}: ssh asks for one, or use a key")
+    if parts.query or parts.fragment:
+        raise EndpointError(f"no query or fragment in an ssh URL: {text!r}")
+    if not parts.hostname:
+        raise EndpointError(f"no host in {text!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise EndpointError(f"bad port in {text!r}") from exc
+    socket = parts.path if parts.path.strip("/") else None
+    return SSHTarget(parts.hostname, parts.username or None, port, socket)
+
+
 def parse_endpoint(text: str) -> Endpoint:
-    """`unix:///path`, a bare path, or `tcp://host:port` (also `http://`)."""
+    """`unix:///path`, a bare path, `tcp://host:port` (also `http://`), or `ssh://[user@]host`."""
     if text.startswith("/") or text.startswith("."):
         return Endpoint(path=str(Path(text).absolute()))
     parts = urlsplit(text)
@@ -95,8 +145,11 @@ def parse_endpoint(text: str) -> Endpoint:
             raise EndpointError(f"bad port in {text!r}") from exc
         # Port 0 is meaningful to a listener (any free port); only a missing port is 2375.
         return Endpoint(host=parts.hostname, port=2375 if port is None else port)
+    if parts.scheme == "ssh":
+        return Endpoint(ssh=_ssh_target(text))
     raise EndpointError(
-        f"unsupported endpoint {text!r}: use unix:///path/to/socket, a path, or tcp://host:port"
+        f"unsupported endpoint {text!r}: use unix:///path/to/socket, a path, tcp://host:port "
+        "or ssh://[user@]host[:port]"
     )
 
 
@@ -193,15 +246,15 @@ def resolve_upstream(
     """The daemon to relay to: explicit URL, DOCKER_HOST, docker context, default socket.
 
     A `tcp://` daemon gets its TLS settings; options given on docktap's command line win over
-    a context's. TLS options for a unix socket are an error, TLS variables are not (the CLI
-    ignores them there too).
+    a context's. TLS options for a unix socket or ssh are an error, TLS variables are not (the
+    CLI ignores them there too).
     """
     env = os.environ if env is None else env
     options = TLSOptions() if options is None else options
     context = None if explicit or env.get("DOCKER_HOST") else _current_context(env)
     url = explicit or env.get("DOCKER_HOST") or (context.host if context else None)
     endpoint = parse_endpoint(url) if url else Endpoint(path=DEFAULT_SOCKET)
-    if endpoint.path is not None:
+    if endpoint.path is not None or endpoint.ssh is not None:
         if options.given:
             raise EndpointError(f"TLS options apply to tcp:// daemons, not to {endpoint.url}")
         return endpoint
