@@ -1,0 +1,186 @@
+"""Record with one docker CLI, replay with the other: a capture made on a laptop with the CLI
+28 replays in CI with Debian's 20.10, and the reverse.
+
+Each scenario records a command with one CLI through `docktap run` against the private
+daemon, then runs the same command with the other CLI through `docktap replay`, with the
+daemon out of reach: stdout, stderr and exit status must come out as they were recorded. The
+two CLIs send different requests for the same command (20.10 sends `null` where 28 sends `[]`,
+adds `"KernelMemory": 0` and a dozen build parameters at their defaults, and writes other tar
+headers); replay matches them as dockerd reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dockerd import Daemon
+from tapping import DOCKTAP, docktap, docktap_run, run_in_pty
+
+CLIS = {"28": "/usr/local/bin/docker", "20.10": "/usr/bin/docker"}
+PAIRS = [("28", "20.10"), ("20.10", "28")]
+
+#: The CLI prints ages relative to now ("3 seconds ago"), which move between two runs, and
+#: pads table columns to the longest one.
+_AGE = re.compile(rb"(About an? \w+|Less than a second|\d+ \w+) ago")
+_PADDING = re.compile(rb" {2,}")
+#: What the CLI 28 says of the legacy builder, and 20.10 does not.
+_LEGACY_NOTICE = re.compile(rb"DEPRECATED: The legacy builder.*?\n\n", re.S)
+
+pytestmark = pytest.mark.skipif(
+    not all(os.path.isfile(cli) for cli in CLIS.values()), reason="needs both docker CLIs"
+)
+
+
+def _seen(output: bytes) -> bytes:
+    return _PADDING.sub(b"  ", _AGE.sub(b"AGE", _LEGACY_NOTICE.sub(b"", output)))
+
+
+@pytest.fixture(params=PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
+def clis(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """The CLI that records and the CLI that replays."""
+    recorder, replayer = request.param
+    return CLIS[recorder], CLIS[replayer]
+
+
+def _offline_env(daemon: Daemon, tmp_path: Path) -> dict[str, str]:
+    env = dict(daemon.env)
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/no-daemon-here.sock"
+    return env
+
+
+def _shell(cli: str, script: str) -> list[str]:
+    """`script` run by sh with `docker` being `cli`."""
+    return ["sh", "-c", f'docker() {{ "{cli}" "$@"; }}; {script}']
+
+
+def _across(
+    daemon: Daemon,
+    tmp_path: Path,
+    clis: tuple[str, str],
+    script: str,
+    input: bytes | None = None,
+    between: str = "",
+) -> subprocess.CompletedProcess[bytes]:
+    """Record `script` with the first CLI, run `between` (no docker), replay with the second,
+    and insist the replay looks to a user as the recording did."""
+    recorder, replayer = clis
+    capture = tmp_path / "recorded.jsonl"
+    recorded = docktap_run(daemon, capture, *_shell(recorder, script), input=input).proc
+    if between:
+        subprocess.run(["sh", "-c", between], check=True, cwd=tmp_path)
+    replayed = docktap(
+        "replay", str(capture), "-q", "--strict", "--", *_shell(replayer, script),
+        env=_offline_env(daemon, tmp_path), input=input,
+    )  # fmt: skip
+    assert replayed.returncode == recorded.returncode, replayed.stderr.decode()
+    assert _seen(replayed.stdout) == _seen(recorded.stdout)
+    assert _seen(replayed.stderr) == _seen(recorded.stderr)
+    return recorded
+
+
+@pytest.fixture(scope="module")
+def box(dockerd: Daemon) -> Iterator[str]:
+    """A running container that has written something to stdout and stderr."""
+    name = "matrix-box"
+    dockerd.docker("rm", "-f", name, check=False)
+    started = dockerd.docker(
+        "run", "-d", "--name", name, "--network", "none", "bb",
+        "sh", "-c", "echo box-out; echo box-err >&2; exec sleep 600",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    for _ in range(200):
+        logs = dockerd.docker("logs", name)
+        if logs.stderr == b"box-err\n":
+            break
+    assert logs.stdout == b"box-out\n"
+    yield name
+    dockerd.docker("rm", "-f", name, check=False)
+
+
+def test_run(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
+    recorded = _across(
+        dockerd,
+        tmp_path,
+        clis,
+        "docker run --rm --network none bb sh -c 'echo out; echo err >&2; exit 3'",
+    )
+    assert (recorded.returncode, recorded.stdout, recorded.stderr) == (3, b"out\n", b"err\n")
+
+
+def test_run_with_stdin(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
+    recorded = _across(
+        dockerd, tmp_path, clis, "docker run -i --rm --network none bb cat", input=b"hi\n"
+    )
+    assert recorded.stdout == b"hi\n"
+
+
+def test_run_with_a_tty(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
+    recorder, replayer = clis
+    capture = tmp_path / "run-t.jsonl"
+    script = "docker run -t --rm --network none bb sh -c 'echo in-tty'"
+    recorded = run_in_pty(
+        [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--",
+         *_shell(recorder, script)],
+        dockerd.env,
+    )  # fmt: skip
+    replayed = run_in_pty(
+        [*DOCKTAP, "replay", str(capture), "-q", "--strict", "--", *_shell(replayer, script)],
+        _offline_env(dockerd, tmp_path),
+    )
+    assert recorded[0] == 0, recorded[1]
+    assert b"in-tty" in recorded[1]
+    assert replayed == recorded
+
+
+def test_exec_logs_ps_images(
+    dockerd: Daemon, tmp_path: Path, clis: tuple[str, str], box: str
+) -> None:
+    script = (
+        f"docker exec {box} sh -c 'echo exec-out; echo exec-err >&2'"
+        f" && docker logs {box} && docker ps -a && docker images"
+    )
+    recorded = _across(dockerd, tmp_path, clis, script)
+    assert recorded.stdout.startswith(b"exec-out\nbox-out\n")
+    assert recorded.stderr == b"exec-err\nbox-err\n"
+    assert box.encode() in recorded.stdout and b"REPOSITORY" in recorded.stdout
+
+
+def test_cp_both_ways_after_the_file_changed_time(
+    dockerd: Daemon, tmp_path: Path, clis: tuple[str, str], box: str
+) -> None:
+    (tmp_path / "local.txt").write_text("copied\n")
+    os.utime(tmp_path / "local.txt", (1_600_000_000, 1_600_000_000))
+    script = (
+        f"docker cp {tmp_path}/local.txt {box}:/tmp/ && "
+        f"docker cp {box}:/tmp/local.txt {tmp_path}/back.txt && cat {tmp_path}/back.txt"
+    )
+    recorded = _across(dockerd, tmp_path, clis, script, between="touch local.txt; rm back.txt")
+    assert recorded.stdout.endswith(b"copied\n")
+    assert (tmp_path / "back.txt").read_text() == "copied\n"
+
+
+def test_build_after_a_touch(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM bb\n")
+    script = f"DOCKER_BUILDKIT=0 docker build --network none -t matrix-built {context}"
+    recorded = _across(dockerd, tmp_path, clis, script, between="touch context/Dockerfile")
+    assert b"Successfully tagged matrix-built:latest" in recorded.stdout
+
+
+def test_events_since_until(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
+    since = int(time.time()) - 1
+    marker = f"matrix-events-{since}"
+    dockerd.docker("volume", "create", marker)
+    dockerd.docker("volume", "rm", marker)
+    until = int(time.time()) + 1
+    while time.time() < until:  # --until must be in the past for the stream to end
+        time.sleep(0.05)
+    recorded = _across(dockerd, tmp_path, clis, f"docker events --since {since} --until {until}")
+    assert marker.encode() in recorded.stdout
