@@ -296,7 +296,7 @@ class ParsedHead:
     target: str  # as sent, bytes outside ASCII included (latin-1)
     http_version: bytes  # b"1.1", b"1.0"
     headers: Headers  # every field as sent, in order
-    fields: list[tuple[bytes, bytes]]  # the fields as body framing takes them, names lower-cased
+    fields: tuple[tuple[bytes, bytes], ...]  # as body framing takes them, names lower-cased
 
 
 def head_end(data: bytes | bytearray, start: int = 0) -> int | None:
@@ -326,7 +326,7 @@ def read_request_head(head: bytes) -> ParsedHead:
         target.decode("latin-1"),
         event.http_version,
         _decode_headers(fields),
-        list(event.headers),
+        tuple(event.headers),
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from docktap import routes
 from docktap.answers import forbidden
@@ -34,7 +35,7 @@ from docktap.bodyframing import (
     request_body,
     response_body,
 )
-from docktap.observer import MAX_HEAD_SIZE, head_end, read_request_head
+from docktap.observer import MAX_HEAD_SIZE, ParsedHead, head_end, read_request_head
 from docktap.policy.asks import BODY_OPERATIONS
 from docktap.policy.decide import Decision, Request, decide
 from docktap.policy.model import Policy
@@ -44,6 +45,18 @@ MAX_BODY = 1 << 20
 #: Operations that hijack the connection once the daemon agrees.
 HIJACKING = frozenset({"ContainerAttach", "ContainerAttachWebsocket", "ExecStart"})
 _AFTER_POST_SKIP = 4  # Go's server discards up to this many CR/LF after a POST
+# Clients send the same heads again and again (pings, polls, the CLI's every create): a small
+# head is parsed once. What is kept is a frozen value; the bound keeps the memory small.
+_CACHED_HEAD = 4096
+
+
+@lru_cache(maxsize=256)
+def _cached_head(head: bytes) -> ParsedHead:
+    return read_request_head(head)
+
+
+def _read_head(head: bytes) -> ParsedHead:
+    return _cached_head(head) if len(head) <= _CACHED_HEAD else read_request_head(head)
 
 
 @dataclass(frozen=True)
@@ -194,7 +207,7 @@ class Gate:
         head = bytes(buf[:end])
         del buf[:end]
         try:
-            parsed = read_request_head(head)
+            parsed = _read_head(head)
             reader = request_body(parsed.http_version, parsed.fields)
         except ValueError as exc:
             self._refuse_unread(actions, f"a request docktap cannot parse ({exc})")
