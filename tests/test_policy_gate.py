@@ -183,3 +183,13 @@ def test_the_end_of_input_passes_once_nothing_is_held() -> None:
     g = gate()
     g.from_client(create(b'{"Image":"bb"}')[:-2])
     assert g.client_eof() == [EndOfInput()]  # the unfinished request never reached the daemon
+
+
+def test_a_reloaded_policy_decides_the_next_request_even_one_seen_before() -> None:
+    holder = [POLICY]
+    g = Gate(lambda: holder[0], 1000, "/usr/bin/docker")
+    assert forwarded(g.from_client(PING)) == PING
+    g.from_daemon(PONG)
+    holder[0] = Policy(())
+    (answer,) = answers(g.from_client(PING))
+    assert b"no rule for uid 1000 (/usr/bin/docker)" in answer.data

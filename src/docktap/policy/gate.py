@@ -48,6 +48,7 @@ _AFTER_POST_SKIP = 4  # Go's server discards up to this many CR/LF after a POST
 # Clients send the same heads again and again (pings, polls, the CLI's every create): a small
 # head is parsed once. What is kept is a frozen value; the bound keeps the memory small.
 _CACHED_HEAD = 4096
+_MEMO_SIZE = 256
 
 
 @lru_cache(maxsize=256)
@@ -137,6 +138,9 @@ class Gate:
         self._response_head = bytearray()
         self._response_body: BodyReader | None = None
         self._responses_lost = False
+        # Decisions on heads alone, by method and target, for the policy they were made by.
+        self._memo: dict[tuple[str, str], Decision] = {}
+        self._memo_policy: Policy | None = None
 
     @property
     def raw(self) -> bool:
@@ -227,7 +231,7 @@ class Gate:
         request = Request(
             parsed.method, parsed.target, parsed.headers, b"", True, self._uid, self._exe
         )
-        self._settle(actions, head, request, keep, hijack, reader.done)
+        self._settle(actions, head, request, keep, hijack, reader.done, memo=True)
         return True
 
     def _read_body(self, actions: list[Action]) -> bool:
@@ -295,9 +299,23 @@ class Gate:
         keep: bool,
         hijack: bool,
         whole: bool,
+        memo: bool = False,
     ) -> None:
-        """Forward or answer a decided request."""
-        decision = decide(self._policy(), request)
+        """Forward or answer a decided request.
+
+        A request decided on its head alone (`memo`) is decided once per method and target
+        while the same policy is in force: nothing else of it enters the decision.
+        """
+        policy = self._policy()
+        if not memo:
+            decision = decide(policy, request)
+        else:
+            if policy is not self._memo_policy or len(self._memo) >= _MEMO_SIZE:
+                self._memo_policy, self._memo = policy, {}
+            key = (request.method, request.target)
+            found = self._memo.get(key)
+            decision = found if found is not None else decide(policy, request)
+            self._memo[key] = decision
         actions.append(Decided(self._seq, decision, self._enforce))
         if decision.allowed or not self._enforce:
             actions.append(Forward(data))
