@@ -346,3 +346,41 @@ def test_a_killed_proxy_leaves_a_readable_capture(dockerd: Daemon, tmp_path: Pat
     stream = one(capture, "SystemEvents")
     assert stream.status == 200
     assert json.loads(bytes(stream.response_body).splitlines()[0])["Action"] == "create"
+
+
+# What a command imports at start-up is what a wrapped `docker version` pays for each time:
+# these are the modules it has no use for.
+NOT_AT_START = ("rich", "docktap.render", "docktap.request", "docktap.audit", "docktap.replay")
+NOT_FOR_HELP = (*NOT_AT_START, "asyncio", "ssl", "docktap.capture.reader", "docktap.recording")
+
+
+def _imported(args: list[str], tmp_path: Path) -> set[str]:
+    """The modules `docktap ARGS` imports, as `python -X importtime` lists them."""
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
+    done = subprocess.run(
+        [*DOCKTAP[:1], "-X", "importtime", *DOCKTAP[1:], *args],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    lines = done.stderr.decode().splitlines()
+    return {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
+
+
+def _loaded(modules: set[str], roots: tuple[str, ...]) -> set[str]:
+    return {m for m in modules if any(m == r or m.startswith(r + ".") for r in roots)}
+
+
+def test_help_and_version_import_no_more_than_the_command_line(tmp_path: Path) -> None:
+    for args in (["--version"], ["--help"], ["show", "--help"]):
+        modules = _imported(args, tmp_path)
+        assert "click" in modules  # the listing is read as it must be
+        assert _loaded(modules, NOT_FOR_HELP) == set(), args
+
+
+def test_run_quiet_imports_no_renderer_reader_nor_request_model(tmp_path: Path) -> None:
+    modules = _imported(["run", "-q", "-o", str(tmp_path / "cap.jsonl"), "--", "true"], tmp_path)
+    assert "docktap.relay" in modules
+    assert _loaded(modules, (*NOT_AT_START, "docktap.capture.reader")) == set()

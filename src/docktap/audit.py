@@ -24,14 +24,10 @@ from typing import Any
 
 from docktap.capture.format import Kind, Record
 from docktap.capture.reader import Capture, Exchange
+from docktap.levels import LEVELS as LEVELS
+from docktap.levels import LIVE_LEVEL as LIVE_LEVEL
 from docktap.request.body import Decoded, decode
 from docktap.request.query import Query
-
-#: Levels from the least to the most serious.
-LEVELS = ("info", "low", "medium", "high", "critical")
-#: The floor of warnings while a command runs (`--audit`): below it is what nearly every
-#: session does (exec, undigested images), left to `docktap audit`.
-LIVE_LEVEL = "medium"
 
 
 def rank(level: str) -> int:

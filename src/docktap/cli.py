@@ -6,7 +6,6 @@ maps their errors to one clear line on stderr and an exit status.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import json
@@ -25,32 +24,23 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from docktap import __version__
-from docktap.audit import LEVELS, LIVE_LEVEL
-from docktap.capture.format import DEFAULT_MAX_BODY
-from docktap.capture.reader import Capture, CaptureError, Exchange, load
-from docktap.console import auto_console, interactive, terminal
-from docktap.listening import ListenError, parse_socket_mode
-from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
+from docktap.capture.limits import DEFAULT_MAX_BODY
+from docktap.levels import LEVELS, LIVE_LEVEL
 from docktap.policy.commands import make_guard, policy_options, reload_on_hangup
 from docktap.policy.commands import policy as policy_commands
-from docktap.recording.session import (
-    RecordError,
-    RecordSession,
-    record,
-    redact_env_patterns,
-)
-from docktap.upstream import (
-    Endpoint,
-    EndpointError,
-    TLSOptions,
-    parse_endpoint,
-    resolve_upstream,
-)
+from docktap.upstream import Endpoint, EndpointError, TLSOptions
 
+# Each command imports what it uses when it runs: a wrapped `docker version` should cost
+# little more than the interpreter, and `--help` should not load asyncio, rich or the
+# capture reader (tests/test_cli.py keeps it so).
 if TYPE_CHECKING:
+    import asyncio
+
     from rich.console import Console
 
+    from docktap.capture.reader import Capture, Exchange
     from docktap.policy.guard import Guard
+    from docktap.recording.session import RecordSession
     from docktap.render.timeline import Line
     from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
@@ -73,12 +63,16 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
     What makes every client get a 502 (a certificate the daemon refuses, TLS where plain text
     was asked for, a certificate docktap does not trust) is said here once, on stderr.
     """
+    from docktap.upstream import resolve_upstream
+
     try:
         target = resolve_upstream(explicit, options=tls)
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
     if target.path is not None:
         return target, None
+    import asyncio
+
     from docktap.connecting import check
 
     checked = asyncio.run(check(target))
@@ -89,6 +83,8 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
 
 def _load(path: str) -> Capture:
     """A capture for a command that reads it once and exits."""
+    from docktap.capture.reader import CaptureError, load
+
     try:
         loaded = load(path)
     except CaptureError as exc:
@@ -134,6 +130,8 @@ _audit_option = click.option(
 
 
 def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    from docktap.listening import parse_socket_mode
+
     try:
         return parse_socket_mode(value)
     except ValueError as exc:
@@ -239,6 +237,10 @@ def run(
         raise click.UsageError("run cannot write the capture to stdout: that is the command's")
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise click.ClickException(f"command not found: {argv[0]}")
+    import asyncio
+
+    from docktap.recording.session import record, redact_env_patterns
+
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     path = output or _default_capture_name()
@@ -293,6 +295,10 @@ async def _command_served_by(
 @contextlib.asynccontextmanager
 async def _started(session: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """Enter a session; why it could not start is one line on stderr and status 1."""
+    from docktap.capture.errors import CaptureError
+    from docktap.listening import ListenError
+    from docktap.recording.session import RecordError
+
     async with contextlib.AsyncExitStack() as stack:
         try:
             entered = await stack.enter_async_context(session)
@@ -308,6 +314,8 @@ async def _command_against(argv: list[str], sock: str) -> int:
     # The socket is private and plain: the command's TLS settings are for the daemon behind us.
     for name in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
         env.pop(name, None)
+    import asyncio
+
     loop = asyncio.get_running_loop()
     try:
         process = await asyncio.create_subprocess_exec(*argv, env=env)
@@ -366,6 +374,11 @@ def proxy(
     Each call is shown on stderr as it completes, one timeline row (see `show`); on a
     terminal a status line counts connections, requests, bytes each way and errors.
     """
+    import asyncio
+
+    from docktap.recording.session import record, redact_env_patterns
+    from docktap.upstream import parse_endpoint
+
     try:
         endpoint = parse_endpoint(listen)
     except EndpointError as exc:
@@ -408,6 +421,8 @@ def _stop_on_signals() -> asyncio.Event:
 
     Set up before saying we listen: a signal sent as soon as we say so must end us cleanly.
     """
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -550,6 +565,7 @@ def _print_timeline(
     max_lines: int = 10,
     select: Callable[[Exchange], bool] | None = None,
 ) -> None:
+    from docktap.console import terminal
     from docktap.render import timeline
 
     term = terminal(sys.stdout, colour, width)
@@ -578,6 +594,7 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     Colour only on a terminal, never with NO_COLOR set. The --json shape is stable: see
     docs/stats-and-exports.md.
     """
+    from docktap.console import terminal
     from docktap.render import stats as stats_render
 
     loaded = _load(capture)
@@ -611,6 +628,7 @@ _EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown", "html")
 def export_command(capture: str, fmt: str, output: str) -> None:
     """Turn a capture into a HAR file, a Mermaid diagram, a curl script, a Markdown report or a
     web page."""
+    from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
     from docktap.render import curl, har, markdown, mermaid
 
     loaded = _load(capture)
@@ -689,6 +707,7 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
     Benchmark item. Exit status 0 unless --fail-on is given and met.
     """
     from docktap import audit
+    from docktap.console import auto_console, interactive
     from docktap.render import audit as views
 
     loaded = _load(capture)
@@ -794,8 +813,12 @@ def replay_command(
 
     Example: docktap replay captures/run.jsonl -- docker run --rm bb sh -c 'echo out'
     """
+    import asyncio
+
+    from docktap.recording.session import redact_env_patterns
     from docktap.replay.match import MatchOptions, parse_json_path
     from docktap.replay.session import replay
+    from docktap.upstream import parse_endpoint
 
     argv: list[str] = ctx.meta.get("docktap.command", [])
     if (listen is None) == (not argv):
@@ -884,9 +907,11 @@ def demo(output: str | None, no_docker: bool) -> None:
     it completes; then the recorded timeline is shown with a line explaining each call.
     Without the docker CLI, the bundled capture is shown instead.
     """
+    import asyncio
     from importlib.resources import as_file, files
 
     from docktap.explain import explain
+    from docktap.recording.session import record
     from docktap.replay.session import replay
 
     with as_file(files("docktap") / "data" / "demo.jsonl") as bundled:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
+from docktap.envpatterns import REDACT_ENV_VAR as REDACT_ENV_VAR
+from docktap.envpatterns import patterns_from_env as patterns_from_env
 from docktap.events import Headers
 from docktap.request.gojson import JSONSyntaxError, Number, Object, fold, parse
 
@@ -45,8 +47,6 @@ DEFAULT_SECRET_NAMES = (
     "PRIVATE",
 )
 #: The environment variable adding name patterns, comma-separated.
-REDACT_ENV_VAR = "DOCKTAP_REDACT_ENV"
-
 _CREDENTIAL_KEYS = frozenset({"password", "auth", "identitytoken", "registrytoken"})
 _REGISTRY_HEADERS = frozenset({"x-registry-auth", "x-registry-config"})
 _AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
@@ -152,11 +152,6 @@ def name_pattern(pattern: str) -> re.Pattern[str]:
         return re.compile(pattern, re.IGNORECASE)
     except re.error:
         return re.compile(re.escape(pattern), re.IGNORECASE)
-
-
-def patterns_from_env(value: str | None) -> list[str]:
-    """The patterns of DOCKTAP_REDACT_ENV: comma-separated, blanks ignored."""
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 _ASSIGNMENT = re.compile(r"(?<![^\s='\"])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s'\"]+)")

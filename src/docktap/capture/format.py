@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 
 from docktap import routes
+from docktap.capture.limits import DEFAULT_MAX_BODY as DEFAULT_MAX_BODY
 from docktap.events import (
     BodyData,
     Closed,
@@ -38,7 +39,6 @@ FORMAT = "docktap-capture"
 VERSION = 2
 #: The versions the reader takes: 2 added `decision` records, and nothing else changed.
 READABLE = (1, 2)
-DEFAULT_MAX_BODY = 1 << 20
 # Bodies that may carry secrets are held back whole, masked, then written (see redact.py);
 # past this size only their size and sha256 are kept.
 HELD_BODY_LIMIT = 1 << 20

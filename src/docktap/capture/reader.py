@@ -25,13 +25,10 @@ from typing import Any
 import orjson
 
 from docktap import routes
+from docktap.capture.errors import CaptureError as CaptureError
 from docktap.capture.format import FORMAT, READABLE, Kind, Record, decode_payload
 from docktap.events import Direction
 from docktap.routes import Identity
-
-
-class CaptureError(ValueError):
-    """The file is not a docktap capture docktap can read."""
 
 
 class CaptureWarning(UserWarning):

@@ -6,22 +6,22 @@ is done by the pure modules beside it.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from docktap.capture.reader import Capture, CaptureError, load
-from docktap.outputs import PRIVATE, OutputError, open_output
-from docktap.policy import check as checking
-from docktap.policy import learn as learning
-from docktap.policy import text
-from docktap.policy.export import FORMATS, export
-from docktap.policy.guard import Guard
-from docktap.policy.model import Policy, PolicyError, loads
+from docktap.policy.formats import FORMATS
+
+# The group is built with every `docktap` start-up; what its commands use is imported when
+# one of them runs (see cli.py).
+if TYPE_CHECKING:
+    from docktap.capture.reader import Capture
+    from docktap.policy.guard import Guard
+    from docktap.policy.model import Policy
 
 
 def _say(message: str) -> None:
@@ -30,6 +30,8 @@ def _say(message: str) -> None:
 
 def load_policy(path: str) -> Policy:
     """The policy in a file; a ClickException naming the file and the fault otherwise."""
+    from docktap.policy.model import PolicyError, loads
+
     try:
         return loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -39,6 +41,8 @@ def load_policy(path: str) -> Policy:
 
 
 def _captures(paths: tuple[str, ...]) -> list[tuple[str, Capture]]:
+    from docktap.capture.reader import CaptureError, load
+
     loaded = []
     for path in paths:
         try:
@@ -52,6 +56,8 @@ def _write(output: str, content: str) -> None:
     if output == "-":
         click.echo(content, nl=False)
         return
+    from docktap.outputs import PRIVATE, OutputError, open_output
+
     try:
         fd = open_output(output, replace=True, mode=PRIVATE)
     except OutputError as exc:
@@ -70,6 +76,9 @@ def policy() -> None:
 @click.option("-o", "--output", metavar="POLICY|-", default="-", help="Where to write (default -).")
 def learn_command(captures: tuple[str, ...], output: str) -> None:
     """Write the narrowest policy that allows what the CAPTURES' clients did."""
+    from docktap.policy import learn as learning
+    from docktap.policy import text
+
     learned = learning.learn(_captures(captures))
     for source, why in learned.skipped:
         _say(f"not learned: {source}: {why}")
@@ -88,6 +97,8 @@ def learn_command(captures: tuple[str, ...], output: str) -> None:
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
     """List every exchange of the CAPTURES that POLICY would deny; exit 1 if there is any."""
+    from docktap.policy import check as checking
+
     policy_ = load_policy(policy_file)
     total = denied = 0
     for name, capture in _captures(captures):
@@ -113,6 +124,8 @@ def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
 @click.option("-o", "--output", metavar="FILE|-", default="-", help="Where to write (default -).")
 def export_command(policy_file: str, fmt: str, output: str) -> None:
     """The nearest configuration of another socket proxy; stderr says how it differs."""
+    from docktap.policy.export import export
+
     made = export(load_policy(policy_file), fmt, Path(policy_file).name)
     _say(f"{fmt} export is {'wider' if made.wider else 'narrower'} than {policy_file}:")
     for note in made.notes:
@@ -147,11 +160,17 @@ def make_guard(path: str | None, mode: str) -> Guard | None:
     before anything starts."""
     if path is None:
         return None
+    from docktap.policy.guard import Guard
+
     return Guard(load_policy(path), mode == "enforce", source=path)
 
 
 def reload_on_hangup(guard: Guard) -> None:
     """SIGHUP reads the policy again; one that does not parse leaves the old one in force."""
+    import asyncio
+
+    from docktap.policy.model import PolicyError, loads
+
     path = guard.source
     if path is None:
         return

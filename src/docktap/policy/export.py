@@ -25,9 +25,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from docktap.policy.formats import FORMATS as FORMATS
 from docktap.policy.model import Limits, Policy, Rule
-
-FORMATS = ("tecnativa", "wollomatic", "sockguard", "rego")
 
 # Tecnativa's sections, by the first segment of the unversioned path.
 _SECTIONS = {

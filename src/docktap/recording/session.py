@@ -20,12 +20,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from docktap.background import Background
-from docktap.capture.format import DEFAULT_MAX_BODY
+from docktap.capture.limits import DEFAULT_MAX_BODY
+from docktap.envpatterns import REDACT_ENV_VAR, patterns_from_env
 from docktap.listening import DescriptorShortage
 from docktap.outputs import OutputError, open_output
 from docktap.recording.link import RecorderLink, spawn_recorder
 from docktap.recording.wire import RecordingConfig
-from docktap.redact import REDACT_ENV_VAR, patterns_from_env
 from docktap.relay import Relay
 from docktap.upstream import Endpoint
 
