@@ -350,7 +350,17 @@ def test_a_killed_proxy_leaves_a_readable_capture(dockerd: Daemon, tmp_path: Pat
 
 # What a command imports at start-up is what a wrapped `docker version` pays for each time:
 # these are the modules it has no use for.
-NOT_AT_START = ("rich", "docktap.render", "docktap.request", "docktap.audit", "docktap.replay")
+NOT_AT_START = (
+    "rich",
+    "yaml",
+    "h11",
+    "docktap.render",
+    "docktap.request",
+    "docktap.audit",
+    "docktap.replay",
+    "docktap.observer",
+    "docktap.policy.gate",
+)
 NOT_FOR_HELP = (*NOT_AT_START, "asyncio", "ssl", "docktap.capture.reader", "docktap.recording")
 
 

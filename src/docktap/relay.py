@@ -25,11 +25,13 @@ from docktap.answers import bad_gateway, out_of_descriptors
 from docktap.connecting import connect
 from docktap.events import Direction
 from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
-from docktap.policy.gate import Action, Answer, Decided, Forward, Gate
 from docktap.tap import PeerCredentials, Tap
 from docktap.upstream import Endpoint
 
+# The gate, and the request model it reads requests with, only with a policy: a relay without
+# one is started by every `docktap run`, and must start fast.
 if TYPE_CHECKING:
+    from docktap.policy.gate import Action, Gate
     from docktap.policy.guard import Guard
 
 _CONNECT_TIMEOUT = 10.0
@@ -199,6 +201,8 @@ class _Pipe:
             self.answer_failure()
 
     def apply(self, actions: list[Action]) -> None:
+        from docktap.policy.gate import Answer, Decided, Forward
+
         for action in actions:
             if isinstance(action, Forward):
                 self.to_daemon(action.data)
