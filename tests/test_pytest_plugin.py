@@ -261,3 +261,38 @@ def test_what_docktap_redact_env_masked_on_record_is_masked_alike_on_replay(
     monkeypatch.setenv("CI", "true")
     replayed = pytester.runpytest_subprocess()
     replayed.assert_outcomes(passed=1)
+
+
+def test_the_readme_example_in_new_episodes_mode_then_under_ci(
+    pytester: pytest.Pytester,
+    dockerd: Daemon,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A `docker run` the capture lacks goes to the daemon whole (its wait too) and into an
+    episode; then the capture and the episode replay it with no daemon."""
+    for key, value in dockerd.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CI", raising=False)
+    example = _readme_example().replace('"busybox"', '"bb"')
+    pytester.makepyfile(test_hello=example)
+    episodes_mode = ("--docktap-record-mode=new_episodes", "-k", "test_docker_cli")
+    pytester.runpytest_subprocess(*episodes_mode).assert_outcomes(passed=1)
+    again = '    assert out.stdout == b"hello\\n"\n'
+    assert again in example
+    second_run = again + (
+        "    out = subprocess.run(\n"
+        '        ["docker", "run", "--rm", "--network", "none", "bb",\n'
+        '         "sh", "-c", "echo new; exit 3"],\n'
+        "        capture_output=True,\n"
+        "    )\n"
+        '    assert (out.returncode, out.stdout, out.stderr) == (3, b"new\\n", b""), out.stderr\n'
+    )
+    pytester.makepyfile(test_hello=example.replace(again, second_run, 1))
+    pytester.runpytest_subprocess(*episodes_mode).assert_outcomes(passed=1)
+    captures = pytester.path / "captures" / "test_hello"
+    episode = load(captures / "test_docker_cli.2.jsonl")
+    assert "ContainerWait" in [ex.operation for ex in episode]
+    _offline(monkeypatch, tmp_path)
+    monkeypatch.setenv("CI", "true")
+    pytester.runpytest_subprocess("-k", "test_docker_cli").assert_outcomes(passed=1)

@@ -244,7 +244,8 @@ class ReplayServer:
         upstream.write(again.send(h11.EndOfMessage()) or b"")
         # What the client sent after this request is not ours to parse any more.
         buffered, ended = client.conn.trailing_data
-        _pass_on(upstream, buffered)
+        if buffered:  # (no bytes would say the client half-closed: dockerd cancels a wait)
+            _pass_on(upstream, buffered)
         client.forward = upstream
         if ended or client.closed:
             _pass_on(upstream, b"")
