@@ -28,6 +28,7 @@ from dockerd import stop as stop_daemon
 from tapping import DOCKTAP, Proxy, checked_capture, docktap, one
 
 from docktap import load
+from docktap.capture import lock
 
 FASTSERVER = Path(__file__).resolve().parent.parent / "bench" / "fastserver.py"
 
@@ -297,6 +298,62 @@ def test_a_killed_docktap_leaves_its_recording_backlog_in_the_capture(
     inspected = [ex for ex in kept.exchanges if ex.status == 200]
     # The kill may cut the last exchange's bytes in the relay's hands, not the others.
     assert len(inspected) >= 1999
+
+
+def _recorder_of(proxy: subprocess.Popen[bytes]) -> int:
+    (recorder,) = (
+        int(pid) for pid in Path(f"/proc/{proxy.pid}/task/{proxy.pid}/children").read_text().split()
+    )
+    return recorder
+
+
+def test_after_a_burst_docktap_exits_at_once_and_the_recorder_finishes_the_capture(
+    fast_upstream: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    _, upstream = fast_upstream
+    proxy, sock, capture = _proxy_to(upstream, tmp_path)
+    recorder = _recorder_of(proxy)
+    os.kill(recorder, signal.SIGSTOP)  # a recorder far behind, as after a burst on a busy machine
+    try:
+        _inspect_calls(sock, 2000)
+        signalled = time.monotonic()
+        proxy.send_signal(signal.SIGTERM)
+        # wait(), not communicate(): the recorder, still at work, keeps docktap's stderr open.
+        assert proxy.wait(timeout=30) == 0
+        delay = time.monotonic() - signalled
+        assert delay < 1.5, f"docktap took {delay:.2f} s to exit after SIGTERM"
+        shown = docktap("show", str(capture))
+        assert "still being written" in shown.stderr.decode()
+    finally:
+        os.kill(recorder, signal.SIGCONT)
+    _, err = proxy.communicate(timeout=60)
+    assert "still being written" in err.decode()
+    lock.wait_written(capture)
+    kept = checked_capture(capture)
+    assert len([ex for ex in kept.exchanges if ex.status == 200]) == 2000
+    assert "still being written" not in docktap("show", str(capture)).stderr.decode()
+
+
+def test_a_second_signal_ends_docktap_at_once(
+    fast_upstream: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
+) -> None:
+    _, upstream = fast_upstream
+    proxy, sock, capture = _proxy_to(upstream, tmp_path)
+    _inspect_calls(sock, 10)
+    idle = _request(sock, "")  # an open connection: the first signal waits for it a while
+    try:
+        # Two different signals, so that the kernel cannot merge them into one: whichever is
+        # handled first starts stopping, the other ends docktap with its status.
+        signalled = time.monotonic()
+        proxy.send_signal(signal.SIGINT)
+        proxy.send_signal(signal.SIGTERM)
+        proxy.communicate(timeout=30)
+        assert proxy.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM)
+        assert time.monotonic() - signalled < 0.9  # less than the grace the first one gives
+    finally:
+        idle.close()
+    lock.wait_written(capture)
+    assert len([ex for ex in load(capture).exchanges if ex.status == 200]) == 10
 
 
 def _vm_hwm_mb(pid: int) -> float:

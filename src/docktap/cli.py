@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# How long `run` and `proxy` wait for the recorder once the command or the proxy is done: past
+# it, the recorder finishes the capture on its own, and the status or the exit is not held up.
+_LINGER = 0.5
+
 
 def _say(message: str) -> None:
     click.echo(f"docktap: {message}", err=True)
@@ -83,8 +87,11 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
 
 def _load(path: str) -> Capture:
     """A capture for a command that reads it once and exits."""
+    from docktap.capture import lock
     from docktap.capture.reader import CaptureError, load
 
+    if lock.being_written(path):
+        _say(f"{path} is still being written: what it holds so far")
     try:
         loaded = load(path)
     except CaptureError as exc:
@@ -261,11 +268,19 @@ def run(
             say=_say,
             grace=2.0,
             guard=guard,
+            linger=_LINGER,
         )
         code = asyncio.run(_command_served_by(session, argv, sock, guard))
     if not quiet:
-        _say(f"capture written to {path}")
+        _say_written(path, session.still_writing)
     sys.exit(code)
+
+
+def _say_written(path: str, still_writing: bool) -> None:
+    if still_writing:
+        _say(f"capture {path} is still being written by the recorder, in the background")
+    else:
+        _say(f"capture written to {path}")
 
 
 @contextlib.contextmanager
@@ -401,10 +416,11 @@ def proxy(
         say=_say,
         grace=1.0,
         guard=guard,
+        linger=_LINGER,
     )
     asyncio.run(_proxy(session))
     if path != "-":
-        _say(f"capture written to {path}")
+        _say_written(path, session.still_writing)
 
 
 async def _proxy(session: RecordSession) -> None:
@@ -417,16 +433,23 @@ async def _proxy(session: RecordSession) -> None:
 
 
 def _stop_on_signals() -> asyncio.Event:
-    """An event set by SIGINT or SIGTERM.
+    """An event set by SIGINT or SIGTERM; a second one ends docktap at once.
 
     Set up before saying we listen: a signal sent as soon as we say so must end us cleanly.
+    What is on disk stays: the recorder, on its own, records what it was sent and exits.
     """
     import asyncio
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping(signum: int) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stopping, signum)
     return stop
 
 

@@ -15,8 +15,11 @@ backlog is on disk rather than in memory. Only when the spool cannot take more d
 stop reading from its sockets, until the spool takes the bytes again or the pipe has room for
 them: memory stays bounded, nothing is dropped.
 
-Stopping waits until the child has recorded everything, backlog included. If docktap is killed,
-the child sees the pipe close, records what the spool still holds, writes and exits.
+Stopping waits until the child has recorded everything, backlog included, or for a while only
+(`linger`): then what still waits for the pipe is left to a process of its own that writes it
+as the child reads, and the child finishes on its own while docktap exits (the capture stays
+locked until then, see capture/lock.py). If docktap is killed, the child sees the pipe close,
+records what the spool still holds, writes and exits.
 """
 
 from __future__ import annotations
@@ -316,25 +319,89 @@ class RecorderLink:
         """The guard's decision on a request (the fields of a `decision` record)."""
         self._push(Kind.DECISION, conn, t, json.dumps(decision).encode())
 
-    async def stop(self, t: float) -> int:
-        """Tell the child the capture is over and wait until it has written everything."""
+    async def stop(self, t: float, linger: float | None = None) -> int | None:
+        """Tell the child the capture is over and wait until it has written everything.
+
+        With `linger` and a backlog, wait that many seconds at most: the child then finishes on
+        its own, with everything it is still owed, and the status is None. Without a backlog
+        the child has at most a pipe's worth to record, and is waited for.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if linger is None else time.monotonic() + linger
         self._push(Kind.STOP, 0, t)
         self.flush()
         self.policy.stopping = True
         if self._sampler is not None:
             self._sampler.cancel()
             self._sampler = None
-        if self.policy.state in (State.BEHIND, State.HOLDING):
-            self._drained = asyncio.get_running_loop().create_future()
+        _hurry(self.process.pid)
+        behind = self.policy.state in (State.BEHIND, State.HOLDING)
+        if behind:
+            self._drained = loop.create_future()
             self._arm()
-            await self._drained
+            try:
+                await asyncio.wait_for(self._drained, _left(deadline))
+            except TimeoutError:
+                self._hand_off()
         assert self.process.stdin is not None
         with contextlib.suppress(OSError):
             self.process.stdin.close()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
-        return await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
+        try:
+            wait = _left(deadline) if behind else None
+            return await loop.run_in_executor(None, self.process.wait, wait)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def _hand_off(self) -> None:
+        """Leave what still waits for the pipe to a process that writes it as the child reads.
+
+        A grandchild, so that no one has to wait for it: it is the parent's to reap once this
+        process has left (init's, when docktap exits first).
+        """
+        if self._writing and self._loop is not None:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        owed = [self._tail, spooled(self._spooled) if self._spooled else b"", *self._held]
+        self._tail, self._spooled = b"", 0
+        self._held.clear()
+        pieces = [piece for piece in owed if piece]
+        if not pieces:
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                if os.fork() == 0:
+                    os.set_blocking(self._fd, True)
+                    for piece in pieces:
+                        view = memoryview(piece)
+                        while view:
+                            view = view[os.write(self._fd, view) :]
+            except OSError:
+                code = 1
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+
+
+def _hurry(pid: int) -> None:
+    """Give the child its share of the CPU again, in all its threads: the traffic it kept out
+    of the way of is over, and what it still has to record now holds up the capture.
+
+    Possible as root only (or where RLIMIT_NICE allows it); elsewhere it stays at idle.
+    """
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until `deadline` (none: no limit), never below zero."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def spawn_recorder(config: RecordingConfig, spool_dir: str | None = None) -> RecorderLink:
@@ -352,6 +419,9 @@ def spawn_recorder(config: RecordingConfig, spool_dir: str | None = None) -> Rec
     process = subprocess.Popen(
         [sys.executable, "-m", "docktap.recording.child", config.to_json()],
         stdin=subprocess.PIPE,
+        # Stdout is the command's, or the capture's (`-o -`): a recorder finishing a backlog
+        # after docktap has exited must not hold up `docktap run ... | grep`.
+        stdout=subprocess.DEVNULL if capture is not None else None,
         pass_fds=fds,
         # Its own process group: Ctrl-C at the terminal is for the relay and the command.
         start_new_session=True,

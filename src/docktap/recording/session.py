@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from docktap.background import Background
+from docktap.capture import lock as capture_lock
 from docktap.capture.limits import DEFAULT_MAX_BODY
 from docktap.envpatterns import REDACT_ENV_VAR, patterns_from_env
 from docktap.listening import DescriptorShortage
@@ -62,6 +63,7 @@ class RecordSession:
         upstream_tls: dict[str, Any] | None,
         say: Callable[[str], None] | None,
         guard: Guard | None = None,
+        linger: float | None = None,
     ) -> None:
         self.output = os.fspath(output)
         self.guard = guard
@@ -77,8 +79,10 @@ class RecordSession:
         self.grace = grace
         self.upstream_tls = upstream_tls
         self.say = say
+        self.linger = linger
         self.endpoint = listen  # where clients connect, with the port bound for tcp://…:0
         self.recorder_status: int | None = None  # the child's exit status, once left
+        self.still_writing = False  # left: the recorder was still writing after `linger`
         self._link: RecorderLink | None = None
         self._relay: Relay | None = None
         self._background: Background[RecordSession] | None = None
@@ -96,6 +100,7 @@ class RecordSession:
                 fd = open_output(self.output, replace=True)
             except OutputError as exc:
                 raise RecordError(f"cannot write capture {self.output}: {exc.reason}") from exc
+            capture_lock.hold(fd)
         config = RecordingConfig(
             fd,
             self.max_body,
@@ -144,7 +149,8 @@ class RecordSession:
         try:
             await self._relay.close(grace=self.grace)
         finally:
-            self.recorder_status = await self._link.stop(time.monotonic())
+            self.recorder_status = await self._link.stop(time.monotonic(), self.linger)
+            self.still_writing = self.recorder_status is None
 
     def __enter__(self) -> RecordSession:
         self._background = Background(self, "docktap-record")
@@ -176,6 +182,7 @@ def record(
     upstream_tls: dict[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
     guard: Guard | None = None,
+    linger: float | None = None,
 ) -> RecordSession:
     """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
 
@@ -185,8 +192,10 @@ def record(
     the command line the capture header names; `upstream_tls` the header's `tls`, for a daemon
     spoken to in TLS (see `connecting.check`); `say` is given what the relay reports while it
     runs (clients refused for want of file descriptors); `guard` decides every request by
-    its policy before it is forwarded (docktap.policy). RecordError or ListenError say why it
-    could not start.
+    its policy before it is forwarded (docktap.policy); `linger` how long leaving waits for
+    the recorder at most (none: until it has written everything), after which it finishes on
+    its own, the capture locked until it is done (`still_writing`, see capture/lock.py).
+    RecordError or ListenError say why it could not start.
     """
     return RecordSession(
         output,
@@ -203,6 +212,7 @@ def record(
         upstream_tls,
         say,
         guard,
+        linger,
     )
 
 
