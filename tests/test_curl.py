@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,9 +24,14 @@ from docktap.render import curl
 CLIENT, DAEMON = Direction.CLIENT, Direction.DAEMON
 
 
-def _capture(*exchanges: tuple[str, str, tuple[tuple[str, str], ...], bytes]) -> Capture:
-    """Answered exchanges on one connection, each (method, target, headers, body)."""
-    encoder = RecordEncoder(1_800_000_000.0, 0.0, max_body=64)
+def _capture(
+    *exchanges: tuple[str, str, tuple[tuple[str, str], ...], bytes],
+    answers: dict[int, bytes] | None = None,
+    max_body: int = 64,
+) -> Capture:
+    """Answered exchanges on one connection, each (method, target, headers, body); `answers`
+    gives the response body of exchange SEQ."""
+    encoder = RecordEncoder(1_800_000_000.0, 0.0, max_body=max_body)
     records = [encoder.header("unix:///x.sock", None, __version__), encoder.opened(1, None, 0.0)]
     for seq, (method, target, headers, body) in enumerate(exchanges, 1):
         t = float(seq)
@@ -34,6 +40,8 @@ def _capture(*exchanges: tuple[str, str, tuple[tuple[str, str], ...], bytes]) ->
             records += encoder.encode(BodyData(1, t, seq, CLIENT, body))
         records += encoder.encode(MessageEnd(1, t, seq, CLIENT))
         records += encoder.encode(ResponseHead(1, t, seq, 200, "OK", "1.1", (), False))
+        if answers and seq in answers:
+            records += encoder.encode(BodyData(1, t, seq, DAEMON, answers[seq]))
         records += encoder.encode(MessageEnd(1, t, seq, DAEMON))
     return loads("".join(json.dumps(r) + "\n" for r in records))
 
@@ -51,8 +59,8 @@ def test_every_capture_gives_a_valid_script(path: Path, tmp_path: Path) -> None:
     script = curl.render(capture)
     assert script.startswith("#!/bin/sh\n")
     check_syntax(script, tmp_path)
-    # One status line per exchange: a curl -w, or an echo for a skipped request.
-    assert script.count(" %{http_code}\\n'") + script.count(" skipped'\n") == len(capture)
+    # One status line per exchange: a check of what curl got, or an echo for a skipped request.
+    assert script.count("\ncheck ") + script.count(" skipped'\n") == len(capture)
     for ex in capture:
         if ex.hijacked:
             assert f"echo '{ex.conn}.{ex.seq} {ex.operation} {ex.status} skipped'" in script
@@ -75,10 +83,10 @@ def test_quoting_and_bodies(tmp_path: Path) -> None:
     )
     script = curl.render(capture)
     check_syntax(script, tmp_path)
-    assert "'http://docker/v1.41/x?q=it'\\''s' <<'DOCKTAP_BODY'\n" in script
+    assert "'http://docker/v1.41/x?q=it'\\''s' <<'DOCKTAP_BODY' >\"$answers\"/1.1\n" in script
     assert "-H 'X-Note: it'\\''s $HOME `x`'" in script
     assert "base64 -d <<'DOCKTAP_BODY' | curl" in script
-    assert "<<'DOCKTAP_BODY_2'\nDOCKTAP_BODY\nDOCKTAP_BODY_2\n" in script
+    assert "<<'DOCKTAP_BODY_2' >\"$answers\"/1.3\nDOCKTAP_BODY\nDOCKTAP_BODY_2\n" in script
     assert "-H 'Content-Type:'" in script  # no form-encoded default from curl
     assert "  -I \\\n" in script
 
@@ -142,3 +150,120 @@ def test_script_gets_the_same_statuses_from_the_daemon(dockerd: Daemon, tmp_path
         assert (label, operation) == (f"{ex.conn}.{ex.seq}", ex.operation)
         assert recorded == now == str(ex.status), line
     assert "404" in {line.split(" ")[3] for line in lines}
+
+
+CONTAINER = "c0ffee" * 10 + "abcd"
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+def test_ids_the_daemon_made_up_are_read_from_its_answers(tmp_path: Path) -> None:
+    capture = _capture(
+        ("POST", "/v1.41/containers/create", (), b'{"Image":"bb"}\n'),
+        ("POST", f"/v1.41/containers/{CONTAINER}/start", (), b""),
+        (
+            "POST",
+            "/v1.41/networks/n/connect",
+            (),
+            b'{"Container":"%s","x":"$HOME `a` \\\\"}\n' % CONTAINER.encode(),
+        ),
+        ("POST", f"/v1.41/commit?container={CONTAINER}", (), b""),
+        ("DELETE", f"/v1.41/images/{IMAGE_ID.removeprefix('sha256:')}", (), b""),
+        ("POST", "/v1.41/volumes/create", (), b'{"Name":"named"}\n'),
+        answers={
+            1: b'{"Id":"%s","Warnings":[]}\n' % CONTAINER.encode(),
+            4: b'{"Id":"%s"}\n' % IMAGE_ID.encode(),
+            6: b'{"Name":"named","Driver":"local"}\n',
+        },
+        max_body=4096,
+    )
+    script = curl.render(capture)
+    check_syntax(script, tmp_path)
+    assert CONTAINER not in script
+    assert '"Id" *: *' in script and '"$answers"/1.1.body | head -n 1)\n' in script
+    assert "'http://docker/v1.41/containers/'\"${ID_1_1}\"'/start'" in script
+    # A text body with an id goes in an unquoted here-document, the rest of it escaped.
+    assert (
+        ' <<DOCKTAP_BODY >"$answers"/1.3\n'
+        '{"Container":"${ID_1_1}","x":"\\$HOME \\`a\\` \\\\\\\\"}\n' in script
+    )
+    assert '?container=\'"${ID_1_1}"' in script
+    assert "'http://docker/v1.41/images/'\"${ID_1_4#sha256:}\"" in script
+    assert "ID_1_6" not in script  # a name the client chose is the same on any daemon
+    # The here-document gives curl the body as recorded, with the id that came back now.
+    body = script.split(' <<DOCKTAP_BODY >"$answers"/1.3\n')[1].split("\nDOCKTAP_BODY\n")[0]
+    shown = subprocess.run(
+        ["sh", "-c", f"ID_1_1=new; cat <<DOCKTAP_BODY\n{body}\nDOCKTAP_BODY\n"],
+        capture_output=True,
+        check=True,
+    )
+    assert shown.stdout == b'{"Container":"new","x":"$HOME `a` \\\\"}\n'
+
+
+def _run_script(
+    dockerd: Daemon, capture: Capture, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "replay.sh"
+    script.write_text(curl.render(capture))
+    env = dict(dockerd.env)
+    env["DOCKER_SOCK"] = str(dockerd.socket)
+    return subprocess.run(
+        ["sh", str(script)], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def _containers(dockerd: Daemon, label: str) -> list[str]:
+    listed = dockerd.docker("ps", "-aq", "--no-trunc", "--filter", f"label={label}")
+    return listed.stdout.decode().split()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_script_runs_a_recorded_docker_run_again(dockerd: Daemon, tmp_path: Path) -> None:
+    """The ids in the script are the ones the daemon gives now, not the recorded ones."""
+    cmd = "echo out; echo err >&2; exit 3"
+    commands = (
+        f"docker run --rm --network none --label dt.curl=rm bb sh -c {shlex.quote(cmd)}; "
+        f"docker run --network none --label dt.curl=kept bb sh -c {shlex.quote(cmd)}; "
+        "exit 0"
+    )
+    tapped = docktap_run(dockerd, tmp_path / "c.jsonl", "sh", "-c", commands)
+    assert tapped.proc.returncode == 0, tapped.proc.stderr
+    assert b"out" in tapped.proc.stdout and b"err" in tapped.proc.stderr
+    (recorded,) = _containers(dockerd, "dt.curl=kept")
+    assert _containers(dockerd, "dt.curl=rm") == []
+    dockerd.docker("rm", recorded)
+    capture = tapped.capture
+    assert [ex.operation for ex in capture].count("ContainerWait") == 2
+
+    result = _run_script(dockerd, capture, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(capture), result.stdout
+    for line in lines:
+        _, operation, status, now = line.split(" ")
+        assert now == (status if operation != "ContainerAttach" else "skipped"), line
+    assert _containers(dockerd, "dt.curl=rm") == []  # created, waited for, removed
+    (again,) = _containers(dockerd, "dt.curl=kept")
+    assert again != recorded
+    inspect = json.loads(dockerd.docker("inspect", again).stdout)[0]
+    assert inspect["Config"]["Cmd"] == ["sh", "-c", cmd]
+    assert inspect["HostConfig"]["NetworkMode"] == "none"
+    assert inspect["State"]["Status"] == "exited" and inspect["State"]["ExitCode"] == 3
+    dockerd.docker("rm", again)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_script_stops_at_the_first_unexpected_status(dockerd: Daemon, tmp_path: Path) -> None:
+    commands = (
+        "docker create --network none --name dt-curl-twice bb && docker inspect dt-curl-twice"
+    )
+    tapped = docktap_run(dockerd, tmp_path / "c.jsonl", "sh", "-c", commands)
+    assert tapped.proc.returncode == 0, tapped.proc.stderr
+    try:
+        # The container is still there, so creating it again is a conflict.
+        result = _run_script(dockerd, tapped.capture, tmp_path)
+    finally:
+        dockerd.docker("rm", "dt-curl-twice")
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.splitlines()[-1].endswith(" ContainerCreate 201 409"), result.stdout
+    assert "ContainerInspect" not in result.stdout
+    assert "ContainerCreate: the daemon answered 409 where the capture has 201" in result.stderr

@@ -1,11 +1,9 @@
 """A capture as a POSIX shell script that sends its requests again with curl.
 
-The script is for seeing an API call work outside the client that made it, and for trying it
-again against another daemon. Each exchange becomes one self-contained `curl --unix-socket`
-command that can be copied out on its own. The socket is `$DOCKER_SOCK`, by default
-`/var/run/docker.sock`; `$DOCKTAP_MAX_TIME` (default 60 s) bounds each request, so a
-`logs -f` or an event stream ends. Requests run one after another in the order they started,
-so calls that overlapped in the capture (an attach while a wait is pending) do not overlap.
+The script is for seeing an API call work outside the client that made it, and for doing it
+again against another daemon. Each exchange becomes one `curl --unix-socket` command. The
+socket is `$DOCKER_SOCK`, by default `/var/run/docker.sock`; `$DOCKTAP_MAX_TIME` (default
+60 s) bounds each request, so a `logs -f` or an event stream ends.
 
 What the script prints, one line per exchange, is meant to be compared with the capture:
 
@@ -15,10 +13,24 @@ What the script prints, one line per exchange, is meant to be compared with the 
 got (`000` when it could not talk to the daemon), or `skipped` for a request the script cannot
 send again; a comment above it says why: a hijacked connection (attach, exec start, BuildKit
 sessions) needs a client that speaks the raw stream, a body cut by `--max-body` is no longer
-whole, and masked `/auth` credentials would only be refused. Bodies are passed on stdin: JSON
+whole, and masked `/auth` credentials would only be refused. The script stops with status 1 at
+the first request whose status differs from the recorded one. Bodies are passed on stdin: JSON
 and other plain text in a here-document, anything else as base64 through `base64 -d`.
 Hop-by-hop and framing headers (Host, Connection, Upgrade, Content-Length, Transfer-Encoding,
-...) are left to curl. The script changes the daemon's state just as the recorded client did.
+...) are left to curl; masked credentials stay masked.
+
+The ids the daemon made up (`ID_KEYS`: containers, execs, networks, anonymous volumes, built and
+committed images) are different on every daemon, so the script reads each from its answer
+into a shell variable, `ID_CONN_SEQ`, and later targets and text bodies use the variable where
+the capture has the recorded id. The rule, the same here and in the script's `sed`: the id is
+the last `"KEY":"VALUE"` on the first line of the answer that has one, and only a value that
+looks like an id (64 hex digits, `sha256:` allowed) counts; a name the client chose is the same
+on any daemon. Only the whole id is replaced, not a prefix of it.
+
+Requests run in the order they started. One whose answer was still coming when a later request
+started (a ContainerWait while the client starts the container) runs in the background: the
+script goes on once its response head arrived, if it had in the capture, and collects its
+status before the first request that started after its answer ended.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from __future__ import annotations
 import base64
 import re
 import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from docktap.capture.reader import Capture, Exchange
 from docktap.render.audit import unread_lines
@@ -33,6 +47,7 @@ from docktap.render.har import BASE_URL
 from docktap.render.text import iso_time
 
 SOCKET = '"${DOCKER_SOCK:-/var/run/docker.sock}"'
+ANSWERS = '"$answers"'  # the script's directory of statuses, heads and bodies
 MAX_TIME = '"${DOCKTAP_MAX_TIME:-60}"'
 _DELIMITER = "DOCKTAP_BODY"
 # Headers that describe one hop or the framing of one message; curl writes its own.
@@ -53,6 +68,17 @@ _LEFT_TO_CURL = frozenset(
 _MASKED = frozenset({"x-registry-auth", "x-registry-config", "authorization"})
 _UNSAFE_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _COMMENT_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+#: The answer field holding the id the daemon made up, per operation that makes one.
+ID_KEYS = {
+    "ContainerCreate": "Id",
+    "ContainerExec": "Id",
+    "NetworkCreate": "Id",
+    "VolumeCreate": "Name",
+    "ImageCommit": "Id",
+    "ImageBuild": "ID",
+}
+_ID = re.compile(r"(?:sha256:)?[0-9a-f]{64}")
+_HEREDOC_SPECIAL = re.compile(r"[\\$`]")
 
 
 def quote(text: str) -> str:
@@ -64,9 +90,74 @@ def _comment(text: str) -> str:
     return _COMMENT_UNSAFE.sub(" ", text)
 
 
+def _recorded(ex: Exchange) -> str:
+    return str(ex.status) if ex.status is not None else "---"
+
+
 def _label(ex: Exchange) -> str:
-    recorded = str(ex.status) if ex.status is not None else "---"
-    return f"{ex.conn}.{ex.seq} {ex.operation or 'unknown'} {recorded}"
+    return f"{ex.conn}.{ex.seq} {ex.operation or 'unknown'} {_recorded(ex)}"
+
+
+def _name(ex: Exchange) -> str:
+    return f"{ex.conn}.{ex.seq}"
+
+
+def _variable(ex: Exchange) -> str:
+    return f"ID_{ex.conn}_{ex.seq}"
+
+
+def returned_id(ex: Exchange) -> str | None:
+    """The id the daemon made up in this exchange's answer, or None."""
+    key = ID_KEYS.get(ex.operation or "")
+    if key is None or ex.status is None or not 200 <= ex.status < 300:
+        return None
+    field = re.compile(f'"{key}" *: *"([^"]*)"')
+    for line in bytes(ex.response_body).decode("utf-8", "replace").split("\n"):
+        found = field.findall(line)
+        if found:
+            return found[-1] if _ID.fullmatch(found[-1]) else None
+    return None
+
+
+def _extract(ex: Exchange, key: str) -> list[str]:
+    """The lines that read the id from the saved answer, as returned_id() does."""
+    variable, name = _variable(ex), _name(ex)
+    sed = f's/.*"{key}" *: *"\\([^"]*\\)".*/\\1/p'
+    return [
+        f"{variable}=$(sed -n {quote(sed)} {ANSWERS}/{name}.body | head -n 1)",
+        f'[ -n "${variable}" ] || fail {quote(f"{name} {ex.operation}: no {key} in the answer")}',
+    ]
+
+
+Ids = dict[str, str]  # a recorded id -> the shell expansion that holds it now
+
+
+def _pieces(text: str, ids: Ids) -> Iterator[tuple[str, bool]]:
+    """`text` cut at the recorded ids: (literal text, False) and (expansion, True)."""
+    at = 0
+    if ids:
+        found = re.compile("|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True)))
+        for match in found.finditer(text):
+            yield text[at : match.start()], False
+            yield ids[match.group()], True
+            at = match.end()
+    yield text[at:], False
+
+
+def _word(text: str, ids: Ids) -> str:
+    """`text` as one shell word, the recorded ids expanded from their variables."""
+    parts = [f'"{t}"' if expansion else quote(t) for t, expansion in _pieces(text, ids) if t]
+    return "".join(parts) or "''"
+
+
+def _heredoc_text(text: str, ids: Ids) -> str | None:
+    """`text` for an unquoted here-document when it holds a recorded id, else None."""
+    pieces = list(_pieces(text, ids))
+    if len(pieces) == 1:
+        return None
+    return "".join(
+        t if expansion else _HEREDOC_SPECIAL.sub(r"\\\g<0>", t) for t, expansion in pieces
+    )
 
 
 def skip_reason(ex: Exchange) -> str | None:
@@ -88,53 +179,120 @@ def skip_reason(ex: Exchange) -> str | None:
     return None
 
 
-def _body_input(body: bytes) -> tuple[str, str, list[str]]:
+def _body_input(body: bytes, ids: Ids) -> tuple[str, str, list[str]]:
     """How the body reaches curl's stdin: a pipe in front of curl, a redirection after it,
-    and the here-document's lines (its delimiter last)."""
+    and the here-document's lines (its delimiter last). Ids are replaced in text bodies only."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = None
     if text is not None and text.endswith("\n") and not _UNSAFE_TEXT.search(text):
-        lines = text[:-1].split("\n")
+        expanded = _heredoc_text(text, ids)
+        lines = (text if expanded is None else expanded)[:-1].split("\n")
         delimiter, n = _DELIMITER, 1
         while delimiter in lines:
             n += 1
             delimiter = f"{_DELIMITER}_{n}"
-        return "", f" <<'{delimiter}'", [*lines, delimiter]
+        quoted = f"'{delimiter}'" if expanded is None else delimiter
+        return "", f" <<{quoted}", [*lines, delimiter]
     encoded = base64.encodebytes(body).decode("ascii").rstrip("\n").split("\n")
     return f"base64 -d <<'{_DELIMITER}' | ", "", [*encoded, _DELIMITER]
 
 
-def command(ex: Exchange) -> list[str]:
-    """The lines of the curl command for one exchange (one skip_reason() accepts)."""
-    write_out = _label(ex).replace("%", "%%") + " %{http_code}\\n"
+@dataclass(frozen=True)
+class _Step:
+    """How the script sends one exchange."""
+
+    ex: Exchange
+    background: bool  # its answer was still coming when a later request started
+    wait_for_head: bool  # and its head had come before that request started
+
+
+def command(ex: Exchange, ids: Ids, step: _Step | None = None) -> list[str]:
+    """The lines of the curl command for one exchange (one skip_reason() accepts), writing
+    its status to `$answers/CONN.SEQ` (and the answer to `.body` when it holds an id)."""
+    name = _name(ex)
     args = [
         "curl -sS --globoff --path-as-is",
         f"--unix-socket {SOCKET}",
         f"--max-time {MAX_TIME}",
-        "-o /dev/null",
-        f"-w {quote(write_out)}",
-        "-I" if ex.method == "HEAD" else f"-X {quote(ex.method)}",
+        f"-o {ANSWERS}/{name}.body" if returned_id(ex) is not None else "-o /dev/null",
+        "-w '%{http_code}'",
     ]
+    if step is not None and step.wait_for_head:
+        args.append(f"-D {ANSWERS}/{name}.head")
+    args.append("-I" if ex.method == "HEAD" else f"-X {quote(ex.method)}")
     has_type = False
-    for name, value in ex.request_headers:
-        lower = name.lower()
+    for header, value in ex.request_headers:
+        lower = header.lower()
         if lower in _LEFT_TO_CURL:
             continue
         has_type = has_type or lower == "content-type"
-        args.append("-H " + quote(f"{name}: {value}"))
+        args.append("-H " + quote(f"{header}: {value}"))
     body = bytes(ex.request_body)
     pipe, redirect, heredoc = "", "", list[str]()
     if body:
         if not has_type:
             args.append("-H " + quote("Content-Type:"))  # not curl's form-encoded default
         args.append("--data-binary @-")
-        pipe, redirect, heredoc = _body_input(body)
+        pipe, redirect, heredoc = _body_input(body, ids)
+    background = " &" if step is not None and step.background else ""
     lines = [pipe + args[0] + " \\"]
     lines += [f"  {arg} \\" for arg in args[1:]]
-    lines.append("  " + quote(BASE_URL + ex.target) + redirect)
+    lines.append(f"  {_word(BASE_URL + ex.target, ids)}{redirect} >{ANSWERS}/{name}{background}")
     return lines + heredoc
+
+
+def _plan(exchanges: list[Exchange]) -> tuple[list[_Step], dict[int, list[Exchange]]]:
+    """The steps, and the background exchanges to collect before step N (N = len: at the end)."""
+    sent = [ex for ex in exchanges if skip_reason(ex) is None]
+    steps, joins = list[_Step](), dict[int, list[Exchange]]()
+    for i, ex in enumerate(sent):
+        ended = ex.ended_mono if ex.ended_mono is not None else float("inf")
+        later = sent[i + 1 :]
+        background = any(other.started_mono < ended for other in later)
+        head = ex.response_started_mono
+        wait_for_head = background and head is not None and later[0].started_mono >= head
+        steps.append(_Step(ex, background, wait_for_head))
+        if background:
+            join = next((j for j, o in enumerate(later, i + 1) if o.started_mono >= ended), None)
+            joins.setdefault(len(sent) if join is None else join, []).append(ex)
+    return steps, joins
+
+
+def _collect(ex: Exchange, ids: Ids) -> list[str]:
+    """The lines after an exchange's curl ended: its status checked, its id read."""
+    lines = [f"check {_name(ex)} {quote(ex.operation or 'unknown')} {quote(_recorded(ex))}"]
+    recorded = returned_id(ex)
+    key = ID_KEYS.get(ex.operation or "")
+    if recorded is not None and key is not None:
+        lines += _extract(ex, key)
+        variable = _variable(ex)
+        ids[recorded] = f"${{{variable}}}"
+        if recorded.startswith("sha256:"):
+            ids[recorded.removeprefix("sha256:")] = f"${{{variable}#sha256:}}"
+    return lines
+
+
+_FUNCTIONS = [
+    "# The directory for the statuses curl got, and the answers the ids are read from.",
+    "answers=$(mktemp -d) || exit 1",
+    "trap 'rm -rf \"$answers\"' EXIT",
+    'fail() { echo "$1" >&2; exit 1; }',
+    "# check NAME OPERATION RECORDED: print the status line; stop unless the status is the",
+    "# recorded one (--- when the capture has none)",
+    "check() {",
+    '  now=$(cat "$answers/$1" 2>/dev/null)',
+    '  echo "$1 $2 $3 ${now:-000}"',
+    '  [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||',
+    '    fail "$1 $2: the daemon answered ${now:-000} where the capture has $3"',
+    "}",
+    "# head NAME PID: wait for the head of the answer to NAME, or for its curl to end",
+    "head_of() {",
+    '  while [ ! -s "$answers/$1.head" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done',
+    "}",
+    "",
+]
 
 
 def render(capture: Capture) -> str:
@@ -158,17 +316,26 @@ def render(capture: Capture) -> str:
         "# Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT",
         "# Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW",
         "# (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request",
-        "# cannot be sent again: the comment above it says why). DOCKTAP_MAX_TIME (default 60)",
-        "# caps the seconds each request may take. This changes the daemon's state the way the",
-        "# recorded client did.",
+        "# cannot be sent again: the comment above it says why). The script stops with status 1",
+        "# at the first status other than the recorded one. DOCKTAP_MAX_TIME (default 60) caps",
+        "# the seconds each request may take. Ids the daemon made up are read from its answers",
+        "# into ID_CONN_SEQ variables. This changes the daemon's state the way the recorded",
+        "# client did.",
         "",
     ]
     lines += [f"# {_comment(line)}" for line in unread_lines(capture)]
+    lines += _FUNCTIONS
+    steps, joins = _plan(capture.exchanges)
+    by_exchange = {id(step.ex): (n, step) for n, step in enumerate(steps)}
+    ids: Ids = {}
     for ex in capture.exchanges:
+        n, step = by_exchange.get(id(ex), (None, None))
+        for done in joins.get(n, []) if n is not None else []:
+            lines.append(f'wait "$pid_{done.conn}_{done.seq}"')
+            lines += _collect(done, ids)
         lines.append(f"# {ex.conn}.{ex.seq} {ex.operation or 'unknown operation'}")
-        reason = skip_reason(ex)
-        if reason is not None:
-            lines.append(f"# skipped: {_comment(reason)}")
+        if step is None:
+            lines.append(f"# skipped: {_comment(skip_reason(ex) or '')}")
             lines.append(f"#   {_comment(ex.method + ' ' + ex.target)}")
             lines.append(f"echo {quote(_label(ex) + ' skipped')}")
         else:
@@ -178,6 +345,17 @@ def render(capture: Capture) -> str:
                         f"# {name} holds credentials docktap masked: put real ones in to "
                         "authenticate"
                     )
-            lines += command(ex)
+            lines += command(ex, ids, step)
+            if step.background:
+                lines.append(f"pid_{ex.conn}_{ex.seq}=$!")
+                if step.wait_for_head:
+                    lines.append(f'head_of {_name(ex)} "$pid_{ex.conn}_{ex.seq}"')
+            else:
+                lines += _collect(ex, ids)
+        lines.append("")
+    for done in joins.get(len(steps), []):
+        lines.append(f'wait "$pid_{done.conn}_{done.seq}"')
+        lines += _collect(done, ids)
+    if joins.get(len(steps)):
         lines.append("")
     return "\n".join(lines)

@@ -6,33 +6,56 @@
 # Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT
 # Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW
 # (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request
-# cannot be sent again: the comment above it says why). DOCKTAP_MAX_TIME (default 60)
-# caps the seconds each request may take. This changes the daemon's state the way the
-# recorded client did.
+# cannot be sent again: the comment above it says why). The script stops with status 1
+# at the first status other than the recorded one. DOCKTAP_MAX_TIME (default 60) caps
+# the seconds each request may take. Ids the daemon made up are read from its answers
+# into ID_CONN_SEQ variables. This changes the daemon's state the way the recorded
+# client did.
+
+# The directory for the statuses curl got, and the answers the ids are read from.
+answers=$(mktemp -d) || exit 1
+trap 'rm -rf "$answers"' EXIT
+fail() { echo "$1" >&2; exit 1; }
+# check NAME OPERATION RECORDED: print the status line; stop unless the status is the
+# recorded one (--- when the capture has none)
+check() {
+  now=$(cat "$answers/$1" 2>/dev/null)
+  echo "$1 $2 $3 ${now:-000}"
+  [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
+    fail "$1 $2: the daemon answered ${now:-000} where the capture has $3"
+}
+# head NAME PID: wait for the head of the answer to NAME, or for its curl to end
+head_of() {
+  while [ ! -s "$answers/$1.head" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done
+}
 
 # 1.1 SystemPingHead
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
   -o /dev/null \
-  -w '1.1 SystemPingHead 200 %{http_code}\n' \
+  -w '%{http_code}' \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/_ping'
+  'http://docker/_ping' >"$answers"/1.1
+check 1.1 'SystemPingHead' '200'
 
 # 1.2 ContainerCreate
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
-  -o /dev/null \
-  -w '1.2 ContainerCreate 201 %{http_code}\n' \
+  -o "$answers"/1.2.body \
+  -w '%{http_code}' \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   -H 'Content-Type: application/json' \
   --data-binary @- \
-  'http://docker/v1.41/containers/create' <<'DOCKTAP_BODY'
+  'http://docker/v1.41/containers/create' <<'DOCKTAP_BODY' >"$answers"/1.2
 {"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["sh","-c","echo out; echo err \u003e\u00262; exit 3"],"Image":"bb","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{},"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"none","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":true,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],"BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],"BlkioDeviceWriteIOps":[],"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"OomKillDisable":false,"PidsLimit":0,"Ulimits":[],"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":null,"ReadonlyPaths":null},"NetworkingConfig":{"EndpointsConfig":{}}}
 DOCKTAP_BODY
+check 1.2 'ContainerCreate' '201'
+ID_1_2=$(sed -n 's/.*"Id" *: *"\([^"]*\)".*/\1/p' "$answers"/1.2.body | head -n 1)
+[ -n "$ID_1_2" ] || fail '1.2 ContainerCreate: no Id in the answer'
 
 # 2.1 ContainerAttach
 # skipped: the daemon hijacked this connection (tcp) for a raw stream, which curl cannot carry
@@ -44,17 +67,24 @@ curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
   -o /dev/null \
-  -w '1.3 ContainerWait 200 %{http_code}\n' \
+  -w '%{http_code}' \
+  -D "$answers"/1.3.head \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/v1.41/containers/da20d04c6689bd3db740731ca27cb2c0c4963e36a070e3c54215ebd8ca54d275/wait?condition=removed'
+  'http://docker/v1.41/containers/'"${ID_1_2}"'/wait?condition=removed' >"$answers"/1.3 &
+pid_1_3=$!
+head_of 1.3 "$pid_1_3"
 
 # 3.1 ContainerStart
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
   -o /dev/null \
-  -w '3.1 ContainerStart 204 %{http_code}\n' \
+  -w '%{http_code}' \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/v1.41/containers/da20d04c6689bd3db740731ca27cb2c0c4963e36a070e3c54215ebd8ca54d275/start'
+  'http://docker/v1.41/containers/'"${ID_1_2}"'/start' >"$answers"/3.1
+check 3.1 'ContainerStart' '204'
+
+wait "$pid_1_3"
+check 1.3 'ContainerWait' '200'
