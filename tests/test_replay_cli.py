@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
@@ -249,6 +250,26 @@ def test_listen_serves_until_stopped(dockerd: Daemon, tmp_path: Path) -> None:
     assert oct(os.stat(sock).st_mode & 0o777) == "0o600"
     process.terminate()
     assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_listen_removes_its_socket_when_stopped(tmp_path: Path, signum: int) -> None:
+    """As `proxy` does: a socket left behind would look like a daemon to the next client."""
+    sock = tmp_path / "replay.sock"
+    capture = Path(__file__).parent.parent / "captures" / "version.jsonl"
+    process = subprocess.Popen(
+        [*DOCKTAP, "replay", str(capture), "--listen", str(sock)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    banner = process.stderr.readline().decode()
+    assert "replaying" in banner, banner
+    assert sock.is_socket()
+    process.send_signal(signum)
+    assert process.wait(timeout=30) == 0, process.stderr.read().decode()
+    process.stderr.close()
+    assert not sock.exists()
 
 
 def test_report_unused(dockerd: Daemon, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class ReplayServer:
         self.truncated: list[Recording] = []  # answered with only the part the capture kept
         self._changed = asyncio.Event()
         self._server: Listener | None = None
+        self._socket_path: str | None = None  # ours to remove once closed
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
@@ -102,6 +104,7 @@ class ReplayServer:
             return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._accept)
 
         self._server = await listen(endpoint, factory, socket_mode)
+        self._socket_path = endpoint.path
 
     @property
     def bound_port(self) -> int | None:
@@ -110,6 +113,11 @@ class ReplayServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._socket_path is not None:
+            # Left behind, it would look like a daemon to the next client, and block a restart.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._socket_path)
+            self._socket_path = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
