@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import h11
 import pytest
-from tapping import one
+from tapping import DOCKTAP, one
 
 from docktap.capture.reader import Capture, load, loads
 from docktap.redact import Redactor
@@ -384,3 +386,44 @@ def test_ping_is_answered_even_when_the_capture_has_none(tmp_path: Path) -> None
 
     server = _serve(capture, sock, client)
     assert server.store.misses == []
+
+
+def _status_kib(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc/PID/status (VmRSS, VmHWM: its peak), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_a_client_that_pipelines_without_reading_is_not_read_either(tmp_path: Path) -> None:
+    """Its requests wait in its own socket, not in the replay's memory."""
+    sock = tmp_path / "replay.sock"
+    process = subprocess.Popen(
+        [*DOCKTAP, "replay", str(CAPTURES / "version.jsonl"), "--listen", str(sock)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    offered = 48 << 20
+    try:
+        assert "replaying" in process.stderr.readline().decode()
+        before = _status_kib(process.pid, "VmRSS")
+        request = b"GET /v1.41/version HTTP/1.1\r\nHost: docker\r\n\r\n"
+        chunk = request * ((64 << 10) // len(request))
+        sent = 0
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(sock))
+            client.settimeout(3)  # a send blocked this long: the replay stopped reading
+            try:
+                while sent < offered:
+                    sent += client.send(chunk)
+            except TimeoutError:
+                pass
+            grown = _status_kib(process.pid, "VmHWM") - before
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()
+    assert sent < offered // 4, f"the replay took {sent >> 20} MiB from a client that never read"
+    assert grown < 16 << 10, f"the replay grew by {grown >> 10} MiB"

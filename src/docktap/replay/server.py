@@ -30,6 +30,10 @@ from docktap.routes import operation_name
 from docktap.upstream import Endpoint
 
 _READ_SIZE = 1 << 16
+#: Bytes of a client's pipelined requests read ahead of the answers, at most (roughly: one
+#: read more). Past it, and while our answers wait in the write buffer, the client is not
+#: read: its sends block, and a client that never reads its answers costs no more memory.
+READ_AHEAD_LIMIT = 1 << 20
 #: A miss is answered like a daemon error: the docker CLI prints the message, docker-py raises.
 MISS_STATUS = 500
 #: How long a piece waits for a related request (same container) that the client may never
@@ -68,6 +72,7 @@ class _Client:
     stream: Play | None = None  # after a hijack, the client's bytes belong to this play
     forward: asyncio.StreamWriter | None = None  # after a miss passed on, bytes go there
     closed: bool = False  # the client is gone (or sent something unparseable)
+    ahead: int = 0  # bytes given to h11 since it last held no whole request we had to answer
     error: str | None = None
 
 
@@ -147,10 +152,14 @@ class ReplayServer:
 
     # --- reading ----------------------------------------------------------------------
 
-    async def _read(self, client: _Client, reader: asyncio.StreamReader) -> None:
+    async def _read(
+        self, client: _Client, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
+                await self._until(lambda: client.ahead <= READ_AHEAD_LIMIT or client.closed)
                 try:
+                    await writer.drain()  # our answers first: the client reads them, or waits
                     data = await reader.read(_READ_SIZE)
                 except ConnectionError:
                     data = b""
@@ -163,6 +172,7 @@ class ReplayServer:
                     else:
                         play.client_halfclosed = True
                 else:
+                    client.ahead += len(data)
                     client.conn.receive_data(data)
                     self._parse(client)
                 self._notify()
@@ -182,7 +192,13 @@ class ReplayServer:
                 client.error = f"unparseable request: {exc}"
                 client.closed = True
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is h11.NEED_DATA:
+                # h11 holds at most part of an event now: what was read ahead is used up.
+                if client.ahead:
+                    client.ahead = 0
+                    self._notify()
+                return
+            if event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
                 client.receiving = _Incoming(
@@ -200,7 +216,7 @@ class ReplayServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client = _Client()
-        reading = asyncio.get_running_loop().create_task(self._read(client, reader))
+        reading = asyncio.get_running_loop().create_task(self._read(client, reader, writer))
         try:
             while True:
                 await self._until(lambda: bool(client.requests) or client.closed)
@@ -255,6 +271,8 @@ class ReplayServer:
         if buffered:  # (no bytes would say the client half-closed: dockerd cancels a wait)
             _pass_on(upstream, buffered)
         client.forward = upstream
+        client.ahead = 0  # what it sends now goes to the fallback, not to h11
+        self._notify()
         if ended or client.closed:
             _pass_on(upstream, b"")
         try:
@@ -305,6 +323,7 @@ class ReplayServer:
         if hijacked:
             # The client's bytes from here on are the stream's, those h11 already holds too.
             client.stream = play
+            client.ahead = 0  # what it sends now is counted on the play, not held
             buffered, _ = client.conn.trailing_data
             play.client_sent += len(buffered)
             self._notify()
