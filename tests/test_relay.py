@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from docktap import relay as relay_module
 from docktap.events import Direction
 from docktap.listening import ListenError
-from docktap.relay import Relay
+from docktap.relay import Relay, write_head_apart
 from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
 
@@ -311,3 +312,72 @@ def test_small_reads_do_not_fault_in_memory(tmp_path: Path) -> None:
         proxy.terminate()
         proxy.wait(30)
         server.close()
+
+
+class WritesKept(asyncio.Transport):
+    """A transport keeping each write apart, to see where the relay cuts what it read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+
+UPGRADED = (
+    b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+    b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+)
+FRAME = b"\x01\x00\x00\x00\x00\x00\x00\x06hello\n"
+
+
+@pytest.mark.parametrize(
+    ("read", "written"),
+    [
+        (UPGRADED + FRAME, [UPGRADED, FRAME]),
+        (UPGRADED, [UPGRADED]),  # nothing came with it
+        (UPGRADED[:40], [UPGRADED[:40]]),  # the head's end is in a later read
+    ],
+)
+def test_a_hijack_head_goes_out_in_a_write_of_its_own(read: bytes, written: list[bytes]) -> None:
+    transport = WritesKept()
+    write_head_apart(transport, read)
+    assert transport.writes == written
+
+
+def test_the_relay_cuts_only_after_a_101_head_and_stays_byte_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A keep-alive 200, then an attach answered `101` with its stream in the same write."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+    cut: list[bytes] = []
+
+    def kept(transport: asyncio.Transport, data: bytes) -> None:
+        cut.append(data)
+        write_head_apart(transport, data)
+
+    monkeypatch.setattr(relay_module, "write_head_apart", kept)
+
+    async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(ok)  # one answer on the connection, then the hijack
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(UPGRADED + FRAME)
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        relay, tap, sock = await _relay(tmp_path, daemon)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        assert await reader.readexactly(len(ok)) == ok
+        writer.write(b"POST /containers/c/attach?logs=1 HTTP/1.1\r\nUpgrade: tcp\r\n\r\n")
+        assert await reader.read(-1) == UPGRADED + FRAME
+        writer.close()
+        await tap.all_closed.wait()
+        await relay.close()
+        assert cut == [UPGRADED + FRAME]
+        assert tap.chunks[(1, Direction.DAEMON)] == ok + UPGRADED + FRAME
+
+    asyncio.run(main())

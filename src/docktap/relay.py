@@ -39,6 +39,23 @@ _CONNECT_TIMEOUT = 10.0
 _PENDING_LIMIT = 256 << 10
 # The most one read takes (asyncio's own limit for plain Protocols).
 _READ_SIZE = 256 << 10
+# How the daemon's answer to a hijack (attach, exec start) begins.
+_UPGRADED = b"HTTP/1.1 101 "
+
+
+def write_head_apart(transport: asyncio.Transport, data: bytes) -> None:
+    """A hijack's `101` head in a write of its own, before the stream that follows it.
+
+    The daemon writes the head and the stream apart, but one read here may hold both. A client
+    reading the head through a buffer, then the stream from the socket (docker-py does), loses
+    what came with the head: written apart, it is as likely to get it as from the daemon.
+    """
+    end = data.find(b"\r\n\r\n") + 4
+    if 4 <= end < len(data):
+        transport.write(data[:end])
+        transport.write(data[end:])
+    else:
+        transport.write(data)
 
 
 def _peer_credentials(sock: socket.socket | None) -> PeerCredentials | None:
@@ -172,7 +189,10 @@ class _Pipe:
         peer = self.other(side)
         if self.flows_to(peer):
             assert peer.transport is not None
-            peer.transport.write(data)
+            if data.startswith(_UPGRADED) and side is self.daemon:
+                write_head_apart(peer.transport, data)
+            else:
+                peer.transport.write(data)
         else:
             self.pending.append(data)
             self.pending_size += len(data)
