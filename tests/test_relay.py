@@ -24,7 +24,7 @@ import pytest
 from docktap import relay as relay_module
 from docktap.events import Direction
 from docktap.listening import ListenError
-from docktap.relay import Relay, write_head_apart
+from docktap.relay import Relay, write_to_client
 from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
 
@@ -315,14 +315,18 @@ def test_small_reads_do_not_fault_in_memory(tmp_path: Path) -> None:
 
 
 class WritesKept(asyncio.Transport):
-    """A transport keeping each write apart, to see where the relay cuts what it read."""
+    """A transport keeping each write apart, to see where the relay cuts what it read; it
+    passes them on to `inner`, if given."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: asyncio.Transport | None = None) -> None:
         super().__init__()
+        self.inner = inner
         self.writes: list[bytes] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes.append(bytes(data))
+        if self.inner is not None:
+            self.inner.write(data)
 
 
 UPGRADED = (
@@ -338,11 +342,13 @@ FRAME = b"\x01\x00\x00\x00\x00\x00\x00\x06hello\n"
         (UPGRADED + FRAME, [UPGRADED, FRAME]),
         (UPGRADED, [UPGRADED]),  # nothing came with it
         (UPGRADED[:40], [UPGRADED[:40]]),  # the head's end is in a later read
+        (b"HTTP/1.1 200 OK\r\n\r\nOK", [b"HTTP/1.1 200 OK\r\n\r\nOK"]),  # no hijack
+        (FRAME + UPGRADED, [FRAME + UPGRADED]),  # stream bytes that look like a head
     ],
 )
 def test_a_hijack_head_goes_out_in_a_write_of_its_own(read: bytes, written: list[bytes]) -> None:
     transport = WritesKept()
-    write_head_apart(transport, read)
+    write_to_client(transport, read)
     assert transport.writes == written
 
 
@@ -351,13 +357,14 @@ def test_the_relay_cuts_only_after_a_101_head_and_stays_byte_exact(
 ) -> None:
     """A keep-alive 200, then an attach answered `101` with its stream in the same write."""
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
-    cut: list[bytes] = []
+    cut: list[list[bytes]] = []
 
     def kept(transport: asyncio.Transport, data: bytes) -> None:
-        cut.append(data)
-        write_head_apart(transport, data)
+        writes = WritesKept(transport)
+        write_to_client(writes, data)
+        cut.append(writes.writes)
 
-    monkeypatch.setattr(relay_module, "write_head_apart", kept)
+    monkeypatch.setattr(relay_module, "write_to_client", kept)
 
     async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
@@ -377,7 +384,7 @@ def test_the_relay_cuts_only_after_a_101_head_and_stays_byte_exact(
         writer.close()
         await tap.all_closed.wait()
         await relay.close()
-        assert cut == [UPGRADED + FRAME]
+        assert cut == [[ok], [UPGRADED, FRAME]]
         assert tap.chunks[(1, Direction.DAEMON)] == ok + UPGRADED + FRAME
 
     asyncio.run(main())

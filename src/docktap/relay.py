@@ -43,14 +43,14 @@ _READ_SIZE = 256 << 10
 _UPGRADED = b"HTTP/1.1 101 "
 
 
-def write_head_apart(transport: asyncio.Transport, data: bytes) -> None:
-    """A hijack's `101` head in a write of its own, before the stream that follows it.
+def write_to_client(transport: asyncio.Transport, data: bytes) -> None:
+    """What the daemon sent, to the client; a hijack's `101` head in a write of its own.
 
     The daemon writes the head and the stream apart, but one read here may hold both. A client
     reading the head through a buffer, then the stream from the socket (docker-py does), loses
     what came with the head: written apart, it is as likely to get it as from the daemon.
     """
-    end = data.find(b"\r\n\r\n") + 4
+    end = data.find(b"\r\n\r\n") + 4 if data.startswith(_UPGRADED) else 0
     if 4 <= end < len(data):
         transport.write(data[:end])
         transport.write(data[end:])
@@ -189,8 +189,8 @@ class _Pipe:
         peer = self.other(side)
         if self.flows_to(peer):
             assert peer.transport is not None
-            if data.startswith(_UPGRADED) and side is self.daemon:
-                write_head_apart(peer.transport, data)
+            if side is self.daemon:
+                write_to_client(peer.transport, data)
             else:
                 peer.transport.write(data)
         else:
@@ -213,7 +213,7 @@ class _Pipe:
             self.apply(gate.from_client(data))
         else:
             assert self.client.transport is not None
-            self.client.transport.write(data)
+            write_to_client(self.client.transport, data)
             if self.tap is not None:
                 self.tap.data(self.conn, Direction.DAEMON, data, now)
             self.apply(gate.from_daemon(data))
