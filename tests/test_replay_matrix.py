@@ -184,3 +184,29 @@ def test_events_since_until(dockerd: Daemon, tmp_path: Path, clis: tuple[str, st
         time.sleep(0.05)
     recorded = _across(dockerd, tmp_path, clis, f"docker events --since {since} --until {until}")
     assert marker.encode() in recorded.stdout
+
+
+def test_free_names_match_and_stand_for_the_recorded_ones(dockerd: Daemon, tmp_path: Path) -> None:
+    """A test that names its container at random replays with another name: `--free name`
+    leaves the name out of matching, and the later requests that use it find the recording."""
+    capture = tmp_path / "named.jsonl"
+
+    def script(name: str) -> list[str]:
+        return ["sh", "-c", (
+            f"docker create --network none --name {name} --label run={name} bb true >/dev/null"
+            f" && docker inspect -f '{{{{.Name}}}}' {name} && docker rm {name}"
+        )]  # fmt: skip
+
+    dockerd.docker("rm", "-f", "test_abc123", check=False)
+    recorded = docktap_run(dockerd, capture, *script("test_abc123")).proc
+    assert recorded.stdout == b"/test_abc123\ntest_abc123\n", recorded.stderr
+    env = _offline_env(dockerd, tmp_path)
+    replay = ["replay", str(capture), "-q", "--strict"]
+    strict = docktap(*replay, "--", *script("test_xyz789"), env=env)
+    assert strict.returncode != 0
+    assert b'query name differs: recorded "test_abc123", got "test_xyz789"' in strict.stderr
+    free = ["--free", "name", "--free", "$.Labels.run"]
+    replayed = docktap(*replay, *free, "--", *script("test_xyz789"), env=env)
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    # The answers are the recorded ones: the daemon's name for it, then what rm echoes back.
+    assert replayed.stdout == b"/test_abc123\ntest_xyz789\n"

@@ -795,6 +795,14 @@ class _FilesThenCommand(click.Command):
     help="Match the API version in paths too (by default /v1.41/x matches /v1.43/x).",
 )
 @click.option(
+    "--free",
+    multiple=True,
+    metavar="PARAM|JSON_PATH",
+    help="A field tests make up (a query parameter such as name, or a body path such as"
+    " $.Labels.run): left out of matching, and the value sent stands for the recorded one in"
+    " later requests; repeatable.",
+)
+@click.option(
     "--exact-body",
     is_flag=True,
     help="Match bodies byte for byte and queries as sent (by default, as dockerd reads them:"
@@ -822,6 +830,7 @@ def replay_command(
     ignore_body: bool,
     ignore_json: tuple[str, ...],
     exact_version: bool,
+    free: tuple[str, ...],
     exact_body: bool,
     repeat: str,
     redact_env: tuple[str, ...],
@@ -851,6 +860,11 @@ def replay_command(
             parse_json_path(path)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--ignore-json") from exc
+    for path in (f for f in free if f.startswith("$")):
+        try:
+            parse_json_path(path)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--free") from exc
     try:
         endpoint = parse_endpoint(listen) if listen is not None else None
     except EndpointError as exc:
@@ -861,7 +875,9 @@ def replay_command(
         return replay(
             loaded,
             where,
-            options=MatchOptions(ignore_query, ignore_body, ignore_json, exact_version, exact_body),
+            options=MatchOptions(
+                ignore_query, ignore_body, ignore_json, exact_version, exact_body, free
+            ),
             repeat=repeat,
             speed=speed,
             redact_env=redact_env_patterns(redact_env),

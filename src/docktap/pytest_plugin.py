@@ -65,7 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "docktap(capture=None, strict=False, ignore_query=False, ignore_body=False, "
-        "ignore_json=(), exact_version=False, exact_body=False, repeat=('GET', 'HEAD'), speed=0): "
+        "ignore_json=(), exact_version=False, exact_body=False, free=(), "
+        "repeat=('GET', 'HEAD'), speed=0): "
         "where the test's capture is and how its requests are matched on replay.",
     )
 
@@ -159,6 +160,7 @@ def _replay(
         ignore_paths=tuple(kwargs.get("ignore_json", ())),
         exact_version=bool(kwargs.get("exact_version", False)),
         exact_body=bool(kwargs.get("exact_body", False)),
+        free=tuple(kwargs.get("free", ())),
     )
     return replay(
         paths,

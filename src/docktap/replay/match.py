@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 import orjson
 
@@ -59,6 +60,18 @@ class MatchOptions:
     ignore_paths: tuple[str, ...] = ()  # JSON paths in the body, like $.Env or $.Labels.*
     exact_version: bool = False  # /v1.41/x and /v1.43/x differ
     exact_body: bool = False  # bodies and queries as sent: no defaults dropped, bytes compared
+    # Fields a test makes up (a container's name, a label with a random value): a query
+    # parameter by name, or a JSON path in the body. Left out of matching; the value sent
+    # stands for the recorded one in the requests that follow (see free_values).
+    free: tuple[str, ...] = ()
+
+    @property
+    def free_params(self) -> frozenset[str]:
+        return frozenset(f for f in self.free if not f.startswith("$"))
+
+    @property
+    def free_paths(self) -> tuple[str, ...]:
+        return tuple(f for f in self.free if f.startswith("$"))
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,8 @@ def read_query(method: str, target: str, options: MatchOptions) -> dict[str, lis
     left out; other parameters as `parse_query` gives them. `exact_body` keeps them all."""
     path, query = split_target(target)
     params = parse_query(query)
+    for name in options.free_params & params.keys():
+        del params[name]
     if options.exact_body:
         return params
     known = parameters(operation_name(method, path))
@@ -257,10 +272,60 @@ def _body_value(request: Request, options: MatchOptions) -> Any:
         decoded = _json_or_none(request.body)
         if decoded is _MISSING:
             return _Opaque(request.sha256)
-    for path in options.ignore_paths:
+    for path in options.ignore_paths + options.free_paths:
         decoded = _without(decoded, parse_json_path(path))
     # Zeros go after the ignored paths: a map emptied by `$.Labels.*` is no map at all.
     return without_zeros(operation, decoded) if as_dockerd else decoded
+
+
+def _at(value: Any, steps: list[str | int]) -> Any:
+    """What `steps` (no wildcards) lead to in a decoded JSON value, or _MISSING."""
+    for step in steps:
+        in_list = isinstance(value, list) and isinstance(step, int) and step < len(value)
+        if not in_list and not (isinstance(value, dict) and step in value):
+            return _MISSING
+        value = value[step]
+    return value
+
+
+def free_values(request: Request, options: MatchOptions) -> dict[str, str]:
+    """The string values of the request's free fields, by field."""
+    found: dict[str, str] = {}
+    params = Query.of_target(request.target)
+    for name in options.free_params:
+        if params.has(name):
+            found[name] = params.get(name)
+    if options.free_paths and request.body:
+        operation = operation_name(request.method, request.target)
+        read = decode(operation, request.body)
+        for path in options.free_paths:
+            steps = parse_json_path(path)
+            value = _MISSING if read.rejected or "*" in steps else _at(read.value, steps)
+            if isinstance(value, str):
+                found[path] = value
+    return found
+
+
+def with_aliases(request: Request, aliases: dict[str, str]) -> Request:
+    """The request with each value the replay learnt to stand for a recorded one (a name
+    the test made up) replaced by that one, where it makes a whole path segment or a whole
+    query value: `/containers/test_b/json` is asked as `/containers/test_a/json`."""
+    if not aliases:
+        return request
+    path, _, query = request.target.partition("?")
+    segments = [aliases.get(unquote(segment), segment) for segment in path.split("/")]
+    pairs = []
+    for pair in query.split("&") if query else []:
+        name, eq, value = pair.partition("=")
+        if eq and unquote(value.replace("+", " ")) in aliases:
+            value = quote(aliases[unquote(value.replace("+", " "))], safe="")
+        pairs.append(f"{name}{eq}{value}")
+    target = "/".join(segments) + ("?" + "&".join(pairs) if query else "")
+    return (
+        request
+        if target == request.target
+        else Request(request.method, target, request.body, request.sha256)
+    )
 
 
 def _body_key(value: Any) -> str:

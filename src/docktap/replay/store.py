@@ -18,9 +18,11 @@ from docktap.replay.match import (
     Request,
     closeness,
     differences,
+    free_values,
     normalize_path,
     request_key,
     split_target,
+    with_aliases,
 )
 from docktap.replay.script import Piece, Recording, api_version, ping_recording
 
@@ -105,6 +107,8 @@ class Store:
         self._requests = {id(r): recorded_request(r.exchange) for r in self.recordings}
         self._first_plays: dict[int, Play] = {}
         self._pings: list[Recording] = []
+        # A value a free field was sent with, for the recorded value it stands for.
+        self._aliases: dict[str, str] = {}
         for recording in self.recordings:
             request = self._requests[id(recording)]
             if self._is_ping(request):
@@ -121,6 +125,7 @@ class Store:
 
     def match(self, request: Request, count_miss: bool = True) -> Play | Miss:
         """The play answering `request`, or the miss (listed in `misses` if `count_miss`)."""
+        request = with_aliases(request, self._aliases)
         key = request_key(request, self.options)
         if request.body and key not in self._queues:
             # A recorded body the capture's cap cut stands by its digest (recorded_request):
@@ -134,6 +139,7 @@ class Store:
             played = self._played.get(key, 0)
             if played < len(queue):
                 self._played[key] = played + 1
+                self._learn(request, queue[played])
                 return self._start(queue[played])
             if self.repeat is None or request.method in self.repeat:
                 return Play(queue[-1], first=False)
@@ -148,6 +154,16 @@ class Store:
         if count_miss:
             self.misses.append(miss)
         return miss
+
+    def _learn(self, request: Request, recording: Recording) -> None:
+        """Remember what the request's free fields stand for in the recording."""
+        if not self.options.free:
+            return
+        recorded = free_values(self._requests[id(recording)], self.options)
+        for field_name, value in free_values(request, self.options).items():
+            was = recorded.get(field_name)
+            if was is not None and was != value:
+                self._aliases[value] = was
 
     def _start(self, recording: Recording) -> Play:
         play = Play(recording, first=True)
