@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +211,67 @@ def test_free_names_match_and_stand_for_the_recorded_ones(dockerd: Daemon, tmp_p
     assert replayed.returncode == 0, replayed.stderr.decode()
     # The answers are the recorded ones: the daemon's name for it, then what rm echoes back.
     assert replayed.stdout == b"/test_abc123\ntest_xyz789\n"
+
+
+DOCKER_PY_FLOW = """
+import sys, docker
+client = docker.from_env(version="auto")
+print(client.containers.run("bb", ["sh", "-c", "echo py-out"], network_mode="none", remove=True))
+box = client.containers.get(sys.argv[1])
+result = box.exec_run(["sh", "-c", "echo py-exec; exit 2"])
+print(result.exit_code, result.output)
+print(box.logs(stdout=True, stderr=True))
+print(sorted(t for i in client.images.list() for t in i.tags))
+"""
+
+
+@pytest.fixture(scope="session")
+def docker_py_6(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The python of a venv holding docker-py 6.1.3 (the project's own has 7.x), with the
+    requests of its time: 6.1.3 cannot speak to a unix socket through requests 2.32."""
+    venv = tmp_path_factory.mktemp("docker-py-6") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    installed = subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "docker==6.1.3",
+            "requests<2.32",
+        ],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if installed.returncode != 0:
+        pytest.skip(f"cannot install docker-py 6.1.3: {installed.stderr.decode()[-500:]}")
+    return python
+
+
+@pytest.mark.parametrize("order", ["7-to-6", "6-to-7"])
+def test_docker_py_7_and_6(
+    dockerd: Daemon, tmp_path: Path, box: str, docker_py_6: str, order: str
+) -> None:
+    pythons = [sys.executable, docker_py_6]
+    if order == "6-to-7":
+        pythons.reverse()
+    script = tmp_path / "flow.py"
+    script.write_text(DOCKER_PY_FLOW)
+    version = [pythons[0], "-c", "import docker; print(docker.__version__)"]
+    assert subprocess.run(version, capture_output=True, check=True).stdout.startswith(
+        order[0].encode()
+    )
+    capture = tmp_path / "py.jsonl"
+    recorded = docktap_run(dockerd, capture, pythons[0], str(script), box).proc
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    assert recorded.stdout.splitlines()[:2] == [b"b'py-out\\n'", b"2 b'py-exec\\n'"]
+    replayed = docktap(
+        "replay", str(capture), "-q", "--strict", "--", pythons[1], str(script), box,
+        env=_offline_env(dockerd, tmp_path),
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    assert replayed.stdout == recorded.stdout
