@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -275,3 +276,34 @@ def test_docker_py_7_and_6(
     )  # fmt: skip
     assert replayed.returncode == 0, replayed.stderr.decode()
     assert replayed.stdout == recorded.stdout
+
+
+COMPOSE_FILE = """\
+version: "3"
+services:
+  hello:
+    image: bb
+    network_mode: none
+    command: ["sh", "-c", "echo compose-out"]
+"""
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose")
+def test_docker_compose_up_and_down(dockerd: Daemon, tmp_path: Path) -> None:
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE_FILE)
+    script = "docker-compose -p matrixc up --no-color && docker-compose -p matrixc down"
+    capture = tmp_path / "compose.jsonl"
+    env = dict(dockerd.env)
+    recorded = docktap(
+        "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--",
+        "sh", "-c", f"cd {tmp_path} && {script}", env=env,
+    )  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr.decode()
+    assert b"compose-out" in recorded.stdout
+    replayed = docktap(
+        "replay", str(capture), "-q", "--strict", "--", "sh", "-c", f"cd {tmp_path} && {script}",
+        env=_offline_env(dockerd, tmp_path),
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    assert replayed.stdout == recorded.stdout
+    assert replayed.stderr == recorded.stderr
