@@ -132,6 +132,17 @@ class ProtocolError(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class HeadCut(Event):
+    """The unfinished head of `size` bytes was let go: all connections together held more than
+    `budget` bytes unparsed. The rest of the connection follows as Unparsed, this head first."""
+
+    seq: int | None
+    direction: Direction
+    size: int
+    budget: int
+
+
+@dataclass(frozen=True, slots=True)
 class Unparsed(Event):
     """Bytes after a protocol error, kept as they were."""
 

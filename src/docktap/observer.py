@@ -42,6 +42,7 @@ from docktap.events import (
     Event,
     Frame,
     HalfClosed,
+    HeadCut,
     Headers,
     Hijacked,
     MessageEnd,
@@ -55,6 +56,8 @@ from docktap.frames import FrameDecoder, FrameError, looks_multiplexed
 
 # Registry config headers on /build can exceed h11's 16 KiB default.
 MAX_HEAD_SIZE = 4 << 20
+# What all connections together may hold of heads still unfinished (HeadBudget).
+HEAD_BUDGET = 64 << 20
 # JSON bodies the observer reads to learn a container's Tty setting are small; stop collecting
 # past this so a huge body cannot grow memory.
 _LEARN_BODY_CAP = 256 << 10
@@ -431,6 +434,25 @@ class ConnectionObserver:
         self._emit(Closed(self.conn, t))
         return self._take()
 
+    @property
+    def held(self) -> int:
+        """Bytes received and not parsed yet: unfinished heads, or requests waiting their turn."""
+        return len(self._sides[Direction.CLIENT].pending) + len(
+            self._sides[Direction.DAEMON].pending
+        )
+
+    def cut(self, t: float, budget: int) -> list[Event]:
+        """Let go of the bytes held (HeadBudget ran out): say so, and read no more of the
+        connection. Its bytes, those held first, are reported as Unparsed from now on."""
+        if self._mode != "http" or not self.held:
+            return []
+        self._t = t
+        direction = max(self._sides, key=lambda d: len(self._sides[d].pending))
+        size = len(self._sides[direction].pending)
+        seq = self._ex.seq if self._ex is not None else None
+        self._give_up(HeadCut(self.conn, t, seq, direction, size, budget))
+        return self._take()
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _emit(self, event: Event) -> None:
@@ -511,6 +533,10 @@ class ConnectionObserver:
         """Give up parsing: report the error and hand on all unparsed bytes as they are."""
         if self._mode == "broken":
             return
+        seq = self._ex.seq if self._ex is not None else None
+        self._give_up(ProtocolError(self.conn, self._t, seq, direction, message))
+
+    def _give_up(self, why: ProtocolError | HeadCut) -> None:
         leftovers: list[tuple[Direction, bytes]] = []
         if self._mode == "http":
             for side, state in self._sides.items():
@@ -518,8 +544,7 @@ class ConnectionObserver:
                 if pending:
                     leftovers.append((side, pending))
         self._mode = "broken"
-        seq = self._ex.seq if self._ex is not None else None
-        self._emit(ProtocolError(self.conn, self._t, seq, direction, message))
+        self._emit(why)
         for side, data in leftovers:
             self._emit(Unparsed(self.conn, self._t, side, data))
         self._flush_eofs()
@@ -815,11 +840,44 @@ def _query_param(target: str, name: str) -> str | None:
     return values[0] if values else None
 
 
-class Observer:
-    """All connections of one relay session, sharing what they reveal about TTYs."""
+class HeadBudget:
+    """What all connections together hold of heads not yet whole, against one limit.
 
-    def __init__(self) -> None:
+    A connection can hold up to MAX_HEAD_SIZE of a head that never ends, and a few hundred
+    connections doing that at once would grow the recorder by gigabytes. Past the limit, the
+    connection that has been holding bytes the longest is the one to let go: its bytes already
+    reached the daemon (the relay does not wait for the observer), only their reading is lost.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        # The connections holding bytes, in the order they started to (dicts keep it).
+        self._held: dict[int, int] = {}
+
+    def hold(self, conn: int, size: int) -> None:
+        """`conn` now holds `size` bytes (0: none)."""
+        before = self._held.get(conn, 0)
+        if size:
+            self._held[conn] = size
+        elif before:
+            del self._held[conn]
+        self.total += size - before
+
+    def oldest_past_limit(self) -> int | None:
+        """The connection to cut while the total is past the limit, else None."""
+        if self.total <= self.limit:
+            return None
+        return next(iter(self._held))
+
+
+class Observer:
+    """All connections of one relay session, sharing what they reveal about TTYs and one
+    HeadBudget of `head_budget` bytes."""
+
+    def __init__(self, head_budget: int = HEAD_BUDGET) -> None:
         self._book = TtyBook()
+        self._budget = HeadBudget(head_budget)
         self._conns: dict[int, ConnectionObserver] = {}
 
     def _get(self, conn: int) -> ConnectionObserver:
@@ -828,12 +886,27 @@ class Observer:
             observer = self._conns[conn] = ConnectionObserver(conn, self._book)
         return observer
 
+    @property
+    def held(self) -> int:
+        """Bytes all connections hold unparsed; never more than the budget between calls."""
+        return self._budget.total
+
     def feed(self, conn: int, direction: Direction, data: bytes, t: float) -> list[Event]:
-        return self._get(conn).feed(direction, data, t)
+        observer = self._get(conn)
+        events = observer.feed(direction, data, t)
+        self._budget.hold(conn, observer.held)
+        while (oldest := self._budget.oldest_past_limit()) is not None:
+            events += self._conns[oldest].cut(t, self._budget.limit)
+            self._budget.hold(oldest, 0)
+        return events
 
     def feed_eof(self, conn: int, direction: Direction, t: float) -> list[Event]:
-        return self._get(conn).feed_eof(direction, t)
+        observer = self._get(conn)
+        events = observer.feed_eof(direction, t)
+        self._budget.hold(conn, observer.held)
+        return events
 
     def close(self, conn: int, t: float) -> list[Event]:
         observer = self._conns.pop(conn, None)
+        self._budget.hold(conn, 0)
         return observer.close(t) if observer is not None else []

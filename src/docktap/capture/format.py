@@ -25,6 +25,7 @@ from docktap.events import (
     Event,
     Frame,
     HalfClosed,
+    HeadCut,
     Hijacked,
     MessageEnd,
     ProtocolError,
@@ -275,6 +276,19 @@ class RecordEncoder:
                 "dir": event.direction.value,
                 "kind": "protocol",
                 "message": event.message,
+            }
+            return [self._stamp(record, t)]
+        if isinstance(event, HeadCut):
+            # docktap's own limit, not the peer's fault: a `capture` error, as for --max-body.
+            record = {
+                "type": Kind.ERROR,
+                "conn": conn,
+                "seq": event.seq,
+                "dir": event.direction.value,
+                "kind": "capture",
+                "message": f"head cut after {event.size} bytes: all connections together held "
+                f"more than {event.budget} bytes of unfinished heads; the rest of the "
+                "connection is recorded unparsed",
             }
             return [self._stamp(record, t)]
         if isinstance(event, Unparsed):

@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
         redactor=Redactor(config.redact_env),
         redact=config.redact,
     )
-    recorder = Recorder(writer, encoder)
+    recorder = Recorder(writer, encoder, head_budget=config.head_budget)
     live = None
     if config.live != "off":
         live = live_view(status=config.live == "status")

@@ -29,10 +29,12 @@ class Recorder:
         writer: CaptureWriter,
         encoder: RecordEncoder,
         listeners: list[Listener] | None = None,
+        head_budget: int | None = None,
     ) -> None:
         self.writer = writer
         self.encoder = encoder
-        self.observer = Observer()
+        # `head_budget`: what all connections may hold of unfinished heads (observer.HeadBudget).
+        self.observer = Observer() if head_budget is None else Observer(head_budget)
         self.listeners = list(listeners or [])
         self._records: list[Record] = []
         self._closed = False

@@ -64,6 +64,7 @@ class RecordSession:
         say: Callable[[str], None] | None,
         guard: Guard | None = None,
         linger: float | None = None,
+        head_budget: int | None = None,
     ) -> None:
         self.output = os.fspath(output)
         self.guard = guard
@@ -80,6 +81,7 @@ class RecordSession:
         self.upstream_tls = upstream_tls
         self.say = say
         self.linger = linger
+        self.head_budget = head_budget
         self.endpoint = listen  # where clients connect, with the port bound for tcp://…:0
         self.recorder_status: int | None = None  # the child's exit status, once left
         self.still_writing = False  # left: the recorder was still writing after `linger`
@@ -113,6 +115,7 @@ class RecordSession:
             self.redact_env,
             self.audit,
             upstream_tls=self.upstream_tls,
+            head_budget=self.head_budget,
         )
         # A recording backlog, if any, is spooled on the capture's disk.
         spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None
@@ -183,6 +186,7 @@ def record(
     say: Callable[[str], None] | None = None,
     guard: Guard | None = None,
     linger: float | None = None,
+    head_budget: int | None = None,
 ) -> RecordSession:
     """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
 
@@ -195,7 +199,9 @@ def record(
     its policy before it is forwarded (docktap.policy); `linger` how long leaving waits for
     the recorder at most (none: until it has written everything), after which it finishes on
     its own, the capture locked until it is done (`still_writing`, see capture/lock.py).
-    RecordError or ListenError say why it could not start.
+    `head_budget` is what the recorder may hold, over all connections, of heads not yet whole
+    (64 MiB unless given); past it the oldest is recorded as cut. RecordError or ListenError
+    say why it could not start.
     """
     return RecordSession(
         output,
@@ -213,6 +219,7 @@ def record(
         say,
         guard,
         linger,
+        head_budget,
     )
 
 

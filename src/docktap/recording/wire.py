@@ -62,6 +62,7 @@ class RecordingConfig:
     audit: str | None = None  # warn on stderr of findings at this level or above (--audit)
     spool_fd: int | None = None  # the spool handed down, when there is one
     upstream_tls: dict[str, Any] | None = None  # the header's `tls`, for a daemon over TLS
+    head_budget: int | None = None  # bytes of unfinished heads held in all; None: the default
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
