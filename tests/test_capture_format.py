@@ -29,6 +29,7 @@ from docktap.events import (
     Event,
     Frame,
     HalfClosed,
+    HeadCut,
     Hijacked,
     MessageEnd,
     ProtocolError,
@@ -421,6 +422,22 @@ def test_unparsed_records_are_capped_too() -> None:
         Unparsed(1, MONO, CLIENT, b"ghi"),
     )
     assert [decode_bytes(r) for r in records] == [b"abc"]
+
+
+def test_a_cut_head_is_a_capture_error_saying_how_many_bytes() -> None:
+    enc = encoder()
+    header = enc.header("unix:///d.sock", None, "1")
+    [record] = enc.encode(HeadCut(3, MONO + 2, None, CLIENT, 900_000, 64 << 20))
+    assert {k: record[k] for k in ("type", "conn", "seq", "dir", "kind")} == {
+        "type": "error",
+        "conn": 3,
+        "seq": None,
+        "dir": "client",
+        "kind": "capture",
+    }
+    assert "head cut after 900000 bytes" in record["message"]
+    assert str(64 << 20) in record["message"]
+    validate_capture([header, enc.opened(3, None, MONO), record])
 
 
 def test_unparsed_bytes_are_only_a_size_and_a_digest_unless_redaction_is_off() -> None:

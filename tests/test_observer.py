@@ -41,6 +41,7 @@ from docktap.events import (
     Event,
     Frame,
     HalfClosed,
+    HeadCut,
     Hijacked,
     MessageEnd,
     ProtocolError,
@@ -50,7 +51,14 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
-from docktap.observer import MAX_HEAD_SIZE, ConnectionObserver, Observer, TtyBook
+from docktap.observer import (
+    HEAD_BUDGET,
+    MAX_HEAD_SIZE,
+    ConnectionObserver,
+    HeadBudget,
+    Observer,
+    TtyBook,
+)
 from docktap.relay import Relay
 from docktap.upstream import Endpoint
 
@@ -1367,3 +1375,71 @@ def test_100_continue_as_dockerd_writes_it(wire: _DaemonWire) -> None:
         assert sent == body
     finally:
         wire.remove("obs-continue")
+
+
+# -- one budget for the unfinished heads of all connections ------------------------------
+
+
+def test_the_head_budget_cuts_the_connection_holding_bytes_longest() -> None:
+    budget = HeadBudget(100)
+    budget.hold(1, 40)
+    budget.hold(2, 40)
+    budget.hold(3, 10)
+    assert budget.oldest_past_limit() is None
+    budget.hold(1, 50)  # growing does not make it younger
+    budget.hold(3, 20)
+    assert (budget.total, budget.oldest_past_limit()) == (110, 1)
+    budget.hold(1, 0)
+    budget.hold(1, 60)  # held again after letting go: now the youngest
+    assert (budget.total, budget.oldest_past_limit()) == (120, 2)
+
+
+def test_partial_heads_of_many_connections_never_hold_more_than_the_budget() -> None:
+    limit, piece, pieces = 64 << 10, 3000, 8
+    observer = Observer(head_budget=limit)
+    head = b"POST /build HTTP/1.1\r\nHost: d\r\nX-Registry-Config: " + b"a" * piece * pieces
+    cuts: list[HeadCut] = []
+    unparsed: dict[int, int] = {}
+    fed = 0
+    for part in range(pieces):  # 40 connections, each sending its head a piece at a time
+        for conn in range(1, 41):
+            chunk = head[part * piece : (part + 1) * piece]
+            fed += len(chunk)
+            for event in observer.feed(conn, CLIENT, chunk, float(fed)):
+                if isinstance(event, HeadCut):
+                    cuts.append(event)
+                elif isinstance(event, Unparsed):
+                    unparsed[event.conn] = unparsed.get(event.conn, 0) + len(event.data)
+                else:
+                    raise AssertionError(f"unexpected {event!r}")
+            assert observer.held <= limit
+    # The oldest holders went first, each once, with what it held; the rest still hold theirs.
+    assert [cut.conn for cut in cuts] == list(range(1, len(cuts) + 1))
+    assert len(cuts) == 40 - limit // (piece * pieces)
+    first = cuts[0]
+    assert (first.direction, first.seq, first.budget) == (CLIENT, None, limit)
+    # A cut connection goes on as unparsed bytes, each counted once, head first.
+    assert sum(unparsed.values()) + observer.held == fed
+    assert observer.feed(1, CLIENT, b"more", 0.0) == [Unparsed(1, 0.0, CLIENT, b"more")]
+    assert observer.held == (40 - len(cuts)) * len(head[: piece * pieces])
+
+
+def test_a_cut_connection_is_closed_as_unparsed_and_the_others_still_parse() -> None:
+    observer = Observer(head_budget=100)
+    observer.feed(1, CLIENT, b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"a" * 50, 1.0)
+    events = observer.feed(2, CLIENT, b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"b" * 50, 2.0)
+    assert [type(e) for e in events] == [HeadCut, Unparsed]
+    assert events[0] == HeadCut(1, 2.0, None, CLIENT, 83, 100)
+    done = observer.feed(2, CLIENT, b"\r\n\r\n", 3.0)
+    assert [type(e) for e in done] == [RequestHead, MessageEnd]
+    assert observer.held == 0
+    # Nothing of the cut head is held any more, so closing has nothing left to report.
+    assert observer.close(1, 4.0) == [Closed(1, 4.0)]
+
+
+def test_a_single_head_keeps_its_own_limit_under_the_default_budget() -> None:
+    assert MAX_HEAD_SIZE < HEAD_BUDGET
+    observer = Observer()
+    big = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"a" * (MAX_HEAD_SIZE - 100) + b"\r\n\r\n"
+    events = observer.feed(1, CLIENT, big, 1.0)
+    assert [type(e) for e in events] == [RequestHead, MessageEnd]
