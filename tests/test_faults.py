@@ -13,8 +13,10 @@ import os
 import resource
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -29,6 +31,8 @@ from tapping import DOCKTAP, Proxy, checked_capture, docktap, one
 
 from docktap import load
 from docktap.capture import lock
+from docktap.recording.session import record
+from docktap.upstream import Endpoint
 
 FASTSERVER = Path(__file__).resolve().parent.parent / "bench" / "fastserver.py"
 
@@ -576,3 +580,106 @@ def test_out_of_descriptors_the_docker_cli_blames_docktap_and_recovers(
     assert b"cannot reach the Docker daemon" not in refused.stderr
     assert served.returncode == 0, served.stderr
     assert "Traceback" not in err
+
+
+class _Sink(socketserver.ThreadingUnixStreamServer):
+    """An upstream that reads everything, counting it, and answers each whole head `200`."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path) -> None:
+        self.received = 0
+        self.counted = threading.Condition()
+        super().__init__(str(path), _SinkHandler)
+
+    def wait_for(self, total: int) -> None:
+        with self.counted:
+            assert self.counted.wait_for(lambda: self.received >= total, timeout=120), (
+                f"the upstream got {self.received} of {total} bytes"
+            )
+
+
+class _SinkHandler(socketserver.BaseRequestHandler):
+    server: _Sink
+
+    def handle(self) -> None:
+        pending = b""
+        while chunk := self.request.recv(1 << 20):
+            with self.server.counted:
+                self.server.received += len(chunk)
+                self.server.counted.notify_all()
+            pending = (pending + chunk)[-4:]
+            if pending.endswith(b"\r\n\r\n"):  # one exchange per connection, then close
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                return
+
+
+def _recorder_child() -> int:
+    """The pid of this process's recording child (started by `record` on a thread)."""
+    found = [
+        int(pid)
+        for task in Path("/proc/self/task").iterdir()
+        for pid in (task / "children").read_text().split()
+        if b"docktap.recording.child" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    (child,) = found
+    return child
+
+
+def _vm_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _ping_through(sock: Path) -> None:
+    with _request(sock, "GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n") as client:
+        assert _read_all(client).startswith(b"HTTP/1.1 200 ")
+
+
+def _recorded(capture: Path, closes: int) -> None:
+    """Wait until the child has written `closes` close records: it has read all before them."""
+    deadline = time.monotonic() + 120
+    while capture.read_bytes().count(b'"type":"close"') < closes:
+        assert time.monotonic() < deadline, "the recorder did not catch up"
+        time.sleep(0.05)
+
+
+def test_partial_heads_on_many_connections_keep_the_recorder_flat(tmp_path: Path) -> None:
+    clients, size, budget = 100, 900_000, 16 << 20
+    sink = _Sink(tmp_path / "sink.sock")
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sock, capture = tmp_path / "p.sock", tmp_path / "p.jsonl"
+    head = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Pad: " + b"a" * size
+    try:
+        with record(
+            capture,
+            Endpoint(path=str(sock)),
+            Endpoint(path=str(sink.server_address)),
+            head_budget=budget,
+        ):
+            _ping_through(sock)  # the child has imported all it needs
+            child = _recorder_child()
+            _recorded(capture, 1)
+            before = _vm_rss_mb(child)
+            held = []
+            for _ in range(clients):
+                held.append(_request(sock, ""))
+                held[-1].sendall(head)
+            sink.wait_for(clients * len(head))
+            _ping_through(sock)  # after every byte of the heads: the child reads them first
+            _recorded(capture, 2)
+            grown = _vm_rss_mb(child) - before
+            for client in held:
+                client.close()
+    finally:
+        sink.shutdown()
+        sink.server_close()
+    kept = checked_capture(capture, allow_errors=True)
+    cuts = [str(e["message"]) for e in kept.errors if e["kind"] == "capture"]
+    # About budget / size heads fit; every other one is cut, with its size.
+    assert clients - budget // len(head) - 1 <= len(cuts) <= clients - budget // len(head)
+    assert all(message.startswith(f"head cut after {len(head)} bytes") for message in cuts)
+    # Measured: 16 MB (100 or 200 clients); 86-100 MB and growing with no budget.
+    assert grown < budget / (1 << 20) + 12, f"the recorder grew by {grown:.0f} MB"
