@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -45,6 +46,11 @@ DEFAULT_SECRET_NAMES = (
     "CREDENTIAL",
     "AUTH",
     "PRIVATE",
+    # Short forms, as whole words of the name only: `DB_PASS`, `MYSQL_PWD`, `SENTRY_DSN`, but
+    # neither `PWD` (the working directory) nor `COMPASS`.
+    r"(?:^|_)PASS(?:_|$)",
+    r"_PWD(?:_|$)",
+    r"(?:^|_)DSN(?:_|$)",
 )
 #: The environment variable adding name patterns, comma-separated.
 _CREDENTIAL_KEYS = frozenset({"password", "auth", "identitytoken", "registrytoken"})
@@ -154,14 +160,63 @@ def name_pattern(pattern: str) -> re.Pattern[str]:
         return re.compile(re.escape(pattern), re.IGNORECASE)
 
 
+# Secrets known by their shape, whatever name they go by: cloud and forge tokens with a fixed
+# prefix, JWTs, PEM private keys (to their end, or to the end of the text when cut), and the
+# password of a URL (`postgres://app:PW@db`), of which only the password is masked.
+_SHAPES = re.compile(
+    r"(?P<pem>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+    r"(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*))"
+    r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)(?P<password>[^\s/@]+)@"
+    r"|(?<![A-Za-z0-9])(?:"
+    r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+    r"|gh[pousr]_[A-Za-z0-9]{36,}"
+    r"|github_pat_[A-Za-z0-9_]{22,}"
+    r"|glpat-[A-Za-z0-9_-]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|(?:sk|rk)_live_[A-Za-z0-9]{16,}"
+    r"|AIza[A-Za-z0-9_-]{35}"
+    r"|eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
+    r")",
+    re.DOTALL,
+)
+
+
+def _shape(match: re.Match[str]) -> str:
+    password = match["password"]
+    if password is not None:
+        if password.startswith(MASK_PREFIX):
+            return match[0]
+        return f"{match['url']}{mask_value(password)}@"
+    return mask_value(match[0])
+
+
+def mask_shapes(text: str) -> str:
+    """`text` with every secret recognised by its shape masked (see `_SHAPES`)."""
+    return _SHAPES.sub(_shape, text)
+
+
 _ASSIGNMENT = re.compile(r"(?<![^\s='\"])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s'\"]+)")
 _BUILD_ARG_FLAGS = frozenset({"--build-arg"})
-_PASSWORD_FLAGS = frozenset({"-p", "--password"})
 _BUILD_ARG_WORD = re.compile(r"(--build-arg[= ]+[A-Za-z_][A-Za-z0-9_.-]*=)([^\s'\"]+)")
 _PASSWORD_WORD = re.compile(r"(--password[= ]+)([^\s'\"]+)")
+# `-pSECRET` is a password only to some programs (to `docker run` it publishes a port).
+_P_PROGRAMS = frozenset({"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mariadb", "login"})
+_P_WORD = re.compile(
+    r"(\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mariadb|login)\b[^\n;&|]*?\s-p ?)"
+    r"([^\s'\"<-][^\s'\"]*)"
+)
+# A Dockerfile's `ENV NAME value` (and ARG, LABEL), as build output and history echo it.
+_INSTRUCTION = re.compile(
+    r"(\b(?:ENV|ARG|LABEL)\s+)([A-Za-z_][A-Za-z0-9_.-]*)([ \t]+)([^\s=][^\n]*)"
+)
 
 
 _RUN_ARGS = re.compile(r"\|(\d+) ")
+
+
+def _flag_value(match: re.Match[str]) -> str:
+    value = match[2]
+    return match[0] if value.startswith(MASK_PREFIX) else f"{match[1]}{mask_value(value)}"
 
 
 def _mask_assignment(word: str) -> str:
@@ -198,12 +253,15 @@ def _mask_run_args(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class _Rule:
-    env: bool = False  # mask secret-looking `Env` entries, at any depth
+    """What a held body needs beyond what every one gets (`Redactor._scrub`: Env, Labels,
+    commands and free text, at any depth)."""
+
     keys: frozenset[str] = frozenset()  # mask the values of these keys, at any depth
     build_args: bool = False  # mask `|2 A=x B=y /bin/sh -c ...` (legacy builder history)
+    stream: bool = False  # a stream of JSON values (build output), not one
 
 
-_ENV = _Rule(env=True)
+_ENV = _Rule()
 # Per operation: the rule for the request body ("client") and for the response body ("daemon").
 _RULES: dict[str, dict[str, _Rule]] = {
     "SystemAuth": {"client": _Rule(keys=_CREDENTIAL_KEYS), "daemon": _Rule(keys=_CREDENTIAL_KEYS)},
@@ -213,7 +271,11 @@ _RULES: dict[str, dict[str, _Rule]] = {
     "ServiceCreate": {"client": _ENV},
     "ServiceUpdate": {"client": _ENV},
     "ContainerInspect": {"daemon": _ENV},
-    "ImageInspect": {"daemon": _Rule(env=True, build_args=True)},
+    "ImageInspect": {"daemon": _Rule(build_args=True)},
+    "ImageBuild": {"daemon": _Rule(stream=True)},
+    "ContainerList": {"daemon": _ENV},
+    "ContainerTop": {"daemon": _ENV},
+    "ImageList": {"daemon": _ENV},
     "ImageHistory": {"daemon": _Rule(build_args=True)},
     "ExecInspect": {"daemon": _ENV},
     "ServiceInspect": {"daemon": _ENV},
@@ -229,6 +291,24 @@ _RULES: dict[str, dict[str, _Rule]] = {
     "SwarmUnlockkey": {"daemon": _Rule(keys=frozenset({"unlockkey"}))},
     "SwarmUnlock": {"client": _Rule(keys=frozenset({"unlockkey"}))},
 }
+
+
+# Keys holding a command's words.
+_COMMAND_KEYS = frozenset({"cmd", "entrypoint", "path", "args", "arguments"})
+# The kinds of JSON value that may hold a string (everything else is a number, bool or null).
+_CONTAINERS = frozenset({str, list, Object, dict})
+
+
+# Bodies of one kind repeat the same few dozen keys: folding each once saves a third of the
+# walk. The bound keeps keys a client makes up from growing it.
+@functools.lru_cache(maxsize=4096)
+def _folded(key: str) -> str:
+    return fold(key)
+
+
+def _names_p_program(value: Any) -> bool:
+    words = value if isinstance(value, list) else [value]
+    return any(isinstance(w, str) and w.rpartition("/")[2] in _P_PROGRAMS for w in words)
 
 
 @dataclass
@@ -257,15 +337,46 @@ class Redactor:
         for arg in argv:
             if previous in _BUILD_ARG_FLAGS:
                 arg = _ASSIGNMENT.sub(lambda m: f"{m[1]}={mask_value(m[2])}", arg, count=1)
-            elif previous in _PASSWORD_FLAGS and "login" in argv:
-                arg = mask_value(arg)
             else:
                 arg = _BUILD_ARG_WORD.sub(lambda m: f"{m[1]}{mask_value(m[2])}", arg)
-                arg = _PASSWORD_WORD.sub(lambda m: f"{m[1]}{mask_value(m[2])}", arg)
-                arg = _ASSIGNMENT.sub(self._assignment, arg)
+                arg = self.text(arg)
             out.append(arg)
             previous = arg
+        return self.argv(out)
+
+    def argv(self, argv: list[str], takes_p: bool = False) -> list[str]:
+        """A command's words with the values of `--password X` masked, and of `-pX` (or, to
+        `docker login`, `-p X`) after a word naming a program for which -p is a password, or
+        anywhere when `takes_p` says the program is one (`docker run -p 80:80 bb mysql -pX`
+        publishes a port, then passes a password)."""
+        out = list(argv)
+        for index, word in enumerate(out):
+            if not isinstance(word, str) or word.startswith(MASK_PREFIX):
+                continue
+            previous = out[index - 1] if index else ""
+            if previous == "--password" or (previous == "-p" and "login" in out[:index]):
+                out[index] = mask_value(word)
+            elif takes_p and word.startswith("-p") and word[2:3] not in ("", "-", "<"):
+                out[index] = "-p" + mask_value(word[2:])
+            takes_p = takes_p or word.rpartition("/")[2] in _P_PROGRAMS
         return out
+
+    def text(self, text: str) -> str:
+        """Free text (a shell command, a build step, a history line) with what looks like a
+        secret masked: secrets by shape, `NAME=value` and `ENV NAME value` under secret
+        names, and the values of `--password` and `mysql -pX`."""
+        text = mask_shapes(text)
+        text = _PASSWORD_WORD.sub(_flag_value, text)
+        text = _P_WORD.sub(_flag_value, text)
+        text = _INSTRUCTION.sub(self._instruction, text)
+        return _ASSIGNMENT.sub(self._assignment, text)
+
+    def _instruction(self, match: re.Match[str]) -> str:
+        value = match[4]
+        if value.startswith(MASK_PREFIX) or not self.secret_name(match[2]):
+            return match[0]
+        secret = value.rstrip()
+        return f"{match[1]}{match[2]}{match[3]}{mask_value(secret)}{value[len(secret) :]}"
 
     def _assignment(self, match: re.Match[str]) -> str:
         name, value = match[1], match[2]
@@ -281,24 +392,39 @@ class Redactor:
         return redact_headers(headers)
 
     def target(self, operation: str | None, target: str) -> str:
-        """The request target with build argument values masked (ImageBuild)."""
-        if operation != "ImageBuild" or "?" not in target:
+        """The request target with secrets in its query masked: build argument values and
+        labels under secret names (ImageBuild), `docker commit --change` instructions
+        (ImageCommit), and anything shaped like a secret in any parameter."""
+        if "?" not in target:
             return target
         path, _, query = target.partition("?")
         parts = query.split("&")
         for index, part in enumerate(parts):
             name, eq, raw = part.partition("=")
-            if not eq or unquote_plus(name) != "buildargs":
+            if not eq or not raw:
                 continue
-            value = unquote_plus(raw)
-            try:
-                args, rest = parse(value.encode("utf-8", "surrogateescape"))
-            except JSONSyntaxError:
-                masked = mask_value(value)
+            key, value = unquote_plus(name), unquote_plus(raw)
+            if operation == "ImageBuild" and key in ("buildargs", "labels"):
+                masked = self._query_json(value, key == "buildargs")
+            elif operation == "ImageCommit" and key == "changes":
+                masked = self.text(value)
             else:
-                masked = _dump(_mask_all(args)) + _mask_rest(rest).decode()
-            parts[index] = f"{name}={quote(masked, safe='')}"
+                masked = mask_shapes(value)
+            if masked != value:
+                parts[index] = f"{name}={quote(masked, safe='')}"
         return f"{path}?{'&'.join(parts)}"
+
+    def _query_json(self, value: str, every: bool) -> str:
+        """A JSON map of a query: every value masked (build args), or those under secret names
+        (labels); one that is not JSON, masked whole."""
+        try:
+            decoded, rest = parse(value.encode("utf-8", "surrogateescape"))
+        except JSONSyntaxError:
+            return mask_value(value)
+        masked = _mask_all(decoded) if every else self._labels(decoded)
+        if masked is decoded and not every and not rest.strip():
+            return value
+        return _dump(masked) + _mask_rest(rest).decode()
 
     def body(self, operation: str | None, body: bytes, direction: str | None = None) -> bytes:
         """A held-back body with its secrets masked; a body that is not JSON, masked whole.
@@ -315,40 +441,98 @@ class Redactor:
             decoded, rest = parse(body)
         except JSONSyntaxError:
             return mask_value(body).encode()
-        masked = decoded
-        if rule.keys:
-            masked = _mask_keys(masked, rule.keys)
-        if rule.env:
-            masked = self._mask_env(masked)
-        if rule.build_args:
-            masked = _mask_run_args(masked)
+        # (value, the white space after it) for each value; one unless the body is a stream.
+        values: list[tuple[Any, Any, bytes]] = []
+        while True:
+            after = rest.lstrip(b" \t\r\n")
+            if not rule.stream or not after:
+                values.append((decoded, self._mask(rule, decoded), b""))
+                break
+            values.append((decoded, self._mask(rule, decoded), rest[: len(rest) - len(after)]))
+            try:
+                decoded, rest = parse(after)
+            except JSONSyntaxError:
+                rest = after
+                break
         tail = _mask_rest(rest)
-        if masked == decoded and tail == rest:
+        if tail == rest and all(masked is value for value, masked, _ in values):
             return body
-        out = _dump(masked).encode() + tail
+        out = b"".join(_dump(masked).encode() + space for _, masked, space in values) + tail
         return out + b"\n" if body.endswith(b"\n") and not out.endswith(b"\n") else out
 
-    def _mask_env(self, value: Any) -> Any:
-        if isinstance(value, Object | dict):
-            return _same_kind(
-                value,
-                [
-                    (key, self._env(item) if fold(key) == "env" else self._mask_env(item))
-                    for key, item in _items(value)
-                ],
-            )
-        if isinstance(value, list):
-            return [self._mask_env(item) for item in value]
-        return value
+    def _mask(self, rule: _Rule, value: Any) -> Any:
+        if rule.keys:
+            value = _mask_keys(value, rule.keys)
+        if rule.build_args:
+            value = _mask_run_args(value)
+        return self._scrub(value)
+
+    def _scrub(self, value: Any, takes_p: bool = False) -> Any:
+        """Env, Labels and commands by what they mean, any other string as free text, at any
+        depth (keys folded as Go folds field names). What needs no mask comes back itself."""
+        kind = type(value)
+        if kind is str:
+            if not value or value.startswith(MASK_PREFIX):
+                return value
+            scrubbed = self.text(value)
+            return value if scrubbed == value else scrubbed
+        if kind is list:
+            items = [self._scrub(item, takes_p) for item in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        if kind is not Object and kind is not dict:
+            return value  # numbers, booleans, null
+        pairs = [(key, _folded(key), item) for key, item in _items(value)]
+        # `Path` and `Args` of an inspected container, `Entrypoint` and `Cmd` of a config:
+        # whether -p is a password depends on the program, which may sit next to its words.
+        takes_p = takes_p or any(
+            name in _COMMAND_KEYS and _names_p_program(item) for _, name, item in pairs
+        )
+        out = []
+        changed = False
+        masked: Any
+        for key, name, item in pairs:
+            if type(item) not in _CONTAINERS:
+                masked = item
+            elif name == "env":
+                masked = self._env(item)
+            elif name == "labels":
+                masked = self._labels(item)
+            elif name in _COMMAND_KEYS and type(item) is list:
+                masked = self._scrub(item)
+                words = self.argv(masked, takes_p)
+                masked = masked if words == masked else words
+            else:
+                masked = self._scrub(item, takes_p)
+            changed = changed or masked is not item
+            out.append((key, masked))
+        return _same_kind(value, out) if changed else value
+
+    def _labels(self, value: Any) -> Any:
+        """Labels: values under secret names masked whole, the others read as free text."""
+        if not isinstance(value, Object | dict):
+            return self._scrub(value)
+        out = []
+        changed = False
+        for key, item in _items(value):
+            masked = item
+            if isinstance(item, str) and item and not item.startswith(MASK_PREFIX):
+                masked = mask_value(item) if self.secret_name(key) else self._scrub(item)
+            changed = changed or masked is not item
+            out.append((key, masked))
+        return _same_kind(value, out) if changed else value
 
     def _env(self, value: Any) -> Any:
         """An Env value: a list of `NAME=value`, or one such string (which dockerd refuses,
-        but which is on its way to disk all the same)."""
+        but which is on its way to disk all the same). Unchanged, it comes back itself."""
         if isinstance(value, list):
-            return [self._env(entry) if isinstance(entry, str) else entry for entry in value]
+            items = [self._env(entry) if isinstance(entry, str) else entry for entry in value]
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         if isinstance(value, str):
             name, eq, secret = value.partition("=")
-            if eq and secret and self.secret_name(name):
+            if not eq or not secret or secret.startswith(MASK_PREFIX):
+                return value
+            if self.secret_name(name):
                 return f"{name}={mask_value(secret)}"
-            return value
-        return self._mask_env(value)
+            masked = self.text(secret)
+            return value if masked == secret else f"{name}={masked}"
+        return self._scrub(value)
