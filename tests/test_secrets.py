@@ -10,10 +10,13 @@ alignment. A variable with a plain name must stay readable, and `--no-redact` mu
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+import string
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import docker
 import pytest
@@ -30,9 +33,11 @@ def planted(tag: str) -> str:
 
 
 def forms(secret: str) -> list[bytes]:
-    """The secret as bytes, hex, and base64 (standard and url-safe) at each alignment."""
+    """The secret as bytes, JSON-escaped, URL-encoded, hex, and base64 (standard and url-safe)
+    at each alignment."""
     raw = secret.encode()
-    out = [raw, raw.hex().encode()]
+    out = [raw, raw.hex().encode(), json.dumps(secret)[1:-1].encode()]
+    out += [quote(secret, safe="").encode(), quote_plus(secret).encode()]
     for shift in range(3):
         encoded = base64.b64encode(b"\0" * shift + raw)
         inner = encoded[4 if shift else 0 : -4]
@@ -230,3 +235,130 @@ def test_swarm_tokens_secrets_and_unlock_keys(dockerd: Daemon, tmp_path: Path) -
     for operation in ("SwarmInit", "SwarmInspect", "SecretCreate", "SwarmUnlockkey"):
         assert operation in operations
     assert_absent(capture, [worker, manager, unlock_key, data])
+
+
+def _random(alphabet: str, size: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(size))
+
+
+_ALNUM = string.ascii_letters + string.digits
+_B64URL = _ALNUM + "-_"
+
+
+def shaped() -> dict[str, str]:
+    """Secrets known only by what they look like, each random (no name gives them away)."""
+
+    def b64url(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    claims = json.dumps({"sub": secrets.token_hex(12), "iat": 1700000000}).encode()
+    return {
+        "aws": "AKIA" + _random(string.ascii_uppercase + string.digits, 16),
+        "ghp": "ghp_" + _random(_ALNUM, 36),
+        "gho": "gho_" + _random(_ALNUM, 36),
+        "ghs": "ghs_" + _random(_ALNUM, 36),
+        "pat": "github_pat_" + _random(_ALNUM, 22) + "_" + _random(_ALNUM, 59),
+        "jwt": ".".join([b64url(b'{"alg":"HS256","typ":"JWT"}'), b64url(claims)])
+        + "."
+        + _random(_B64URL, 43),
+    }
+
+
+def pem_key() -> tuple[str, list[str]]:
+    """A PEM private key with random content, and its lines, each a secret of its own."""
+    lines = [base64.b64encode(secrets.token_bytes(48)).decode() for _ in range(4)]
+    body = "\n".join(["-----BEGIN PRIVATE KEY-----", *lines, "-----END PRIVATE KEY-----"])
+    return body, lines
+
+
+def test_secrets_known_by_their_shape_are_masked_everywhere_they_travel(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    """Values under innocent names, short secret names, passwords on a command line, labels,
+    `docker commit --change`, a build's ENV in its output, history and inspect, and
+    `docker login -p`: through the real CLI, then nowhere in the capture nor what comes of it."""
+    tokens = shaped()
+    pem, pem_lines = pem_key()
+    url_pw, db_pass, mysql_pwd, dsn = (planted(t) for t in ("urlpw", "dbpass", "mypwd", "dsn"))
+    cmd_pw1, cmd_pw2, cmd_pw3, label, change = (
+        planted(t) for t in ("cmdpwa", "cmdpwb", "cmdpwc", "lbl", "chg")
+    )
+    login_pw = planted("loginpw")
+    build_token = "ghp_" + _random(_ALNUM, 36)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    # The token comes in as a build argument: written in the Dockerfile, it would travel in the
+    # build context, which docktap records as sent (see the README's Security section).
+    (ctx / "Dockerfile").write_text(
+        "FROM bb\nARG TOK\nENV API_TOKEN=$TOK\n"
+        'RUN echo "API_TOKEN=$API_TOKEN" && echo "token: $API_TOKEN"\n'
+    )
+    envs = " ".join(f"-e INNOCENT_{name.upper()}={value}" for name, value in tokens.items())
+    steps = [
+        "set -e",
+        f"docker create --name sec-shape --network none {envs} -e CERTS "
+        f"-e DATABASE_URL=postgres://app:{url_pw}@db:5432/app -e DB_PASS={db_pass} "
+        f"-e MYSQL_PWD={mysql_pwd} -e APP_DSN={dsn} -e PLAIN={PLAIN} -l api_token={label} "
+        f"bb mysql --password={cmd_pw1} --password {cmd_pw2} -p{cmd_pw3} -h db >/dev/null",
+        "docker inspect sec-shape >/dev/null",
+        "docker ps -a --no-trunc >/dev/null",
+        f'docker commit --change "ENV DB_PASSWORD={change}" sec-shape sec-shape-img >/dev/null',
+        "docker image inspect sec-shape-img >/dev/null",
+        "docker history --no-trunc sec-shape-img >/dev/null",
+        "docker rm sec-shape >/dev/null",
+        "docker rmi sec-shape-img >/dev/null",
+        f"DOCKER_BUILDKIT=0 docker build --network none --build-arg TOK={build_token} "
+        f"-t sec-build {ctx} >/dev/null",
+        "docker history --no-trunc sec-build >/dev/null",
+        "docker image inspect sec-build >/dev/null",
+        "docker rmi sec-build >/dev/null",
+        # Nothing listens on port 9: the login fails fast, after the command line was recorded.
+        f"! docker login -u alice -p{login_pw} 127.0.0.1:9 >/dev/null 2>&1",
+    ]
+    path = tmp_path / "shapes.jsonl"
+    env = dict(dockerd.env, CERTS=pem)
+    proc = docktap(
+        *("run", "-q", "-o", str(path), "--upstream", dockerd.host, "--"),
+        *("sh", "-c", "; ".join(steps)),
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    capture = checked_capture(path, allow_errors=True)
+    seen = [ex.operation for ex in capture.exchanges]
+    for operation in (
+        "ContainerCreate",
+        "ContainerInspect",
+        "ContainerList",
+        "ImageCommit",
+        "ImageInspect",
+        "ImageHistory",
+        "ImageBuild",
+        "SystemAuth",
+    ):
+        assert operation in seen, seen
+    # The daemon really saw them: the build echoed the token, history and inspect keep it.
+    build = one(capture, "ImageBuild")
+    assert b"API_TOKEN=<redacted len~64 sha256:" in build.response_body
+    assert b"token: <redacted len~64 sha256:" in build.response_body
+    assert "changes=ENV%20DB_PASSWORD%3D%3Credacted" in one(capture, "ImageCommit").target
+    create = one(capture, "ContainerCreate")
+    assert b"postgres://app:<redacted len~64 sha256:" in create.request_body
+    assert b'"api_token":"<redacted len~64 sha256:' in create.request_body
+    hidden = [
+        *tokens.values(),
+        *pem_lines,
+        url_pw,
+        db_pass,
+        mysql_pwd,
+        dsn,
+        cmd_pw1,
+        cmd_pw2,
+        cmd_pw3,
+        label,
+        change,
+        login_pw,
+        build_token,
+    ]
+    made = assert_absent(path, hidden)
+    # What is not a secret stays readable, where it went.
+    assert_present(made, [f"PLAIN={PLAIN}", "INNOCENT_AWS=", "-h", "db:5432/app", "alice"])
