@@ -587,3 +587,101 @@ def test_registry_header_with_duplicates_and_trailing_bytes() -> None:
     value = base64.urlsafe_b64encode(raw).decode()
     [(_, masked)] = redact_headers((("X-Registry-Auth", value),))
     assert SECRET.encode() not in base64.urlsafe_b64decode(masked + "=" * (-len(masked) % 4))
+
+
+# --- secrets known by their shape and by where they sit -------------------------------------
+
+_SHAPED = [
+    "AKIA" + "Q3ZP7XW2M4N8K6J1",
+    "ghp_" + "a1B2c3D4" * 4 + "e5F6",
+    "gho_" + "Z9y8X7w6" * 4 + "v5U4",
+    "github_pat_" + "11ABCDEFG0" * 3 + "_" + "x" * 40,
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ",
+    "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oJJw\n"
+    "-----END EC PRIVATE KEY-----",
+]
+
+
+@pytest.mark.parametrize("secret", _SHAPED)
+def test_a_secret_shape_under_an_innocent_name_is_masked(secret: str) -> None:
+    body = json.dumps({"Image": "bb", "Env": [f"CI_VALUE={secret}", "PLAIN=visible"]}).encode()
+    out = Redactor().body("ContainerCreate", body, "client")
+    assert secret.encode() not in out and json.dumps(secret)[1:-1].encode() not in out
+    assert f"CI_VALUE={M(secret)}".encode() in out and b"PLAIN=visible" in out
+
+
+def test_only_the_password_of_a_url_is_masked() -> None:
+    body = b'{"Env":["DATABASE_URL=postgres://app:hunter2@db:5432/app","SITE=https://x.org/a"]}'
+    out = Redactor().body("ContainerCreate", body, "client")
+    assert f"postgres://app:{M('hunter2')}@db:5432/app".encode() in out
+    assert b"SITE=https://x.org/a" in out
+
+
+@pytest.mark.parametrize("name", ["DB_PASS", "MYSQL_PWD", "SENTRY_DSN", "DSN", "PASS_FILE"])
+def test_short_secret_names(name: str) -> None:
+    assert Redactor().secret_name(name)
+
+
+@pytest.mark.parametrize("name", ["PWD", "OLDPWD", "COMPASS", "BYPASS_CACHE", "DSNAME"])
+def test_short_forms_only_as_whole_words(name: str) -> None:
+    assert not Redactor().secret_name(name)
+
+
+def test_passwords_in_a_command_and_labels_by_name() -> None:
+    body = json.dumps(
+        {
+            "Image": "bb",
+            "Entrypoint": ["/usr/bin/mysql"],
+            "Cmd": ["--password", "pw1", "--password=pw2", "-ppw3", "-h", "db"],
+            "Labels": {"api_token": "lbl", "team": "core"},
+        }
+    ).encode()
+    out = json.loads(Redactor().body("ContainerCreate", body, "client"))
+    masked_cmd = ["--password", M("pw1"), f"--password={M('pw2')}", f"-p{M('pw3')}", "-h", "db"]
+    assert out["Cmd"] == masked_cmd
+    assert out["Labels"] == {"api_token": M("lbl"), "team": "core"}
+    inspect = json.dumps({"Path": "mysql", "Args": ["-ppw3"], "Config": {"Cmd": ["ls", "-pa"]}})
+    masked = json.loads(Redactor().body("ContainerInspect", inspect.encode(), "daemon"))
+    assert masked["Args"] == [f"-p{M('pw3')}"]
+    assert masked["Config"]["Cmd"] == ["ls", "-pa"]  # to ls, -p is not a password
+
+
+def test_p_is_a_password_only_after_a_program_that_takes_it() -> None:
+    redactor = Redactor()
+    argv = ["docker", "run", "-p8080:80", "-p", "80:80", "bb", "mysql", "-ppw", "db"]
+    assert redactor.command(argv) == [*argv[:7], f"-p{M('pw')}", "db"]
+    assert redactor.command(["docker", "login", "-u", "a", "-ppw", "r"]) == [
+        *["docker", "login", "-u", "a"],
+        f"-p{M('pw')}",
+        "r",
+    ]
+    [_, _, script] = redactor.command(["sh", "-c", "docker login -u a -ppw r && mysql -ppw2"]) or []
+    assert script == f"docker login -u a -p{M('pw')} r && mysql -p{M('pw2')}"
+
+
+def test_build_output_history_and_commit_changes() -> None:
+    redactor = Redactor()
+    stream = (
+        b'{"stream":"Step 2/3 : ENV API_TOKEN=tok1\\n"}\r\n'
+        b'{"stream":"Step 3/3 : ENV DB_PASSWORD tok2 \\n"}\r\n'
+        b'{"stream":" ---\\u003e 1a2b\\n"}\r\n'
+    )
+    out = redactor.body("ImageBuild", stream, "daemon")
+    assert out.count(b"\r\n") == 3  # one message a line, as dockerd wrote them
+    assert f"ENV API_TOKEN={M('tok1')}".encode() in out
+    assert f"ENV DB_PASSWORD {M('tok2')} \\n".encode() in out
+    assert b"tok1" not in out and b"tok2" not in out
+    plain = b'{"stream":"Step 1/3 : FROM bb\\n"}\r\n{"stream":" ---\\u003e 1a2b\\n"}\r\n'
+    assert redactor.body("ImageBuild", plain, "daemon") == plain
+    tail = redactor.body("ImageBuild", b'{"stream":"x"}\r\nAPI_TOKEN=tok3 not json', "daemon")
+    assert b"tok3" not in tail and tail.startswith(b'{"stream":"x"}\r\n')
+    history = json.dumps([{"CreatedBy": "/bin/sh -c #(nop)  ENV API_TOKEN=tok4"}]).encode()
+    assert b"tok4" not in redactor.body("ImageHistory", history, "daemon")
+    target = "/v1.41/commit?container=c&changes=ENV+DB_PASSWORD%3Dtok5&changes=CMD+ls&repo=x"
+    masked = redactor.target("ImageCommit", target)
+    assert "tok5" not in masked and "changes=CMD+ls&repo=x" in masked
+    labels = redactor.target("ImageBuild", "/build?labels=%7B%22api_token%22%3A%22tok6%22%7D")
+    assert "tok6" not in labels
+    token = _SHAPED[1]
+    assert token not in redactor.target("ContainerList", f"/containers/json?filters={token}")
+    assert redactor.target("ContainerList", "/containers/json?all=1") == "/containers/json?all=1"

@@ -4,7 +4,11 @@ Credentials travel in headers (`X-Registry-Auth`, base64url JSON; `X-Registry-Co
 base64url JSON mapping registries to credentials; `Authorization`), in the body of `POST /auth`
 and its answer, in environment variables of container, exec and service specs (and of what
 inspecting them returns), in build arguments of `/build`'s query string, in secret and config
-contents, and in swarm join tokens and unlock keys.
+contents, and in swarm join tokens and unlock keys. Names are not enough: a token is often
+kept under an innocent name (`CI=ghp_…`), so secrets are also known by their shape (cloud and
+forge tokens, JWTs, PEM keys, a URL's password) and by where they sit (`--password X`,
+`mysql -pX`, a label `api_token=…`, `ENV API_TOKEN=…` in build output, history and
+`docker commit --change`), in every string of a held body, not just in `Env`.
 
 Bodies are read as dockerd reads them (docktap.request.gojson): a key counts in any case Go
 matches it in (`"env"`, `"pa\u017f\u017fword"`), and every copy of a repeated key is masked, not
@@ -467,7 +471,7 @@ class Redactor:
             value = _mask_run_args(value)
         return self._scrub(value)
 
-    def _scrub(self, value: Any, takes_p: bool = False) -> Any:
+    def _scrub(self, value: Any) -> Any:
         """Env, Labels and commands by what they mean, any other string as free text, at any
         depth (keys folded as Go folds field names). What needs no mask comes back itself."""
         kind = type(value)
@@ -477,16 +481,14 @@ class Redactor:
             scrubbed = self.text(value)
             return value if scrubbed == value else scrubbed
         if kind is list:
-            items = [self._scrub(item, takes_p) for item in value]
+            items = [self._scrub(item) for item in value]
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
         if kind is not Object and kind is not dict:
             return value  # numbers, booleans, null
         pairs = [(key, _folded(key), item) for key, item in _items(value)]
         # `Path` and `Args` of an inspected container, `Entrypoint` and `Cmd` of a config:
         # whether -p is a password depends on the program, which may sit next to its words.
-        takes_p = takes_p or any(
-            name in _COMMAND_KEYS and _names_p_program(item) for _, name, item in pairs
-        )
+        takes_p = any(name in _COMMAND_KEYS and _names_p_program(item) for _, name, item in pairs)
         out = []
         changed = False
         masked: Any
@@ -502,7 +504,7 @@ class Redactor:
                 words = self.argv(masked, takes_p)
                 masked = masked if words == masked else words
             else:
-                masked = self._scrub(item, takes_p)
+                masked = self._scrub(item)
             changed = changed or masked is not item
             out.append((key, masked))
         return _same_kind(value, out) if changed else value
