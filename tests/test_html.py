@@ -217,7 +217,7 @@ def test_the_page_loads_nothing_and_runs_only_its_own_code() -> None:
 
 
 def test_a_body_holding_markup_stays_data() -> None:
-    capture = encoded(plain_exchange(1, 1, 0.01, answer=BREAKOUT.encode()))
+    capture = encoded(plain_exchange(1, 1, 0.01, target="/v1.41/version", answer=BREAKOUT.encode()))
     text = render(capture)
     # The HTML parser sees the same two scripts, and the data script holds the body whole.
     found = scripts(text)
@@ -445,7 +445,7 @@ def test_filters_narrow_the_list_and_dim_the_bars(browser: WebDriver, tmp_path: 
 
 
 def test_markup_in_a_body_is_shown_not_run(browser: WebDriver, tmp_path: Path) -> None:
-    capture = encoded(plain_exchange(1, 1, 0.01, answer=BREAKOUT.encode()))
+    capture = encoded(plain_exchange(1, 1, 0.01, target="/v1.41/version", answer=BREAKOUT.encode()))
     open_page(browser, tmp_path, capture, "breakout.jsonl")
     assert browser.title == "breakout.jsonl - docktap"
     rows(browser)[0].click()
