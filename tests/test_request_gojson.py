@@ -15,6 +15,7 @@ from docktap.request.gojson import (
     finish,
     fold,
     parse,
+    quick_decode,
     without_zeros,
 )
 
@@ -182,3 +183,47 @@ def test_without_zeros_drops_what_go_cannot_tell_from_absent() -> None:
         "Items": [{"B": "b"}, {}],  # an element is still an element
         "Opt": False,  # a pointer's explicit false is not nil
     }
+
+
+# Bodies orjson reads as Go does: the quick reading answers, with the full reading's value.
+QUICK = [
+    b'{"Name": "a", "Flag": true, "Ptr": null, "Size": -3, "Small": 65535, "Ratio": 2}',
+    b'{"NAME": "folded", "Inner": {"a": "x"}, "Items": [{"B": "y"}, null], "Words": []}',
+    b'{"Labels": {"k": "v:w", "Name": null}, "Anything": {"a": [1, 1.0, 1e3, "s"]}}',
+    b'{"Unknown": {"x": 1, "y": {"z": ":"}}, "Mask": ":::", "Ratio": 1.5, "Inner": null}',
+    b'{"Name": "a", "name": "b"}',  # two fields, each spelled exactly
+    b' {"Size": 0, "Flag": null, "Words": null, "Items": [], "Key": "a\\"b:"} ',
+]
+# Bodies only the full reading can judge: duplicates (even folded, even where Go ignores
+# them), escapes, type errors, what follows the value, invalid UTF-8, numbers past 64 bits.
+FULL = [
+    b'{"Name": "a", "Name": "b"}',
+    b'{"Inner": {"A": "x"}, "Inner": {"B": "y"}}',
+    b'{"Unknown": {"x": 1, "x": 2}}',
+    b'{"Labels": {"k": "a:b", "k": "c"}}',
+    b'{"Mask": "a:b", "Anything": {"k": 1, "k": 2}}',
+    b'{"Size": 1, "SIZE": 2}',
+    b'{"Na\\u006de": "escaped"}',
+    b'{"Size": "1"}',
+    b'{"Size": 1.0}',
+    b'{"Small": 65536}',
+    b'{"Flag": 1}',
+    b'{"Ratio": true}',
+    b'{"Words": ["a", 1]}',
+    b'{"Name": "a"} trailing',
+    b'{"Name": "\xff"}',
+    b'{"Size": 100000000000000000000}',
+    b"null",
+]
+
+
+@pytest.mark.parametrize("body", QUICK)
+def test_the_quick_reading_agrees_with_the_full_one(body: bytes) -> None:
+    quick = quick_decode(Types(STRUCTS), "Top", body)
+    assert quick is not None
+    assert (quick[0], []) == decoded(body)
+
+
+@pytest.mark.parametrize("body", FULL)
+def test_the_quick_reading_leaves_what_it_cannot_be_sure_of(body: bytes) -> None:
+    assert quick_decode(Types(STRUCTS), "Top", body) is None

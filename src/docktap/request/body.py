@@ -23,6 +23,7 @@ types of dockerd 20.10, the daemon docktap is tested against, differ from the sp
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,7 @@ _STRUCTS = _go_structs()
 _OUTER_FIELDS = frozenset(name for name, _ in _STRUCTS["HostConfig"]) - {
     name for name, _ in _STRUCTS["ContainerCreateBody"]
 }
+_INNER_FIELDS = frozenset(name for name, _ in _STRUCTS["ContainerCreateBody"]) | {"Cpuset"}
 _TYPES = {**BODIES, "ContainerCreate": _WRAPPER}
 
 
@@ -151,6 +153,13 @@ def decode(operation: str | None, body: bytes) -> Decoded:
     kind = _TYPES.get(operation or "")
     if not body.strip(b" \t\r\n") and kind is None:
         return Decoded(operation, None)
+    quick = gojson.quick_decode(_GO, kind, body) if kind is not None else None
+    if quick is not None:
+        value, loaded = quick
+        if kind == _WRAPPER and isinstance(value, dict):
+            keys: Iterable[str] = loaded.keys() if isinstance(loaded, dict) else ()
+            value = _host_config(value, _has_outer(keys))
+        return Decoded(operation, value, None, True)
     try:
         parsed, _ = gojson.parse(body)
     except gojson.JSONSyntaxError as exc:
@@ -162,7 +171,10 @@ def decode(operation: str | None, body: bytes) -> Decoded:
     if decoder.errors:
         return Decoded(operation, None, decoder.errors[0], True)
     if kind == _WRAPPER and isinstance(value, dict):
-        value = _host_config(value, _has_outer(decoder, parsed))
+        pairs: Iterable[str] = ()
+        if isinstance(parsed, gojson.Object):
+            pairs = (key for key, _ in parsed.pairs)
+        value = _host_config(value, _has_outer(pairs))
     return Decoded(operation, value, None, True)
 
 
@@ -177,13 +189,13 @@ def without_zeros(operation: str | None, value: Any) -> Any:
     )
 
 
-def _has_outer(decoder: gojson.Decoder, parsed: Any) -> bool:
+def _has_outer(keys: Iterable[str]) -> bool:
     """Whether a key of the body reached the deprecated top-level HostConfig (even with null,
     that allocates it)."""
-    if not isinstance(parsed, gojson.Object):
-        return False
-    for key, _ in parsed.pairs:
-        found = decoder.field(_WRAPPER, key)
+    for key in keys:
+        if key in _INNER_FIELDS:
+            continue  # spelled as a field of the body itself: the common case, looked up once
+        found = _GO.field(_WRAPPER, key)
         if found is not None and found[0] in _OUTER_FIELDS:
             return True
     return False

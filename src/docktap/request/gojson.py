@@ -30,7 +30,9 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
+
+import orjson
 
 #: A struct: its fields, each with its JSON name and Go type string.
 Structs = Mapping[str, tuple[tuple[str, str], ...]]
@@ -163,6 +165,22 @@ class _Slice:
 
 
 _ABSENT = object()
+_CUSTOM = object()
+#: Go types whose values orjson gives exactly as Go decodes them, when of this Python type.
+_SAME = {"string": str, "bool": bool}
+
+
+class _Field(NamedTuple):
+    """A struct field as QuickDecoder reads it: a value of type `same` (an int within
+    `low`..`high`) is taken as it is, and null gives `null` (_CUSTOM: the type decides)."""
+
+    name: str
+    kind: str
+    same: type | None
+    low: int
+    high: int
+    null: Any
+
 
 #: A Go type with its own UnmarshalJSON: (decoder, value, what is there now, where) -> new value.
 Custom = Callable[["Decoder", Any, Any, str], Any]
@@ -177,6 +195,7 @@ class Types:
         self.custom = dict(custom or {})
         self._exact: dict[str, dict[str, tuple[str, str]]] = {}
         self._folded: dict[str, dict[str, tuple[str, str]]] = {}
+        self._as_is: dict[str, dict[str, _Field]] = {}
 
     def field(self, struct: str, key: str) -> tuple[str, str] | None:
         """The (name, type) of the struct field a JSON key lands in, or None."""
@@ -188,6 +207,27 @@ class Types:
             self._folded[struct] = folded
             self._exact[struct] = {name: (name, kind) for name, kind in fields}
         return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
+
+    def as_is(self, struct: str) -> dict[str, _Field]:
+        """A struct's fields by exact JSON name, with what QuickDecoder needs to take most
+        values without dispatching on the type."""
+        fields = self._as_is.get(struct)
+        if fields is None:
+            fields = {name: self._quick_field(name, kind) for name, kind in self.structs[struct]}
+            self._as_is[struct] = fields
+        return fields
+
+    def _quick_field(self, name: str, kind: str) -> _Field:
+        base = kind.removeprefix("*")
+        if base in self.custom:
+            null: Any = _CUSTOM
+        elif base is not kind or base == "any" or base.startswith(("[]", "map[")):
+            null = None
+        else:
+            null = _ABSENT
+        if kind in _RANGES:
+            return _Field(name, kind, int, *_RANGES[kind], null)
+        return _Field(name, kind, _SAME.get(kind), 0, 0, null)
 
 
 class Decoder:
@@ -354,3 +394,178 @@ def without_zeros(structs: Structs, kind: str, value: Any) -> Any:
 def as_slice(items: list[Any]) -> Any:
     """A decoded slice holding `items` (for custom decoders)."""
     return _Slice(list(items), len(items))
+
+
+class _Unsure(Exception):
+    """The quick reading cannot say what Go makes of a body: the full one must."""
+
+
+class QuickDecoder:
+    """Decodes a body that orjson reads as Go would, straight into what `finish` gives.
+
+    It costs a fraction of `parse` and `Decoder`, and answers only where it cannot differ from
+    them; anywhere it might (`_Unsure`), `quick_decode` says None and the full reading decides:
+
+    - orjson reads one JSON value and rejects what Go rejects at parse time, but also bytes
+      after the value, invalid UTF-8 and integers past 64 bits, which Go handles: unsure.
+    - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure.
+    - orjson keeps the last of duplicate keys silently. Without `\\u` escapes every colon of the
+      body is a key's or one inside a string, and the strings come out with theirs, so the
+      body's colons equal the keys plus the colons of the strings read exactly when no key
+      was lost. Every object is walked, ignored ones too, to count its keys; the strings'
+      colons are counted only when the keys alone fall short.
+    - Two keys that fold into one field merge in Go: unsure. Without duplicates nothing merges,
+      so each field is decoded into its zero value, as the full reading would.
+    - A type mismatch is an error dockerd reports: unsure, the full reading gives its message.
+      So a body is answered here only when Go decodes it without error, and then the value is
+      the same: the guard never allows on a reading dockerd does not share.
+    """
+
+    def __init__(self, types: Types) -> None:
+        self.types = types
+        self.keys = 0
+
+    def decode(self, kind: str, value: Any) -> Any:
+        """`value` (orjson's) as Go decodes it into a zero `kind`, finished; _ABSENT when Go
+        leaves the field as it was (null into a plain value)."""
+        base = kind.removeprefix("*")
+        if base in self.types.custom:
+            return self._custom(base, value)
+        if value is None:
+            if base is not kind or base == "any" or base.startswith(("[]", "map[")):
+                return None
+            return _ABSENT
+        if base == "any":
+            self.count(value)
+            return value
+        if base.startswith("[]"):
+            return self._slice(base[2:], value)
+        if base.startswith("["):
+            size, _, item = base[1:].partition("]")
+            return self._array(int(size), item, value)
+        if base.startswith("map[string]"):
+            return self._map(base[len("map[string]") :], value)
+        if base in self.types.structs:
+            return self._struct(base, value)
+        return self._scalar(base, value)
+
+    def count(self, value: Any) -> None:
+        """Count the keys of a value that is not decoded further."""
+        if isinstance(value, dict):
+            self.keys += len(value)
+            for item in value.values():
+                self.count(item)
+        elif isinstance(value, list):
+            for item in value:
+                self.count(item)
+
+    def _item(self, kind: str, value: Any) -> Any:
+        """An element of a slice, array or map: decoded into a fresh zero value."""
+        if value is None and kind.removeprefix("*") not in self.types.custom:
+            return finish(Decoder(self.types).zero(kind))
+        return self.decode(kind, value)
+
+    def _custom(self, base: str, value: Any) -> Any:
+        # Custom decoders take `parse`'s values; orjson's are the same where no object or
+        # number is in them.
+        if isinstance(value, list):
+            if not all(item is None or isinstance(item, str) for item in value):
+                raise _Unsure
+        elif value is not None and not isinstance(value, str):
+            raise _Unsure
+        decoder = Decoder(self.types)
+        result = self.types.custom[base](decoder, value, _ABSENT, "")
+        if decoder.errors:
+            raise _Unsure
+        return finish(result)
+
+    def _scalar(self, kind: str, value: Any) -> Any:
+        if type(value) is _SAME.get(kind):
+            return value
+        if isinstance(value, bool):
+            raise _Unsure
+        if kind == "float64" and isinstance(value, (int, float)) and abs(value) <= _MAX_FLOAT:
+            return float(value)
+        if kind in _RANGES and type(value) is int:
+            low, high = _RANGES[kind]
+            if low <= value <= high:
+                return value
+        raise _Unsure
+
+    def _struct(self, name: str, value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Unsure
+        self.keys += len(value)
+        fields = self.types.as_is(name)
+        into: dict[str, Any] = {}
+        for key, item in value.items():
+            found = fields.get(key)
+            if found is None:
+                folded = self.types.field(name, key)
+                if folded is None:
+                    self.count(item)  # ignored by Go, but counted for the duplicate check
+                    continue
+                found = self.types.as_is(name)[folded[0]]
+            field_name = found.name
+            if field_name in into:
+                raise _Unsure
+            same = found.same
+            if item is None and found.null is not _CUSTOM:
+                decoded = found.null
+            elif type(item) is same and (
+                same is not int or found.low <= cast(int, item) <= found.high
+            ):
+                decoded = item
+            else:
+                decoded = self.decode(found.kind, item)
+            if decoded is not _ABSENT:
+                into[field_name] = decoded
+        return into
+
+    def _slice(self, kind: str, value: Any) -> Any:
+        if type(value) is not list:
+            raise _Unsure
+        return [self._item(kind, item) for item in value]
+
+    def _array(self, size: int, kind: str, value: Any) -> Any:
+        if type(value) is not list:
+            raise _Unsure
+        zero = finish(Decoder(self.types).zero(kind))
+        for item in value[size:]:
+            self.count(item)  # skipped unread by Go
+        return [self._item(kind, value[i]) if i < len(value) else zero for i in range(size)]
+
+    def _map(self, kind: str, value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Unsure
+        self.keys += len(value)
+        return {key: self._item(kind, item) for key, item in value.items()}
+
+
+def _colons(value: Any) -> int:
+    """The colons a JSON text without `\\u` escapes needs for `value`: one a key, and those
+    inside its strings."""
+    if isinstance(value, str):
+        return value.count(":")
+    if isinstance(value, dict):
+        return sum(1 + key.count(":") + _colons(item) for key, item in value.items())
+    if isinstance(value, list):
+        return sum(_colons(item) for item in value)
+    return 0
+
+
+def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None:
+    """The body decoded into `kind` as `Decoder` would, finished, and orjson's reading of it;
+    None when only the full reading can say (see QuickDecoder)."""
+    if b"\\u" in body:
+        return None
+    try:
+        loaded = orjson.loads(body)
+        decoder = QuickDecoder(types)
+        value = decoder.decode(kind, loaded)
+        colons = body.count(b":")
+        if decoder.keys != colons and _colons(loaded) != colons:
+            return None  # a duplicate key was lost
+    except (orjson.JSONDecodeError, _Unsure, RecursionError):
+        return None
+    return None if value is _ABSENT else (value, loaded)
