@@ -527,7 +527,9 @@ def test_out_of_descriptors_docktap_answers_503_says_so_once_and_keeps_its_clien
     err = _stop(proxy)
     statuses = Counter(status for status, _, _ in answers)
     assert set(statuses) == {b"200", b"503"}, statuses
-    assert statuses[b"200"] >= 50
+    # About 120 fit in 256 descriptors (a client and its daemon connection each); how many
+    # get in before the shortage depends on the machine's load, so the floor is loose.
+    assert statuses[b"200"] >= 20
     assert again == [b"200"] * statuses[b"200"]
     refusals = {json.loads(body)["message"] for status, body, _ in answers if status == b"503"}
     assert len(refusals) == 1
