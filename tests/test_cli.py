@@ -120,7 +120,7 @@ def test_run_with_stdin_half_closes_and_keeps_output(dockerd: Daemon, tmp_path: 
 
 def test_run_tty_passes_through_a_pty(dockerd: Daemon, tmp_path: Path) -> None:
     capture = tmp_path / "c.jsonl"
-    argv = [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"]
+    argv = [*DOCKTAP, "run", "-q", "--force", "-o", str(capture), "--upstream", dockerd.host, "--"]
     command = [*RUN, "-t", "bb", "sh", "-c", "echo hi; exit 4"]
     assert run_in_pty(command, dockerd.env) == run_in_pty([*argv, *command], dockerd.env)
     code, output = run_in_pty([*argv, *command], dockerd.env)
@@ -142,7 +142,7 @@ def test_exec_without_and_with_tty(dockerd: Daemon, sleeper: str, tmp_path: Path
     assert "ContainerExec" in ops(tapped.capture)
 
     capture = tmp_path / "t.jsonl"
-    argv = [*DOCKTAP, "run", "-q", "-o", str(capture), "--upstream", dockerd.host, "--"]
+    argv = [*DOCKTAP, "run", "-q", "--force", "-o", str(capture), "--upstream", dockerd.host, "--"]
     command = ["docker", "exec", "-t", sleeper, "echo", "tty"]
     assert run_in_pty([*argv, *command], dockerd.env) == run_in_pty(command, dockerd.env)
     start = one(checked_capture(capture), "ExecStart")

@@ -22,6 +22,8 @@ import pytest
 from dockerd import Daemon
 from tapping import DOCKTAP, docktap, docktap_run, run_in_pty
 
+from docktap.cli import STRICT_FAILED
+
 #: The CLI prints ages relative to now ("3 seconds ago"), which move between two runs, and
 #: pads table columns to the longest one.
 _AGE = re.compile(rb"(About an? \w+|Less than a second|\d+ \w+) ago")
@@ -282,7 +284,7 @@ def test_report_unused(dockerd: Daemon, tmp_path: Path) -> None:
     assert "1 recording(s) never used:" in told.stderr.decode()
     assert "GET /v1.41/images/json" in told.stderr.decode()
     strict = docktap(*replay, "--strict", "--", "docker", "ps", "-a", "-q", env=env)
-    assert strict.returncode == 1
+    assert strict.returncode == STRICT_FAILED == 8
 
 
 def test_the_readme_miss_is_what_docktap_prints(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from golden import ALL_CAPTURES, CAPTURES, GOLDEN_CAPTURES, check_golden
+from rich.cells import cell_len
 
 from docktap import __version__, load
 from docktap.capture.format import RecordEncoder
@@ -291,3 +292,21 @@ def test_the_text_depends_on_its_arguments_only(monkeypatch: pytest.MonkeyPatch)
             patch.setenv(name, value)
             assert stats.render(numbers, width=120, color=False) == plain, name
             assert stats.render(numbers, width=120, color=True) == coloured, name
+
+
+@pytest.mark.parametrize("width", [80, 100])
+@pytest.mark.parametrize("path", ALL_CAPTURES, ids=[p.stem for p in ALL_CAPTURES])
+def test_every_table_fits_the_width_and_no_number_is_cut(path: Path, width: int) -> None:
+    text = stats.render(stats.compute(load(path)), width=width)
+    for line in text.splitlines():
+        assert cell_len(line) <= width, line
+        # Only an operation name (the first cell) may be shortened.
+        assert "…" not in line.split()[1:] and "…" not in " ".join(line.split()[1:]), line
+
+
+def test_columns_are_given_up_in_order_at_80() -> None:
+    run = stats.compute(load(CAPTURES / "run.jsonl"))
+    heads = [line.split() for line in stats.render(run, width=80).splitlines()]
+    assert ["operation", "count", "101", "2xx", "p50", "max", "in", "out", "kind"] in heads
+    wide = [line.split() for line in stats.render(run, width=120).splitlines()]
+    assert ["operation", "count", "101", "2xx", "p50", "p95", "max", "in", "out", "kind"] in wide

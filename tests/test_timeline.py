@@ -468,3 +468,11 @@ def test_message_summaries() -> None:
     ]
     assert summary(b"[1, 2]") == [("[1,2]", None)]
     assert summary(b"garbage") == [("garbage", "dim")]
+
+
+def test_the_title_quotes_the_command_as_a_shell_would() -> None:
+    demo = Path(__file__).parents[1] / "src/docktap/data/demo.jsonl"
+    title = show(str(demo), "--width", "200").stdout.splitlines()[0]
+    quoted = "'\"'\"'"  # a single quote inside single quotes
+    inner = f"sh -c {quoted}echo out; echo err >&2; exit 3{quoted}"
+    assert title.startswith(f"sh -c 'docker run --rm --network none bb {inner}' · ")

@@ -215,3 +215,11 @@ def test_a_context_without_tls_is_plain(tmp_path: Path) -> None:
     _context(tmp_path, "plain", TCP)
     env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "plain"}
     assert resolve_upstream(None, env).tls is None
+
+
+def test_a_bare_relative_path_is_a_socket_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert parse_endpoint("tap.sock") == Endpoint(path=str(tmp_path / "tap.sock"))
+    assert parse_endpoint("sub/tap.sock") == Endpoint(path=str(tmp_path / "sub" / "tap.sock"))

@@ -15,11 +15,11 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -52,13 +52,74 @@ T = TypeVar("T")
 # it, the recorder finishes the capture on its own, and the status or the exit is not held up.
 _LINGER = 0.5
 
+#: The exit status of `replay --strict` when it failed: not one a command commonly exits with,
+#: so that a script can tell the replay's verdict from the command's own failure.
+STRICT_FAILED = 8
+
 
 def _say(message: str) -> None:
     click.echo(f"docktap: {message}", err=True)
 
 
-def _default_capture_name() -> str:
-    return time.strftime("docktap-%Y%m%d-%H%M%S.jsonl")
+def _claim_capture(output: str | None, force: bool) -> tuple[str, bool]:
+    """The capture's path, and whether this call created it (empty, private to us).
+
+    A default name is the time to the microsecond, created exclusively: two runs started at
+    once (a shell loop) each get a file of their own, with `-2`, `-3`… on a tie. A regular
+    file given with `-o` is replaced only with `force`; a device or FIFO is written into.
+    """
+    import stat
+
+    from docktap.outputs import OutputError, OutputExists, open_output
+
+    if output == "-":
+        return output, False
+    if output is None:
+        return _new_default_capture(), True
+    try:
+        os.close(open_output(output, replace=False))
+    except OutputExists:
+        if not force and stat.S_ISREG(os.lstat(output).st_mode):
+            raise click.ClickException(
+                f"capture {output} exists: give --force to replace it, or another -o"
+            ) from None
+        return output, False
+    except OutputError as exc:
+        raise click.ClickException(f"cannot write capture {output}: {exc.reason}") from exc
+    return output, True
+
+
+def _new_default_capture() -> str:
+    import datetime
+
+    from docktap.outputs import OutputError, OutputExists, open_output
+
+    stem = datetime.datetime.now().strftime("docktap-%Y%m%d-%H%M%S-%f")
+    name, count = f"{stem}.jsonl", 1
+    while True:
+        try:
+            os.close(open_output(name, replace=False))
+        except OutputExists:
+            count += 1
+            name = f"{stem}-{count}.jsonl"
+            continue
+        except OutputError as exc:
+            raise click.ClickException(f"cannot write capture {name}: {exc.reason}") from exc
+        return name
+
+
+@contextlib.contextmanager
+def _capture_file(output: str | None, force: bool) -> Iterator[str]:
+    """The capture's path (see _claim_capture); one this created goes if the command fails
+    to start, so that a failed start leaves no empty capture behind."""
+    path, created = _claim_capture(output, force)
+    try:
+        yield path
+    except click.ClickException:
+        if created:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        raise
 
 
 def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str, Any] | None]:
@@ -102,9 +163,24 @@ def _load(path: str) -> Capture:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="docktap")
-def main() -> None:
+@click.version_option(__version__, "-V", "--version", prog_name="docktap")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """A tap on the Docker socket: relay, record and read Docker Engine API traffic."""
+    # What docktap warns of reads as one line of its own, not as Python's warning with a path.
+    ctx.with_resource(warnings.catch_warnings())
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    _say(f"warning: {message}")
 
 
 _max_body_option = click.option(
@@ -145,6 +221,9 @@ def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
         raise click.BadParameter(str(exc), ctx, param) from exc
 
 
+_force_option = click.option(
+    "-f", "--force", is_flag=True, help="Replace the file given with -o if it exists."
+)
 _socket_mode_option = click.option(
     "--socket-mode",
     default="600",
@@ -199,6 +278,7 @@ def _tls_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("-o", "--output", metavar="FILE", help="Capture file (default: docktap-TIME.jsonl).")
+@_force_option
 @_upstream_option
 @_tls_options
 @_max_body_option
@@ -215,6 +295,7 @@ def _tls_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     output: str | None,
+    force: bool,
     upstream: str | None,
     upstream_tls: bool,
     tlsverify: bool | None,
@@ -241,7 +322,10 @@ def run(
     """
     argv = list(command)
     if output == "-":
-        raise click.UsageError("run cannot write the capture to stdout: that is the command's")
+        raise click.UsageError(
+            "run cannot write the capture to stdout (-o -): stdout is the command's own; "
+            "give -o a file name, or use `docktap proxy -o -`"
+        )
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise click.ClickException(f"command not found: {argv[0]}")
     import asyncio
@@ -250,10 +334,8 @@ def run(
 
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
-    path = output or _default_capture_name()
     guard = make_guard(policy_file, policy_mode)
-
-    with _private_socket() as sock:
+    with _capture_file(output, force) as path, _private_socket() as sock:
         session = record(
             path,
             sock,
@@ -359,6 +441,7 @@ async def _command_against(argv: list[str], sock: str) -> int:
 @_upstream_option
 @_tls_options
 @click.option("-o", "--output", metavar="FILE|-", help="Capture file, - for stdout.")
+@_force_option
 @_max_body_option
 @_no_redact_option
 @_redact_env_option
@@ -375,6 +458,7 @@ def proxy(
     tlscert: str | None,
     tlskey: str | None,
     output: str | None,
+    force: bool,
     max_body: int,
     no_redact: bool,
     redact_env: tuple[str, ...],
@@ -400,25 +484,25 @@ def proxy(
         raise click.UsageError(str(exc)) from exc
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
-    path = output or _default_capture_name()
     guard = make_guard(policy_file, policy_mode)
-    session = record(
-        path,
-        endpoint,
-        target,
-        max_body=max_body,
-        redact=not no_redact,
-        redact_env=redact_env_patterns(redact_env),
-        live="off" if quiet else "status",
-        audit=LIVE_LEVEL if audit else None,
-        socket_mode=socket_mode,
-        upstream_tls=tls_header,
-        say=_say,
-        grace=1.0,
-        guard=guard,
-        linger=_LINGER,
-    )
-    asyncio.run(_proxy(session))
+    with _capture_file(output, force) as path:
+        session = record(
+            path,
+            endpoint,
+            target,
+            max_body=max_body,
+            redact=not no_redact,
+            redact_env=redact_env_patterns(redact_env),
+            live="off" if quiet else "status",
+            audit=LIVE_LEVEL if audit else None,
+            socket_mode=socket_mode,
+            upstream_tls=tls_header,
+            say=_say,
+            grace=1.0,
+            guard=guard,
+            linger=_LINGER,
+        )
+        asyncio.run(_proxy(session))
     if path != "-":
         _say_written(path, session.still_writing)
 
@@ -763,6 +847,16 @@ class _FilesThenCommand(click.Command):
         return super().parse_args(ctx, args)
 
 
+def _repeat_methods(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from docktap.replay.store import parse_repeat
+
+    try:
+        parse_repeat(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    return value
+
+
 @main.command("replay", cls=_FilesThenCommand)
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--listen", metavar="PATH|tcp://127.0.0.1:PORT", help="Serve here until stopped.")
@@ -774,7 +868,12 @@ class _FilesThenCommand(click.Command):
     show_default=True,
     help="Pace of streamed answers: 1 = as recorded, 2 = twice as fast, 0 = at once.",
 )
-@click.option("--strict", is_flag=True, help="Exit non-zero when a request found no recording.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit with status {STRICT_FAILED} (whatever the command's) when a request found "
+    "no recording.",
+)
 @click.option(
     "--report-unused",
     is_flag=True,
@@ -813,6 +912,7 @@ class _FilesThenCommand(click.Command):
     default="GET,HEAD",
     show_default=True,
     metavar="METHODS|all|none",
+    callback=_repeat_methods,
     help="Methods whose last recorded answer is given again once all were played.",
 )
 @_redact_env_option
@@ -870,6 +970,8 @@ def replay_command(
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
     loaded = [(os.path.basename(path), _load(path)) for path in captures]
+    if not any(capture.exchanges for _, capture in loaded):
+        _say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")
 
     def replaying(where: Endpoint) -> ReplaySession:
         return replay(
@@ -896,7 +998,7 @@ def replay_command(
         code = 0
     failed = _replay_report(session, report_unused)
     if strict and failed:
-        code = code or 1
+        code = STRICT_FAILED
     sys.exit(code)
 
 
@@ -935,10 +1037,11 @@ def _replay_report(session: ReplaySession, report_unused: bool) -> bool:
 
 @main.command()
 @click.option("-o", "--output", metavar="FILE", help="Keep the capture the demo records in FILE.")
+@_force_option
 @click.option(
     "--no-docker", is_flag=True, help="Only show the bundled capture; do not run the docker CLI."
 )
-def demo(output: str | None, no_docker: bool) -> None:
+def demo(output: str | None, force: bool, no_docker: bool) -> None:
     """See what `docker run` says to the daemon, with no Docker daemon at all.
 
     A bundled capture of `docker run` is served by docktap's replay daemon; the real docker
@@ -963,10 +1066,10 @@ def demo(output: str | None, no_docker: bool) -> None:
         _print_timeline(recorded, note=explain)
         return
     workdir = tempfile.mkdtemp(prefix="docktap-demo-")
-    path = output or os.path.join(workdir, "demo.jsonl")
+    path = _claim_capture(output, force)[0] if output else os.path.join(workdir, "demo.jsonl")
     daemon = Endpoint(path=os.path.join(workdir, "replay.sock"))
     replayed = replay([("demo.jsonl", recorded)], daemon, on_miss=_say_miss)
-    _say(f"a replayed daemon is answering; docktap relays and records: {argv[-1]}")
+    _say(f"a replayed daemon is answering; docktap relays and records: {shlex.join(argv)}")
     try:
         with _private_socket() as sock:
             relay = record(path, sock, daemon, command=argv, live="rows", say=_say)

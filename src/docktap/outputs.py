@@ -36,11 +36,15 @@ class OutputError(Exception):
         self.reason = reason
 
 
+class OutputExists(OutputError):
+    """The output exists already, and replacing it was not asked for."""
+
+
 def open_output(path: str, *, replace: bool, mode: int = PRIVATE) -> int:
     """A file descriptor open for writing `path`, with permissions `mode` if it is a regular file.
 
-    A file that exists already is written over only if `replace`; a character device or a FIFO
-    (`/dev/null`, a pipe of one's own) is written into as it is.
+    A file that exists already is written over only if `replace` (else OutputExists); a
+    character device or a FIFO (`/dev/null`, a pipe of one's own) is written into as it is.
     """
     directory, name = os.path.split(path)
     if name in ("", ".", ".."):
@@ -65,7 +69,7 @@ def _open_in(parent: int, path: str, name: str, replace: bool, mode: int) -> int
         _set_mode(fd, mode)  # the umask may have taken bits that were asked for
         return fd
     if not replace:
-        raise OutputError(path, "it exists; not replacing it")
+        raise OutputExists(path, "it exists; not replacing it")
     # Checked before opening too, so that another user's FIFO does not block us in open().
     _check_existing(os.lstat(name, dir_fd=parent), path)
     try:

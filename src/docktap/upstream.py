@@ -127,8 +127,9 @@ def _ssh_target(text: str) -> SSHTarget:
 
 
 def parse_endpoint(text: str) -> Endpoint:
-    """`unix:///path`, a bare path, `tcp://host:port` (also `http://`), or `ssh://[user@]host`."""
-    if text.startswith("/") or text.startswith("."):
+    """`unix:///path`, a bare path (`tap.sock` too), `tcp://host:port` (also `http://`), or
+    `ssh://[user@]host`."""
+    if "://" not in text:
         return Endpoint(path=str(Path(text).absolute()))
     parts = urlsplit(text)
     if parts.scheme == "unix":

@@ -22,6 +22,7 @@ the whole length and the `comment` next to the text says how much is missing.
 from __future__ import annotations
 
 import base64
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -236,7 +237,7 @@ def to_har(capture: Capture) -> dict[str, Any]:
     header = capture.header
     entries = [_entry(ex, end) for ex in capture.exchanges]
     command = header.get("command")
-    comment = "docktap capture" + (f" of: {' '.join(command)}" if command else "")
+    comment = "docktap capture" + (f" of: {shlex.join(command)}" if command else "")
     comment = " ".join([comment, *unread_lines(capture)])
     return {
         "log": {

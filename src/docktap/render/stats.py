@@ -52,6 +52,7 @@ import math
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -275,6 +276,63 @@ def _console(width: int, color: bool) -> Console:
     )
 
 
+# Columns of the operations table given up, in this order, when it is wider than the page:
+# a number is never cut, and the p50 latency says most of what p95 and max add.
+_DROPPED_FIRST = ("p95", "max", "kind", "in", "out", "p50")
+
+
+def _operations(stats: dict[str, Any], width: int) -> Table:
+    """The operations table, without the columns it cannot fit into `width` (see
+    _DROPPED_FIRST); only the operation names may still be shortened, with `…`."""
+    status = stats["totals"]["status"]
+    # Only the status classes that occur: empty columns would squeeze the numbers.
+    seen = [k for k in _STATUS_KEYS if status[k]]
+    columns: dict[str, list[str]] = {"operation": [], "count": []}
+    columns.update({key: [] for key in seen})
+    columns.update({key: [] for key in ("p50", "p95", "max", "in", "out", "kind")})
+    for op in stats["operations"]:
+        latency = op["latency_ms"] or {}
+        cells = [
+            op["operation"] or "(unknown)",
+            str(op["count"]),
+            *(_count(op["status"][k]) for k in seen),
+            *(_ms(latency.get(k)) for k in ("p50", "p95", "max")),
+            format_size(op["bytes_in"]),
+            format_size(op["bytes_out"]),
+            _kind(op),
+        ]
+        for column, cell in zip(columns.values(), cells, strict=True):
+            column.append(cell)
+    for name in _DROPPED_FIRST:
+        if _natural_width(columns) <= width:
+            break
+        del columns[name]
+    ops = Table(title="Operations", box=box.SIMPLE, title_justify="left", pad_edge=False)
+    for name in columns:
+        if name == "operation":
+            ops.add_column(name, style="cyan", no_wrap=True, overflow="ellipsis")
+        elif name == "kind":
+            ops.add_column(name, style="yellow", no_wrap=True, min_width=_widest(name, columns))
+        else:
+            style = "red" if name in ("4xx", "5xx") else None
+            ops.add_column(
+                name, justify="right", style=style, no_wrap=True, min_width=_widest(name, columns)
+            )
+    for row in zip(*columns.values(), strict=True):
+        ops.add_row(*row)
+    return ops
+
+
+def _widest(name: str, columns: dict[str, list[str]]) -> int:
+    return max(cell_len(cell) for cell in [name, *columns[name]])
+
+
+def _natural_width(columns: dict[str, list[str]]) -> int:
+    """Cells the table takes unshortened: a blank edge either side, and three cells between
+    columns (the padding of each, and the blank rule of the SIMPLE box)."""
+    return sum(_widest(name, columns) for name in columns) + 3 * (len(columns) - 1) + 2
+
+
 def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
     """The statistics as text tables, `width` columns wide; ANSI colours only if `color`."""
     console = _console(width, color)
@@ -292,30 +350,8 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
         f"statuses: {answered or 'none'}   in: {format_size(totals['bytes_in'])}   "
         f"out: {format_size(totals['bytes_out'])}   errors recorded: {totals['errors']}"
     )
-    # Only the status classes that occur: empty columns would squeeze the numbers.
-    seen = [k for k in _STATUS_KEYS if status[k]]
-    ops = Table(title="Operations", box=box.SIMPLE, title_justify="left", pad_edge=False)
-    ops.add_column("operation", style="cyan", no_wrap=True)
-    ops.add_column("count", justify="right", no_wrap=True)
-    for key in seen:
-        style = "red" if key in ("4xx", "5xx") else None
-        ops.add_column(key, justify="right", style=style, no_wrap=True)
-    for key in ("p50", "p95", "max", "in", "out"):
-        ops.add_column(key, justify="right", no_wrap=True)
-    ops.add_column("kind", style="yellow", no_wrap=True)
-    for op in stats["operations"]:
-        latency = op["latency_ms"] or {}
-        ops.add_row(
-            op["operation"] or "(unknown)",
-            str(op["count"]),
-            *(_count(op["status"][k]) for k in seen),
-            *(_ms(latency.get(k)) for k in ("p50", "p95", "max")),
-            format_size(op["bytes_in"]),
-            format_size(op["bytes_out"]),
-            _kind(op),
-        )
     console.print()
-    console.print(ops)
+    console.print(_operations(stats, width))
     if totals["hijacked"] or totals["streamed"]:
         console.print(
             "kind: hijack and stream latencies are how long the session or stream stayed "

@@ -24,6 +24,7 @@ import heapq
 import itertools
 import json
 import math
+import shlex
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -741,7 +742,8 @@ def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
 def _title(capture: Capture, layout: Layout, options: TimelineOptions) -> Line:
     header = capture.header
     command = header.get("command")
-    what = " ".join(str(part) for part in command) if command else "docktap proxy"
+    # Quoted as a shell would need it, so that the title can be pasted back.
+    what = shlex.join(str(part) for part in command) if command else "docktap proxy"
     started = header.get("started")
     when = clock_time(float(started)) if isinstance(started, int | float) else "?"
     title = fit(clean(f"{what} · {header.get('upstream', '?')} · {when}"), layout.width)

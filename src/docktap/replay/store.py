@@ -32,7 +32,8 @@ DEFAULT_REPEAT = frozenset({"GET", "HEAD"})
 
 def parse_repeat(value: str | Iterable[str]) -> frozenset[str] | None:
     """The methods that repeat, from `--repeat` or the plugin's `repeat=`: comma-separated
-    methods (or a sequence of them), `all` (None: every method), `none`, or `default`."""
+    methods (or a sequence of them), `all` (None: every method), `none`, or `default`.
+    ValueError says what is not a method."""
     text = value if isinstance(value, str) else ",".join(value)
     lowered = text.strip().lower()
     if lowered == "all":
@@ -41,7 +42,18 @@ def parse_repeat(value: str | Iterable[str]) -> frozenset[str] | None:
         return frozenset()
     if lowered == "default":
         return DEFAULT_REPEAT
-    return frozenset(m.strip().upper() for m in text.split(",") if m.strip())
+    methods = frozenset(m.strip().upper() for m in text.split(",") if m.strip())
+    unknown = sorted(methods - _METHODS)
+    if unknown:
+        raise ValueError(
+            f"not an HTTP method: {', '.join(unknown)} (give methods such as GET,HEAD, "
+            "or all, none, default)"
+        )
+    return methods
+
+
+# What a Docker client can send; a typo (`--repeat bogus`) is refused rather than matching none.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 _PING = "/_ping"

@@ -1,0 +1,167 @@
+"""The command line as a new user meets it: capture names, refusals, messages and exit codes.
+
+Each test types what a user would, in a shell or as a subprocess, and reads what they see.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tapping import DOCKTAP, checked_capture, docktap
+
+from docktap import load
+from docktap.cli import STRICT_FAILED
+
+
+def test_runs_in_a_shell_loop_each_keep_a_capture(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    loop = 'for i in 1 2 3; do docktap run -- echo "$i"; done'
+    proc = subprocess.run(
+        ["bash", "-c", loop], cwd=tmp_path, env=env, capture_output=True, timeout=120, check=True
+    )
+    assert proc.stdout == b"1\n2\n3\n"
+    captures = sorted(tmp_path.glob("docktap-*.jsonl"))
+    assert len(captures) == 3, proc.stderr.decode()
+    commands = {tuple(checked_capture(path).header["command"]) for path in captures}
+    assert commands == {("echo", "1"), ("echo", "2"), ("echo", "3")}
+    for path in captures:
+        assert f"capture written to {path.name}" in proc.stderr.decode()
+
+
+def test_output_to_an_existing_file_needs_force(tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    capture.write_text("keep me")
+    refused = docktap("run", "-o", str(capture), "--", "true")
+    assert refused.returncode == 1
+    assert refused.stderr.decode() == (
+        f"Error: capture {capture} exists: give --force to replace it, or another -o\n"
+    )
+    assert capture.read_text() == "keep me"
+    forced = docktap("run", "-q", "--force", "-o", str(capture), "--", "true")
+    assert forced.returncode == 0, forced.stderr
+    assert checked_capture(capture).header["command"] == ["true"]
+
+
+def test_output_to_a_device_needs_no_force(tmp_path: Path) -> None:
+    proc = docktap("run", "-q", "-o", os.devnull, "--", "true")
+    assert (proc.returncode, proc.stderr) == (0, b"")
+
+
+def test_a_failed_proxy_start_leaves_no_capture(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a socket")
+    capture = tmp_path / "c.jsonl"
+    proc = docktap("proxy", "--listen", str(taken), "-o", str(capture))
+    assert proc.returncode == 1
+    assert f"{taken} exists and is not a socket" in proc.stderr.decode()
+    assert not capture.exists()
+    assert list(tmp_path.iterdir()) == [taken]
+
+
+def test_a_failed_proxy_start_with_a_default_name_leaves_no_capture(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("")
+    proc = subprocess.run(
+        [*DOCKTAP, "proxy", "--listen", "taken"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "taken exists and is not a socket" in proc.stderr.decode()
+    assert [path.name for path in tmp_path.iterdir()] == ["taken"]
+
+
+def test_proxy_listens_on_a_bare_relative_path(tmp_path: Path) -> None:
+    proxy = subprocess.Popen(
+        [*DOCKTAP, "proxy", "-q", "--listen", "tap.sock", "-o", "c.jsonl"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proxy.stderr is not None
+        banner = proxy.stderr.readline().decode()
+        assert banner.startswith(f"docktap: listening on unix://{tmp_path / 'tap.sock'},")
+        ping = subprocess.run(
+            ["curl", "-s", "--unix-socket", "tap.sock", "http://docker/_ping"],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        out, _ = proxy.communicate(timeout=30)
+    assert (proxy.returncode, out) == (0, b"")
+    assert ping.returncode == 0
+    assert [ex.target for ex in load(tmp_path / "c.jsonl").exchanges] == ["/_ping"]
+
+
+def test_run_refuses_stdout_for_the_capture_and_says_what_to_do() -> None:
+    proc = docktap("run", "-o", "-", "--", "true")
+    assert proc.returncode == 2
+    message = proc.stderr.decode().splitlines()[-1]
+    assert message == (
+        "Error: run cannot write the capture to stdout (-o -): stdout is the command's own; "
+        "give -o a file name, or use `docktap proxy -o -`"
+    )
+
+
+def test_a_cut_off_capture_is_one_warning_line(tmp_path: Path) -> None:
+    whole = (Path(__file__).parents[1] / "src/docktap/data/demo.jsonl").read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(whole[:-30])
+    proc = docktap("show", str(cut))
+    assert proc.returncode == 0
+    assert proc.stderr.decode() == (
+        f"docktap: warning: {cut}: last line is cut off (docktap was stopped while writing); "
+        "it was skipped\n"
+    )
+
+
+def test_the_version_is_dash_v() -> None:
+    from docktap import __version__
+
+    proc = docktap("-V")
+    assert (proc.returncode, proc.stdout) == (0, f"docktap, version {__version__}\n".encode())
+
+
+DEMO = Path(__file__).parents[1] / "src/docktap/data/demo.jsonl"
+
+
+def test_repeat_takes_http_methods_only() -> None:
+    proc = docktap("replay", str(DEMO), "--repeat", "bogus", "--", "true")
+    assert proc.returncode == 2
+    assert "Invalid value for '--repeat': not an HTTP method: BOGUS" in proc.stderr.decode()
+    assert docktap("replay", str(DEMO), "-q", "--repeat", "get,Head", "--", "true").returncode == 0
+
+
+def test_a_strict_failure_has_an_exit_status_of_its_own() -> None:
+    # The command itself succeeds; the replay fails it, with a status of its own.
+    ask = 'curl -s --unix-socket "${DOCKER_HOST#unix://}" http://docker/v1.41/nothing; exit 0'
+    failed = docktap("replay", str(DEMO), "-q", "--strict", "--", "sh", "-c", ask)
+    assert failed.returncode == STRICT_FAILED == 8
+    assert b"no recorded exchange for GET /v1.41/nothing" in failed.stdout
+    assert docktap("replay", str(DEMO), "-q", "--", "sh", "-c", ask).returncode == 0
+    exiting = docktap("replay", str(DEMO), "-q", "--", "sh", "-c", "exit 3")
+    assert exiting.returncode == 3
+
+
+def test_replaying_a_capture_without_exchanges_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    header, *_ = DEMO.read_text().splitlines()
+    end = '{"type":"end-of-capture","records":1,"t":1795818064.5,"mono":0.5}'
+    empty.write_text(f"{header}\n{end}\n")
+    assert load(empty).exchanges == []
+    proc = docktap("replay", str(empty), "--", "true")
+    assert proc.returncode == 0
+    assert proc.stderr.decode() == (
+        f"docktap: warning: no exchanges in {empty}: every request will be a miss\n"
+    )
