@@ -9,12 +9,25 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tapping import DOCKTAP, checked_capture, docktap
 
 from docktap import load
 from docktap.cli import STRICT_FAILED
+
+
+def _wait_until_ignored(pid: int, signum: int, deadline: float = 30) -> None:
+    """Until process `pid` ignores `signum` (its SigIgn mask in /proc), within `deadline` s."""
+    end = time.monotonic() + deadline
+    while True:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            mask = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn"))
+        if mask & (1 << (signum - 1)):
+            return
+        assert time.monotonic() < end, f"process {pid} never ignored signal {signum}"
+        os.sched_yield()
 
 
 def test_runs_in_a_shell_loop_each_keep_a_capture(tmp_path: Path) -> None:
@@ -165,3 +178,40 @@ def test_replaying_a_capture_without_exchanges_says_so(tmp_path: Path) -> None:
     assert proc.stderr.decode() == (
         f"docktap: warning: no exchanges in {empty}: every request will be a miss\n"
     )
+
+
+def test_show_reads_a_capture_piped_from_proxy(tmp_path: Path) -> None:
+    """`docktap proxy -o - | docktap show -`, ended as a terminal's Ctrl-C ends a pipeline."""
+    sock = tmp_path / "p.sock"
+    proxy = subprocess.Popen(
+        [*DOCKTAP, "proxy", "--listen", str(sock), "-o", "-", "--upstream", "unix:///nowhere"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proxy.stdout is not None and proxy.stderr is not None
+    show = subprocess.Popen(
+        [*DOCKTAP, "show", "-", "--width", "100"],
+        stdin=proxy.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proxy.stdout.close()  # show holds the pipe's reading end now
+    assert b"listening on" in proxy.stderr.readline()
+    ping = subprocess.run(
+        ["curl", "-s", "--unix-socket", str(sock), "http://docker/_ping"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert ping.returncode == 0
+    # Ctrl-C reaches both ends of the pipeline, once show has said it will outlive it.
+    _wait_until_ignored(show.pid, signal.SIGINT)
+    show.send_signal(signal.SIGINT)
+    proxy.send_signal(signal.SIGINT)
+    out, err = show.communicate(timeout=60)
+    proxy.communicate(timeout=60)
+    assert show.returncode == 0, err.decode()
+    rows = out.decode().splitlines()
+    assert any("SystemPing" in row and "GET /_ping" in row and " 502 " in row for row in rows)
+    assert rows[-1].startswith("1 exchange on 1 connection")

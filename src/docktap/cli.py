@@ -149,17 +149,28 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
 def _load(path: str) -> Capture:
     """A capture for a command that reads it once and exits."""
     from docktap.capture import lock
-    from docktap.capture.reader import CaptureError, load
+    from docktap.capture.reader import CaptureError, load, loads
 
-    if lock.being_written(path):
+    if path != "-" and lock.being_written(path):
         _say(f"{path} is still being written: what it holds so far")
     try:
-        loaded = load(path)
+        loaded = load(path) if path != "-" else loads(_read_stdin(), "<stdin>")
     except CaptureError as exc:
         raise click.ClickException(str(exc)) from exc
     # What was loaded stays until the command ends: the collector need not scan it again.
     gc.freeze()
     return loaded
+
+
+def _read_stdin() -> bytes:
+    """All of stdin: a capture piped in, as `docktap proxy -o - | docktap show -`.
+
+    Ctrl-C at the terminal reaches the whole pipeline: the writer ends its capture on it, and
+    a reader on a pipe keeps reading, so that what was recorded is shown rather than lost.
+    """
+    if not sys.stdin.isatty():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return sys.stdin.buffer.read()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -576,7 +587,7 @@ def _print_lines(console: Console, lines: Iterable[Line]) -> None:
 
 
 @main.command()
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per exchange.")
 @click.option("--bodies", is_flag=True, help="Bodies too: JSON pretty-printed, binary as hex.")
 @click.option("--explain", is_flag=True, help="A line explaining each operation.")
@@ -687,7 +698,7 @@ def _print_timeline(
 
 
 @main.command("stats")
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable statistics, one object.")
 @click.option(
     "--width",
@@ -721,7 +732,7 @@ _EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown", "html")
 
 
 @main.command("export")
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option(
     "-f",
     "--format",
@@ -771,7 +782,7 @@ def _page(loaded: Capture, path: str) -> str:
 
 
 @main.command("view")
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def view_command(capture: str) -> None:
     """Open the capture as a web page in the browser (or print the page's path)."""
     import webbrowser
@@ -795,7 +806,7 @@ def view_command(capture: str) -> None:
 
 
 @main.command("audit")
-@click.argument("capture", type=click.Path(exists=True, dir_okay=False))
+@click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="The findings as one JSON object.")
 @click.option(
     "--fail-on",
