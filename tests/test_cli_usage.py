@@ -215,3 +215,17 @@ def test_show_reads_a_capture_piped_from_proxy(tmp_path: Path) -> None:
     rows = out.decode().splitlines()
     assert any("SystemPing" in row and "GET /_ping" in row and " 502 " in row for row in rows)
     assert rows[-1].startswith("1 exchange on 1 connection")
+
+
+def test_shell_completion_is_clicks_as_the_readme_says() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert 'eval "$(_DOCKTAP_COMPLETE=bash_source docktap)"' in readme
+    script = docktap(env=dict(os.environ, _DOCKTAP_COMPLETE="bash_source"))
+    assert script.returncode == 0
+    assert b"complete -o nosort -F _docktap_completion docktap" in script.stdout
+    words = docktap(
+        env=dict(
+            os.environ, _DOCKTAP_COMPLETE="bash_complete", COMP_WORDS="docktap sh", COMP_CWORD="1"
+        )
+    )
+    assert b"plain,show" in words.stdout
