@@ -335,7 +335,8 @@ def test_golden_run_has_only_low_findings() -> None:
 
 def test_cli_exit_codes_and_json() -> None:
     capture = str(CAPTURES / "socket-mount.jsonl")
-    plain = docktap("audit", capture)
+    # Piped, the listing is as wide as COLUMNS says.
+    plain = docktap("audit", capture, env=dict(os.environ, COLUMNS="100"))
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.decode() == _audit_text("socket-mount")[1]
     assert docktap("audit", capture, "--fail-on", "critical").returncode == 1

@@ -85,3 +85,16 @@ def test_the_warning_line_names_rule_item_and_caller() -> None:
     [undigested] = _findings("run")
     assert undigested.cis is None
     assert views.warning(undigested).startswith("docktap audit: LOW image-without-digest: ")
+
+
+def test_the_table_at_80_columns_keeps_every_word_whole() -> None:
+    findings = _findings("socket-mount")
+    console = Console(file=io.StringIO(), width=80, color_system=None, legacy_windows=False)
+    console.print(views.table(findings, width=80))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert all(len(line) <= 80 for line in out.splitlines())
+    shown = set(out.replace("│", " ").replace("┃", " ").split())
+    for f in findings:
+        for word in f"{f.title} {f.explanation} {f.process.describe()}".split():
+            # a word wider than a column is shortened with …, never split
+            assert word in shown or any(s.endswith("…") and word.startswith(s[:-1]) for s in shown)

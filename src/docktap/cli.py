@@ -825,7 +825,7 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
     Benchmark item. Exit status 0 unless --fail-on is given and met.
     """
     from docktap import audit
-    from docktap.console import auto_console, interactive
+    from docktap.console import auto_console, columns, interactive
     from docktap.render import audit as views
 
     loaded = _load(capture)
@@ -838,9 +838,10 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
         }
         click.echo(json.dumps(document, indent=2))
     elif interactive(sys.stdout):
-        auto_console(sys.stdout).print(views.table(findings))
+        console = auto_console(sys.stdout)
+        console.print(views.table(findings, width=console.width))
     else:
-        click.echo(views.text(findings), nl=False)
+        click.echo(views.text(findings, width=columns(sys.stdout)), nl=False)
     if fail_on is not None and audit.at_or_above(findings, fail_on):
         sys.exit(1)
 

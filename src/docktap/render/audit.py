@@ -35,7 +35,10 @@ def summary(findings: list[Finding]) -> str:
 
 
 def text(findings: list[Finding], width: int = 100) -> str:
-    """Plain text: one block per finding, the most serious first, then a count per level."""
+    """Plain text: one block per finding, the most serious first, then a count per level.
+
+    Explanations are wrapped at spaces to `width`; a word longer than the line is left whole.
+    """
     if not findings:
         return "no findings\n"
     lines: list[str] = []
@@ -52,6 +55,8 @@ def text(findings: list[Finding], width: int = 100) -> str:
                 width=max(40, width),
                 initial_indent=_INDENT,
                 subsequent_indent=_INDENT,
+                break_long_words=False,
+                break_on_hyphens=False,
             )
         )
         lines.append("")
@@ -60,8 +65,13 @@ def text(findings: list[Finding], width: int = 100) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table(findings: list[Finding]) -> RenderableType:
-    """The findings as a rich table, for a terminal, with the count per level under it."""
+# Cells of the table's borders and padding: four columns, each padded by one cell either side.
+_TABLE_FRAME = 13
+
+
+def table(findings: list[Finding], width: int = 120) -> RenderableType:
+    """The findings as a rich table `width` cells wide at most, for a terminal, with the count
+    per level under it."""
     # rich is imported here: the plain listing, for files and pipes, does without it.
     from rich.console import Group
     from rich.table import Table
@@ -70,17 +80,24 @@ def table(findings: list[Finding]) -> RenderableType:
     if not findings:
         return Text("no findings")
     grid = Table(show_lines=True)
-    for name in ("level", "finding", "exchange", "process"):
-        grid.add_column(name, overflow="fold")
-    for f in findings:
-        cis = f" (CIS {f.cis})" if f.cis else ""
-        grid.add_row(
+    rows = [
+        (
             f.level.upper(),
-            f"{f.title}{cis}\n{f.explanation}",
+            f"{f.title}{f' (CIS {f.cis})' if f.cis else ''}\n{f.explanation}",
             f"conn {f.conn} #{f.seq} {f.operation or '?'}\n{f.method} {f.target}",
             f.process.describe(),
-            style=STYLES[f.level],
         )
+        for f in findings
+    ]
+    # A column is never narrower than its longest word, up to an equal share of the width,
+    # so that words are wrapped whole; a word wider than its share is shortened with …,
+    # never split.
+    share = max(8, (width - _TABLE_FRAME - len("CRITICAL")) // 3)
+    for index, name in enumerate(("level", "finding", "exchange", "process")):
+        longest = max(len(word) for row in rows for word in row[index].split())
+        grid.add_column(name, min_width=min(longest, share), overflow="ellipsis")
+    for f, row in zip(findings, rows, strict=True):
+        grid.add_row(*row, style=STYLES[f.level])
     return Group(grid, Text(summary(findings)), Text(_FOOTNOTE))
 
 
