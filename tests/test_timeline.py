@@ -225,7 +225,9 @@ def test_bodies_pretty_print_json() -> None:
         )
         for line in lines
     )
-    assert '"StatusCode": 3' not in out  # the wait's answer is shown as its message, once
+    # The wait's answer is shown as its message, and (as every JSON body) as a body, once each.
+    assert out.count("exit status 3") == 1
+    assert out.count('"StatusCode": 3') == 1
 
 
 def test_bodies_show_binary_as_a_hex_preview() -> None:
@@ -476,3 +478,20 @@ def test_the_title_quotes_the_command_as_a_shell_would() -> None:
     quoted = "'\"'\"'"  # a single quote inside single quotes
     inner = f"sh -c {quoted}echo out; echo err >&2; exit 3{quoted}"
     assert title.startswith(f"sh -c 'docker run --rm --network none bb {inner}' · ")
+
+
+def test_headers_shows_every_recorded_header() -> None:
+    capture = load(capture_path("run"))
+    out = show(capture_path("run"), "--headers", "--width", "200").stdout
+    for ex in capture.exchanges:
+        for name, value in ex.request_headers:
+            assert f"> {name}: {value}" in out
+        for name, value in ex.response_headers:
+            assert f"< {name}: {value}" in out
+    assert "> Host: " not in show(capture_path("run"), "--width", "200").stdout
+
+
+def test_bodies_shows_the_container_wait_answer() -> None:
+    out = show(capture_path("run"), "--bodies", "--op", "ContainerWait", "--width", "120").stdout
+    assert "response body 30B application/json" in out
+    assert '"StatusCode": 3' in out

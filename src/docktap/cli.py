@@ -590,6 +590,7 @@ def _print_lines(console: Console, lines: Iterable[Line]) -> None:
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per exchange.")
 @click.option("--bodies", is_flag=True, help="Bodies too: JSON pretty-printed, binary as hex.")
+@click.option("--headers", is_flag=True, help="Headers too: > sent, < received, as recorded.")
 @click.option("--explain", is_flag=True, help="A line explaining each operation.")
 @click.option("--conn", "conns", type=int, multiple=True, metavar="N", help="On connection N.")
 @click.option("--op", "operations", multiple=True, metavar="GLOB", help="Operation matching GLOB.")
@@ -625,6 +626,7 @@ def show(
     capture: str,
     as_json: bool,
     bodies: bool,
+    headers: bool,
     explain: bool,
     conns: tuple[int, ...],
     operations: tuple[str, ...],
@@ -665,7 +667,7 @@ def show(
                 if select is None or select(ex):
                     click.echo(json.dumps(ex.summary()))
             return
-        _print_timeline(loaded, colour, width, bodies, note, max_lines, select)
+        _print_timeline(loaded, colour, width, bodies, note, max_lines, select, headers)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining
         # about the flush at exit.
@@ -682,6 +684,7 @@ def _print_timeline(
     note: Callable[[str], str | None] | None = None,
     max_lines: int = 10,
     select: Callable[[Exchange], bool] | None = None,
+    headers: bool = False,
 ) -> None:
     from docktap.console import terminal
     from docktap.render import timeline
@@ -691,6 +694,7 @@ def _print_timeline(
         width=term.width,
         styled=term.colour,
         bodies=bodies,
+        headers=headers,
         explain=note,
         max_lines=max_lines,
     )

@@ -95,6 +95,7 @@ class TimelineOptions:
     width: int = 120
     styled: bool = True  # False: plain text without styles (faster; for files and NO_COLOR)
     bodies: bool = False  # JSON bodies pretty-printed, binary ones as size and hex preview
+    headers: bool = False  # every request header (`>`) and response header (`<`), as recorded
     explain: Explainer | None = None  # one line about each operation, under its row
     max_lines: int = 10  # stream lines shown per exchange (first and last ones); 0: all
     max_lanes: int = 8  # lane columns at most; busier moments share the last one
@@ -585,7 +586,15 @@ class Rows:
     def details(self, ex: Exchange, spans: bool) -> list[Content]:
         options = self.options
         denied = next((d for d in ex.decisions if not d.allowed), None)
-        if not (spans or ex.hijacked or ex.frames or options.explain or options.bodies or denied):
+        if not (
+            spans
+            or ex.hijacked
+            or ex.frames
+            or options.explain
+            or options.bodies
+            or options.headers
+            or denied
+        ):
             body = ex.response_body
             if not body:
                 return []
@@ -599,6 +608,8 @@ class Rows:
             out.append(self._span(ex))
         if options.explain is not None and ex.operation:
             out.extend([(line, "italic dim")] for line in self._explain(ex.operation))
+        if options.headers:
+            out.extend(self._headers(ex))
         error = refusal(ex)
         if denied is not None:
             said = "denied by policy" if denied.enforced else "policy would deny (warn mode)"
@@ -616,6 +627,18 @@ class Rows:
             out.extend(self._bodies(ex))
         return out
 
+    def _headers(self, ex: Exchange) -> list[Content]:
+        """The heads as recorded, `>` sent and `<` received as curl -v shows them; a long
+        value is folded onto further lines, not cut."""
+        out: list[Content] = []
+        width = self.layout.content
+        heads = [(">", ex.request_headers), ("<", ex.response_headers)]
+        for mark, headers in heads:
+            for name, value in headers:
+                for piece in fold(clean(f"{mark} {name}: {value}"), width):
+                    out.append([(piece, "dim")])
+        return out
+
     def _bodies(self, ex: Exchange) -> list[Content]:
         out: list[Content] = []
         width, styled = self.layout.content, self.options.styled
@@ -631,7 +654,9 @@ class Rows:
                     styled,
                 )
             )
-        shown = ex.hijacked or ex.frames or is_json_stream(ex) or ex.operation == "ContainerLogs"
+        # A stream's messages are shown already; ContainerWait's one answer is a body like any.
+        streamed = is_json_stream(ex) and ex.operation != "ContainerWait"
+        shown = ex.hijacked or ex.frames or streamed or ex.operation == "ContainerLogs"
         if ex.response_body and not shown:
             out.extend(
                 body_lines(
