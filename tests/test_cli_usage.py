@@ -5,6 +5,7 @@ Each test types what a user would, in a shell or as a subprocess, and reads what
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -229,3 +230,12 @@ def test_shell_completion_is_clicks_as_the_readme_says() -> None:
         )
     )
     assert b"plain,show" in words.stdout
+
+
+def test_every_json_output_has_a_version() -> None:
+    shown = docktap("show", "--json", str(DEMO)).stdout.splitlines()
+    assert shown and all(json.loads(line)["version"] == 1 for line in shown)
+    assert json.loads(docktap("stats", "--json", str(DEMO)).stdout)["version"] == 1
+    assert json.loads(docktap("audit", "--json", str(DEMO)).stdout)["version"] == 1
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "Every `--json` output has a `version`" in readme

@@ -258,7 +258,7 @@ def test_cli_text_json_and_width() -> None:
     assert narrow.exit_code == 0
     assert max(len(line) for line in narrow.output.splitlines()) <= 80
     as_json = runner.invoke(main, ["stats", "--json", path])
-    assert json.loads(as_json.output) == stats.compute(load(path))
+    assert json.loads(as_json.output) == {"version": 1, **stats.compute(load(path))}
     bad = runner.invoke(main, ["stats", "--width", "10", path])
     assert bad.exit_code == 2
 

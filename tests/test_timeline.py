@@ -198,7 +198,7 @@ def test_json_is_one_summary_per_exchange_and_takes_filters() -> None:
     loaded = load(capture_path("run"))
     out = show(capture_path("run"), "--json").stdout
     assert [json.loads(line) for line in out.splitlines()] == [
-        json.loads(json.dumps(ex.summary())) for ex in loaded
+        {"version": 1, **json.loads(json.dumps(ex.summary()))} for ex in loaded
     ]
     out = show(capture_path("run"), "--json", "--conn", "1", "--status", "2xx").stdout
     summaries = [json.loads(line) for line in out.splitlines()]

@@ -56,6 +56,10 @@ _LINGER = 0.5
 #: so that a script can tell the replay's verdict from the command's own failure.
 STRICT_FAILED = 8
 
+#: The `version` of every --json output (show, stats, audit): within one version keys are only
+#: ever added, so a script that reads them keeps working; a change of meaning bumps it.
+JSON_VERSION = 1
+
 
 def _say(message: str) -> None:
     click.echo(f"docktap: {message}", err=True)
@@ -665,7 +669,7 @@ def show(
         if as_json:
             for ex in loaded.exchanges:
                 if select is None or select(ex):
-                    click.echo(json.dumps(ex.summary()))
+                    click.echo(json.dumps({"version": JSON_VERSION, **ex.summary()}))
             return
         _print_timeline(loaded, colour, width, bodies, note, max_lines, select, headers)
     except BrokenPipeError:
@@ -722,7 +726,7 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     loaded = _load(capture)
     numbers = stats_render.compute(loaded)
     if as_json:
-        click.echo(json.dumps(numbers, indent=2))
+        click.echo(json.dumps({"version": JSON_VERSION, **numbers}, indent=2))
         return
     term = terminal(sys.stdout, width=width)
     click.echo(
@@ -836,6 +840,7 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
     findings = audit.audit(loaded)
     if as_json:
         document = {
+            "version": JSON_VERSION,
             "capture": capture,
             "counts": audit.counts(findings),
             "findings": [f.to_dict() for f in findings],
