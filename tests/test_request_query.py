@@ -31,11 +31,12 @@ def test_bool_value(value: str, expected: bool) -> None:
     assert Query.parse(f"all={value}").bool_value("all") is expected
 
 
-def test_bool_value_or_default() -> None:
-    assert Query.parse("").bool_value_or_default("stream", True) is True
-    assert Query.parse("stream=").bool_value_or_default("stream", True) is False
-    assert Query.parse("stream=0").bool_value_or_default("stream", True) is False
-    assert Query.parse("stream=1").bool_value_or_default("stream", False) is True
+def test_an_empty_value_is_false_and_present() -> None:
+    # What BoolValueOrDefault builds on: an empty value is there, and false.
+    assert not Query.parse("").has("stream")
+    assert Query.parse("stream=").has("stream")
+    assert Query.parse("stream=").bool_value("stream") is False
+    assert Query.parse("stream=1").bool_value("stream") is True
 
 
 def test_first_value_wins_and_go_drops_bad_pairs() -> None:
@@ -51,14 +52,14 @@ def test_first_value_wins_and_go_drops_bad_pairs() -> None:
 
 def test_int64_values() -> None:
     query = Query.parse("n=42&neg=-3&bad=4x&big=9223372036854775808&empty=")
-    assert query.int64_value_or_zero("n") == 42
+    assert query.int64_value_or_default("n", 0) == 42
     assert query.int64_value_or_default("neg", 7) == -3
     assert query.int64_value_or_default("empty", 7) == 7
     assert query.int64_value_or_default("missing", 7) == 7
-    assert query.int64_value_or_zero("bad") == 0
-    assert query.int64_value_or_zero("big") == 0
     with pytest.raises(ValueError, match="invalid syntax"):
         query.int64_value_or_default("bad", 0)
+    with pytest.raises(ValueError, match="invalid syntax"):
+        query.int64_value_or_default("big", 0)  # past int64
 
 
 def test_a_form_body_comes_first_for_post_put_and_patch() -> None:

@@ -513,7 +513,7 @@ def proxy(
             socket_mode=socket_mode,
             upstream_tls=tls_header,
             say=_say,
-            grace=1.0,
+            grace=0.5,  # with linger, the proxy is gone within 1 s of the signal
             guard=guard,
             linger=_LINGER,
         )

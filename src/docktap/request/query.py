@@ -103,10 +103,6 @@ class Query:
         """httputils.BoolValue."""
         return self.get(name).strip(_GO_SPACE).lower() not in _FALSE
 
-    def bool_value_or_default(self, name: str, default: bool) -> bool:
-        """httputils.BoolValueOrDefault: the default when the name is absent."""
-        return self.bool_value(name) if self.has(name) else default
-
     def int64_value_or_default(self, name: str, default: int) -> int:
         """httputils.Int64ValueOrDefault; ValueError where dockerd answers 400."""
         value = self.get(name)
@@ -115,13 +111,6 @@ class Query:
         if not _INT64.fullmatch(value) or not -(1 << 63) <= int(value) < 1 << 63:
             raise ValueError(f'strconv.ParseInt: parsing "{value}": invalid syntax')
         return int(value)
-
-    def int64_value_or_zero(self, name: str) -> int:
-        """httputils.Int64ValueOrZero."""
-        try:
-            return self.int64_value_or_default(name, 0)
-        except ValueError:
-            return 0
 
 
 # Where dockerd 20.10 reads a parameter otherwise than the spec says: the build's resource
