@@ -12,7 +12,7 @@ import threading
 from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,3 +58,29 @@ class Background(Generic[T]):
         self._thread.join()
         self._loop.close()
         self._loop = self._thread = None
+
+
+class Synchronous:
+    """A plain `with` for an async context manager: it is entered on a Background loop.
+
+    Sessions inherit from it and name their thread in `thread_name`.
+    """
+
+    thread_name = "docktap-session"
+    _background: Background[Any] | None = None
+
+    def __enter__(self) -> Self:
+        manager = cast("AbstractAsyncContextManager[Self]", self)
+        self._background = Background(manager, self.thread_name)
+        entered: Self = self._background.enter()
+        return entered
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        assert self._background is not None
+        self._background.exit(kind, error, trace)
+        self._background = None

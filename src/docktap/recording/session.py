@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from docktap.background import Background
+from docktap.background import Synchronous
 from docktap.capture import lock as capture_lock
 from docktap.capture.limits import DEFAULT_MAX_BODY
 from docktap.envpatterns import REDACT_ENV_VAR, patterns_from_env
@@ -44,8 +44,10 @@ def redact_env_patterns(extra: Iterable[str] = ()) -> list[str]:
     return [*patterns_from_env(os.environ.get(REDACT_ENV_VAR)), *extra]
 
 
-class RecordSession:
+class RecordSession(Synchronous):
     """A relay to `upstream`, listening on `listen`, recording into `output` (`-`: stdout)."""
+
+    thread_name = "docktap-record"
 
     def __init__(
         self,
@@ -87,7 +89,6 @@ class RecordSession:
         self.still_writing = False  # left: the recorder was still writing after `linger`
         self._link: RecorderLink | None = None
         self._relay: Relay | None = None
-        self._background: Background[RecordSession] | None = None
 
     @property
     def host(self) -> str:
@@ -154,19 +155,6 @@ class RecordSession:
         finally:
             self.recorder_status = await self._link.stop(time.monotonic(), self.linger)
             self.still_writing = self.recorder_status is None
-
-    def __enter__(self) -> RecordSession:
-        self._background = Background(self, "docktap-record")
-        return self._background.enter()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        assert self._background is not None
-        self._background.exit(kind, error, trace)
 
 
 def record(

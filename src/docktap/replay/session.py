@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePath
 from types import TracebackType
 
-from docktap.background import Background
+from docktap.background import Synchronous
 from docktap.capture.format import Record
 from docktap.capture.reader import Capture, load
 from docktap.redact import Redactor
@@ -41,8 +41,10 @@ def redactor_for(headers: Iterable[Record], extra: Iterable[str] = ()) -> Redact
     return Redactor(names) if masked else None
 
 
-class ReplaySession:
+class ReplaySession(Synchronous):
     """The replay daemon serving `store` on `listen`."""
+
+    thread_name = "docktap-replay"
 
     def __init__(
         self,
@@ -65,7 +67,6 @@ class ReplaySession:
         self.stall_timeout = stall_timeout
         self.endpoint = listen  # where clients connect, with the port bound for tcp://…:0
         self._server: ReplayServer | None = None
-        self._background: Background[ReplaySession] | None = None
 
     @property
     def host(self) -> str:
@@ -100,19 +101,6 @@ class ReplaySession:
         trace: TracebackType | None,
     ) -> None:
         await self.server.close()
-
-    def __enter__(self) -> ReplaySession:
-        self._background = Background(self, "docktap-replay")
-        return self._background.enter()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        assert self._background is not None
-        self._background.exit(kind, error, trace)
 
 
 def replay(
