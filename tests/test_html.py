@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from browser import attribute, chromium, console_errors, network_requests
 from browser import available as browser_missing
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver import Chrome as WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -340,6 +342,21 @@ def rows(browser: WebDriver) -> list[WebElement]:
     return browser.find_elements(By.CSS_SELECTOR, "#rows .row")
 
 
+def row_numbers(browser: WebDriver) -> list[str]:
+    """The rows' exchange numbers, read in one go: the list may be redrawn between two reads."""
+    numbers = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#rows .row'), r => r.dataset.i)"
+    )
+    return [str(n) for n in numbers]
+
+
+def settled_rows(browser: WebDriver, wanted: list[str]) -> list[str]:
+    """The rows once they show `wanted`, or as they are after 5 s: typing redraws the list."""
+    with suppress(TimeoutException):
+        WebDriverWait(browser, 5).until(lambda b: row_numbers(b) == wanted)
+    return row_numbers(browser)
+
+
 def details_text(browser: WebDriver, selector: str) -> str:
     return str(browser.find_element(By.CSS_SELECTOR, "#details " + selector).text)
 
@@ -440,7 +457,7 @@ def test_filters_narrow_the_list_and_dim_the_bars(browser: WebDriver, tmp_path: 
         for i, ex in enumerate(capture.exchanges)
         if b"exec-out" in ex.output("stdout") + bytes(ex.response_body) + bytes(ex.request_body)
     ]
-    assert wanted and [attribute(r, "data-i") for r in rows(browser)] == wanted
+    assert wanted and settled_rows(browser, wanted) == wanted
     assert browser.find_element(By.ID, "count").text == f"{len(wanted)} of {len(capture)} exchanges"
 
 
