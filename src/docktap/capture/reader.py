@@ -244,8 +244,11 @@ def _response(record: Record, index: int) -> ResponseHead:
     )
 
 
-def _body(record: Record, index: int) -> BodyChunk:
-    return BodyChunk(
+def _payload(
+    record: Record, index: int
+) -> tuple[int, float, int, int, Direction | None, int, str | None, str | None]:
+    """The fields every payload part has, in their order."""
+    return (
         index,
         record.get("mono") or 0.0,
         record["conn"],
@@ -255,33 +258,18 @@ def _body(record: Record, index: int) -> BodyChunk:
         record.get("text"),
         record.get("b64"),
     )
+
+
+def _body(record: Record, index: int) -> BodyChunk:
+    return BodyChunk(*_payload(record, index))
 
 
 def _stream(record: Record, index: int) -> StreamChunk:
-    return StreamChunk(
-        index,
-        record.get("mono") or 0.0,
-        record["conn"],
-        record.get("seq", -1),
-        _DIRECTIONS.get(record.get("dir", "")),
-        record.get("size", 0),
-        record.get("text"),
-        record.get("b64"),
-    )
+    return StreamChunk(*_payload(record, index))
 
 
 def _frame(record: Record, index: int) -> FrameChunk:
-    return FrameChunk(
-        index,
-        record.get("mono") or 0.0,
-        record["conn"],
-        record.get("seq", -1),
-        _DIRECTIONS.get(record.get("dir", "")),
-        record.get("size", 0),
-        record.get("text"),
-        record.get("b64"),
-        record["stream"],
-    )
+    return FrameChunk(*_payload(record, index), record["stream"])
 
 
 def _end(record: Record, index: int) -> BodyEnd:
