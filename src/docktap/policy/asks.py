@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from docktap.audit import bind_mounts, host_path, is_docker_socket, security_opt
-from docktap.policy.model import NAMESPACE_FIELDS
+from docktap.policy.model import LIMIT_KEYS, NAMESPACE_FIELDS
 from docktap.request.body import decode
 from docktap.request.query import Query
 
@@ -45,16 +45,7 @@ BODY_OPERATIONS = frozenset(
 )
 #: Operations whose bodies (or form bodies) the policy limits, and the limits that apply.
 LIMITS = {
-    "ContainerCreate": (
-        "images",
-        "binds",
-        "capabilities",
-        "devices",
-        "security_options",
-        "host_namespaces",
-        "privileged",
-        "docker_socket",
-    ),
+    "ContainerCreate": LIMIT_KEYS,
     "ContainerExec": ("privileged",),
     "ImageCreate": ("images",),
 }

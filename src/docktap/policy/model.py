@@ -177,7 +177,8 @@ def _client_rules(value: Any, where: str) -> ClientRules:
     return ClientRules(client, rules)
 
 
-_LIMIT_KEYS = {
+#: The body limits a rule may hold; a container create is held to all of them.
+LIMIT_KEYS = (
     "images",
     "binds",
     "capabilities",
@@ -186,7 +187,7 @@ _LIMIT_KEYS = {
     "host_namespaces",
     "privileged",
     "docker_socket",
-}
+)
 
 
 def _rule(value: Any, where: str) -> Rule:
@@ -200,7 +201,7 @@ def _rule(value: Any, where: str) -> Rule:
         raise _fail(f"{where}.request", f"{operation} is {request!r}, not {item['request']!r}")
     limits = None
     if "body" in item:
-        body = _mapping(item["body"] or {}, f"{where}.body", _LIMIT_KEYS, set())
+        body = _mapping(item["body"] or {}, f"{where}.body", set(LIMIT_KEYS), set())
         namespaces = _strings(body.get("host_namespaces"), f"{where}.body.host_namespaces")
         for name in namespaces:
             if name not in NAMESPACE_FIELDS:
