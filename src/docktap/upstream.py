@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 # The files the docker CLI looks for in DOCKER_CERT_PATH, and in a context's TLS directory.
@@ -109,6 +109,16 @@ class Endpoint:
         return self.url
 
 
+def _host_and_port(parts: SplitResult, text: str) -> tuple[str, int | None]:
+    """The URL's host, which it must have, and its port, if it names one."""
+    if not parts.hostname:
+        raise EndpointError(f"no host in {text!r}")
+    try:
+        return parts.hostname, parts.port
+    except ValueError as exc:
+        raise EndpointError(f"bad port in {text!r}") from exc
+
+
 def _ssh_target(text: str) -> SSHTarget:
     """An ssh:// URL, refused where the docker CLI refuses it (a password, a query, no host)."""
     parts = urlsplit(text)
@@ -116,14 +126,9 @@ def _ssh_target(text: str) -> SSHTarget:
         raise EndpointError(f"no password in {text!r}: ssh asks for one, or use a key")
     if parts.query or parts.fragment:
         raise EndpointError(f"no query or fragment in an ssh URL: {text!r}")
-    if not parts.hostname:
-        raise EndpointError(f"no host in {text!r}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise EndpointError(f"bad port in {text!r}") from exc
+    host, port = _host_and_port(parts, text)
     socket = parts.path if parts.path.strip("/") else None
-    return SSHTarget(parts.hostname, parts.username or None, port, socket)
+    return SSHTarget(host, parts.username or None, port, socket)
 
 
 def parse_endpoint(text: str) -> Endpoint:
@@ -138,14 +143,9 @@ def parse_endpoint(text: str) -> Endpoint:
             raise EndpointError(f"no socket path in {text!r}")
         return Endpoint(path=path)
     if parts.scheme in ("tcp", "http"):
-        if not parts.hostname:
-            raise EndpointError(f"no host in {text!r}")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise EndpointError(f"bad port in {text!r}") from exc
+        host, port = _host_and_port(parts, text)
         # Port 0 is meaningful to a listener (any free port); only a missing port is 2375.
-        return Endpoint(host=parts.hostname, port=2375 if port is None else port)
+        return Endpoint(host=host, port=2375 if port is None else port)
     if parts.scheme == "ssh":
         return Endpoint(ssh=_ssh_target(text))
     raise EndpointError(
