@@ -239,3 +239,65 @@ def test_every_json_output_has_a_version() -> None:
     assert json.loads(docktap("audit", "--json", str(DEMO)).stdout)["version"] == 1
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     assert "Every `--json` output has a `version`" in readme
+
+
+def _proxy_recording(tmp_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`docktap proxy -o tmp_path/live.jsonl`, listening (its daemon is nowhere: every call is
+    answered 502 by docktap itself); its socket is tmp_path/p.sock."""
+    argv = ["proxy", "--listen", "p.sock", "-o", "live.jsonl", "--upstream", "unix:///x"]
+    proxy = subprocess.Popen(
+        [*DOCKTAP, *argv, *options],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proxy.stderr is not None
+    assert b"listening on" in proxy.stderr.readline()
+    return proxy, tmp_path / "live.jsonl"
+
+
+def _ping(tmp_path: Path) -> None:
+    subprocess.run(
+        ["curl", "-s", "--unix-socket", "p.sock", "http://docker/_ping"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+
+
+def _stop_proxy(proxy: subprocess.Popen[bytes]) -> None:
+    proxy.send_signal(signal.SIGTERM)
+    proxy.communicate(timeout=30)
+    assert proxy.returncode == 0
+
+
+def test_a_capture_still_being_written_says_so_not_that_it_is_cut_off(tmp_path: Path) -> None:
+    proxy, capture = _proxy_recording(tmp_path)
+    try:
+        _ping(tmp_path)
+        assert proxy.stderr is not None
+        # The live row comes once the recorder has written the exchange into the capture.
+        assert b"/_ping" in proxy.stderr.readline()
+        note = (
+            f"docktap: note: {capture} is still being written (a recorder holds it): this is "
+            "what it holds so far; `show --follow` follows it\n"
+        )
+        shown = docktap("show", str(capture))
+        assert (shown.returncode, shown.stderr.decode()) == (0, note)
+        assert shown.stdout.decode().splitlines()[-1].endswith("; still being written")
+        assert "incomplete" not in shown.stdout.decode()
+        stats = docktap("stats", str(capture))
+        assert stats.stderr.decode() == note
+        assert "(still being written)" in stats.stdout.decode()
+        assert "cut short" not in stats.stdout.decode()
+        assert json.loads(docktap("stats", "--json", str(capture)).stdout)["capture"]["writing"]
+        audit = docktap("audit", str(capture))
+        assert (audit.returncode, audit.stderr.decode()) == (0, note)
+    finally:
+        _stop_proxy(proxy)
+    done = docktap("show", str(capture))
+    assert done.stderr == b""
+    assert "still being written" not in done.stdout.decode()
+    assert not json.loads(docktap("stats", "--json", str(capture)).stdout)["capture"]["writing"]

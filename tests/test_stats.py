@@ -148,7 +148,8 @@ def test_json_shape_is_stable() -> None:
     numbers = stats.compute(load(CAPTURES / "run.jsonl"))
     assert numbers["stats_version"] == 1
     assert set(numbers) == {"stats_version", "capture", "totals", "operations", "connections"}
-    assert set(numbers["capture"]) == {"started", "upstream", "command", "complete"}
+    assert set(numbers["capture"]) == {"started", "upstream", "command", "complete", "writing"}
+    assert numbers["capture"]["writing"] is False
     assert set(numbers["totals"]) == {
         "exchanges",
         "connections",

@@ -153,14 +153,23 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
 def _load(path: str) -> Capture:
     """A capture for a command that reads it once and exits."""
     from docktap.capture import lock
-    from docktap.capture.reader import CaptureError, load, loads
+    from docktap.capture.reader import CaptureError, CaptureWarning, load, loads
 
-    if path != "-" and lock.being_written(path):
-        _say(f"{path} is still being written: what it holds so far")
+    writing = path != "-" and lock.being_written(path)
+    if writing:
+        _say(
+            f"note: {path} is still being written (a recorder holds it): "
+            "this is what it holds so far; `show --follow` follows it"
+        )
     try:
-        loaded = load(path) if path != "-" else loads(_read_stdin(), "<stdin>")
+        with warnings.catch_warnings():
+            if writing:
+                # Its last line may be mid-write: that is not a cut-off capture.
+                warnings.simplefilter("ignore", CaptureWarning)
+            loaded = load(path) if path != "-" else loads(_read_stdin(), "<stdin>")
     except CaptureError as exc:
         raise click.ClickException(str(exc)) from exc
+    loaded.writing = writing and not loaded.complete  # it may have finished meanwhile
     # What was loaded stays until the command ends: the collector need not scan it again.
     gc.freeze()
     return loaded

@@ -588,6 +588,9 @@ class Capture:
     exchanges: list[Exchange]
     connections: dict[int, Connection]
     complete: bool  # the capture was closed cleanly (it has its end-of-capture record)
+    # Its writer still held it when it was read (capture/lock.py): not complete, not cut
+    # short either. Only whoever opened the file can know; set by them.
+    writing: bool = False
 
     @property
     def errors(self) -> list[Record]:

@@ -92,7 +92,13 @@ def _summary(capture: Capture) -> list[str]:
     upstream = header.get("upstream")
     lines.append(
         f"Recorded {when}from {code(str(upstream))} by docktap {header.get('docktap', '?')}; "
-        + ("closed cleanly." if capture.complete else "**cut short** (no end-of-capture record).")
+        + (
+            "closed cleanly."
+            if capture.complete
+            else "still being written."
+            if capture.writing
+            else "**cut short** (no end-of-capture record)."
+        )
     )
     lines += [
         "",

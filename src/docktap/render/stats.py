@@ -14,7 +14,7 @@ bytes.
 {
   "stats_version": 1,
   "capture": {"started": float epoch s, "upstream": str, "command": [str] | null,
-              "complete": bool},
+              "complete": bool, "writing": bool},
   "totals": {"exchanges", "connections", "errors", "hijacked", "streamed": int,
              "duration_s": float, "status": STATUS, "bytes_in", "bytes_out": int},
   "operations": [                       # most calls first, then by name
@@ -41,6 +41,8 @@ STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": n
   `bytes_out` what the daemon sent (response bodies, plus the raw hijacked stream). Body sizes
   are the full sizes even past `--max-body`; hijacked streams count only the bytes the capture
   kept, since the capture stops counting them at the cap.
+- `writing`: the capture's recorder still held it when it was read (it is not cut short, just
+  not finished yet); `complete` is then false.
 - `opened_s`, `closed_s` are seconds since the capture started; `lifetime_s` runs to the end of
   the capture for a connection that was never closed.
 """
@@ -217,6 +219,7 @@ def compute(capture: Capture) -> dict[str, Any]:
             "upstream": capture.header.get("upstream"),
             "command": capture.header.get("command"),
             "complete": capture.complete,
+            "writing": capture.writing,
         },
         "totals": {
             "exchanges": len(capture.exchanges),
@@ -333,6 +336,12 @@ def _natural_width(columns: dict[str, list[str]]) -> int:
     return sum(_widest(name, columns) for name in columns) + 3 * (len(columns) - 1) + 2
 
 
+def _unfinished(capture: dict[str, Any]) -> str:
+    if capture["writing"]:
+        return " (still being written)"
+    return "" if capture["complete"] else " (capture cut short)"
+
+
 def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
     """The statistics as text tables, `width` columns wide; ANSI colours only if `color`."""
     console = _console(width, color)
@@ -343,7 +352,7 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
     console.print(
         f"{plural(totals['exchanges'], 'exchange')} on "
         f"{plural(totals['connections'], 'connection')} in {_s(totals['duration_s'])}"
-        + ("" if capture["complete"] else " (capture cut short)"),
+        + _unfinished(capture),
         style="bold",
     )
     console.print(

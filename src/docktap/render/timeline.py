@@ -805,6 +805,8 @@ def _summary(
     errors = len(capture.errors)
     if errors:
         text += f", {plural(errors, 'error record')}"
-    if not capture.complete:
+    if capture.writing:
+        text += "; still being written"
+    elif not capture.complete:
         text += "; incomplete capture (docktap did not close it)"
     return _styled(fit(text, options.width), "dim", options.styled)
