@@ -55,7 +55,8 @@ def test_the_listing_wraps_explanations_at_the_width() -> None:
         for block, finding in zip(blocks, findings, strict=True):
             head, where, by, *explained = block.split("\n")
             assert head.startswith(f"{finding.level.upper():<8}  {finding.rule}")
-            assert where.startswith(f"{' ' * 10}conn {finding.conn} #{finding.seq} at ")
+            exchange = f"#{finding.number} on " if finding.number else ""
+            assert where.startswith(f"{' ' * 10}{exchange}conn {finding.conn} at ")
             assert by == f"{' ' * 10}by {finding.process.describe()}"
             assert all(len(line) <= width and line.startswith(" " * 10) for line in explained)
             assert " ".join(line.strip() for line in explained) == finding.explanation
@@ -80,7 +81,7 @@ def test_the_warning_line_names_rule_item_and_caller() -> None:
     socket = next(f for f in _findings("socket-mount") if f.rule == "docker-socket-mount")
     assert views.warning(socket) == (
         f"docktap audit: CRITICAL docker-socket-mount (CIS 5.31): {socket.title} "
-        f"[ContainerCreate by {socket.process.describe()}]"
+        f"[#2 ContainerCreate by {socket.process.describe()}]"
     )
     [undigested] = _findings("run")
     assert undigested.cis is None

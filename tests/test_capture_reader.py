@@ -151,6 +151,32 @@ def test_exchanges_assemble_in_start_order(run_capture: Path) -> None:
     assert capture.exchanges[0].started_mono == pytest.approx(0.02)
 
 
+def test_exchanges_are_numbered_by_their_request_records(tmp_path: Path) -> None:
+    # Two requests at the same moment: the one recorded first is the lower number, whatever
+    # its connection, and the numbers are the order of the list.
+    events: list[Event | tuple[str, int, float]] = [
+        ("open", 2, 0.01),
+        ("open", 1, 0.01),
+        req(2, 1, "GET", "/v1.41/info", 0.02),
+        req(1, 1, "GET", "/v1.41/version", 0.02),
+        req(1, 2, "GET", "/v1.41/images/json", 0.03),
+    ]
+    capture = load(write_capture(tmp_path / "tie.jsonl", events))
+    assert [(ex.number, ex.conn, ex.seq) for ex in capture] == [(1, 2, 1), (2, 1, 1), (3, 1, 2)]
+    assert [ex.summary()["exchange"] for ex in capture] == [1, 2, 3]
+    # A reader fed record by record, forgetting what is done (the live view), agrees.
+    live = reader.Assembler(keep=False)
+    started: list[int] = []
+    for record in capture.records:
+        part = live.decode(record)
+        if part is not None:
+            live.add(part)
+            if isinstance(part, reader.RequestHead):
+                started.append(live.requests)
+    assert started == [1, 2, 3]
+    assert [ex.number for ex in live.open_exchanges()] == [1, 2, 3]
+
+
 def test_bodies_and_headers(run_capture: Path) -> None:
     ping, create, _, wait, start = load(run_capture).exchanges
     assert bytes(create.request_body) == b'{"Image":"bb","Tty":false}'
@@ -232,6 +258,7 @@ def test_summary_keys(run_capture: Path) -> None:
     common = {
         "conn", "seq", "method", "target", "operation", "api_version", "status", "started",
         "duration_s", "request_body_size", "response_body_size", "hijacked",
+        "exchange", "sent", "received",
     }  # fmt: skip
     assert set(ping.summary()) == common
     summary = attach.summary()

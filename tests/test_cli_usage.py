@@ -148,6 +148,7 @@ def test_the_version_is_dash_v() -> None:
 
 
 DEMO = Path(__file__).parents[1] / "src/docktap/data/demo.jsonl"
+CAPTURES = Path(__file__).parents[1] / "captures"
 
 
 def test_repeat_takes_http_methods_only() -> None:
@@ -301,3 +302,57 @@ def test_a_capture_still_being_written_says_so_not_that_it_is_cut_off(tmp_path: 
     assert done.stderr == b""
     assert "still being written" not in done.stdout.decode()
     assert not json.loads(docktap("stats", "--json", str(capture)).stdout)["capture"]["writing"]
+
+
+def test_one_exchange_has_one_number_in_every_view(tmp_path: Path) -> None:
+    # socket-mount.jsonl: a `docker run` mounting the socket; its create is the capture's
+    # second request. Every view names it #2, and `show --exchange 2` finds it again.
+    capture = CAPTURES / "socket-mount.jsonl"
+    create = load(capture).exchanges[1]
+    assert (create.operation, create.number, create.conn, create.seq) == (
+        "ContainerCreate",
+        2,
+        1,
+        2,
+    )
+    shown = docktap("show", str(capture), "--width", "80", "--color", "never")
+    rows = [line for line in shown.stdout.decode().splitlines() if "ContainerCreate" in line]
+    assert [row.split()[0] for row in rows] == ["#2", "#7"]
+    alone = docktap("show", str(capture), "--exchange", "#2", "--color", "never")
+    assert [line.split()[0] for line in alone.stdout.decode().splitlines()[2:-1]] == ["#2"]
+    as_json = docktap("show", str(capture), "--json", "--exchange", "2").stdout.decode()
+    assert [json.loads(line)["exchange"] for line in as_json.splitlines()] == [2]
+
+    # A replay miss names the recording closest to it by that number.
+    body = json.loads(bytes(create.request_body))
+    body["Cmd"][-1] = "from-elsewhere"
+    (tmp_path / "body.json").write_text(json.dumps(body))
+    post = (
+        'curl -s --unix-socket "${DOCKER_HOST#unix://}" -H "Content-Type: application/json" '
+        "--data-binary @body.json http://docker/v1.41/containers/create"
+    )
+    replayed = subprocess.run(
+        [*DOCKTAP, "replay", str(capture), "--", "sh", "-c", post],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    answer = json.loads(replayed.stdout)["message"]
+    assert "no recorded exchange for POST /v1.41/containers/create; closest: #2, " in answer
+
+    # The audit finding, the learned policy's provenance and the exports.
+    audited = docktap("audit", str(capture), "--json").stdout
+    socket = [f for f in json.loads(audited)["findings"] if f["rule"] == "docker-socket-mount"]
+    assert [f["exchange"]["number"] for f in socket] == [2]
+    listing = docktap("audit", str(capture)).stdout.decode()
+    assert "#2 on conn 1 at 0.050s  ContainerCreate" in listing
+    policy = tmp_path / "policy.yaml"
+    assert docktap("policy", "learn", str(capture), "-o", str(policy)).returncode == 0
+    assert "  - operation: ContainerCreate  # socket-mount.jsonl #2" in policy.read_text()
+    script = docktap("export", str(capture), "--format", "curl").stdout.decode()
+    assert "# exchange #2: ContainerCreate\n" in script
+    assert "check 2 'ContainerCreate' '201'\n" in script
+    report = docktap("export", str(capture), "--format", "markdown").stdout.decode()
+    assert "| #2 | 0.050s | 1 | ContainerCreate |" in report
+    assert "- **#2 ContainerCreate** " in report

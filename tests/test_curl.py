@@ -63,7 +63,7 @@ def test_every_capture_gives_a_valid_script(path: Path, tmp_path: Path) -> None:
     assert script.count("\ncheck ") + script.count(" skipped'\n") == len(capture)
     for ex in capture:
         if ex.hijacked:
-            assert f"echo '{ex.conn}.{ex.seq} {ex.operation} {ex.status} skipped'" in script
+            assert f"echo '#{ex.number} {ex.operation} {ex.status} skipped'" in script
     for hop in ("Host:", "Connection:", "Upgrade:", "Content-Length:", "Transfer-Encoding:"):
         assert f"-H '{hop}" not in script
 
@@ -83,10 +83,10 @@ def test_quoting_and_bodies(tmp_path: Path) -> None:
     )
     script = curl.render(capture)
     check_syntax(script, tmp_path)
-    assert "'http://docker/v1.41/x?q=it'\\''s' <<'DOCKTAP_BODY' >\"$answers\"/1.1\n" in script
+    assert "'http://docker/v1.41/x?q=it'\\''s' <<'DOCKTAP_BODY' >\"$answers\"/1\n" in script
     assert "-H 'X-Note: it'\\''s $HOME `x`'" in script
     assert "base64 -d <<'DOCKTAP_BODY' | curl" in script
-    assert "<<'DOCKTAP_BODY_2' >\"$answers\"/1.3\nDOCKTAP_BODY\nDOCKTAP_BODY_2\n" in script
+    assert "<<'DOCKTAP_BODY_2' >\"$answers\"/3\nDOCKTAP_BODY\nDOCKTAP_BODY_2\n" in script
     assert "-H 'Content-Type:'" in script  # no form-encoded default from curl
     assert "  -I \\\n" in script
 
@@ -147,7 +147,7 @@ def test_script_gets_the_same_statuses_from_the_daemon(dockerd: Daemon, tmp_path
     assert len(lines) == len(capture), result.stdout
     for line, ex in zip(lines, capture, strict=True):
         label, operation, recorded, now = line.split(" ")
-        assert (label, operation) == (f"{ex.conn}.{ex.seq}", ex.operation)
+        assert (label, operation) == (f"#{ex.number}", ex.operation)
         assert recorded == now == str(ex.status), line
     assert "404" in {line.split(" ")[3] for line in lines}
 
@@ -179,20 +179,20 @@ def test_ids_the_daemon_made_up_are_read_from_its_answers(tmp_path: Path) -> Non
     script = curl.render(capture)
     check_syntax(script, tmp_path)
     assert CONTAINER not in script
-    assert '"Id" *: *' in script and '"$answers"/1.1.body | head -n 1)\n' in script
-    assert "'http://docker/v1.41/containers/'\"${ID_1_1}\"'/start'" in script
+    assert '"Id" *: *' in script and '"$answers"/1.body | head -n 1)\n' in script
+    assert "'http://docker/v1.41/containers/'\"${ID_1}\"'/start'" in script
     # A text body with an id goes in an unquoted here-document, the rest of it escaped.
     assert (
-        ' <<DOCKTAP_BODY >"$answers"/1.3\n'
-        '{"Container":"${ID_1_1}","x":"\\$HOME \\`a\\` \\\\\\\\"}\n' in script
+        ' <<DOCKTAP_BODY >"$answers"/3\n'
+        '{"Container":"${ID_1}","x":"\\$HOME \\`a\\` \\\\\\\\"}\n' in script
     )
-    assert '?container=\'"${ID_1_1}"' in script
-    assert "'http://docker/v1.41/images/'\"${ID_1_4#sha256:}\"" in script
-    assert "ID_1_6" not in script  # a name the client chose is the same on any daemon
+    assert '?container=\'"${ID_1}"' in script
+    assert "'http://docker/v1.41/images/'\"${ID_4#sha256:}\"" in script
+    assert "ID_6" not in script  # a name the client chose is the same on any daemon
     # The here-document gives curl the body as recorded, with the id that came back now.
-    body = script.split(' <<DOCKTAP_BODY >"$answers"/1.3\n')[1].split("\nDOCKTAP_BODY\n")[0]
+    body = script.split(' <<DOCKTAP_BODY >"$answers"/3\n')[1].split("\nDOCKTAP_BODY\n")[0]
     shown = subprocess.run(
-        ["sh", "-c", f"ID_1_1=new; cat <<DOCKTAP_BODY\n{body}\nDOCKTAP_BODY\n"],
+        ["sh", "-c", f"ID_1=new; cat <<DOCKTAP_BODY\n{body}\nDOCKTAP_BODY\n"],
         capture_output=True,
         check=True,
     )

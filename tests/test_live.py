@@ -26,16 +26,17 @@ CAPTURES = Path(__file__).parent.parent / "captures"
 NAMES = sorted(path.stem for path in CAPTURES.glob("*.jsonl"))
 RUN = ["docker", "run", "--rm", "--network", "none", "bb"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-# A live row: time, four lane cells, the connection, operation, request, status, duration,
-# bytes each way; nothing cut off.
+# A live row: exchange number, time, four lane cells, the connection, operation, request,
+# status, duration, bytes each way; nothing cut off.
 ROW = re.compile(
-    r"^ +[0-9]+\.[0-9]{3}s [ │●]{4} #[0-9]+ +\S+ +[A-Z]+ \S.* (?:[0-9]{3}|---) +\S+ +\S+ +\S+$"
+    r"^ *#[0-9]+ +[0-9]+\.[0-9]{3}s [ │●]{4} [0-9]+ +\S+ +[A-Z]+ \S.* (?:[0-9]{3}|---) +\S+ +\S+"
+    r" +\S+$"
 )
-DETAIL = re.compile(r"^ {10}[ │]{4} {9}\S")  # a line under a row
+DETAIL = re.compile(r"^ {16}[ │]{4} {8}\S")  # a line under a row
 
 
 def op_of(row: str) -> str:
-    found = re.search(r" #[0-9]+ +(\S+)", row)
+    found = re.search(r"[0-9]s [ │●]+ [0-9]+ +(\S+)", row)
     assert found, row
     return found.group(1)
 
@@ -130,7 +131,7 @@ def test_rows_print_as_calls_complete() -> None:
     ]
     assert all(ROW.match(line) or DETAIL.match(line) for line in text.splitlines()), text
     start = next(row for row in rows if "ContainerStart" in row)
-    assert " ││●  #3 " in start  # the attach and the wait are in flight beside it
+    assert " ││●  3 " in start  # the attach and the wait are in flight beside it
     assert "   out\n" in text and "stderr> err" in text
     assert "open 0.375s … 0.589s" in text  # no capture end known: no bar
 

@@ -42,12 +42,13 @@ def test_every_capture_gives_a_report(path: Path) -> None:
     assert titles == ["## Summary", "## Timeline", "## Sequence diagram", "## Exchanges"]
     timeline = _table_rows(_section(text, "Timeline"))
     assert len(timeline) == 1 + len(capture)  # the header row, then one row per exchange
-    assert all(len(row) == 6 for row in timeline)
+    assert all(len(row) == 7 for row in timeline)
+    assert [row[0] for row in timeline[1:]] == [f"#{ex.number}" for ex in capture]
     assert f"```mermaid\n{mermaid.render(capture)}```\n" in text
     exchanges = [line for line in _section(text, "Exchanges") if line.startswith("- **")]
     assert len(exchanges) == len(capture)
     for line, ex in zip(exchanges, capture, strict=True):
-        assert line.startswith(f"- **{ex.conn}.{ex.seq} {ex.operation}**")
+        assert line.startswith(f"- **#{ex.number} {ex.operation}**")
         what = explain(ex.operation or "")
         if what:
             assert line.endswith(f": {what}")

@@ -71,7 +71,8 @@ def test_every_capture_gives_a_well_formed_diagram(path: Path) -> None:
 def test_run_diagram() -> None:
     text = mermaid.render(load(CAPTURES / "run.jsonl"))
     assert "    participant C2 as conn 2\n" in text
-    assert "C2->>D: ContainerAttach POST /v1.41/containers/da20d04c6689/attach?" in text
+    # Each request starts with its exchange number (`#3`, with # as Mermaid's entity).
+    assert "C2->>D: #35;3 ContainerAttach POST /v1.41/containers/da20d04c6689/attach?" in text
     assert "D-->>C2: 101 UPGRADED, connection hijacked (tcp)" in text
     assert (
         "Note over C2,D: hijacked (tcp): stdout #quot;out\\n#quot;, stderr #quot;err\\n#quot;"
@@ -88,7 +89,7 @@ def test_many_connections_share_one_participant() -> None:
     assert len(capture.connections) > mermaid.MAX_PARTICIPANTS
     text = mermaid.render(capture)
     assert "    participant C as client\n" in text
-    assert "C->>D: conn 11: ExecStart POST /v1.41/exec/354ebc5622b5/start" in text
+    assert "C->>D: #35;13 conn 11: ExecStart POST /v1.41/exec/354ebc5622b5/start" in text
     check_structure(text)
 
 

@@ -31,14 +31,14 @@ def test_check_lists_each_denial_and_fails(tmp_path: Path) -> None:
     checked = runner.invoke(main, ["policy", "check", str(policy), str(LIBRARY / "exec-it.jsonl")])
     assert checked.exit_code == 1
     assert checked.stdout.splitlines() == [
-        "exec-it.jsonl conn 1 #2: docktap policy: denied GET /containers/sleeper/json: "
+        "exec-it.jsonl #2: docktap policy: denied GET /containers/sleeper/json: "
         "ContainerInspect not allowed for uid 0",
-        "exec-it.jsonl conn 1 #3: docktap policy: denied POST /containers/sleeper/exec: "
+        "exec-it.jsonl #3: docktap policy: denied POST /containers/sleeper/exec: "
         "ContainerExec not allowed for uid 0",
-        "exec-it.jsonl conn 2 #1: docktap policy: denied POST /exec/"
+        "exec-it.jsonl #4: docktap policy: denied POST /exec/"
         "0cd8e1ba2d15f95b76c48fb9f1473c15790e20698a64439ecdf25639c99df2bf/start: "
         "ExecStart not allowed for uid 0",
-        "exec-it.jsonl conn 1 #4: docktap policy: denied GET /exec/"
+        "exec-it.jsonl #5: docktap policy: denied GET /exec/"
         "0cd8e1ba2d15f95b76c48fb9f1473c15790e20698a64439ecdf25639c99df2bf/json: "
         "ExecInspect not allowed for uid 0",
         f"4 of 5 exchanges denied by {policy}",

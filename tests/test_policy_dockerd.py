@@ -65,7 +65,7 @@ def test_the_workload_runs_the_same_under_its_policy(
     text = learned.read_text()
     docker_cli = os.path.realpath(shutil.which("docker") or "docker")
     assert f'- client: {{uid: 0, exe: "{docker_cli}"}}' in text
-    assert "  - operation: ContainerCreate  # workload.jsonl conn 1 #2" in text
+    assert "  - operation: ContainerCreate  # workload.jsonl #2" in text
     assert "ContainerDelete" not in text and "ContainerExec" not in text
     before = (learned.parent / "workload.out").read_bytes()
     assert before == b"hi\npol-logs bb\nlogged\n"

@@ -42,7 +42,7 @@ from docktap.render.kind import stayed_open
 from docktap.render.timeline import Line, TimelineOptions, render
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-ROW = re.compile(r"^ +[0-9]+\.[0-9]{3}s ")
+ROW = re.compile(r"^ *#[0-9]+ +[0-9]+\.[0-9]{3}s ")
 
 
 def render_lines(lines: Iterable[Line]) -> str:
@@ -51,7 +51,7 @@ def render_lines(lines: Iterable[Line]) -> str:
 
 
 def op_of(row: str) -> str:
-    found = re.search(r" #[0-9]+ +(\S+)", row)
+    found = re.search(r"[0-9]s [ │●]+ [0-9]+ +(\S+)", row)
     assert found, row
     return found.group(1)
 
@@ -108,7 +108,8 @@ def test_the_run_timeline_shows_what_happened() -> None:
     lines = out.splitlines()
     start = next(line for line in rows(out) if "ContainerStart" in line)
     # three connections at once: the wait and the attach are in flight beside the start
-    assert " ││● #3 " in start
+    assert " ││● 3 " in start
+    assert start.startswith("#5 ")  # the fifth exchange of the capture, as replay names it
     span, stdout, stderr = under(out, "ContainerAttach", 3)
     assert span.startswith("open 0.375s … 0.589s  ·")
     assert (stdout, stderr) == ("out", "stderr> err")

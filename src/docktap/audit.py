@@ -67,6 +67,7 @@ class Finding:
     operation: str | None
     started_mono: float
     process: Process
+    number: int = 0  # the exchange number, as `docktap show` prints it; 0: on no exchange
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class Finding:
             "explanation": self.explanation,
             "cis": self.cis,
             "exchange": {
+                "number": self.number,
                 "conn": self.conn,
                 "seq": self.seq,
                 "method": self.method,
@@ -219,6 +221,7 @@ def audit_exchange(ex: Exchange, peer: dict[str, Any] | None) -> list[Finding]:
             operation=ex.operation,
             started_mono=ex.started_mono,
             process=process,
+            number=ex.number,
         )
         for hit in hits
     ]
@@ -272,6 +275,7 @@ def unread(capture: Capture) -> list[Finding]:
                 operation=ex.operation if ex is not None else None,
                 started_mono=ex.started_mono if ex is not None else float(reason.get("mono") or 0),
                 process=_process(connection.peer if connection else None),
+                number=ex.number if ex is not None else 0,
             )
         )
     return findings

@@ -606,6 +606,13 @@ def _print_lines(console: Console, lines: Iterable[Line]) -> None:
 @click.option("--headers", is_flag=True, help="Headers too: > sent, < received, as recorded.")
 @click.option("--explain", is_flag=True, help="A line explaining each operation.")
 @click.option("--conn", "conns", type=int, multiple=True, metavar="N", help="On connection N.")
+@click.option(
+    "--exchange",
+    "numbers",
+    multiple=True,
+    metavar="N",
+    help="Exchange number N (#N in show, replay misses, audit, exports).",
+)
 @click.option("--op", "operations", multiple=True, metavar="GLOB", help="Operation matching GLOB.")
 @click.option("--path", "paths", multiple=True, metavar="GLOB", help="Path matching GLOB.")
 @click.option("--status", "statuses", multiple=True, metavar="4xx|404|2xx,5xx", help="Status.")
@@ -642,6 +649,7 @@ def show(
     headers: bool,
     explain: bool,
     conns: tuple[int, ...],
+    numbers: tuple[str, ...],
     operations: tuple[str, ...],
     paths: tuple[str, ...],
     statuses: tuple[str, ...],
@@ -654,9 +662,10 @@ def show(
 ) -> None:
     """Show the exchanges of a capture as a timeline, or as JSON.
 
-    One row per exchange in time order: time since the start, connection lane, operation,
-    request, status, duration, bytes sent and received; under it, its streams and how long
-    a long poll stayed open.
+    One row per exchange in time order: its number (#N, as replay misses, the audit and the
+    exports name it; --exchange N shows it alone), time since the start, connection lane,
+    operation, request, status, duration, bytes sent and received; under it, its streams and
+    how long a long poll stayed open.
 
     The filters select exchanges for both views. --op and --path take shell globs (--op
     ignores case; --path matches with or without the /vX.Y prefix); times count from the
@@ -666,7 +675,9 @@ def show(
     from docktap.filters import Filter
 
     try:
-        selected = Filter.from_options(conns, operations, paths, statuses, grep, since, until)
+        selected = Filter.from_options(
+            conns, operations, paths, statuses, grep, since, until, numbers
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     from docktap.explain import explain as explain_operation

@@ -16,6 +16,7 @@ from urllib.parse import unquote
 from docktap.capture.reader import Exchange
 from docktap.routes import split_version
 
+_NUMBER = re.compile(r"^#?([1-9][0-9]*)$")
 _STATUS = re.compile(r"^([1-5])(?:([0-9])([0-9])|xx)$", re.IGNORECASE)
 
 
@@ -39,11 +40,20 @@ def parse_status(spec: str) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
+def parse_number(spec: str) -> int:
+    """An exchange number as `show` prints it and replay and the audit name it: `12` or `#12`."""
+    match = _NUMBER.match(spec.strip())
+    if match is None:
+        raise ValueError(f"bad exchange number {spec!r}: give one such as 12 or #12")
+    return int(match.group(1))
+
+
 @dataclass(frozen=True)
 class Filter:
     """A predicate on exchanges. The default, with nothing set, lets everything through."""
 
     conns: frozenset[int] = frozenset()
+    numbers: frozenset[int] = frozenset()  # exchange numbers
     operations: tuple[str, ...] = ()  # globs, matched without regard to case
     paths: tuple[str, ...] = ()  # globs on the path, with or without its /vX.Y prefix
     statuses: tuple[tuple[int, int], ...] = ()  # inclusive ranges
@@ -61,6 +71,7 @@ class Filter:
         grep: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        numbers: Iterable[str] = (),
     ) -> Filter:
         """A filter from option values as typed; ValueError says what is wrong with one."""
         ranges: list[tuple[int, int]] = []
@@ -70,6 +81,7 @@ class Filter:
             raise ValueError(f"--until {until:g} is before --since {since:g}")
         return cls(
             conns=frozenset(conns),
+            numbers=frozenset(parse_number(spec) for spec in numbers),
             operations=tuple(op.lower() for op in operations),
             paths=tuple(paths),
             statuses=tuple(ranges),
@@ -84,6 +96,8 @@ class Filter:
 
     def matches(self, ex: Exchange) -> bool:
         if self.conns and ex.conn not in self.conns:
+            return False
+        if self.numbers and ex.number not in self.numbers:
             return False
         if self.since is not None and ex.started_mono < self.since:
             return False

@@ -370,6 +370,7 @@ class Exchange:
     """
 
     request: RequestHead
+    number: int = 0  # the exchange number: its request is the capture's `number`th (see below)
     parts: list[Part] = field(default_factory=list)
     request_body: bytearray = field(default_factory=bytearray)  # inline part only
     request_body_size: int = 0
@@ -461,6 +462,18 @@ class Exchange:
     def path(self) -> str:
         return self.target.split("?", 1)[0]
 
+    @property
+    def bytes_sent(self) -> int:
+        """What the client sent: its request body (all of it, past the cap too) and, on a
+        hijacked connection, the stream bytes the capture kept. The one definition every
+        view's "sent" column and `show --json`'s `sent` use."""
+        return self.request_body_size + len(self.stream.get("client", b""))
+
+    @property
+    def bytes_received(self) -> int:
+        """What the daemon sent: the response body and the hijacked stream, as `bytes_sent`."""
+        return self.response_body_size + len(self.stream.get("daemon", b""))
+
     def header(self, name: str, response: bool = True) -> str | None:
         lower = name.lower()
         headers = self.response_headers if response else self.request_headers
@@ -482,6 +495,7 @@ class Exchange:
     def summary(self) -> dict[str, Any]:
         """The machine-readable view `docktap show --json` prints."""
         out: dict[str, Any] = {
+            "exchange": self.number,
             "conn": self.conn,
             "seq": self.seq,
             "method": self.method,
@@ -493,6 +507,8 @@ class Exchange:
             "duration_s": self.duration_s,
             "request_body_size": self.request_body_size,
             "response_body_size": self.response_body_size,
+            "sent": self.bytes_sent,
+            "received": self.bytes_received,
             "hijacked": self.hijacked,
         }
         if self.hijacked or self.frames:
@@ -633,6 +649,7 @@ class Assembler:
         self.exchanges: dict[tuple[int, int], Exchange] = {}
         self.connections: dict[int, Connection] = {}
         self.fed = 0  # records decoded so far: the index of the next one
+        self.requests = 0  # request heads seen so far: the number of the last exchange
         self._pending: dict[int, dict[int, Exchange]] = {}  # per connection, not ended yet
 
     def feed(self, record: Record) -> list[Exchange]:
@@ -683,7 +700,8 @@ class Assembler:
 
     def _start(self, head: RequestHead) -> None:
         self._connection(head.conn).exchanges += 1
-        ex = Exchange(head)
+        self.requests += 1
+        ex = Exchange(head, self.requests)
         self.exchanges[(head.conn, head.seq)] = ex
         pending = self._pending.get(head.conn)
         if pending is None:
@@ -723,15 +741,16 @@ class Assembler:
     def open_exchanges(self) -> list[Exchange]:
         """Exchanges not completed yet (a capture cut short leaves some), in start order."""
         still = [ex for pending in self._pending.values() for ex in pending.values()]
-        return sorted(still, key=_start_order)
+        return sorted(still, key=start_order)
 
     def ordered(self) -> list[Exchange]:
         """Every exchange kept, in the order requests started."""
-        return sorted(self.exchanges.values(), key=_start_order)
+        return sorted(self.exchanges.values(), key=start_order)
 
 
-def _start_order(ex: Exchange) -> tuple[float, int, int]:
-    return (ex.started_mono, ex.conn, ex.seq)
+def start_order(ex: Exchange) -> tuple[float, int]:
+    """Exchanges in the order their requests started; at the same moment, by number."""
+    return (ex.started_mono, ex.number)
 
 
 # --- capture files ----------------------------------------------------------------------------

@@ -44,5 +44,5 @@ def check(policy: Policy, name: str, capture: Capture) -> list[Denied]:
         connection = capture.connections.get(ex.conn)
         decision = decide(policy, request_of(ex, connection.peer if connection else None))
         if not decision.allowed:
-            denied.append(Denied(Source(name, ex.conn, ex.seq), ex, decision))
+            denied.append(Denied(Source.of(name, ex), ex, decision))
     return denied

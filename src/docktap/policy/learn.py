@@ -6,7 +6,7 @@ generalized), and for the operations the policy limits, the union of what their 
 the images, the bind-mount sources (each allowed as a prefix), the capabilities, devices,
 security options and host namespaces. Privileged containers and the Docker socket are allowed
 only where a capture shows them. Every rule and every value keeps where it was first seen, in
-the numbering `docktap show` and `docktap audit` use (`conn 1 #2`).
+the capture and the exchange number `docktap show`, `audit` and replay use (`run.jsonl #2`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ from docktap.policy.model import Client, template
 
 @dataclass(frozen=True)
 class Source:
+    """Where something was seen: a capture, and the exchange number `docktap show` prints."""
+
     capture: str
-    conn: int
-    seq: int
+    number: int
+
+    @classmethod
+    def of(cls, capture: str, ex: Exchange) -> Source:
+        return cls(capture, ex.number)
 
     def __str__(self) -> str:
-        return f"{self.capture} conn {self.conn} #{self.seq}"
+        return f"{self.capture} #{self.number}"
 
 
 @dataclass
@@ -86,7 +91,7 @@ def learn(captures: Iterable[tuple[str, Capture]]) -> Learned:
         for ex in capture.exchanges:
             connection = capture.connections.get(ex.conn)
             client = client_of(connection.peer if connection else None)
-            _learn_exchange(learned, client, ex, Source(name, ex.conn, ex.seq))
+            _learn_exchange(learned, client, ex, Source.of(name, ex))
     return learned
 
 

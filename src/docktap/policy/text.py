@@ -24,8 +24,8 @@ def dump(learned: Learned) -> str:
         "# docktap policy: the calls these captures made, and nothing wider.",
         "# Learned by `docktap policy learn` from:",
         *(f"#   {name} ({count} exchanges)" for name, count in learned.captures),
-        "# Each rule says where it was first seen, as `docktap show` and `audit` number",
-        "# exchanges (conn N #M). Format: docs/policy.md.",
+        "# Each rule says where it was first seen: the capture and the exchange number",
+        "# (#N) that `docktap show`, `audit` and replay print. Format: docs/policy.md.",
         f"{KEY}: {VERSION}",
     ]
     if not learned.clients:

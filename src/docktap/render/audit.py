@@ -28,6 +28,13 @@ def _rule(finding: Finding) -> str:
     return f"{finding.rule} (CIS {finding.cis})" if finding.cis else finding.rule
 
 
+def where(finding: Finding) -> str:
+    """The exchange a finding is about, by the number `docktap show` prints: `#2 on conn 1`."""
+    if not finding.number:
+        return f"conn {finding.conn}"
+    return f"#{finding.number} on conn {finding.conn}"
+
+
 def summary(findings: list[Finding]) -> str:
     """`3 findings: 1 critical, 2 low`."""
     levels = ", ".join(f"{n} {level}" for level, n in counts(findings).items() if n)
@@ -45,7 +52,7 @@ def text(findings: list[Finding], width: int = 100) -> str:
     for f in findings:
         lines.append(f"{f.level.upper():<8}  {_rule(f)}: {f.title}")
         lines.append(
-            f"{_INDENT}conn {f.conn} #{f.seq} at {format_offset(f.started_mono)}  "
+            f"{_INDENT}{where(f)} at {format_offset(f.started_mono)}  "
             f"{f.operation or '?'}  {f.method} {f.target}"
         )
         lines.append(f"{_INDENT}by {f.process.describe()}")
@@ -84,7 +91,7 @@ def table(findings: list[Finding], width: int = 120) -> RenderableType:
         (
             f.level.upper(),
             f"{f.title}{f' (CIS {f.cis})' if f.cis else ''}\n{f.explanation}",
-            f"conn {f.conn} #{f.seq} {f.operation or '?'}\n{f.method} {f.target}",
+            f"{where(f)} {f.operation or '?'}\n{f.method} {f.target}",
             f.process.describe(),
         )
         for f in findings
@@ -103,9 +110,10 @@ def table(findings: list[Finding], width: int = 120) -> RenderableType:
 
 def warning(finding: Finding) -> str:
     """One line for stderr while the command runs, naming who made the risky call."""
+    number = f"#{finding.number} " if finding.number else ""
     return (
         f"docktap audit: {finding.level.upper()} {_rule(finding)}: {finding.title} "
-        f"[{finding.operation} by {finding.process.describe()}]"
+        f"[{number}{finding.operation} by {finding.process.describe()}]"
     )
 
 

@@ -7,7 +7,9 @@ socket is `$DOCKER_SOCK`, by default `/var/run/docker.sock`; `$DOCKTAP_MAX_TIME`
 
 What the script prints, one line per exchange, is meant to be compared with the capture:
 
-    CONN.SEQ OPERATION RECORDED NOW
+    #N OPERATION RECORDED NOW
+
+`#N` is the exchange number, as `docktap show` prints it.
 
 `RECORDED` is the status in the capture (`---` when there was none) and `NOW` the status curl
 got (`000` when it could not talk to the daemon), or `skipped` for a request the script cannot
@@ -19,13 +21,13 @@ and other plain text in a here-document, anything else as base64 through `base64
 Hop-by-hop and framing headers (Host, Connection, Upgrade, Content-Length, Transfer-Encoding,
 ...) are left to curl; masked credentials stay masked.
 
-The ids the daemon made up (`ID_KEYS`: containers, execs, networks, anonymous volumes, built and
-committed images) are different on every daemon, so the script reads each from its answer
-into a shell variable, `ID_CONN_SEQ`, and later targets and text bodies use the variable where
-the capture has the recorded id. The rule, the same here and in the script's `sed`: the id is
-the last `"KEY":"VALUE"` on the first line of the answer that has one, and only a value that
-looks like an id (64 hex digits, `sha256:` allowed) counts; a name the client chose is the same
-on any daemon. Only the whole id is replaced, not a prefix of it.
+The ids the daemon made up (`ID_KEYS`: containers, execs, networks, anonymous volumes, built
+and committed images) are different on every daemon, so the script reads each from its answer
+into a shell variable, `ID_N` (N the exchange number), and later targets and text bodies use
+the variable where the capture has the recorded id. The rule, the same here and in the script's
+`sed`: the id is the last `"KEY":"VALUE"` on the first line of the answer that has one, and
+only a value that looks like an id (64 hex digits, `sha256:` allowed) counts; a name the client
+chose is the same on any daemon. Only the whole id is replaced, not a prefix of it.
 
 Requests run in the order they started. One whose answer was still coming when a later request
 started (a ContainerWait while the client starts the container) runs in the background: the
@@ -95,15 +97,20 @@ def _recorded(ex: Exchange) -> str:
 
 
 def _label(ex: Exchange) -> str:
-    return f"{ex.conn}.{ex.seq} {ex.operation or 'unknown'} {_recorded(ex)}"
+    return f"#{ex.number} {ex.operation or 'unknown'} {_recorded(ex)}"
 
 
 def _name(ex: Exchange) -> str:
-    return f"{ex.conn}.{ex.seq}"
+    """The exchange number: names its files in `$answers` and, with `#`, its line."""
+    return str(ex.number)
 
 
 def _variable(ex: Exchange) -> str:
-    return f"ID_{ex.conn}_{ex.seq}"
+    return f"ID_{ex.number}"
+
+
+def _pid(ex: Exchange) -> str:
+    return f"pid_{ex.number}"
 
 
 def returned_id(ex: Exchange) -> str | None:
@@ -125,7 +132,7 @@ def _extract(ex: Exchange, key: str) -> list[str]:
     sed = f's/.*"{key}" *: *"\\([^"]*\\)".*/\\1/p'
     return [
         f"{variable}=$(sed -n {quote(sed)} {ANSWERS}/{name}.body | head -n 1)",
-        f'[ -n "${variable}" ] || fail {quote(f"{name} {ex.operation}: no {key} in the answer")}',
+        f'[ -n "${variable}" ] || fail {quote(f"#{name} {ex.operation}: no {key} in the answer")}',
     ]
 
 
@@ -210,7 +217,7 @@ class _Step:
 
 def command(ex: Exchange, ids: Ids, step: _Step | None = None) -> list[str]:
     """The lines of the curl command for one exchange (one skip_reason() accepts), writing
-    its status to `$answers/CONN.SEQ` (and the answer to `.body` when it holds an id)."""
+    its status to `$answers/N` (and the answer to `.body` when it holds an id)."""
     name = _name(ex)
     args = [
         "curl -sS --globoff --path-as-is",
@@ -279,15 +286,15 @@ _FUNCTIONS = [
     "answers=$(mktemp -d) || exit 1",
     "trap 'rm -rf \"$answers\"' EXIT",
     'fail() { echo "$1" >&2; exit 1; }',
-    "# check NAME OPERATION RECORDED: print the status line; stop unless the status is the",
+    "# check N OPERATION RECORDED: print the status line; stop unless the status is the",
     "# recorded one (--- when the capture has none)",
     "check() {",
     '  now=$(cat "$answers/$1" 2>/dev/null)',
-    '  echo "$1 $2 $3 ${now:-000}"',
+    '  echo "#$1 $2 $3 ${now:-000}"',
     '  [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||',
-    '    fail "$1 $2: the daemon answered ${now:-000} where the capture has $3"',
+    '    fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"',
     "}",
-    "# head NAME PID: wait for the head of the answer to NAME, or for its curl to end",
+    "# head N PID: wait for the head of the answer to exchange N, or for its curl to end",
     "head_of() {",
     '  while [ ! -s "$answers/$1.head" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done',
     "}",
@@ -314,13 +321,13 @@ def render(capture: Capture) -> str:
     lines += [
         "#",
         "# Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT",
-        "# Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW",
-        "# (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request",
-        "# cannot be sent again: the comment above it says why). The script stops with status 1",
-        "# at the first status other than the recorded one. DOCKTAP_MAX_TIME (default 60) caps",
-        "# the seconds each request may take. Ids the daemon made up are read from its answers",
-        "# into ID_CONN_SEQ variables. This changes the daemon's state the way the recorded",
-        "# client did.",
+        "# Each request prints one line: #N OPERATION RECORDED-STATUS STATUS-NOW, where #N is",
+        "# the exchange number `docktap show` prints (STATUS-NOW is 000 when curl could not",
+        "# reach the daemon, 'skipped' when the request cannot be sent again: the comment above",
+        "# it says why). The script stops with status 1 at the first status other than the",
+        "# recorded one. DOCKTAP_MAX_TIME (default 60) caps the seconds each request may take.",
+        "# Ids the daemon made up are read from its answers into ID_N variables. This changes",
+        "# the daemon's state the way the recorded client did.",
         "",
     ]
     lines += [f"# {_comment(line)}" for line in unread_lines(capture)]
@@ -331,9 +338,9 @@ def render(capture: Capture) -> str:
     for ex in capture.exchanges:
         n, step = by_exchange.get(id(ex), (None, None))
         for done in joins.get(n, []) if n is not None else []:
-            lines.append(f'wait "$pid_{done.conn}_{done.seq}"')
+            lines.append(f'wait "${_pid(done)}"')
             lines += _collect(done, ids)
-        lines.append(f"# {ex.conn}.{ex.seq} {ex.operation or 'unknown operation'}")
+        lines.append(f"# exchange #{ex.number}: {ex.operation or 'unknown operation'}")
         if step is None:
             lines.append(f"# skipped: {_comment(skip_reason(ex) or '')}")
             lines.append(f"#   {_comment(ex.method + ' ' + ex.target)}")
@@ -347,14 +354,14 @@ def render(capture: Capture) -> str:
                     )
             lines += command(ex, ids, step)
             if step.background:
-                lines.append(f"pid_{ex.conn}_{ex.seq}=$!")
+                lines.append(f"{_pid(ex)}=$!")
                 if step.wait_for_head:
-                    lines.append(f'head_of {_name(ex)} "$pid_{ex.conn}_{ex.seq}"')
+                    lines.append(f'head_of {_name(ex)} "${_pid(ex)}"')
             else:
                 lines += _collect(ex, ids)
         lines.append("")
     for done in joins.get(len(steps), []):
-        lines.append(f'wait "$pid_{done.conn}_{done.seq}"')
+        lines.append(f'wait "${_pid(done)}"')
         lines += _collect(done, ids)
     if joins.get(len(steps)):
         lines.append("")

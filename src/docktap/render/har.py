@@ -6,12 +6,14 @@ timings, and `connection` (docktap's connection number). What HAR has no field f
 fields whose names start with `_`, as the HAR format asks of extensions:
 
 - `log._docktap`: the capture header (upstream, command, start, inline cap, clean end).
-- `entry._docktap`: the exchange's `conn`, `seq`, `operation`, `api_version`, `kind`
-  (`plain`, `stream` or `hijack`), `hijacked` (the protocol), any `informational` statuses, the
-  sha256 digests and completeness of both bodies, `body_chunks` and `stream_chunks` (when each
-  piece arrived, in ms from the request, which direction, how many bytes), `frames` (when each
-  stdout/stderr frame arrived), the decoded `stdout`, `stderr` and `stdin` of hijacked or framed
-  exchanges (each `{"size": n, "text": ...}` or `{"size": n, "b64": ...}`), and `errors`.
+- `entry.comment`: `exchange #N`, the exchange number `docktap show` prints.
+- `entry._docktap`: the exchange's `number` (the same), `conn`, `seq`, `operation`,
+  `api_version`, `kind` (`plain`, `stream` or `hijack`), `hijacked` (the protocol), any
+  `informational` statuses, the sha256 digests and completeness of both bodies, `body_chunks`
+  and `stream_chunks` (when each piece arrived, in ms from the request, which direction, how
+  many bytes), `frames` (when each stdout/stderr frame arrived), the decoded `stdout`, `stderr`
+  and `stdin` of hijacked or framed exchanges (each `{"size": n, "text": ...}` or `{"size": n,
+  "b64": ...}`), and `errors`.
 - `postData._encoding`: `"base64"` when the request body is not UTF-8 and `text` holds it in
   base64. HAR defines `encoding` only for response content; this is the same idea for requests.
 
@@ -159,6 +161,7 @@ def _timings(ex: Exchange, capture_end: float) -> dict[str, float]:
 def _custom(ex: Exchange) -> dict[str, Any]:
     pieces = _pieces(ex)
     out: dict[str, Any] = {
+        "number": ex.number,
         "conn": ex.conn,
         "seq": ex.seq,
         "operation": ex.operation,
@@ -227,6 +230,7 @@ def _entry(ex: Exchange, capture_end: float) -> dict[str, Any]:
         "cache": {},
         "timings": timings,
         "connection": str(ex.conn),
+        "comment": f"exchange #{ex.number}",
         "_docktap": _custom(ex),
     }
 

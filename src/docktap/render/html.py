@@ -28,7 +28,6 @@ from docktap.events import Direction
 from docktap.explain import explain
 from docktap.policy.decide import Decision
 from docktap.render.kind import exchange_kind
-from docktap.render.stats import bytes_in, bytes_out
 from docktap.render.text import format_duration, format_offset, format_size, shorten_ids
 from docktap.routes import split_version
 
@@ -54,7 +53,8 @@ Decisions = Mapping[tuple[int, int], Sequence[Decision]]
 def page_data(capture: Capture, title: str, decisions: Decisions | None = None) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready values.
 
-    Per exchange (`exchanges`, in start order, `i` its position there):
+    Per exchange (`exchanges`, in start order, `i` its position there, `number` the exchange
+    number the other views print as `#N`):
     `t0` request, `t1` response head, `t2` end (None: never ended), in seconds since the capture
     started; `kind` is `hijack`, `stream` or `plain`; `sent` and `got` count the bytes each
     way as `docktap stats` does; bodies are `{text | b64, size, kept,
@@ -121,12 +121,13 @@ def _exchange(
     i: int, ex: Exchange, findings: list[dict[str, Any]], decisions: Sequence[Decision]
 ) -> dict[str, Any]:
     operation = ex.operation
-    sent = bytes_in(ex)
-    got = bytes_out(ex)
+    sent = ex.bytes_sent
+    got = ex.bytes_received
     path = split_version(ex.target)[1]
     query = ex.target.partition("?")[2]
     return {
         "i": i,
+        "number": ex.number,
         "conn": ex.conn,
         "seq": ex.seq,
         "method": ex.method,
@@ -268,7 +269,7 @@ its light tail: streamed or hijacked</span></div>
 <span id="count"></span>
 </div>
 <div id="list-box">
-<div class="row heads"><span>start</span><span>conn</span><span>operation</span>
+<div class="row heads"><span>start</span><span>#</span><span>operation</span>
 <span>request</span><span>status</span><span>took</span><span>\u2191 sent</span>
 <span>\u2193 got</span><span></span></div>
 <div id="rows"></div>

@@ -49,8 +49,9 @@ if TYPE_CHECKING:
 
 #: Column widths of live rows: what is to come is unknown, so they are fixed.
 LIVE_LANES = 4
-LIVE_CONN = 5
+LIVE_CONN = 4
 LIVE_OP = 22
+LIVE_NUMBER = 5  # `#9999`: exchange numbers as `show` prints them
 
 
 class LiveLanes:
@@ -170,7 +171,7 @@ class LiveView:
         self.console = console
         self.options = options or TimelineOptions(width=console.width, header=False)
         width = self.options.width
-        self.layout = Layout.fitted(width, 9, LIVE_LANES, LIVE_CONN, LIVE_OP)
+        self.layout = Layout.fitted(width, 9, LIVE_LANES, LIVE_CONN, LIVE_OP, number=LIVE_NUMBER)
         self.rows = Rows(self.layout, self.options, horizon=None)
         self.assembler = Assembler(keep=False)
         self.lanes = LiveLanes(self.layout.lanes)

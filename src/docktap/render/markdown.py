@@ -137,14 +137,14 @@ def _timeline(capture: Capture) -> list[str]:
     lines = [
         "## Timeline",
         "",
-        "| time | conn | operation | request | status | duration |",
-        "| ---: | ---: | --- | --- | --- | ---: |",
+        "| # | time | conn | operation | request | status | duration |",
+        "| ---: | ---: | ---: | --- | --- | --- | ---: |",
     ]
     for ex in capture.exchanges:
         kind = exchange_kind(ex)
         duration = format_duration(ex.duration_s) + ("" if kind == "plain" else f" ({kind})")
         lines.append(
-            f"| {format_offset(ex.started_mono)} | {ex.conn} | "
+            f"| #{ex.number} | {format_offset(ex.started_mono)} | {ex.conn} | "
             f"{_cell(ex.operation or '(unknown)')} | "
             f"{code(mermaid.request_text(ex), in_table=True)} | {_cell(_status(ex))} | "
             f"{duration} |"
@@ -156,7 +156,7 @@ def _exchange(ex: Exchange) -> list[str]:
     name = ex.operation or "unknown operation"
     what = explain.explain(ex.operation) if ex.operation else None
     line = (
-        f"- **{ex.conn}.{ex.seq} {name}** {code(mermaid.request_text(ex))} → {_status(ex)}, "
+        f"- **#{ex.number} {name}** {code(mermaid.request_text(ex))} → {_status(ex)}, "
         f"{format_duration(ex.duration_s)}"
     )
     lines = [line + (f": {what}" if what else "")]

@@ -1,11 +1,12 @@
 """A capture as a Mermaid `sequenceDiagram`: who asked the daemon what, and what came back.
 
-One solid arrow per request (operation, method and path, long ids shortened) and one dashed
-arrow back with the status, placed in the order things happened: a long poll's answer shows up
-after the calls made while it waited. Notes mark hijacked connections (with what went through
-them) and streamed answers. With a handful of connections each gets its own participant, so
-parallel connections read as parallel lifelines; with many, a single `client` participant is
-clearer and each message names its connection instead.
+One solid arrow per request (its exchange number as `docktap show` prints it, operation, method
+and path, long ids shortened) and one dashed arrow back with the status, placed in the order
+things happened: a long poll's answer shows up after the calls made while it waited. Notes mark
+hijacked connections (with what went through them) and streamed answers. With a handful of
+connections each gets its own participant, so parallel connections read as parallel lifelines;
+with many, a single `client` participant is clearer and each message names its connection
+instead.
 
 Mermaid reads `;` and `#` specially even inside message text, and treats a few other characters
 as markup, so all free text is escaped with Mermaid's `#code;` entities (which GitHub's
@@ -90,7 +91,7 @@ def render(capture: Capture) -> str:
                 ex.started_mono,
                 0,
                 index,
-                f"    {who}->>D: {escape(prefix + label + ' ' + request_text(ex))}",
+                f"    {who}->>D: {escape(f'#{ex.number} {prefix}{label} {request_text(ex)}')}",
             )
         )
         kind = exchange_kind(ex)

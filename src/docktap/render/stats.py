@@ -38,7 +38,8 @@ STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": n
   stayed open; neither is the daemon's response time (`docktap.render.kind` holds the rule).
   The counts say how many such exchanges an operation had.
 - `bytes_in` is what the client sent (request bodies, plus stdin of hijacked streams);
-  `bytes_out` what the daemon sent (response bodies, plus the raw hijacked stream). Body sizes
+  `bytes_out` what the daemon sent (response bodies, plus the raw hijacked stream), summed
+  from `Exchange.bytes_sent` and `bytes_received`, as the timeline's columns are. Body sizes
   are the full sizes even past `--max-body`; hijacked streams count only the bytes the capture
   kept, since the capture stops counting them at the cap.
 - `writing`: the capture's recorder still held it when it was read (it is not cut short, just
@@ -58,7 +59,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from docktap.capture.reader import Capture, Exchange
+from docktap.capture.reader import Capture
 from docktap.render.kind import exchange_kind
 from docktap.render.text import format_duration, format_offset, format_size, plural
 
@@ -77,14 +78,6 @@ def status_class(status: int | None) -> str:
     if 200 <= status < 600 and status // 100 != 1:
         return f"{status // 100}xx"
     return "other"
-
-
-def bytes_in(ex: Exchange) -> int:
-    return ex.request_body_size + len(ex.stream.get("client", b""))
-
-
-def bytes_out(ex: Exchange) -> int:
-    return ex.response_body_size + len(ex.stream.get("daemon", b""))
 
 
 def percentile(ordered: list[float], p: float) -> float:
@@ -162,7 +155,7 @@ def compute(capture: Capture) -> dict[str, Any]:
         totals[klass] += 1
         if ex.ended_mono is not None:
             op.durations.append(ex.ended_mono - ex.started_mono)
-        sent, received = bytes_in(ex), bytes_out(ex)
+        sent, received = ex.bytes_sent, ex.bytes_received
         op.bytes_in += sent
         op.bytes_out += received
         conn.bytes_in += sent

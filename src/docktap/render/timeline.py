@@ -1,13 +1,14 @@
 """The timeline: one row per exchange in time order, with what it carried beneath it.
 
-A row gives the time since the capture started, a lane column, the connection, the operation,
-the request, its status, how long it took and how many bytes went each way. Each connection
-gets its own colour and a lane: a narrow column of markers (`●` for the row's own exchange,
-`│` for an exchange of another connection still in flight), so concurrent calls, such as the
-ContainerWait long poll beside ContainerAttach, show side by side. Under a row come its
-streams: container output demultiplexed (stdout plain, `stderr>` red, `stdin>` what the
-client sent), JSON message streams one message a line, how long a long poll stayed open, and,
-on request, bodies and a one-line explanation.
+A row gives the exchange number (`#N`, the capture's numbering of exchanges, see
+`Exchange.number`), the time since the capture started, a lane column, the connection, the
+operation, the request, its status, how long it took and how many bytes went each way. Each
+connection gets its own colour and a lane: a narrow column of markers (`●` for the row's own
+exchange, `│` for an exchange of another connection still in flight), so concurrent calls, such
+as the ContainerWait long poll beside ContainerAttach, show side by side. Under a row come its
+streams: container output demultiplexed (stdout plain, `stderr>` red, `stdin>` what the client
+sent), JSON message streams one message a line, how long a long poll stayed open, and, on
+request, bodies and a one-line explanation.
 
 Everything here is pure: it takes exchanges and options and yields `Line`s, a text and its
 rich `Span`s (printable as a `rich.text.Text`): one for each exchange (its row and the lines
@@ -34,7 +35,7 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Span, Text
 
 from docktap import jsonstream
-from docktap.capture.reader import Capture, Exchange
+from docktap.capture.reader import Capture, Exchange, start_order
 from docktap.render.audit import unread_lines
 from docktap.render.kind import stayed_open
 from docktap.render.refusal import refusal, stream_error
@@ -163,7 +164,11 @@ Content = list[Segment] | Text  # one detail line, before indentation
 
 @dataclass(frozen=True)
 class Layout:
-    """Column widths of the timeline. `target` takes what the others leave."""
+    """Column widths of the timeline. `target` takes what the others leave.
+
+    The row reads: exchange number, time, lanes, connection, operation, request, status, how
+    long it took, and (when they fit) bytes sent and received.
+    """
 
     width: int = 120
     time: int = 9
@@ -171,22 +176,36 @@ class Layout:
     conn: int = 3
     op: int = 20
     sizes: bool = True
+    number: int = 3  # the exchange number, `#12`
 
     @classmethod
     def fitted(
-        cls, width: int, time: int, lanes: int, conn: int, op: int, sizes: bool = True
+        cls,
+        width: int,
+        time: int,
+        lanes: int,
+        conn: int,
+        op: int,
+        sizes: bool = True,
+        number: int = 3,
     ) -> Layout:
-        layout = cls(width, time, lanes, conn, op, sizes)
+        layout = cls(width, time, lanes, conn, op, sizes, number)
         if layout.target < 24 and sizes:
-            layout = cls(width, time, lanes, conn, op, False)
+            layout = cls(width, time, lanes, conn, op, False, number)
         if layout.target < 16:
-            layout = cls(width, time, lanes, conn, max(12, op - (16 - layout.target)), False)
+            op = max(12, op - (16 - layout.target))
+            layout = cls(width, time, lanes, conn, op, False, number)
         return layout
+
+    @property
+    def lead(self) -> int:
+        """Where the lane column starts: after the exchange number and the time."""
+        return self.number + 1 + self.time + 1
 
     @property
     def indent(self) -> int:
         """Where the operation column, and the lines under a row, start."""
-        return self.time + 1 + self.lanes + 1 + self.conn + 1
+        return self.lead + self.lanes + 1 + self.conn + 1
 
     @property
     def right(self) -> int:
@@ -471,8 +490,8 @@ class Rows:
             return Line(plain, all_spans)
         styled = self.options.styled
         layout = self.layout
-        prefix = " " * (layout.time + 1) + marks.detail + " " * (layout.conn + 4)
-        prefix_spans = _lane_spans(marks.detail, marks.styles, layout.time + 1) if styled else []
+        prefix = " " * layout.lead + marks.detail + " " * (layout.conn + 4)
+        prefix_spans = _lane_spans(marks.detail, marks.styles, layout.lead) if styled else []
         width = layout.content
         lines = [plain]
         at = len(plain) + 1  # where the next line starts
@@ -537,7 +556,7 @@ class Rows:
         layout = self.layout
         conn = self._conns.get(ex.conn)
         if conn is None:
-            conn = self._conns[ex.conn] = pad(f"#{ex.conn}", layout.conn)
+            conn = self._conns[ex.conn] = pad(str(ex.conn), layout.conn)
         operation = self._ops.get(ex.operation)
         if operation is None:
             operation = self._ops[ex.operation] = pad(ex.operation or "?", layout.op)
@@ -546,22 +565,24 @@ class Rows:
         status_text = f"{status:>3}" if status is not None else "---"
         ended = ex.ended_mono
         duration = format_duration(None if ended is None else ended - ex.started_mono)
-        head = f"{format_offset(ex.started_mono):>{layout.time}} {marks.row} {conn} {operation} "
+        number = f"#{ex.number}"
+        offset = format_offset(ex.started_mono)
+        head = f"{number:>{layout.number}} {offset:>{layout.time}} {marks.row} {conn} {operation} "
         plain = f"{head}{request} {status_text} {duration:>7}"
         if layout.sizes:
-            sent = ex.request_body_size
-            received = ex.response_body_size
-            if ex.stream:
-                sent += len(ex.stream.get("client", b""))
-                received += len(ex.stream.get("daemon", b""))
-            plain += f" {size_cell(sent):>6} {size_cell(received):>6}"
+            plain += f" {size_cell(ex.bytes_sent):>6} {size_cell(ex.bytes_received):>6}"
         cut = len(plain) > layout.width  # only narrower than the columns need
         if cut:
             plain = plain[: layout.width - 1] + "…"
         if not self.options.styled:
             return plain, []
-        at = layout.time + 1
-        spans = [Span(0, layout.time, "dim"), *_lane_spans(marks.row, marks.styles, at)]
+        at = layout.lead
+        time_at = layout.number + 1
+        spans = [
+            Span(max(0, time_at - 1 - len(number)), time_at - 1, "bold"),
+            Span(time_at, at - 1, "dim"),
+            *_lane_spans(marks.row, marks.styles, at),
+        ]
         at += len(marks.row) + 1
         spans.append(Span(at, at + len(conn.rstrip()), conn_colour(ex.conn)))
         at += len(conn) + 1
@@ -707,10 +728,13 @@ class Rows:
 
 def layout_for(exchanges: Sequence[Exchange], lanes: int, width: int) -> Layout:
     last_start = max((ex.started_mono for ex in exchanges), default=0.0)
-    time_width = max(9, len(format_offset(last_start)))
-    conn_width = max(4, max((len(str(ex.conn)) + 1 for ex in exchanges), default=4))
+    time_width = max(7, len(format_offset(last_start)))
+    conn_width = max(4, max((len(str(ex.conn)) for ex in exchanges), default=4))
+    number_width = max(3, max((len(str(ex.number)) + 1 for ex in exchanges), default=3))
     op_width = max((len(ex.operation or "?") for ex in exchanges), default=9)
-    return Layout.fitted(width, time_width, lanes, conn_width, min(24, max(9, op_width)))
+    return Layout.fitted(
+        width, time_width, lanes, conn_width, min(24, max(9, op_width)), number=number_width
+    )
 
 
 def render(
@@ -737,7 +761,7 @@ def _render(
     total: int = 0,
 ) -> Iterator[Line]:
     if not all(a.started_mono <= b.started_mono for a, b in itertools.pairwise(exchanges)):
-        exchanges = sorted(exchanges, key=lambda e: (e.started_mono, e.conn, e.seq))
+        exchanges = sorted(exchanges, key=start_order)
     lanes = Lanes(exchanges, options.max_lanes)
     layout = layout_for(exchanges, lanes.count, options.width)
     horizon = _horizon(exchanges, capture)
@@ -777,7 +801,9 @@ def _title(capture: Capture, layout: Layout, options: TimelineOptions) -> Line:
 
 def _heads(layout: Layout, options: TimelineOptions) -> Line:
     heads = (
-        "time".rjust(layout.time)
+        "ex".rjust(layout.number)
+        + " "
+        + "time".rjust(layout.time)
         + " "
         + "".ljust(layout.lanes)
         + " "

@@ -72,7 +72,6 @@ class Recording:
     """One recorded exchange, ready to be played back."""
 
     source: str  # the capture file it came from
-    number: int  # its place in the capture, in start order, from 1
     exchange: Exchange
     request_index: int
     pieces: list[Piece] = field(default_factory=list)
@@ -80,6 +79,11 @@ class Recording:
     subjects: frozenset[str] = frozenset()
     related: list[Recording] = field(default_factory=list)  # about the same subject
     head: ResponseHead | None = None  # the response head
+
+    @property
+    def number(self) -> int:
+        """The exchange number, as `docktap show` prints it (`Exchange.number`)."""
+        return self.exchange.number
 
     @property
     def label(self) -> str:
@@ -105,7 +109,7 @@ def subjects(identity: Identity) -> frozenset[str]:
 
 def scripts(capture: Capture, source: str) -> list[Recording]:
     """A script for every exchange of `capture`, in start order."""
-    ordered = [_script(ex, source, n) for n, ex in enumerate(capture.exchanges, 1)]
+    ordered = [_script(ex, source) for ex in capture.exchanges]
     by_subject: dict[str, list[Recording]] = {}
     for recording in ordered:
         related: dict[int, Recording] = {}
@@ -123,9 +127,9 @@ def scripts(capture: Capture, source: str) -> list[Recording]:
     return ordered
 
 
-def _script(ex: Exchange, source: str, number: int) -> Recording:
+def _script(ex: Exchange, source: str) -> Recording:
     """The daemon's pieces of one exchange, and the client's marks on its stream."""
-    recording = Recording(source, number, ex, ex.request.index, subjects=subjects(ex.identity))
+    recording = Recording(source, ex, ex.request.index, subjects=subjects(ex.identity))
     pieces, marks = recording.pieces, recording.client_marks
     hijacked = False  # only once the connection is a stream do its half-closes count
     sent = 0
@@ -175,7 +179,7 @@ def ping_recording(api_version: str, method: str) -> Recording:
     ex.response = ResponseHead(0, 0.0, 0, 0, 200, "OK", "1.1", headers, False)
     ex.response_body.extend(body)
     ex.response_body_size = len(body)
-    recording = Recording("docktap", 0, ex, -1)
+    recording = Recording("docktap", ex, -1)
     recording.head = ex.response
     recording.pieces = [Piece(0, 0.0, PieceKind.HEAD), Piece(1, 0.0, PieceKind.BODY, body)]
     return recording

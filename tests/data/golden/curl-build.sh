@@ -4,32 +4,32 @@
 # Recorded at 2026-11-27T22:21:10.161Z against unix:///tmp/dt-q7ua6hsm/docker.sock
 #
 # Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT
-# Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW
-# (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request
-# cannot be sent again: the comment above it says why). The script stops with status 1
-# at the first status other than the recorded one. DOCKTAP_MAX_TIME (default 60) caps
-# the seconds each request may take. Ids the daemon made up are read from its answers
-# into ID_CONN_SEQ variables. This changes the daemon's state the way the recorded
-# client did.
+# Each request prints one line: #N OPERATION RECORDED-STATUS STATUS-NOW, where #N is
+# the exchange number `docktap show` prints (STATUS-NOW is 000 when curl could not
+# reach the daemon, 'skipped' when the request cannot be sent again: the comment above
+# it says why). The script stops with status 1 at the first status other than the
+# recorded one. DOCKTAP_MAX_TIME (default 60) caps the seconds each request may take.
+# Ids the daemon made up are read from its answers into ID_N variables. This changes
+# the daemon's state the way the recorded client did.
 
 # The directory for the statuses curl got, and the answers the ids are read from.
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
 fail() { echo "$1" >&2; exit 1; }
-# check NAME OPERATION RECORDED: print the status line; stop unless the status is the
+# check N OPERATION RECORDED: print the status line; stop unless the status is the
 # recorded one (--- when the capture has none)
 check() {
   now=$(cat "$answers/$1" 2>/dev/null)
-  echo "$1 $2 $3 ${now:-000}"
+  echo "#$1 $2 $3 ${now:-000}"
   [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
-    fail "$1 $2: the daemon answered ${now:-000} where the capture has $3"
+    fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"
 }
-# head NAME PID: wait for the head of the answer to NAME, or for its curl to end
+# head N PID: wait for the head of the answer to exchange N, or for its curl to end
 head_of() {
   while [ ! -s "$answers/$1.head" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done
 }
 
-# 1.1 SystemPingHead
+# exchange #1: SystemPingHead
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
@@ -37,22 +37,22 @@ curl -sS --globoff --path-as-is \
   -w '%{http_code}' \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/_ping' >"$answers"/1.1
-check 1.1 'SystemPingHead' '200'
+  'http://docker/_ping' >"$answers"/1
+check 1 'SystemPingHead' '200'
 
-# 1.2 ImageBuild
+# exchange #2: ImageBuild
 # X-Registry-Config holds credentials docktap masked: put real ones in to authenticate
 base64 -d <<'DOCKTAP_BODY' | curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
-  -o "$answers"/1.2.body \
+  -o "$answers"/2.body \
   -w '%{http_code}' \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   -H 'Content-Type: application/x-tar' \
   -H 'X-Registry-Config: e30=' \
   --data-binary @- \
-  'http://docker/v1.41/build?dockerfile=Dockerfile&networkmode=none&t=built&version=1' >"$answers"/1.2
+  'http://docker/v1.41/build?dockerfile=Dockerfile&networkmode=none&t=built&version=1' >"$answers"/2
 RG9ja2VyZmlsZQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADAwMDA2NDQAMDAwMDAw
 MAAwMDAwMDAwADAwMDAwMDAwMDQwADE1MzAyNDAxMTE3ADAxMTIyMgAgMAAAAAAAAAAAAAAAAAAA
@@ -90,6 +90,6 @@ AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
 DOCKTAP_BODY
-check 1.2 'ImageBuild' '200'
-ID_1_2=$(sed -n 's/.*"ID" *: *"\([^"]*\)".*/\1/p' "$answers"/1.2.body | head -n 1)
-[ -n "$ID_1_2" ] || fail '1.2 ImageBuild: no ID in the answer'
+check 2 'ImageBuild' '200'
+ID_2=$(sed -n 's/.*"ID" *: *"\([^"]*\)".*/\1/p' "$answers"/2.body | head -n 1)
+[ -n "$ID_2" ] || fail '#2 ImageBuild: no ID in the answer'

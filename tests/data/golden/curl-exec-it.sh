@@ -4,32 +4,32 @@
 # Recorded at 2026-11-27T22:21:07.023Z against unix:///tmp/dt-q7ua6hsm/docker.sock
 #
 # Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT
-# Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW
-# (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request
-# cannot be sent again: the comment above it says why). The script stops with status 1
-# at the first status other than the recorded one. DOCKTAP_MAX_TIME (default 60) caps
-# the seconds each request may take. Ids the daemon made up are read from its answers
-# into ID_CONN_SEQ variables. This changes the daemon's state the way the recorded
-# client did.
+# Each request prints one line: #N OPERATION RECORDED-STATUS STATUS-NOW, where #N is
+# the exchange number `docktap show` prints (STATUS-NOW is 000 when curl could not
+# reach the daemon, 'skipped' when the request cannot be sent again: the comment above
+# it says why). The script stops with status 1 at the first status other than the
+# recorded one. DOCKTAP_MAX_TIME (default 60) caps the seconds each request may take.
+# Ids the daemon made up are read from its answers into ID_N variables. This changes
+# the daemon's state the way the recorded client did.
 
 # The directory for the statuses curl got, and the answers the ids are read from.
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
 fail() { echo "$1" >&2; exit 1; }
-# check NAME OPERATION RECORDED: print the status line; stop unless the status is the
+# check N OPERATION RECORDED: print the status line; stop unless the status is the
 # recorded one (--- when the capture has none)
 check() {
   now=$(cat "$answers/$1" 2>/dev/null)
-  echo "$1 $2 $3 ${now:-000}"
+  echo "#$1 $2 $3 ${now:-000}"
   [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
-    fail "$1 $2: the daemon answered ${now:-000} where the capture has $3"
+    fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"
 }
-# head NAME PID: wait for the head of the answer to NAME, or for its curl to end
+# head N PID: wait for the head of the answer to exchange N, or for its curl to end
 head_of() {
   while [ ! -s "$answers/$1.head" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done
 }
 
-# 1.1 SystemPingHead
+# exchange #1: SystemPingHead
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
@@ -37,10 +37,10 @@ curl -sS --globoff --path-as-is \
   -w '%{http_code}' \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/_ping' >"$answers"/1.1
-check 1.1 'SystemPingHead' '200'
+  'http://docker/_ping' >"$answers"/1
+check 1 'SystemPingHead' '200'
 
-# 1.2 ContainerInspect
+# exchange #2: ContainerInspect
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
@@ -48,32 +48,32 @@ curl -sS --globoff --path-as-is \
   -w '%{http_code}' \
   -X 'GET' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/v1.41/containers/sleeper/json' >"$answers"/1.2
-check 1.2 'ContainerInspect' '200'
+  'http://docker/v1.41/containers/sleeper/json' >"$answers"/2
+check 2 'ContainerInspect' '200'
 
-# 1.3 ContainerExec
+# exchange #3: ContainerExec
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
-  -o "$answers"/1.3.body \
+  -o "$answers"/3.body \
   -w '%{http_code}' \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   -H 'Content-Type: application/json' \
   --data-binary @- \
-  'http://docker/v1.41/containers/sleeper/exec' <<'DOCKTAP_BODY' >"$answers"/1.3
+  'http://docker/v1.41/containers/sleeper/exec' <<'DOCKTAP_BODY' >"$answers"/3
 {"User":"","Privileged":false,"Tty":true,"AttachStdin":true,"AttachStderr":true,"AttachStdout":true,"Detach":false,"DetachKeys":"","Env":null,"WorkingDir":"","Cmd":["sh","-c","echo in-exec"]}
 DOCKTAP_BODY
-check 1.3 'ContainerExec' '201'
-ID_1_3=$(sed -n 's/.*"Id" *: *"\([^"]*\)".*/\1/p' "$answers"/1.3.body | head -n 1)
-[ -n "$ID_1_3" ] || fail '1.3 ContainerExec: no Id in the answer'
+check 3 'ContainerExec' '201'
+ID_3=$(sed -n 's/.*"Id" *: *"\([^"]*\)".*/\1/p' "$answers"/3.body | head -n 1)
+[ -n "$ID_3" ] || fail '#3 ContainerExec: no Id in the answer'
 
-# 2.1 ExecStart
+# exchange #4: ExecStart
 # skipped: the daemon hijacked this connection (tcp) for a raw stream, which curl cannot carry
 #   POST /v1.41/exec/0cd8e1ba2d15f95b76c48fb9f1473c15790e20698a64439ecdf25639c99df2bf/start
-echo '2.1 ExecStart 101 skipped'
+echo '#4 ExecStart 101 skipped'
 
-# 1.4 ExecInspect
+# exchange #5: ExecInspect
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
@@ -81,5 +81,5 @@ curl -sS --globoff --path-as-is \
   -w '%{http_code}' \
   -X 'GET' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/v1.41/exec/'"${ID_1_3}"'/json' >"$answers"/1.4
-check 1.4 'ExecInspect' '200'
+  'http://docker/v1.41/exec/'"${ID_3}"'/json' >"$answers"/5
+check 5 'ExecInspect' '200'

@@ -4,32 +4,32 @@
 # Recorded at 2026-11-27T22:21:11.115Z against unix:///tmp/dt-q7ua6hsm/docker.sock
 #
 # Usage: DOCKER_SOCK=/var/run/docker.sock sh THIS-SCRIPT
-# Each request prints one line: CONN.SEQ OPERATION RECORDED-STATUS STATUS-NOW
-# (STATUS-NOW is 000 when curl could not reach the daemon, 'skipped' when the request
-# cannot be sent again: the comment above it says why). The script stops with status 1
-# at the first status other than the recorded one. DOCKTAP_MAX_TIME (default 60) caps
-# the seconds each request may take. Ids the daemon made up are read from its answers
-# into ID_CONN_SEQ variables. This changes the daemon's state the way the recorded
-# client did.
+# Each request prints one line: #N OPERATION RECORDED-STATUS STATUS-NOW, where #N is
+# the exchange number `docktap show` prints (STATUS-NOW is 000 when curl could not
+# reach the daemon, 'skipped' when the request cannot be sent again: the comment above
+# it says why). The script stops with status 1 at the first status other than the
+# recorded one. DOCKTAP_MAX_TIME (default 60) caps the seconds each request may take.
+# Ids the daemon made up are read from its answers into ID_N variables. This changes
+# the daemon's state the way the recorded client did.
 
 # The directory for the statuses curl got, and the answers the ids are read from.
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
 fail() { echo "$1" >&2; exit 1; }
-# check NAME OPERATION RECORDED: print the status line; stop unless the status is the
+# check N OPERATION RECORDED: print the status line; stop unless the status is the
 # recorded one (--- when the capture has none)
 check() {
   now=$(cat "$answers/$1" 2>/dev/null)
-  echo "$1 $2 $3 ${now:-000}"
+  echo "#$1 $2 $3 ${now:-000}"
   [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
-    fail "$1 $2: the daemon answered ${now:-000} where the capture has $3"
+    fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"
 }
-# head NAME PID: wait for the head of the answer to NAME, or for its curl to end
+# head N PID: wait for the head of the answer to exchange N, or for its curl to end
 head_of() {
   while [ ! -s "$answers/$1.head" ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; done
 }
 
-# 1.1 SystemPingHead
+# exchange #1: SystemPingHead
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
   --max-time "${DOCKTAP_MAX_TIME:-60}" \
@@ -37,10 +37,10 @@ curl -sS --globoff --path-as-is \
   -w '%{http_code}' \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
-  'http://docker/_ping' >"$answers"/1.1
-check 1.1 'SystemPingHead' '200'
+  'http://docker/_ping' >"$answers"/1
+check 1 'SystemPingHead' '200'
 
-# 1.2 ImageCreate
+# exchange #2: ImageCreate
 # X-Registry-Auth holds credentials docktap masked: put real ones in to authenticate
 curl -sS --globoff --path-as-is \
   --unix-socket "${DOCKER_SOCK:-/var/run/docker.sock}" \
@@ -50,5 +50,5 @@ curl -sS --globoff --path-as-is \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   -H 'X-Registry-Auth: e30=' \
-  'http://docker/v1.41/images/create?fromImage=127.0.0.1%3A9%2Fnothing&tag=latest' >"$answers"/1.2
-check 1.2 'ImageCreate' '500'
+  'http://docker/v1.41/images/create?fromImage=127.0.0.1%3A9%2Fnothing&tag=latest' >"$answers"/2
+check 2 'ImageCreate' '500'

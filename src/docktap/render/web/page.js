@@ -197,7 +197,7 @@
 
   function title(ex) {
     return (
-      "#" + ex.conn + "." + ex.seq + " " + (ex.operation || "?") + " " + ex.method + " " + ex.shown.path +
+      "#" + ex.number + " (conn " + ex.conn + ") " + (ex.operation || "?") + " " + ex.method + " " + ex.shown.path +
       " → " + (ex.status === null ? "no answer" : ex.status) + ", " + ex.shown.took +
       (ex.hijacked ? ", hijacked (" + ex.hijacked + ")" : ex.kind === "stream" ? ", streamed" : "")
     );
@@ -263,7 +263,7 @@
     return (
       '<div class="row' + (ex.i === selected ? " selected" : "") + '" data-i="' + ex.i + '" data-conn="' + ex.conn + '" data-seq="' + ex.seq + '">' +
       '<span class="num">' + ex.shown.start + "</span>" +
-      '<span class="conn">' + ex.conn + "." + ex.seq + "</span>" +
+      '<span class="conn" title="conn ' + ex.conn + ", request " + ex.seq + ' on it">#' + ex.number + "</span>" +
       '<span class="op">' + esc(ex.operation || "") + "</span>" +
       '<span class="req"><span class="method">' + esc(ex.method) + "</span> " + esc(ex.shown.path) + "</span>" +
       '<span class="status ' + statusClass(ex.status) + '">' + (ex.status === null ? "-" : ex.status) + "</span>" +
@@ -615,7 +615,7 @@
     details.textContent = "";
     details.dataset.i = ex.i;
     const head = el("h2");
-    head.appendChild(el("span", "conn", "#" + ex.conn + "." + ex.seq + " "));
+    head.appendChild(el("span", "conn", "#" + ex.number + " "));
     head.appendChild(el("span", "op", ex.operation || "(no operation)"));
     head.appendChild(el("span", "status " + statusClass(ex.status), ex.status === null ? " no answer" : " " + ex.status + " " + (ex.reason || "")));
     details.appendChild(head);
