@@ -387,7 +387,7 @@ def test_lanes_and_rows_match_the_exchanges(browser: WebDriver, tmp_path: Path, 
     # Clicking each row opens that exchange.
     for row, ex in zip(rows(browser), capture.exchanges, strict=True):
         row.click()
-        assert details_text(browser, "h2").startswith(f"#{ex.conn}.{ex.seq} ")
+        assert details_text(browser, "h2").startswith(f"#{ex.number} ")
         assert ex.method + " " + ex.target in details_text(browser, ".request pre.head")
 
 
@@ -399,7 +399,7 @@ def test_a_click_on_the_attach_shows_stdout_and_stderr_apart(
     attach = next(ex for ex in capture.exchanges if ex.operation == "ContainerAttach")
     index = capture.exchanges.index(attach)
     browser.find_element(By.CSS_SELECTOR, f'#bars g.bar[data-i="{index}"] rect').click()
-    assert details_text(browser, "h2").startswith(f"#{attach.conn}.{attach.seq} ContainerAttach")
+    assert details_text(browser, "h2").startswith(f"#{attach.number} ContainerAttach")
     assert "hooks the client up" in details_text(browser, ".explain")
     assert details_text(browser, ".io-stdout pre .data") == "out"
     assert details_text(browser, ".io-stderr pre .data") == "err"
@@ -523,7 +523,7 @@ def test_a_link_to_an_exchange_opens_it(browser: WebDriver, tmp_path: Path) -> N
     start = next(ex for ex in capture.exchanges if ex.operation == "ContainerStart")
     browser.get((tmp_path / "run.html").as_uri() + f"#x-{start.conn}-{start.seq}")
     browser.refresh()
-    assert details_text(browser, "h2").startswith(f"#{start.conn}.{start.seq} ContainerStart")
+    assert details_text(browser, "h2").startswith(f"#{start.number} ContainerStart")
 
 
 def test_zoom_changes_the_scale_and_keeps_every_bar(browser: WebDriver, tmp_path: Path) -> None:
@@ -702,4 +702,4 @@ def test_j_and_k_move_along_the_list(browser: WebDriver, tmp_path: Path) -> None
     body = browser.find_element(By.TAG_NAME, "body")
     for key, ex in zip("jjjk", [wanted[0], wanted[1], wanted[2], wanted[1]], strict=True):
         body.send_keys(key)
-        assert details_text(browser, "h2").startswith(f"#{ex.conn}.{ex.seq} ")
+        assert details_text(browser, "h2").startswith(f"#{ex.number} ")

@@ -271,7 +271,8 @@ def test_check_names_the_one_extra_call(dockerd: Daemon, learned: Path, tmp_path
     assert checked.returncode == 1
     lines = checked.stdout.decode().splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith("extra.jsonl conn ")
+    images = next(ex for ex in load(capture).exchanges if ex.operation == "ImageList")
+    assert lines[0].startswith(f"extra.jsonl #{images.number}: ")
     assert lines[0].endswith(
         "docktap policy: denied GET /images/json: "
         f"ImageList not allowed for uid 0 "

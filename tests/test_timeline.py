@@ -109,7 +109,7 @@ def test_the_run_timeline_shows_what_happened() -> None:
     start = next(line for line in rows(out) if "ContainerStart" in line)
     # three connections at once: the wait and the attach are in flight beside the start
     assert " ││● 3 " in start
-    assert start.startswith("#5 ")  # the fifth exchange of the capture, as replay names it
+    assert start.lstrip().startswith("#5 ")  # the fifth exchange of the capture, as replay names it
     span, stdout, stderr = under(out, "ContainerAttach", 3)
     assert span.startswith("open 0.375s … 0.589s  ·")
     assert (stdout, stderr) == ("out", "stderr> err")
