@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from capture_schema import validate_capture
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from docktap import redact
 from docktap.capture.format import HELD_BODY_LIMIT, Record, RecordEncoder, decode_bytes, dumps
 from docktap.events import (
     BodyData,
@@ -685,3 +688,43 @@ def test_build_output_history_and_commit_changes() -> None:
     token = _SHAPED[1]
     assert token not in redactor.target("ContainerList", f"/containers/json?filters={token}")
     assert redactor.target("ContainerList", "/containers/json?all=1") == "/containers/json?all=1"
+
+
+# --- what costs little: passes skipped, answers kept ------------------------------------------
+
+# Pieces of everything the passes of Redactor.text look for, and of what is near it.
+_TEXT_PIECES = [
+    "=", "@", " ", "-", "-p", " -p", "--password ", "mysql ", "login ", "ENV ", "ARG\t",
+    "LABEL ", "API_TOKEN", "DB_PASS", "PATH", "x", "1", "://", "u:", "-----BEGIN ",
+    "RSA PRIVATE KEY-----", "AKIA", "A" * 16, "ghp_", "a" * 36, "eyJ", "abcd.", "xoxb-",
+    "sk_live_", "AIza", "glpat-", "github_pat_", MASK_PREFIX, "\n",
+]  # fmt: skip
+
+
+def _every_pass(redactor: Redactor, text: str) -> str:
+    """Redactor.text as its passes are, each run whatever the text holds."""
+    text = redact._SHAPES.sub(redact._shape, text)
+    text = redact._PASSWORD_WORD.sub(redact._flag_value, text)
+    text = redact._P_WORD.sub(redact._flag_value, text)
+    text = redact._INSTRUCTION.sub(redactor._instruction, text)
+    return redact._ASSIGNMENT.sub(redactor._assignment, text)
+
+
+@given(st.lists(st.sampled_from(_TEXT_PIECES), max_size=12).map("".join))
+@settings(max_examples=400, deadline=None)
+def test_a_pass_is_skipped_only_where_it_would_find_nothing(text: str) -> None:
+    redactor = Redactor()
+    assert redactor.text(text) == _every_pass(redactor, text)
+
+
+def test_a_body_masked_again_is_masked_the_same_and_by_its_own_rule() -> None:
+    redactor = Redactor(["MY_.*"])
+    body = b'{"Env":["MY_VAR=x1","PLAIN=y"],"Data":"c2VjcmV0"}'
+    once = redactor.body("ContainerInspect", body, "daemon")
+    assert b"x1" not in once and b"PLAIN=y" in once and b"c2VjcmV0" in once
+    assert redactor.body("ContainerInspect", body, "daemon") == once
+    # The same bytes under another rule: its own mask, not the one kept for the first.
+    secret = redactor.body("SecretCreate", body, "client")
+    assert b"c2VjcmV0" not in secret and b"x1" not in secret
+    # Another redactor has its own names.
+    assert Redactor().body("ContainerInspect", body, "daemon") == body

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
+import orjson
 
 from docktap import routes
 from docktap.bodyframing import (
@@ -114,14 +115,20 @@ def _version_tuple(version: str | None) -> tuple[int, ...] | None:
         return None
 
 
-def _header(headers: Headers, name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
+def _header(fields: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in fields:
+        if key == name:
+            return value.decode("latin-1")
     return None
 
 
 def _json(body: bytearray) -> Any:
+    # orjson reads what it takes as json does, in a fraction of the time; what it refuses
+    # (NaN, integers past 64 bits, lone surrogates, UTF-16) json may still read.
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except ValueError:
@@ -320,7 +327,8 @@ def read_request_head(head: bytes) -> ParsedHead:
         raise ValueError(_without_bytes(str(exc))) from exc
     if not isinstance(event, h11.Request):
         raise ValueError("not a whole request head")
-    fields = list(event.headers.raw_items())
+    raw = event.headers.raw_items()
+    fields = list(raw)
     for index, hidden in go.hidden:
         fields.insert(index, hidden)
     target = go.target if go.target is not None else event.target
@@ -329,7 +337,7 @@ def read_request_head(head: bytes) -> ParsedHead:
         target.decode("latin-1"),
         event.http_version,
         _decode_headers(fields),
-        tuple(event.headers),
+        tuple(_lowered(raw)),
     )
 
 
@@ -350,6 +358,15 @@ def _response_parser() -> h11.Connection:
     return parser
 
 
+def _lowered(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A parsed head's fields with their names lower-cased, as h11's `Headers` yields them.
+
+    From `raw_items()`, a list: iterating `Headers` itself goes through the generic Sequence
+    iterator, an indexing call per field, and the observer reads the fields several times.
+    """
+    return [(name.lower(), value) for name, value in raw]
+
+
 def _decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
     return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
 
@@ -360,14 +377,17 @@ class ConnectionObserver:
     def __init__(self, conn: int, book: TtyBook | None = None) -> None:
         self.conn = conn
         self._book = book if book is not None else TtyBook()
-        self._sides = {Direction.CLIENT: _Side(), Direction.DAEMON: _Side()}
+        # Each side by name too: Direction hashes through a Python-level __hash__, and the
+        # sides are looked up several times per message.
+        self._client = _Side()
+        self._daemon = _Side()
+        self._sides = {Direction.CLIENT: self._client, Direction.DAEMON: self._daemon}
         self._mode = "http"  # then "hijacked" or "broken"
         self._seq = 0
         self._ex: _Exchange | None = None
         self._last = False  # the last exchange the connection can carry is over
         self._after_post = False  # the exchange before the next one was a POST
         self._responses: h11.Connection | None = None  # ready to read the next response head
-        self._eof: set[Direction] = set()
         # EOFs not reported yet because bytes sent before them are still to be parsed
         # (pipelined requests wait for the exchange before them): HalfClosed(d) must come
         # after every event made from d's bytes.
@@ -383,7 +403,7 @@ class ConnectionObserver:
             return []
         self._t = t
         if self._mode == "http":
-            side = self._sides[direction]
+            side = self._side(direction)
             if side.body is not None and not side.pending:
                 # The common case of a bulk body: its bytes are cut out of `data` directly.
                 end = self._read_body(direction, data)
@@ -399,12 +419,12 @@ class ConnectionObserver:
         return self._take()
 
     def feed_eof(self, direction: Direction, t: float) -> list[Event]:
-        if direction in self._eof or self._closed:
+        side = self._side(direction)
+        if side.eof or self._closed:
             return []
         self._t = t
-        self._eof.add(direction)
         self._eof_pending.append(direction)
-        self._sides[direction].eof = True
+        side.eof = True
         if self._mode == "http":
             self._pump()
         self._flush_eofs()
@@ -437,9 +457,7 @@ class ConnectionObserver:
     @property
     def held(self) -> int:
         """Bytes received and not parsed yet: unfinished heads, or requests waiting their turn."""
-        return len(self._sides[Direction.CLIENT].pending) + len(
-            self._sides[Direction.DAEMON].pending
-        )
+        return len(self._client.pending) + len(self._daemon.pending)
 
     def cut(self, t: float, budget: int) -> list[Event]:
         """Let go of the bytes held (HeadBudget ran out): say so, and read no more of the
@@ -448,12 +466,15 @@ class ConnectionObserver:
             return []
         self._t = t
         direction = max(self._sides, key=lambda d: len(self._sides[d].pending))
-        size = len(self._sides[direction].pending)
+        size = len(self._side(direction).pending)
         seq = self._ex.seq if self._ex is not None else None
         self._give_up(HeadCut(self.conn, t, seq, direction, size, budget))
         return self._take()
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _side(self, direction: Direction) -> _Side:
+        return self._client if direction is Direction.CLIENT else self._daemon
 
     def _emit(self, event: Event) -> None:
         self._out.append(event)
@@ -478,7 +499,7 @@ class ConnectionObserver:
 
     def _advance(self, direction: Direction) -> bool:
         """One step of parsing on one side; False when it cannot go on for now."""
-        side = self._sides[direction]
+        side = self._side(direction)
         if side.body is not None:
             if side.pending:
                 data = bytes(side.pending)
@@ -521,10 +542,12 @@ class ConnectionObserver:
         Called where a side has just run dry, so that where HalfClosed lands among the events
         does not depend on how the bytes were split.
         """
+        if not self._eof_pending:
+            return
         for direction in list(self._eof_pending):
             if only is not None and direction is not only:
                 continue
-            side = self._sides[direction]
+            side = self._side(direction)
             if force or self._mode != "http" or side.done:
                 self._eof_pending.remove(direction)
                 self._emit(HalfClosed(self.conn, self._t, direction))
@@ -563,7 +586,7 @@ class ConnectionObserver:
 
     def _head(self, direction: Direction, end: int) -> None:
         """Parse the head that ends at pending[end] with h11, then act on it."""
-        side = self._sides[direction]
+        side = self._side(direction)
         head = bytes(side.pending[:end])
         go = _for_h11(head) if direction is Direction.CLIENT else _GoHead(head)
         try:
@@ -604,7 +627,7 @@ class ConnectionObserver:
 
     def _read_body(self, direction: Direction, data: bytes) -> int:
         """Hand `data` to the side's body reader; returns where the body ended in it."""
-        side = self._sides[direction]
+        side = self._side(direction)
         reader = side.body
         assert reader is not None
         try:
@@ -627,7 +650,7 @@ class ConnectionObserver:
         if reader.done:
             self._message_done(direction)
         else:
-            self._sides[direction].body = reader
+            self._side(direction).body = reader
 
     def _body_data(self, direction: Direction, data: bytes) -> None:
         ex = self._require_ex()
@@ -658,7 +681,7 @@ class ConnectionObserver:
         read until close, at its EOF). A peer going away otherwise (a killed daemon, an
         interrupted upload) is no protocol error; a framing line cut off is reported, as bytes.
         """
-        held = self._unexplained(self._sides[direction])
+        held = self._unexplained(self._side(direction))
         if held:
             self._emit(Unparsed(self.conn, self._t, direction, held))
         if complete:
@@ -686,6 +709,8 @@ class ConnectionObserver:
         method = event.method.decode("latin-1")
         identity = routes.identify(method, target)
         op = identity.operation
+        raw = event.headers.raw_items()
+        lowered = _lowered(raw)
         ex = _Exchange(
             self._seq,
             method,
@@ -693,14 +718,13 @@ class ConnectionObserver:
             op,
             identity.api_version,
             identity.subject,
-            keeps_alive(event.http_version, event.headers),
+            keeps_alive(event.http_version, lowered),
         )
         if op in _LEARN_OPS:
             ex.request_body = bytearray()
         self._ex = ex
-        fields = list(event.headers.raw_items())
         for index, hidden in go.hidden:
-            fields.insert(index, hidden)
+            raw.insert(index, hidden)  # after `lowered`: h11 was not shown them
         self._emit(
             RequestHead(
                 self.conn,
@@ -709,16 +733,18 @@ class ConnectionObserver:
                 method,
                 target,
                 event.http_version.decode("latin-1"),
-                _decode_headers(fields),
+                _decode_headers(raw),
             )
         )
-        self._start_body(Direction.CLIENT, request_body(event.http_version, event.headers))
+        self._start_body(Direction.CLIENT, request_body(event.http_version, lowered))
 
     # -- the daemon's side ----------------------------------------------------------------
 
     def _response(self, event: h11.InformationalResponse | h11.Response) -> None:
         ex = self._require_ex()
-        headers = _decode_headers(event.headers.raw_items())
+        raw = event.headers.raw_items()
+        lowered = _lowered(raw)
+        headers = _decode_headers(raw)
         informational = isinstance(event, h11.InformationalResponse)
         ex.response_started = True
         self._emit(
@@ -733,13 +759,13 @@ class ConnectionObserver:
                 informational,
             )
         )
-        ex.content_type = _header(headers, "content-type")
+        ex.content_type = _header(lowered, b"content-type")
         if event.status_code == 101:
-            self._hijack(ex, (_header(headers, "upgrade") or "tcp").lower())
+            self._hijack(ex, (_header(lowered, b"upgrade") or "tcp").lower())
             return
         if informational:
             return
-        framed = any(k in _FRAMING for k, _ in event.headers)
+        framed = any(k in _FRAMING for k, _ in lowered)
         if (
             200 <= event.status_code < 300
             and not framed
@@ -753,11 +779,9 @@ class ConnectionObserver:
         if ex.operation in _LEARN_OPS:
             ex.response_body = bytearray()
         reader = response_body(
-            ex.method.encode("latin-1"), event.status_code, event.http_version, event.headers
+            ex.method.encode("latin-1"), event.status_code, event.http_version, lowered
         )
-        if isinstance(reader, CloseDelimitedBody) or not keeps_alive(
-            event.http_version, event.headers
-        ):
+        if isinstance(reader, CloseDelimitedBody) or not keeps_alive(event.http_version, lowered):
             ex.keep_alive = False
         self._start_body(Direction.DAEMON, reader)
 

@@ -29,7 +29,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -167,22 +167,37 @@ def name_pattern(pattern: str) -> re.Pattern[str]:
 # Secrets known by their shape, whatever name they go by: cloud and forge tokens with a fixed
 # prefix, JWTs, PEM private keys (to their end, or to the end of the text when cut), and the
 # password of a URL (`postgres://app:PW@db`), of which only the password is masked.
+_AWS_KEY = r"[A-Z0-9]{16}(?![A-Za-z0-9])"
+# Tokens by their fixed prefix, and what follows it. Each prefix starts with a literal stem
+# (what comes before any `[`): a text without the stem cannot hold the token.
+_TOKENS = (
+    *(
+        (prefix, _AWS_KEY)
+        for prefix in (
+            "AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA"
+        )
+    ),
+    ("gh[pousr]_", r"[A-Za-z0-9]{36,}"),
+    ("github_pat_", r"[A-Za-z0-9_]{22,}"),
+    ("glpat-", r"[A-Za-z0-9_-]{20,}"),
+    ("xox[abposr]-", r"[A-Za-z0-9-]{10,}"),
+    ("sk_live_", r"[A-Za-z0-9]{16,}"),
+    ("rk_live_", r"[A-Za-z0-9]{16,}"),
+    ("AIza", r"[A-Za-z0-9_-]{35}"),
+    ("eyJ", r"[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+)  # fmt: skip
+_PEM_BEGIN = "-----BEGIN"
 _SHAPES = re.compile(
-    r"(?P<pem>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+    rf"(?P<pem>{_PEM_BEGIN} (?:[A-Z0-9]+ )*PRIVATE KEY-----"
     r"(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*))"
     r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)(?P<password>[^\s/@]+)@"
-    r"|(?<![A-Za-z0-9])(?:"
-    r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA)[A-Z0-9]{16}(?![A-Za-z0-9])"
-    r"|gh[pousr]_[A-Za-z0-9]{36,}"
-    r"|github_pat_[A-Za-z0-9_]{22,}"
-    r"|glpat-[A-Za-z0-9_-]{20,}"
-    r"|xox[abposr]-[A-Za-z0-9-]{10,}"
-    r"|(?:sk|rk)_live_[A-Za-z0-9]{16,}"
-    r"|AIza[A-Za-z0-9_-]{35}"
-    r"|eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
-    r")",
+    r"|(?<![A-Za-z0-9])(?:" + "|".join(prefix + rest for prefix, rest in _TOKENS) + ")",
     re.DOTALL,
 )
+# What a shape needs: the start of a PEM key, the `@` after a URL's password, a token's
+# prefix. Every alternative starts with a literal, so that the search skips to where one can
+# start rather than trying each at every character.
+_SHAPE_HINTS = re.compile("|".join([_PEM_BEGIN, "@", *(prefix for prefix, _ in _TOKENS)]))
 
 
 def _shape(match: re.Match[str]) -> str:
@@ -196,7 +211,7 @@ def _shape(match: re.Match[str]) -> str:
 
 def mask_shapes(text: str) -> str:
     """`text` with every secret recognised by its shape masked (see `_SHAPES`)."""
-    return _SHAPES.sub(_shape, text)
+    return _SHAPES.sub(_shape, text) if _SHAPE_HINTS.search(text) else text
 
 
 _ASSIGNMENT = re.compile(r"(?<![^\s='\"])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s'\"]+)")
@@ -213,6 +228,7 @@ _P_WORD = re.compile(
 _INSTRUCTION = re.compile(
     r"(\b(?:ENV|ARG|LABEL)\s+)([A-Za-z_][A-Za-z0-9_.-]*)([ \t]+)([^\s=][^\n]*)"
 )
+_INSTRUCTION_HINT = re.compile(r"ENV\s|ARG\s|LABEL\s")
 
 
 _RUN_ARGS = re.compile(r"\|(\d+) ")
@@ -297,6 +313,12 @@ _RULES: dict[str, dict[str, _Rule]] = {
 }
 
 
+# Masked bodies kept, of at most _KEPT_BODY bytes each (a few MiB at most); names looked up
+# in the secret name patterns kept, of at most _KEPT_NAME characters.
+_KEPT_BODIES = 16
+_KEPT_BODY = 64 << 10
+_KEPT_NAME = 256
+
 # Keys holding a command's words.
 _COMMAND_KEYS = frozenset({"cmd", "entrypoint", "path", "args", "arguments"})
 # The kinds of JSON value that may hold a string (everything else is a number, bool or null).
@@ -321,11 +343,21 @@ class Redactor:
 
     extra_names: Iterable[str] = ()
     _names: list[re.Pattern[str]] = field(init=False, repr=False)
+    _masked_recently: Callable[[_Rule, bytes], bytes] = field(init=False, repr=False, compare=False)
+    _secret_name: Callable[[str], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._names = [name_pattern(p) for p in (*DEFAULT_SECRET_NAMES, *self.extra_names)]
+        # Clients poll: the same container inspected until it is up, the same list again.
+        # Masking is a function of the rule and the bytes, so the last few answers are kept.
+        self._masked_recently = functools.lru_cache(maxsize=_KEPT_BODIES)(self._masked)
+        # The same few variable and label names come back in every body.
+        self._secret_name = functools.lru_cache(maxsize=4096)(self._matches_name)
 
     def secret_name(self, name: str) -> bool:
+        return self._secret_name(name) if len(name) <= _KEPT_NAME else self._matches_name(name)
+
+    def _matches_name(self, name: str) -> bool:
         return any(p.search(name) for p in self._names)
 
     def command(self, argv: list[str] | None) -> list[str] | None:
@@ -369,11 +401,16 @@ class Redactor:
         """Free text (a shell command, a build step, a history line) with what looks like a
         secret masked: secrets by shape, `NAME=value` and `ENV NAME value` under secret
         names, and the values of `--password` and `mysql -pX`."""
+        # Each pass needs a word of its own to match (`--password`, ` -p`, an instruction,
+        # `=`); most texts hold none of them, and skip the pass.
         text = mask_shapes(text)
-        text = _PASSWORD_WORD.sub(_flag_value, text)
-        text = _P_WORD.sub(_flag_value, text)
-        text = _INSTRUCTION.sub(self._instruction, text)
-        return _ASSIGNMENT.sub(self._assignment, text)
+        if "--password" in text:
+            text = _PASSWORD_WORD.sub(_flag_value, text)
+        if "-p" in text:
+            text = _P_WORD.sub(_flag_value, text)
+        if _INSTRUCTION_HINT.search(text):
+            text = _INSTRUCTION.sub(self._instruction, text)
+        return _ASSIGNMENT.sub(self._assignment, text) if "=" in text else text
 
     def _instruction(self, match: re.Match[str]) -> str:
         value = match[4]
@@ -441,6 +478,11 @@ class Redactor:
         rule = rules.get(direction) if direction else next(iter(rules.values()), None)
         if rule is None:
             return body
+        if len(body) <= _KEPT_BODY:
+            return self._masked_recently(rule, body)
+        return self._masked(rule, body)
+
+    def _masked(self, rule: _Rule, body: bytes) -> bytes:
         try:
             decoded, rest = parse(body)
         except JSONSyntaxError:

@@ -26,6 +26,7 @@ is about (:func:`subject`), and all of it at once for a request head (:func:`ide
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -124,8 +125,20 @@ class Identity:
     image: str | None = None
 
 
+# A request is identified where its head is parsed and again where it is encoded, and clients
+# repeat the same few targets: the last ones are kept, short ones only, so that the cache stays
+# small whatever the targets are.
+_CACHED_TARGET = 512
+
+
 def identify(method: str, target: str) -> Identity:
     """The operation, API version, subject and image of a request (see `Identity`)."""
+    if len(target) > _CACHED_TARGET:
+        return _identify(method, target)
+    return _identify_cached(method, target)
+
+
+def _identify(method: str, target: str) -> Identity:
     version, path = split_version(target)
     found = _get_index().lookup(method, path)
     if found is None:
@@ -133,6 +146,9 @@ def identify(method: str, target: str) -> Identity:
     route, values = found
     image = values[0] if values and _first_segment(route.template) == "images" else None
     return Identity(route.operation, version, _subject(path), image)
+
+
+_identify_cached = functools.lru_cache(maxsize=256)(_identify)
 
 
 # A compiled parameterised template: its ranking key (lower sorts first), the

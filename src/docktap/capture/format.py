@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -96,15 +96,36 @@ def dumps(record: Record) -> str:
     return orjson.dumps(record).decode("utf-8")
 
 
+def line(record: Record) -> bytes:
+    """A record as its line of the capture, UTF-8 and newline included: `dumps` + LF."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+_EMPTY_SHA256 = hashlib.sha256().hexdigest()
+# Enum values are properties, each a Python call: the two directions' are looked up once.
+_CLIENT: Final = Direction.CLIENT.value
+_DAEMON: Final = Direction.DAEMON.value
+
+
 @dataclass
 class _Budget:
     """How much of one body or stream has been seen, and how much of it went inline."""
 
     inline: int = 0
     total: int = 0
-    digest: Any = field(default_factory=hashlib.sha256)
+    # The sha256 of the bytes seen, begun with the first of them: most messages have no body.
+    digest: Any = None
     held: bytearray | None = None  # bodies kept back for redaction
     overflow: bool = False  # a held body grew past the limit: only size and sha256 are kept
+
+    def hash(self, data: bytes) -> None:
+        if self.digest is None:
+            self.digest = hashlib.sha256(data)
+        else:
+            self.digest.update(data)
+
+    def hexdigest(self) -> str:
+        return _EMPTY_SHA256 if self.digest is None else str(self.digest.hexdigest())
 
 
 class RecordEncoder:
@@ -135,10 +156,18 @@ class RecordEncoder:
         self.held_limit = held_limit
         self._budgets: dict[tuple[int, int, str, str], _Budget] = {}
         self._operations: dict[tuple[int, int], str | None] = {}
+        self._stamped = float("nan")  # the last time stamped (NaN equals no time), and its stamps
+        self._stamps = (0.0, 0.0)
 
     def _stamp(self, record: Record, t: float) -> Record:
-        record["t"] = round(self.started_wall + (t - self.started_mono), 6)
-        record["mono"] = round(t - self.started_mono, 6)
+        # The records of one read share its time: each time is rounded once.
+        if t != self._stamped:
+            self._stamped = t
+            self._stamps = (
+                round(self.started_wall + (t - self.started_mono), 6),
+                round(t - self.started_mono, 6),
+            )
+        record["t"], record["mono"] = self._stamps
         return record
 
     def header(
@@ -218,7 +247,7 @@ class RecordEncoder:
                 "type": Kind.REQUEST,
                 "conn": conn,
                 "seq": event.seq,
-                "dir": Direction.CLIENT.value,
+                "dir": _CLIENT,
                 "method": event.method,
                 "target": target,
                 "http_version": event.http_version,
@@ -235,7 +264,7 @@ class RecordEncoder:
                 "type": Kind.RESPONSE,
                 "conn": conn,
                 "seq": event.seq,
-                "dir": Direction.DAEMON.value,
+                "dir": _DAEMON,
                 "status": event.status,
                 "reason": event.reason,
                 "http_version": event.http_version,
@@ -314,7 +343,7 @@ class RecordEncoder:
         Past the cap they are left out, and one error record says so. A 101 is always kept:
         the hijack that follows is read from it.
         """
-        key = (event.conn, event.seq, Direction.DAEMON.value, "informational")
+        key = (event.conn, event.seq, _DAEMON, "informational")
         if not event.informational:
             self._budgets.pop(key, None)
             return [record]
@@ -333,7 +362,7 @@ class RecordEncoder:
             "type": "error",
             "conn": event.conn,
             "seq": event.seq,
-            "dir": Direction.DAEMON.value,
+            "dir": _DAEMON,
             "kind": "capture",
             "message": f"informational responses past --max-body ({self.max_body} bytes of "
             "their records) are not recorded",
@@ -347,14 +376,16 @@ class RecordEncoder:
             del self._operations[op_key]
 
     def _budget(self, kind: str, conn: int, seq: int | None, direction: Direction) -> _Budget:
-        key = (conn, seq or 0, direction.value, kind)
+        seq = seq or 0
+        side = direction.value
+        key = (conn, seq, side, kind)
         budget = self._budgets.get(key)
         if budget is None:
             budget = self._budgets[key] = _Budget()
             if (
                 kind == Kind.BODY
                 and self.redactor is not None
-                and self.redactor.holds(self._operations.get((conn, seq or 0)), direction.value)
+                and self.redactor.holds(self._operations.get((conn, seq)), side)
             ):
                 budget.held = bytearray()
         return budget
@@ -373,7 +404,7 @@ class RecordEncoder:
         if budget.held is not None:
             # Size and digest of the original, for a body too large to mask.
             budget.total += len(data)
-            budget.digest.update(data)
+            budget.hash(data)
             if not budget.overflow:
                 if len(budget.held) + len(data) > self.held_limit:
                     budget.overflow = True
@@ -383,7 +414,7 @@ class RecordEncoder:
             return []
         budget.total += len(data)
         if kind == Kind.BODY:
-            budget.digest.update(data)
+            budget.hash(data)
         if self.max_body:
             room = self.max_body - budget.inline
             if room <= 0:
@@ -401,31 +432,39 @@ class RecordEncoder:
         return [self._stamp(record, t)]
 
     def _end(self, event: MessageEnd) -> list[Record]:
-        budget = self._budget(Kind.BODY, event.conn, event.seq, event.direction)
+        side = event.direction.value
+        key = (event.conn, event.seq, side, Kind.BODY)
+        budget = self._budgets.get(key)
         out: list[Record] = []
-        if budget.held is not None and not budget.overflow:
-            # The digest and size describe the masked body: a digest of a short secret
-            # would let anyone holding the capture guess it offline.
-            held = bytes(budget.held)
-            budget.held = None
-            budget.total = 0
-            budget.digest = hashlib.sha256()
-            if held and self.redactor is not None:
-                operation = self._operations.get((event.conn, event.seq))
-                masked = self.redactor.body(operation, held, event.direction.value)
-                out.extend(
-                    self._data(Kind.BODY, event.conn, event.seq, event.direction, masked, event.t)
-                )
-        del self._budgets[(event.conn, event.seq, event.direction.value, Kind.BODY)]
+        if budget is None:  # no body: nothing was held, counted or hashed
+            size, inline, digest = 0, 0, _EMPTY_SHA256
+        else:
+            if budget.held is not None and not budget.overflow:
+                # The digest and size describe the masked body: a digest of a short secret
+                # would let anyone holding the capture guess it offline.
+                held = bytes(budget.held)
+                budget.held = None
+                budget.total = 0
+                budget.digest = None
+                if held and self.redactor is not None:
+                    operation = self._operations.get((event.conn, event.seq))
+                    masked = self.redactor.body(operation, held, side)
+                    out.extend(
+                        self._data(
+                            Kind.BODY, event.conn, event.seq, event.direction, masked, event.t
+                        )
+                    )
+            del self._budgets[key]
+            size, inline, digest = budget.total, budget.inline, budget.hexdigest()
         record: Record = {
             "type": Kind.END,
             "conn": event.conn,
             "seq": event.seq,
-            "dir": event.direction.value,
+            "dir": side,
             "complete": event.complete,
-            "size": budget.total,
-            "inline": budget.inline,
-            "sha256": budget.digest.hexdigest(),
+            "size": size,
+            "inline": inline,
+            "sha256": digest,
         }
         out.append(self._stamp(record, event.t))
         return out

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import IO
 
-from docktap.capture.format import Record, dumps
+from docktap.capture.format import Record, line
 from docktap.outputs import open_output
 
 
@@ -21,6 +21,10 @@ class CaptureWriter:
 
     def __init__(self, stream: IO[str], on_error: Callable[[str], None] | None = None) -> None:
         self._stream = stream
+        # Lines are written as the bytes orjson makes, past the text layer where there is one
+        # underneath (a file, stdout): decoding them to have them encoded again costs more
+        # than the JSON itself. The text layer holds nothing: each write is flushed.
+        self._binary: IO[bytes] | None = getattr(stream, "buffer", None)
         self._on_error = on_error
         self.failed: str | None = None
         self.records = 0
@@ -39,12 +43,16 @@ class CaptureWriter:
     def write(self, records: Iterable[Record]) -> None:
         if self.failed is not None:
             return
-        lines = [dumps(record) + "\n" for record in records]
+        lines = [line(record) for record in records]
         if not lines:
             return
         try:
-            self._stream.write("".join(lines))
-            self._stream.flush()
+            if self._binary is not None:
+                self._binary.write(b"".join(lines))
+                self._binary.flush()
+            else:
+                self._stream.write(b"".join(lines).decode("utf-8"))
+                self._stream.flush()
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.failed = f"capture stopped after {self.records} records: {reason}"
