@@ -106,6 +106,13 @@ def test_what_the_body_asks_beyond_the_limits_is_denied(
     assert reason in decision.reason, decision.reason
 
 
+def test_a_type_error_where_the_guard_does_not_read_is_left_to_dockerd() -> None:
+    # dockerd refuses the whole body with its own 400 (tests/test_policy_dockerd.py)
+    assert decide(POLICY, create(b'{"Image":"bb","Hostname":1,"HostConfig":{"Dns":"x"}}')).allowed
+    denied = decide(POLICY, create(b'{"Image":"bb","Hostname":1,"HostConfig":{"CapAdd":[1]}}'))
+    assert not denied.allowed and "a body dockerd cannot decode" in denied.reason
+
+
 def test_allowed_capabilities_in_any_spelling_pass() -> None:
     assert decide(
         POLICY, create({"Image": "bb", "HostConfig": {"CapAdd": ["cap_net_raw"]}})

@@ -213,6 +213,33 @@ def test_raw_spellings_dockerd_reads_as_privileged_are_denied(
         proxy.stop()
 
 
+def test_a_type_error_in_a_field_the_guard_does_not_read_is_refused_by_dockerd(
+    dockerd: Daemon, learned: Path, tmp_path: Path
+) -> None:
+    """The guard decodes only the fields it decides on: a body that is wrong elsewhere goes on
+    to dockerd, which refuses all of it and creates nothing; one that also asks for a
+    privilege is denied by the guard."""
+    policy = _raw_policy(learned, tmp_path)
+    proxy = Proxy(dockerd, tmp_path, "-q", "--policy", str(policy))
+    before = containers(dockerd)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(proxy.socket))
+            body = b'{"Image":"bb","Cmd":["true"],"Hostname":1,"HostConfig":{"NetworkMode":"none"'
+            answer = _exchange(sock, _create(body + b"}}"))
+            # dockerd's own refusal (20.10 answers a decoding error with a 500)
+            assert int(answer.split(b" ", 2)[1]) in (400, 500), answer
+            message = json.loads(answer.partition(b"\r\n\r\n")[2])["message"]
+            assert "cannot unmarshal number into Go struct field" in message
+            assert "Hostname of type string" in message
+            answer = _exchange(sock, _create(body + b',"Privileged":true}}'))
+            assert answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer
+            assert b"HostConfig.Privileged not allowed" in answer
+        assert containers(dockerd) == before
+    finally:
+        proxy.stop()
+
+
 def test_docker_py_is_held_to_its_policy(dockerd: Daemon, tmp_path: Path) -> None:
     script = (
         "import docker, sys\n"

@@ -171,3 +171,60 @@ def test_operations_without_a_json_type_are_plain_json() -> None:
     assert (decoded.value, decoded.typed, decoded.error) == ({"a": 2}, False, None)
     assert decode("ContainerList", b"").value is None
     assert decode(None, b"not json").rejected
+
+
+# Fields read of a create body: a resource field that carries over from the deprecated
+# top-level HostConfig, and the Cpuset that becomes CpusetCpus, as well as privileges.
+READS = frozenset(
+    {"Image", "HostConfig.Privileged", "HostConfig.Binds", "HostConfig.Mounts"}
+    | {"HostConfig.CapAdd", "HostConfig.Memory", "HostConfig.CpusetCpus"}
+)
+
+
+def project(value: Any, paths: frozenset[str]) -> Any:
+    """The part of a decoded body at `paths`."""
+    out = {}
+    for head in {path.partition(".")[0] for path in paths}:
+        if head not in value:
+            continue
+        rest = frozenset(p.partition(".")[2] for p in paths if p.startswith(head + "."))
+        inner = value[head]
+        out[head] = project(inner, rest) if rest and isinstance(inner, dict) else inner
+    return out
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"image":"bb","hostconfig":{"privileged":true,"bInDs":["/etc:/h"],"Dns":["x"]}}',
+        '{"HostConfig":{"Bind\u017f":["/etc:/x"],"Networ\u212aMode":"host"}}',
+        '{"HostConfig":{"Privileged":true},"HostConfig":{"Memory":8000000}}',
+        '{"HostConfig":{"Privileged":false,"Privileged":true},"Hostname":"a","Hostname":"b"}',
+        '{"HostConfig":{"Binds":["/etc:/x"]},"HostConfig":{"Binds":[null]}}',
+        '{"HostConfig":{"CapAdd":["SYS_ADMIN"]},"HostConfig":{"CapAdd":"NET_RAW"}}',
+        '{"Image":"bb","Privileged":true,"Labels":{"a":"b"}}',
+        '{"Privileged":true,"HostConfig":{"Memory":8000000}}',
+        '{"Memory":9000000,"HostConfig":{"Privileged":true,"CpuShares":2}}',
+        '{"Cpuset":"0","HostConfig":{}}',
+        '{"Dns":["1.1.1.1"],"Privileged":null}',
+        '{"Image":"bb","Env":["A=b"],"HostConfig":{"Mounts":[{"Type":"bind","Source":"/"}]}}',
+        '{"Image":"bb","HostConfig":null}',
+        '{"Image":"b\\u0062","HostConfig":{"Privileged":true,"Privileged":false,"Dns":[]}}',
+    ],
+)
+def test_a_reading_of_some_fields_holds_what_the_whole_reading_holds_there(body: str) -> None:
+    whole = decode("ContainerCreate", body.encode())
+    some = decode("ContainerCreate", body.encode(), READS)
+    assert whole.error is None and some.error is None
+    assert some.value == project(whole.value, READS)
+
+
+def test_a_reading_of_some_fields_sees_type_errors_only_in_those() -> None:
+    unread = b'{"Image":"bb","Hostname":1,"HostConfig":{"Memory":"1","Dns":"x"}}'
+    assert decode("ContainerCreate", unread).rejected
+    assert decode("ContainerCreate", unread, frozenset({"Image"})).value == {"Image": "bb"}
+    read = b'{"Image":"bb","HostConfig":{"Privileged":1}}'
+    assert decode("ContainerCreate", read, READS).error == decode("ContainerCreate", read).error
+    assert decode("ContainerCreate", b"[]", READS).error == (
+        "json: cannot unmarshal array into Go value of type ContainerConfigWrapper"
+    )

@@ -227,3 +227,21 @@ def test_the_quick_reading_agrees_with_the_full_one(body: bytes) -> None:
 @pytest.mark.parametrize("body", FULL)
 def test_the_quick_reading_leaves_what_it_cannot_be_sure_of(body: bytes) -> None:
     assert quick_decode(Types(STRUCTS), "Top", body) is None
+
+
+def test_narrowed_types_read_only_the_fields_kept() -> None:
+    types = Types(STRUCTS).narrowed({"Top": frozenset({"Name", "Inner"})})
+    # "name" folds equal to "Name": kept, so that a key goes where the whole struct sends it
+    assert [name for name, _ in types.structs["Top"]] == ["Name", "name", "Inner"]
+    body = b'{"NAME": "n", "name": "m", "Size": "not a number", "Inner": {"A": "a"}, "Flag": 1}'
+    quick = quick_decode(types, "Top", body)
+    assert quick is not None
+    for reading in (quick[0], Decoder(types).decode("Top", parse(body)[0])):
+        assert finish(reading) == {"Name": "n", "name": "m", "Inner": {"A": "a"}}
+    decoder = Decoder(types)
+    decoder.decode("Top", parse(b'{"Inner": {"A": 1}, "Size": 1.5}')[0])
+    assert decoder.errors == [
+        "json: cannot unmarshal number into Go struct field Inner.Inner.A of type string"
+    ]
+    # a duplicate is still seen where it is skipped: orjson's reading lost a key
+    assert quick_decode(types, "Top", b'{"Name": "a", "Size": 1, "Size": 2}') is None

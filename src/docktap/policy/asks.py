@@ -50,6 +50,37 @@ LIMITS = {
     "ImageCreate": ("images",),
 }
 LIMITED = frozenset(LIMITS)
+#: The fields of each decoded body that `read` looks at, and all it decodes of the body.
+#:
+#: Decoding the rest would cost the guard most of its time on a create, for one thing it
+#: could add: a type error in a field not read, which makes dockerd refuse the body. Such a
+#: body is forwarded, and dockerd answers it with its own error: it decodes the whole body
+#: before it acts on any of it (runconfig's DecodeConfig, httputils.ReadJSON), so nothing is
+#: created, and what each field read holds is what dockerd holds, a failed body or not (Go
+#: skips a value of the wrong type and goes on). A type error in a field read is still seen,
+#: and denied with dockerd's own message. `policy check` and `learn` read captures the same
+#: way, so they judge such a body as the guard does.
+READS = {
+    "ContainerCreate": frozenset(
+        {
+            "Image",
+            *(
+                f"HostConfig.{name}"
+                for name in (
+                    "Binds",
+                    "Mounts",
+                    "CapAdd",
+                    "Capabilities",
+                    "Devices",
+                    "SecurityOpt",
+                    "Privileged",
+                    *NAMESPACE_FIELDS,
+                )
+            ),
+        }
+    ),
+    "ContainerExec": frozenset({"Privileged"}),
+}
 
 
 @dataclass(frozen=True)
@@ -82,7 +113,7 @@ def read(
         return Asks(images=(image,) if image else ())
     if operation not in ("ContainerCreate", "ContainerExec"):
         return Asks()
-    decoded = decode(operation, body)
+    decoded = decode(operation, body, READS[operation])
     if decoded.rejected:
         return Asks(error=decoded.error)
     value = decoded.value if isinstance(decoded.value, dict) else {}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from docktap.request import gojson
@@ -148,12 +149,20 @@ def typed(operation: str | None) -> bool:
     return operation in _TYPES
 
 
-def decode(operation: str | None, body: bytes) -> Decoded:
-    """The body of a request to `operation`, decoded as dockerd decodes it."""
+def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = None) -> Decoded:
+    """The body of a request to `operation`, decoded as dockerd decodes it.
+
+    With `reads` (dotted paths of fields of the decoded body: `HostConfig.Binds`), only those
+    fields are decoded, each whole; the rest is skipped as Go skips a key of no field. Keys
+    are matched, duplicates merged and the deprecated top-level HostConfig chosen as in the
+    whole reading, so each field read holds what it holds there, but `error` then names only
+    a type error in a field read: one elsewhere goes unseen.
+    """
     kind = _TYPES.get(operation or "")
     if not body.strip(b" \t\r\n") and kind is None:
         return Decoded(operation, None)
-    quick = gojson.quick_decode(_GO, kind, body) if kind is not None else None
+    types = _GO if reads is None or kind is None else _narrowed(kind, reads)
+    quick = gojson.quick_decode(types, kind, body) if kind is not None else None
     if quick is not None:
         value, loaded = quick
         if kind == _WRAPPER and isinstance(value, dict):
@@ -166,7 +175,7 @@ def decode(operation: str | None, body: bytes) -> Decoded:
         return Decoded(operation, None, str(exc), kind is not None)
     if kind is None:
         return Decoded(operation, gojson.plain(parsed), None, False)
-    decoder = gojson.Decoder(_GO)
+    decoder = gojson.Decoder(types)
     value = gojson.finish(decoder.decode(kind, parsed))
     if decoder.errors:
         return Decoded(operation, None, decoder.errors[0], True)
@@ -176,6 +185,33 @@ def decode(operation: str | None, body: bytes) -> Decoded:
             pairs = (key for key, _ in parsed.pairs)
         value = _host_config(value, _has_outer(pairs))
     return Decoded(operation, value, None, True)
+
+
+@cache
+def _narrowed(kind: str, reads: frozenset[str]) -> gojson.Types:
+    """The types of `kind` that hold only the fields at `reads` (see `decode`)."""
+    keep: dict[str, set[str]] = {}
+    whole: set[str] = set()
+    top = "ContainerCreateBody" if kind == _WRAPPER else kind
+    for path in reads:
+        struct, *names = [top, *path.split(".")]
+        for depth, name in enumerate(names):
+            found = _GO.field(struct, name)
+            if found is None:
+                raise ValueError(f"{path}: {struct} has no field {name}")
+            keep.setdefault(struct, set()).add(found[0])
+            inner = found[1].removeprefix("*").removeprefix("[]").removeprefix("map[string]")
+            if depth == len(names) - 1:
+                whole.add(inner)
+            struct = inner
+    if kind == _WRAPPER:
+        # The deprecated top-level HostConfig is the HostConfig when there is no other.
+        host = _OUTER_FIELDS if "HostConfig" in whole else keep.get("HostConfig", set())
+        outer = {name for name in host if name in _OUTER_FIELDS}
+        if "CpusetCpus" in host:
+            outer.add("Cpuset")
+        keep[_WRAPPER] = keep[top] | outer
+    return _GO.narrowed({name: frozenset(f) for name, f in keep.items() if name not in whole})
 
 
 def without_zeros(operation: str | None, value: Any) -> Any:

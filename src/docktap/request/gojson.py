@@ -190,12 +190,37 @@ class Types:
     """The Go types a body is decoded into: structs by name, and types with their own
     UnmarshalJSON. Built once; the index of field names it builds is shared by all decodes."""
 
-    def __init__(self, structs: Structs, custom: Mapping[str, Custom] | None = None) -> None:
+    def __init__(
+        self,
+        structs: Structs,
+        custom: Mapping[str, Custom] | None = None,
+        skipped: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
         self.structs = structs
         self.custom = dict(custom or {})
+        # Fields left out of a struct by `narrowed`: by exact name, known to match no field.
+        self.skipped = dict(skipped or {})
         self._exact: dict[str, dict[str, tuple[str, str]]] = {}
         self._folded: dict[str, dict[str, tuple[str, str]]] = {}
         self._as_is: dict[str, dict[str, _Field]] = {}
+        self._named: dict[str, frozenset[str]] = {}
+
+    def narrowed(self, keep: Mapping[str, frozenset[str]]) -> Types:
+        """These types with only the `keep` fields of the structs it names (each other struct
+        whole): a key of a field left out is skipped unread, as Go skips a key of no field.
+
+        A left-out field never takes a key from a kept one: Go gives a key to the field of
+        its exact name first, else to the first that folds equal to it, so every field that
+        folds equal to a kept one is kept too.
+        """
+        structs = dict(self.structs)
+        skipped = {}
+        for name, wanted in keep.items():
+            folds = {fold(f) for f, _ in self.structs[name] if f in wanted}
+            kept = tuple((f, kind) for f, kind in self.structs[name] if fold(f) in folds)
+            structs[name] = kept
+            skipped[name] = frozenset(f for f, _ in self.structs[name]) - {f for f, _ in kept}
+        return Types(structs, self.custom, skipped)
 
     def field(self, struct: str, key: str) -> tuple[str, str] | None:
         """The (name, type) of the struct field a JSON key lands in, or None."""
@@ -207,6 +232,14 @@ class Types:
             self._folded[struct] = folded
             self._exact[struct] = {name: (name, kind) for name, kind in fields}
         return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
+
+    def named(self, struct: str) -> frozenset[str]:
+        """The exact names of a struct's fields, those `narrowed` left out included."""
+        names = self._named.get(struct)
+        if names is None:
+            names = frozenset(f for f, _ in self.structs[struct]) | self.skipped.get(struct, set())
+            self._named[struct] = names
+        return names
 
     def as_is(self, struct: str) -> dict[str, _Field]:
         """A struct's fields by exact JSON name, with what QuickDecoder needs to take most
@@ -409,11 +442,11 @@ class QuickDecoder:
     - orjson reads one JSON value and rejects what Go rejects at parse time, but also bytes
       after the value, invalid UTF-8 and integers past 64 bits, which Go handles: unsure.
     - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure.
-    - orjson keeps the last of duplicate keys silently. Without `\\u` escapes every colon of the
-      body is a key's or one inside a string, and the strings come out with theirs, so the
-      body's colons equal the keys plus the colons of the strings read exactly when no key
-      was lost. Every object is walked, ignored ones too, to count its keys; the strings'
-      colons are counted only when the keys alone fall short.
+    - orjson keeps the last of duplicate keys silently. Without `\\u` escapes every colon of a
+      JSON text is a key's or one inside a string, as written (no escape spells a colon
+      otherwise). orjson writes what it read back with every key and string it kept, so its
+      text has as many colons as the body exactly when no key (and with it its colon) was
+      lost. That is counted in C, whatever part of the body is decoded.
     - Two keys that fold into one field merge in Go: unsure. Without duplicates nothing merges,
       so each field is decoded into its zero value, as the full reading would.
     - A type mismatch is an error dockerd reports: unsure, the full reading gives its message.
@@ -423,7 +456,6 @@ class QuickDecoder:
 
     def __init__(self, types: Types) -> None:
         self.types = types
-        self.keys = 0
 
     def decode(self, kind: str, value: Any) -> Any:
         """`value` (orjson's) as Go decodes it into a zero `kind`, finished; _ABSENT when Go
@@ -436,7 +468,6 @@ class QuickDecoder:
                 return None
             return _ABSENT
         if base == "any":
-            self.count(value)
             return value
         if base.startswith("[]"):
             return self._slice(base[2:], value)
@@ -448,16 +479,6 @@ class QuickDecoder:
         if base in self.types.structs:
             return self._struct(base, value)
         return self._scalar(base, value)
-
-    def count(self, value: Any) -> None:
-        """Count the keys of a value that is not decoded further."""
-        if isinstance(value, dict):
-            self.keys += len(value)
-            for item in value.values():
-                self.count(item)
-        elif isinstance(value, list):
-            for item in value:
-                self.count(item)
 
     def _item(self, kind: str, value: Any) -> Any:
         """An element of a slice, array or map: decoded into a fresh zero value."""
@@ -495,32 +516,41 @@ class QuickDecoder:
     def _struct(self, name: str, value: Any) -> Any:
         if type(value) is not dict:
             raise _Unsure
-        self.keys += len(value)
         fields = self.types.as_is(name)
         into: dict[str, Any] = {}
+        skipped = self.types.skipped.get(name)
+        if skipped is not None and value.keys() <= self.types.named(name):
+            # Each key is the exact name of a field (read or skipped): none folds, none merges,
+            # so the fields read are looked up instead of every key being walked.
+            for read in fields.values():
+                if read.name in value:
+                    self._take(into, read, value[read.name])
+            return into
         for key, item in value.items():
             found = fields.get(key)
             if found is None:
+                if skipped is not None and key in skipped:
+                    continue
                 folded = self.types.field(name, key)
                 if folded is None:
-                    self.count(item)  # ignored by Go, but counted for the duplicate check
-                    continue
-                found = self.types.as_is(name)[folded[0]]
-            field_name = found.name
-            if field_name in into:
+                    continue  # Go ignores it
+                found = fields[folded[0]]
+            if found.name in into:
                 raise _Unsure
-            same = found.same
-            if item is None and found.null is not _CUSTOM:
-                decoded = found.null
-            elif type(item) is same and (
-                same is not int or found.low <= cast(int, item) <= found.high
-            ):
-                decoded = item
-            else:
-                decoded = self.decode(found.kind, item)
-            if decoded is not _ABSENT:
-                into[field_name] = decoded
+            self._take(into, found, item)
         return into
+
+    def _take(self, into: dict[str, Any], found: _Field, item: Any) -> None:
+        """Decode `item` into the struct field `found` of `into`."""
+        same = found.same
+        if item is None and found.null is not _CUSTOM:
+            decoded = found.null
+        elif type(item) is same and (same is not int or found.low <= cast(int, item) <= found.high):
+            decoded = item
+        else:
+            decoded = self.decode(found.kind, item)
+        if decoded is not _ABSENT:
+            into[found.name] = decoded
 
     def _slice(self, kind: str, value: Any) -> Any:
         if type(value) is not list:
@@ -531,27 +561,12 @@ class QuickDecoder:
         if type(value) is not list:
             raise _Unsure
         zero = finish(Decoder(self.types).zero(kind))
-        for item in value[size:]:
-            self.count(item)  # skipped unread by Go
         return [self._item(kind, value[i]) if i < len(value) else zero for i in range(size)]
 
     def _map(self, kind: str, value: Any) -> Any:
         if type(value) is not dict:
             raise _Unsure
-        self.keys += len(value)
         return {key: self._item(kind, item) for key, item in value.items()}
-
-
-def _colons(value: Any) -> int:
-    """The colons a JSON text without `\\u` escapes needs for `value`: one a key, and those
-    inside its strings."""
-    if isinstance(value, str):
-        return value.count(":")
-    if isinstance(value, dict):
-        return sum(1 + key.count(":") + _colons(item) for key, item in value.items())
-    if isinstance(value, list):
-        return sum(_colons(item) for item in value)
-    return 0
 
 
 def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None:
@@ -561,11 +576,9 @@ def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None
         return None
     try:
         loaded = orjson.loads(body)
-        decoder = QuickDecoder(types)
-        value = decoder.decode(kind, loaded)
-        colons = body.count(b":")
-        if decoder.keys != colons and _colons(loaded) != colons:
+        if orjson.dumps(loaded).count(b":") != body.count(b":"):
             return None  # a duplicate key was lost
-    except (orjson.JSONDecodeError, _Unsure, RecursionError):
+        value = QuickDecoder(types).decode(kind, loaded)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, _Unsure, RecursionError):
         return None
     return None if value is _ABSENT else (value, loaded)
