@@ -97,6 +97,16 @@ def test_a_denial_waits_for_the_answers_before_it() -> None:
     assert actions.index(answer) < next(i for i, a in enumerate(actions) if isinstance(a, Forward))
 
 
+def test_the_daemons_answers_are_followed_however_they_are_cut() -> None:
+    g = gate()
+    g.from_client(PING + PING + create(b'{"Image":"alpine"}'))
+    daemon = b"HTTP/1.1 100 Continue\r\n\r\n" + PONG + PONG
+    for at in range(len(daemon) - 1):
+        assert answers(g.from_daemon(daemon[at : at + 1])) == [], at
+    (answer,) = answers(g.from_daemon(daemon[-1:]))
+    assert b"image alpine not allowed" in answer.data
+
+
 def test_a_chunked_body_is_read_whole_and_forwarded_as_sent() -> None:
     g = gate()
     body = b'{"Image":"bb","HostConfig":{"Privileged":true}}'

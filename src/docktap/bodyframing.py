@@ -25,7 +25,8 @@ decide what the daemon really read, where they differ from RFC 9112 or from h11:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 
 # Go's limits: internal/chunked.go maxLineLength, and bufio's default buffer that bounds the
 # trailer section (transfer.go seeUpcomingDoubleCRLF).
@@ -35,6 +36,9 @@ MAX_TRAILER = 4096
 _HEX = re.compile(rb"[0-9A-Fa-f]{0,16}")
 
 HeadFields = Iterable[tuple[bytes, bytes]]
+#: How a message's body is framed, as a maker of fresh readers: the framing depends on the
+#: head alone, so a head read once frames the body of every message sent with it again.
+Framing = Callable[[], "BodyReader"]
 
 
 class FramingError(ValueError):
@@ -242,24 +246,36 @@ def _chunked(http_version: bytes, headers: HeadFields) -> bool:
     return http_version != b"1.0" and _value(headers, b"transfer-encoding") is not None
 
 
+def request_framing(http_version: bytes, headers: HeadFields) -> Framing:
+    """How the body of a request with this parsed head is framed."""
+    if _chunked(http_version, headers):
+        return ChunkedBody
+    length = _value(headers, b"content-length")
+    return partial(LengthBody, int(length) if length is not None else 0)
+
+
 def request_body(http_version: bytes, headers: HeadFields) -> BodyReader:
     """The reader for the body of a request with this parsed head."""
+    return request_framing(http_version, headers)()
+
+
+def response_framing(
+    request_method: bytes, status: int, http_version: bytes, headers: HeadFields
+) -> Framing:
+    """How the body of a final (not 1xx) response with this parsed head is framed."""
+    if request_method == b"HEAD" or status in (204, 304):
+        return partial(LengthBody, 0)
     if _chunked(http_version, headers):
-        return ChunkedBody()
+        return ChunkedBody
     length = _value(headers, b"content-length")
-    return LengthBody(int(length) if length is not None else 0)
+    return partial(LengthBody, int(length)) if length is not None else CloseDelimitedBody
 
 
 def response_body(
     request_method: bytes, status: int, http_version: bytes, headers: HeadFields
 ) -> BodyReader:
     """The reader for the body of a final (not 1xx) response with this parsed head."""
-    if request_method == b"HEAD" or status in (204, 304):
-        return LengthBody(0)
-    if _chunked(http_version, headers):
-        return ChunkedBody()
-    length = _value(headers, b"content-length")
-    return LengthBody(int(length)) if length is not None else CloseDelimitedBody()
+    return response_framing(request_method, status, http_version, headers)()
 
 
 def keeps_alive(http_version: bytes, headers: HeadFields) -> bool:

@@ -30,10 +30,11 @@ from docktap.answers import forbidden
 from docktap.bodyframing import (
     BodyReader,
     CloseDelimitedBody,
+    Framing,
     FramingError,
     keeps_alive,
-    request_body,
-    response_body,
+    request_framing,
+    response_framing,
 )
 from docktap.observer import MAX_HEAD_SIZE, ParsedHead, head_end, read_request_head
 from docktap.policy.asks import BODY_OPERATIONS
@@ -45,19 +46,44 @@ MAX_BODY = 1 << 20
 #: Operations that hijack the connection once the daemon agrees.
 HIJACKING = frozenset({"ContainerAttach", "ContainerAttachWebsocket", "ExecStart"})
 _AFTER_POST_SKIP = 4  # Go's server discards up to this many CR/LF after a POST
-# Clients send the same heads again and again (pings, polls, the CLI's every create): a small
-# head is parsed once. What is kept is a frozen value; the bound keeps the memory small.
+# Clients send the same heads again and again (pings, polls, the CLI's every create), and the
+# daemon answers them with the same heads (but for the Date, once a second): a small head is
+# read once. What is kept is a frozen value; the bound keeps the memory small.
 _CACHED_HEAD = 4096
 _MEMO_SIZE = 256
 
 
-@lru_cache(maxsize=256)
-def _cached_head(head: bytes) -> ParsedHead:
-    return read_request_head(head)
+@dataclass(frozen=True)
+class _Head:
+    """What the gate takes from a request head, all of it from the head's bytes alone."""
+
+    parsed: ParsedHead
+    operation: str | None
+    framing: Framing
+    keep: bool  # the connection may carry another request after it
+    hijack: bool
+    key: tuple[str, str]  # method and target: all a decision on the head alone depends on
 
 
-def _read_head(head: bytes) -> ParsedHead:
-    return _cached_head(head) if len(head) <= _CACHED_HEAD else read_request_head(head)
+def _request_head(head: bytes) -> _Head:
+    parsed = read_request_head(head)
+    fields = parsed.fields
+    operation = routes.operation_name(parsed.method, parsed.target)
+    return _Head(
+        parsed,
+        operation,
+        request_framing(parsed.http_version, fields),
+        keeps_alive(parsed.http_version, fields),
+        operation in HIJACKING or any(name == b"upgrade" for name, _ in fields),
+        (parsed.method, parsed.target),
+    )
+
+
+_cached_request_head = lru_cache(maxsize=256)(_request_head)
+
+
+def _read_head(head: bytes) -> _Head:
+    return _cached_request_head(head) if len(head) <= _CACHED_HEAD else _request_head(head)
 
 
 @dataclass(frozen=True)
@@ -211,28 +237,40 @@ class Gate:
         head = bytes(buf[:end])
         del buf[:end]
         try:
-            parsed = _read_head(head)
-            reader = request_body(parsed.http_version, parsed.fields)
+            facts = _read_head(head)
         except ValueError as exc:
             self._refuse_unread(actions, f"a request docktap cannot parse ({exc})")
             return False
+        parsed = facts.parsed
         self._seq += 1
         self._after_post = parsed.method == "POST"
-        operation = routes.operation_name(parsed.method, parsed.target)
-        keep = keeps_alive(parsed.http_version, parsed.fields)
-        hijack = operation in HIJACKING or any(name == b"upgrade" for name, _ in parsed.fields)
-        self._reader = reader
-        if operation in BODY_OPERATIONS and not reader.done:
-            self._pending = _Held(head, parsed.method, parsed.target, parsed.headers, keep, hijack)
+        self._reader = reader = facts.framing()
+        if facts.operation in BODY_OPERATIONS and not reader.done:
+            self._pending = _Held(
+                head, parsed.method, parsed.target, parsed.headers, facts.keep, facts.hijack
+            )
             self._raw = bytearray(head)
             self._body = bytearray()
             self._state = "body"
             return True
-        request = Request(
-            parsed.method, parsed.target, parsed.headers, b"", True, self._uid, self._exe
-        )
-        self._settle(actions, head, request, keep, hijack, reader.done, memo=True)
+        decision = self._decide_head(facts)
+        self._settle(actions, head, decision, parsed.method, facts.keep, facts.hijack, reader.done)
         return True
+
+    def _decide_head(self, facts: _Head) -> Decision:
+        """A request decided on its head alone: once per method and target while the same
+        policy is in force, since nothing else of it enters the decision."""
+        policy = self._policy()
+        if policy is not self._memo_policy or len(self._memo) >= _MEMO_SIZE:
+            self._memo_policy, self._memo = policy, {}
+        decision = self._memo.get(facts.key)
+        if decision is None:
+            parsed = facts.parsed
+            request = Request(
+                parsed.method, parsed.target, parsed.headers, b"", True, self._uid, self._exe
+            )
+            decision = self._memo[facts.key] = decide(policy, request)
+        return decision
 
     def _read_body(self, actions: list[Action]) -> bool:
         reader, pending = self._reader, self._pending
@@ -266,7 +304,9 @@ class Gate:
             self._uid,
             self._exe,
         )
-        self._settle(actions, bytes(self._raw), request, pending.keep, pending.hijack, True)
+        decision = decide(self._policy(), request)
+        raw = bytes(self._raw)
+        self._settle(actions, raw, decision, pending.method, pending.keep, pending.hijack, True)
         return True
 
     def _stream(self, actions: list[Action]) -> bool:
@@ -295,31 +335,17 @@ class Gate:
         self,
         actions: list[Action],
         data: bytes,
-        request: Request,
+        decision: Decision,
+        method: str,
         keep: bool,
         hijack: bool,
         whole: bool,
-        memo: bool = False,
     ) -> None:
-        """Forward or answer a decided request.
-
-        A request decided on its head alone (`memo`) is decided once per method and target
-        while the same policy is in force: nothing else of it enters the decision.
-        """
-        policy = self._policy()
-        if not memo:
-            decision = decide(policy, request)
-        else:
-            if policy is not self._memo_policy or len(self._memo) >= _MEMO_SIZE:
-                self._memo_policy, self._memo = policy, {}
-            key = (request.method, request.target)
-            found = self._memo.get(key)
-            decision = found if found is not None else decide(policy, request)
-            self._memo[key] = decision
+        """Forward or answer a decided request."""
         actions.append(Decided(self._seq, decision, self._enforce))
         if decision.allowed or not self._enforce:
             actions.append(Forward(data))
-            self._outstanding.append((request.method, hijack))
+            self._outstanding.append((method, hijack))
             if hijack:
                 self._state = "hijack"  # until the daemon says whether it hijacked
             else:
@@ -385,30 +411,31 @@ class Gate:
                 if body.done:
                     self._response_done(actions)
                 continue
-            self._response_head += data[pos:]
-            pos = end
-            split = head_end(self._response_head)
+            if self._response_head:  # a head cut between two reads
+                self._response_head += data[pos:]
+                data, pos = bytes(self._response_head), 0
+                end = len(data)
+                self._response_head.clear()
+            split = head_end(data, pos)
             if split is None:
+                self._response_head += data[pos:]
                 break
-            head = bytes(self._response_head[:split])
-            rest = bytes(self._response_head[split:])
-            self._response_head.clear()
-            if not self._response(head, actions):
+            if not self._response(data[pos:split], actions):
                 return actions
-            data, pos, end = rest, 0, len(rest)
+            pos = split
         return actions
 
     def _response(self, head: bytes, actions: list[Action]) -> bool:
         """Act on a response head; False once the connection is raw or lost."""
+        method, hijack = self._outstanding[0]
         try:
-            version, status, fields = _response_head(head)
+            status, framing = _read_response_head(method, head)
         except ValueError:
             self._lose_responses(actions)
             return False
-        if 100 <= status < 200 and status != 101:
+        if framing is None:
             return True
-        method, hijack = self._outstanding[0]
-        reader = response_body(method.encode(), status, version, fields)
+        reader = framing()
         hijacked = status == 101 or (
             hijack and 200 <= status < 300 and isinstance(reader, CloseDelimitedBody)
         )
@@ -457,8 +484,9 @@ class Gate:
             self._advance(actions)
 
 
-def _response_head(head: bytes) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
-    """HTTP version, status and fields (names lower-cased) of a response head from dockerd."""
+def _response_head(method: str, head: bytes) -> tuple[int, Framing | None]:
+    """The status of a response head from dockerd, and how its body is framed, as the answer
+    to `method`; None for an interim (1xx) response, which another follows."""
     lines = head.split(b"\n")
     parts = lines[0].rstrip(b"\r").split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
@@ -469,4 +497,16 @@ def _response_head(head: bytes) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
         if line:
             name, _, value = line.partition(b":")
             fields.append((name.strip().lower(), value.strip()))
-    return parts[0][5:], int(parts[1]), fields
+    status = int(parts[1])
+    if 100 <= status < 200 and status != 101:
+        return status, None
+    return status, response_framing(method.encode(), status, parts[0][5:], fields)
+
+
+_cached_response_head = lru_cache(maxsize=256)(_response_head)
+
+
+def _read_response_head(method: str, head: bytes) -> tuple[int, Framing | None]:
+    if len(head) <= _CACHED_HEAD:
+        return _cached_response_head(method, head)
+    return _response_head(method, head)
