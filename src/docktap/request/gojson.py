@@ -170,9 +170,14 @@ _CUSTOM = object()
 _SAME = {"string": str, "bool": bool}
 
 
+class _NoItem:
+    """The item type of a slice whose items QuickDecoder always decodes: only `[]` is taken."""
+
+
 class _Field(NamedTuple):
     """A struct field as QuickDecoder reads it: a value of type `same` (an int within
-    `low`..`high`) is taken as it is, and null gives `null` (_CUSTOM: the type decides)."""
+    `low`..`high`) is taken as it is, a list of `items` (a slice) is copied, and null gives
+    `null` (_CUSTOM: the type decides)."""
 
     name: str
     kind: str
@@ -180,6 +185,7 @@ class _Field(NamedTuple):
     low: int
     high: int
     null: Any
+    items: type | None = None
 
 
 #: A Go type with its own UnmarshalJSON: (decoder, value, what is there now, where) -> new value.
@@ -253,14 +259,22 @@ class Types:
     def _quick_field(self, name: str, kind: str) -> _Field:
         base = kind.removeprefix("*")
         if base in self.custom:
-            null: Any = _CUSTOM
+            null: Any = self._custom_null(base)
         elif base is not kind or base == "any" or base.startswith(("[]", "map[")):
             null = None
         else:
             null = _ABSENT
         if kind in _RANGES:
             return _Field(name, kind, int, *_RANGES[kind], null)
-        return _Field(name, kind, _SAME.get(kind), 0, 0, null)
+        items = _SAME.get(kind[2:], _NoItem) if kind.startswith("[]") else None
+        return _Field(name, kind, _SAME.get(kind), 0, 0, null, items)
+
+    def _custom_null(self, base: str) -> Any:
+        """What a type with its own UnmarshalJSON makes of null in a fresh field, which
+        does not change from one body to the next; _CUSTOM when it cannot be said once."""
+        decoder = Decoder(self)
+        made = self.custom[base](decoder, None, _ABSENT, "")
+        return _CUSTOM if decoder.errors else finish(made)
 
 
 class Decoder:
@@ -517,40 +531,54 @@ class QuickDecoder:
         if type(value) is not dict:
             raise _Unsure
         fields = self.types.as_is(name)
-        into: dict[str, Any] = {}
         skipped = self.types.skipped.get(name)
         if skipped is not None and value.keys() <= self.types.named(name):
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so the fields read are looked up instead of every key being walked.
-            for read in fields.values():
-                if read.name in value:
-                    self._take(into, read, value[read.name])
-            return into
+            pairs = [(found, value[found.name]) for found in fields.values() if found.name in value]
+        else:
+            pairs = self._pairs(name, fields, skipped or frozenset(), value)
+        into: dict[str, Any] = {}
+        for found, item in pairs:
+            same, items = found.same, found.items
+            if item is None and found.null is not _CUSTOM:
+                decoded = found.null
+            elif type(item) is same and (
+                same is not int or found.low <= cast(int, item) <= found.high
+            ):
+                decoded = item
+            elif (
+                type(item) is list
+                and items is not None
+                and (not item or all(type(i) is items for i in item))
+            ):
+                decoded = item[:]  # strings or bools, as Go reads them into a fresh slice
+            else:
+                decoded = self.decode(found.kind, item)
+            if decoded is not _ABSENT:
+                into[found.name] = decoded
+        return into
+
+    def _pairs(
+        self, name: str, fields: dict[str, _Field], skipped: frozenset[str], value: dict[str, Any]
+    ) -> list[tuple[_Field, Any]]:
+        """The fields the keys of `value` land in, each with its value, as Go matches them."""
+        pairs = []
+        taken = set()
         for key, item in value.items():
             found = fields.get(key)
             if found is None:
-                if skipped is not None and key in skipped:
+                if key in skipped:
                     continue
                 folded = self.types.field(name, key)
                 if folded is None:
                     continue  # Go ignores it
                 found = fields[folded[0]]
-            if found.name in into:
+            if found.name in taken:
                 raise _Unsure
-            self._take(into, found, item)
-        return into
-
-    def _take(self, into: dict[str, Any], found: _Field, item: Any) -> None:
-        """Decode `item` into the struct field `found` of `into`."""
-        same = found.same
-        if item is None and found.null is not _CUSTOM:
-            decoded = found.null
-        elif type(item) is same and (same is not int or found.low <= cast(int, item) <= found.high):
-            decoded = item
-        else:
-            decoded = self.decode(found.kind, item)
-        if decoded is not _ABSENT:
-            into[found.name] = decoded
+            taken.add(found.name)
+            pairs.append((found, item))
+        return pairs
 
     def _slice(self, kind: str, value: Any) -> Any:
         if type(value) is not list:
