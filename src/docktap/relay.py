@@ -25,13 +25,14 @@ from docktap.answers import bad_gateway, out_of_descriptors
 from docktap.connecting import connect
 from docktap.events import Direction
 from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
+from docktap.policy.actions import Action, Answer, Decided, Forward
 from docktap.tap import PeerCredentials, Tap
 from docktap.upstream import Endpoint
 
 # The gate, and the request model it reads requests with, only with a policy: a relay without
 # one is started by every `docktap run`, and must start fast.
 if TYPE_CHECKING:
-    from docktap.policy.gate import Action, Gate
+    from docktap.policy.gate import Gate
     from docktap.policy.guard import Guard
 
 _CONNECT_TIMEOUT = 10.0
@@ -206,23 +207,20 @@ class _Pipe:
     def forward_gated(self, gate: Gate, side: _Side, data: bytes) -> None:
         """Client bytes go to the daemon only as the gate lets them; daemon bytes go straight
         to the client, and the gate follows them to answer its denials in their turn."""
-        now = time.monotonic()
         if side is self.client:
             if self.tap is not None:
-                self.tap.data(self.conn, Direction.CLIENT, data, now)
+                self.tap.data(self.conn, Direction.CLIENT, data, time.monotonic())
             self.apply(gate.from_client(data))
         else:
             assert self.client.transport is not None
             write_to_client(self.client.transport, data)
             if self.tap is not None:
-                self.tap.data(self.conn, Direction.DAEMON, data, now)
+                self.tap.data(self.conn, Direction.DAEMON, data, time.monotonic())
             self.apply(gate.from_daemon(data))
         if self.failure is not None:
             self.answer_failure()
 
     def apply(self, actions: list[Action]) -> None:
-        from docktap.policy.gate import Answer, Decided, Forward
-
         for action in actions:
             if isinstance(action, Forward):
                 self.to_daemon(action.data)

@@ -15,7 +15,7 @@ written canonically), and holds a denial until those are out. A request that may
 connection (attach, exec start, an Upgrade) is decided before it is forwarded; once the
 daemon's answer says the connection is hijacked, bytes flow raw both ways.
 
-Pure: bytes in, actions out. The relay does the writing.
+Pure: bytes in, actions out (`docktap.policy.actions`). The relay does the writing.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ from docktap.bodyframing import (
     response_framing,
 )
 from docktap.observer import MAX_HEAD_SIZE, ParsedHead, head_end, read_request_head
+from docktap.policy.actions import Action as Action
+from docktap.policy.actions import Answer as Answer
+from docktap.policy.actions import Decided as Decided
+from docktap.policy.actions import EndOfInput as EndOfInput
+from docktap.policy.actions import Forward as Forward
 from docktap.policy.asks import BODY_OPERATIONS
 from docktap.policy.decide import Decision, Request, decide
 from docktap.policy.model import Policy
@@ -84,40 +89,6 @@ _cached_request_head = lru_cache(maxsize=256)(_request_head)
 
 def _read_head(head: bytes) -> _Head:
     return _cached_request_head(head) if len(head) <= _CACHED_HEAD else _request_head(head)
-
-
-@dataclass(frozen=True)
-class Forward:
-    """Send these bytes on to the daemon."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Answer:
-    """Send these bytes to the client in docktap's name; then close it if `close`."""
-
-    data: bytes
-    close: bool
-
-
-@dataclass(frozen=True)
-class Decided:
-    """The policy's decision on the connection's request number `seq` (as the observer numbers
-    them; None for bytes that are no request); `enforced` is False in warn mode, where a denied
-    request is forwarded all the same."""
-
-    seq: int | None
-    decision: Decision
-    enforced: bool
-
-
-@dataclass(frozen=True)
-class EndOfInput:
-    """The client has sent all it will: half-close the daemon connection."""
-
-
-Action = Forward | Answer | Decided | EndOfInput
 
 
 @dataclass(frozen=True)

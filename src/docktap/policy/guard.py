@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from docktap.policy.gate import MAX_BODY, Decided, Gate
+from docktap.policy.actions import Decided
+from docktap.policy.gate import MAX_BODY, Gate
 from docktap.policy.model import Policy
 
 #: Called with the connection and each decision on it: the capture and stderr get them.

@@ -31,7 +31,7 @@ from docktap.relay import Relay
 from docktap.upstream import Endpoint
 
 if TYPE_CHECKING:
-    from docktap.policy.gate import Decided
+    from docktap.policy.actions import Decided
     from docktap.policy.guard import Guard
 
 
