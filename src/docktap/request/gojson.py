@@ -534,8 +534,8 @@ class QuickDecoder:
         skipped = self.types.skipped.get(name)
         if skipped is not None and value.keys() <= self.types.named(name):
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
-            # so the fields read are looked up instead of every key being walked.
-            pairs = [(found, value[found.name]) for found in fields.values() if found.name in value]
+            # so only the keys of fields read are walked.
+            pairs = [(fields[key], value[key]) for key in value.keys() & fields.keys()]
         else:
             pairs = self._pairs(name, fields, skipped or frozenset(), value)
         into: dict[str, Any] = {}
