@@ -45,3 +45,31 @@ def capture_of(
         ]
     records.append({"type": "close", "conn": 1, "t": 9.0, "mono": 9.0})
     return loads("\n".join(dumps(r) for r in records) + "\n")
+
+
+#: What dockerd answers a ContainerWait whose client went away (its context was canceled).
+CANCELED = b'{"Error":{"Message":"context canceled"},"StatusCode":-1}\n'
+
+
+def given_up_wait(container: str = "c0ffee") -> Capture:
+    """A ContainerWait the client gave up on after the head: it half-closed, and only then did
+    dockerd write its "context canceled" body (as a client timeout records)."""
+    target = f"/v1.41/containers/{container}/wait"
+    head = [["Content-Type", "application/json"], ["Transfer-Encoding", "chunked"]]
+    records: list[dict[str, Any]] = [
+        {"type": "capture", "format": FORMAT, "version": VERSION, "t": 1.0, "mono": 0.0},
+        {"type": "open", "conn": 1, "peer": PEER, "t": 1.0, "mono": 0.0},
+        {"type": "request", "conn": 1, "seq": 1, "method": "POST", "target": target,
+         "operation": "ContainerWait", "headers": [["Content-Length", "0"]], "t": 1.1,
+         "mono": 0.1},
+        {"type": "end", "conn": 1, "seq": 1, "dir": "client", "size": 0, "mono": 0.1},
+        {"type": "response", "conn": 1, "seq": 1, "status": 200, "headers": head, "mono": 0.2},
+        {"type": "halfclose", "conn": 1, "dir": "client", "mono": 5.0},
+        {"type": "body", "conn": 1, "seq": 1, "dir": "daemon", "size": len(CANCELED),
+         "text": CANCELED.decode(), "mono": 5.001},
+        {"type": "end", "conn": 1, "seq": 1, "dir": "daemon", "complete": True,
+         "size": len(CANCELED), "mono": 5.001},
+        {"type": "halfclose", "conn": 1, "dir": "daemon", "mono": 5.002},
+        {"type": "close", "conn": 1, "mono": 5.003},
+    ]  # fmt: skip
+    return loads("\n".join(dumps(r) for r in records) + "\n")

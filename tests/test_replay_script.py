@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from synthetic import CANCELED, given_up_wait
 
 from docktap import load, routes
 from docktap.capture.format import Record
@@ -248,6 +249,27 @@ def test_stdin_sent_and_half_closed_are_marked() -> None:
     echo = attach.pieces[1]
     assert echo.data == b"\x01\x00\x00\x00\x00\x00\x00\x11hello from stdin\n"
     assert attach.pieces[0].index < sent < closed < echo.index
+
+
+def test_an_answer_written_after_the_client_gave_up_is_marked() -> None:
+    """The client half-closed a ContainerWait after its head; dockerd answered after that."""
+    capture = given_up_wait()
+    (wait,) = scripts(capture, "wait.jsonl")
+    closed = _index_of(capture, type="halfclose", dir="client")
+    assert wait.client_marks == [ClientMark(closed, 0, True)]
+    head, body = wait.pieces
+    assert head.index < closed < body.index
+    assert body.data == CANCELED
+    assert wait.outlives_client
+
+
+def test_an_answer_ended_before_the_client_left_does_not_outlive_it() -> None:
+    _, recordings = _scripts("run.jsonl")
+    assert not any(r.outlives_client for r in recordings)
+    # A hijacked stream goes on after a half-close anyway: it is not what this is about.
+    _, recordings = _scripts("run-stdin.jsonl")
+    attach = _by_operation(recordings)["ContainerAttach"]
+    assert any(m.halfclosed for m in attach.client_marks) and not attach.outlives_client
 
 
 def test_client_bytes_add_up_over_several_records() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import h11
 import pytest
+from synthetic import CANCELED, given_up_wait
 from tapping import DOCKTAP, one
 
 from docktap.capture.reader import Capture, load, loads
@@ -243,6 +244,35 @@ def test_output_is_held_until_the_client_sends_what_preceded_it(
 
     # Short: the server gives up on the requests this client never makes (the wait) at once.
     _serve(capture, sock, client, stall_timeout=0.01)
+
+
+def test_an_answer_to_a_client_that_gave_up_is_held_until_this_one_does(tmp_path: Path) -> None:
+    """dockerd wrote the ContainerWait body only after the client half-closed (its timeout):
+    the replay's client gets nothing past the head until it gives up too."""
+    capture = given_up_wait()
+    wait = capture.exchanges[0]
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        c.send(wait.method, wait.target)
+        head = await c.event()
+        assert isinstance(head, h11.Response) and head.status_code == 200
+        reading = asyncio.create_task(c.reader.read(1))
+        pinger = await _Client.open(sock)  # a round trip: the server had every chance
+        pinger.send("GET", "/_ping")
+        await pinger.response()
+        assert c.conn.next_event() is h11.NEED_DATA  # nothing came with the head either
+        assert not reading.done()
+        c.writer.write_eof()
+        rest = await reading + await c.reader.read()  # to the end: the server closes
+        c.conn.receive_data(rest)
+        c.conn.receive_data(b"")
+        body = await c.event()
+        assert isinstance(body, h11.Data) and body.data == CANCELED
+        assert isinstance(await c.event(), h11.EndOfMessage)
+
+    _serve(capture, sock, client)
 
 
 def _refused_leniently(

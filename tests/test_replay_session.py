@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from dockerd import Daemon
 
 from docktap.capture.reader import load
 from docktap.listening import ListenError
+from docktap.recording.session import record
 from docktap.replay.session import redactor_for, replay
 from docktap.replay.store import DEFAULT_REPEAT, Miss
 from docktap.upstream import Endpoint
@@ -95,3 +99,58 @@ def test_a_socket_that_cannot_be_bound_is_a_listen_error(tmp_path: Path) -> None
         replay([CAPTURES / "version.jsonl"], Endpoint(path=str(taken))),
     ):
         pass
+
+
+def _give_up_on_a_wait(
+    path: str, target: str, waiting: Callable[[socket.socket], None]
+) -> tuple[bytes, bytes]:
+    """A client with a timeout on ContainerWait: it reads the head, waits (`waiting`), then
+    gives up (half-closes) and reads what comes to the end. What came before it gave up (with
+    the head), and after."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        sock.sendall(f"POST {target} HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n".encode())
+        before = b""
+        while b"\r\n\r\n" not in before:
+            before += sock.recv(65536)
+        waiting(sock)
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            before += sock.recv(65536)
+        sock.setblocking(True)
+        sock.shutdown(socket.SHUT_WR)
+        after = b""
+        while chunk := sock.recv(65536):
+            after += chunk
+    return before, after
+
+
+def test_a_wait_the_client_gave_up_on_is_answered_when_it_gives_up(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    """Recorded for real: dockerd says "context canceled" only once the client has given up;
+    the replay holds that answer until its client gives up too, so a timeout fires as it did."""
+    started = dockerd.docker("run", "-d", "--network", "none", dockerd.image, "sleep", "60")
+    container = started.stdout.decode().strip()
+    target = f"/v1.41/containers/{container}/wait"
+    capture = tmp_path / "wait.jsonl"
+    relay = tmp_path / "relay.sock"
+    try:
+        with record(capture, Endpoint(path=str(relay)), Endpoint(path=str(dockerd.socket))):
+            _, recorded = _give_up_on_a_wait(str(relay), target, lambda _: None)
+    finally:
+        dockerd.docker("rm", "-f", container)
+    assert b"context canceled" in recorded
+
+    sock = str(tmp_path / "d.sock")
+
+    def round_trip(_: socket.socket) -> None:
+        # On another connection: the replay has had every chance to answer by then.
+        assert _get(sock, "/_ping")[0] == 200
+
+    with replay([capture], Endpoint(path=sock)) as session:
+        before, after = _give_up_on_a_wait(sock, target, round_trip)
+    head, _, early = before.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and early == b""  # only the head, at once
+    assert after == recorded
+    assert session.store.misses == []

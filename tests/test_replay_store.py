@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from synthetic import given_up_wait
 
 from docktap import load
 from docktap.capture.reader import Capture, Exchange, loads
@@ -580,6 +581,29 @@ def test_a_client_gone_does_not_wait_for_stdin(stdin_plays: tuple[Store, Play]) 
     assert not store.ready(attach)
     attach.client_gone = True
     assert store.ready(attach)
+
+
+# --- when each piece may go: a client that gave up -------------------------------------------
+
+
+def test_an_answer_to_a_client_that_gave_up_waits_for_it_to_give_up() -> None:
+    store = build_store(scripts(given_up_wait(), "wait.jsonl"))
+    (recording,) = store.recordings
+    wait = _play(store, recording)
+    assert store.ready(wait)  # the head came before the client gave up
+    wait.sent = 1
+    assert not store.ready(wait)
+    assert not store.ready(wait, lenient=True)  # it is the client's own doing: no stall ends it
+    wait.client_halfclosed = True
+    assert store.ready(wait)
+
+
+def test_a_client_gone_gets_the_answer_given_up_on() -> None:
+    store = build_store(scripts(given_up_wait(), "wait.jsonl"))
+    wait = _play(store, store.recordings[0])
+    wait.sent = 1
+    wait.client_gone = True
+    assert store.ready(wait)
 
 
 def _echoing_stdin() -> Capture:

@@ -7,6 +7,8 @@ daemon sent it. Those conditions keep causality when a client runs against the r
 
 - the client's own bytes that preceded a piece on the same exchange (stdin-driven output: `cat`
   echoes only after it was sent something, and ends only after stdin did);
+- the client's half-close, when the daemon answered only after it (a client that gave up on a
+  ContainerWait gets dockerd's "context canceled" once it gives up again, not at once);
 - for exchanges about the same container or exec instance, the requests that had arrived and
   the pieces the daemon had sent before it (`docker run` gets its attach output only after it
   asked to start the container, and its wait answer only after the attach stream ended).
@@ -60,7 +62,7 @@ class Piece:
 
 @dataclass(frozen=True, slots=True)
 class ClientMark:
-    """Where the client stood on a hijacked stream: bytes sent so far, or its half-close."""
+    """Where the client stood: bytes sent so far on a hijacked stream, or its half-close."""
 
     index: int
     sent: int
@@ -94,6 +96,17 @@ class Recording:
         """The response never ended (the client left an endless stream): keep it open."""
         ex = self.exchange
         return not ex.hijacked and ex.response_complete is not True
+
+    @property
+    def outlives_client(self) -> bool:
+        """The daemon still answered after the client's half-close on a plain HTTP exchange.
+
+        A replay then goes on once its client half-closes too, rather than giving up on it.
+        """
+        if self.exchange.hijacked is not None:
+            return False
+        gave_up = next((m.index for m in self.client_marks if m.halfclosed), None)
+        return gave_up is not None and any(p.index > gave_up for p in self.pieces)
 
     @property
     def truncated(self) -> bool:
@@ -131,7 +144,7 @@ def _script(ex: Exchange, source: str) -> Recording:
     """The daemon's pieces of one exchange, and the client's marks on its stream."""
     recording = Recording(source, ex, ex.request.index, subjects=subjects(ex.identity))
     pieces, marks = recording.pieces, recording.client_marks
-    hijacked = False  # only once the connection is a stream do its half-closes count
+    hijacked = False  # the daemon's half-close is a piece only on a stream: h11 ends HTTP
     sent = 0
     for part in ex.parts:
         if isinstance(part, ResponseHead):
@@ -151,11 +164,12 @@ def _script(ex: Exchange, source: str) -> Recording:
             hijacked = True
         elif isinstance(part, Close) and hijacked:
             pieces.append(Piece(part.index, part.mono, PieceKind.CLOSE))
-        elif isinstance(part, HalfClose) and hijacked:
-            if part.direction is Direction.DAEMON:
-                pieces.append(Piece(part.index, part.mono, PieceKind.HALFCLOSE))
-            else:
+        elif isinstance(part, HalfClose):
+            if part.direction is not Direction.DAEMON:
+                # What the daemon sent after it, it sent to a client that had given up.
                 marks.append(ClientMark(part.index, sent, True))
+            elif hijacked:
+                pieces.append(Piece(part.index, part.mono, PieceKind.HALFCLOSE))
     return recording
 
 

@@ -334,8 +334,12 @@ class ReplayServer:
         head_only = incoming.method == "HEAD"
 
         # A hijacked client's EOF is a half-close: it still reads what the stream has to say.
+        # So does a plain one's, when the daemon answered a client that had given up.
         def gone() -> bool:
-            return client.closed and not hijacked
+            if not client.closed or hijacked:
+                return False
+            play.client_halfclosed = True
+            return not recording.outlives_client
 
         while (piece := play.next_piece) is not None:
             if not await self._until(lambda: self.store.ready(play) or gone(), self.stall_timeout):
