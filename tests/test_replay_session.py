@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from dockerd import Daemon
+from tapping import docktap, docktap_run
 
 from docktap.capture.reader import load
 from docktap.listening import ListenError
@@ -154,3 +155,27 @@ def test_a_wait_the_client_gave_up_on_is_answered_when_it_gives_up(
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and early == b""  # only the head, at once
     assert after == recorded
     assert session.store.misses == []
+
+
+def _two_tests(first: str) -> list[str]:
+    """Two tests run one after the other against one daemon: each creates its container (its
+    set-up), then lists containers; a test whose set-up fails lists nothing."""
+    listing = "docker ps -a --format '{{.Names}}'"
+    tests = [f"docker create --name {n} --network none bb true >/dev/null" for n in (first, "two")]
+    return ["sh", "-c", "; ".join(f"{test} && {listing}" for test in tests)]
+
+
+def test_a_test_whose_set_up_missed_leaves_no_answer_to_the_next(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    capture = tmp_path / "tests.jsonl"
+    try:
+        recorded = docktap_run(dockerd, capture, *_two_tests("one")).proc
+    finally:
+        dockerd.docker("rm", "-f", "one", "two", check=False)
+    assert recorded.stdout == b"one\ntwo\none\n"
+    env = dict(dockerd.env, DOCKER_HOST=f"unix://{tmp_path}/no-daemon-here.sock")
+    replayed = docktap("replay", str(capture), "-q", "--", *_two_tests("other"), env=env)
+    assert b"no recorded exchange for POST /v1.41/containers/create" in replayed.stderr
+    # The second test lists what it listed when recorded, not what the first one had.
+    assert replayed.stdout == b"two\none\n", replayed.stderr.decode()

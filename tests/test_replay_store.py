@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from synthetic import given_up_wait
+from synthetic import capture_of, given_up_wait
 
 from docktap import load
 from docktap.capture.reader import Capture, Exchange, loads
@@ -128,6 +128,53 @@ def test_identical_requests_across_connections_are_one_queue() -> None:
         "docktap replay: no recorded exchange for POST /v1.41/containers/create; "
         "closest: run.jsonl#2, recorded 2 times, all played"
     )
+
+
+def _two_tests() -> Store:
+    """Two tests, one after the other: each creates its container, then lists containers."""
+    create = {"Image": "bb", "Cmd": ["true"]}
+    return build_store(
+        scripts(
+            capture_of(
+                ("ContainerCreate", "POST", "/v1.41/containers/create?name=one", create),
+                ("ContainerList", "GET", "/v1.41/containers/json?all=1", None),
+                ("ContainerCreate", "POST", "/v1.41/containers/create?name=two", create),
+                ("ContainerList", "GET", "/v1.41/containers/json?all=1", None),
+            ),
+            "tests.jsonl",
+        )
+    )
+
+
+def test_a_miss_leaves_no_answer_to_the_requests_after_it() -> None:
+    """The first test's set-up missed, so it never listed: the second test's list gets the
+    second test's answer, not the one the first test left."""
+    store = _two_tests()
+    _, list_one, create_two, list_two = store.recordings
+    _miss(store.match(Request.of("POST", "/v1.41/containers/create?name=other", b"{}")))
+    assert _play(store, create_two)
+    assert _play(store, list_two)
+    # The one passed over is still there, for a test that asks for it after all.
+    assert _play(store, list_one)
+    assert store.unused() == [store.recordings[0]]
+
+
+def test_without_a_miss_identical_requests_keep_their_recorded_order() -> None:
+    """A client may make independent calls in another order than recorded."""
+    store = _two_tests()
+    create_one, list_one, create_two, list_two = store.recordings
+    _play(store, create_one)
+    _play(store, create_two)
+    assert _play(store, list_one) and _play(store, list_two)
+
+
+def test_a_miss_that_did_not_stop_its_test_leaves_it_its_answers() -> None:
+    store = _two_tests()
+    create_one, list_one, create_two, list_two = store.recordings
+    _play(store, create_one)
+    _miss(store.match(Request.of("GET", "/v1.41/info", b"")))
+    assert _play(store, list_one)
+    assert _play(store, create_two) and _play(store, list_two)
 
 
 def test_labels_name_the_source_only_with_several() -> None:

@@ -1,7 +1,8 @@
 """The recordings a replay serves, which of them were played, and what came in unmatched.
 
 The store owns all the bookkeeping of a replay: recordings queued per request key (so identical
-requests get their answers in recorded order, whichever connection they come on), the plays
+requests get their answers in recorded order, whichever connection they come on, and a miss
+does not leave the answers of what it cut short to the requests after it), the plays
 in progress with how far each has got, the misses, and which recordings were never used. It
 also decides when the next piece of a play may go, from the conditions in its script. It does
 no I/O and reads no clock: the server asks it questions and tells it what happened.
@@ -115,7 +116,12 @@ class Store:
 
     def __post_init__(self) -> None:
         self._queues: dict[object, list[Recording]] = {}
-        self._played: dict[object, int] = {}
+        self._played: dict[object, int] = {}  # how many at the head of each queue were played
+        # Where each recording stands in recorded order (episodes oldest first), the furthest
+        # one played so far, and whether a request missed: see `_next`.
+        self._position = {id(r): n for n, r in enumerate(self.recordings)}
+        self._reached = -1
+        self._missed = False
         self._requests = {id(r): recorded_request(r.exchange) for r in self.recordings}
         self._first_plays: dict[int, Play] = {}
         self._pings: list[Recording] = []
@@ -148,11 +154,10 @@ class Store:
                 request, key = by_digest, digest_key
         queue = self._queues.get(key)
         if queue:
-            played = self._played.get(key, 0)
-            if played < len(queue):
-                self._played[key] = played + 1
-                self._learn(request, queue[played])
-                return self._start(queue[played])
+            play = self._next(key, queue)
+            if play is not None:
+                self._learn(request, play.recording)
+                return play
             if self.repeat is None or request.method in self.repeat:
                 return Play(queue[-1], first=False)
         if self._is_ping(request):
@@ -163,9 +168,36 @@ class Store:
                 return Play((same or self._pings)[-1], first=False)
             return Play(ping_recording(api_version(self.recordings), request.method), first=False)
         miss = self._miss(request, used_up=queue is not None)
+        self._missed = True
         if count_miss:
             self.misses.append(miss)
         return miss
+
+    def _next(self, key: object, queue: list[Recording]) -> Play | None:
+        """The first play of the recording that answers the next request of `key`: the first
+        recording of its queue not played yet.
+
+        Once a request has missed, what followed it in the recording (a test's later calls,
+        after its set-up missed) may never be asked for: the first recording made after the
+        furthest one played is taken then, when there is one, so that the answers of what the
+        miss cut short do not go to the requests after it.
+        """
+        played = self._played.get(key, 0)
+        waiting = (queue[n] for n in range(played, len(queue)))
+        unplayed = (r for r in waiting if id(r) not in self._first_plays)
+        chosen = next(unplayed, None)
+        if chosen is None:
+            return None
+        if self._missed and self._position[id(chosen)] < self._reached:
+            later = (r for r in unplayed if self._position[id(r)] > self._reached)
+            chosen = next(later, chosen)
+        self._reached = max(self._reached, self._position[id(chosen)])
+        play = self._start(chosen)
+        # The head of the queue moves past what is played; what was passed over stays.
+        while played < len(queue) and id(queue[played]) in self._first_plays:
+            played += 1
+        self._played[key] = played
+        return play
 
     def _learn(self, request: Request, recording: Recording) -> None:
         """Remember what the request's free fields stand for in the recording."""
