@@ -656,13 +656,24 @@ def test_the_recorded_operation_wins_over_the_table() -> None:
     "record",
     [
         {"type": "capture", "format": "docktap-capture", "version": 1},
-        {"type": "unparsed", "conn": 1, "dir": "daemon", "size": 1, "text": "x"},
         {"type": "annotation", "conn": 1, "seq": 1},
         {"type": "request", "conn": None, "seq": 1, "method": "GET", "target": "/"},
     ],
 )
 def test_records_that_are_no_part(record: Record) -> None:
     assert decode({"t": WALL, "mono": 0.0, **record}, 3) is None
+
+
+def test_unparsed_bytes_are_a_part_of_their_connection_on_no_exchange() -> None:
+    record = {"type": "unparsed", "conn": 1, "dir": "daemon", "size": 1, "text": "x"}
+    part = decode({"t": WALL, "mono": 2.0, **record}, 3)
+    assert part == reader.UnparsedChunk(3, 2.0, 1, DAEMON, 1)
+    assembler = reader.Assembler()
+    assert assembler.add(part) == []
+    assert assembler.exchanges == {}
+    [incident] = assembler.incidents  # no error came first: the bytes are the incident
+    assert (incident.kind, incident.conn, incident.mono) == ("unparsed", 1, 2.0)
+    assert (incident.bytes_sent, incident.bytes_received) == (0, 1)
 
 
 def test_an_error_without_a_connection_is_a_part() -> None:

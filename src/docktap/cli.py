@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from docktap.capture.reader import Capture, Exchange
+    from docktap.capture.reader import Capture, Exchange, Incident
     from docktap.policy.guard import Guard
     from docktap.recording.session import RecordSession
     from docktap.render.timeline import Line
@@ -685,13 +685,16 @@ def show(
     note = explain_operation if explain and not as_json else None
     loaded = _load(capture)
     select = selected.matches if selected.active else None
+    select_incidents = selected.matches_incident if selected.active else None
     try:
         if as_json:
             for ex in loaded.exchanges:
                 if select is None or select(ex):
                     click.echo(json.dumps({"version": JSON_VERSION, **ex.summary()}))
             return
-        _print_timeline(loaded, colour, width, bodies, note, max_lines, select, headers)
+        _print_timeline(
+            loaded, colour, width, bodies, note, max_lines, select, headers, select_incidents
+        )
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining
         # about the flush at exit.
@@ -709,6 +712,7 @@ def _print_timeline(
     max_lines: int = 10,
     select: Callable[[Exchange], bool] | None = None,
     headers: bool = False,
+    select_incidents: Callable[[Incident], bool] | None = None,
 ) -> None:
     from docktap.console import terminal
     from docktap.render import timeline
@@ -722,7 +726,7 @@ def _print_timeline(
         explain=note,
         max_lines=max_lines,
     )
-    _print_lines(term.console(), timeline.render(loaded, options, select))
+    _print_lines(term.console(), timeline.render(loaded, options, select, select_incidents))
 
 
 @main.command("stats")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from docktap.capture.reader import Exchange
+from docktap.capture.reader import Exchange, Incident
 from docktap.routes import split_version
 
 _NUMBER = re.compile(r"^#?([1-9][0-9]*)$")
@@ -120,6 +120,20 @@ class Filter:
             ):
                 return False
         return self.grep is None or _contains(ex, self.grep)
+
+    def matches_incident(self, incident: Incident) -> bool:
+        """Whether an incident (an error record, unparsed bytes) is shown with these filters:
+        by its connection and time, and `--grep` in its message. It is no exchange, so a
+        filter on exchanges only (a number, operation, path or status) leaves it out."""
+        if self.numbers or self.operations or self.paths or self.statuses:
+            return False
+        if self.conns and incident.conn not in self.conns:
+            return False
+        if self.since is not None and incident.mono < self.since:
+            return False
+        if self.until is not None and incident.mono > self.until:
+            return False
+        return self.grep is None or self.grep in incident.message
 
 
 def _contains(ex: Exchange, text: str) -> bool:

@@ -83,6 +83,15 @@ class Failure(Part):
 
 
 @dataclass(slots=True)
+class UnparsedChunk(Part):
+    """Bytes of a connection relayed but not parsed: after a protocol error, or a cut head."""
+
+    conn: int
+    direction: Direction | None
+    size: int
+
+
+@dataclass(slots=True)
 class CaptureEnd(Part):
     """The capture was closed cleanly."""
 
@@ -318,6 +327,12 @@ def _decision(record: Record, index: int) -> Decision:
     )
 
 
+def _unparsed(record: Record, index: int) -> UnparsedChunk:
+    direction = _DIRECTIONS.get(record.get("dir", ""))
+    mono = record.get("mono") or 0.0
+    return UnparsedChunk(index, mono, record["conn"], direction, record.get("size", 0))
+
+
 def _end_of_capture(record: Record, index: int) -> CaptureEnd:
     return CaptureEnd(index, record.get("mono") or 0.0, record.get("records"))
 
@@ -335,6 +350,7 @@ _ON_CONNECTION: dict[str, Callable[[Record, int], Part]] = {
     Kind.HIJACK: _hijack,
     Kind.HALFCLOSE: _halfclose,
     Kind.DECISION: _decision,
+    Kind.UNPARSED: _unparsed,
 }
 _ANYWHERE: dict[str, Callable[[Record, int], Part]] = {
     Kind.ERROR: _error,
@@ -345,9 +361,8 @@ _ANYWHERE: dict[str, Callable[[Record, int], Part]] = {
 def decode(record: Record, index: int) -> Part | None:
     """The part a record stands for, `index` being the record's place in the capture.
 
-    None for the header, for `unparsed` bytes (no exchange holds them), for kinds this reader
-    does not know (a later docktap may add some), and for a connection's record without its
-    connection.
+    None for the header, for kinds this reader does not know (a later docktap may add some),
+    and for a connection's record without its connection.
     """
     kind = record["type"]
     make = _ON_CONNECTION.get(kind)
@@ -607,6 +622,7 @@ class Capture:
     # Its writer still held it when it was read (capture/lock.py): not complete, not cut
     # short either. Only whoever opened the file can know; set by them.
     writing: bool = False
+    incidents: list[Incident] = field(default_factory=list)  # in recorded order
 
     @property
     def errors(self) -> list[Record]:
@@ -624,13 +640,50 @@ class Capture:
         return len(self.exchanges)
 
 
-def assemble(records: list[Record]) -> tuple[list[Exchange], dict[int, Connection]]:
-    """Exchanges (in the order requests started) and connections from a list of records."""
-    assembler = Assembler()
-    feed = assembler.feed
-    for record in records:
-        feed(record)
-    return assembler.ordered(), assembler.connections
+@dataclass
+class Incident:
+    """An error record, with the bytes of its connection that went by unparsed after it.
+
+    What docktap could not read is part of what happened on a connection, so the timeline
+    shows each incident as a row of its own, at its time and on its connection, beside the
+    exchanges. Unparsed bytes with no error before them on their connection (a connection cut
+    in the middle of a chunk's framing line) make an incident of their own, with no failure.
+    """
+
+    mono: float  # when it happened, in seconds since the capture started
+    conn: int | None  # None: an error of no connection
+    failure: Failure | None
+    unparsed: dict[Direction, int] = field(default_factory=dict)  # bytes per sender
+
+    @property
+    def kind(self) -> str:
+        """`protocol`, `upstream`, `capture` (as the error record says), or `unparsed`."""
+        if self.failure is None:
+            return "unparsed"
+        return self.failure.kind or "error"
+
+    @property
+    def message(self) -> str:
+        if self.failure is None:
+            return "bytes relayed that docktap could not parse"
+        return self.failure.message
+
+    @property
+    def started_mono(self) -> float:
+        return self.mono
+
+    @property
+    def ended_mono(self) -> float:
+        return self.mono
+
+    @property
+    def bytes_sent(self) -> int:
+        """Unparsed bytes from the client, as `Exchange.bytes_sent` counts an exchange's."""
+        return self.unparsed.get(Direction.CLIENT, 0)
+
+    @property
+    def bytes_received(self) -> int:
+        return self.unparsed.get(Direction.DAEMON, 0)
 
 
 class Assembler:
@@ -650,6 +703,8 @@ class Assembler:
         self.connections: dict[int, Connection] = {}
         self.fed = 0  # records decoded so far: the index of the next one
         self.requests = 0  # request heads seen so far: the number of the last exchange
+        self.incidents: list[Incident] = []  # kept only with `keep`
+        self._troubled: dict[int, Incident] = {}  # per connection, its latest incident
         self._pending: dict[int, dict[int, Exchange]] = {}  # per connection, not ended yet
 
     def feed(self, record: Record) -> list[Exchange]:
@@ -686,11 +741,26 @@ class Assembler:
         elif isinstance(part, HalfClose):
             for ex in self._pending.get(part.conn, {}).values():
                 ex.add(part)
-        elif isinstance(part, Failure) and part.conn is not None:
-            ex = self.exchanges.get((part.conn, part.seq))  # type: ignore[arg-type]
-            if ex is not None:
-                ex.add(part)
+        elif isinstance(part, Failure):
+            self._incident(Incident(part.mono, part.conn, part))
+            if part.conn is not None:
+                ex = self.exchanges.get((part.conn, part.seq))  # type: ignore[arg-type]
+                if ex is not None:
+                    ex.add(part)
+        elif isinstance(part, UnparsedChunk):
+            incident = self._troubled.get(part.conn)
+            if incident is None:
+                incident = self._incident(Incident(part.mono, part.conn, None))
+            sender = part.direction or Direction.CLIENT
+            incident.unparsed[sender] = incident.unparsed.get(sender, 0) + part.size
         return []
+
+    def _incident(self, incident: Incident) -> Incident:
+        if self.keep:
+            self.incidents.append(incident)
+        if incident.conn is not None:
+            self._troubled[incident.conn] = incident
+        return incident
 
     def _connection(self, conn: int) -> Connection:
         connection = self.connections.get(conn)
@@ -736,6 +806,7 @@ class Assembler:
             for ex in done:
                 self.exchanges.pop((ex.conn, ex.seq), None)
             del self.connections[conn]
+            self._troubled.pop(conn, None)
         return done
 
     def open_exchanges(self) -> list[Exchange]:
@@ -840,9 +911,13 @@ def _build(records: list[Record], name: str) -> Capture:
             f"{name}: capture format version {header.get('version')} "
             f"(this docktap reads versions {', '.join(map(str, READABLE))})"
         )
-    exchanges, connections = assemble(records)
+    assembler = Assembler()
+    feed = assembler.feed
+    for record in records:
+        feed(record)
     complete = records[-1].get("type") == Kind.END_OF_CAPTURE
-    return Capture(header, records, exchanges, connections, complete)
+    exchanges, connections = assembler.ordered(), assembler.connections
+    return Capture(header, records, exchanges, connections, complete, incidents=assembler.incidents)
 
 
 # The one function here that touches a file.

@@ -29,13 +29,13 @@ import shlex
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from rich.highlighter import JSONHighlighter
 from rich.text import Span, Text
 
 from docktap import jsonstream
-from docktap.capture.reader import Capture, Exchange, start_order
+from docktap.capture.reader import Capture, Exchange, Incident, start_order
 from docktap.render.audit import unread_lines
 from docktap.render.kind import stayed_open
 from docktap.render.refusal import refusal, stream_error
@@ -89,6 +89,14 @@ CONN_COLOURS = (
 )
 
 _JSON_HIGHLIGHTER = JSONHighlighter()
+
+# What an incident's row says in the operation column, by the kind of its error record.
+_INCIDENT_LABELS = {
+    "protocol": "protocol error",
+    "upstream": "upstream error",
+    "capture": "capture error",
+    "unparsed": "unparsed bytes",
+}
 
 
 @dataclass(frozen=True)
@@ -229,15 +237,41 @@ class Marks:
     styles: tuple[str | None, ...]
 
 
+class Spanned(Protocol):
+    """What takes a lane: an exchange, or an incident (a moment on its connection)."""
+
+    @property
+    def conn(self) -> int: ...
+
+    @property
+    def started_mono(self) -> float: ...
+
+    @property
+    def ended_mono(self) -> float | None: ...
+
+
+class _Moment(NamedTuple):
+    """An incident as the lanes see it; one of no connection takes a lane of its own (0)."""
+
+    conn: int
+    started_mono: float
+    ended_mono: float
+
+
+def _moment(incident: Incident) -> _Moment:
+    conn = incident.conn if incident.conn is not None else 0
+    return _Moment(conn, incident.mono, incident.mono)
+
+
 class Lanes:
-    """Lanes for exchanges seen in start order, as `show` draws them.
+    """Lanes for exchanges (and incidents) seen in start order, as `show` draws them.
 
     Each connection keeps one lane from its first exchange's start to its last one's end;
     lanes are handed out lowest first and reused once free. `marks` must be called for the
     exchanges in start order: it sweeps through time to know what is in flight.
     """
 
-    def __init__(self, exchanges: Sequence[Exchange], max_lanes: int = 8) -> None:
+    def __init__(self, exchanges: Sequence[Spanned], max_lanes: int = 8) -> None:
         first: dict[int, float] = {}
         last: dict[int, float] = {}
         for ex in exchanges:
@@ -272,7 +306,7 @@ class Lanes:
     def column(self, conn: int) -> int:
         return min(self.lane.get(conn, 0), self.count - 1)
 
-    def marks(self, ex: Exchange, spans: bool, styled: bool = True) -> Marks:
+    def marks(self, ex: Spanned, spans: bool, styled: bool = True) -> Marks:
         now = ex.started_mono
         ends, in_flight = self._ends, self._in_flight
         while ends and ends[0][0] <= now:
@@ -604,6 +638,37 @@ class Rows:
             spans = [Span(a, min(b, end), style) for a, b, style in spans if a < min(b, end)]
         return plain, spans
 
+    def incident(self, incident: Incident, marks: Marks) -> Line:
+        """The row of an error record or of unparsed bytes: at its time, on its connection,
+        with the unparsed bytes each way where the sizes go."""
+        layout = self.layout
+        conn = pad("-" if incident.conn is None else str(incident.conn), layout.conn)
+        label = pad(_incident_label(incident), layout.op)
+        offset = format_offset(incident.mono)
+        head = f"{'':>{layout.number}} {offset:>{layout.time}} {marks.row} {conn} {label} "
+        sizes = ""
+        if layout.sizes:
+            sent, received = size_cell(incident.bytes_sent), size_cell(incident.bytes_received)
+            sizes = f" {sent:>6} {received:>6}"
+        room = layout.width - width_of(head) - len(sizes)
+        message = (pad if sizes else fit)(clean(incident.message), room)
+        plain = head + message + sizes
+        if not self.options.styled:
+            return Line(plain, [])
+        at = layout.lead
+        spans = [Span(layout.number + 1, at - 1, "dim")]
+        spans.extend(_lane_spans(marks.row, marks.styles, at))
+        at += len(marks.row) + 1
+        if incident.conn is not None:
+            spans.append(Span(at, at + len(conn.rstrip()), conn_colour(incident.conn)))
+        at += len(conn) + 1
+        spans.append(Span(at, at + len(label.rstrip()), "bold red"))
+        at += len(label) + 1
+        spans.append(Span(at, at + len(message.rstrip()), "red"))
+        if sizes:
+            spans.append(Span(len(plain) - len(sizes), len(plain), "dim"))
+        return Line(plain, spans)
+
     def details(self, ex: Exchange, spans: bool) -> list[Content]:
         options = self.options
         denied = next((d for d in ex.decisions if not d.allowed), None)
@@ -726,12 +791,20 @@ class Rows:
 # -- the whole timeline -----------------------------------------------------------------------
 
 
-def layout_for(exchanges: Sequence[Exchange], lanes: int, width: int) -> Layout:
-    last_start = max((ex.started_mono for ex in exchanges), default=0.0)
+def layout_for(
+    exchanges: Sequence[Exchange], lanes: int, width: int, incidents: Sequence[Incident] = ()
+) -> Layout:
+    last_start = max(
+        max((ex.started_mono for ex in exchanges), default=0.0),
+        max((incident.mono for incident in incidents), default=0.0),
+    )
     time_width = max(7, len(format_offset(last_start)))
     conn_width = max(4, max((len(str(ex.conn)) for ex in exchanges), default=4))
     number_width = max(3, max((len(str(ex.number)) + 1 for ex in exchanges), default=3))
-    op_width = max((len(ex.operation or "?") for ex in exchanges), default=9)
+    op_width = max(
+        max((len(ex.operation or "?") for ex in exchanges), default=9),
+        max((len(_incident_label(incident)) for incident in incidents), default=0),
+    )
     return Layout.fitted(
         width, time_width, lanes, conn_width, min(24, max(9, op_width)), number=number_width
     )
@@ -741,17 +814,24 @@ def render(
     capture: Capture,
     options: TimelineOptions = TimelineOptions(),
     select: Callable[[Exchange], bool] | None = None,
+    select_incidents: Callable[[Incident], bool] | None = None,
 ) -> Iterator[Line]:
     """The timeline of a capture: a title, column heads, the rows, a closing summary.
 
     With `options.header` off, the rows alone, as the live view prints them.
 
-    `select` picks the exchanges to show (a `docktap.filters.Filter.matches`, say); lanes and
-    column widths are worked out for those only.
+    `select` picks the exchanges to show (a `docktap.filters.Filter.matches`, say) and
+    `select_incidents` the incidents (`Filter.matches_incident`); with `select` alone, no
+    incident is shown. Lanes and column widths are worked out for those shown only.
     """
     exchanges = capture.exchanges
     shown = [ex for ex in exchanges if select(ex)] if select is not None else exchanges
-    yield from _render(shown, options, capture if options.header else None, len(exchanges))
+    incidents = capture.incidents
+    if select is not None or select_incidents is not None:
+        picked = select_incidents
+        incidents = [i for i in incidents if picked is not None and picked(i)]
+    header = capture if options.header else None
+    yield from _render(shown, options, header, len(exchanges), incidents)
 
 
 def _render(
@@ -759,24 +839,45 @@ def _render(
     options: TimelineOptions,
     capture: Capture | None,
     total: int = 0,
+    incidents: Sequence[Incident] = (),
 ) -> Iterator[Line]:
     if not all(a.started_mono <= b.started_mono for a, b in itertools.pairwise(exchanges)):
         exchanges = sorted(exchanges, key=start_order)
-    lanes = Lanes(exchanges, options.max_lanes)
-    layout = layout_for(exchanges, lanes.count, options.width)
+    # Incidents go among the rows by time, after an exchange that started at the same moment.
+    # (Sorting is stable, and linear on rows already in order.)
+    moments = sorted(incidents, key=lambda i: i.mono)
+    items: list[Exchange | Incident] = (
+        sorted([*exchanges, *moments], key=_row_order) if moments else list(exchanges)
+    )
+    lanes = Lanes(
+        [_moment(item) if isinstance(item, Incident) else item for item in items],
+        options.max_lanes,
+    )
+    layout = layout_for(exchanges, lanes.count, options.width, moments)
     horizon = _horizon(exchanges, capture)
     rows = Rows(layout, options, horizon)
     if capture is not None:
         yield _title(capture, layout, options)
         yield _heads(layout, options)
-    for ex in exchanges:
-        spans = stayed_open(ex)
-        yield rows.block(ex, lanes.marks(ex, spans, options.styled), spans)
+    for item in items:
+        if isinstance(item, Incident):
+            yield rows.incident(item, lanes.marks(_moment(item), False, options.styled))
+            continue
+        spans = stayed_open(item)
+        yield rows.block(item, lanes.marks(item, spans, options.styled), spans)
     if capture is not None:
         yield _summary(capture, len(exchanges), total, horizon, options)
         for sentence in unread_lines(capture):
             for text in textwrap.wrap(sentence, options.width, subsequent_indent="  "):
                 yield _styled(text, "bold red", options.styled)
+
+
+def _incident_label(incident: Incident) -> str:
+    return _INCIDENT_LABELS.get(incident.kind, f"{incident.kind} error")
+
+
+def _row_order(item: Exchange | Incident) -> tuple[float, bool]:
+    return (item.started_mono, isinstance(item, Incident))
 
 
 def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
