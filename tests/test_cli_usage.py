@@ -350,6 +350,9 @@ def test_one_exchange_has_one_number_in_every_view(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     assert docktap("policy", "learn", str(capture), "-o", str(policy)).returncode == 0
     assert "  - operation: ContainerCreate  # socket-mount.jsonl #2" in policy.read_text()
+    numbers = json.loads(docktap("stats", str(capture), "--json").stdout)
+    assert numbers["connections"][0]["numbers"] == [1, 2, 4]
+    assert "   #1 #2 #4   " in docktap("stats", str(capture)).stdout.decode()
     script = docktap("export", str(capture), "--format", "curl").stdout.decode()
     assert "# exchange #2: ContainerCreate\n" in script
     assert "check 2 'ContainerCreate' '201'\n" in script

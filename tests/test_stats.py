@@ -170,6 +170,7 @@ def test_json_shape_is_stable() -> None:
         "bytes_out",
         "hijacked",
         "streamed",
+        "slowest",
     }
     assert set(numbers["operations"][0]["latency_ms"]) == {"p50", "p95", "max"}
     assert set(numbers["connections"][0]) == {
@@ -181,7 +182,27 @@ def test_json_shape_is_stable() -> None:
         "bytes_in",
         "bytes_out",
         "hijacked",
+        "numbers",
     }
+
+
+def test_exchanges_are_named_by_the_number_show_prints() -> None:
+    capture = load(CAPTURES / "run.jsonl")
+    numbers = stats.compute(capture)
+    by_conn = {c["conn"]: c["numbers"] for c in numbers["connections"]}
+    assert by_conn == {
+        conn: [ex.number for ex in capture if ex.conn == conn] for conn in capture.connections
+    }
+    assert by_conn[1] == [1, 2, 4]
+    ops = {op["operation"]: op for op in numbers["operations"]}
+    assert ops["ContainerCreate"]["slowest"] == 2
+    assert ops["ContainerWait"]["slowest"] == 4
+    text = stats.render(numbers, width=120)
+    assert " #1 #2 #4 " in text
+    assert [" #2 " in line for line in text.splitlines() if "ContainerCreate" in line] == [True]
+    # At 80 columns the slowest column is the first to go; the numbers per connection fit.
+    narrow = stats.render(numbers, width=80)
+    assert "slowest" not in narrow and " #1 #2 #4 " in narrow
 
 
 def test_unanswered_exchange_and_open_connection() -> None:
@@ -310,4 +331,16 @@ def test_columns_are_given_up_in_order_at_80() -> None:
     heads = [line.split() for line in stats.render(run, width=80).splitlines()]
     assert ["operation", "count", "101", "2xx", "p50", "max", "in", "out", "kind"] in heads
     wide = [line.split() for line in stats.render(run, width=120).splitlines()]
-    assert ["operation", "count", "101", "2xx", "p50", "p95", "max", "in", "out", "kind"] in wide
+    assert [
+        "operation",
+        "count",
+        "101",
+        "2xx",
+        "p50",
+        "p95",
+        "max",
+        "slowest",
+        "in",
+        "out",
+        "kind",
+    ] in wide

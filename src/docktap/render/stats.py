@@ -20,11 +20,13 @@ bytes.
   "operations": [                       # most calls first, then by name
     {"operation": str | null, "count": int, "status": STATUS,
      "latency_ms": {"p50", "p95", "max": float} | null,     # null: none finished
-     "bytes_in", "bytes_out": int, "hijacked", "streamed": int}
+     "bytes_in", "bytes_out": int, "hijacked", "streamed": int,
+     "slowest": int | null}              # the exchange number of the max latency
   ],
   "connections": [                      # by connection number
     {"conn": int, "exchanges": int, "opened_s": float | null, "closed_s": float | null,
-     "lifetime_s": float | null, "bytes_in", "bytes_out": int, "hijacked": str | null}
+     "lifetime_s": float | null, "bytes_in", "bytes_out": int, "hijacked": str | null,
+     "numbers": [int]}                  # its exchanges' numbers, in order
   ]
 }
 STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": no answer
@@ -44,6 +46,9 @@ STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": n
   kept, since the capture stops counting them at the cap.
 - `writing`: the capture's recorder still held it when it was read (it is not cut short, just
   not finished yet); `complete` is then false.
+- Exchange numbers (`slowest`, `numbers`) are those `docktap show` prints as `#N`
+  (`Exchange.number`), so `docktap show --exchange N` shows the exchange; the text view shows
+  them as `#N` too.
 - `opened_s`, `closed_s` are seconds since the capture started; `lifetime_s` runs to the end of
   the capture for a connection that was never closed.
 """
@@ -102,12 +107,22 @@ def _statuses() -> dict[str, int]:
 
 
 class _Op:
-    __slots__ = ("bytes_in", "bytes_out", "count", "durations", "hijacked", "status", "streamed")
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "count",
+        "durations",
+        "hijacked",
+        "slowest",
+        "status",
+        "streamed",
+    )
 
     def __init__(self) -> None:
         self.count = 0
         self.status = _statuses()
         self.durations: list[float] = []
+        self.slowest: tuple[float, int] | None = None  # the longest duration, its exchange
         self.bytes_in = 0
         self.bytes_out = 0
         self.hijacked = 0
@@ -115,12 +130,13 @@ class _Op:
 
 
 class _Conn:
-    __slots__ = ("bytes_in", "bytes_out", "hijacked")
+    __slots__ = ("bytes_in", "bytes_out", "hijacked", "numbers")
 
     def __init__(self) -> None:
         self.bytes_in = 0
         self.bytes_out = 0
         self.hijacked: str | None = None
+        self.numbers: list[int] = []
 
 
 def capture_end(capture: Capture) -> float:
@@ -153,8 +169,12 @@ def compute(capture: Capture) -> dict[str, Any]:
         klass = status_class(ex.status)
         op.status[klass] += 1
         totals[klass] += 1
+        conn.numbers.append(ex.number)
         if ex.ended_mono is not None:
-            op.durations.append(ex.ended_mono - ex.started_mono)
+            took = ex.ended_mono - ex.started_mono
+            op.durations.append(took)
+            if op.slowest is None or took > op.slowest[0]:
+                op.slowest = (took, ex.number)
         sent, received = ex.bytes_sent, ex.bytes_received
         op.bytes_in += sent
         op.bytes_out += received
@@ -181,6 +201,7 @@ def compute(capture: Capture) -> dict[str, Any]:
             "bytes_out": op.bytes_out,
             "hijacked": op.hijacked,
             "streamed": op.streamed,
+            "slowest": op.slowest[1] if op.slowest is not None else None,
         }
         for name, op in sorted(ops.items(), key=lambda item: (-item[1].count, item[0] or "~"))
     ]
@@ -203,6 +224,7 @@ def compute(capture: Capture) -> dict[str, Any]:
                 "bytes_in": traffic.bytes_in,
                 "bytes_out": traffic.bytes_out,
                 "hijacked": traffic.hijacked,
+                "numbers": traffic.numbers,
             }
         )
     return {
@@ -274,7 +296,9 @@ def _console(width: int, color: bool) -> Console:
 
 # Columns of the operations table given up, in this order, when it is wider than the page:
 # a number is never cut, and the p50 latency says most of what p95 and max add.
-_DROPPED_FIRST = ("p95", "max", "kind", "in", "out", "p50")
+_DROPPED_FIRST = ("slowest", "p95", "max", "kind", "in", "out", "p50")
+# Exchange numbers listed per connection, at most: the rest are in --json.
+_LISTED_NUMBERS = 4
 
 
 def _operations(stats: dict[str, Any], width: int) -> Table:
@@ -285,7 +309,7 @@ def _operations(stats: dict[str, Any], width: int) -> Table:
     seen = [k for k in _STATUS_KEYS if status[k]]
     columns: dict[str, list[str]] = {"operation": [], "count": []}
     columns.update({key: [] for key in seen})
-    columns.update({key: [] for key in ("p50", "p95", "max", "in", "out", "kind")})
+    columns.update({key: [] for key in ("p50", "p95", "max", "slowest", "in", "out", "kind")})
     for op in stats["operations"]:
         latency = op["latency_ms"] or {}
         cells = [
@@ -293,6 +317,7 @@ def _operations(stats: dict[str, Any], width: int) -> Table:
             str(op["count"]),
             *(_count(op["status"][k]) for k in seen),
             *(_ms(latency.get(k)) for k in ("p50", "p95", "max")),
+            _number(op["slowest"]),
             format_size(op["bytes_in"]),
             format_size(op["bytes_out"]),
             _kind(op),
@@ -317,6 +342,17 @@ def _operations(stats: dict[str, Any], width: int) -> Table:
     for row in zip(*columns.values(), strict=True):
         ops.add_row(*row)
     return ops
+
+
+def _number(number: int | None) -> str:
+    """An exchange number as `docktap show` prints it."""
+    return "-" if number is None else f"#{number}"
+
+
+def _numbers(numbers: list[int]) -> str:
+    shown = " ".join(_number(n) for n in numbers[:_LISTED_NUMBERS])
+    more = len(numbers) - _LISTED_NUMBERS
+    return f"{shown} +{more}" if more > 0 else shown
 
 
 def _widest(name: str, columns: dict[str, list[str]]) -> int:
@@ -361,22 +397,32 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
             style="dim",
         )
     rows = stats["connections"]
-    conns = Table(title="Connections", box=box.SIMPLE, title_justify="left", pad_edge=False)
-    for name in ("conn", "exchanges", "opened", "lifetime", "in", "out", "hijacked"):
-        conns.add_column(name, justify="left" if name == "hijacked" else "right")
+    names = ("conn", "exchanges", "numbers", "opened", "lifetime", "in", "out", "hijacked")
+    columns: dict[str, list[str]] = {name: [] for name in names}
     for row in rows[:MAX_CONNECTION_ROWS]:
         lifetime = _s(row["lifetime_s"])
         if row["closed_s"] is None and row["lifetime_s"] is not None:
             lifetime += " (open)"
-        conns.add_row(
+        cells = (
             str(row["conn"]),
             str(row["exchanges"]),
+            _numbers(row["numbers"]),
             "-" if row["opened_s"] is None else format_offset(row["opened_s"]),
             lifetime,
             format_size(row["bytes_in"]),
             format_size(row["bytes_out"]),
             row["hijacked"] or "",
         )
+        for column, cell in zip(columns.values(), cells, strict=True):
+            column.append(cell)
+    if _natural_width(columns) > width:
+        del columns["numbers"]  # the exchange numbers are the one thing to give up
+    conns = Table(title="Connections", box=box.SIMPLE, title_justify="left", pad_edge=False)
+    for name in columns:
+        left = name in ("hijacked", "numbers")
+        conns.add_column(name, justify="left" if left else "right", no_wrap=True)
+    for row in zip(*columns.values(), strict=True):
+        conns.add_row(*row)
     console.print()
     console.print(conns)
     if len(rows) > MAX_CONNECTION_ROWS:
