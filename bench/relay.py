@@ -29,6 +29,8 @@ figures are medians over rounds, and ratios and added latencies are medians of p
 differences against the direct path of the same round):
 
     ping      N sequential GET /_ping on one keep-alive connection: p50/p99 latency (us)
+    inspect   N sequential GET /containers/{id}/json on one keep-alive connection (daemon: a
+              created container, 3 KB chunked; fast: 2 KB): p50/p99 latency (us)
     create    N sequential POST /containers/create (a 1.5 KB body, as the docker CLI sends)
               on one keep-alive connection (fast upstream only): p50/p99 latency (us), what
               the guard's reading of a whole body costs
@@ -44,6 +46,11 @@ differences against the direct path of the same round):
 Recording lags behind heavy traffic (the recorder spools its backlog and catches up when the
 relay is idle or stops), so each docktap run also reports how long docktap took to exit after
 SIGTERM ("stop s": the recorder catching up) and the recorder child's peak RSS.
+
+The recorder's CPU per exchange ("rec us/ex") is the recorder child's CPU seconds (user plus
+system, from /proc) from the start of the run until it has caught up (its CPU time still for
+0.3 s once the clients are done), divided by the exchanges it recorded: the `request` records
+in the capture.
 
 Every run also reports how many of the machine's CPUs were busy while it ran ("busy cores",
 from /proc/stat: clients, upstream, relay and recorder together), and the CPU seconds the relay
@@ -100,10 +107,11 @@ LABELS = {
     "docktap+policy": "docktap (policy, enforce)",
     "docktap+rec": "docktap (recording)",
 }
-SCENARIOS = ("ping", "create", "download", "upload", "rps", "stream", "render")
+SCENARIOS = ("ping", "inspect", "create", "download", "upload", "rps", "stream", "render")
 UPSTREAMS = ("daemon", "fast")
 SCENARIO_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "ping": UPSTREAMS,
+    "inspect": UPSTREAMS,
     "create": ("fast",),
     "download": UPSTREAMS,
     "upload": UPSTREAMS,
@@ -112,6 +120,7 @@ SCENARIO_UPSTREAMS: dict[str, tuple[str, ...]] = {
     "render": (),
 }
 BULK = ("download", "upload", "stream")
+LATENCY = ("ping", "inspect", "create")
 IMAGE = "docktap-bench-bulk:latest"
 API = "/v1.41"
 UA = b"User-Agent: docktap-bench\r\n"
@@ -364,6 +373,9 @@ clients:
 
 # How long the recording relay may take to exit after SIGTERM: its recorder catching up.
 STOP_TIMEOUT = 600.0
+# The recorder has caught up once its CPU time has not moved for this long (seconds): the
+# relay hands it the spooled backlog within a tenth of a second of calming down.
+SETTLED = 0.3
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -435,6 +447,12 @@ class Hop:
     @classmethod
     def started(cls, path: str, sock: str, child: Child, capture: Path | None = None) -> Hop:
         recorder = _first_child(child.pid) if capture is not None else None
+        if capture is not None:
+            # The recorder's start-up is not the recording: its CPU time is counted from the
+            # capture's first record, written once it has imported what it records with.
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline and not (capture.exists() and capture.stat().st_size):
+                time.sleep(0.01)
         return cls(
             path,
             sock,
@@ -444,6 +462,33 @@ class Hop:
             _cpu_seconds(child.pid),
             None if recorder is None else (recorder, _cpu_seconds(recorder)),
         )
+
+    def settle(self) -> dict[str, float]:
+        """For a recording hop, once the clients are done: wait until the recorder has caught
+        up, and give its CPU time per exchange recorded so far."""
+        if self.recorder is None or self.recorder[1] is None or self.capture is None:
+            return {}
+        pid, start = self.recorder
+        deadline = time.monotonic() + STOP_TIMEOUT
+        last = _cpu_seconds(pid)
+        still_since = time.monotonic()
+        while time.monotonic() - still_since < SETTLED and time.monotonic() < deadline:
+            time.sleep(0.02)
+            now = _cpu_seconds(pid)
+            if now is None:
+                return {}
+            if now != last:
+                last, still_since = now, time.monotonic()
+        if last is None:
+            return {}
+        with self.capture.open("rb") as f:
+            exchanges = sum(1 for line in f if line.startswith(b'{"type":"request"'))
+        if not exchanges:
+            return {}
+        return {
+            "recorded_exchanges": exchanges,
+            "recorder_us_per_exchange": (last - start) / exchanges * 1e6,
+        }
 
     def stop(self) -> dict[str, float]:
         stats: dict[str, float] = {}
@@ -637,11 +682,12 @@ def _one_response(sock: socket.socket, request: bytes) -> bytes:
 # -- scenarios: one run each -------------------------------------------------------------------
 
 
-def run_ping(sock_path: str, count: int, request: bytes | None = None) -> dict[str, float]:
-    """Sequential pings (or `request`s) on one connection, reading exactly the response's
-    length each time."""
+def run_ping(
+    sock_path: str, count: int, request: bytes | None = None, ok: bytes = b"HTTP/1.1 200"
+) -> dict[str, float]:
+    """Sequential pings (or `request`s, answered `ok`) on one connection, reading exactly the
+    first response's length each time."""
     request = request or _request("GET", "/_ping")
-    ok = b"HTTP/1.1 200" if request.startswith(b"GET /_ping") else b"HTTP/1.1 201"
     with _connect(sock_path, 30.0) as sock:
         first = _one_response(sock, request)
         if not first.startswith(ok):
@@ -1064,9 +1110,13 @@ class Bench:
         daemon = upstream == "daemon"
         if name == "ping":
             return lambda sock: run_ping(sock, s.pings)
+        if name == "inspect":
+            cid = self.container if daemon else "bench"
+            inspect = _request("GET", f"{API}/containers/{cid}/json")
+            return lambda sock: run_ping(sock, s.pings, inspect)
         if name == "create":
             create = _create_request()
-            return lambda sock: run_ping(sock, s.pings, create)
+            return lambda sock: run_ping(sock, s.pings, create, b"HTTP/1.1 201")
         if name == "download":
             target = f"{API}/images/get?names=" + (IMAGE if daemon else f"bench&bytes={s.body}")
             return lambda sock: run_download(sock, target)
@@ -1101,6 +1151,7 @@ class Bench:
             result.update(fn(hop.socket))
             if (busy := busy_cores(before, _cpu_ticks())) is not None:
                 result["busy_cores"] = busy
+            result.update(hop.settle())
         except (OSError, BenchError) as exc:
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -1219,7 +1270,7 @@ class Bench:
             ]
             return _median(values)
 
-        if name in ("ping", "create"):
+        if name in LATENCY:
             for base in ("direct", "socat"):
                 if base in per_path:
                     entry[f"added_p50_us_vs_{base}"] = paired("p50_us", base, "diff")
@@ -1327,6 +1378,11 @@ def _brief(result: dict[str, Any]) -> str:
         parts.append(f"relay CPU {result['cpu_s']:.2f}s")
     if "recorder_cpu_s" in result:
         parts.append(f"recorder CPU {result['recorder_cpu_s']:.2f}s")
+    if "recorder_us_per_exchange" in result:
+        parts.append(
+            f"recorder {result['recorder_us_per_exchange']:.0f}us/exchange "
+            f"({result['recorded_exchanges']})"
+        )
     if "rss_peak_mb" in result:
         parts.append(f"peak RSS {result['rss_peak_mb']:.1f} MB")
     if "recorder_rss_peak_mb" in result:
@@ -1377,10 +1433,12 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
 
     titles = {
         "ping": f"{config['pings']} sequential GET /_ping, one keep-alive connection (us)",
+        "inspect": f"{config['pings']} sequential GET /containers/{{id}}/json, one keep-alive "
+        "connection (us)",
         "create": f"{config['pings']} sequential POST /containers/create, one keep-alive "
         "connection (us)",
     }
-    for latency in ("ping", "create"):
+    for latency in LATENCY:
         if latency not in summary:
             continue
         t = Table(title=titles[latency])
@@ -1388,6 +1446,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             t.add_column(col, justify="left" if col in ("upstream", "path") else "right")
         t.add_column("+p50 vs socat", justify="right")
         t.add_column("+p99 vs socat", justify="right")
+        t.add_column("rec us/ex", justify="right")
         for upstream, per_path in summary[latency].items():
             for path in paths:
                 e = per_path.get(path)
@@ -1404,6 +1463,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                     _cell(e, "added_p99_us_vs_socat", sign=True)
                     if path.startswith("docktap")
                     else "",
+                    _cell(e, "recorder_us_per_exchange", 0) if path == "docktap+rec" else "",
                 )
             t.add_section()
         console.print(t)
@@ -1470,6 +1530,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             "busy cores",
             "relay CPU s",
             "recorder CPU s",
+            "rec us/ex",
             "peak RSS MB",
             "stop s",
         ):
@@ -1486,6 +1547,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                     _cell(e, "busy_cores", 2),
                     _cell(e, "cpu_s", 2) if _measured(e, "cpu_s") else "",
                     _cell(e, "recorder_cpu_s", 2) if path == "docktap+rec" else "",
+                    _cell(e, "recorder_us_per_exchange", 0) if path == "docktap+rec" else "",
                     _cell(e, "rss_peak_mb_max", 1) if path.startswith("docktap") else "",
                     _cell(e, "stop_s", 1) if path.startswith("docktap") else "",
                 )
