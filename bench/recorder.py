@@ -87,13 +87,14 @@ def run(data: bytes, live: str, capture: str) -> float:
     writer = CaptureWriter.from_fd(os.open(capture, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
     recorder = Recorder(writer, encoder)
     if live != "off":
-        from rich.console import Console
-
+        from docktap.console import make_console
         from docktap.render.live import LiveView
         from docktap.render.timeline import TimelineOptions
 
-        console = Console(file=io.StringIO(), width=100, force_terminal=False)
-        recorder.listeners.append(LiveView(console, TimelineOptions(width=100, header=False)))
+        # As the child makes it for stderr that is not a terminal: no colour, no status line.
+        console = make_console(io.StringIO(), False, 100)
+        options = TimelineOptions(width=100, styled=False, header=False)
+        recorder.listeners.append(LiveView(console, options))
     started = time.process_time()
     recorder.start("unix:///var/run/docker.sock", None)
     rest = b""

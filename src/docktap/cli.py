@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -36,12 +36,9 @@ from docktap.upstream import Endpoint, EndpointError, TLSOptions
 if TYPE_CHECKING:
     import asyncio
 
-    from rich.console import Console
-
     from docktap.capture.reader import Capture, Exchange, Incident
     from docktap.policy.guard import Guard
     from docktap.recording.session import RecordSession
-    from docktap.render.timeline import Line
     from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
 
@@ -561,44 +558,6 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _print_lines(console: Console, lines: Iterable[Line]) -> None:
-    """Print rendered lines, in batches, each already fitted to the width.
-
-    Without colour the text goes straight to the file. With colour each line is turned into
-    styled segments and written as ANSI text: printing a large Text through the Console
-    costs many times more, and these lines need none of its wrapping.
-    """
-    from rich.color import ColorSystem
-
-    write = console.file.write
-    systems = {
-        "standard": ColorSystem.STANDARD,
-        "256": ColorSystem.EIGHT_BIT,
-        "truecolor": ColorSystem.TRUECOLOR,
-        "windows": ColorSystem.WINDOWS,
-    }
-    system = None if console.no_color else systems.get(console.color_system or "")
-    out: list[str] = []
-    for line in lines:
-        if system is None:
-            out.append(line.plain)
-        else:
-            out.append(
-                "".join(
-                    piece.style.render(piece.text, color_system=system)
-                    if piece.style
-                    else piece.text
-                    for piece in line.to_text().render(console)
-                )
-            )
-        if len(out) >= 1000:
-            write("\n".join(out) + "\n")
-            out.clear()
-    if out:
-        write("\n".join(out) + "\n")
-    console.file.flush()
-
-
 @main.command()
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per exchange.")
@@ -714,7 +673,7 @@ def _print_timeline(
     headers: bool = False,
     select_incidents: Callable[[Incident], bool] | None = None,
 ) -> None:
-    from docktap.console import terminal
+    from docktap.console import print_lines, terminal
     from docktap.render import timeline
 
     term = terminal(sys.stdout, colour, width)
@@ -726,7 +685,7 @@ def _print_timeline(
         explain=note,
         max_lines=max_lines,
     )
-    _print_lines(term.console(), timeline.render(loaded, options, select, select_incidents))
+    print_lines(term.console(), timeline.render(loaded, options, select, select_incidents))
 
 
 @main.command("stats")

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from rich.console import Console
+
+    from docktap.render.timeline import Line
 
 #: The width when neither the option, the terminal nor COLUMNS says.
 DEFAULT_WIDTH = 120
@@ -100,3 +104,42 @@ def make_console(stream: IO[str], colour: bool, width: int) -> Console:
         emoji=False,
         soft_wrap=True,
     )
+
+
+def print_lines(console: Console, lines: Iterable[Line]) -> None:
+    """Print rendered lines, in batches, each already fitted to the width.
+
+    Without colour the text goes straight to the file (as `Console.print` writes it: the
+    lines are made to fit, so it neither wraps nor crops them). With colour each line is turned into
+    styled segments and written as ANSI text: printing a large Text through the Console
+    costs many times more, and these lines need none of its wrapping.
+    """
+    from rich.color import ColorSystem
+
+    write = console.file.write
+    systems = {
+        "standard": ColorSystem.STANDARD,
+        "256": ColorSystem.EIGHT_BIT,
+        "truecolor": ColorSystem.TRUECOLOR,
+        "windows": ColorSystem.WINDOWS,
+    }
+    system = None if console.no_color else systems.get(console.color_system or "")
+    out: list[str] = []
+    for line in lines:
+        if system is None:
+            out.append(line.plain)
+        else:
+            out.append(
+                "".join(
+                    piece.style.render(piece.text, color_system=system)
+                    if piece.style
+                    else piece.text
+                    for piece in line.to_text().render(console)
+                )
+            )
+        if len(out) >= 1000:
+            write("\n".join(out) + "\n")
+            out.clear()
+    if out:
+        write("\n".join(out) + "\n")
+    console.file.flush()

@@ -32,6 +32,7 @@ from docktap.capture.reader import (
     ResponseHead,
     StreamChunk,
 )
+from docktap.console import print_lines
 from docktap.events import Direction
 from docktap.render.kind import stayed_open
 from docktap.render.text import format_size
@@ -240,7 +241,8 @@ class LiveView:
             part = self.assembler.decode(record)
             if part is None:
                 continue
-            self.stats.count(part)
+            if self.status:  # the counts are the status line's
+                self.stats.count(part)
             if isinstance(part, CaptureEnd):
                 self._print(done)
                 done = []
@@ -258,11 +260,18 @@ class LiveView:
             self.lanes.close(conn)
 
     def _print(self, exchanges: list[Exchange]) -> None:
+        blocks = []
         for ex in exchanges:
             spans = stayed_open(ex)
-            block = self.rows.block(ex, self.lanes.marks(ex, spans), spans)
+            blocks.append(self.rows.block(ex, self.lanes.marks(ex, spans), spans))
             self.lanes.completed(ex.conn)
-            self.console.print(block, soft_wrap=True)
+        if self._live is not None:
+            # The status line is redrawn under what the console prints.
+            for block in blocks:
+                self.console.print(block, soft_wrap=True)
+        elif blocks:
+            # A batch's rows in one write: the Console's own printing costs more than the row.
+            print_lines(self.console, blocks)
 
 
 class LiveAudit:
