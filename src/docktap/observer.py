@@ -403,7 +403,7 @@ class ConnectionObserver:
             return []
         self._t = t
         if self._mode == "http":
-            side = self._side(direction)
+            side = self._client if direction is Direction.CLIENT else self._daemon
             if side.body is not None and not side.pending:
                 # The common case of a bulk body: its bytes are cut out of `data` directly.
                 end = self._read_body(direction, data)
@@ -499,7 +499,9 @@ class ConnectionObserver:
 
     def _advance(self, direction: Direction) -> bool:
         """One step of parsing on one side; False when it cannot go on for now."""
-        side = self._side(direction)
+        side = self._client if direction is Direction.CLIENT else self._daemon
+        if not side.pending and side.body is None and not side.eof:
+            return False  # the common idle side: nothing to read, no EOF of its own to report
         if side.body is not None:
             if side.pending:
                 data = bytes(side.pending)
