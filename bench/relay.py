@@ -1278,8 +1278,9 @@ class Bench:
         else:
             metric = "rps" if name == "rps" else "mb_s"
             entry["ratio_to_direct"] = paired(metric, "direct", "ratio")
-            if "socat" in per_path:
-                entry["ratio_to_socat"] = paired(metric, "socat", "ratio")
+            for base in ("socat", "splice"):
+                if base in per_path:
+                    entry[f"ratio_to_{base}"] = paired(metric, base, "ratio")
         return entry
 
     def fast_vs_daemon(self, summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1485,6 +1486,7 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
             "MB/s",
             "x direct",
             "x socat",
+            "x splice",
             "s",
             "busy cores",
             "relay CPU s",
@@ -1506,6 +1508,9 @@ def print_tables(report: dict[str, Any], console: Console) -> None:
                         _cell(e, "mb_s", 0),
                         _cell(e, "ratio_to_direct", 2) if path != "direct" else "",
                         _cell(e, "ratio_to_socat", 2) if path not in ("direct", "socat") else "",
+                        _cell(e, "ratio_to_splice", 2)
+                        if path not in ("direct", "socat", "splice")
+                        else "",
                         _cell(e, "seconds", 2),
                         _cell(e, "busy_cores", 2),
                         _cell(e, "cpu_s", 2) if _measured(e, "cpu_s") else "",
