@@ -198,8 +198,10 @@ class _Side:
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 # h11 reads a response only once it has sent a request. This is the one it is shown: HEAD, so
-# that it takes no body to follow the response head (the observer reads bodies itself) and can
-# be recycled, and offering an upgrade, so that it takes a 101 for what it is.
+# that it takes no body to follow the response head (the observer reads bodies itself), and
+# offering an upgrade, so that it takes a 101 for what it is. A parser reads the heads of one
+# exchange (1xx heads, then the final one) and is dropped: a new one costs less than taking it
+# through the end of the message and a new cycle.
 _STAND_IN_REQUEST = h11.Request(
     method=b"HEAD",
     target=b"/",
@@ -614,16 +616,6 @@ class ConnectionObserver:
             final = isinstance(event, h11.Response)
             self._responses = None if final or event.status_code == 101 else parser
             self._response(event)
-            if final and isinstance(parser.next_event(), h11.EndOfMessage):
-                self._recycle(parser)
-
-    def _recycle(self, parser: h11.Connection) -> None:
-        """Keep a response parser that has read a whole exchange for the next one."""
-        if parser.our_state is h11.DONE and parser.their_state is h11.DONE:
-            parser.start_next_cycle()
-            parser.send(_STAND_IN_REQUEST)
-            parser.send(h11.EndOfMessage())
-            self._responses = parser
 
     # -- bodies -------------------------------------------------------------------------
 
