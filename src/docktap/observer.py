@@ -124,7 +124,10 @@ def _header(fields: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 
 def _json(body: bytearray) -> Any:
     # orjson reads what it takes as json does, in a fraction of the time; what it refuses
-    # (NaN, integers past 64 bits, lone surrogates, UTF-16) json may still read.
+    # (NaN, integers past 64 bits, lone surrogates, UTF-16) json may still read. Nothing is
+    # not JSON to either (the request of an inspect has no body).
+    if not body:
+        return None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
