@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
-import shlex
-import shutil
 import signal
 import sys
-import tempfile
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
@@ -28,11 +23,10 @@ from docktap.capture.limits import DEFAULT_MAX_BODY
 from docktap.levels import LEVELS, LIVE_LEVEL
 from docktap.policy.commands import make_guard, policy_options, reload_on_hangup
 from docktap.policy.commands import policy as policy_commands
-from docktap.upstream import Endpoint, EndpointError, TLSOptions
 
-# Each command imports what it uses when it runs: a wrapped `docker version` should cost
-# little more than the interpreter, and `--help` should not load asyncio, rich or the
-# capture reader (tests/test_cli.py keeps it so).
+# Each command imports what it uses when it runs, the standard library's heavier modules
+# included: a wrapped `docker version` should cost little more than the interpreter, and
+# `--help` should not load asyncio, rich or the capture reader (tests/test_cli.py keeps it so).
 if TYPE_CHECKING:
     import asyncio
 
@@ -41,6 +35,7 @@ if TYPE_CHECKING:
     from docktap.recording.session import RecordSession
     from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
+    from docktap.upstream import Endpoint, TLSOptions
 
 
 T = TypeVar("T")
@@ -129,7 +124,7 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
     What makes every client get a 502 (a certificate the daemon refuses, TLS where plain text
     was asked for, a certificate docktap does not trust) is said here once, on stderr.
     """
-    from docktap.upstream import resolve_upstream
+    from docktap.upstream import EndpointError, resolve_upstream
 
     try:
         target = resolve_upstream(explicit, options=tls)
@@ -347,11 +342,14 @@ def run(
             "run cannot write the capture to stdout (-o -): stdout is the command's own; "
             "give -o a file name, or use `docktap proxy -o -`"
         )
+    import shutil
+
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise click.ClickException(f"command not found: {argv[0]}")
     import asyncio
 
     from docktap.recording.session import record, redact_env_patterns
+    from docktap.upstream import TLSOptions
 
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
@@ -389,6 +387,11 @@ def _say_written(path: str, still_writing: bool) -> None:
 @contextlib.contextmanager
 def _private_socket() -> Iterator[Endpoint]:
     """A socket path in a directory of our own, for a command to reach docktap through."""
+    import shutil
+    import tempfile
+
+    from docktap.upstream import Endpoint
+
     workdir = tempfile.mkdtemp(prefix="docktap-")
     try:
         yield Endpoint(path=os.path.join(workdir, "docker.sock"))
@@ -497,7 +500,7 @@ def proxy(
     import asyncio
 
     from docktap.recording.session import record, redact_env_patterns
-    from docktap.upstream import parse_endpoint
+    from docktap.upstream import EndpointError, TLSOptions, parse_endpoint
 
     try:
         endpoint = parse_endpoint(listen)
@@ -630,6 +633,7 @@ def show(
     ignores case; --path matches with or without the /vX.Y prefix); times count from the
     capture start. All filters given must match; one given twice matches either value.
     """
+    import json
 
     from docktap.filters import Filter
 
@@ -703,6 +707,8 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     Colour only on a terminal, never with NO_COLOR set. The --json shape is stable: see
     docs/stats-and-exports.md.
     """
+    import json
+
     from docktap.console import terminal
     from docktap.render import stats as stats_render
 
@@ -737,6 +743,8 @@ _EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown", "html")
 def export_command(capture: str, fmt: str, output: str) -> None:
     """Turn a capture into a HAR file, a Mermaid diagram, a curl script, a Markdown report or a
     web page."""
+    import json
+
     from docktap.outputs import PRIVATE, PRIVATE_SCRIPT, OutputError, open_output
     from docktap.render import curl, har, markdown, mermaid
 
@@ -776,7 +784,9 @@ def _page(loaded: Capture, path: str) -> str:
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def view_command(capture: str) -> None:
     """Open the capture as a web page in the browser (or print the page's path)."""
+    import tempfile
     import webbrowser
+    from pathlib import Path
 
     text = _page(_load(capture), capture)
     # mkstemp creates the file 0600 and never reuses a name: the page holds what the capture
@@ -815,6 +825,8 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
     its level, the exchange, the caller's pid/uid/gid and, where one applies, the CIS Docker
     Benchmark item. Exit status 0 unless --fail-on is given and met.
     """
+    import json
+
     from docktap import audit
     from docktap.console import auto_console, columns, interactive
     from docktap.render import audit as views
@@ -954,7 +966,7 @@ def replay_command(
     from docktap.recording.session import redact_env_patterns
     from docktap.replay.match import MatchOptions, parse_json_path
     from docktap.replay.session import replay
-    from docktap.upstream import parse_endpoint
+    from docktap.upstream import EndpointError, parse_endpoint
 
     argv: list[str] = ctx.meta.get("docktap.command", [])
     if (listen is None) == (not argv):
@@ -1054,11 +1066,15 @@ def demo(output: str | None, force: bool, no_docker: bool) -> None:
     Without the docker CLI, the bundled capture is shown instead.
     """
     import asyncio
+    import shlex
+    import shutil
+    import tempfile
     from importlib.resources import as_file, files
 
     from docktap.explain import explain
     from docktap.recording.session import record
     from docktap.replay.session import replay
+    from docktap.upstream import Endpoint
 
     with as_file(files("docktap") / "data" / "demo.jsonl") as bundled:
         recorded = _load(str(bundled))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -30,6 +29,8 @@ def _say(message: str) -> None:
 
 def load_policy(path: str) -> Policy:
     """The policy in a file; a ClickException naming the file and the fault otherwise."""
+    from pathlib import Path
+
     from docktap.policy.model import PolicyError, loads
 
     try:
@@ -41,6 +42,8 @@ def load_policy(path: str) -> Policy:
 
 
 def _captures(paths: tuple[str, ...]) -> list[tuple[str, Capture]]:
+    from pathlib import Path
+
     from docktap.capture.reader import CaptureError, load
 
     loaded = []
@@ -124,6 +127,8 @@ def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
 @click.option("-o", "--output", metavar="FILE|-", default="-", help="Where to write (default -).")
 def export_command(policy_file: str, fmt: str, output: str) -> None:
     """The nearest configuration of another socket proxy; stderr says how it differs."""
+    from pathlib import Path
+
     from docktap.policy.export import export
 
     made = export(load_policy(policy_file), fmt, Path(policy_file).name)
@@ -168,6 +173,7 @@ def make_guard(path: str | None, mode: str) -> Guard | None:
 def reload_on_hangup(guard: Guard) -> None:
     """SIGHUP reads the policy again; one that does not parse leaves the old one in force."""
     import asyncio
+    from pathlib import Path
 
     from docktap.policy.model import PolicyError, loads
 
