@@ -371,10 +371,21 @@ def run(
             guard=guard,
             linger=_LINGER,
         )
+        _fork_recorder(session)
         code = asyncio.run(_command_served_by(session, argv, sock, guard))
     if not quiet:
         _say_written(path, session.still_writing)
     sys.exit(code)
+
+
+def _fork_recorder(session: RecordSession) -> None:
+    """Start the recorder before the event loop does: a fork, cheaper than a new interpreter."""
+    from docktap.recording.session import RecordError
+
+    try:
+        session.fork_recorder()
+    except RecordError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _say_written(path: str, still_writing: bool) -> None:
@@ -526,6 +537,7 @@ def proxy(
             guard=guard,
             linger=_LINGER,
         )
+        _fork_recorder(session)
         asyncio.run(_proxy(session))
     if path != "-":
         _say_written(path, session.still_writing)

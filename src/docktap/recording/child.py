@@ -1,8 +1,9 @@
 """The recording child's main: wire messages in, capture records out.
 
-`python -m docktap.recording.child CONFIG` reads messages from its stdin (and the runs of the
-spool they announce), drives the engine with them, and prints live rows and audit warnings on
-stderr if asked. It imports the engine, the live view and nothing of the command line.
+`run(config, fd)` reads messages from the pipe `fd` (and the runs of the spool they announce),
+drives the engine with them, and prints live rows and audit warnings on stderr if asked. It
+imports the engine, the live view and nothing of the command line. It runs in a fork of docktap
+or in `python -m docktap.recording.child CONFIG`, the pipe its stdin (see launch.py).
 
 The relay decides when recording ends: a STOP message, or the pipe closing when docktap is
 killed. Then the child records what the spool still holds, writes and exits: the capture keeps
@@ -133,7 +134,8 @@ def live_audit(level: str) -> LiveAudit:
     return LiveAudit(auto_console(sys.stderr), level)
 
 
-def main(argv: list[str]) -> int:
+def run(config: RecordingConfig, fd: int) -> int:
+    """Record what comes through the pipe `fd` as `config` says; the exit status."""
     from docktap.capture.format import RecordEncoder
     from docktap.capture.writer import CaptureWriter
     from docktap.recording.engine import Recorder
@@ -143,7 +145,6 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _lower_priority()  # first: the live view's thread inherits it
-    config = RecordingConfig.from_json(argv[0])
 
     def say(message: str) -> None:
         print(f"docktap: {message}", file=sys.stderr, flush=True)
@@ -169,12 +170,17 @@ def main(argv: list[str]) -> int:
         recorder.listeners.append(live_audit(config.audit))
     recorder.start(config.upstream, config.command, config.upstream_tls)
     try:
-        if not serve(sys.stdin.fileno(), config.spool_fd, recorder):
+        if not serve(fd, config.spool_fd, recorder):
             recorder.close(0.0, clean=False)  # docktap died: keep what was written
     finally:
         if live is not None:
             live.stop()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """`python -m docktap.recording.child CONFIG`: the settings as JSON, the pipe on stdin."""
+    return run(RecordingConfig.from_json(argv[0]), sys.stdin.fileno())
 
 
 if __name__ == "__main__":

@@ -32,14 +32,15 @@ import fcntl
 import json
 import os
 import stat
-import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 
 from docktap.events import Direction
+from docktap.recording import launch
 from docktap.recording import spool as spooling
+from docktap.recording.launch import RecorderProcess
 from docktap.recording.wire import (
     DATA,
     EOF,
@@ -121,11 +122,10 @@ class RecorderLink:
     of spooled bytes, messages the spool refused) wait in memory for the pipe to have room.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], spool: int | None = None) -> None:
-        assert process.stdin is not None
+    def __init__(self, process: RecorderProcess, spool: int | None = None) -> None:
         self.process = process
         self.policy = Policy()
-        self._fd = process.stdin.fileno()
+        self._fd = process.pipe
         self._spool = spooling.SpoolWriter(spool) if spool is not None else None
         self._spooled = 0  # bytes spooled since the child was last told
         self._tail = b""  # the end of a message the pipe took only the start of
@@ -343,17 +343,11 @@ class RecorderLink:
                 await asyncio.wait_for(self._drained, _left(deadline))
             except TimeoutError:
                 self._hand_off()
-        assert self.process.stdin is not None
-        with contextlib.suppress(OSError):
-            self.process.stdin.close()
+        self.process.close_pipe()
         if self._spool is not None:
             self._spool.close()
             self._spool = None
-        try:
-            wait = _left(deadline) if behind else None
-            return await loop.run_in_executor(None, self.process.wait, wait)
-        except subprocess.TimeoutExpired:
-            return None
+        return await self.process.exited(_left(deadline) if behind else None)
 
     def _hand_off(self) -> None:
         """Leave what still waits for the pipe to a process that writes it as the child reads.
@@ -404,8 +398,11 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def spawn_recorder(config: RecordingConfig, spool_dir: str | None = None) -> RecorderLink:
-    """Start the child, with the capture file descriptor, if any, and the spool handed down.
+def spawn_recorder(
+    config: RecordingConfig, spool_dir: str | None = None, fork: bool = False
+) -> RecorderLink:
+    """Start the child, with the capture file descriptor, if any, and the spool handed down;
+    `fork`: as a fork of this process (see launch.py: no thread nor event loop may exist yet).
 
     The spool goes in `spool_dir` (the capture's directory: the disk chosen for big files), or
     in $TMPDIR when that is not possible.
@@ -414,26 +411,8 @@ def spawn_recorder(config: RecordingConfig, spool_dir: str | None = None) -> Rec
     if capture is not None and not stat.S_ISREG(os.fstat(capture).st_mode):
         spool_dir = None  # not /dev for `-o /dev/null`
     spool = spooling.open_spool(spool_dir)
-    config = dataclasses.replace(config, spool_fd=spool)
-    fds = tuple(fd for fd in (capture, spool) if fd is not None)
-    # glibc raises its mmap threshold to the size of each big block freed, up to 32 MiB; after
-    # that the child's big buffers (heads held, reads) come from the heap, whose holes are not
-    # given back: a budget of 16 MiB of heads still grew the child by 0.8 MB a connection.
-    # A fixed threshold keeps big blocks mapped, so freeing one gives its memory back.
-    env = {"MALLOC_MMAP_THRESHOLD_": str(128 << 10), **os.environ}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docktap.recording.child", config.to_json()],
-        stdin=subprocess.PIPE,
-        # Stdout is the command's, or the capture's (`-o -`): a recorder finishing a backlog
-        # after docktap has exited must not hold up `docktap run ... | grep`.
-        stdout=subprocess.DEVNULL if capture is not None else None,
-        env=env,
-        pass_fds=fds,
-        # Its own process group: Ctrl-C at the terminal is for the relay and the command.
-        start_new_session=True,
-    )
-    assert process.stdin is not None
+    process = launch.start(dataclasses.replace(config, spool_fd=spool), fork)
     # A pipe holds 64 KiB by default: bulk transfers would cost a write and a read per 64 KiB.
     with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(process.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        fcntl.fcntl(process.pipe, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     return RecorderLink(process, spool)

@@ -1,7 +1,8 @@
 """`record(...)`: a recording relay as a context manager, serving once it is entered.
 
 Entering opens the capture (so that a bad path fails before anything starts), starts the
-recording child, and binds the listening socket; `async with` (or `with`, on a thread of its
+recording child (unless `fork_recorder()` already did, before any event loop), and binds the
+listening socket; `async with` (or `with`, on a thread of its
 own) returns only once clients can connect. It prints nothing: what to say, and where, is the
 caller's. Leaving stops accepting, gives open connections `grace` seconds, and waits until the
 child has written the whole capture.
@@ -88,6 +89,7 @@ class RecordSession(Synchronous):
         self.recorder_status: int | None = None  # the child's exit status, once left
         self.still_writing = False  # left: the recorder was still writing after `linger`
         self._link: RecorderLink | None = None
+        self._forked: RecorderLink | None = None  # started by fork_recorder, not yet entered
         self._relay: Relay | None = None
 
     @property
@@ -95,7 +97,14 @@ class RecordSession(Synchronous):
         """The DOCKER_HOST of this relay."""
         return self.endpoint.url
 
-    def _spawn(self) -> RecorderLink:
+    def fork_recorder(self) -> None:
+        """Start the recorder now, as a fork of this process rather than a fresh interpreter:
+        it has most of what it imports already (see recording/launch.py). Only while no other
+        thread and no event loop exists: the command line calls it before its loop starts.
+        RecordError says why it could not start."""
+        self._forked = self._spawn(fork=True)
+
+    def _spawn(self, fork: bool = False) -> RecorderLink:
         fd = None
         if self.output != "-":
             try:
@@ -121,13 +130,13 @@ class RecordSession(Synchronous):
         # A recording backlog, if any, is spooled on the capture's disk.
         spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None
         try:
-            return spawn_recorder(config, spool_dir)
+            return spawn_recorder(config, spool_dir, fork)
         finally:
             if fd is not None:
                 os.close(fd)
 
     async def __aenter__(self) -> RecordSession:
-        link = self._spawn()
+        link, self._forked = self._forked or self._spawn(), None
         relay = Relay(self.upstream, link, DescriptorShortage(self.say), self.guard)
         if self.guard is not None:
             self.guard.report = _decisions_to(link)

@@ -1,0 +1,147 @@
+"""Starting the recording child, and waiting for it to exit.
+
+A fresh interpreter (`python -m docktap.recording.child`) imports everything again: about 60 ms
+of CPU on every `docktap run`, on top of the relay's own start-up, and the capture is complete
+only once the child is through it. A fork of docktap already holds the standard library, the
+wire and the spool, and imports only the engine: a third of that. But a fork is safe only
+before any thread or event loop exists (a thread may hold a lock the child then waits on for
+ever; a loop's descriptors would be shared). So the command line forks, before its event loop
+starts (`fork=True`), and every other caller, the pytest plugin or a `with record(...)` on a
+thread of its own, gets the fresh interpreter.
+
+Either way the child gets the pipe as its stdin, the capture and the spool descriptors and
+nothing else, stdout only when the capture goes there, and a session of its own (Ctrl-C at the
+terminal is for the relay and the command). Its exit is watched through a pidfd, on the relay's
+event loop: no thread waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import os
+import subprocess
+import sys
+import traceback
+from typing import NoReturn
+
+from docktap.recording import child
+from docktap.recording.wire import RecordingConfig
+
+# glibc raises its mmap threshold to the size of each big block freed, up to 32 MiB; after that
+# the child's big buffers (heads held, reads) come from the heap, whose holes are not given
+# back: a budget of 16 MiB of heads still grew the child by 0.8 MB a connection. A fixed
+# threshold keeps big blocks mapped, so freeing one gives its memory back.
+MMAP_THRESHOLD = 128 << 10
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+
+
+class RecorderProcess:
+    """The recording child as the relay sees it: its pid, the pipe into it, and its exit."""
+
+    def __init__(self, pid: int, pipe: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.pipe = pipe  # the write end of the child's stdin
+        self._popen = popen  # a fresh interpreter's Popen, which reaps it; None for a fork
+        self._pidfd = os.pidfd_open(pid)
+        self.returncode: int | None = None
+
+    def close_pipe(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.pipe)
+
+    async def exited(self, timeout: float | None = None) -> int | None:
+        """The child's exit status once it has exited, or None if `timeout` seconds pass first."""
+        import asyncio
+
+        if self.returncode is not None:
+            return self.returncode
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def gone() -> None:
+            loop.remove_reader(self._pidfd)  # a pidfd stays readable: once is enough
+            done.set_result(None)
+
+        loop.add_reader(self._pidfd, gone)
+        try:
+            await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            loop.remove_reader(self._pidfd)
+        if self._popen is not None:
+            self.returncode = self._popen.wait()
+        else:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        os.close(self._pidfd)
+        return self.returncode
+
+
+def start(config: RecordingConfig, fork: bool = False) -> RecorderProcess:
+    """Start the child with `config`: forked from this process, or a fresh interpreter."""
+    keep = [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
+    if not fork:
+        return _spawn(config, keep)
+    read, write = os.pipe()
+    # What is buffered would be written twice, once by each process.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write)
+        _forked(config, read, keep)
+    os.close(read)
+    return RecorderProcess(pid, write)
+
+
+def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
+    env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), **os.environ}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "docktap.recording.child", config.to_json()],
+        stdin=subprocess.PIPE,
+        # Stdout is the command's, or the capture's (`-o -`): a recorder finishing a backlog
+        # after docktap has exited must not hold up `docktap run ... | grep`.
+        stdout=subprocess.DEVNULL if config.capture_fd is not None else None,
+        env=env,
+        pass_fds=keep,
+        start_new_session=True,
+    )
+    assert process.stdin is not None
+    # The pipe is the link's to write and close; the Popen only reaps the child.
+    pipe = os.dup(process.stdin.fileno())
+    process.stdin.close()
+    return RecorderProcess(process.pid, pipe, process)
+
+
+def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
+    """The forked child: the descriptors and settings a fresh one would have, then the
+    recording; it never returns into the caller's code."""
+    code = 1
+    try:
+        os.setsid()
+        os.dup2(read, 0)
+        if config.capture_fd is not None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+        # Every other descriptor goes: a copy of a client's socket held here would keep it
+        # open after the relay closed it, and the listening socket would outlive docktap.
+        low = 3
+        for fd in sorted(keep):
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        # What the parent had loaded stays as it is: the collector need not scan it, nor
+        # touch (and so copy) its pages.
+        gc.freeze()
+        code = child.run(config, 0)
+    except BaseException:  # nothing may return into the parent's code
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

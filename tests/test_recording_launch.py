@@ -1,0 +1,63 @@
+"""The recording child, forked or a fresh interpreter, starts with what it needs and no more.
+
+Each start is made in a process of its own, as the command line makes it: forking the test
+process, with whatever threads the suite has running, is what launch.py says must not be done.
+The capture is a pipe, so that reading the header the child writes tells, without waiting on a
+clock, that it is past its start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Starts a child with a pipe for the capture and an inheritable descriptor it must not get,
+# reads the header, then reports what the child holds and how it exits.
+_START = """
+import asyncio, json, os, sys
+from docktap.recording.launch import start
+from docktap.recording.wire import RecordingConfig
+
+read, capture = os.pipe()
+stray = os.open(os.devnull, os.O_RDONLY)
+os.set_inheritable(stray, True)
+config = RecordingConfig(capture, 1 << 20, "unix:///nowhere", ["true"], 1.7e9, 0.0, "off")
+child = start(config, fork=sys.argv[1] == "fork")
+os.close(capture)
+with os.fdopen(read) as records:
+    header = json.loads(records.readline())
+    fds = sorted(int(name) for name in os.listdir(f"/proc/{child.pid}/fd"))
+    report = {
+        "header": header["type"],
+        "capture": capture,
+        "fds": fds,
+        "stdout": os.readlink(f"/proc/{child.pid}/fd/1"),
+        "own_session": os.getsid(child.pid) == child.pid,
+        "running": asyncio.run(child.exited(0)),
+    }
+    child.close_pipe()  # no STOP: as when docktap is killed
+    report["status"] = asyncio.run(child.exited())
+    report["rest"] = [json.loads(line)["type"] for line in records]
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "spawn"])
+def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _START, how], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    assert report["header"] == "capture"
+    # Stdin (the pipe), stdout, stderr and the capture: the stray descriptor stayed behind.
+    assert report["fds"] == [0, 1, 2, report["capture"]]
+    assert report["stdout"] == os.devnull  # stdout is the command's, not the recorder's
+    assert report["own_session"]
+    assert report["running"] is None  # not exited yet: no status within no time
+    assert report["status"] == 0
+    assert report["rest"] == []  # the pipe closed without STOP: no end-of-capture record
