@@ -383,11 +383,23 @@ RECORDER_ONLY = (
 )
 
 # Runs docktap with the arguments after OUT and writes to OUT the modules the process has
-# loaded when it exits; the recorder, a fork of it, leaves with os._exit and writes nothing.
+# loaded when it exits, whether through os._exit (as `run` and the recorder, a fork of it, both
+# leave) or not; only the process started here, the relay, writes.
 _MODULES_AT_EXIT = """
-import atexit, runpy, sys
-out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+import atexit, os, runpy, sys
+out, relay, leave = sys.argv.pop(1), os.getpid(), os._exit
+
+def listing():
+    if os.getpid() == relay:
+        with open(out, "w") as listed:
+            listed.write("\\n".join(sorted(sys.modules)))
+
+def leaving(code):
+    listing()
+    leave(code)
+
+os._exit = leaving
+atexit.register(listing)
 sys.argv[0] = "docktap"
 runpy.run_module("docktap", run_name="__main__", alter_sys=True)
 """

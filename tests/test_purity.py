@@ -28,6 +28,7 @@ PURE = (
     "bodyframing.py",
     "jsonstream.py",
     "events.py",
+    "direction.py",
     "routes.py",
     "routes_table.py",
     "filters.py",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -145,6 +144,8 @@ def peer_certificate(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return None
+    import hashlib  # here: a certificate is seen only over TLS, and not at every start-up
+
     der = ssl_object.getpeercert(binary_form=True)
     decoded = ssl_object.getpeercert() or {}
     subject = ", ".join(

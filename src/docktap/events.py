@@ -10,18 +10,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from docktap.direction import Direction as Direction  # the events' field, named here too
+
 Headers = tuple[tuple[str, str], ...]
-
-
-class Direction(enum.Enum):
-    """Who sent the bytes: the Docker client or the daemon."""
-
-    CLIENT = "client"
-    DAEMON = "daemon"
-
-    @property
-    def other(self) -> Direction:
-        return Direction.DAEMON if self is Direction.CLIENT else Direction.CLIENT
 
 
 class Stream(enum.IntEnum):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 
 from docktap.answers import bad_gateway, out_of_descriptors
 from docktap.connecting import connect
-from docktap.events import Direction
+from docktap.direction import Direction
 from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
 from docktap.policy.actions import Action, Answer, Decided, Forward
 from docktap.tap import PeerCredentials, Tap

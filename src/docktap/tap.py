@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from docktap.events import Direction
+from docktap.direction import Direction
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ connects (docktap.connecting).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -180,6 +179,8 @@ def _current_context(env: Mapping[str, str]) -> _Context | None:
     if not name or name == "default":
         return None
     # The CLI's context store names each context's directories by the digest of its name.
+    import hashlib  # here: most start-ups have no context to look up
+
     digest = hashlib.sha256(name.encode()).hexdigest()
     contexts = config_dir / "contexts"
     try:

@@ -4,7 +4,8 @@ The parts, one module each: `wire` (the messages between the relay and the child
 child's settings), `link` (the relay's side: a tap that ships messages to the child, with its
 pipe-or-spool policy), `spool` (the backlog on disk), `launch` (starting the child: a fork or
 a fresh interpreter), `child` (the child's main), `engine` (observer, encoder and writer driven
-by tap calls) and `session` (`record(...)`: all of it around a relay, as a context manager). docs/architecture.md draws how they fit.
+by tap calls) and `session` (`record(...)`: all of it around a relay, as a context manager).
+docs/architecture.md draws how they fit.
 
 This package file imports nothing, so that the child loads only what it runs.
 """

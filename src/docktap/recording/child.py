@@ -20,7 +20,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from docktap.events import Direction
+from docktap.direction import Direction
 from docktap.recording.spool import SpoolReader
 from docktap.recording.wire import (
     Kind,
@@ -136,6 +136,9 @@ def live_audit(level: str) -> LiveAudit:
 
 def run(config: RecordingConfig, fd: int) -> int:
     """Record what comes through the pipe `fd` as `config` says; the exit status."""
+    # First: the imports below are a fork's start-up, not to be made at the expense of the
+    # relay and its command; and the live view's thread inherits the priority.
+    _lower_priority()
     from docktap.capture.format import RecordEncoder
     from docktap.capture.writer import CaptureWriter
     from docktap.recording.engine import Recorder
@@ -144,7 +147,6 @@ def run(config: RecordingConfig, fd: int) -> int:
     # The relay decides when recording ends (STOP, or the pipe closing); signals are its.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _lower_priority()  # first: the live view's thread inherits it
 
     def say(message: str) -> None:
         print(f"docktap: {message}", file=sys.stderr, flush=True)

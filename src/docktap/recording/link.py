@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from docktap.events import Direction
+from docktap.direction import Direction
 from docktap.recording import launch
 from docktap.recording import spool as spooling
 from docktap.recording.launch import RecorderProcess

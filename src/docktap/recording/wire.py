@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from docktap.events import Direction
+from docktap.direction import Direction
 from docktap.tap import PeerCredentials
 
 HEADER = struct.Struct("<BIdI")
