@@ -136,9 +136,6 @@ def live_audit(level: str) -> LiveAudit:
 
 def run(config: RecordingConfig, fd: int) -> int:
     """Record what comes through the pipe `fd` as `config` says; the exit status."""
-    # First: the imports below are a fork's start-up, not to be made at the expense of the
-    # relay and its command; and the live view's thread inherits the priority.
-    _lower_priority()
     from docktap.capture.format import RecordEncoder
     from docktap.capture.writer import CaptureWriter
     from docktap.recording.engine import Recorder
@@ -147,6 +144,10 @@ def run(config: RecordingConfig, fd: int) -> int:
     # The relay decides when recording ends (STOP, or the pipe closing); signals are its.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # After the imports: at idle priority on a busy machine they would wait for the end of
+    # the command, and then hold up the capture and docktap's exit. First of the rest: the live
+    # view's thread inherits it.
+    _lower_priority()
 
     def say(message: str) -> None:
         print(f"docktap: {message}", file=sys.stderr, flush=True)
