@@ -380,6 +380,7 @@ RECORDER_ONLY = (
     "docktap.capture.writer",
     "docktap.redact",
     "docktap.routes",
+    "ctypes",  # the spool's reader and the fork's malloc setting
 )
 
 # Runs docktap with the arguments after OUT and writes to OUT the modules the process has

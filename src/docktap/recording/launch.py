@@ -18,7 +18,6 @@ event loop: no thread waits for it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import os
 import subprocess
@@ -132,6 +131,8 @@ def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
             os.closerange(low, fd)
             low = fd + 1
         os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        import ctypes  # here: the relay's process has no use for it
+
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         # What the parent had loaded stays as it is: the collector need not scan it, nor

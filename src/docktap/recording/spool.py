@@ -10,7 +10,6 @@ full; the link then holds messages in memory and pauses the relay.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import tempfile
@@ -105,6 +104,8 @@ class SpoolReader:
         self.fd = fd
         self.pos = 0
         self._freed = 0
+        import ctypes  # here: the relay's process, which writes the spool, has no use for it
+
         fallocate = None
         with contextlib.suppress(OSError, AttributeError):
             fallocate = ctypes.CDLL(None, use_errno=True).fallocate64
