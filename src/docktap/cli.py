@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -375,17 +375,10 @@ def run(
         code = asyncio.run(_command_served_by(session, argv, sock, guard))
     if not quiet:
         _say_written(path, session.still_writing)
-    _leave(code)
+    # All is done: the capture written or left to the recorder, the socket's directory gone.
+    from docktap.exiting import leave
 
-
-def _leave(code: int) -> NoReturn:
-    """Exit with `code` at once, once all docktap owes is done (the capture written or left to
-    the recorder, the socket's directory gone): the interpreter's finalization would spend
-    10-20 ms of CPU tearing down modules at the end of every wrapped command."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
+    leave(code)
 
 
 def _fork_recorder(session: RecordSession) -> None:

@@ -187,4 +187,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from docktap.exiting import leave
+
+    leave(main(sys.argv[1:]))  # the capture is written: the relay waits for this exit

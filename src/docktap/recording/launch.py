@@ -25,6 +25,7 @@ import sys
 import traceback
 from typing import NoReturn
 
+from docktap.exiting import leave
 from docktap.recording import child
 from docktap.recording.wire import RecordingConfig
 
@@ -117,7 +118,7 @@ def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
 def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
     """The forked child: the descriptors and settings a fresh one would have, then the
     recording; it never returns into the caller's code."""
-    code = 1
+    code = 1  # what an exception that escapes the recording leaves with
     try:
         os.setsid()
         os.dup2(read, 0)
@@ -142,7 +143,4 @@ def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
     except BaseException:  # nothing may return into the parent's code
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        leave(code)
