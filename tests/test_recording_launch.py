@@ -16,9 +16,10 @@ import sys
 import pytest
 
 # Starts a child with a pipe for the capture and an inheritable descriptor it must not get,
-# reads the header, then reports what the child holds and how it exits.
+# (with another thread running, for "fork-with-thread"), reads the header, then reports what
+# the child holds and how it exits.
 _START = """
-import asyncio, json, os, sys
+import asyncio, json, os, sys, threading
 from docktap.recording.launch import start
 from docktap.recording.wire import RecordingConfig
 
@@ -26,7 +27,11 @@ read, capture = os.pipe()
 stray = os.open(os.devnull, os.O_RDONLY)
 os.set_inheritable(stray, True)
 config = RecordingConfig(capture, 1 << 20, "unix:///nowhere", ["true"], 1.7e9, 0.0, "off")
-child = start(config, fork=sys.argv[1] == "fork")
+started = threading.Event()
+if sys.argv[1] == "fork-with-thread":
+    threading.Thread(target=started.wait).start()
+child = start(config, fork=sys.argv[1].startswith("fork"))
+started.set()
 os.close(capture)
 with os.fdopen(read) as records:
     header = json.loads(records.readline())
@@ -37,6 +42,7 @@ with os.fdopen(read) as records:
         "fds": fds,
         "stdout": os.readlink(f"/proc/{child.pid}/fd/1"),
         "own_session": os.getsid(child.pid) == child.pid,
+        "argv": open(f"/proc/{child.pid}/cmdline", "rb").read().decode().split("\\0")[1:3],
         "running": asyncio.run(child.exited(0)),
     }
     child.close_pipe()  # no STOP: as when docktap is killed
@@ -46,7 +52,7 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.parametrize("how", ["fork", "spawn"])
+@pytest.mark.parametrize("how", ["fork", "spawn", "fork-with-thread"])
 def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _START, how], capture_output=True, timeout=60, check=False
@@ -54,6 +60,8 @@ def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str)
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
     assert report["header"] == "capture"
+    # A fork only where it is safe: with a second thread, a fresh interpreter.
+    assert (report["argv"] == ["-m", "docktap.recording.child"]) == (how != "fork")
     # Stdin (the pipe), stdout, stderr and the capture: the stray descriptor stayed behind.
     assert report["fds"] == [0, 1, 2, report["capture"]]
     assert report["stdout"] == os.devnull  # stdout is the command's, not the recorder's

@@ -22,6 +22,7 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 import traceback
 from typing import NoReturn
 
@@ -80,9 +81,13 @@ class RecorderProcess:
 
 
 def start(config: RecordingConfig, fork: bool = False) -> RecorderProcess:
-    """Start the child with `config`: forked from this process, or a fresh interpreter."""
+    """Start the child with `config`: forked from this process, or a fresh interpreter.
+
+    `fork` is a wish: with another thread running (an ssh:// upstream's watcher, say), the child
+    is a fresh interpreter all the same.
+    """
     keep = [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
-    if not fork:
+    if not fork or threading.active_count() > 1:
         return _spawn(config, keep)
     read, write = os.pipe()
     # What is buffered would be written twice, once by each process.
