@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from docktap.capture.format import FORMAT, VERSION, dumps
 from docktap.capture.reader import Capture, loads
@@ -73,3 +78,38 @@ def given_up_wait(container: str = "c0ffee") -> Capture:
         {"type": "close", "conn": 1, "mono": 5.003},
     ]  # fmt: skip
     return loads("\n".join(dumps(r) for r in records) + "\n")
+
+
+def large_download(path: Path, size: int, chunk: int = 32 << 10) -> bytes:
+    """Write a capture of one GET whose answer is `size` bytes (binary: `b64` records of
+    `chunk` bytes, as a recording of `docker cp` or `docker save` has), a line at a time so
+    that writing it costs no more memory than a chunk; the sha256 of the body."""
+    digest = hashlib.sha256()
+    piece = bytes(range(256)) * (chunk // 256)
+    head = [["Content-Type", "application/x-tar"], ["Content-Length", str(size)]]
+    with path.open("wb") as out:
+
+        def write(record: dict[str, Any]) -> None:
+            out.write(orjson.dumps(record) + b"\n")
+
+        write({"type": "capture", "format": FORMAT, "version": VERSION, "t": 1.0, "mono": 0.0})
+        write({"type": "open", "conn": 1, "peer": PEER, "t": 1.0, "mono": 0.0})
+        write(
+            {"type": "request", "conn": 1, "seq": 1, "method": "GET", "t": 1.0, "mono": 0.1,
+             "target": "/v1.41/containers/box/archive?path=/big", "operation": "ContainerArchive",
+             "headers": []}
+        )  # fmt: skip
+        write({"type": "end", "conn": 1, "seq": 1, "dir": "client", "size": 0, "mono": 0.1})
+        write({"type": "response", "conn": 1, "seq": 1, "status": 200, "headers": head})
+        sent = 0
+        while sent < size:
+            data = piece[: size - sent]
+            digest.update(data)
+            sent += len(data)
+            b64 = base64.b64encode(data).decode()
+            write({"type": "body", "conn": 1, "seq": 1, "dir": "daemon", "size": len(data),
+                   "b64": b64, "mono": 0.2})  # fmt: skip
+        write({"type": "end", "conn": 1, "seq": 1, "dir": "daemon", "complete": True,
+               "size": size, "mono": 0.3})  # fmt: skip
+        write({"type": "close", "conn": 1, "mono": 0.4})
+    return digest.digest()

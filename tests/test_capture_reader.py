@@ -681,3 +681,54 @@ def test_an_error_without_a_connection_is_a_part() -> None:
     part = decode(error, 7)
     assert part == reader.Failure(7, 1.0, None, None, "upstream", "refused")
     assert reader.Assembler().add(part) == []
+
+
+# --- payloads left in the file ----------------------------------------------------------------
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+
+
+def _payloads(capture: Capture) -> list[reader.BodyChunk | reader.StreamChunk | reader.FrameChunk]:
+    kinds = (reader.BodyChunk, reader.StreamChunk, reader.FrameChunk)
+    return [p for ex in capture.exchanges for p in ex.parts if isinstance(p, kinds)]
+
+
+@pytest.mark.parametrize("name", ["docker-py.jsonl", "cp.jsonl", "run-stdin.jsonl"])
+def test_large_payloads_the_daemon_sent_can_be_left_in_the_file(name: str) -> None:
+    path = CAPTURES / name
+    whole, leaving = load(path), load(path, leave_over=1024)
+    assert [ex.target for ex in leaving] == [ex.target for ex in whole]
+    with open(path, "rb") as handle:
+        for kept, part in zip(_payloads(whole), _payloads(leaving), strict=True):
+            assert (part.index, part.size, part.direction) == (
+                kept.index,
+                kept.size,
+                kept.direction,
+            )
+            leave = part.direction is Direction.DAEMON and part.size > 1024
+            assert (part.left is not None) is leave
+            if part.left is None:
+                assert part.data == kept.data
+            else:
+                assert part.data == b"" and part.left.path == str(path)
+                assert reader.read_left(part.left, handle) == kept.data
+    # What clients sent is kept whole: requests are compared with it.
+    assert [ex.request_body for ex in leaving] == [ex.request_body for ex in whole]
+    assert [r for r in leaving.records if "text" in r or "b64" in r] != []
+
+
+def test_a_capture_left_in_the_file_warns_of_a_cut_last_line(run_capture: Path) -> None:
+    text = run_capture.read_text(encoding="utf-8")
+    run_capture.write_text(text[: text.rindex('{"type":"end-of-capture"') + 20], encoding="utf-8")
+    with pytest.warns(CaptureWarning, match="cut off"):
+        capture = load(run_capture, leave_over=0)
+    assert len(capture) == 5 and not capture.complete
+
+
+def test_a_payload_left_in_a_file_that_changed_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    shutil.copy(CAPTURES / "cp.jsonl", path)
+    (left,) = [p.left for p in _payloads(load(path, leave_over=1024)) if p.left is not None]
+    path.write_bytes(b"\n" * left.offset + b'{"type":"close","conn":1}\n')
+    with open(path, "rb") as handle, pytest.raises(CaptureError, match="changed since"):
+        reader.read_left(left, handle)

@@ -9,6 +9,7 @@ import pytest
 from synthetic import CANCELED, given_up_wait
 
 from docktap import load, routes
+from docktap.capture import reader
 from docktap.capture.format import Record
 from docktap.capture.reader import Capture, loads
 from docktap.replay.script import ClientMark, Recording, scripts, subjects
@@ -392,3 +393,21 @@ def test_a_body_cut_by_the_cap_is_truncated() -> None:
     assert [p.kind for p in create.pieces] == ["head", "body"]
     assert create.pieces[1].data == full[:40]
     assert not any(r.truncated for r in named.values() if r is not create)
+
+
+def test_a_payload_left_in_the_capture_is_a_piece_that_says_where() -> None:
+    path = CAPTURES / "docker-py.jsonl"
+    whole = scripts(load(path), "docker-py.jsonl")
+    leaving = scripts(reader.load(path, leave_over=1024), "docker-py.jsonl")
+    with open(path, "rb") as handle:
+        for kept, recording in zip(whole, leaving, strict=True):
+            assert [(p.index, p.kind, p.size) for p in recording.pieces] == [
+                (p.index, p.kind, len(p.data)) for p in kept.pieces
+            ]
+            assert recording.truncated is kept.truncated
+            for was, piece in zip(kept.pieces, recording.pieces, strict=True):
+                if piece.left is None:
+                    assert piece.data == was.data
+                else:
+                    assert piece.data == b"" and reader.read_left(piece.left, handle) == was.data
+    assert any(p.left is not None for r in leaving for p in r.pieces)

@@ -179,3 +179,14 @@ def test_a_test_whose_set_up_missed_leaves_no_answer_to_the_next(
     assert b"no recorded exchange for POST /v1.41/containers/create" in replayed.stderr
     # The second test lists what it listed when recorded, not what the first one had.
     assert replayed.stdout == b"two\none\n", replayed.stderr.decode()
+
+
+def test_a_body_left_in_the_capture_is_served_as_recorded(tmp_path: Path) -> None:
+    capture = load(CAPTURES / "cp.jsonl")
+    (download,) = (ex for ex in capture.exchanges if ex.operation == "ContainerArchive")
+    sock = str(tmp_path / "d.sock")
+    with replay([CAPTURES / "cp.jsonl"], Endpoint(path=sock)) as session:
+        (recording,) = (r for r in session.store.recordings if r.exchange.target == download.target)
+        assert any(p.left is not None for p in recording.pieces)  # read as it is served
+        status, body = _get(sock, download.target)
+    assert (status, body) == (200, bytes(download.response_body))

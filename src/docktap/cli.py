@@ -142,8 +142,8 @@ def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str
     return checked.upstream, checked.tls_header()
 
 
-def _load(path: str) -> Capture:
-    """A capture for a command that reads it once and exits."""
+def _load(path: str, leave_over: int | None = None) -> Capture:
+    """A capture for a command that reads it once and exits (`leave_over` as for `load`)."""
     from docktap.capture import lock
     from docktap.capture.reader import CaptureError, CaptureWarning, load, loads
 
@@ -158,7 +158,7 @@ def _load(path: str) -> Capture:
             if writing:
                 # Its last line may be mid-write: that is not a cut-off capture.
                 warnings.simplefilter("ignore", CaptureWarning)
-            loaded = load(path) if path != "-" else loads(_read_stdin(), "<stdin>")
+            loaded = load(path, leave_over) if path != "-" else loads(_read_stdin(), "<stdin>")
     except CaptureError as exc:
         raise click.ClickException(str(exc)) from exc
     loaded.writing = writing and not loaded.complete  # it may have finished meanwhile
@@ -980,7 +980,7 @@ def replay_command(
 
     from docktap.recording.session import redact_env_patterns
     from docktap.replay.match import MatchOptions, parse_json_path
-    from docktap.replay.session import replay
+    from docktap.replay.session import LEAVE_OVER, replay
     from docktap.upstream import EndpointError, parse_endpoint
 
     argv: list[str] = ctx.meta.get("docktap.command", [])
@@ -1000,7 +1000,8 @@ def replay_command(
         endpoint = parse_endpoint(listen) if listen is not None else None
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
-    loaded = [(os.path.basename(path), _load(path)) for path in captures]
+    # What the daemon sent at length stays in the files, read as it is served.
+    loaded = [(os.path.basename(path), _load(path, LEAVE_OVER)) for path in captures]
     if not any(capture.exchanges for _, capture in loaded):
         _say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")
 

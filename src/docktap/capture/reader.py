@@ -10,17 +10,19 @@ known here and to the encoder only.
 
 A capture cut short by a killed docktap ends with a partial line; that is expected and only
 warned about. A damaged line anywhere else is an error: the file is not what docktap wrote.
-Only `load`, at the end of this module, opens a file.
+Only `load` and `read_left`, at the end of this module, open a file: `load` may leave large
+payloads in it (the replay does, so that its memory does not grow with the bodies it serves),
+and `read_left` reads one back.
 """
 
 from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import PurePath
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -154,18 +156,29 @@ class ResponseHead(ExchangePart):
         return self.informational and self.status != 101
 
 
+@dataclass(frozen=True, slots=True)
+class Left:
+    """Where the record of a payload left in its capture file is (see `load`)."""
+
+    path: str
+    offset: int  # of the record's line
+
+
 @dataclass(slots=True)
 class _Payload(ExchangePart):
     """Bytes as the capture holds them, `text` or `b64`; `data` decodes them.
 
     The part keeps the capture's own strings rather than a copy of the bytes: the exchange
-    already holds them decoded, once, in its bodies, streams and frames.
+    already holds them decoded, once, in its bodies, streams and frames. A payload `load` left
+    in the file has neither: `left` says where it is, `data` is empty, and so is its share of
+    the exchange's bodies, streams and frames.
     """
 
     direction: Direction | None
     size: int  # bytes in this part
     text: str | None
     b64: str | None
+    left: Left | None = field(default=None, kw_only=True)
 
     @property
     def data(self) -> bytes:
@@ -827,16 +840,25 @@ def start_order(ex: Exchange) -> tuple[float, int]:
 # --- capture files ----------------------------------------------------------------------------
 
 
-def _parse_lines(lines: list[bytes], name: str) -> list[Record]:
-    """Records one line at a time: the slow path, which can say which line is damaged."""
+def _parse_lines(
+    lines: Iterable[bytes], name: str, keep: Callable[[Record, int, int], Record] | None = None
+) -> list[Record]:
+    """Records one line at a time: the slow path, which can say which line is damaged.
+
+    `keep`, when given, is handed each record with its place in the list and its line's
+    offset in the file, and says what of it to keep.
+    """
     records: list[Record] = []
+    offset = 0
     for number, line in enumerate(lines, 1):
+        at = offset
+        offset += len(line)
         if not line.strip():
             continue
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            if number == len(lines) and not line.endswith(b"\n"):
+            if not line.endswith(b"\n"):  # only the last line can end without one
                 warnings.warn(
                     f"{name}: last line is cut off (docktap was stopped while writing); "
                     "it was skipped",
@@ -851,7 +873,7 @@ def _parse_lines(lines: list[bytes], name: str) -> list[Record]:
             raise CaptureError(f"{name}:{number}: not a JSON record ({exc})") from exc
         if not isinstance(record, dict) or "type" not in record:
             raise CaptureError(f"{name}:{number}: not a capture record")
-        records.append(record)
+        records.append(record if keep is None else keep(record, len(records), at))
     return records
 
 
@@ -900,7 +922,7 @@ def loads(data: bytes | str, name: str = "<capture>") -> Capture:
             gc.enable()
 
 
-def _build(records: list[Record], name: str) -> Capture:
+def _build(records: list[Record], name: str, left: dict[int, Left] | None = None) -> Capture:
     if not records:
         raise CaptureError(f"{name}: empty, not a docktap capture")
     header = records[0]
@@ -912,17 +934,72 @@ def _build(records: list[Record], name: str) -> Capture:
             f"(this docktap reads versions {', '.join(map(str, READABLE))})"
         )
     assembler = Assembler()
-    feed = assembler.feed
-    for record in records:
-        feed(record)
+    if left:  # the parts of payloads left in the file say where
+        for index, record in enumerate(records):
+            part = assembler.decode(record)
+            if isinstance(part, _Payload):
+                part.left = left.get(index)
+            if part is not None:
+                assembler.add(part)
+    else:
+        feed = assembler.feed
+        for record in records:
+            feed(record)
     complete = records[-1].get("type") == Kind.END_OF_CAPTURE
     exchanges, connections = assembler.ordered(), assembler.connections
     return Capture(header, records, exchanges, connections, complete, incidents=assembler.incidents)
 
 
-# The one function here that touches a file.
-def load(path: str | PurePath) -> Capture:
-    """Read a capture file and assemble its exchanges."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return loads(data, str(path))
+#: The payload kinds a loader may leave in the file.
+_LEAVABLE = frozenset({Kind.BODY, Kind.STREAM, Kind.FRAME})
+
+
+# The two functions here that touch a file.
+def load(path: str | PurePath, leave_over: int | None = None) -> Capture:
+    """Read a capture file and assemble its exchanges.
+
+    With `leave_over`, the payloads of more than that many bytes that the daemon sent are left
+    in the file (their parts say where, and `read_left` reads them), and the file is read a
+    line at a time: what the capture costs in memory does not grow with its answers' bodies.
+    What clients sent is kept whole, to be compared with what clients send.
+    """
+    name = str(path)
+    if leave_over is None:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return loads(data, name)
+    left: dict[int, Left] = {}
+
+    def keep(record: Record, index: int, offset: int) -> Record:
+        if (
+            record["type"] in _LEAVABLE
+            and record.get("dir") == Direction.DAEMON.value
+            and record.get("size", 0) > leave_over
+        ):
+            record.pop("text", None)
+            record.pop("b64", None)
+            left[index] = Left(name, offset)
+        return record
+
+    collecting = gc.isenabled()
+    gc.disable()  # as in `loads`
+    try:
+        with open(path, "rb") as handle:
+            records = _parse_lines(handle, name, keep)
+        return _build(records, name, left)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def read_left(left: Left, handle: BinaryIO) -> bytes:
+    """The bytes of a payload `load` left in the file `handle` has open (`left.path`)."""
+    handle.seek(left.offset)
+    line = handle.readline()
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict) or record.get("type") not in _LEAVABLE:
+        raise CaptureError(f"{left.path} changed since it was loaded: no payload where one was")
+    return decode_payload(record.get("text"), record.get("b64"))

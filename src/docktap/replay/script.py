@@ -29,6 +29,7 @@ from docktap.capture.reader import (
     Exchange,
     HalfClose,
     Hijack,
+    Left,
     RequestHead,
     ResponseHead,
     StreamChunk,
@@ -52,12 +53,22 @@ class PieceKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One thing the daemon sent, and where it stood among everything recorded."""
+    """One thing the daemon sent, and where it stood among everything recorded.
+
+    Bytes the capture was loaded without (a large body, left in the file) are not in `data`:
+    `left` says where the server reads them from when it sends the piece.
+    """
 
     index: int  # position of its record in the capture: the recorded order
     mono: float
     kind: PieceKind
     data: bytes = b""
+    left: Left | None = None
+    left_size: int = 0  # of the bytes left in the file
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.left is None else self.left_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +122,8 @@ class Recording:
     @property
     def truncated(self) -> bool:
         """The capture kept only part of the response body (the inline cap)."""
-        ex = self.exchange
-        return len(ex.response_body) < ex.response_body_size
+        kept = sum(p.size for p in self.pieces if p.kind is PieceKind.BODY)
+        return kept < self.exchange.response_body_size
 
 
 def subjects(identity: Identity) -> frozenset[str]:
@@ -153,10 +164,10 @@ def _script(ex: Exchange, source: str) -> Recording:
                 pieces.append(Piece(part.index, part.mono, PieceKind.HEAD))
         elif isinstance(part, BodyChunk):
             if part.direction is Direction.DAEMON:
-                pieces.append(Piece(part.index, part.mono, PieceKind.BODY, part.data))
+                pieces.append(_payload(part, PieceKind.BODY))
         elif isinstance(part, StreamChunk):
             if part.direction is Direction.DAEMON:
-                pieces.append(Piece(part.index, part.mono, PieceKind.STREAM, part.data))
+                pieces.append(_payload(part, PieceKind.STREAM))
             else:
                 sent += len(part.data)
                 marks.append(ClientMark(part.index, sent, False))
@@ -171,6 +182,12 @@ def _script(ex: Exchange, source: str) -> Recording:
             elif hijacked:
                 pieces.append(Piece(part.index, part.mono, PieceKind.HALFCLOSE))
     return recording
+
+
+def _payload(part: BodyChunk | StreamChunk, kind: PieceKind) -> Piece:
+    if part.left is not None:
+        return Piece(part.index, part.mono, kind, left=part.left, left_size=part.size)
+    return Piece(part.index, part.mono, kind, part.data)
 
 
 def ping_recording(api_version: str, method: str) -> Recording:

@@ -3,8 +3,9 @@
 Each client connection gets an h11 server connection that parses its requests; the store says
 which recording answers each one and when each piece of the answer may go. This module only
 moves bytes: it reads requests, writes the recorded pieces (chunked bodies chunk by chunk,
-hijacked streams as raw bytes), half-closes and closes as the recording did, and waits for the
-store's conditions. Nothing is ever forwarded to a real daemon.
+hijacked streams as raw bytes, large ones read from the capture file as they go), half-closes
+and closes as the recording did, and waits for the store's conditions. Nothing is ever
+forwarded to a real daemon.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import h11
 import orjson
 
 from docktap.capture.format import HELD_BODY_LIMIT
+from docktap.capture.reader import CaptureError, Left, read_left
 from docktap.listening import Listener, bound_port, listen
 from docktap.redact import Redactor
 from docktap.replay.match import Request
@@ -103,6 +106,7 @@ class ReplayServer:
         self._server: Listener | None = None
         self._socket_path: str | None = None  # ours to remove once closed
         self._tasks: set[asyncio.Task[None]] = set()
+        self._files: dict[str, BinaryIO] = {}  # captures whose large payloads were left there
 
     async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
         def factory() -> asyncio.StreamReaderProtocol:
@@ -128,6 +132,9 @@ class ReplayServer:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for handle in self._files.values():
+            handle.close()
+        self._files.clear()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
@@ -239,6 +246,8 @@ class ReplayServer:
                 self._parse(client)
         except (ConnectionError, h11.LocalProtocolError):
             pass
+        except (CaptureError, OSError) as exc:  # a payload left in the capture is gone
+            client.error = str(exc)
         finally:
             if client.stream is not None:
                 client.stream.client_gone = True
@@ -386,10 +395,10 @@ class ReplayServer:
             else:
                 writer.write(client.conn.send(_response(recording, head_only)) or b"")
         elif piece.kind is PieceKind.BODY:
-            if not head_only and piece.data:
-                writer.write(client.conn.send(h11.Data(data=piece.data)) or b"")
+            if not head_only and piece.size:
+                writer.write(client.conn.send(h11.Data(data=self._data(piece))) or b"")
         elif piece.kind is PieceKind.STREAM:
-            writer.write(piece.data)
+            writer.write(self._data(piece))
         elif piece.kind is PieceKind.HALFCLOSE:
             if writer.can_write_eof():
                 writer.write_eof()
@@ -397,6 +406,22 @@ class ReplayServer:
             writer.close()
             return False
         return True
+
+    def _data(self, piece: Piece) -> bytes:
+        """The piece's bytes, read from its capture when they were left there.
+
+        One record at a time, read as the piece goes (and waited on by `drain` before the
+        next): a large body costs the replay no more than a chunk of it.
+        """
+        if piece.left is None:
+            return piece.data
+        return read_left(piece.left, self._file(piece.left))
+
+    def _file(self, left: Left) -> BinaryIO:
+        handle = self._files.get(left.path)
+        if handle is None:
+            handle = self._files[left.path] = open(left.path, "rb")  # noqa: SIM115 (kept open)
+        return handle
 
 
 def _head_record(recording: Recording) -> tuple[int, str, list[tuple[str, str]], str]:
@@ -418,7 +443,7 @@ def _response(recording: Recording, head_only: bool) -> h11.Response:
     """The recorded head, its Content-Length made true to the body the capture kept."""
     status, reason, headers, _ = _head_record(recording)
     if not head_only:
-        size = sum(len(p.data) for p in recording.pieces if p.kind is PieceKind.BODY)
+        size = sum(p.size for p in recording.pieces if p.kind is PieceKind.BODY)
         headers = [(k, str(size) if k.lower() == "content-length" else v) for k, v in headers]
     return h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)
 

@@ -1,6 +1,8 @@
 """`replay(...)`: the replay daemon as a context manager, serving once it is entered.
 
-The captures are loaded and their recordings stored when the session is made; entering binds
+The captures are loaded and their recordings stored when the session is made, with the large
+payloads the daemon sent left in their files (the server reads them as it sends them, so a
+replay's memory does not grow with the bodies it serves); entering binds
 the socket, and `async with` (or `with`, on a thread of its own) returns once clients can
 connect. Incoming requests are masked the way the captures' requests were before they are
 compared, with the redaction settings each capture's header names. It prints nothing: misses
@@ -22,6 +24,10 @@ from docktap.replay.script import scripts
 from docktap.replay.server import STALL_TIMEOUT, ReplayServer
 from docktap.replay.store import DEFAULT_REPEAT, Miss, Store, build_store, parse_repeat
 from docktap.upstream import Endpoint
+
+#: Payloads the daemon sent of more than this many bytes are left in the capture file until
+#: they are served; a smaller one costs about as much in its record as in its bytes.
+LEAVE_OVER = 1 << 10
 
 
 def redactor_for(headers: Iterable[Record], extra: Iterable[str] = ()) -> Redactor | None:
@@ -130,7 +136,7 @@ def replay(
         if isinstance(entry, tuple):
             loaded.append(entry)
         else:
-            loaded.append((PurePath(entry).name, load(entry)))
+            loaded.append((PurePath(entry).name, load(entry, LEAVE_OVER)))
     recordings = [r for name, capture in loaded for r in scripts(capture, name)]
     store = build_store(recordings, options, parse_repeat(repeat))
     redactor = redactor_for((capture.header for _, capture in loaded), redact_env)
