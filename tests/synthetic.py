@@ -108,7 +108,7 @@ def large_download(path: Path, size: int, chunk: int = 32 << 10) -> bytes:
             sent += len(data)
             b64 = base64.b64encode(data).decode()
             write({"type": "body", "conn": 1, "seq": 1, "dir": "daemon", "size": len(data),
-                   "b64": b64, "mono": 0.2})  # fmt: skip
+                   "b64": b64, "t": 1.2, "mono": 0.2})  # fmt: skip
         write({"type": "end", "conn": 1, "seq": 1, "dir": "daemon", "complete": True,
                "size": size, "mono": 0.3})  # fmt: skip
         write({"type": "close", "conn": 1, "mono": 0.4})

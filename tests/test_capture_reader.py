@@ -7,6 +7,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import orjson
 import pytest
 from capture_schema import validate_capture
 
@@ -732,3 +733,40 @@ def test_a_payload_left_in_a_file_that_changed_is_an_error(tmp_path: Path) -> No
     path.write_bytes(b"\n" * left.offset + b'{"type":"close","conn":1}\n')
     with open(path, "rb") as handle, pytest.raises(CaptureError, match="changed since"):
         reader.read_left(left, handle)
+
+
+def test_a_payload_is_left_whatever_its_text_holds(tmp_path: Path) -> None:
+    """Quotes, backslashes and what looks like the record's own keys, in text and in bytes."""
+    tricky = b'a "quoted", \\ "t": 1, ",\\"t\\":" and ","t":"\n' * 100
+    binary = b"\xff\x00" + tricky
+    path = write_capture(
+        tmp_path / "tricky.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "GET", "/v1.41/containers/x/logs?stdout=1", 0.1),
+            resp(1, 1, 200, 0.2),
+            BodyData(1, at(0.3), 1, DAEMON, tricky),
+            BodyData(1, at(0.4), 1, DAEMON, binary),
+            BodyData(1, at(0.5), 1, DAEMON, b"short"),
+            MessageEnd(1, at(0.6), 1, DAEMON),
+        ],
+    )
+    assert '\\",\\"t\\":' in path.read_text()  # the encoder escaped what looks like a key
+    unstamped = tmp_path / "unstamped.jsonl"  # laid out otherwise: read whole, left all the same
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    unstamped.write_bytes(b"".join(orjson.dumps({"t": r.pop("t"), **r}) + b"\n" for r in lines))
+    for written in (path, unstamped):
+        _left_as_loaded(written, tricky + binary + b"short")
+
+
+def _left_as_loaded(path: Path, body: bytes) -> None:
+    [whole], [leaving] = load(path).exchanges, load(path, leave_over=64).exchanges
+    chunks = [p for p in leaving.parts if isinstance(p, reader.BodyChunk)]
+    assert [p.left is not None for p in chunks] == [True, True, False]
+    with open(path, "rb") as handle:
+        served = b"".join(reader.read_left(p.left, handle) if p.left else p.data for p in chunks)
+    assert served == bytes(whole.response_body) == body
+    assert (leaving.response_body_size, leaving.response_sha256) == (
+        whole.response_body_size,
+        whole.response_sha256,
+    )

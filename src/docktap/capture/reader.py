@@ -840,13 +840,19 @@ def start_order(ex: Exchange) -> tuple[float, int]:
 # --- capture files ----------------------------------------------------------------------------
 
 
+def _parse_line(line: bytes, index: int, offset: int) -> Any:
+    return orjson.loads(line)
+
+
 def _parse_lines(
-    lines: Iterable[bytes], name: str, keep: Callable[[Record, int, int], Record] | None = None
+    lines: Iterable[bytes],
+    name: str,
+    parse: Callable[[bytes, int, int], Any] = _parse_line,
 ) -> list[Record]:
     """Records one line at a time: the slow path, which can say which line is damaged.
 
-    `keep`, when given, is handed each record with its place in the list and its line's
-    offset in the file, and says what of it to keep.
+    `parse` reads each line, told the record's place in the list and the line's offset in the
+    file.
     """
     records: list[Record] = []
     offset = 0
@@ -856,7 +862,7 @@ def _parse_lines(
         if not line.strip():
             continue
         try:
-            record = orjson.loads(line)
+            record = parse(line, len(records), at)
         except orjson.JSONDecodeError as exc:
             if not line.endswith(b"\n"):  # only the last line can end without one
                 warnings.warn(
@@ -873,7 +879,7 @@ def _parse_lines(
             raise CaptureError(f"{name}:{number}: not a JSON record ({exc})") from exc
         if not isinstance(record, dict) or "type" not in record:
             raise CaptureError(f"{name}:{number}: not a capture record")
-        records.append(record if keep is None else keep(record, len(records), at))
+        records.append(record)
     return records
 
 
@@ -950,6 +956,7 @@ def _build(records: list[Record], name: str, left: dict[int, Left] | None = None
     return Capture(header, records, exchanges, connections, complete, incidents=assembler.incidents)
 
 
+_READ_SIZE = 1 << 20
 #: The payload kinds a loader may leave in the file.
 _LEAVABLE = frozenset({Kind.BODY, Kind.STREAM, Kind.FRAME})
 
@@ -970,26 +977,58 @@ def load(path: str | PurePath, leave_over: int | None = None) -> Capture:
         return loads(data, name)
     left: dict[int, Left] = {}
 
-    def keep(record: Record, index: int, offset: int) -> Record:
-        if (
-            record["type"] in _LEAVABLE
+    def leaves(record: Any) -> bool:
+        return (
+            isinstance(record, dict)
+            and record.get("type") in _LEAVABLE
             and record.get("dir") == Direction.DAEMON.value
             and record.get("size", 0) > leave_over
-        ):
-            record.pop("text", None)
-            record.pop("b64", None)
-            left[index] = Left(name, offset)
+        )
+
+    def parse(line: bytes, index: int, offset: int) -> Any:
+        # A line no longer than the limit holds no payload over it: most lines end here.
+        if len(line) <= leave_over:
+            return orjson.loads(line)
+        light = _without_payload(line)
+        record = orjson.loads(line if light is None else light)
+        if not leaves(record):
+            return record if light is None else orjson.loads(line)
+        # (A line not laid out as docktap writes it was read whole: its payload goes now.)
+        record.pop("text", None)
+        record.pop("b64", None)
+        left[index] = Left(name, offset)
         return record
 
     collecting = gc.isenabled()
     gc.disable()  # as in `loads`
     try:
-        with open(path, "rb") as handle:
-            records = _parse_lines(handle, name, keep)
+        # Large reads: the lines of a large body are long, and read with few copies so.
+        with open(path, "rb", buffering=_READ_SIZE) as lines:
+            records = _parse_lines(lines, name, parse)
         return _build(records, name, left)
     finally:
         if collecting:
             gc.enable()
+
+
+#: How far into a payload record its payload's key is, at most: past the type, connection,
+#: exchange, direction, stream and size.
+_HEAD_ROOM = 200
+
+
+def _without_payload(line: bytes) -> bytes | None:
+    """A payload record's line with its `text` or `b64` cut out, unread; None when the line is
+    not laid out as the encoder writes one: the short fields, the payload, then the stamp.
+
+    Inside a JSON string every quote is escaped, so neither `,"b64":"` nor `","t":` can be
+    part of one: found where they are, they are the payload's key and the end of its string.
+    """
+    for key in (b',"b64":"', b',"text":"'):
+        start = line.find(key, 0, _HEAD_ROOM)
+        if start >= 0:
+            end = line.rfind(b'","t":')
+            return line[:start] + line[end + 1 :] if end > start else None
+    return None
 
 
 def read_left(left: Left, handle: BinaryIO) -> bytes:
