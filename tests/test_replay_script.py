@@ -411,3 +411,14 @@ def test_a_payload_left_in_the_capture_is_a_piece_that_says_where() -> None:
                 else:
                     assert piece.data == b"" and reader.read_left(piece.left, handle) == was.data
     assert any(p.left is not None for r in leaving for p in r.pieces)
+
+
+def test_a_body_cut_by_the_cap_and_left_in_the_capture_is_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "capped.jsonl"
+    path.write_bytes(_capped("docker-py.jsonl", 3, 1, "daemon", 2000))
+    recordings = scripts(reader.load(path, leave_over=1024), "capped.jsonl")
+    (capped,) = (r for r in recordings if (r.exchange.conn, r.exchange.seq) == (3, 1))
+    assert [p.left is not None for p in capped.pieces] == [False, True]
+    assert (capped.body_kept, capped.exchange.response_body_size) == (2000, 3098)
+    assert capped.truncated
+    assert not any(r.truncated for r in recordings if r is not capped)

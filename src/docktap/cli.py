@@ -1051,7 +1051,7 @@ def _replay_report(session: ReplaySession, report_unused: bool) -> bool:
     for recording in session.server.truncated:
         _say(
             f"replay: {store.label(recording)} answered with the first "
-            f"{len(recording.exchange.response_body)} of {recording.exchange.response_body_size} "
+            f"{recording.body_kept} of {recording.exchange.response_body_size} "
             "body bytes (the capture kept no more; record with --max-body 0)"
         )
     if store.misses:

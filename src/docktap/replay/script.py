@@ -120,10 +120,14 @@ class Recording:
         return gave_up is not None and any(p.index > gave_up for p in self.pieces)
 
     @property
+    def body_kept(self) -> int:
+        """Bytes of the response body the capture kept (in memory or left in its file)."""
+        return sum(p.size for p in self.pieces if p.kind is PieceKind.BODY)
+
+    @property
     def truncated(self) -> bool:
         """The capture kept only part of the response body (the inline cap)."""
-        kept = sum(p.size for p in self.pieces if p.kind is PieceKind.BODY)
-        return kept < self.exchange.response_body_size
+        return self.body_kept < self.exchange.response_body_size
 
 
 def subjects(identity: Identity) -> frozenset[str]:

@@ -443,7 +443,7 @@ def _response(recording: Recording, head_only: bool) -> h11.Response:
     """The recorded head, its Content-Length made true to the body the capture kept."""
     status, reason, headers, _ = _head_record(recording)
     if not head_only:
-        size = sum(p.size for p in recording.pieces if p.kind is PieceKind.BODY)
+        size = recording.body_kept
         headers = [(k, str(size) if k.lower() == "content-length" else v) for k, v in headers]
     return h11.Response(status_code=status, reason=reason.encode("latin-1"), headers=headers)
 
