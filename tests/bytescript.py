@@ -240,6 +240,56 @@ def run_observer(steps: Iterable[Step], split: Split = whole) -> list[Event]:
     return events
 
 
+def record(steps: Iterable[Step], path: Path, command: list[str] | None = None) -> Path:
+    """A capture of `path` recorded from a script by the real recording engine, as a relay
+    would drive it: each connection opens at its first step, each step 0.1 s after the last."""
+    from docktap.capture.format import RecordEncoder
+    from docktap.capture.writer import CaptureWriter
+    from docktap.recording.engine import Recorder
+
+    recorder = Recorder(CaptureWriter.create(str(path)), RecordEncoder(1_800_000_000.0, 10.0), [])
+    recorder.start("unix:///var/run/docker.sock", command)
+    opened: set[int] = set()
+    t = 10.0
+    for step in steps:
+        t = round(t + 0.1, 6)
+        conn = step["conn"]
+        if conn not in opened:
+            opened.add(conn)
+            recorder.opened(conn, {"pid": 7, "uid": 0, "gid": 0, "exe": None}, t)
+        if step.get("close"):
+            recorder.closed(conn, t)
+        elif step.get("eof"):
+            recorder.eof(conn, Direction(step["dir"]), t)
+        else:
+            data = step_data(step)
+            assert data is not None
+            recorder.data(conn, Direction(step["dir"]), data, t)
+    recorder.close(t + 0.1)
+    return path
+
+
+# A client that pings on connection 1, sends a request line with a NUL on connection 2 (h11
+# quotes such a line as `bytearray(b'...')`, which the daemon refuses with a 400), and asks for
+# info on connection 1.
+BROKEN_LINE = b"GET /v1.41/\x00info HTTP/1.1\r\nHost: docker\r\n\r\n"
+REFUSED = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+UNREADABLE = [
+    data_step(1, Direction.CLIENT, b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"),
+    data_step(1, Direction.DAEMON, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+    data_step(2, Direction.CLIENT, BROKEN_LINE),
+    data_step(1, Direction.CLIENT, b"GET /v1.41/info HTTP/1.1\r\nHost: docker\r\n\r\n"),
+    data_step(2, Direction.DAEMON, REFUSED),
+    data_step(
+        1,
+        Direction.DAEMON,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    ),
+    close_step(2),
+    close_step(1),
+]
+
+
 def _merge_key(event: Event) -> tuple[Any, ...]:
     return (
         type(event),

@@ -11,7 +11,9 @@ import io
 import re
 from pathlib import Path
 
+import bytescript
 import pytest
+from bytescript import UNREADABLE
 from dockerd import Daemon
 from rich.console import Console
 from tapping import DOCKTAP, Proxy, checked_capture, docktap, ops, run_in_pty
@@ -376,3 +378,14 @@ def _children_named(*words: str) -> list[int]:
         if parent == os.getpid() and all(any(w.encode() in arg for arg in argv) for w in words):
             found.append(int(entry))
     return found
+
+
+def test_a_protocol_error_is_a_row_when_it_happens(tmp_path: Path) -> None:
+    capture = bytescript.record(UNREADABLE, tmp_path / "broken.jsonl")
+    live, out = view()
+    for record in load(capture).records:
+        live([record])
+    live.stop()
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines] == ["#1", "0.300s", "#2"]
+    assert lines[1].split()[2:] == ["2", "protocol", "error", "illegal", "request", "line"]

@@ -14,7 +14,9 @@ import types
 from collections.abc import Iterable
 from pathlib import Path
 
+import bytescript
 import pytest
+from bytescript import BROKEN_LINE, REFUSED, UNREADABLE
 from click.testing import CliRunner, Result
 from golden import CAPTURES, GOLDEN_CAPTURES, check_golden
 from rich.cells import cell_len
@@ -500,54 +502,23 @@ def test_bodies_shows_the_container_wait_answer() -> None:
 
 # --- what could not be read ---------------------------------------------------------------
 
-# A byte script: a client that pings on connection 1, sends a request line with a NUL on
-# connection 2 (h11 quotes such a line as `bytearray(b'...')`), and asks for info on 1.
-PING = b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
-PONG = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-BROKEN = b"GET /v1.41/\x00info HTTP/1.1\r\nHost: docker\r\n\r\n"
-REFUSED = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
-INFO = b"GET /v1.41/info HTTP/1.1\r\nHost: docker\r\n\r\n"
-ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-
-
-def _unreadable_capture(path: Path) -> Path:
-    """The byte script above, recorded by the real recording engine."""
-    from docktap.recording.engine import Recorder
-
-    writer = CaptureWriter.create(str(path))
-    recorder = Recorder(writer, RecordEncoder(1_800_000_000.0, 10.0), [])
-    recorder.start("unix:///var/run/docker.sock", ["docker", "info"])
-    peer = {"pid": 7, "uid": 0, "gid": 0, "exe": None}
-    recorder.opened(1, peer, 10.1)
-    recorder.data(1, Direction.CLIENT, PING, 10.2)
-    recorder.data(1, Direction.DAEMON, PONG, 10.3)
-    recorder.opened(2, peer, 10.4)
-    recorder.data(2, Direction.CLIENT, BROKEN, 10.5)
-    recorder.data(1, Direction.CLIENT, INFO, 10.6)
-    recorder.data(2, Direction.DAEMON, REFUSED, 10.7)
-    recorder.data(1, Direction.DAEMON, ANSWER, 10.8)
-    recorder.closed(2, 10.9)
-    recorder.closed(1, 11.0)
-    recorder.close(11.1)
-    return path
-
 
 def test_protocol_errors_and_unparsed_bytes_are_rows_at_their_place(tmp_path: Path) -> None:
-    capture = str(_unreadable_capture(tmp_path / "broken.jsonl"))
+    capture = str(bytescript.record(UNREADABLE, tmp_path / "broken.jsonl", ["docker", "info"]))
     lines = show(capture, "--width", "100").stdout.splitlines()
     rows = lines[2:5]
     assert [row.split()[:4] for row in rows] == [
-        ["#1", "0.200s", "●", "1"],
-        ["0.500s", "●", "2", "protocol"],
-        ["#2", "0.600s", "●", "1"],
+        ["#1", "0.100s", "●", "1"],
+        ["0.300s", "●", "2", "protocol"],
+        ["#2", "0.400s", "●", "1"],
     ]
     error = rows[1]
     # The error says what was wrong, in words: no Python repr of the bytes, which stay a digest.
     assert " protocol error illegal request line " in error
     assert "bytearray" not in error and "b'" not in error and "info" not in error
     # What went by unread each way: the client's line, the daemon's 400.
-    assert error.split()[-2:] == [f"{len(BROKEN)}B", f"{len(REFUSED)}B"]
-    assert lines[5] == "2 exchanges on 2 connections over 1.100s, 1 error record"
+    assert error.split()[-2:] == [f"{len(BROKEN_LINE)}B", f"{len(REFUSED)}B"]
+    assert lines[5] == "2 exchanges on 2 connections over 900.0ms, 1 error record"
     # The error belongs to connection 2: --conn 2 shows it, --conn 1 does not.
     on_two = show(capture, "--width", "100", "--conn", "2").stdout.splitlines()
     assert [line.split()[2:4] for line in on_two[2:-1] if "protocol" in line] == [["2", "protocol"]]

@@ -26,6 +26,7 @@ from docktap.capture.reader import (
     Close,
     Exchange,
     Failure,
+    Incident,
     Opened,
     Part,
     RequestHead,
@@ -40,8 +41,10 @@ from docktap.render.timeline import (
     Layout,
     Marks,
     Rows,
+    Spanned,
     TimelineOptions,
     conn_colour,
+    moment,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +87,7 @@ class LiveLanes:
         if lane is not None and self._in_flight[lane] > 0:
             self._in_flight[lane] -= 1
 
-    def marks(self, ex: Exchange, spans: bool) -> Marks:
+    def marks(self, ex: Spanned, spans: bool) -> Marks:
         """The lane column now: this exchange's `●`, `│` where another one is in flight."""
         own = self.open(ex.conn)
         row: list[str] = []
@@ -253,11 +256,22 @@ class LiveView:
             elif isinstance(part, RequestHead):
                 self.lanes.started(part.conn)
             done.extend(self.assembler.add(part))
+            if isinstance(part, Failure):
+                # An error is shown as it happens, among the rows, as `show` places it; the
+                # bytes that go by unparsed after it are still to come, so `show` counts them.
+                self._print(done)
+                done = []
+                self._print_incident(Incident(part.mono, part.conn, part))
             if isinstance(part, Close):
                 closed.append(part.conn)
         self._print(done)
         for conn in closed:
             self.lanes.close(conn)
+
+    def _print_incident(self, incident: Incident) -> None:
+        marks = self.lanes.marks(moment(incident), False)
+        row = self.rows.incident(incident, marks, counted=False)
+        self.console.print(row, soft_wrap=True)
 
     def _print(self, exchanges: list[Exchange]) -> None:
         blocks = []

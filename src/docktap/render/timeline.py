@@ -258,7 +258,7 @@ class _Moment(NamedTuple):
     ended_mono: float
 
 
-def _moment(incident: Incident) -> _Moment:
+def moment(incident: Incident) -> _Moment:
     conn = incident.conn if incident.conn is not None else 0
     return _Moment(conn, incident.mono, incident.mono)
 
@@ -638,16 +638,17 @@ class Rows:
             spans = [Span(a, min(b, end), style) for a, b, style in spans if a < min(b, end)]
         return plain, spans
 
-    def incident(self, incident: Incident, marks: Marks) -> Line:
+    def incident(self, incident: Incident, marks: Marks, counted: bool = True) -> Line:
         """The row of an error record or of unparsed bytes: at its time, on its connection,
-        with the unparsed bytes each way where the sizes go."""
+        with the unparsed bytes each way where the sizes go (left blank unless `counted`: the
+        live view prints the row before those bytes come)."""
         layout = self.layout
         conn = pad("-" if incident.conn is None else str(incident.conn), layout.conn)
         label = pad(_incident_label(incident), layout.op)
         offset = format_offset(incident.mono)
         head = f"{'':>{layout.number}} {offset:>{layout.time}} {marks.row} {conn} {label} "
         sizes = ""
-        if layout.sizes:
+        if layout.sizes and counted:
             sent, received = size_cell(incident.bytes_sent), size_cell(incident.bytes_received)
             sizes = f" {sent:>6} {received:>6}"
         room = layout.width - width_of(head) - len(sizes)
@@ -850,7 +851,7 @@ def _render(
         sorted([*exchanges, *moments], key=_row_order) if moments else list(exchanges)
     )
     lanes = Lanes(
-        [_moment(item) if isinstance(item, Incident) else item for item in items],
+        [moment(item) if isinstance(item, Incident) else item for item in items],
         options.max_lanes,
     )
     layout = layout_for(exchanges, lanes.count, options.width, moments)
@@ -861,7 +862,7 @@ def _render(
         yield _heads(layout, options)
     for item in items:
         if isinstance(item, Incident):
-            yield rows.incident(item, lanes.marks(_moment(item), False, options.styled))
+            yield rows.incident(item, lanes.marks(moment(item), False, options.styled))
             continue
         spans = stayed_open(item)
         yield rows.block(item, lanes.marks(item, spans, options.styled), spans)
