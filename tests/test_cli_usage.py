@@ -340,6 +340,8 @@ def test_one_exchange_has_one_number_in_every_view(tmp_path: Path) -> None:
     )
     answer = json.loads(replayed.stdout)["message"]
     assert "no recorded exchange for POST /v1.41/containers/create; closest: #2, " in answer
+    hint = f"(`docktap show {capture} --exchange 2` shows #2 as recorded)"
+    assert hint in replayed.stderr.decode()
 
     # The audit finding, the learned policy's provenance and the exports.
     audited = docktap("audit", str(capture), "--json").stdout

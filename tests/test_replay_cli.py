@@ -206,6 +206,8 @@ def test_a_different_command_is_a_miss_that_names_the_closest_recording(
         'body differs at $.Cmd[0]: recorded "true", got "false"' in err
     )
     assert "1 request(s) had no recording" in err
+    # ...and how to see that recording: by the number `docktap show` prints.
+    assert f"(`docktap show {capture} --exchange 2` shows #2 as recorded)" in err
 
 
 DOCKER_PY_FLOW = textwrap.dedent(

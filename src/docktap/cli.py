@@ -1028,7 +1028,7 @@ def replay_command(
         session = replaying(endpoint)
         asyncio.run(_replay_until_stopped(session))
         code = 0
-    failed = _replay_report(session, report_unused)
+    failed = _replay_report(session, report_unused, captures)
     if strict and failed:
         code = STRICT_FAILED
     sys.exit(code)
@@ -1045,8 +1045,11 @@ async def _replay_until_stopped(session: ReplaySession) -> None:
         await stop.wait()
 
 
-def _replay_report(session: ReplaySession, report_unused: bool) -> bool:
-    """What went unmatched (and unused), on stderr; True when anything did."""
+def _replay_report(
+    session: ReplaySession, report_unused: bool, captures: tuple[str, ...] = ()
+) -> bool:
+    """What went unmatched (and unused), on stderr; True when anything did. A miss's closest
+    recording is named by its exchange number: the report says how to see it."""
     store = session.store
     for recording in session.server.truncated:
         _say(
@@ -1058,6 +1061,14 @@ def _replay_report(session: ReplaySession, report_unused: bool) -> bool:
         _say(f"replay: {len(store.misses)} request(s) had no recording:")
         for miss in store.misses:
             click.echo(f"  {miss.message.removeprefix('docktap replay: ')}", err=True)
+        closest = next((m.closest for m in store.misses if m.closest is not None), None)
+        if closest is not None and closest.number:
+            path = next((c for c in captures if Path(c).name == closest.source), closest.source)
+            click.echo(
+                f"  (`docktap show {shlex.quote(path)} --exchange {closest.number}` shows "
+                f"{store.label(closest)} as recorded)",
+                err=True,
+            )
     unused = store.unused() if report_unused else []
     if unused:
         _say(f"replay: {len(unused)} recording(s) never used:")
