@@ -256,9 +256,10 @@ class LiveView:
             elif isinstance(part, RequestHead):
                 self.lanes.started(part.conn)
             done.extend(self.assembler.add(part))
-            if isinstance(part, Failure):
+            if isinstance(part, Failure) and part.kind != "upstream":
                 # An error is shown as it happens, among the rows, as `show` places it; the
                 # bytes that go by unparsed after it are still to come, so `show` counts them.
+                # (A daemon out of reach is said once on stderr, and each client gets a 502.)
                 self._print(done)
                 done = []
                 self._print_incident(Incident(part.mono, part.conn, part))
