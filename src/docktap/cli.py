@@ -1063,7 +1063,11 @@ def _replay_report(
             click.echo(f"  {miss.message.removeprefix('docktap replay: ')}", err=True)
         closest = next((m.closest for m in store.misses if m.closest is not None), None)
         if closest is not None and closest.number:
-            path = next((c for c in captures if Path(c).name == closest.source), closest.source)
+            import shlex
+            from pathlib import PurePath
+
+            named = (c for c in captures if PurePath(c).name == closest.source)
+            path = next(named, closest.source)
             click.echo(
                 f"  (`docktap show {shlex.quote(path)} --exchange {closest.number}` shows "
                 f"{store.label(closest)} as recorded)",
