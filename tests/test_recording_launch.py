@@ -15,9 +15,10 @@ import sys
 
 import pytest
 
-# Starts a child with a pipe for the capture and an inheritable descriptor it must not get,
-# (with another thread running, for "fork-with-thread"), reads the header, then reports what
-# the child holds and how it exits.
+# Starts a child with a pipe for the capture and an inheritable descriptor it must not get
+# (with another thread running, for "fork-with-thread"; with no pidfds, as on a kernel before
+# 5.3, for "fork-without-pidfd"), reads the header, then reports what the child holds and how
+# it exits.
 _START = """
 import asyncio, json, os, sys, threading
 from docktap.recording.launch import start
@@ -30,6 +31,10 @@ config = RecordingConfig(capture, 1 << 20, "unix:///nowhere", ["true"], 1.7e9, 0
 started = threading.Event()
 if sys.argv[1] == "fork-with-thread":
     threading.Thread(target=started.wait).start()
+if sys.argv[1] == "fork-without-pidfd":
+    def refused(pid, flags=0):
+        raise OSError(38, "Function not implemented")
+    os.pidfd_open = refused
 child = start(config, fork=sys.argv[1].startswith("fork"))
 started.set()
 os.close(capture)
@@ -52,7 +57,7 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.parametrize("how", ["fork", "spawn", "fork-with-thread"])
+@pytest.mark.parametrize("how", ["fork", "spawn", "fork-with-thread", "fork-without-pidfd"])
 def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _START, how], capture_output=True, timeout=60, check=False
@@ -60,7 +65,8 @@ def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str)
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
     assert report["header"] == "capture"
-    # A fork only where it is safe: with a second thread, a fresh interpreter.
+    # A fork only where it is safe and watched: else (a second thread, no pidfds), a fresh
+    # interpreter.
     assert (report["argv"] == ["-m", "docktap.recording.child"]) == (how != "fork")
     # Stdin (the pipe), stdout, stderr and the capture: the stray descriptor stayed behind.
     assert report["fds"] == [0, 1, 2, report["capture"]]

@@ -12,7 +12,8 @@ thread of its own, gets the fresh interpreter.
 Either way the child gets the pipe as its stdin, the capture and the spool descriptors and
 nothing else, stdout only when the capture goes there, and a session of its own (Ctrl-C at the
 terminal is for the relay and the command). Its exit is watched through a pidfd, on the relay's
-event loop: no thread waits for it.
+event loop: no thread waits for it (but where pidfds are missing: there the child is a fresh
+interpreter, whose Popen waits on a thread).
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class RecorderProcess:
         self.pid = pid
         self.pipe = pipe  # the write end of the child's stdin
         self._popen = popen  # a fresh interpreter's Popen, which reaps it; None for a fork
-        self._pidfd = os.pidfd_open(pid)
+        # A fork is made only where pidfds are to be had (see start); a fresh interpreter
+        # without one is waited for by its Popen, on a thread.
+        self._pidfd = _pidfd(pid) if popen is None else _pidfd(pid, missing_ok=True)
         self.returncode: int | None = None
 
     def close_pipe(self) -> None:
@@ -59,35 +62,64 @@ class RecorderProcess:
         if self.returncode is not None:
             return self.returncode
         loop = asyncio.get_running_loop()
+        pidfd = self._pidfd
+        if pidfd is None:
+            assert self._popen is not None
+            try:
+                self.returncode = await loop.run_in_executor(None, self._popen.wait, timeout)
+            except subprocess.TimeoutExpired:
+                return None
+            return self.returncode
         done: asyncio.Future[None] = loop.create_future()
 
         def gone() -> None:
-            loop.remove_reader(self._pidfd)  # a pidfd stays readable: once is enough
+            loop.remove_reader(pidfd)  # a pidfd stays readable: once is enough
             done.set_result(None)
 
-        loop.add_reader(self._pidfd, gone)
+        loop.add_reader(pidfd, gone)
         try:
             await asyncio.wait_for(done, timeout)
         except TimeoutError:
             return None
         finally:
-            loop.remove_reader(self._pidfd)
+            loop.remove_reader(pidfd)
         if self._popen is not None:
             self.returncode = self._popen.wait()
         else:
             self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-        os.close(self._pidfd)
+        os.close(pidfd)
         return self.returncode
+
+
+def _pidfd(pid: int, missing_ok: bool = False) -> int | None:
+    """A pidfd for `pid`; None with `missing_ok` where there are none (a kernel before 5.3, a
+    seccomp filter that refuses them)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        if missing_ok:
+            return None
+        raise
+
+
+def _pidfds() -> bool:
+    """Whether this process may watch a child through a pidfd."""
+    fd = _pidfd(os.getpid(), missing_ok=True)
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
 
 
 def start(config: RecordingConfig, fork: bool = False) -> RecorderProcess:
     """Start the child with `config`: forked from this process, or a fresh interpreter.
 
-    `fork` is a wish: with another thread running (an ssh:// upstream's watcher, say), the child
-    is a fresh interpreter all the same.
+    `fork` is a wish: with another thread running (an ssh:// upstream's watcher, say), or where
+    a fork's exit could not be watched without one (no pidfds), the child is a fresh
+    interpreter all the same.
     """
     keep = [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
-    if not fork or threading.active_count() > 1:
+    if not fork or threading.active_count() > 1 or not _pidfds():
         return _spawn(config, keep)
     read, write = os.pipe()
     # What is buffered would be written twice, once by each process.
