@@ -55,6 +55,11 @@ from docktap.events import (
 )
 from docktap.frames import FrameDecoder, FrameError, looks_multiplexed
 
+# The two directions, looked up once: an Enum member read from its class goes through a
+# descriptor, and the observer reads them several times per message.
+_CLIENT = Direction.CLIENT
+_DAEMON = Direction.DAEMON
+
 # Registry config headers on /build can exceed h11's 16 KiB default.
 MAX_HEAD_SIZE = 4 << 20
 # What all connections together may hold of heads still unfinished (HeadBudget).
@@ -386,7 +391,7 @@ class ConnectionObserver:
         # sides are looked up several times per message.
         self._client = _Side()
         self._daemon = _Side()
-        self._sides = {Direction.CLIENT: self._client, Direction.DAEMON: self._daemon}
+        self._sides = {_CLIENT: self._client, _DAEMON: self._daemon}
         self._mode = "http"  # then "hijacked" or "broken"
         self._seq = 0
         self._ex: _Exchange | None = None
@@ -408,7 +413,7 @@ class ConnectionObserver:
             return []
         self._t = t
         if self._mode == "http":
-            side = self._client if direction is Direction.CLIENT else self._daemon
+            side = self._client if direction is _CLIENT else self._daemon
             if side.body is not None and not side.pending:
                 # The common case of a bulk body: its bytes are cut out of `data` directly.
                 end = self._read_body(direction, data)
@@ -443,9 +448,9 @@ class ConnectionObserver:
         ex = self._ex
         if ex is not None and self._mode == "http":
             if not ex.request_done:
-                self._cut_short(ex, Direction.CLIENT, complete=False)
+                self._cut_short(ex, _CLIENT, complete=False)
             if ex.response_started and not ex.response_done:
-                self._cut_short(ex, Direction.DAEMON, complete=False)
+                self._cut_short(ex, _DAEMON, complete=False)
         if self._mode == "http":
             # Whole messages never got to (pipelined requests left unanswered, a response to
             # no request) or a cut-off head: keep their bytes rather than drop them.
@@ -479,7 +484,7 @@ class ConnectionObserver:
     # -- plumbing -------------------------------------------------------------------------
 
     def _side(self, direction: Direction) -> _Side:
-        return self._client if direction is Direction.CLIENT else self._daemon
+        return self._client if direction is _CLIENT else self._daemon
 
     def _emit(self, event: Event) -> None:
         self._out.append(event)
@@ -492,19 +497,19 @@ class ConnectionObserver:
         """Parse what each side holds until neither can make progress."""
         progress = True
         while progress and self._mode == "http":
-            progress = self._advance(Direction.CLIENT)
+            progress = self._advance(_CLIENT)
             if self._mode == "http":
-                progress = self._advance(Direction.DAEMON) or progress
+                progress = self._advance(_DAEMON) or progress
 
     def _head_due(self, direction: Direction) -> bool:
         ex = self._ex
-        if direction is Direction.CLIENT:
+        if direction is _CLIENT:
             return ex is None and not self._last
         return ex is not None and not ex.response_done
 
     def _advance(self, direction: Direction) -> bool:
         """One step of parsing on one side; False when it cannot go on for now."""
-        side = self._client if direction is Direction.CLIENT else self._daemon
+        side = self._client if direction is _CLIENT else self._daemon
         if not side.pending and side.body is None and not side.eof:
             return False  # the common idle side: nothing to read, no EOF of its own to report
         if side.body is not None:
@@ -520,7 +525,7 @@ class ConnectionObserver:
                 side.done = True
                 return True
         elif side.pending and self._head_due(direction):
-            if direction is Direction.CLIENT and self._after_post:
+            if direction is _CLIENT and self._after_post:
                 if len(side.pending) < _AFTER_POST_SKIP and not side.eof:
                     return False
                 self._after_post = False
@@ -595,9 +600,9 @@ class ConnectionObserver:
         """Parse the head that ends at pending[end] with h11, then act on it."""
         side = self._side(direction)
         head = bytes(side.pending[:end])
-        go = _for_h11(head) if direction is Direction.CLIENT else _GoHead(head)
+        go = _for_h11(head) if direction is _CLIENT else _GoHead(head)
         try:
-            if direction is Direction.CLIENT:
+            if direction is _CLIENT:
                 parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
             else:
                 parser = self._responses if self._responses is not None else _response_parser()
@@ -609,7 +614,7 @@ class ConnectionObserver:
             return
         del side.pending[:end]
         side.scan = 0
-        if direction is Direction.CLIENT:
+        if direction is _CLIENT:
             if not isinstance(event, h11.Request):
                 raise RuntimeError(f"h11 made {event!r} of a whole request head")
             self._request(event, go)
@@ -651,7 +656,7 @@ class ConnectionObserver:
 
     def _body_data(self, direction: Direction, data: bytes) -> None:
         ex = self._require_ex()
-        if direction is Direction.CLIENT:
+        if direction is _CLIENT:
             if ex.request_body is not None and len(ex.request_body) < _LEARN_BODY_CAP:
                 ex.request_body += data
             self._emit(BodyData(self.conn, self._t, ex.seq, direction, data))
@@ -664,7 +669,7 @@ class ConnectionObserver:
     def _message_done(self, direction: Direction) -> None:
         ex = self._require_ex()
         self._end(ex, direction)
-        if direction is Direction.CLIENT:
+        if direction is _CLIENT:
             self._learn_from_request(ex)
         else:
             self._learn_from_response(ex)
@@ -692,7 +697,7 @@ class ConnectionObserver:
         return self._ex
 
     def _end(self, ex: _Exchange, direction: Direction, complete: bool = True) -> None:
-        if direction is Direction.CLIENT:
+        if direction is _CLIENT:
             ex.request_done = True
         else:
             ex.response_done = True
@@ -733,7 +738,7 @@ class ConnectionObserver:
                 _decode_headers(raw),
             )
         )
-        self._start_body(Direction.CLIENT, request_body(event.http_version, lowered))
+        self._start_body(_CLIENT, request_body(event.http_version, lowered))
 
     # -- the daemon's side ----------------------------------------------------------------
 
@@ -780,13 +785,13 @@ class ConnectionObserver:
         )
         if isinstance(reader, CloseDelimitedBody) or not keeps_alive(event.http_version, lowered):
             ex.keep_alive = False
-        self._start_body(Direction.DAEMON, reader)
+        self._start_body(_DAEMON, reader)
 
     def _frames(self, ex: _Exchange, data: bytes) -> None:
         if ex.demux is None:
             return
         for stream, payload in ex.demux.feed(data):
-            self._emit(Frame(self.conn, self._t, ex.seq, Direction.DAEMON, stream, payload))
+            self._emit(Frame(self.conn, self._t, ex.seq, _DAEMON, stream, payload))
 
     def _multiplexed(self, ex: _Exchange) -> bool | None:
         """True/False when the exchange's daemon output is known to be framed or not."""
@@ -814,7 +819,7 @@ class ConnectionObserver:
     def _stream(self, direction: Direction, data: bytes) -> None:
         ex = self._require_ex()
         self._emit(StreamData(self.conn, self._t, ex.seq, direction, data))
-        if direction is Direction.DAEMON:
+        if direction is _DAEMON:
             self._frames(ex, data)
 
     # -- learning which containers have a TTY ---------------------------------------------

@@ -39,12 +39,20 @@ _READ_SIZE = 1 << 20
 _FLUSH_EVERY = 256  # messages the child dispatches between two writes of their records
 
 
+# The commonest kinds and the directions, looked up once: an Enum member read from its class
+# goes through a descriptor, and two messages of every exchange are data.
+_DATA_CLIENT = int(Kind.DATA_CLIENT)
+_DATA_DAEMON = int(Kind.DATA_DAEMON)
+_CLIENT = Direction.CLIENT
+_DAEMON = Direction.DAEMON
+
+
 def dispatch(recorder: Recorder, kind: int, conn: int, t: float, payload: bytes) -> bool:
     """Hand one message to the recorder; False when it says the capture is over."""
-    if kind == Kind.DATA_CLIENT:
-        recorder.data(conn, Direction.CLIENT, payload, t)
-    elif kind == Kind.DATA_DAEMON:
-        recorder.data(conn, Direction.DAEMON, payload, t)
+    if kind == _DATA_CLIENT:
+        recorder.data(conn, _CLIENT, payload, t)
+    elif kind == _DATA_DAEMON:
+        recorder.data(conn, _DAEMON, payload, t)
     elif kind == Kind.EOF_CLIENT:
         recorder.eof(conn, Direction.CLIENT, t)
     elif kind == Kind.EOF_DAEMON:
