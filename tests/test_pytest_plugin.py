@@ -109,6 +109,8 @@ def test_a_changed_request_fails_with_the_closest_recording(
             "*DocktapReplayMiss: replaying *test_cli.jsonl:*",
             "*docktap replay: no recorded exchange for POST /v1.*/containers/create; "
             "closest: #2, body differs at $.Cmd[[]2]*",
+            "*  #2 was: POST /v1.*/containers/create "
+            "(`docktap show *test_cli.jsonl --exchange 2`)*",
         ]
     )
 

@@ -133,7 +133,12 @@ class DocktapSession:
         for miss in self.misses:
             if miss.closest is not None:
                 ex = miss.closest.exchange
-                lines.append(f"  {miss.label} was: {ex.method} {ex.target}")
+                # Named by the number `docktap show` prints, in the episode it came from.
+                shown = f"docktap show {self.capture.with_name(miss.closest.source)}"
+                lines.append(
+                    f"  {miss.label} was: {ex.method} {ex.target} "
+                    f"(`{shown} --exchange {miss.closest.number}`)"
+                )
         if self.strict and self.store is not None:
             lines.extend(
                 f"docktap replay: recording {self.store.label(r)} never used: "
