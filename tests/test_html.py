@@ -521,9 +521,15 @@ def test_a_link_to_an_exchange_opens_it(browser: WebDriver, tmp_path: Path) -> N
     capture = load(ROOT / "captures" / "run.jsonl")
     open_page(browser, tmp_path, capture, "run.jsonl")
     start = next(ex for ex in capture.exchanges if ex.operation == "ContainerStart")
-    browser.get((tmp_path / "run.html").as_uri() + f"#x-{start.conn}-{start.seq}")
+    browser.get((tmp_path / "run.html").as_uri() + f"#x-{start.number}")
     browser.refresh()
     assert details_text(browser, "h2").startswith(f"#{start.number} ContainerStart")
+    # A click names the exchange clicked in the address, by the same number.
+    attach = next(ex for ex in capture.exchanges if ex.operation == "ContainerAttach")
+    browser.find_element(
+        By.CSS_SELECTOR, f'#rows .row[data-i="{capture.exchanges.index(attach)}"]'
+    ).click()
+    assert browser.execute_script("return location.hash") == f"#x-{attach.number}"
 
 
 def test_zoom_changes_the_scale_and_keeps_every_bar(browser: WebDriver, tmp_path: Path) -> None:

@@ -418,7 +418,7 @@
     showDetails(ex);
     if (scrollList) showRow(i);
     else showLane(ex);
-    history.replaceState(null, "", "#x-" + ex.conn + "-" + ex.seq);
+    history.replaceState(null, "", "#x-" + ex.number);
   }
 
   function showRow(i) {
@@ -682,8 +682,9 @@
   scale = fitScale();
   drawLanes();
   applyFilters();
-  const wanted = /^#x-(\d+)-(\d+)$/.exec(location.hash);
-  const first = wanted ? exchanges.find((ex) => ex.conn === Number(wanted[1]) && ex.seq === Number(wanted[2])) : null;
+  // The address names an exchange by its number, as docktap show prints it: page.html#x-5.
+  const wanted = /^#x-(\d+)$/.exec(location.hash);
+  const first = wanted ? exchanges.find((ex) => ex.number === Number(wanted[1])) : null;
   if (first) select(first.i, true);
   const root = document.documentElement;
   root.dataset.ready = Math.round(performance.now());
