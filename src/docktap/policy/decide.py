@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from docktap import routes
 from docktap.policy import asks as asking
@@ -56,10 +57,15 @@ def _deny(request: Request, operation: str | None, path: str, reason: str) -> De
     return Decision(False, operation, reason, request.method, path)
 
 
+@lru_cache(maxsize=1024)
+def _route(method: str, target: str) -> tuple[str, str | None]:
+    """The unversioned path of a request and its operation; clients repeat their targets."""
+    return routes.split_version(target)[1], routes.operation_name(method, target)
+
+
 def decide(policy: Policy, request: Request) -> Decision:
     """Whether `request` may reach the daemon under `policy`."""
-    path = routes.split_version(request.target)[1]
-    operation = routes.operation_name(request.method, request.target)
+    path, operation = _route(request.method, request.target)
     if operation is None:
         return _deny(request, None, path, "not an Engine API operation")
     clients = [c for c in policy.clients if c.client.matches(request.uid, request.exe)]

@@ -159,7 +159,7 @@ def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = No
     a type error in a field read: one elsewhere goes unseen.
     """
     kind = _TYPES.get(operation or "")
-    if not body.strip(b" \t\r\n") and kind is None:
+    if kind is None and not body.strip(b" \t\r\n"):
         return Decoded(operation, None)
     types = _GO if reads is None or kind is None else _narrowed(kind, reads)
     quick = gojson.quick_decode(types, kind, body) if kind is not None else None
