@@ -6,16 +6,21 @@ it validates against the JSON Schema, it was closed cleanly, and it holds no err
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import signal
+import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+import termios
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyte
 from capture_schema import validate_capture
 from dockerd import Daemon
 
@@ -106,6 +111,98 @@ def run_in_pty(argv: Sequence[str], env: dict[str, str], timeout: float = 60) ->
         os.close(master)
         _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), bytes(output)
+
+
+class Terminal:
+    """A command on a pseudo-terminal of a set size, its screen read through a terminal emulator.
+
+    pyte plays the bytes as a VT100-style terminal would, so a test reads what a person would
+    see (where each line starts, what overwrote what), not the bytes. `follow` is another
+    descriptor read along with the terminal (a FIFO the command writes its capture to), so a
+    test can wait for what the command recorded too. Waiting is for expected output, read with
+    select against a deadline: never a sleep.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        columns: int = 120,
+        lines: int = 50,
+        follow: int | None = None,
+    ) -> None:
+        self.screen = pyte.Screen(columns, lines)
+        self.stream = pyte.ByteStream(self.screen)
+        self.output = bytearray()
+        self.followed = bytearray()
+        self.follow = follow
+        self.pid, self.master = pty.fork()
+        if self.pid == 0:  # the child: become the command, on a terminal of the screen's size
+            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+            os.execvpe(argv[0], list(argv), env)
+        self.open = True  # the terminal: until the command and its children all closed it
+
+    def _read(self, deadline: float) -> None:
+        """One read of what is ready on the terminal or the followed descriptor."""
+        fds = [fd for fd in (self.master if self.open else None, self.follow) if fd is not None]
+        ready, _, _ = select.select(fds, [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            self.kill()
+            raise TimeoutError(f"waited in vain; the screen:\n{self.text()}")
+        if self.master in ready:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: every copy of the terminal's other side is closed
+                chunk = b""
+            self.output.extend(chunk)
+            self.stream.feed(chunk)
+            self.open = bool(chunk)
+        if self.follow is not None and self.follow in ready:
+            chunk = os.read(self.follow, 65536)
+            self.followed.extend(chunk)
+            if not chunk:
+                self.follow = None
+
+    def expect(self, wanted: bytes, timeout: float = 60) -> None:
+        """Read until `wanted` has been written on the terminal (counting from the start)."""
+        deadline = time.monotonic() + timeout
+        while wanted not in self.output:
+            if not self.open:
+                raise AssertionError(f"ended without {wanted!r}; the screen:\n{self.text()}")
+            self._read(deadline)
+
+    def expect_followed(self, done: Callable[[bytes], bool], timeout: float = 60) -> None:
+        """Read until what came on the followed descriptor is `done`."""
+        deadline = time.monotonic() + timeout
+        while not done(bytes(self.followed)):
+            if self.follow is None:
+                raise AssertionError(f"the followed descriptor ended; the screen:\n{self.text()}")
+            self._read(deadline)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def wait(self, timeout: float = 60) -> int:
+        """Read both to their end and reap the command; its exit code."""
+        deadline = time.monotonic() + timeout
+        while self.open or self.follow is not None:
+            self._read(deadline)
+        os.close(self.master)
+        _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+    def lines(self) -> list[str]:
+        """The screen's lines, trailing blanks cut, blank lines at the bottom left out."""
+        rows = [line.rstrip() for line in self.screen.display]
+        while rows and not rows[-1]:
+            rows.pop()
+        return rows
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
 
 
 class Proxy:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,17 @@ from pathlib import Path
 
 import pytest
 from dockerd import Daemon
-from tapping import DOCKTAP, Proxy, checked_capture, docktap, docktap_run, one, ops, run_in_pty
+from tapping import (
+    DOCKTAP,
+    Proxy,
+    Terminal,
+    checked_capture,
+    docktap,
+    docktap_run,
+    one,
+    ops,
+    run_in_pty,
+)
 
 from docktap import load
 
@@ -129,6 +140,54 @@ def test_run_tty_passes_through_a_pty(dockerd: Daemon, tmp_path: Path) -> None:
     attach = one(checked_capture(capture), "ContainerAttach")
     assert attach.frames == []  # a TTY stream has no frames
     assert b"hi\r\n" in attach.output("stdout")
+
+
+#: A live row on the screen: it starts at the left edge with its number and its time.
+ROW = re.compile(r"^ *#\d+ +\d+\.\d{3}s ")
+
+
+def _answered(records: bytes, operation: str) -> bool:
+    """Whether the capture so far holds the whole answer to a call of `operation`."""
+    lines = [json.loads(line) for line in records.splitlines(keepends=True) if line.endswith(b"\n")]
+    asked = {(r["conn"], r["seq"]) for r in lines if r.get("operation") == operation}
+    return any(
+        r["type"] == "end" and r["dir"] == "daemon" and (r["conn"], r["seq"]) in asked
+        for r in lines
+    )
+
+
+def test_run_holds_live_rows_while_the_command_has_the_terminal_raw(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    # The capture goes to a FIFO the test reads: it knows when the recorder has written the
+    # resize call (its row is due then) without polling the file.
+    fifo = tmp_path / "capture"
+    os.mkfifo(fifo)
+    follow = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    argv = [*DOCKTAP, "run", "--force", "-o", str(fifo), "--upstream", dockerd.host, "--"]
+    term = Terminal([*argv, *RUN, "-it", "bb", "sh"], dockerd.env, follow=follow)
+    try:
+        term.expect(b"/ # ")  # the shell's prompt: the docker CLI has put the terminal raw
+        term.expect_followed(lambda records: _answered(records, "ContainerResize"))
+        term.type(b"echo hi; exit\r")
+        assert term.wait() == 0
+    finally:
+        os.close(follow)
+    lines = term.lines()
+    prompt = next(n for n, line in enumerate(lines) if line.startswith("/ # "))
+    # Nothing of docktap's in the shell's session: its prompt, the echoed line, the output.
+    assert lines[prompt : prompt + 2] == ["/ # echo hi; exit", "hi"], term.text()
+    # The calls made while the shell had the terminal are printed once it gave the terminal
+    # back, each row at the left edge (a row written in raw mode staircases: no carriage
+    # return), and docktap's last word is on a line of its own.
+    rows = [line for line in lines[prompt + 2 :] if "POST /" in line]
+    assert any("ContainerResize" in row for row in rows), term.text()
+    assert any("ContainerWait" in row for row in rows), term.text()
+    assert all(ROW.match(row) for row in rows), term.text()
+    assert lines[-1] == f"docktap: capture written to {fifo}", term.text()
+    capture = tmp_path / "c.jsonl"
+    capture.write_bytes(term.followed)
+    assert "ContainerResize" in ops(checked_capture(capture))
 
 
 def test_exec_without_and_with_tty(dockerd: Daemon, sleeper: str, tmp_path: Path) -> None:

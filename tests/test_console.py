@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import termios
+import tty
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from docktap.console import DEFAULT_WIDTH, columns, interactive, terminal, wants_colour
+from docktap.console import DEFAULT_WIDTH, columns, cooked, interactive, terminal, wants_colour
 
 
 class _Tty(io.StringIO):
@@ -59,3 +64,37 @@ def test_the_console_writes_as_the_policy_says(monkeypatch: pytest.MonkeyPatch) 
     assert out.getvalue() == "[bold]x[/bold] :smile:\n"
     coloured = terminal(io.StringIO(), "always", 80).console()
     assert coloured.color_system == "standard" and coloured.is_terminal
+
+
+@pytest.fixture
+def pty_stream() -> Iterator[io.TextIOWrapper]:
+    """The terminal side of a real pseudo-terminal, as a text stream like stderr."""
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as stream:
+        yield stream
+    os.close(master)
+
+
+def test_cooked_until_a_program_puts_the_terminal_raw(pty_stream: io.TextIOWrapper) -> None:
+    fd = pty_stream.fileno()
+    normal = termios.tcgetattr(fd)
+    assert cooked(pty_stream)
+    tty.setraw(fd)  # what the docker CLI does for `run -it`
+    assert not cooked(pty_stream)
+    termios.tcsetattr(fd, termios.TCSANOW, normal)
+    assert cooked(pty_stream)
+    tty.setcbreak(fd)  # keys one at a time, no echo: an editor, a pager
+    assert not cooked(pty_stream)
+    termios.tcsetattr(fd, termios.TCSANOW, normal)
+    silent = termios.tcgetattr(fd)
+    silent[3] &= ~termios.ECHO  # a password prompt
+    termios.tcsetattr(fd, termios.TCSANOW, silent)
+    assert not cooked(pty_stream)
+
+
+def test_what_is_no_terminal_is_always_cooked(tmp_path: Path) -> None:
+    assert cooked(io.StringIO())  # no descriptor at all
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as pipe, (tmp_path / "f").open("w") as file:
+        assert cooked(pipe) and cooked(file)
+    os.close(read)

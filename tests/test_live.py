@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import bytescript
@@ -21,7 +22,7 @@ from tapping import DOCKTAP, Proxy, checked_capture, docktap, ops, run_in_pty
 from docktap import load
 from docktap.capture.format import Record
 from docktap.capture.reader import Assembler, Exchange, Part, decode
-from docktap.render.live import LiveStats, LiveView
+from docktap.render.live import HeldOutput, LiveAudit, LiveStats, LiveView
 from docktap.render.timeline import TimelineOptions
 
 CAPTURES = Path(__file__).parent.parent / "captures"
@@ -169,6 +170,77 @@ def test_the_end_of_capture_record_finishes_the_view() -> None:
     cut = [r for r in records("run") if r["mono"] < 0.5]
     live([*cut, {"type": "end-of-capture", "records": len(cut) + 1, "t": 0.0, "mono": 0.5}])
     assert len([line for line in out.getvalue().splitlines() if ROW.match(line)]) == 5
+
+
+def gated(ready: Callable[[], bool]) -> tuple[LiveView, LiveAudit, io.StringIO]:
+    """A live view and a live audit printing through one HeldOutput, as in the recording
+    child."""
+    out = io.StringIO()
+    console = Console(file=out, width=120, color_system=None, soft_wrap=True)
+    held = HeldOutput(ready)
+    live = LiveView(console, TimelineOptions(width=120, styled=False, header=False), held=held)
+    return live, LiveAudit(console, "low", held), out
+
+
+def test_rows_wait_while_the_terminal_is_raw_and_come_out_in_order() -> None:
+    cooked = False
+    asked = 0
+
+    def ready() -> bool:
+        nonlocal asked
+        asked += 1
+        return cooked
+
+    live, audit, out = gated(ready)
+    run = records("run")
+    *rest, end = run
+    live(run[:1])  # the header: no row is due, so the terminal is not even asked
+    audit(run[:1])
+    assert asked == 0
+    before = [r for r in rest if r["mono"] < 0.5]  # the ping and the create complete
+    after = rest[len(before) :]
+    for record in before:
+        live([record])
+        audit([record])
+    assert out.getvalue() == "" and asked > 0  # raw the whole time: all of it held
+    cooked = True
+    for record in after:  # the next row due finds the terminal cooked: all of it comes out
+        live([record])
+        audit([record])
+    text = out.getvalue()
+    assert [op_of(line) for line in text.splitlines() if ROW.match(line)] == [
+        "SystemPingHead",
+        "ContainerCreate",
+        "ContainerStart",
+        "ContainerAttach",
+        "ContainerWait",
+    ]
+    # As printed without holding: the audit warning right after its call's row.
+    unheld, unheld_audit, unheld_out = gated(lambda: True)
+    for record in rest:
+        unheld([record])
+        unheld_audit([record])
+    assert text == unheld_out.getvalue()
+    lines = text.splitlines()
+    warned = next(n for n, line in enumerate(lines) if line.startswith("docktap audit: LOW"))
+    assert op_of(lines[warned - 1]) == "ContainerCreate"
+    live([end])
+    assert out.getvalue() == text
+
+
+def test_rows_still_held_at_the_end_are_printed() -> None:
+    live, audit, out = gated(lambda: False)  # docktap stopped with the terminal still raw
+    *rest, end = records("run")
+    live(rest)
+    audit(rest)
+    assert out.getvalue() == ""
+    live([end])  # the end of the capture prints them all the same
+    rows = [line for line in out.getvalue().splitlines() if ROW.match(line)]
+    assert len(rows) == 5 and "docktap audit: LOW" in out.getvalue()
+    cut, _, cut_out = gated(lambda: False)
+    cut(rest)
+    cut.stop()  # so does the view's end when the capture had none (docktap was killed)
+    assert len([line for line in cut_out.getvalue().splitlines() if ROW.match(line)]) == 5
 
 
 def test_a_failing_terminal_turns_the_view_off_quietly() -> None:

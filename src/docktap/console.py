@@ -1,9 +1,10 @@
 """Where docktap writes for people: the terminal policy and the rich Console of every command.
 
 Whether to colour (--color, NO_COLOR, FORCE_COLOR, a terminal), how wide to be (--width, the
-terminal, COLUMNS, 120) and whether a line may be redrawn in place (a terminal only) are
-decided here once, for the commands that print timelines, tables and live rows alike, and
-for the recording child that prints live rows while docktap relays.
+terminal, COLUMNS, 120), whether a line may be redrawn in place (a terminal only) and whether
+a line may be printed now (not while a program has the terminal raw) are decided here once,
+for the commands that print timelines, tables and live rows alike, and for the recording child
+that prints live rows while docktap relays.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import termios
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
@@ -56,6 +58,22 @@ def columns(stream: IO[str], explicit: int | None = None) -> int:
 def interactive(stream: IO[str]) -> bool:
     """Whether a status line may be redrawn in place: only on a terminal."""
     return stream.isatty()
+
+
+def cooked(stream: IO[str]) -> bool:
+    """Whether a line written to `stream` now lands as a line: not while its terminal is raw.
+
+    A program that reads keys one at a time (the shell of `docker run -it`, an editor, a
+    password prompt) clears ICANON or ECHO, and then owns the screen: a line written into it
+    lands at the program's cursor, and without the terminal's output processing its newline
+    does not return the carriage. One tcgetattr, so cheap enough to ask before each print;
+    a stream that is no terminal is always fine.
+    """
+    try:
+        flags = termios.tcgetattr(stream.fileno())[3]
+    except (termios.error, OSError, ValueError):  # not a terminal, or no descriptor at all
+        return True
+    return bool(flags & termios.ICANON) and bool(flags & termios.ECHO)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from docktap.recording.wire import (
 
 if TYPE_CHECKING:
     from docktap.recording.engine import Recorder
-    from docktap.render.live import LiveAudit, LiveView
+    from docktap.render.live import HeldOutput, LiveAudit, LiveView
 
 _READ_SIZE = 1 << 20
 _FLUSH_EVERY = 256  # messages the child dispatches between two writes of their records
@@ -120,7 +120,19 @@ def _lower_priority() -> None:
             os.nice(19)
 
 
-def live_view(status: bool) -> LiveView:
+def live_output() -> HeldOutput:
+    """What live rows and audit warnings go through: held while stderr's terminal is raw.
+
+    `docktap run -- docker run -it ... sh` shares its terminal with the shell, which has it
+    raw: a row printed then lands in the shell's screen, without a carriage return.
+    """
+    from docktap.console import cooked
+    from docktap.render.live import HeldOutput
+
+    return HeldOutput(ready=lambda: cooked(sys.stderr))
+
+
+def live_view(status: bool, held: HeldOutput) -> LiveView:
     """Rows of the calls on stderr as they complete; a status line too on a terminal."""
     from docktap.console import interactive, terminal
     from docktap.render.live import LiveView
@@ -131,15 +143,16 @@ def live_view(status: bool) -> LiveView:
         term.console(),
         TimelineOptions(width=term.width, styled=term.colour, header=False),
         status=status and interactive(term.stream),
+        held=held,
     )
 
 
-def live_audit(level: str) -> LiveAudit:
+def live_audit(level: str, held: HeldOutput) -> LiveAudit:
     """Audit warnings on stderr as risky calls are recorded."""
     from docktap.console import auto_console
     from docktap.render.live import LiveAudit
 
-    return LiveAudit(auto_console(sys.stderr), level)
+    return LiveAudit(auto_console(sys.stderr), level, held)
 
 
 def run(config: RecordingConfig, fd: int) -> int:
@@ -173,12 +186,13 @@ def run(config: RecordingConfig, fd: int) -> int:
     )
     recorder = Recorder(writer, encoder, head_budget=config.head_budget)
     live = None
-    if config.live != "off":
-        live = live_view(status=config.live == "status")
+    held = live_output() if config.live != "off" or config.audit is not None else None
+    if config.live != "off" and held is not None:
+        live = live_view(config.live == "status", held)
         recorder.listeners.append(live)
         live.start()
-    if config.audit is not None:
-        recorder.listeners.append(live_audit(config.audit))
+    if config.audit is not None and held is not None:
+        recorder.listeners.append(live_audit(config.audit, held))
     recorder.start(config.upstream, config.command, config.upstream_tls)
     try:
         if not serve(fd, config.spool_fd, recorder):
@@ -186,6 +200,8 @@ def run(config: RecordingConfig, fd: int) -> int:
     finally:
         if live is not None:
             live.stop()
+        if held is not None:
+            held.release(force=True)  # what the terminal never took back (docktap died)
     return 0
 
 

@@ -7,12 +7,16 @@ other output on the same terminal. With `status=True` (docktap proxy on a termin
 line under the rows counts open connections, requests, bytes each way and errors.
 
 The caller owns the Console (stderr, for `docktap run`: the wrapped command's stdout is left
-alone). Nothing here may break the relay: a failure to print turns the view off.
+alone), and says through a `HeldOutput` when the terminal takes output: while `docktap run --
+docker run -it` has it raw, rows wait, and come out once it is back to normal, or at the end.
+Nothing here may break the relay: a failure to print turns the view off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -39,6 +43,7 @@ from docktap.render.kind import stayed_open
 from docktap.render.text import format_size
 from docktap.render.timeline import (
     Layout,
+    Line,
     Marks,
     Rows,
     Spanned,
@@ -56,6 +61,35 @@ LIVE_LANES = 4
 LIVE_CONN = 4
 LIVE_OP = 22
 LIVE_NUMBER = 5  # `#9999`: exchange numbers as `show` prints them
+
+
+def _always() -> bool:
+    return True
+
+
+class HeldOutput:
+    """What the live view and the live audit print, in order, held while `ready` says no.
+
+    Each print is handed over as a function that does it. `ready` is asked only when
+    something is about to be printed; the caller's answer is the terminal's state
+    (console.cooked), which is I/O, so it comes from the I/O edge. What is held goes out, in
+    the order it came, at the first print after `ready` says yes again, or when the capture
+    ends (`release(force=True)`).
+    """
+
+    def __init__(self, ready: Callable[[], bool] = _always) -> None:
+        self.ready = ready
+        self._held: list[Callable[[], None]] = []
+
+    def hold(self, write: Callable[[], None]) -> None:
+        self._held.append(write)
+
+    def release(self, force: bool = False) -> None:
+        if not self._held or not (force or self.ready()):
+            return
+        held, self._held = self._held, []
+        for write in held:
+            write()
 
 
 class LiveLanes:
@@ -171,8 +205,10 @@ class LiveView:
         console: Console,
         options: TimelineOptions | None = None,
         status: bool = False,
+        held: HeldOutput | None = None,
     ) -> None:
         self.console = console
+        self.held = held or HeldOutput()
         self.options = options or TimelineOptions(width=console.width, header=False)
         width = self.options.width
         self.layout = Layout.fitted(width, 9, LIVE_LANES, LIVE_CONN, LIVE_OP, number=LIVE_NUMBER)
@@ -217,6 +253,7 @@ class LiveView:
             return
         self._finished = True
         self._print(self.assembler.open_exchanges())
+        self.held.release(force=True)
 
     # -- the listener ------------------------------------------------------------------------
 
@@ -280,11 +317,16 @@ class LiveView:
             spans = stayed_open(ex)
             blocks.append(self.rows.block(ex, self.lanes.marks(ex, spans), spans))
             self.lanes.completed(ex.conn)
+        if blocks:
+            self.held.hold(lambda: self._write(blocks))
+        self.held.release()
+
+    def _write(self, blocks: list[Line]) -> None:
         if self._live is not None:
             # The status line is redrawn under what the console prints.
             for block in blocks:
                 self.console.print(block, soft_wrap=True)
-        elif blocks:
+        else:
             # A batch's rows in one write: the Console's own printing costs more than the row.
             print_lines(self.console, blocks)
 
@@ -293,11 +335,13 @@ class LiveAudit:
     """A Recorder listener warning on stderr, as they complete, of calls the audit flags.
 
     It prints a finding at `level` or above the moment its exchange is recorded, with the
-    process that made it: `docktap run --audit` shows risky calls while they happen.
+    process that made it: `docktap run --audit` shows risky calls while they happen. Through
+    the live view's HeldOutput when there is one, so that warnings and rows keep their order.
     """
 
-    def __init__(self, console: Console, level: str) -> None:
+    def __init__(self, console: Console, level: str, held: HeldOutput | None = None) -> None:
         self.console = console
+        self.held = held or HeldOutput()
         self.level = level
         self.assembler = Assembler(keep=False)
         self.peers: dict[int, dict[str, Any] | None] = {}
@@ -314,12 +358,16 @@ class LiveAudit:
                 self.peers[part.conn] = part.peer
             for ex in self.assembler.add(part):
                 for finding in at_or_above(audit_exchange(ex, self.peers.get(ex.conn)), self.level):
-                    self.console.print(
-                        warning(finding),
-                        style="bold red" if finding.level in ("high", "critical") else "yellow",
-                        markup=False,
-                        highlight=False,
-                        soft_wrap=True,
-                    )
+                    self.held.hold(functools.partial(self._warn, warning(finding), finding.level))
             if isinstance(part, Close):
                 self.peers.pop(part.conn, None)
+        self.held.release()
+
+    def _warn(self, text: str, level: str) -> None:
+        self.console.print(
+            text,
+            style="bold red" if level in ("high", "critical") else "yellow",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
