@@ -205,6 +205,56 @@ class Terminal:
         return "\n".join(self.lines())
 
 
+def ready_proxy(
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    start_new_session: bool = False,
+    preexec_fn: Callable[[], object] | None = None,
+    timeout: float = 60,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`docktap proxy ARGS` once it accepts clients, and the address it says it listens on.
+
+    It is told `--ready-fd`: the address comes on a pipe, which then ends; read with select
+    against a deadline, so no polling, no sleeping, and quiet (-q) or not alike. Its stdout
+    and stderr are pipes, left for the test to read.
+    """
+    read, write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [*DOCKTAP, *args, "--ready-fd", str(write)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=start_new_session,
+            preexec_fn=preexec_fn,
+            pass_fds=(write,),
+        )
+    finally:
+        os.close(write)
+    said = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if not select.select([read], [], [], max(0.0, left))[0]:
+                process.kill()
+                raise TimeoutError(f"docktap proxy not ready in {timeout}s")
+            chunk = os.read(read, 4096)
+            if not chunk:
+                break
+            said.extend(chunk)
+    finally:
+        os.close(read)
+    if not said.endswith(b"\n"):  # the end without a whole line: it never listened
+        process.kill()
+        _, err = process.communicate(timeout=10)
+        raise AssertionError(f"docktap proxy did not start: {err.decode(errors='replace')}")
+    return process, said.decode().removesuffix("\n")
+
+
 class Proxy:
     """`docktap proxy` in a subprocess, listening on a unix socket under a temp dir."""
 
@@ -221,32 +271,17 @@ class Proxy:
         self.capture_path = workdir / "proxy.jsonl"
         self.env = dict(daemon.env)
         self.env["DOCKER_HOST"] = f"unix://{self.socket}"
-        self.process = subprocess.Popen(
-            [
-                *DOCKTAP,
-                "proxy",
-                "--listen",
-                str(self.socket),
-                "--upstream",
-                upstream or daemon.host,
-                "-o",
-                str(self.capture_path),
-                *extra,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+        argv = ["proxy", "--listen", str(self.socket), "--upstream", upstream or daemon.host]
+        self.process, address = ready_proxy(
+            [*argv, "-o", str(self.capture_path), *extra],
             env=daemon.env if env is None else env,
         )
-        assert self.process.stderr is not None
-        # The proxy says it listens only once the socket accepts: no polling, no sleeping.
-        self.banner = self.process.stderr.readline().decode()
-        assert "listening on" in self.banner, self.banner + self._rest()
-
-    def _rest(self) -> str:
-        self.process.kill()
-        _, err = self.process.communicate(timeout=10)
-        return err.decode(errors="replace")
+        assert address == self.host
+        if not {"-q", "--quiet"} & set(extra):
+            # Said before it told the pipe it was ready: already there, and read out of the way.
+            assert self.process.stderr is not None
+            self.banner = self.process.stderr.readline().decode()
+            assert self.banner.startswith(f"docktap: listening on {self.host},"), self.banner
 
     @property
     def host(self) -> str:

@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tapping import DOCKTAP, checked_capture, docktap
+from dockerd import Daemon
+from tapping import DOCKTAP, checked_capture, docktap, ready_proxy
 
 from docktap import load
+from docktap.capture import lock
 from docktap.cli import STRICT_FAILED
 
 
@@ -92,17 +95,11 @@ def test_a_failed_proxy_start_with_a_default_name_leaves_no_capture(tmp_path: Pa
 
 
 def test_proxy_listens_on_a_bare_relative_path(tmp_path: Path) -> None:
-    proxy = subprocess.Popen(
-        [*DOCKTAP, "proxy", "-q", "--listen", "tap.sock", "-o", "c.jsonl"],
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proxy, address = ready_proxy(
+        ["proxy", "-q", "--listen", "tap.sock", "-o", "c.jsonl"], cwd=tmp_path
     )
     try:
-        assert proxy.stderr is not None
-        banner = proxy.stderr.readline().decode()
-        assert banner.startswith(f"docktap: listening on unix://{tmp_path / 'tap.sock'},")
+        assert address == f"unix://{tmp_path / 'tap.sock'}"
         ping = subprocess.run(
             ["curl", "-s", "--unix-socket", "tap.sock", "http://docker/_ping"],
             cwd=tmp_path,
@@ -116,6 +113,62 @@ def test_proxy_listens_on_a_bare_relative_path(tmp_path: Path) -> None:
     assert (proxy.returncode, out) == (0, b"")
     assert ping.returncode == 0
     assert [ex.target for ex in load(tmp_path / "c.jsonl").exchanges] == ["/_ping"]
+
+
+def test_quiet_proxy_says_it_is_ready_on_its_descriptor_only(tmp_path: Path) -> None:
+    """-q prints only errors; --ready-fd is how a script knows the proxy accepts clients."""
+    argv = ["proxy", "-q", "--listen", "tcp://127.0.0.1:0", "-o", "c.jsonl"]
+    proxy, said = ready_proxy(
+        [*argv, "--upstream", "unix:///nonexistent/docker.sock"], cwd=tmp_path
+    )
+    try:
+        # The one place a port asked as 0 is told, when nothing is said on stderr.
+        assert said.startswith("tcp://127.0.0.1:"), said
+        port = int(said.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+            client.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            answer = client.makefile("rb").read()
+        assert answer.startswith(b"HTTP/1.1 502 "), answer  # no daemon there, but served
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        out, err = proxy.communicate(timeout=30)
+    assert (proxy.returncode, out, err) == (0, b"", b"")
+    assert [ex.status for ex in load(tmp_path / "c.jsonl").exchanges] == [502]
+
+
+def test_the_readme_script_waits_for_a_quiet_proxy(dockerd: Daemon, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    script = next(
+        block
+        for block in readme.split("```sh\n")[1:]
+        if "--ready-fd 3 3>ready" in block.split("```")[0]
+    ).split("```")[0]
+    sock = tmp_path / "tap.sock"
+    done = subprocess.run(
+        ["bash", "-e", "-c", script.replace("/tmp/tap.sock", str(sock)) + 'kill "$!"; wait "$!"'],
+        cwd=tmp_path,
+        env=dockerd.env,  # DOCKER_HOST: the daemon, for docktap; the script points docker at it
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr
+    assert done.stdout.startswith(b"CONTAINER ID")
+    lock.wait_written(tmp_path / "session.jsonl")  # -q: the recorder may finish in the background
+    assert [ex.operation for ex in checked_capture(tmp_path / "session.jsonl").exchanges] == [
+        "SystemPingHead",
+        "ContainerList",
+    ]
+
+
+def test_ready_fd_must_be_an_open_descriptor_of_its_own(tmp_path: Path) -> None:
+    low = docktap("proxy", "--listen", str(tmp_path / "s"), "--ready-fd", "1")
+    assert low.returncode == 2 and b"--ready-fd" in low.stderr
+    closed = docktap("proxy", "--listen", str(tmp_path / "s"), "--ready-fd", "99")
+    assert closed.returncode == 2
+    assert "Invalid value for --ready-fd: 99: Bad file descriptor" in closed.stderr.decode()
+    assert not (tmp_path / "s").exists()
 
 
 def test_run_refuses_stdout_for_the_capture_and_says_what_to_do() -> None:

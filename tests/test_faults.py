@@ -27,7 +27,7 @@ import pytest
 from dockerd import Daemon
 from dockerd import start as start_daemon
 from dockerd import stop as stop_daemon
-from tapping import DOCKTAP, Proxy, checked_capture, docktap, one
+from tapping import Proxy, checked_capture, docktap, one, ready_proxy
 
 from docktap import load
 from docktap.capture import lock
@@ -56,10 +56,13 @@ def fast_upstream(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Pat
     process.wait()
 
 
-def _proxy_to(upstream: Path, workdir: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def _proxy_to(
+    upstream: Path, workdir: Path, quiet: bool = True
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
     sock, capture = workdir / "p.sock", workdir / "p.jsonl"
-    argv = [*DOCKTAP, "proxy", "-q", "--listen", str(sock), "--upstream", f"unix://{upstream}"]
-    return _started([*argv, "-o", str(capture)], "listening on"), sock, capture
+    argv = ["proxy", *(["-q"] if quiet else []), "--listen", str(sock)]
+    proxy, _ = ready_proxy([*argv, "--upstream", f"unix://{upstream}", "-o", str(capture)])
+    return proxy, sock, capture
 
 
 def _stop(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> str:
@@ -315,7 +318,9 @@ def test_after_a_burst_docktap_exits_at_once_and_the_recorder_finishes_the_captu
     fast_upstream: tuple[subprocess.Popen[bytes], Path], tmp_path: Path
 ) -> None:
     _, upstream = fast_upstream
-    proxy, sock, capture = _proxy_to(upstream, tmp_path)
+    # Not quiet: docktap says it leaves the recorder at work (-q would keep that to itself);
+    # the rows come only once the recorder is let go.
+    proxy, sock, capture = _proxy_to(upstream, tmp_path, quiet=False)
     recorder = _recorder_of(proxy)
     os.kill(recorder, signal.SIGSTOP)  # a recorder far behind, as after a burst on a busy machine
     try:
@@ -463,16 +468,11 @@ def _proxy_with_descriptors(
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
     """`docktap proxy` started with RLIMIT_NOFILE at (soft, hard), as `ulimit -n` would."""
     sock, capture = workdir / "p.sock", workdir / "p.jsonl"
-    argv = [*DOCKTAP, "proxy", "-q", "--listen", str(sock), "--upstream", f"unix://{upstream}"]
-    process = subprocess.Popen(
+    argv = ["proxy", "-q", "--listen", str(sock), "--upstream", f"unix://{upstream}"]
+    process, _ = ready_proxy(
         [*argv, "-o", str(capture)],
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
     )
-    assert process.stderr is not None
-    banner = process.stderr.readline().decode()
-    assert "listening on" in banner, banner
     return process, sock, capture
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tapping import ready_proxy
 
 from docktap import relay as relay_module
 from docktap.events import Direction
@@ -282,15 +282,12 @@ def test_small_reads_do_not_fault_in_memory(tmp_path: Path) -> None:
     thread = threading.Thread(target=echo, daemon=True)
     thread.start()
     sock = tmp_path / "relay.sock"
-    argv = [sys.executable, "-m", "docktap", "proxy", "--listen", str(sock)]
-    argv += ["--upstream", f"unix://{up}", "-o", os.devnull, "-q"]
+    argv = ["proxy", "--listen", str(sock), "--upstream", f"unix://{up}", "-o", os.devnull, "-q"]
     # glibc maps blocks of 128 KiB and more with mmap until a free raises that threshold, which
     # depends on what the process did before; pinned here, the test does not.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
-    proxy = subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    proxy, _ = ready_proxy(argv, env=env, start_new_session=True)
     try:
-        assert proxy.stderr is not None
-        assert b"listening on" in proxy.stderr.readline()
         message = b"GET /v1.41/containers/x/json HTTP/1.1\r\nHost: docker\r\n\r\n"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
             client.connect(str(sock))

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -485,7 +485,18 @@ async def _command_against(argv: list[str], sock: str) -> int:
 @_redact_env_option
 @_audit_option
 @_socket_mode_option
-@click.option("-q", "--quiet", is_flag=True, help="No live rows of the calls, nor status line.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print nothing of docktap's own on stderr but errors (no rows, no status line).",
+)
+@click.option(
+    "--ready-fd",
+    type=click.IntRange(min=3),
+    metavar="N",
+    help="Once clients can connect, write the address and a newline to descriptor N, and close it.",
+)
 @policy_options
 def proxy(
     listen: str,
@@ -503,6 +514,7 @@ def proxy(
     audit: bool,
     socket_mode: int,
     quiet: bool,
+    ready_fd: int | None,
     policy_file: str | None,
     policy_mode: str,
 ) -> None:
@@ -523,6 +535,7 @@ def proxy(
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     guard = make_guard(policy_file, policy_mode)
+    ready = _ready_file(ready_fd)
     with _capture_file(output, force) as path:
         session = record(
             path,
@@ -541,18 +554,47 @@ def proxy(
             linger=_LINGER,
         )
         _fork_recorder(session)
-        asyncio.run(_proxy(session))
-    if path != "-":
+        asyncio.run(_proxy(session, quiet, ready))
+    if path != "-" and not quiet:
         _say_written(path, session.still_writing)
 
 
-async def _proxy(session: RecordSession) -> None:
+def _ready_file(fd: int | None) -> IO[bytes] | None:
+    """The descriptor `--ready-fd` names, checked before anything starts."""
+    if fd is None:
+        return None
+    try:
+        return os.fdopen(fd, "wb", buffering=0, closefd=True)
+    except OSError as exc:
+        raise click.BadParameter(f"{fd}: {exc.strerror}", param_hint="--ready-fd") from exc
+
+
+async def _proxy(session: RecordSession, quiet: bool, ready: IO[bytes] | None) -> None:
     async with _started(session):
         if session.guard is not None:
             reload_on_hangup(session.guard)
         stop = _stop_on_signals()
-        _say(f"listening on {session.host}, relaying to {session.upstream.url}")
+        if not quiet:
+            _say(f"listening on {session.host}, relaying to {session.upstream.url}")
+        if ready is not None:
+            _tell_ready(ready, session.host)
         await stop.wait()
+
+
+def _tell_ready(ready: IO[bytes], address: str) -> None:
+    """Readiness for whoever waits on --ready-fd: the address, a newline, the end of the file.
+
+    The end of the file is the signal, so a reader needs no parsing to wait; one that went
+    away (a script that stopped waiting) is no reason to stop serving, nor to say anything.
+    """
+    fd = ready.fileno()
+    try:
+        with ready:
+            ready.write(f"{address}\n".encode())
+    except BrokenPipeError:
+        pass
+    except OSError as exc:
+        _say(f"--ready-fd {fd}: {exc.strerror}")
 
 
 def _stop_on_signals() -> asyncio.Event:
