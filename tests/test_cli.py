@@ -190,6 +190,30 @@ def test_run_holds_live_rows_while_the_command_has_the_terminal_raw(
     assert "ContainerResize" in ops(checked_capture(capture))
 
 
+def test_run_says_when_the_command_never_reached_docktap(dockerd: Daemon, tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    argv = ["run", "-o", str(capture), "--upstream", dockerd.host, "--"]
+    # -H: straight to the daemon, past the DOCKER_HOST docktap set
+    around = docktap(*argv, "docker", "-H", dockerd.host, "version", env=dockerd.env)
+    assert around.returncode == 0 and b"Server:" in around.stdout
+    assert around.stderr.decode().splitlines() == [
+        "docktap: warning: docker never connected to docktap, so no call was recorded; if it "
+        "used Docker, it reached it another way (docker -H or --context, a DOCKER_HOST of its "
+        "own)",
+        f"docktap: capture written to {capture}",
+    ]
+    assert checked_capture(capture).exchanges == []
+    replayed = docktap("replay", str(capture), "--", "true")  # and so does its replay
+    assert replayed.stderr.decode() == (
+        f"docktap: warning: no exchanges in {capture}: every request will be a miss\n"
+    )
+    quiet = docktap(*argv[:1], "-q", "--force", *argv[1:], "true", env=dockerd.env)
+    assert (quiet.returncode, quiet.stderr) == (0, b"")  # -q: errors only
+    through = docktap("run", "--force", *argv[1:], "docker", "version", env=dockerd.env)
+    assert through.returncode == 0
+    assert b"warning" not in through.stderr and b"SystemVersion" in through.stderr
+
+
 def test_exec_without_and_with_tty(dockerd: Daemon, sleeper: str, tmp_path: Path) -> None:
     tapped = docktap_run(
         dockerd, tmp_path / "a.jsonl", "docker", "exec", sleeper, "sh", "-c", "echo a; echo b >&2"

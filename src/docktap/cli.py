@@ -374,6 +374,12 @@ def run(
         _fork_recorder(session)
         code = asyncio.run(_command_served_by(session, argv, sock, guard))
     if not quiet:
+        if session.connections == 0:
+            _say(
+                f"warning: {os.path.basename(argv[0])} never connected to docktap, so no call "
+                "was recorded; if it used Docker, it reached it another way "
+                "(docker -H or --context, a DOCKER_HOST of its own)"
+            )
         _say_written(path, session.still_writing)
     # All is done: the capture written or left to the recorder, the socket's directory gone.
     from docktap.exiting import leave

@@ -392,6 +392,11 @@ class Relay:
         """The TCP port actually bound (useful with port 0)."""
         return None if self._server is None else bound_port(self._server)
 
+    @property
+    def connections(self) -> int:
+        """Connections taken so far, each relayed (or told the daemon is out of reach)."""
+        return self._next_conn
+
     def _accept(self) -> _Side:
         self._next_conn += 1
         pipe = _Pipe(self, self._next_conn)

@@ -97,6 +97,11 @@ class RecordSession(Synchronous):
         """The DOCKER_HOST of this relay."""
         return self.endpoint.url
 
+    @property
+    def connections(self) -> int:
+        """How many clients have connected so far: none means nothing was recorded."""
+        return 0 if self._relay is None else self._relay.connections
+
     def fork_recorder(self) -> None:
         """Start the recorder now, as a fork of this process rather than a fresh interpreter:
         it has most of what it imports already (see recording/launch.py). Only while no other
