@@ -10,8 +10,17 @@ from typing import Any
 
 import orjson
 
-from docktap.capture.format import FORMAT, VERSION, dumps
+from docktap.capture.format import FORMAT, VERSION, RecordEncoder, dumps
 from docktap.capture.reader import Capture, loads
+from docktap.events import (
+    Closed,
+    Direction,
+    Hijacked,
+    MessageEnd,
+    RequestHead,
+    ResponseHead,
+    StreamData,
+)
 
 PEER = {"pid": 4242, "uid": 1000, "gid": 1000}
 
@@ -113,3 +122,23 @@ def large_download(path: Path, size: int, chunk: int = 32 << 10) -> bytes:
                "size": size, "mono": 0.3})  # fmt: skip
         write({"type": "close", "conn": 1, "mono": 0.4})
     return digest.digest()
+
+
+def attach_of(stdin: bytes, stdout: bytes) -> Capture:
+    """A capture of one TTY attach: the client sent `stdin`, the container wrote `stdout`."""
+    encoder = RecordEncoder(1.0, 0.0, 1 << 20)
+    target = "/v1.41/containers/c/attach?stdin=1&stdout=1&stream=1"
+    events = [
+        RequestHead(1, 0.1, 1, "POST", target, "1.1", ()),
+        MessageEnd(1, 0.1, 1, Direction.CLIENT),
+        ResponseHead(1, 0.2, 1, 101, "UPGRADED", "1.1", (("Upgrade", "tcp"),), True),
+        Hijacked(1, 0.2, 1, "tcp"),
+        StreamData(1, 0.3, 1, Direction.CLIENT, stdin),
+        StreamData(1, 0.4, 1, Direction.DAEMON, stdout),
+        Closed(1, 0.5),
+    ]
+    records = [encoder.header("unix:///d.sock", None, "0"), encoder.opened(1, None, 0.0)]
+    for event in events:
+        records += encoder.encode(event)
+    records.append(encoder.footer(0.6, len(records) + 1))
+    return loads("".join(dumps(r) + "\n" for r in records))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from golden import ALL_CAPTURES, CAPTURES, GOLDEN_CAPTURES, check_golden
+from synthetic import attach_of
 
 from docktap import load
 from docktap.capture.reader import loads
@@ -69,6 +70,16 @@ def test_streams_show_output() -> None:
     assert "  - stdin:\n\n    ```text\n" in text
     assert "| 101 UPGRADED | " in text
     assert "(hijack)" in text
+
+
+def test_binary_stdin_is_a_hex_preview_text_output_is_text() -> None:
+    text = markdown.render(attach_of(b"\x1f\x8b\x08\x00\xff", b"h\xc3\xa9\r\n"))
+    stdin = text.index("  - stdin:")
+    assert text[stdin:].startswith(
+        "  - stdin:\n\n    ```text\n    00000000  " + "1f 8b 08 00 ff".ljust(47) + "  |.....|\n"
+    )
+    assert "    ```text\n    hé\n" in text[text.index("  - stdout:") :]
+    assert "\ufffd" not in text
 
 
 def test_code_spans_survive_backticks_and_pipes() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from golden import ALL_CAPTURES, CAPTURES, GOLDEN_CAPTURES, check_golden
+from synthetic import attach_of
 
 from docktap import load
 from docktap.cli import main
@@ -91,6 +92,12 @@ def test_many_connections_share_one_participant() -> None:
     assert "    participant C as client\n" in text
     assert "C->>D: #35;13 conn 11: ExecStart POST /v1.41/exec/354ebc5622b5/start" in text
     check_structure(text)
+
+
+def test_binary_stdin_is_named_by_its_size_not_shown() -> None:
+    diagram = mermaid.render(attach_of(b"\x1f\x8b\x08\x00\xff", b"hi\n"))
+    assert "hijacked (tcp): stdin 5B of binary, stdout #quot;hi" in diagram
+    assert "\ufffd" not in diagram
 
 
 def test_escape() -> None:

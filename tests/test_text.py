@@ -65,6 +65,18 @@ def test_terminal_escapes_in_output_are_dropped_and_controls_escaped() -> None:
     assert text.text_lines(b"one\r\ntwo\n\xffthree") == ["one", "two", "\ufffdthree"]
 
 
+def test_text_or_hex_is_one_rule() -> None:
+    assert text.is_text(b"plain\r\n") and text.is_text("日本 \ufffd".encode())
+    assert text.is_text(b"\x1b[A\x03")  # keys typed in a TTY: controls, but text
+    assert text.is_text("日本".encode()[:-1])  # a character cut by the capture's cap, at the end
+    assert not text.is_text("日本".encode()[:-1] + b"x")  # cut in the middle: not UTF-8
+    assert not text.is_text(b"\xff\xfe")
+    assert not text.is_text(b"ab\x00cd")  # valid UTF-8, but NUL means binary
+    assert text.hex_preview(b"\x00A\xff") == ["00000000  " + "00 41 ff".ljust(47) + "  |.A.|"]
+    assert text.hex_preview(bytes(2000))[4:] == ["… 1.9K more"]
+    assert len(text.hex_preview(bytes(64))) == 4
+
+
 def test_wide_characters_fit_their_cells() -> None:
     assert text.fit("日本語のテキスト", 7) == "日本語…"
     assert text.pad("日本", 6) == "日本  "

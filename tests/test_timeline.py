@@ -18,10 +18,12 @@ import bytescript
 import pytest
 from bytescript import BROKEN_LINE, REFUSED, UNREADABLE
 from click.testing import CliRunner, Result
+from dockerd import Daemon
 from golden import CAPTURES, GOLDEN_CAPTURES, check_golden
 from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
+from tapping import docktap_run, one
 
 from docktap import Capture, load
 from docktap.capture.format import RecordEncoder
@@ -238,6 +240,31 @@ def test_bodies_show_binary_as_a_hex_preview() -> None:
     assert "response body 2.0K application/x-tar" in out
     assert "00000000  64 6f 63 6b 74 61 70 2d 63 70 2e 74 78 74 00 00  |docktap-cp.txt..|" in out
     assert "… 1.9K more" in out
+
+
+def test_binary_stdin_shows_as_hex_and_text_stdin_as_text(dockerd: Daemon, tmp_path: Path) -> None:
+    """What a client sends on an attach stream is shown as the body rule says: as text when it
+    is text, as hex when it is not (a gzip stream, an image, a tar: mojibake helps no one)."""
+    sent = b"\x1f\x8b\x08\x00" + bytes(range(256))
+    script = "cat >/dev/null; echo done"
+    command = ["docker", "run", "-i", "--rm", "--network", "none", "bb", "sh", "-c", script]
+    binary = docktap_run(dockerd, tmp_path / "b.jsonl", *command, input=sent)
+    assert binary.proc.stdout == b"done\n"
+    assert one(binary.capture, "ContainerAttach").output("stdin") == sent
+    out = show(str(tmp_path / "b.jsonl"), "--width", "120").stdout
+    stdin = [line.lstrip(" │") for line in out.splitlines() if "stdin> " in line]
+    assert stdin == [
+        "stdin> 00000000  1f 8b 08 00 00 01 02 03 04 05 06 07 08 09 0a 0b  |................|",
+        "stdin> 00000010  0c 0d 0e 0f 10 11 12 13 14 15 16 17 18 19 1a 1b  |................|",
+        "stdin> 00000020  1c 1d 1e 1f 20 21 22 23 24 25 26 27 28 29 2a 2b  |.... !\"#$%&'()*+|",
+        "stdin> 00000030  2c 2d 2e 2f 30 31 32 33 34 35 36 37 38 39 3a 3b  |,-./0123456789:;|",
+        "stdin> … 196B more",
+    ]
+    assert "\ufffd" not in out and "done" in out
+    text = docktap_run(dockerd, tmp_path / "t.jsonl", *command, input="héllo\n".encode())
+    assert text.proc.stdout == b"done\n"
+    out = show(str(tmp_path / "t.jsonl"), "--width", "120").stdout
+    assert [line.lstrip(" │") for line in out.splitlines() if "stdin> " in line] == ["stdin> héllo"]
 
 
 def test_explain_puts_a_line_under_each_exchange(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,14 @@ from docktap.render import mermaid, stats
 from docktap.render.audit import unread_lines
 from docktap.render.kind import exchange_kind
 from docktap.render.refusal import refusal, stream_error
-from docktap.render.text import format_duration, format_offset, format_size, iso_time
+from docktap.render.text import (
+    format_duration,
+    format_offset,
+    format_size,
+    hex_preview,
+    is_text,
+    iso_time,
+)
 
 #: Output shown per stream in the exchange list, in characters.
 MAX_OUTPUT = 400
@@ -170,10 +177,13 @@ def _exchange(ex: Exchange) -> list[str]:
             data = ex.output(stream)
             if not data:
                 continue
-            # A TTY's output ends its lines with CR LF; the report shows the lines.
-            text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
-            if len(text) > MAX_OUTPUT:
-                text = text[:MAX_OUTPUT] + f"\n… ({format_size(len(data))} in all)"
+            if is_text(data):
+                # A TTY's output ends its lines with CR LF; the report shows the lines.
+                text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+                if len(text) > MAX_OUTPUT:
+                    text = text[:MAX_OUTPUT] + f"\n… ({format_size(len(data))} in all)"
+            else:
+                text = "\n".join(hex_preview(data))
             lines += [f"  - {stream}:", ""]
             lines += ["    " + part for part in _fenced(text, "text")]
             lines.append("")

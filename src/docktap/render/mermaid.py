@@ -20,7 +20,7 @@ import re
 from docktap.capture.reader import Capture, Exchange
 from docktap.render.audit import unread_lines
 from docktap.render.kind import exchange_kind
-from docktap.render.text import fit, format_duration, format_size, shorten_ids
+from docktap.render.text import fit, format_duration, format_size, is_text, shorten_ids
 
 #: At most this many connections get a participant each.
 MAX_PARTICIPANTS = 6
@@ -53,6 +53,8 @@ def request_text(ex: Exchange) -> str:
 
 
 def _sample(data: bytes) -> str:
+    if not is_text(data):
+        return f"{format_size(len(data))} of binary"
     text = data.decode("utf-8", errors="replace")
     return '"' + fit(text, MAX_SAMPLE) + '"'
 

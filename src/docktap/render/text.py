@@ -12,13 +12,16 @@ they all take it from here. One rule each:
 - 64-hex ids are cut to the 12 characters docker shows;
 - text is measured in terminal cells (a CJK character takes two): `fit` cuts with `…`, `pad`
   fits and fills, `fold` cuts into pieces without losing anything, and `clean` makes text a
-  container wrote safe to print.
+  container wrote safe to print;
+- bytes are shown as text when `is_text` says they are, else as a hex preview (`hex_preview`),
+  never as mojibake: a body, stdin, a container's output alike.
 
 Pure string functions: no terminal, no clock.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
 
@@ -112,6 +115,36 @@ def text_lines(data: bytes | bytearray) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [clean(line.removesuffix("\r")) for line in lines]
+
+
+def is_text(data: bytes | bytearray) -> bool:
+    """Whether bytes are text to show as such: UTF-8 with no NUL (binary formats are full of
+    them). A character cut at the very end counts as text: a capture's cap cuts anywhere."""
+    if b"\x00" in data:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+#: Bytes of a hex preview: four lines of sixteen.
+HEX_PREVIEW = 64
+
+
+def hex_preview(data: bytes | bytearray, limit: int = HEX_PREVIEW) -> list[str]:
+    """The first `limit` bytes as `hexdump -C` lines, then how much more there is."""
+    preview = bytes(data[:limit])
+    lines = []
+    for offset in range(0, len(preview), 16):
+        chunk = preview[offset : offset + 16]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        shown = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{offset:08x}  {hexes:<47}  |{shown}|")
+    if len(data) > len(preview):
+        lines.append(f"… {format_size(len(data) - len(preview))} more")
+    return lines
 
 
 def width_of(text: str) -> int:

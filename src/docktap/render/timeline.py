@@ -47,6 +47,8 @@ from docktap.render.text import (
     format_duration,
     format_offset,
     format_size,
+    hex_preview,
+    is_text,
     pad,
     plural,
     shorten_ids,
@@ -418,7 +420,7 @@ def output_lines(ex: Exchange) -> list[Segment]:
         received = len(ex.stream.get("daemon", b""))
         return [(f"h2c stream: {format_size(sent)} sent, {format_size(received)} received", "dim")]
     if ex.hijacked:
-        stdin = text_lines(ex.stream.get("client", b""))
+        stdin = payload_lines(ex.stream.get("client", b""))
         lines.extend(("stdin> " + line, "bold") for line in stdin)
     if ex.frames:
         group: list[bytes] = []
@@ -430,18 +432,23 @@ def output_lines(ex: Exchange) -> list[Segment]:
             name = stream
             group.append(data)
     elif ex.hijacked:
-        lines.extend((line, None) for line in text_lines(ex.stream.get("daemon", b"")))
+        lines.extend((line, None) for line in payload_lines(ex.stream.get("daemon", b"")))
     elif ex.operation == "ContainerLogs" and ex.response_body:  # a TTY container: not framed
-        lines.extend((line, None) for line in text_lines(bytes(ex.response_body)))
+        lines.extend((line, None) for line in payload_lines(ex.response_body))
     return lines
+
+
+def payload_lines(data: bytes | bytearray) -> list[str]:
+    """What went over a stream, as lines: text line by line, anything else as a hex preview."""
+    return text_lines(data) if is_text(data) else hex_preview(data)
 
 
 def _stream_lines(name: str, data: bytes) -> list[Segment]:
     if name == "stdout":
-        return [(line, None) for line in text_lines(data)]
+        return [(line, None) for line in payload_lines(data)]
     if name == "stdin":
-        return [("stdin> " + line, "bold") for line in text_lines(data)]
-    return [(f"{name}> {line}", "red") for line in text_lines(data)]
+        return [("stdin> " + line, "bold") for line in payload_lines(data)]
+    return [(f"{name}> {line}", "red") for line in payload_lines(data)]
 
 
 def _capped(lines: list[Segment], limit: int) -> list[Segment]:
@@ -481,19 +488,11 @@ def body_lines(
                     _JSON_HIGHLIGHTER.highlight(text)
                 out.append(text)
         return out
-    decoded = data.decode("utf-8", errors="replace")
-    if "\ufffd" not in decoded and "\x00" not in decoded:
+    if is_text(data):
         for line in text_lines(data):
             out.extend([(piece, None)] for piece in fold(line, width))
         return out
-    preview = data[:64]
-    for offset in range(0, len(preview), 16):
-        chunk = preview[offset : offset + 16]
-        hexes = " ".join(f"{b:02x}" for b in chunk)
-        ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        out.append([(f"{offset:08x}  {hexes:<47}  |{ascii_}|", "dim")])
-    if len(data) > len(preview):
-        out.append([(f"… {format_size(len(data) - len(preview))} more", "dim")])
+    out.extend([(line, "dim")] for line in hex_preview(data))
     return out
 
 
