@@ -205,7 +205,7 @@ class Terminal:
         return "\n".join(self.lines())
 
 
-def ready_proxy(
+def ready_server(
     args: Sequence[str],
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
@@ -213,7 +213,8 @@ def ready_proxy(
     preexec_fn: Callable[[], object] | None = None,
     timeout: float = 60,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`docktap proxy ARGS` once it accepts clients, and the address it says it listens on.
+    """`docktap ARGS` (`proxy`, or `replay --listen`) once it accepts clients, and the address
+    it says it listens on.
 
     It is told `--ready-fd`: the address comes on a pipe, which then ends; read with select
     against a deadline, so no polling, no sleeping, and quiet (-q) or not alike. Its stdout
@@ -241,7 +242,7 @@ def ready_proxy(
             left = deadline - time.monotonic()
             if not select.select([read], [], [], max(0.0, left))[0]:
                 process.kill()
-                raise TimeoutError(f"docktap proxy not ready in {timeout}s")
+                raise TimeoutError(f"docktap {args[0]} not ready in {timeout}s")
             chunk = os.read(read, 4096)
             if not chunk:
                 break
@@ -251,7 +252,7 @@ def ready_proxy(
     if not said.endswith(b"\n"):  # the end without a whole line: it never listened
         process.kill()
         _, err = process.communicate(timeout=10)
-        raise AssertionError(f"docktap proxy did not start: {err.decode(errors='replace')}")
+        raise AssertionError(f"docktap {args[0]} did not start: {err.decode(errors='replace')}")
     return process, said.decode().removesuffix("\n")
 
 
@@ -272,7 +273,7 @@ class Proxy:
         self.env = dict(daemon.env)
         self.env["DOCKER_HOST"] = f"unix://{self.socket}"
         argv = ["proxy", "--listen", str(self.socket), "--upstream", upstream or daemon.host]
-        self.process, address = ready_proxy(
+        self.process, address = ready_server(
             [*argv, "-o", str(self.capture_path), *extra],
             env=daemon.env if env is None else env,
         )

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from dockerd import Daemon
-from tapping import DOCKTAP, checked_capture, docktap, ready_proxy
+from tapping import DOCKTAP, checked_capture, docktap, ready_server
 
 from docktap import load
 from docktap.capture import lock
@@ -95,7 +95,7 @@ def test_a_failed_proxy_start_with_a_default_name_leaves_no_capture(tmp_path: Pa
 
 
 def test_proxy_listens_on_a_bare_relative_path(tmp_path: Path) -> None:
-    proxy, address = ready_proxy(
+    proxy, address = ready_server(
         ["proxy", "-q", "--listen", "tap.sock", "-o", "c.jsonl"], cwd=tmp_path
     )
     try:
@@ -118,7 +118,7 @@ def test_proxy_listens_on_a_bare_relative_path(tmp_path: Path) -> None:
 def test_quiet_proxy_says_it_is_ready_on_its_descriptor_only(tmp_path: Path) -> None:
     """-q prints only errors; --ready-fd is how a script knows the proxy accepts clients."""
     argv = ["proxy", "-q", "--listen", "tcp://127.0.0.1:0", "-o", "c.jsonl"]
-    proxy, said = ready_proxy(
+    proxy, said = ready_server(
         [*argv, "--upstream", "unix:///nonexistent/docker.sock"], cwd=tmp_path
     )
     try:

@@ -27,7 +27,7 @@ import pytest
 from dockerd import Daemon
 from dockerd import start as start_daemon
 from dockerd import stop as stop_daemon
-from tapping import Proxy, checked_capture, docktap, one, ready_proxy
+from tapping import Proxy, checked_capture, docktap, one, ready_server
 
 from docktap import load
 from docktap.capture import lock
@@ -61,7 +61,7 @@ def _proxy_to(
 ) -> tuple[subprocess.Popen[bytes], Path, Path]:
     sock, capture = workdir / "p.sock", workdir / "p.jsonl"
     argv = ["proxy", *(["-q"] if quiet else []), "--listen", str(sock)]
-    proxy, _ = ready_proxy([*argv, "--upstream", f"unix://{upstream}", "-o", str(capture)])
+    proxy, _ = ready_server([*argv, "--upstream", f"unix://{upstream}", "-o", str(capture)])
     return proxy, sock, capture
 
 
@@ -469,7 +469,7 @@ def _proxy_with_descriptors(
     """`docktap proxy` started with RLIMIT_NOFILE at (soft, hard), as `ulimit -n` would."""
     sock, capture = workdir / "p.sock", workdir / "p.jsonl"
     argv = ["proxy", "-q", "--listen", str(sock), "--upstream", f"unix://{upstream}"]
-    process, _ = ready_proxy(
+    process, _ = ready_server(
         [*argv, "-o", str(capture)],
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
     )

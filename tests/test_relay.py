@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tapping import ready_proxy
+from tapping import ready_server
 
 from docktap import relay as relay_module
 from docktap.events import Direction
@@ -286,7 +286,7 @@ def test_small_reads_do_not_fault_in_memory(tmp_path: Path) -> None:
     # glibc maps blocks of 128 KiB and more with mmap until a free raises that threshold, which
     # depends on what the process did before; pinned here, the test does not.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
-    proxy, _ = ready_proxy(argv, env=env, start_new_session=True)
+    proxy, _ = ready_server(argv, env=env, start_new_session=True)
     try:
         message = b"GET /v1.41/containers/x/json HTTP/1.1\r\nHost: docker\r\n\r\n"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:

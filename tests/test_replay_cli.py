@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from dockerd import Daemon
-from tapping import DOCKTAP, docktap, docktap_run, run_in_pty
+from tapping import DOCKTAP, docktap, docktap_run, ready_server, run_in_pty
 
 from docktap.cli import STRICT_FAILED
 
@@ -274,6 +274,33 @@ def test_listen_removes_its_socket_when_stopped(tmp_path: Path, signum: int) -> 
     assert process.wait(timeout=30) == 0, process.stderr.read().decode()
     process.stderr.close()
     assert not sock.exists()
+
+
+def test_a_quiet_replay_says_it_is_ready_on_its_descriptor_only(tmp_path: Path) -> None:
+    sock = tmp_path / "replay.sock"
+    capture = Path(__file__).parent.parent / "captures" / "version.jsonl"
+    process, address = ready_server(["replay", str(capture), "-q", "--listen", str(sock)])
+    try:
+        assert address == f"unix://{sock}"
+        version = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            env={
+                **{k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"},
+                "DOCKER_HOST": address,
+                "DOCKER_CONFIG": str(tmp_path),
+            },
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (0, b"", b"")  # -q: nothing until it ends
+    with_command = docktap("replay", str(capture), "--ready-fd", "3", "--", "true")
+    assert with_command.returncode == 2
+    assert "--ready-fd is for --listen" in with_command.stderr.decode()
 
 
 def test_report_unused(dockerd: Daemon, tmp_path: Path) -> None:

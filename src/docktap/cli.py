@@ -247,6 +247,12 @@ _socket_mode_option = click.option(
     callback=_socket_mode,
     help="Permissions of the listening unix socket, in octal.",
 )
+_ready_fd_option = click.option(
+    "--ready-fd",
+    type=click.IntRange(min=3),
+    metavar="N",
+    help="Once clients can connect, write the address and a newline to descriptor N, and close it.",
+)
 _upstream_option = click.option(
     "--upstream",
     metavar="URL",
@@ -497,12 +503,7 @@ async def _command_against(argv: list[str], sock: str) -> int:
     is_flag=True,
     help="Print nothing of docktap's own on stderr but errors (no rows, no status line).",
 )
-@click.option(
-    "--ready-fd",
-    type=click.IntRange(min=3),
-    metavar="N",
-    help="Once clients can connect, write the address and a newline to descriptor N, and close it.",
-)
+@_ready_fd_option
 @policy_options
 def proxy(
     listen: str,
@@ -996,6 +997,7 @@ def _repeat_methods(ctx: click.Context, param: click.Parameter, value: str) -> s
 )
 @_redact_env_option
 @click.option("-q", "--quiet", is_flag=True, help="Report nothing on stderr until replay ends.")
+@_ready_fd_option
 @click.pass_context
 def replay_command(
     ctx: click.Context,
@@ -1014,6 +1016,7 @@ def replay_command(
     repeat: str,
     redact_env: tuple[str, ...],
     quiet: bool,
+    ready_fd: int | None,
 ) -> None:
     """Serve captures as a Docker daemon, to real clients, with no Docker at all.
 
@@ -1034,6 +1037,9 @@ def replay_command(
     argv: list[str] = ctx.meta.get("docktap.command", [])
     if (listen is None) == (not argv):
         raise click.UsageError("give either --listen or a command after --")
+    if ready_fd is not None and listen is None:
+        raise click.UsageError("--ready-fd is for --listen: a command after -- runs once ready")
+    ready = _ready_file(ready_fd)
     for path in ignore_json:
         try:
             parse_json_path(path)
@@ -1074,7 +1080,7 @@ def replay_command(
     else:
         assert endpoint is not None
         session = replaying(endpoint)
-        asyncio.run(_replay_until_stopped(session))
+        asyncio.run(_replay_until_stopped(session, quiet, ready))
         code = 0
     failed = _replay_report(session, report_unused, captures)
     if strict and failed:
@@ -1086,10 +1092,15 @@ def _say_miss(miss: Miss) -> None:
     _say(miss.message.removeprefix("docktap "))
 
 
-async def _replay_until_stopped(session: ReplaySession) -> None:
+async def _replay_until_stopped(
+    session: ReplaySession, quiet: bool, ready: IO[bytes] | None
+) -> None:
     async with _started(session):
         stop = _stop_on_signals()
-        _say(f"replaying {len(session.store.recordings)} recorded exchanges on {session.host}")
+        if not quiet:
+            _say(f"replaying {len(session.store.recordings)} recorded exchanges on {session.host}")
+        if ready is not None:
+            _tell_ready(ready, session.host)
         await stop.wait()
 
 
