@@ -87,7 +87,10 @@ def test_cooked_until_a_program_puts_the_terminal_raw(pty_stream: io.TextIOWrapp
     assert not cooked(pty_stream)
     termios.tcsetattr(fd, termios.TCSANOW, normal)
     silent = termios.tcgetattr(fd)
-    silent[3] &= ~termios.ECHO  # a password prompt
+    silent[3] &= ~termios.ECHO  # a password prompt, or a terminal that never echoes
+    termios.tcsetattr(fd, termios.TCSANOW, silent)
+    assert cooked(pty_stream)  # still a line at a time: a row lands as a line
+    silent[3] &= ~termios.ICANON
     termios.tcsetattr(fd, termios.TCSANOW, silent)
     assert not cooked(pty_stream)
 

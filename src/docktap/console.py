@@ -64,16 +64,18 @@ def cooked(stream: IO[str]) -> bool:
     """Whether a line written to `stream` now lands as a line: not while its terminal is raw.
 
     A program that reads keys one at a time (the shell of `docker run -it`, an editor, a
-    password prompt) clears ICANON or ECHO, and then owns the screen: a line written into it
-    lands at the program's cursor, and without the terminal's output processing its newline
-    does not return the carriage. One tcgetattr, so cheap enough to ask before each print;
-    a stream that is no terminal is always fine.
+    pager) clears ICANON, and then owns the screen: a line written into it lands at the
+    program's cursor, and in raw mode its newline does not even return the carriage. ECHO
+    alone says nothing of the kind: a password prompt clears it for a line, and some
+    terminals (Emacs's shell buffers) keep it off for good, where rows would never come.
+    One tcgetattr, so cheap enough to ask before each print; a stream that is no terminal is
+    always fine.
     """
     try:
         flags = termios.tcgetattr(stream.fileno())[3]
     except (termios.error, OSError, ValueError):  # not a terminal, or no descriptor at all
         return True
-    return bool(flags & termios.ICANON) and bool(flags & termios.ECHO)
+    return bool(flags & termios.ICANON)
 
 
 @dataclass(frozen=True)
