@@ -233,6 +233,8 @@ def test_replaying_a_capture_without_exchanges_says_so(tmp_path: Path) -> None:
     assert proc.stderr.decode() == (
         f"docktap: warning: no exchanges in {empty}: every request will be a miss\n"
     )
+    quiet = docktap("replay", str(empty), "-q", "--", "true")
+    assert (quiet.returncode, quiet.stderr) == (0, b"")  # -q: only the misses, at the end
 
 
 def test_show_reads_a_capture_piped_from_proxy(tmp_path: Path) -> None:

@@ -1056,7 +1056,7 @@ def replay_command(
         raise click.UsageError(str(exc)) from exc
     # What the daemon sent at length stays in the files, read as it is served.
     loaded = [(os.path.basename(path), _load(path, LEAVE_OVER)) for path in captures]
-    if not any(capture.exchanges for _, capture in loaded):
+    if not quiet and not any(capture.exchanges for _, capture in loaded):
         _say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")
 
     def replaying(where: Endpoint) -> ReplaySession:
