@@ -87,14 +87,16 @@ def run(data: bytes, live: str, capture: str) -> float:
     writer = CaptureWriter.from_fd(os.open(capture, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
     recorder = Recorder(writer, encoder)
     if live != "off":
-        from docktap.console import make_console
-        from docktap.render.live import LiveView
+        from docktap.console import cooked, make_console
+        from docktap.render.live import HeldOutput, LiveView
         from docktap.render.timeline import TimelineOptions
 
-        # As the child makes it for stderr that is not a terminal: no colour, no status line.
+        # As the child makes it for stderr that is not a terminal: no colour, no status line,
+        # the terminal's mode asked before each batch of rows.
         console = make_console(io.StringIO(), False, 100)
         options = TimelineOptions(width=100, styled=False, header=False)
-        recorder.listeners.append(LiveView(console, options))
+        held = HeldOutput(ready=lambda: cooked(sys.stderr))
+        recorder.listeners.append(LiveView(console, options, held=held))
     started = time.process_time()
     recorder.start("unix:///var/run/docker.sock", None)
     rest = b""
