@@ -205,6 +205,9 @@ class _Side:
 # The line h11 takes for the end of a head (h11's own rule: LF, an optional CR, LF).
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 
+# What h11 makes of a whole response head.
+_RESPONSE_HEADS = (h11.InformationalResponse, h11.Response)
+
 # h11 reads a response only once it has sent a request. This is the one it is shown: HEAD, so
 # that it takes no body to follow the response head (the observer reads bodies itself), and
 # offering an upgrade, so that it takes a 101 for what it is. A parser reads the heads of one
@@ -619,7 +622,7 @@ class ConnectionObserver:
                 raise RuntimeError(f"h11 made {event!r} of a whole request head")
             self._request(event, go)
         else:
-            if not isinstance(event, h11.InformationalResponse | h11.Response):
+            if not isinstance(event, _RESPONSE_HEADS):
                 raise RuntimeError(f"h11 made {event!r} of a whole response head")
             final = isinstance(event, h11.Response)
             self._responses = None if final or event.status_code == 101 else parser

@@ -43,6 +43,7 @@ _FLUSH_EVERY = 256  # messages the child dispatches between two writes of their 
 # goes through a descriptor, and two messages of every exchange are data.
 _DATA_CLIENT = int(Kind.DATA_CLIENT)
 _DATA_DAEMON = int(Kind.DATA_DAEMON)
+_SPOOLED = int(Kind.SPOOLED)
 _CLIENT = Direction.CLIENT
 _DAEMON = Direction.DAEMON
 
@@ -93,8 +94,14 @@ def serve(fd: int, spool_fd: int | None, recorder: Recorder) -> bool:
 def _feed(recorder: Recorder, messages: list[Message], spool: SpoolReader | None) -> bool:
     """Dispatch messages, spooled runs included, writing their records as they come; False at
     STOP."""
+    data = recorder.data
     for i, (kind, conn, t, payload) in enumerate(messages, 1):
-        if kind == Kind.SPOOLED and spool is not None:
+        # Data first, without a call to dispatch: two messages of every exchange are data.
+        if kind == _DATA_CLIENT:
+            data(conn, _CLIENT, payload, t)
+        elif kind == _DATA_DAEMON:
+            data(conn, _DAEMON, payload, t)
+        elif kind == _SPOOLED and spool is not None:
             recorder.flush()
             for run in spool.run(spooled_count(payload)):
                 if not _feed(recorder, run, None):
