@@ -17,15 +17,8 @@ from pathlib import Path
 import pytest
 from tapping import docktap
 
-from docktap.listening import (
-    DescriptorShortage,
-    ListenError,
-    bound_port,
-    clear_stale_socket,
-    is_loopback,
-    listen,
-    parse_socket_mode,
-)
+from docktap.binding import ListenError, clear_stale_socket, is_loopback, parse_socket_mode
+from docktap.listening import DescriptorShortage, bound_port, listen
 from docktap.upstream import Endpoint, parse_endpoint
 
 NOBODY = 65534

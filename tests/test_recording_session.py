@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tapping import checked_capture
 
-from docktap.listening import ListenError
+from docktap.binding import ListenError
 from docktap.recording.session import RecordError, record, redact_env_patterns
 from docktap.replay.session import replay
 from docktap.upstream import Endpoint

@@ -22,8 +22,8 @@ import pytest
 from tapping import ready_server
 
 from docktap import relay as relay_module
+from docktap.binding import ListenError
 from docktap.events import Direction
-from docktap.listening import ListenError
 from docktap.relay import Relay, write_to_client
 from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint

@@ -13,8 +13,8 @@ import pytest
 from dockerd import Daemon
 from tapping import docktap, docktap_run
 
+from docktap.binding import ListenError
 from docktap.capture.reader import load
-from docktap.listening import ListenError
 from docktap.recording.session import record
 from docktap.replay.session import redactor_for, replay
 from docktap.replay.store import DEFAULT_REPEAT, Miss

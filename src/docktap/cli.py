@@ -29,6 +29,8 @@ from docktap.policy.commands import policy as policy_commands
 # `--help` should not load asyncio, rich or the capture reader (tests/test_cli.py keeps it so).
 if TYPE_CHECKING:
     import asyncio
+    import socket
+    import subprocess
 
     from docktap.capture.reader import Capture, Exchange, Incident
     from docktap.policy.guard import Guard
@@ -229,7 +231,7 @@ _audit_option = click.option(
 
 
 def _socket_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    from docktap.listening import parse_socket_mode
+    from docktap.binding import parse_socket_mode
 
     try:
         return parse_socket_mode(value)
@@ -352,33 +354,46 @@ def run(
 
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise click.ClickException(f"command not found: {argv[0]}")
-    import asyncio
-
-    from docktap.recording.session import record, redact_env_patterns
     from docktap.upstream import TLSOptions
 
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
     target, tls_header = _upstream(upstream, tls)
     guard = make_guard(policy_file, policy_mode)
     with _capture_file(output, force) as path, _private_socket() as sock:
-        session = record(
-            path,
-            sock,
-            target,
-            command=argv,
-            max_body=max_body,
-            redact=not no_redact,
-            redact_env=redact_env_patterns(redact_env),
-            live="off" if quiet else "rows",
-            audit=LIVE_LEVEL if audit else None,
-            upstream_tls=tls_header,
-            say=_say,
-            grace=2.0,
-            guard=guard,
-            linger=_LINGER,
-        )
-        _fork_recorder(session)
-        code = asyncio.run(_command_served_by(session, argv, sock, guard))
+        # The socket is bound and the command started before asyncio and the relay are
+        # imported: the command's own start-up overlaps docktap's, its first connections
+        # waiting in the socket's backlog.
+        bound = _bound(sock)
+        process = _start_command(argv, sock)
+        try:
+            import asyncio
+
+            from docktap.recording.session import record, redact_env_patterns
+
+            session = record(
+                path,
+                sock,
+                target,
+                command=argv,
+                max_body=max_body,
+                redact=not no_redact,
+                redact_env=redact_env_patterns(redact_env),
+                live="off" if quiet else "rows",
+                audit=LIVE_LEVEL if audit else None,
+                upstream_tls=tls_header,
+                say=_say,
+                grace=2.0,
+                guard=guard,
+                linger=_LINGER,
+                bound=bound,
+            )
+            _fork_recorder(session)
+        except BaseException:
+            # Nothing will serve it: it goes, unanswered, rather than wait on the backlog.
+            process.kill()
+            process.wait()
+            raise
+        code = asyncio.run(_serving_while(session, process, guard))
     if not quiet:
         if session.connections == 0:
             _say(
@@ -425,25 +440,63 @@ def _private_socket() -> Iterator[Endpoint]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _command_served_by(
+def _bound(sock: Endpoint) -> list[socket.socket]:
+    """The listening socket at `sock`, bound before the event loop exists (see binding.py)."""
+    from docktap.binding import ListenError, bind
+
+    try:
+        return bind(sock)
+    except ListenError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _start_command(argv: list[str], sock: Endpoint) -> subprocess.Popen[bytes]:
+    """Start a command with DOCKER_HOST set to `sock`, without asyncio (see `run`).
+
+    Until the event loop takes over the signals (see _command_waited), Ctrl-C is the command's
+    to act on and a TERM aimed at docktap goes to the command, as they will be then.
+    """
+    import subprocess
+
+    env = dict(os.environ)
+    env["DOCKER_HOST"] = f"unix://{sock.path}"
+    # The socket is private and plain: the command's TLS settings are for the daemon behind us.
+    for name in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
+        env.pop(name, None)
+    try:
+        process = subprocess.Popen(argv, env=env)
+    except OSError as exc:
+        raise click.ClickException(f"cannot run {argv[0]}: {exc.strerror}") from exc
+    signal.signal(signal.SIGINT, lambda number, frame: None)
+    signal.signal(signal.SIGTERM, lambda number, frame: process.send_signal(signal.SIGTERM))
+    return process
+
+
+async def _serving_while(
     session: AbstractAsyncContextManager[object],
-    argv: list[str],
-    sock: Endpoint,
+    process: subprocess.Popen[bytes],
     guard: Guard | None = None,
 ) -> int:
-    """Enter a session serving on `sock`, and run the command against it."""
-    assert sock.path is not None
+    """Enter a session serving the socket a command started on, and wait for the command."""
     async with _started(session):
         if guard is not None:
             reload_on_hangup(guard)
-        return await _command_against(argv, sock.path)
+        return await _command_waited(process)
+
+
+async def _command_served_by(
+    session: AbstractAsyncContextManager[object], argv: list[str], sock: Endpoint
+) -> int:
+    """Enter a session serving on `sock`, and run the command against it."""
+    async with _started(session):
+        return await _command_waited(_start_command(argv, sock))
 
 
 @contextlib.asynccontextmanager
 async def _started(session: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """Enter a session; why it could not start is one line on stderr and status 1."""
+    from docktap.binding import ListenError
     from docktap.capture.errors import CaptureError
-    from docktap.listening import ListenError
     from docktap.recording.session import RecordError
 
     async with contextlib.AsyncExitStack() as stack:
@@ -454,26 +507,32 @@ async def _started(session: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
         yield entered
 
 
-async def _command_against(argv: list[str], sock: str) -> int:
-    """Run a command with DOCKER_HOST set to `sock`; its exit status, shell-style."""
-    env = dict(os.environ)
-    env["DOCKER_HOST"] = f"unix://{sock}"
-    # The socket is private and plain: the command's TLS settings are for the daemon behind us.
-    for name in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
-        env.pop(name, None)
+async def _command_waited(process: subprocess.Popen[bytes]) -> int:
+    """The command's exit status, shell-style, once it has exited; watched through a pidfd on
+    the loop (where there are none, its Popen waits on a thread)."""
     import asyncio
 
     loop = asyncio.get_running_loop()
-    try:
-        process = await asyncio.create_subprocess_exec(*argv, env=env)
-    except OSError as exc:
-        raise click.ClickException(f"cannot run {argv[0]}: {exc.strerror}") from exc
     # Ctrl-C reaches the whole foreground group, the command included: let the command decide
     # what it means and keep serving until it exits. A TERM aimed at docktap goes to the command.
     loop.add_signal_handler(signal.SIGINT, lambda: None)
     loop.add_signal_handler(signal.SIGTERM, process.send_signal, signal.SIGTERM)
     try:
-        code = await process.wait()
+        try:
+            pidfd = os.pidfd_open(process.pid)
+        except OSError:
+            code = await loop.run_in_executor(None, process.wait)
+        else:
+            try:
+                exited: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(pidfd, exited.set_result, None)
+                try:
+                    await exited
+                finally:
+                    loop.remove_reader(pidfd)
+            finally:
+                os.close(pidfd)
+            code = process.wait()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)

@@ -1,9 +1,6 @@
-"""Where docktap accepts Docker clients: a unix socket or a loopback TCP port, opened safely.
+"""Where docktap accepts Docker clients: a unix socket or a loopback TCP port.
 
-The relay and the replay daemon both stand in for docker.sock, and whoever can connect to it
-can ask for root on the host. So a socket appears at its path with the mode asked for (no
-access for others unless widened on request), a path in use by a live process (or by anything
-that is not a socket) is never replaced, and TCP is refused on anything but loopback.
+The sockets are bound, safely, by binding.py; this accepts on them, on an event loop.
 
 It accepts connections itself rather than through asyncio's server, for the day file
 descriptors run out. asyncio then logs a traceback for every accept() that fails, up to its
@@ -18,22 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import os
 import resource
 import socket
-import stat
-import tempfile
 import time
 from collections.abc import Callable
 from typing import cast
 
 from docktap.answers import out_of_descriptors
+from docktap.binding import BACKLOG, bind
 from docktap.upstream import Endpoint
 
-# asyncio's default backlog of 100 makes a burst of clients (parallel `docker run`s, each with
-# several connections) fail to connect with EAGAIN while the loop is busy.
-_BACKLOG = socket.SOMAXCONN
 # Connections taken per wakeup of the listening socket, so that a burst does not starve the rest.
 _ACCEPTS_PER_WAKEUP = 128
 # The errors of a process or a system out of descriptors.
@@ -46,63 +38,6 @@ _RETRY_DELAY = 0.5
 _REFUSAL_WAIT = 5.0
 # At most one report of a shortage this often.
 _REPORT_EVERY = 10.0
-
-
-# What a socket's mode may hold: setuid, setgid and sticky mean nothing good on a socket.
-_PERMISSIONS = 0o777
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-class ListenError(Exception):
-    """The endpoint cannot be listened on; the message says why."""
-
-
-def parse_socket_mode(text: str) -> int:
-    """The permissions `--socket-mode` gives in octal; ValueError says why they are refused."""
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an octal mode such as 600 or 660") from None
-    _check_socket_mode(mode)
-    return mode
-
-
-def _check_socket_mode(mode: int) -> None:
-    if mode < 0 or mode & ~_PERMISSIONS:
-        raise ValueError(
-            f"{mode:o}: a socket takes only permission bits (at most 777), "
-            "not the setuid, setgid or sticky bit"
-        )
-
-
-def is_loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
-def clear_stale_socket(path: str) -> None:
-    """Remove a dead socket left by an earlier run; refuse to touch anything else."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ListenError(f"{path} exists and is not a socket; not replacing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)
-        return
-    except OSError as exc:
-        raise ListenError(f"cannot check existing socket {path}: {exc.strerror}") from exc
-    finally:
-        probe.close()
-    raise ListenError(f"{path} is in use by another process; not replacing it")
 
 
 class DescriptorShortage:
@@ -165,7 +100,7 @@ class Listener:
         self._restore_reserve()
         for sock in sockets:
             sock.setblocking(False)
-            sock.listen(_BACKLOG)
+            sock.listen(BACKLOG)
         self._resume()
 
     def close(self) -> None:
@@ -305,102 +240,17 @@ async def listen(
     factory: Callable[[], asyncio.BaseProtocol],
     socket_mode: int = 0o600,
     shortage: DescriptorShortage | None = None,
+    bound: list[socket.socket] | None = None,
 ) -> Listener:
     """A listener accepting on `endpoint`, each connection handled by a protocol from `factory`.
 
-    `shortage` is told of each client refused for want of file descriptors.
+    `shortage` is told of each client refused for want of file descriptors. `bound` are the
+    endpoint's sockets if they were bound already (see binding.bind).
     """
     raise_descriptor_limit()
-    if endpoint.ssh is not None:
-        raise ListenError(
-            f"cannot listen on {endpoint.url}: docktap listens on a unix socket or a TCP port"
-        )
-    if endpoint.path is not None:
-        clear_stale_socket(endpoint.path)
-        try:
-            sockets = [_bound_unix_socket(endpoint.path, socket_mode)]
-        except OSError as exc:
-            # Some errors have no strerror: "AF_UNIX path too long".
-            reason = exc.strerror or str(exc)
-            raise ListenError(f"cannot listen on {endpoint.path}: {reason}") from exc
-    elif not is_loopback(endpoint.host):
-        raise ListenError(
-            f"refusing to listen on {endpoint.host}: the Docker API is root access; "
-            "use a loopback address"
-        )
-    else:
-        try:
-            sockets = _bound_tcp_sockets(endpoint.host or "localhost", endpoint.port or 0)
-        except OSError as exc:
-            raise ListenError(f"cannot listen on {endpoint.url}: {exc.strerror}") from exc
-    return Listener(sockets, factory, shortage or DescriptorShortage())
-
-
-def _bound_tcp_sockets(host: str, port: int) -> list[socket.socket]:
-    """A socket bound to each address of `host` (localhost may be ::1 and 127.0.0.1)."""
-    bound: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        ):
-            sock = socket.socket(family, kind, proto)
-            bound.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-    except BaseException:
-        for sock in bound:
-            sock.close()
-        raise
-    return bound
-
-
-def _bound_unix_socket(path: str, mode: int) -> socket.socket:
-    """A unix socket bound at `path`, where it appears with permissions `mode` already.
-
-    Binding at `path` and then changing its mode by path would look the path up a second time:
-    in a directory others can write to, a symlink renamed over the socket meanwhile would make
-    the chmod (root's, often) change the link's target instead. So the socket is bound in a
-    private directory made next to `path`, given its mode there through that directory's
-    descriptor, and renamed into place. No umask either: it is the whole process's, threads
-    included.
-    """
-    _check_socket_mode(mode)
-    directory, name = os.path.split(os.path.abspath(path))
-    parent = os.open(directory, _DIRECTORY)
-    try:
-        # Short, because a unix socket's path has at most 107 bytes.
-        private = tempfile.mkdtemp(prefix=".dt", dir=directory)
-        try:
-            return _bind_in(parent, private, name, mode)
-        finally:
-            os.rmdir(os.path.basename(private), dir_fd=parent)
-    finally:
-        os.close(parent)
-
-
-def _bind_in(parent: int, private: str, name: str, mode: int) -> socket.socket:
-    inside = os.open(os.path.basename(private), _DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        made = os.fstat(inside)
-        # mkdtemp made it 0700; anything else means the name was taken over since.
-        if made.st_uid != os.geteuid() or stat.S_IMODE(made.st_mode) != 0o700:
-            raise PermissionError(errno.EPERM, f"{private} was replaced while binding")
-        sock.bind(os.path.join(private, "s"))
-        # Through the descriptor: if the directory was swapped after the check, the socket is
-        # not in it, and this fails instead of reaching someone else's file.
-        os.chmod("s", mode, dir_fd=inside)
-        os.rename("s", name, src_dir_fd=inside, dst_dir_fd=parent)
-    except BaseException:
-        sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink("s", dir_fd=inside)
-        raise
-    finally:
-        os.close(inside)
-    return sock
+    if bound is None:
+        bound = bind(endpoint, socket_mode)
+    return Listener(bound, factory, shortage or DescriptorShortage())
 
 
 def bound_port(server: Listener) -> int | None:

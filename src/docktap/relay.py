@@ -369,9 +369,12 @@ class Relay:
         # Shared by every socket: each read is copied out of it before the next one.
         self.receive_buffer = memoryview(bytearray(_READ_SIZE))
 
-    async def listen(self, endpoint: Endpoint, socket_mode: int = 0o600) -> None:
-        """Accept clients on `endpoint`; ListenError says why not."""
-        self._server = await listen(endpoint, self._accept, socket_mode, self.shortage)
+    async def listen(
+        self, endpoint: Endpoint, socket_mode: int = 0o600, bound: list[socket.socket] | None = None
+    ) -> None:
+        """Accept clients on `endpoint` (on `bound`, its sockets, if bound already: see
+        binding.bind); ListenError says why not."""
+        self._server = await listen(endpoint, self._accept, socket_mode, self.shortage, bound)
         self._socket_path = endpoint.path
 
     def pause_reading(self) -> None:

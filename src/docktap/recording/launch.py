@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -158,6 +159,10 @@ def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
     code = 1  # what an exception that escapes the recording leaves with
     try:
         os.setsid()
+        # `run` has the command's signal handlers in place already (they would send a TERM
+        # aimed at the recorder on to the command): a fresh interpreter's, instead.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.dup2(read, 0)
         if config.capture_fd is not None:
             null = os.open(os.devnull, os.O_WRONLY)

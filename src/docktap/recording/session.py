@@ -14,6 +14,7 @@ through here.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +69,7 @@ class RecordSession(Synchronous):
         guard: Guard | None = None,
         linger: float | None = None,
         head_budget: int | None = None,
+        bound: list[socket.socket] | None = None,
     ) -> None:
         self.output = os.fspath(output)
         self.guard = guard
@@ -85,6 +87,7 @@ class RecordSession(Synchronous):
         self.say = say
         self.linger = linger
         self.head_budget = head_budget
+        self.bound = bound
         self.endpoint = listen  # where clients connect, with the port bound for tcp://…:0
         self.recorder_status: int | None = None  # the child's exit status, once left
         self.still_writing = False  # left: the recorder was still writing after `linger`
@@ -148,7 +151,7 @@ class RecordSession(Synchronous):
         link.on_pause, link.on_resume = relay.pause_reading, relay.resume_reading
         await link.connect()
         try:
-            await relay.listen(self.listen, socket_mode=self.socket_mode)
+            await relay.listen(self.listen, self.socket_mode, self.bound)
         except BaseException:
             await link.stop(time.monotonic())
             raise
@@ -189,6 +192,7 @@ def record(
     guard: Guard | None = None,
     linger: float | None = None,
     head_budget: int | None = None,
+    bound: list[socket.socket] | None = None,
 ) -> RecordSession:
     """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
 
@@ -202,8 +206,9 @@ def record(
     the recorder at most (none: until it has written everything), after which it finishes on
     its own, the capture locked until it is done (`still_writing`, see capture/lock.py).
     `head_budget` is what the recorder may hold, over all connections, of heads not yet whole
-    (64 MiB unless given); past it the oldest is recorded as cut. RecordError or ListenError
-    say why it could not start.
+    (64 MiB unless given); past it the oldest is recorded as cut. `bound` are `listen`'s
+    sockets if they were bound already (binding.bind). RecordError or ListenError say why it
+    could not start.
     """
     return RecordSession(
         output,
@@ -222,6 +227,7 @@ def record(
         guard,
         linger,
         head_budget,
+        bound,
     )
 
 
