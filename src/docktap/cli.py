@@ -388,12 +388,13 @@ def run(
                 bound=bound,
             )
             _fork_recorder(session)
+            code = asyncio.run(_serving_while(session, process, guard))
         except BaseException:
-            # Nothing will serve it: it goes, unanswered, rather than wait on the backlog.
-            process.kill()
-            process.wait()
+            # Nothing serves it any more: it goes rather than wait on a backlog nobody reads.
+            if process.poll() is None:
+                process.kill()
+                process.wait()
             raise
-        code = asyncio.run(_serving_while(session, process, guard))
     if not quiet:
         if session.connections == 0:
             _say(
