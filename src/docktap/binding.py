@@ -5,9 +5,10 @@ can ask for root on the host. So a socket appears at its path with the mode aske
 access for others unless widened on request), a path in use by a live process (or by anything
 that is not a socket) is never replaced, and TCP is refused on anything but loopback.
 
-Apart from listening.py, which accepts on these sockets on an event loop, so that `docktap
-run` can bind its socket and start the command before it imports asyncio and the relay: the
-command's own start-up then overlaps docktap's, its first connections waiting in the backlog.
+It is kept apart from listening.py, which accepts on these sockets on an event loop, so that
+`docktap run` can bind its socket and start the command before it imports asyncio and the
+relay: the command's own start-up then overlaps docktap's, its first connections waiting in
+the backlog.
 """
 
 from __future__ import annotations
