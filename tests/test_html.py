@@ -50,7 +50,7 @@ from docktap.policy.decide import Decision
 from docktap.render import html as page
 from docktap.render import web
 from docktap.render.kind import exchange_kind
-from docktap.render.text import format_duration
+from docktap.render.text import format_duration, hex_preview
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted((ROOT / "captures").glob("*.jsonl"))
@@ -422,6 +422,23 @@ def test_stdin_is_shown_apart_from_the_output(browser: WebDriver, tmp_path: Path
     assert details_text(browser, ".io-stdin pre .data") == "typed in"
     assert details_text(browser, ".io-stdout pre .data") == "out"
     assert details_text(browser, ".io-stderr pre .data") == "err"
+
+
+def test_binary_stdin_is_a_hex_preview_as_in_the_timeline() -> None:
+    sent = b"\x1f\x8b\x08\x00" + bytes(range(20))
+    events = [
+        StreamData(e.conn, e.t, e.seq, e.direction, sent)
+        if isinstance(e, StreamData) and e.direction is Direction.CLIENT
+        else e
+        for e in attach_exchange(1, 1, 0.01)
+    ]
+    (x,) = embedded(render(encoded(events)))["exchanges"]
+    stdin = [text for _, name, text, _ in x["io"] if name == "stdin"]
+    assert stdin == ["\n".join(hex_preview(sent))]
+    assert stdin[0].startswith("00000000  1f 8b 08 00 00 01 02 03")
+    assert "\ufffd" not in stdin[0]
+    out = [text for _, name, text, _ in x["io"] if name == "stdout"]
+    assert out == ["out\n"]  # text stays text
 
 
 def test_a_json_stream_shows_one_message_per_line(browser: WebDriver, tmp_path: Path) -> None:

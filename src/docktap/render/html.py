@@ -28,7 +28,14 @@ from docktap.events import Direction
 from docktap.explain import explain
 from docktap.policy.decide import Decision
 from docktap.render.kind import exchange_kind
-from docktap.render.text import format_duration, format_offset, format_size, shorten_ids
+from docktap.render.text import (
+    format_duration,
+    format_offset,
+    format_size,
+    hex_preview,
+    is_text,
+    shorten_ids,
+)
 from docktap.routes import split_version
 
 #: Bumped when the shape of the embedded data changes, so a reader of an old page can tell.
@@ -216,8 +223,15 @@ def _io(ex: Exchange) -> list[list[Any]]:
             continue  # its frames say the same, stream by stream
         else:
             name = "stdout"
-        out.append([part.mono, name, part.data.decode("utf-8", errors="replace")])
+        out.append([part.mono, name, _piece(part.data)])
     return out
+
+
+def _piece(data: bytes | bytearray) -> str:
+    """A stream piece as the timeline shows it: text, or the hex preview of binary."""
+    if is_text(data):
+        return data.decode("utf-8", errors="replace")  # only a character cut at the end
+    return "\n".join(hex_preview(data))
 
 
 def to_json(data: Any) -> str:
