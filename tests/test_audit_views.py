@@ -50,10 +50,14 @@ def test_summary_counts_each_level_the_most_serious_first() -> None:
 def test_the_listing_wraps_explanations_at_the_width() -> None:
     findings = _findings("socket-mount")
     for width in (40, 60, 100):
-        blocks = views.text(findings, width=width).split("\n\n")[:-1]  # the summary last
+        listed = views.text(findings, width=width)
+        assert all(len(line) <= width for line in listed.splitlines())
+        blocks = listed.split("\n\n")[:-1]  # the summary last
         assert len(blocks) == len(findings)
         for block, finding in zip(blocks, findings, strict=True):
-            head, where, by, *explained = block.split("\n")
+            # A title or exchange too long for its line goes on under it, indented further.
+            logical = block.replace("\n" + " " * 12, " ").split("\n")
+            head, where, by, *explained = logical
             assert head.startswith(f"{finding.level.upper():<8}  {finding.rule}")
             exchange = f"#{finding.number} on " if finding.number else ""
             assert where.startswith(f"{' ' * 10}{exchange}conn {finding.conn} at ")

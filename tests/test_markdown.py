@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from synthetic import attach_of
 from docktap import load
 from docktap.capture.reader import loads
 from docktap.cli import main
+from docktap.console import make_console
 from docktap.explain import explain
 from docktap.render import curl, har, markdown, mermaid, stats
 
@@ -115,7 +117,9 @@ def test_every_renderer_copes_with_an_empty_capture() -> None:
         '"started":1800000000.0,"upstream":"unix:///x.sock","command":null,"max_body":0,'
         '"t":1800000000.0,"mono":0.0}\n'
     )
-    assert "0 exchanges on 0 connections" in stats.render(stats.compute(capture))
+    assert "0 exchanges on 0 connections" in stats.render(
+        stats.compute(capture), make_console(io.StringIO(), False, 120)
+    )
     assert har.to_har(capture)["log"]["entries"] == []
     assert mermaid.render(capture) == "sequenceDiagram\n    participant D as dockerd\n"
     assert curl.render(capture).startswith("#!/bin/sh\n# 0 Docker Engine API requests")

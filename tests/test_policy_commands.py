@@ -28,7 +28,10 @@ def test_check_lists_each_denial_and_fails(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     runner = CliRunner()
     runner.invoke(main, ["policy", "learn", str(LIBRARY / "run.jsonl"), "-o", str(policy)])
-    checked = runner.invoke(main, ["policy", "check", str(policy), str(LIBRARY / "exec-it.jsonl")])
+    # Wide enough for one line per denial (at the width of a terminal, they are wrapped).
+    checked = runner.invoke(
+        main, ["policy", "check", str(policy), str(LIBRARY / "exec-it.jsonl"), "--width", "400"]
+    )
     assert checked.exit_code == 1
     assert checked.stdout.splitlines() == [
         "exec-it.jsonl #2: docktap policy: denied GET /containers/sleeper/json: "

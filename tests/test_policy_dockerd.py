@@ -294,7 +294,7 @@ def test_check_names_the_one_extra_call(dockerd: Daemon, learned: Path, tmp_path
     command = WORKLOAD + " && docker images -q >/dev/null"
     tapped = docktap_run(dockerd, capture, "sh", "-c", command)
     assert tapped.proc.returncode == 0
-    checked = docktap("policy", "check", str(learned), str(capture))
+    checked = docktap("policy", "check", str(learned), str(capture), "--width", "400")
     assert checked.returncode == 1
     lines = checked.stdout.decode().splitlines()
     assert len(lines) == 2, lines

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +17,7 @@ from docktap.capture.format import RecordEncoder
 from docktap.capture.reader import Capture, loads
 from docktap.capture.writer import CaptureWriter
 from docktap.cli import main
+from docktap.console import make_console
 from docktap.events import (
     BodyData,
     Closed,
@@ -39,6 +42,11 @@ _CALLS = (
     ("GET", "/v1.41/containers/nope/json", 404, b"", b'{"message":"No such container: nope"}\n'),
     ("POST", "/v1.41/containers/0123abcd/wait", 200, b"", b'{"StatusCode":0}\n'),
 )
+
+
+def _render(numbers: dict[str, Any], width: int = 120, color: bool = False) -> str:
+    """The tables as `docktap stats` prints them: through docktap's one console."""
+    return stats.render(numbers, make_console(io.StringIO(), color, width))
 
 
 def generate_capture(path: Path | str, exchanges: int, per_connection: int = 50) -> None:
@@ -139,7 +147,7 @@ def test_stats_add_up_on_every_capture(path: Path) -> None:
         assert latency["p50"] <= latency["p95"] <= latency["max"]
     for conn in numbers["connections"]:
         assert conn["lifetime_s"] >= 0
-    text = stats.render(numbers, width=120)
+    text = _render(numbers, width=120)
     assert "\x1b[" not in text
     assert all(len(line) <= 120 for line in text.splitlines())
 
@@ -197,11 +205,11 @@ def test_exchanges_are_named_by_the_number_show_prints() -> None:
     ops = {op["operation"]: op for op in numbers["operations"]}
     assert ops["ContainerCreate"]["slowest"] == 2
     assert ops["ContainerWait"]["slowest"] == 4
-    text = stats.render(numbers, width=120)
+    text = _render(numbers, width=120)
     assert " #1 #2 #4 " in text
     assert [" #2 " in line for line in text.splitlines() if "ContainerCreate" in line] == [True]
     # At 80 columns the slowest column is the first to go; the numbers per connection fit.
-    narrow = stats.render(numbers, width=80)
+    narrow = _render(numbers, width=80)
     assert "slowest" not in narrow and " #1 #2 #4 " in narrow
 
 
@@ -219,7 +227,7 @@ def test_unanswered_exchange_and_open_connection() -> None:
     conn = numbers["connections"][0]
     assert conn["closed_s"] is None
     assert not numbers["capture"]["complete"]
-    text = stats.render(numbers)
+    text = _render(numbers)
     assert "none" in text
     assert "(capture cut short)" in text
     assert "(open)" in text
@@ -251,22 +259,22 @@ def test_hijacked_stream_bytes_and_capped_bodies() -> None:
 
 def test_colour_only_when_asked() -> None:
     numbers = stats.compute(load(CAPTURES / "pull-error.jsonl"))
-    assert "\x1b[" in stats.render(numbers, color=True)
-    assert "\x1b[" not in stats.render(numbers, color=False)
+    assert "\x1b[" in _render(numbers, color=True)
+    assert "\x1b[" not in _render(numbers, color=False)
 
 
 def test_many_connections_are_cut_in_the_text_view(tmp_path: Path) -> None:
     generate_capture(tmp_path / "c.jsonl", 300, per_connection=2)
     numbers = stats.compute(load(tmp_path / "c.jsonl"))
     assert len(numbers["connections"]) == 150
-    text = stats.render(numbers)
+    text = _render(numbers)
     assert "... and 100 more connections (all are in --json)" in text
 
 
 @pytest.mark.parametrize("name", GOLDEN_CAPTURES)
 def test_golden(name: str) -> None:
     numbers = stats.compute(load(CAPTURES / f"{name}.jsonl"))
-    check_golden(f"stats-{name}.txt", stats.render(numbers, width=120, color=False))
+    check_golden(f"stats-{name}.txt", _render(numbers, 120, False))
 
 
 def test_cli_text_json_and_width() -> None:
@@ -296,8 +304,8 @@ def test_cli_rejects_a_file_that_is_no_capture(tmp_path: Path) -> None:
 def test_the_text_depends_on_its_arguments_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No terminal setting of the caller's reaches the tables: the width and colour given rule."""
     numbers = stats.compute(load(CAPTURES / "run.jsonl"))
-    plain = stats.render(numbers, width=120, color=False)
-    coloured = stats.render(numbers, width=120, color=True)
+    plain = _render(numbers, 120, False)
+    coloured = _render(numbers, 120, True)
     assert "\x1b[" in coloured and "\x1b[" not in plain
     settings = {
         "TERM": "dumb",  # would shrink a terminal console to 80 columns
@@ -312,14 +320,14 @@ def test_the_text_depends_on_its_arguments_only(monkeypatch: pytest.MonkeyPatch)
     for name, value in settings.items():  # one at a time: one may hide another (LINES, TERM)
         with monkeypatch.context() as patch:
             patch.setenv(name, value)
-            assert stats.render(numbers, width=120, color=False) == plain, name
-            assert stats.render(numbers, width=120, color=True) == coloured, name
+            assert _render(numbers, 120, False) == plain, name
+            assert _render(numbers, 120, True) == coloured, name
 
 
 @pytest.mark.parametrize("width", [80, 100])
 @pytest.mark.parametrize("path", ALL_CAPTURES, ids=[p.stem for p in ALL_CAPTURES])
 def test_every_table_fits_the_width_and_no_number_is_cut(path: Path, width: int) -> None:
-    text = stats.render(stats.compute(load(path)), width=width)
+    text = _render(stats.compute(load(path)), width=width)
     for line in text.splitlines():
         assert cell_len(line) <= width, line
         # Only an operation name (the first cell) may be shortened.
@@ -328,9 +336,9 @@ def test_every_table_fits_the_width_and_no_number_is_cut(path: Path, width: int)
 
 def test_columns_are_given_up_in_order_at_80() -> None:
     run = stats.compute(load(CAPTURES / "run.jsonl"))
-    heads = [line.split() for line in stats.render(run, width=80).splitlines()]
+    heads = [line.split() for line in _render(run, width=80).splitlines()]
     assert ["operation", "count", "101", "2xx", "p50", "max", "in", "out", "kind"] in heads
-    wide = [line.split() for line in stats.render(run, width=120).splitlines()]
+    wide = [line.split() for line in _render(run, width=120).splitlines()]
     assert [
         "operation",
         "count",

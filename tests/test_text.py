@@ -93,3 +93,19 @@ def test_fitting_ascii() -> None:
     assert text.pad("abcdef", 4) == "abc…"
     assert text.fold("abcdefg", 3) == ["abc", "def", "g"]
     assert text.fold("abc", 0) == ["abc"]
+
+
+def test_fold_breaks_after_a_space_and_cuts_only_a_word_longer_than_a_line() -> None:
+    value = "> User-Agent: Docker-Client/28.2.2 (linux)"
+    pieces = text.fold(value, 38)
+    assert pieces == ["> User-Agent: Docker-Client/28.2.2 ", "(linux)"]
+    assert "".join(pieces) == value  # nothing lost, the space included
+    assert text.fold("a " + "x" * 7, 4) == ["a ", "xxxx", "xxx"]
+    assert text.fold("日本 語の", 5) == ["日本 ", "語の"]
+
+
+def test_wrap_breaks_at_spaces_and_shortens_a_word_longer_than_a_line() -> None:
+    assert text.wrap("one two three", 8, "", "  ") == ["one two", "  three"]
+    assert text.wrap("see /a/very/long/path/indeed", 12, "- ", "  ") == ["- see", "  /a/very/l…"]
+    assert all(len(line) <= 12 for line in text.wrap("x" * 40, 12))
+    assert text.wrap("", 10) == []

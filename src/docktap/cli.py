@@ -20,6 +20,7 @@ import click
 
 from docktap import __version__
 from docktap.capture.limits import DEFAULT_MAX_BODY
+from docktap.console import terminal_options
 from docktap.levels import LEVELS, LIVE_LEVEL
 from docktap.policy.commands import make_guard, policy_options, reload_on_hangup
 from docktap.policy.commands import policy as policy_commands
@@ -316,6 +317,7 @@ def _tls_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Print nothing of docktap's own on stderr but errors (no live rows of the calls).",
 )
 @policy_options
+@terminal_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     output: str | None,
@@ -333,6 +335,8 @@ def run(
     quiet: bool,
     policy_file: str | None,
     policy_mode: str,
+    colour: str,
+    width: int | None,
     command: Sequence[str],
 ) -> None:
     """Run CMD with DOCKER_HOST pointing at docktap, and record what it says to Docker.
@@ -386,6 +390,8 @@ def run(
                 guard=guard,
                 linger=_LINGER,
                 bound=bound,
+                colour=colour,
+                width=width,
             )
             _fork_recorder(session)
             code = asyncio.run(_serving_while(session, process, guard))
@@ -565,6 +571,7 @@ async def _command_waited(process: subprocess.Popen[bytes]) -> int:
 )
 @_ready_fd_option
 @policy_options
+@terminal_options
 def proxy(
     listen: str,
     upstream: str | None,
@@ -584,6 +591,8 @@ def proxy(
     ready_fd: int | None,
     policy_file: str | None,
     policy_mode: str,
+    colour: str,
+    width: int | None,
 ) -> None:
     """Relay and record until SIGINT or SIGTERM.
 
@@ -619,6 +628,8 @@ def proxy(
             grace=0.5,  # with linger, the proxy is gone within 1 s of the signal
             guard=guard,
             linger=_LINGER,
+            colour=colour,
+            width=width,
         )
         _fork_recorder(session)
         asyncio.run(_proxy(session, quiet, ready))
@@ -714,20 +725,7 @@ def _stop_on_signals() -> asyncio.Event:
     metavar="N",
     help="Stream lines shown under an exchange (the first and last ones); 0: all.",
 )
-@click.option(
-    "--width",
-    type=click.IntRange(min=40),
-    metavar="N",
-    help="Columns (default: the terminal's, else $COLUMNS, else 120).",
-)
-@click.option(
-    "--color",
-    "colour",
-    type=click.Choice(["auto", "always", "never"]),
-    default="auto",
-    show_default=True,
-    help="auto: on a terminal, unless NO_COLOR is set (FORCE_COLOR forces it).",
-)
+@terminal_options
 def show(
     capture: str,
     as_json: bool,
@@ -743,8 +741,8 @@ def show(
     since: float | None,
     until: float | None,
     max_lines: int,
-    width: int | None,
     colour: str,
+    width: int | None,
 ) -> None:
     """Show the exchanges of a capture as a timeline, or as JSON.
 
@@ -819,17 +817,12 @@ def _print_timeline(
 @main.command("stats")
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable statistics, one object.")
-@click.option(
-    "--width",
-    type=click.IntRange(min=40),
-    metavar="COLUMNS",
-    help="Width of the tables (default: the terminal's, or 120 when not a terminal).",
-)
-def stats_command(capture: str, as_json: bool, width: int | None) -> None:
+@terminal_options
+def stats_command(capture: str, as_json: bool, colour: str, width: int | None) -> None:
     """Calls per operation, statuses, latency, bytes and connections of a capture.
 
-    Colour only on a terminal, never with NO_COLOR set. The --json shape is stable: see
-    docs/stats-and-exports.md.
+    Columns the width cannot hold are given up, the least telling first. The --json shape is
+    stable: see docs/stats-and-exports.md.
     """
     import json
 
@@ -841,12 +834,8 @@ def stats_command(capture: str, as_json: bool, width: int | None) -> None:
     if as_json:
         click.echo(json.dumps({"version": JSON_VERSION, **numbers}, indent=2))
         return
-    term = terminal(sys.stdout, width=width)
-    click.echo(
-        stats_render.render(numbers, width=term.width, color=term.colour),
-        nl=False,
-        color=term.colour,
-    )
+    term = terminal(sys.stdout, colour, width)
+    click.echo(stats_render.render(numbers, term.console()), nl=False, color=term.colour)
 
 
 _EXPORT_FORMATS = ("har", "mermaid", "curl", "markdown", "html")
@@ -940,23 +929,28 @@ def view_command(capture: str) -> None:
     metavar="LEVEL",
     help=f"Exit with status 1 when a finding is at LEVEL or above ({', '.join(LEVELS)}).",
 )
-def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
+@terminal_options
+def audit_command(
+    capture: str, as_json: bool, fail_on: str | None, colour: str, width: int | None
+) -> None:
     """Find the risky requests in a capture, and the process that made each.
 
     Reads the capture only: no daemon is needed. Flags privileged containers, host paths and
     the Docker socket mounted in, added capabilities, host namespaces, host devices, disabled
     seccomp/AppArmor, execs into running containers and images without a digest, each with
     its level, the exchange, the caller's pid/uid/gid and, where one applies, the CIS Docker
-    Benchmark item. Exit status 0 unless --fail-on is given and met.
+    Benchmark item. A table on a terminal, else a listing. Exit status 0 unless --fail-on is
+    given and met.
     """
     import json
 
     from docktap import audit
-    from docktap.console import auto_console, columns, interactive
+    from docktap.console import interactive, terminal
     from docktap.render import audit as views
 
     loaded = _load(capture)
     findings = audit.audit(loaded)
+    term = terminal(sys.stdout, colour, width)
     if as_json:
         document = {
             "version": JSON_VERSION,
@@ -966,10 +960,16 @@ def audit_command(capture: str, as_json: bool, fail_on: str | None) -> None:
         }
         click.echo(json.dumps(document, indent=2))
     elif interactive(sys.stdout):
-        console = auto_console(sys.stdout)
-        console.print(views.table(findings, width=console.width))
+        term.console().print(views.table(findings, width=term.width))
+    elif term.colour:
+        from rich.text import Text
+
+        listed = Text()
+        for block, style in views.listing(findings, width=term.width):
+            listed.append(block + "\n", style=style or None)
+        term.console().print(listed, end="")
     else:
-        click.echo(views.text(findings, width=columns(sys.stdout)), nl=False)
+        click.echo(views.text(findings, width=term.width), nl=False)
     if fail_on is not None and audit.at_or_above(findings, fail_on):
         sys.exit(1)
 
@@ -1058,6 +1058,7 @@ def _repeat_methods(ctx: click.Context, param: click.Parameter, value: str) -> s
 @_redact_env_option
 @click.option("-q", "--quiet", is_flag=True, help="Report nothing on stderr until replay ends.")
 @_ready_fd_option
+@terminal_options
 @click.pass_context
 def replay_command(
     ctx: click.Context,
@@ -1077,6 +1078,8 @@ def replay_command(
     redact_env: tuple[str, ...],
     quiet: bool,
     ready_fd: int | None,
+    colour: str,
+    width: int | None,
 ) -> None:
     """Serve captures as a Docker daemon, to real clients, with no Docker at all.
 
@@ -1116,6 +1119,7 @@ def replay_command(
         raise click.UsageError(str(exc)) from exc
     # What the daemon sent at length stays in the files, read as it is served.
     loaded = [(os.path.basename(path), _load(path, LEAVE_OVER)) for path in captures]
+    report = _Report(colour, width)
     if not quiet and not any(capture.exchanges for _, capture in loaded):
         _say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")
 
@@ -1129,7 +1133,7 @@ def replay_command(
             repeat=repeat,
             speed=speed,
             redact_env=redact_env_patterns(redact_env),
-            on_miss=None if quiet else _say_miss,
+            on_miss=None if quiet else report.miss,
             socket_mode=socket_mode,
         )
 
@@ -1142,14 +1146,34 @@ def replay_command(
         session = replaying(endpoint)
         asyncio.run(_replay_until_stopped(session, quiet, ready))
         code = 0
-    failed = _replay_report(session, report_unused, captures)
+    failed = _replay_report(session, report_unused, report, captures)
     if strict and failed:
         code = STRICT_FAILED
     sys.exit(code)
 
 
-def _say_miss(miss: Miss) -> None:
-    _say(miss.message.removeprefix("docktap "))
+class _Report:
+    """What replay says on stderr, fitted to --width (broken at spaces, never in a word) and,
+    with --color, a miss in yellow."""
+
+    def __init__(self, colour: str = "auto", width: int | None = None) -> None:
+        from docktap.console import terminal
+
+        self.term = terminal(sys.stderr, colour, width)
+
+    def say(self, message: str, indent: str = "docktap: ", style: str = "") -> None:
+        from docktap.render.text import wrap
+
+        lines = wrap(message, self.term.width, indent, " " * (len(indent) + 2))
+        if not self.term.colour or not style:
+            click.echo("\n".join(lines), err=True)
+            return
+        from rich.text import Text
+
+        self.term.console().print(Text("\n".join(lines), style=style), soft_wrap=True)
+
+    def miss(self, miss: Miss) -> None:
+        self.say(miss.message.removeprefix("docktap "), style="yellow")
 
 
 async def _replay_until_stopped(
@@ -1165,21 +1189,24 @@ async def _replay_until_stopped(
 
 
 def _replay_report(
-    session: ReplaySession, report_unused: bool, captures: tuple[str, ...] = ()
+    session: ReplaySession,
+    report_unused: bool,
+    report: _Report,
+    captures: tuple[str, ...] = (),
 ) -> bool:
     """What went unmatched (and unused), on stderr; True when anything did. A miss's closest
     recording is named by its exchange number: the report says how to see it."""
     store = session.store
     for recording in session.server.truncated:
-        _say(
+        report.say(
             f"replay: {store.label(recording)} answered with the first "
             f"{recording.body_kept} of {recording.exchange.response_body_size} "
             "body bytes (the capture kept no more; record with --max-body 0)"
         )
     if store.misses:
-        _say(f"replay: {len(store.misses)} request(s) had no recording:")
+        report.say(f"replay: {len(store.misses)} request(s) had no recording:")
         for miss in store.misses:
-            click.echo(f"  {miss.message.removeprefix('docktap replay: ')}", err=True)
+            report.say(miss.message.removeprefix("docktap replay: "), "  ", "yellow")
         closest = next((m.closest for m in store.misses if m.closest is not None), None)
         if closest is not None and closest.number:
             import shlex
@@ -1187,17 +1214,17 @@ def _replay_report(
 
             named = (c for c in captures if PurePath(c).name == closest.source)
             path = next(named, closest.source)
-            click.echo(
-                f"  (`docktap show {shlex.quote(path)} --exchange {closest.number}` shows "
+            report.say(
+                f"(`docktap show {shlex.quote(path)} --exchange {closest.number}` shows "
                 f"{store.label(closest)} as recorded)",
-                err=True,
+                "  ",
             )
     unused = store.unused() if report_unused else []
     if unused:
-        _say(f"replay: {len(unused)} recording(s) never used:")
+        report.say(f"replay: {len(unused)} recording(s) never used:")
         for recording in unused:
             ex = recording.exchange
-            click.echo(f"  {store.label(recording)} {ex.method} {ex.target}", err=True)
+            report.say(f"{store.label(recording)} {ex.method} {ex.target}", "  ")
     return bool(store.misses or unused)
 
 
@@ -1207,7 +1234,8 @@ def _replay_report(
 @click.option(
     "--no-docker", is_flag=True, help="Only show the bundled capture; do not run the docker CLI."
 )
-def demo(output: str | None, force: bool, no_docker: bool) -> None:
+@terminal_options
+def demo(output: str | None, force: bool, no_docker: bool, colour: str, width: int | None) -> None:
     """See what `docker run` says to the daemon, with no Docker daemon at all.
 
     A bundled capture of `docker run` is served by docktap's replay daemon; the real docker
@@ -1233,19 +1261,21 @@ def demo(output: str | None, force: bool, no_docker: bool) -> None:
         if not no_docker:
             _say("the docker CLI is not installed: showing a recording of it instead")
         _say(f"recorded: {shlex.join(argv)}")
-        _print_timeline(recorded, note=explain)
+        _print_timeline(recorded, colour, width, note=explain)
         return
     workdir = tempfile.mkdtemp(prefix="docktap-demo-")
     path = _claim_capture(output, force)[0] if output else os.path.join(workdir, "demo.jsonl")
     daemon = Endpoint(path=os.path.join(workdir, "replay.sock"))
-    replayed = replay([("demo.jsonl", recorded)], daemon, on_miss=_say_miss)
+    replayed = replay([("demo.jsonl", recorded)], daemon, on_miss=_Report(colour, width).miss)
     _say(f"a replayed daemon is answering; docktap relays and records: {shlex.join(argv)}")
     try:
         with _private_socket() as sock:
-            relay = record(path, sock, daemon, command=argv, live="rows", say=_say)
+            relay = record(
+                path, sock, daemon, command=argv, live="rows", say=_say, colour=colour, width=width
+            )
             code = asyncio.run(_demo(replayed, relay, argv, sock))
         _say(f"{argv[-1].split()[0]} exited with status {code}; what it said to the daemon:")
-        _print_timeline(_load(path), note=explain)
+        _print_timeline(_load(path), colour, width, note=explain)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if output:

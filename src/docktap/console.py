@@ -4,7 +4,8 @@ Whether to colour (--color, NO_COLOR, FORCE_COLOR, a terminal), how wide to be (
 terminal, COLUMNS, 120), whether a line may be redrawn in place (a terminal only) and whether
 a line may be printed now (not while a program has the terminal raw) are decided here once,
 for the commands that print timelines, tables and live rows alike, and for the recording child
-that prints live rows while docktap relays.
+that prints live rows while docktap relays. The `--color` and `--width` options every such
+command takes are defined here too, and so is the one rich Console they all print through.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import errno
 import io
 import os
 import termios
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -23,10 +25,38 @@ if TYPE_CHECKING:
 
     from docktap.render.timeline import Line
 
+F = TypeVar("F", bound=Callable[..., object])
+
 #: The width when neither the option, the terminal nor COLUMNS says.
 DEFAULT_WIDTH = 120
 #: The narrowest width anything is laid out for.
 MIN_WIDTH = 40
+#: What --color takes.
+COLOUR_MODES = ("auto", "always", "never")
+# Nothing docktap prints depends on the height; giving one keeps rich from taking 80x25 for
+# the size of a TERM=dumb terminal, whatever width was asked for.
+_HEIGHT = 25
+
+
+def terminal_options(command: F) -> F:
+    """`--color` and `--width`, as every command that prints for people takes them: they
+    become its `colour` and `width` arguments, for `terminal`."""
+    import click  # here: the recording child uses this module without the command line
+
+    command = click.option(
+        "--width",
+        type=click.IntRange(min=MIN_WIDTH),
+        metavar="N",
+        help="Columns to fit (default: the terminal's, else $COLUMNS, else 120).",
+    )(command)
+    return click.option(
+        "--color",
+        "colour",
+        type=click.Choice(COLOUR_MODES),
+        default="auto",
+        show_default=True,
+        help="auto: on a terminal, unless NO_COLOR is set (FORCE_COLOR forces it).",
+    )(command)
 
 
 def wants_colour(stream: IO[str], mode: str = "auto") -> bool:
@@ -95,12 +125,9 @@ def terminal(stream: IO[str], colour: str = "auto", width: int | None = None) ->
     return Terminal(stream, wants_colour(stream, colour), columns(stream, width))
 
 
-def auto_console(stream: IO[str]) -> Console:
-    """A console for `stream` with colour and width as its terminal (and NO_COLOR) decide."""
-    return terminal(stream).console()
-
-
 def make_console(stream: IO[str], colour: bool, width: int) -> Console:
+    """The Console docktap prints through: every setting given, none left to the environment
+    (a table rendered into a string comes out the same in a terminal, a pipe or CI)."""
     from rich.console import Console
 
     class _Console(Console):
@@ -116,6 +143,9 @@ def make_console(stream: IO[str], colour: bool, width: int) -> Console:
     return _Console(
         file=stream,
         width=width,
+        height=_HEIGHT,
+        legacy_windows=False,
+        force_jupyter=False,
         color_system="standard" if colour else None,
         force_terminal=colour,
         no_color=not colour,

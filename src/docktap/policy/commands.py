@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from docktap.console import terminal_options
 from docktap.policy.formats import FORMATS
 
 # The group is built with every `docktap` start-up; what its commands use is imported when
@@ -98,18 +99,33 @@ def learn_command(captures: tuple[str, ...], output: str) -> None:
 @policy.command("check")
 @click.argument("policy_file", metavar="POLICY", type=click.Path(exists=True, dir_okay=False))
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def check_command(policy_file: str, captures: tuple[str, ...]) -> None:
+@terminal_options
+def check_command(
+    policy_file: str, captures: tuple[str, ...], colour: str, width: int | None
+) -> None:
     """List every exchange of the CAPTURES that POLICY would deny; exit 1 if there is any."""
+    from docktap.console import terminal
     from docktap.policy import check as checking
+    from docktap.render.text import wrap
 
     policy_ = load_policy(policy_file)
+    term = terminal(sys.stdout, colour, width)
+    console = term.console() if term.colour else None
     total = denied = 0
     for name, capture in _captures(captures):
         total += len(capture.exchanges)
         for found in checking.check(policy_, name, capture):
             denied += 1
-            click.echo(f"{found.source}: {found.decision.message}")
-    click.echo(f"{denied} of {total} exchanges denied by {policy_file}")
+            # Broken at spaces to the width, what goes on indented under the exchange.
+            lines = "\n".join(
+                wrap(f"{found.source}: {found.decision.message}", term.width, "", "    ")
+            )
+            if console is None:
+                click.echo(lines)
+            else:
+                console.print(lines, style="red", soft_wrap=True)
+    said = f"{denied} of {total} exchanges denied by {policy_file}"
+    click.echo("\n".join(wrap(said, term.width, "", "    ")))
     if denied:
         sys.exit(1)
 

@@ -139,13 +139,15 @@ def live_output() -> HeldOutput:
     return HeldOutput(ready=lambda: cooked(sys.stderr))
 
 
-def live_view(status: bool, held: HeldOutput) -> LiveView:
+def live_view(
+    status: bool, held: HeldOutput, colour: str = "auto", width: int | None = None
+) -> LiveView:
     """Rows of the calls on stderr as they complete; a status line too on a terminal."""
     from docktap.console import interactive, terminal
     from docktap.render.live import LiveView
     from docktap.render.timeline import TimelineOptions
 
-    term = terminal(sys.stderr)
+    term = terminal(sys.stderr, colour, width)
     return LiveView(
         term.console(),
         TimelineOptions(width=term.width, styled=term.colour, header=False),
@@ -154,12 +156,14 @@ def live_view(status: bool, held: HeldOutput) -> LiveView:
     )
 
 
-def live_audit(level: str, held: HeldOutput) -> LiveAudit:
+def live_audit(
+    level: str, held: HeldOutput, colour: str = "auto", width: int | None = None
+) -> LiveAudit:
     """Audit warnings on stderr as risky calls are recorded."""
-    from docktap.console import auto_console
+    from docktap.console import terminal
     from docktap.render.live import LiveAudit
 
-    return LiveAudit(auto_console(sys.stderr), level, held)
+    return LiveAudit(terminal(sys.stderr, colour, width).console(), level, held)
 
 
 def run(config: RecordingConfig, fd: int) -> int:
@@ -195,11 +199,11 @@ def run(config: RecordingConfig, fd: int) -> int:
     live = None
     held = live_output() if config.live != "off" or config.audit is not None else None
     if config.live != "off" and held is not None:
-        live = live_view(config.live == "status", held)
+        live = live_view(config.live == "status", held, config.colour, config.width)
         recorder.listeners.append(live)
         live.start()
     if config.audit is not None and held is not None:
-        recorder.listeners.append(live_audit(config.audit, held))
+        recorder.listeners.append(live_audit(config.audit, held, config.colour, config.width))
     recorder.start(config.upstream, config.command, config.upstream_tls)
     try:
         if not serve(fd, config.spool_fd, recorder):

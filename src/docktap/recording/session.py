@@ -70,6 +70,8 @@ class RecordSession(Synchronous):
         linger: float | None = None,
         head_budget: int | None = None,
         bound: list[socket.socket] | None = None,
+        colour: str = "auto",
+        width: int | None = None,
     ) -> None:
         self.output = os.fspath(output)
         self.guard = guard
@@ -88,6 +90,8 @@ class RecordSession(Synchronous):
         self.linger = linger
         self.head_budget = head_budget
         self.bound = bound
+        self.colour = colour
+        self.width = width
         self.endpoint = listen  # where clients connect, with the port bound for tcp://…:0
         self.recorder_status: int | None = None  # the child's exit status, once left
         self.still_writing = False  # left: the recorder was still writing after `linger`
@@ -134,6 +138,8 @@ class RecordSession(Synchronous):
             self.audit,
             upstream_tls=self.upstream_tls,
             head_budget=self.head_budget,
+            colour=self.colour,
+            width=self.width,
         )
         # A recording backlog, if any, is spooled on the capture's disk.
         spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None
@@ -193,6 +199,8 @@ def record(
     linger: float | None = None,
     head_budget: int | None = None,
     bound: list[socket.socket] | None = None,
+    colour: str = "auto",
+    width: int | None = None,
 ) -> RecordSession:
     """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
 
@@ -207,8 +215,9 @@ def record(
     its own, the capture locked until it is done (`still_writing`, see capture/lock.py).
     `head_budget` is what the recorder may hold, over all connections, of heads not yet whole
     (64 MiB unless given); past it the oldest is recorded as cut. `bound` are `listen`'s
-    sockets if they were bound already (binding.bind). RecordError or ListenError say why it
-    could not start.
+    sockets if they were bound already (binding.bind). `colour` and `width` are the
+    --color and --width of the live rows and warnings (docktap.console). RecordError or
+    ListenError say why it could not start.
     """
     return RecordSession(
         output,
@@ -228,6 +237,8 @@ def record(
         linger,
         head_budget,
         bound,
+        colour,
+        width,
     )
 
 

@@ -63,6 +63,8 @@ class RecordingConfig:
     spool_fd: int | None = None  # the spool handed down, when there is one
     upstream_tls: dict[str, Any] | None = None  # the header's `tls`, for a daemon over TLS
     head_budget: int | None = None  # bytes of unfinished heads held in all; None: the default
+    colour: str = "auto"  # --color of the live rows and warnings (docktap.console)
+    width: int | None = None  # --width of them; None: as the terminal or COLUMNS says
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -8,12 +8,11 @@ All three name the level, the rule and its CIS Docker Benchmark item the same wa
 
 from __future__ import annotations
 
-import textwrap
 from typing import TYPE_CHECKING
 
 from docktap.audit import Finding, counts, unread
 from docktap.capture.reader import Capture
-from docktap.render.text import format_offset, plural
+from docktap.render.text import format_offset, plural, wrap
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -21,6 +20,8 @@ if TYPE_CHECKING:
 #: Table row styles by level; the plain listing and the warnings have none.
 STYLES = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": ""}
 _INDENT = " " * 10
+# Where a wrapped title or exchange line goes on: deeper than the lines of the block.
+_HANGING = " " * 12
 _FOOTNOTE = "see the CIS Docker Benchmark for the numbered items"
 
 
@@ -44,32 +45,34 @@ def summary(findings: list[Finding]) -> str:
 def text(findings: list[Finding], width: int = 100) -> str:
     """Plain text: one block per finding, the most serious first, then a count per level.
 
-    Explanations are wrapped at spaces to `width`; a word longer than the line is left whole.
+    Every line fits `width` (40 at least): lines are wrapped at spaces, what continues the
+    title or the exchange indented further; a word longer than its line is shortened with …,
+    never split.
     """
+    return "".join(block + "\n" for block, _ in listing(findings, width))
+
+
+def listing(findings: list[Finding], width: int = 100) -> list[tuple[str, str]]:
+    """The blocks of `text`, each with the style of its level (STYLES), for a console that
+    colours them; blocks are separated by one blank line."""
     if not findings:
-        return "no findings\n"
-    lines: list[str] = []
+        return [("no findings", "")]
+    width = max(40, width)
+    blocks = []
     for f in findings:
-        lines.append(f"{f.level.upper():<8}  {_rule(f)}: {f.title}")
-        lines.append(
+        lines = wrap(f"{f.level.upper():<8}  {_rule(f)}: {f.title}", width, "", _HANGING)
+        lines += wrap(
             f"{_INDENT}{where(f)} at {format_offset(f.started_mono)}  "
-            f"{f.operation or '?'}  {f.method} {f.target}"
+            f"{f.operation or '?'}  {f.method} {f.target}",
+            width,
+            "",
+            _HANGING,
         )
-        lines.append(f"{_INDENT}by {f.process.describe()}")
-        lines.extend(
-            textwrap.wrap(
-                f.explanation,
-                width=max(40, width),
-                initial_indent=_INDENT,
-                subsequent_indent=_INDENT,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
-        lines.append("")
-    lines.append(summary(findings))
-    lines.append(_FOOTNOTE)
-    return "\n".join(lines) + "\n"
+        lines += wrap(f"{_INDENT}by {f.process.describe()}", width, "", _HANGING)
+        lines += wrap(f.explanation, width, _INDENT, _INDENT)
+        blocks.append(("\n".join(lines) + "\n", STYLES[f.level]))
+    blocks.append(("\n".join(wrap(summary(findings), width) + wrap(_FOOTNOTE, width)), ""))
+    return blocks
 
 
 # Cells of the table's borders and padding: four columns, each padded by one cell either side.

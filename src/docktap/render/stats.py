@@ -1,8 +1,9 @@
 """Numbers about a capture: calls per operation, statuses, latency, bytes, connections.
 
-`compute(capture)` gives a plain dict (what `docktap stats --json` prints) and `render(stats)`
-lays that dict out as text tables. Both are pure: no files, no clock, no terminal probing; the
-caller decides the width and whether to colour.
+`compute(capture)` gives a plain dict (what `docktap stats --json` prints) and
+`render(stats, console)` lays that dict out as text tables. Both are pure: no files, no clock,
+no terminal probing; the caller's console (docktap.console) decides the width and whether to
+colour.
 
 ## The JSON shape (`stats_version` 1)
 
@@ -55,18 +56,19 @@ STATUS = {"101", "2xx", "3xx", "4xx", "5xx", "other", "none": int}   # "none": n
 
 from __future__ import annotations
 
-import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.cells import cell_len
-from rich.console import Console
 from rich.table import Table
 
 from docktap.capture.reader import Capture
 from docktap.render.kind import exchange_kind
 from docktap.render.text import format_duration, format_offset, format_size, plural
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STATS_VERSION = 1
 #: Rows of the connections table in the text view; `--json` always has them all.
@@ -276,24 +278,6 @@ def _kind(op: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _console(width: int, color: bool) -> Console:
-    # Everything the environment could decide is given, so that the text depends on the
-    # arguments only: a height too, or TERM=dumb would shrink a terminal console to 80x25.
-    return Console(
-        file=io.StringIO(),
-        width=width,
-        height=25,
-        force_terminal=color,
-        force_jupyter=False,
-        force_interactive=False,
-        color_system="standard" if color else None,
-        no_color=not color,
-        highlight=False,
-        emoji=False,
-        legacy_windows=False,
-    )
-
-
 # Columns of the operations table given up, in this order, when it is wider than the page:
 # a number is never cut, and the p50 latency says most of what p95 and max add.
 _DROPPED_FIRST = ("slowest", "p95", "max", "kind", "in", "out", "p50")
@@ -371,9 +355,19 @@ def _unfinished(capture: dict[str, Any]) -> str:
     return "" if capture["complete"] else " (capture cut short)"
 
 
-def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
-    """The statistics as text tables, `width` columns wide; ANSI colours only if `color`."""
-    console = _console(width, color)
+def render(stats: dict[str, Any], console: Console) -> str:
+    """The statistics as text tables, laid out for `console` (its width, and ANSI colours if
+    it has any), as a string: nothing is written to the console's file."""
+    with console.capture() as captured:
+        _print(stats, console)
+    # Tables are padded to their width; trailing blanks only get in the way of diffs.
+    return "".join(line.rstrip() + "\n" for line in captured.get().splitlines())
+
+
+def _print(stats: dict[str, Any], console: Console) -> None:
+    # soft_wrap=False on each print: text is wrapped at the width, whatever the console's
+    # default for the lines it is given.
+    width = console.width
     totals = stats["totals"]
     status = totals["status"]
     answered = ", ".join(f"{status[k]} {k}" for k in _STATUS_KEYS if status[k])
@@ -383,18 +377,21 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
         f"{plural(totals['connections'], 'connection')} in {_s(totals['duration_s'])}"
         + _unfinished(capture),
         style="bold",
+        soft_wrap=False,
     )
     console.print(
         f"statuses: {answered or 'none'}   in: {format_size(totals['bytes_in'])}   "
-        f"out: {format_size(totals['bytes_out'])}   errors recorded: {totals['errors']}"
+        f"out: {format_size(totals['bytes_out'])}   errors recorded: {totals['errors']}",
+        soft_wrap=False,
     )
     console.print()
-    console.print(_operations(stats, width))
+    console.print(_operations(stats, width), soft_wrap=False)
     if totals["hijacked"] or totals["streamed"]:
         console.print(
             "kind: hijack and stream latencies are how long the session or stream stayed "
             "open, not how fast the daemon answered.",
             style="dim",
+            soft_wrap=False,
         )
     rows = stats["connections"]
     names = ("conn", "exchanges", "numbers", "opened", "lifetime", "in", "out", "hijacked")
@@ -424,13 +421,10 @@ def render(stats: dict[str, Any], width: int = 120, color: bool = False) -> str:
     for row in zip(*columns.values(), strict=True):
         conns.add_row(*row)
     console.print()
-    console.print(conns)
+    console.print(conns, soft_wrap=False)
     if len(rows) > MAX_CONNECTION_ROWS:
         console.print(
             f"... and {len(rows) - MAX_CONNECTION_ROWS} more connections (all are in --json)",
             style="dim",
+            soft_wrap=False,
         )
-    out = console.file
-    assert isinstance(out, io.StringIO)
-    # Tables are padded to their width; trailing blanks only get in the way of diffs.
-    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())

@@ -11,8 +11,9 @@ they all take it from here. One rule each:
   wall-clock times are UTC;
 - 64-hex ids are cut to the 12 characters docker shows;
 - text is measured in terminal cells (a CJK character takes two): `fit` cuts with `…`, `pad`
-  fits and fills, `fold` cuts into pieces without losing anything, and `clean` makes text a
-  container wrote safe to print;
+  fits and fills, `fold` cuts into pieces without losing anything (after a space where it
+  can), `wrap` breaks prose at spaces only (a word too long for a line of its own is
+  cut with `…`, never split), and `clean` makes text a container wrote safe to print;
 - bytes are shown as text when `is_text` says they are, else as a hex preview (`hex_preview`),
   never as mojibake: a body, stdin, a container's output alike.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import re
+import textwrap
 
 from rich.cells import cell_len, chop_cells, set_cell_size
 
@@ -173,11 +175,32 @@ def pad(text: str, width: int) -> str:
 
 
 def fold(text: str, width: int) -> list[str]:
-    """Cut into pieces of at most `width` cells (for bodies, where nothing may be lost)."""
+    """Cut into pieces of at most `width` cells, nothing lost (for headers and bodies): after
+    a space where there is one, so that only a word longer than a whole line is cut."""
     if width <= 0:
         return [text]
-    if text.isascii():
-        if len(text) <= width:
-            return [text]
-        return [text[i : i + width] for i in range(0, len(text), width)]
-    return chop_cells(text, width) or [""]
+    pieces: list[str] = []
+    rest = text
+    while width_of(rest) > width:
+        head = rest[:width] if rest.isascii() else chop_cells(rest, width)[0]
+        cut = head.rfind(" ") + 1  # the space stays at the end of the piece it ends
+        if not head[:cut].strip():
+            cut = len(head)
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    pieces.append(rest)
+    return pieces
+
+
+def wrap(text: str, width: int, indent: str = "", hanging: str = "") -> list[str]:
+    """Lines of at most `width` cells, broken at spaces: `indent` before the first, `hanging`
+    before the others; a word too long for a line of its own is cut with `…` (see `fit`)."""
+    lines = textwrap.wrap(
+        text,
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=hanging,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [fit(line, width) for line in lines]

@@ -26,7 +26,6 @@ import itertools
 import json
 import math
 import shlex
-import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -54,6 +53,7 @@ from docktap.render.text import (
     shorten_ids,
     text_lines,
     width_of,
+    wrap,
 )
 from docktap.routes import VERSION_PREFIX
 
@@ -763,7 +763,7 @@ class Rows:
             assert self.options.explain is not None
             note = self.options.explain(operation)
             width = self.layout.content - 2
-            lines = ["# " + line for line in textwrap.wrap(clean(note), width)] if note else []
+            lines = ["# " + line for line in wrap(clean(note), width)] if note else []
             self._explained[operation] = lines
         return lines
 
@@ -868,7 +868,7 @@ def _render(
     if capture is not None:
         yield _summary(capture, len(exchanges), total, horizon, options)
         for sentence in unread_lines(capture):
-            for text in textwrap.wrap(sentence, options.width, subsequent_indent="  "):
+            for text in wrap(sentence, options.width, hanging="  "):
                 yield _styled(text, "bold red", options.styled)
 
 
