@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from dockerd import Daemon
 from tapping import DOCKTAP, checked_capture, docktap, ready_server
@@ -416,3 +417,97 @@ def test_one_exchange_has_one_number_in_every_view(tmp_path: Path) -> None:
     report = docktap("export", str(capture), "--format", "markdown").stdout.decode()
     assert "| #2 | 0.050s | 1 | ContainerCreate |" in report
     assert "- **#2 ContainerCreate** " in report
+
+
+def _row(out: IO[bytes] | None) -> str:
+    """The next timeline row a follower prints (the lines under a row skipped)."""
+    assert out is not None
+    while not (line := out.readline().decode()).lstrip()[:1].isdigit():
+        assert line, "the follower ended"
+    return line
+
+
+def _follower(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*DOCKTAP, "show", "--follow", "--width", "100", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_show_follow_prints_each_exchange_as_it_completes_until_the_recorder_is_done(
+    tmp_path: Path,
+) -> None:
+    proxy, capture = _proxy_recording(tmp_path, "-q")
+    follower = _follower(str(capture), cwd=tmp_path)
+    assert follower.stdout is not None
+    try:
+        _ping(tmp_path)
+        first = _row(follower.stdout)
+        assert "GET /_ping" in first and " 502 " in first
+        _ping(tmp_path)
+        assert "GET /_ping" in _row(follower.stdout)
+        assert follower.poll() is None  # still following: the recorder is at work
+    finally:
+        _stop_proxy(proxy)
+    out, err = follower.communicate(timeout=30)  # it ends with the capture
+    assert (follower.returncode, err) == (0, b"")
+    assert not out.decode().lstrip()[:1].isdigit()  # at most the last row's detail: no row
+    assert len(load(capture).exchanges) == 2
+
+
+def test_show_follow_ends_when_the_recorder_dies_and_on_ctrl_c(tmp_path: Path) -> None:
+    proxy, capture = _proxy_recording(tmp_path, "-q")
+    follower = _follower(str(capture), cwd=tmp_path)
+    interrupted = _follower(str(capture), "--json", cwd=tmp_path)
+    assert follower.stdout is not None and interrupted.stdout is not None
+    try:
+        _ping(tmp_path)
+        assert "GET /_ping" in _row(follower.stdout)
+        assert json.loads(interrupted.stdout.readline())["target"] == "/_ping"
+        interrupted.send_signal(signal.SIGINT)
+        assert interrupted.wait(timeout=30) == 130
+        recorder = int(Path(f"/proc/{proxy.pid}/task/{proxy.pid}/children").read_text())
+        os.kill(recorder, signal.SIGKILL)  # no end-of-capture record; the lock goes with it
+    finally:
+        proxy.kill()
+        proxy.communicate(timeout=30)
+    _, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert not load(capture).complete
+
+
+def test_show_follow_reads_a_pipe_from_proxy_as_it_comes(tmp_path: Path) -> None:
+    """`docktap proxy -o - | docktap show --follow -`: rows before the proxy is stopped."""
+    proxy = subprocess.Popen(
+        [*DOCKTAP, "proxy", "--listen", "p.sock", "-o", "-", "--upstream", "unix:///x"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proxy.stdout is not None and proxy.stderr is not None
+    show = subprocess.Popen(
+        [*DOCKTAP, "show", "--follow", "-", "--width", "100"],
+        stdin=proxy.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proxy.stdout.close()  # show holds the pipe's reading end now
+    assert show.stdout is not None
+    try:
+        assert b"listening on" in proxy.stderr.readline()
+        _ping(tmp_path)
+        row = _row(show.stdout)
+        assert "GET /_ping" in row and " 502 " in row
+        # Ctrl-C reaches both ends of the pipeline; show reads on to the end of the capture.
+        _wait_until_ignored(show.pid, signal.SIGINT)
+        show.send_signal(signal.SIGINT)
+    finally:
+        proxy.send_signal(signal.SIGINT)
+        proxy.communicate(timeout=60)
+    out, err = show.communicate(timeout=60)
+    assert show.returncode == 0, err.decode()
+    assert "GET /_ping" not in out.decode()  # the row came before, not at the end

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import IO, TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 import click
 
@@ -176,9 +176,15 @@ def _read_stdin() -> bytes:
     Ctrl-C at the terminal reaches the whole pipeline: the writer ends its capture on it, and
     a reader on a pipe keeps reading, so that what was recorded is shown rather than lost.
     """
+    _outlive_ctrl_c()
+    return sys.stdin.buffer.read()
+
+
+def _outlive_ctrl_c() -> None:
+    """Ignore SIGINT when stdin is a pipe: its writer ends the capture on Ctrl-C, and the
+    pipe's end is where reading it ends."""
     if not sys.stdin.isatty():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return sys.stdin.buffer.read()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -702,6 +708,13 @@ def _stop_on_signals() -> asyncio.Event:
 @click.option("--bodies", is_flag=True, help="Bodies too: JSON pretty-printed, binary as hex.")
 @click.option("--headers", is_flag=True, help="Headers too: > sent, < received, as recorded.")
 @click.option("--explain", is_flag=True, help="A line explaining each operation.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Follow a capture being written, as tail -f: each exchange once it completes, until "
+    "its recorder is done (or Ctrl-C).",
+)
 @click.option("--conn", "conns", type=int, multiple=True, metavar="N", help="On connection N.")
 @click.option(
     "--exchange",
@@ -732,6 +745,7 @@ def show(
     bodies: bool,
     headers: bool,
     explain: bool,
+    follow: bool,
     conns: tuple[int, ...],
     numbers: tuple[str, ...],
     operations: tuple[str, ...],
@@ -754,6 +768,10 @@ def show(
     The filters select exchanges for both views. --op and --path take shell globs (--op
     ignores case; --path matches with or without the /vX.Y prefix); times count from the
     capture start. All filters given must match; one given twice matches either value.
+
+    With --follow, rows come as exchanges complete (their columns fixed, as in the live rows
+    of `run`), and showing ends with the capture: when its recorder is done, or at the end
+    of a pipe (`docktap proxy -o - | docktap show -f -`). Ctrl-C ends it with status 130.
     """
     import json
 
@@ -768,9 +786,13 @@ def show(
     from docktap.explain import explain as explain_operation
 
     note = explain_operation if explain and not as_json else None
-    loaded = _load(capture)
     select = selected.matches if selected.active else None
     select_incidents = selected.matches_incident if selected.active else None
+    if follow:
+        options = (colour, width, bodies, headers, note, max_lines)
+        _follow(capture, _JsonRows(select) if as_json else _live_rows(*options, select=select))
+        return
+    loaded = _load(capture)
     try:
         if as_json:
             for ex in loaded.exchanges:
@@ -781,11 +803,103 @@ def show(
             loaded, colour, width, bodies, note, max_lines, select, headers, select_incidents
         )
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python from complaining
-        # about the flush at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(0)
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    """The reader of stdout went away (`| head`): stop quietly, and keep Python from
+    complaining about the flush at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+class _Rows(Protocol):
+    """What `show --follow` prints records through (render.live.LiveView is one)."""
+
+    failed: str | None
+
+    def __call__(self, records: list[dict[str, Any]]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def _live_rows(
+    colour: str,
+    width: int | None,
+    bodies: bool,
+    headers: bool,
+    note: Callable[[str], str | None] | None,
+    max_lines: int,
+    select: Callable[[Exchange], bool] | None,
+) -> _Rows:
+    from docktap.console import terminal
+    from docktap.render.live import LiveView
+    from docktap.render.timeline import TimelineOptions
+
+    term = terminal(sys.stdout, colour, width)
+    options = TimelineOptions(
+        width=term.width,
+        styled=term.colour,
+        bodies=bodies,
+        headers=headers,
+        explain=note,
+        max_lines=max_lines,
+        header=False,
+    )
+    return LiveView(term.console(), options, select=select)
+
+
+class _JsonRows:
+    """`show --follow --json`: the line of each exchange once it completes."""
+
+    def __init__(self, select: Callable[[Exchange], bool] | None) -> None:
+        from docktap.capture.reader import Assembler
+
+        self.assembler = Assembler(keep=False)
+        self.select = select
+        self.failed: str | None = None
+
+    def __call__(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self._print(self.assembler.feed(record))
+
+    def finish(self) -> None:
+        self._print(self.assembler.open_exchanges())
+
+    def _print(self, exchanges: list[Exchange]) -> None:
+        import json
+
+        try:
+            for ex in exchanges:
+                if self.select is None or self.select(ex):
+                    click.echo(json.dumps({"version": JSON_VERSION, **ex.summary()}))
+        except BrokenPipeError:
+            self.failed = "the reader went away"
+
+
+def _follow(path: str, rows: _Rows) -> None:
+    """Print a capture's exchanges as they are written, until the capture ends (see
+    capture/follow.py); the records are assembled as they come, never read twice."""
+    from docktap.capture.follow import follow
+    from docktap.capture.reader import CaptureError
+
+    if path == "-":
+        _outlive_ctrl_c()
+    try:
+        for records in follow(path):
+            rows(records)
+            if rows.failed is not None:
+                _reader_gone()
+        rows.finish()
+    except BrokenPipeError:
+        _reader_gone()
+    except CaptureError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        sys.exit(130)  # as a shell reports a command Ctrl-C ended
+    if rows.failed is not None:
+        _reader_gone()
 
 
 def _print_timeline(

@@ -865,22 +865,45 @@ def _parse_lines(
             record = parse(line, len(records), at)
         except orjson.JSONDecodeError as exc:
             if not line.endswith(b"\n"):  # only the last line can end without one
-                warnings.warn(
-                    f"{name}: last line is cut off (docktap was stopped while writing); "
-                    "it was skipped",
-                    CaptureWarning,
-                    stacklevel=4,
-                )
+                warn_cut_off(name, stacklevel=4)
                 break
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CaptureError(f"{name}:{number}: not UTF-8 text") from exc
-            raise CaptureError(f"{name}:{number}: not a JSON record ({exc})") from exc
-        if not isinstance(record, dict) or "type" not in record:
-            raise CaptureError(f"{name}:{number}: not a capture record")
-        records.append(record)
+            raise _damaged(line, name, number, exc) from exc
+        records.append(_checked(record, name, number))
     return records
+
+
+def parse_record(line: bytes, name: str, number: int) -> Record:
+    """Line `number` of the capture `name` as a record; CaptureError saying what is wrong if
+    it is not one (a reader that follows a capture as it is written parses each line here)."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise _damaged(line, name, number, exc) from exc
+    return _checked(record, name, number)
+
+
+def _damaged(line: bytes, name: str, number: int, exc: Exception) -> CaptureError:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return CaptureError(f"{name}:{number}: not UTF-8 text")
+    return CaptureError(f"{name}:{number}: not a JSON record ({exc})")
+
+
+def _checked(record: Any, name: str, number: int) -> Record:
+    if not isinstance(record, dict) or "type" not in record:
+        raise CaptureError(f"{name}:{number}: not a capture record")
+    return record
+
+
+def warn_cut_off(name: str, stacklevel: int = 1) -> None:
+    """The capture's last line is cut off: expected of a killed docktap, so only warned of
+    (`stacklevel` as the caller's own warnings.warn would take it)."""
+    warnings.warn(
+        f"{name}: last line is cut off (docktap was stopped while writing); it was skipped",
+        CaptureWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _parse(data: bytes, name: str) -> list[Record]:
@@ -928,10 +951,8 @@ def loads(data: bytes | str, name: str = "<capture>") -> Capture:
             gc.enable()
 
 
-def _build(records: list[Record], name: str, left: dict[int, Left] | None = None) -> Capture:
-    if not records:
-        raise CaptureError(f"{name}: empty, not a docktap capture")
-    header = records[0]
+def check_header(header: Record, name: str) -> None:
+    """CaptureError unless `header`, the first record, opens a capture this docktap reads."""
     if header.get("type") != Kind.CAPTURE or header.get("format") != FORMAT:
         raise CaptureError(f"{name}: no capture header on the first line")
     if header.get("version") not in READABLE:
@@ -939,6 +960,13 @@ def _build(records: list[Record], name: str, left: dict[int, Left] | None = None
             f"{name}: capture format version {header.get('version')} "
             f"(this docktap reads versions {', '.join(map(str, READABLE))})"
         )
+
+
+def _build(records: list[Record], name: str, left: dict[int, Left] | None = None) -> Capture:
+    if not records:
+        raise CaptureError(f"{name}: empty, not a docktap capture")
+    header = records[0]
+    check_header(header, name)
     assembler = Assembler()
     if left:  # the parts of payloads left in the file say where
         for index, record in enumerate(records):

@@ -206,9 +206,11 @@ class LiveView:
         options: TimelineOptions | None = None,
         status: bool = False,
         held: HeldOutput | None = None,
+        select: Callable[[Exchange], bool] | None = None,
     ) -> None:
         self.console = console
         self.held = held or HeldOutput()
+        self.select = select  # only the exchanges it accepts get a row (show --follow's filters)
         self.options = options or TimelineOptions(width=console.width, header=False)
         width = self.options.width
         self.layout = Layout.fitted(width, 9, LIVE_LANES, LIVE_CONN, LIVE_OP, number=LIVE_NUMBER)
@@ -314,6 +316,9 @@ class LiveView:
     def _print(self, exchanges: list[Exchange]) -> None:
         blocks = []
         for ex in exchanges:
+            if self.select is not None and not self.select(ex):
+                self.lanes.completed(ex.conn)
+                continue
             spans = stayed_open(ex)
             blocks.append(self.rows.block(ex, self.lanes.marks(ex, spans), spans))
             self.lanes.completed(ex.conn)
