@@ -511,3 +511,44 @@ def test_show_follow_reads_a_pipe_from_proxy_as_it_comes(tmp_path: Path) -> None
     out, err = show.communicate(timeout=60)
     assert show.returncode == 0, err.decode()
     assert "GET /_ping" not in out.decode()  # the row came before, not at the end
+
+
+def test_replay_listens_on_a_bare_relative_path_and_refuses_a_regular_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "taken").write_text("a file, not a socket")
+    refused = subprocess.run(
+        [*DOCKTAP, "replay", str(DEMO), "--listen", "taken"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "taken exists and is not a socket" in refused.stderr.decode()
+    assert (tmp_path / "taken").read_text() == "a file, not a socket"
+    replay = subprocess.Popen(
+        [*DOCKTAP, "replay", str(DEMO), "--listen", "tap.sock"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert replay.stderr is not None
+    try:
+        banner = replay.stderr.readline().decode()
+        assert banner.endswith(f"recorded exchanges on unix://{tmp_path / 'tap.sock'}\n")
+        ping = subprocess.run(
+            ["curl", "-sI", "--unix-socket", "tap.sock", "http://docker/_ping"],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        replay.send_signal(signal.SIGTERM)
+        replay.communicate(timeout=30)
+    assert ping.returncode == 0
+    assert ping.stdout.startswith(b"HTTP/1.1 200 OK\r\n")  # the recorded HEAD /_ping
+    assert replay.returncode == 0
