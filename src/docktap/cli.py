@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import socket
     import subprocess
 
+    from docktap.capture.format import Record
     from docktap.capture.reader import Capture, Exchange, Incident
     from docktap.policy.guard import Guard
     from docktap.recording.session import RecordSession
@@ -819,7 +820,7 @@ class _Rows(Protocol):
 
     failed: str | None
 
-    def __call__(self, records: list[dict[str, Any]]) -> None: ...
+    def __call__(self, records: list[Record]) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -860,7 +861,7 @@ class _JsonRows:
         self.select = select
         self.failed: str | None = None
 
-    def __call__(self, records: list[dict[str, Any]]) -> None:
+    def __call__(self, records: list[Record]) -> None:
         for record in records:
             self._print(self.assembler.feed(record))
 
