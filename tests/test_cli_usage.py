@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -419,17 +421,31 @@ def test_one_exchange_has_one_number_in_every_view(tmp_path: Path) -> None:
     assert "- **#2 ContainerCreate** " in report
 
 
+#: A timeline row: its exchange number, then the time it started.
+_ROW = re.compile(r"\s*#\d+\s+\d+\.\d+s ")
+
+
+def _line(out: IO[bytes] | None) -> str:
+    """The next line of an unbuffered pipe, within 60 s (a follower that hangs fails)."""
+    assert out is not None
+    ready, _, _ = select.select([out], [], [], 60)
+    assert ready, "nothing printed within 60 s"
+    line = out.readline().decode()  # written whole, in one write
+    assert line, "the follower ended"
+    return line
+
+
 def _row(out: IO[bytes] | None) -> str:
     """The next timeline row a follower prints (the lines under a row skipped)."""
-    assert out is not None
-    while not (line := out.readline().decode()).lstrip()[:1].isdigit():
-        assert line, "the follower ended"
+    while not _ROW.match(line := _line(out)):
+        pass
     return line
 
 
 def _follower(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*DOCKTAP, "show", "--follow", "--width", "100", *args],
+        bufsize=0,  # no buffer hides a line from select
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -454,7 +470,7 @@ def test_show_follow_prints_each_exchange_as_it_completes_until_the_recorder_is_
         _stop_proxy(proxy)
     out, err = follower.communicate(timeout=30)  # it ends with the capture
     assert (follower.returncode, err) == (0, b"")
-    assert not out.decode().lstrip()[:1].isdigit()  # at most the last row's detail: no row
+    assert not any(_ROW.match(line) for line in out.decode().splitlines())  # no row at the end
     assert len(load(capture).exchanges) == 2
 
 
@@ -466,7 +482,7 @@ def test_show_follow_ends_when_the_recorder_dies_and_on_ctrl_c(tmp_path: Path) -
     try:
         _ping(tmp_path)
         assert "GET /_ping" in _row(follower.stdout)
-        assert json.loads(interrupted.stdout.readline())["target"] == "/_ping"
+        assert json.loads(_line(interrupted.stdout))["target"] == "/_ping"
         interrupted.send_signal(signal.SIGINT)
         assert interrupted.wait(timeout=30) == 130
         recorder = int(Path(f"/proc/{proxy.pid}/task/{proxy.pid}/children").read_text())
@@ -491,6 +507,7 @@ def test_show_follow_reads_a_pipe_from_proxy_as_it_comes(tmp_path: Path) -> None
     assert proxy.stdout is not None and proxy.stderr is not None
     show = subprocess.Popen(
         [*DOCKTAP, "show", "--follow", "-", "--width", "100"],
+        bufsize=0,
         stdin=proxy.stdout,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -268,5 +268,5 @@ def test_live_rows_of_proxy_take_the_width_and_colour(tmp_path: Path) -> None:
             proxy.communicate(timeout=30)
         assert (ANSI in row) == (colour == "always")
         plain = re.sub(r"\x1b\[[0-9;]*m", "", row.rstrip("\n"))
-        assert " 502 " in plain and "GET /v1.41/co…" in plain  # shortened to fit, not wrapped
+        assert " 502 " in plain and re.search(r" GET /v1\.\S*… ", plain)  # shortened, not wrapped
         assert cell_len(plain) <= 60, plain
