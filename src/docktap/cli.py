@@ -1276,10 +1276,14 @@ class _Report:
 
         self.term = terminal(sys.stderr, colour, width)
 
-    def say(self, message: str, indent: str = "docktap: ", style: str = "") -> None:
+    def say(
+        self, message: str, indent: str = "docktap: ", style: str = "", whole: bool = False
+    ) -> None:
+        """`whole`: a command line to copy, never broken (a terminal wraps it, if need be)."""
         from docktap.render.text import wrap
 
-        lines = wrap(message, self.term.width, indent, " " * (len(indent) + 2))
+        hanging = " " * (len(indent) + 2)
+        lines = [indent + message] if whole else wrap(message, self.term.width, indent, hanging)
         if not self.term.colour or not style:
             click.echo("\n".join(lines), err=True)
             return
@@ -1333,6 +1337,7 @@ def _replay_report(
                 f"(`docktap show {shlex.quote(path)} --exchange {closest.number}` shows "
                 f"{store.label(closest)} as recorded)",
                 "  ",
+                whole=True,
             )
     unused = store.unused() if report_unused else []
     if unused:
