@@ -456,7 +456,7 @@ def _follower(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
 def test_show_follow_prints_each_exchange_as_it_completes_until_the_recorder_is_done(
     tmp_path: Path,
 ) -> None:
-    proxy, capture = _proxy_recording(tmp_path, "-q")
+    proxy, capture = _proxy_recording(tmp_path)
     follower = _follower(str(capture), cwd=tmp_path)
     assert follower.stdout is not None
     try:
@@ -475,7 +475,7 @@ def test_show_follow_prints_each_exchange_as_it_completes_until_the_recorder_is_
 
 
 def test_show_follow_ends_when_the_recorder_dies_and_on_ctrl_c(tmp_path: Path) -> None:
-    proxy, capture = _proxy_recording(tmp_path, "-q")
+    proxy, capture = _proxy_recording(tmp_path)
     follower = _follower(str(capture), cwd=tmp_path)
     interrupted = _follower(str(capture), "--json", cwd=tmp_path)
     assert follower.stdout is not None and interrupted.stdout is not None
