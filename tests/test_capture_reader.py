@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from capture_schema import validate_capture
 
 import docktap
 from docktap.capture import reader
-from docktap.capture.format import Record, RecordEncoder, dumps
+from docktap.capture.format import HELD_BODY_LIMIT, Record, RecordEncoder, dumps
 from docktap.capture.reader import Capture, CaptureError, CaptureWarning, decode, load, loads
 from docktap.capture.writer import CaptureWriter
 from docktap.events import (
@@ -32,6 +34,9 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
+from docktap.replay.match import Request
+from docktap.replay.script import scripts
+from docktap.replay.store import Play, build_store, recorded_request
 from docktap.routes import Identity, Subject
 
 WALL = 1_800_000_000.0
@@ -713,9 +718,48 @@ def test_large_payloads_the_daemon_sent_can_be_left_in_the_file(name: str) -> No
             else:
                 assert part.data == b"" and part.left.path == str(path)
                 assert reader.read_left(part.left, handle) == kept.data
-    # What clients sent is kept whole: requests are compared with it.
+    # What clients sent is kept whole (these bodies are short): requests are compared with it.
     assert [ex.request_body for ex in leaving] == [ex.request_body for ex in whole]
     assert [r for r in leaving.records if "text" in r or "b64" in r] != []
+
+
+def test_a_request_body_is_held_only_as_far_as_the_replay_compares_it(tmp_path: Path) -> None:
+    """Past HELD_BODY_LIMIT a request's body is compared by its digest, so the loader leaves
+    the rest in the file: a recorded upload (`docker load`) costs it that much, not its size.
+    The replay then finds the recording by the digest of the same bytes sent again."""
+    piece = bytes(range(256)) * 1024  # 256 KiB, binary: written as base64
+    count = 64  # 16 MiB
+    events: list[Event | tuple[str, int, float]] = [
+        ("open", 1, 0),
+        req(1, 1, "POST", "/v1.41/images/load?quiet=1", 0.1),
+        *(BodyData(1, at(0.2), 1, CLIENT, piece) for _ in range(count)),
+        MessageEnd(1, at(0.3), 1, CLIENT),
+        resp(1, 1, 200, 0.4),
+        MessageEnd(1, at(0.5), 1, DAEMON),
+    ]
+    path = write_capture(tmp_path / "load.jsonl", events, max_body=0)
+    tracemalloc.start()
+    try:
+        loaded = load(path, leave_over=1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Held whole, loading it took about 38 MiB.
+    assert peak < 8 * HELD_BODY_LIMIT, f"loading held {peak >> 20} MiB of a 16 MiB upload"
+    [leaving], [whole] = loaded.exchanges, load(path).exchanges
+    assert leaving.request_body_size == whole.request_body_size == count * len(piece)
+    assert leaving.request_sha256 == whole.request_sha256
+    assert bytes(leaving.request_body) == bytes(whole.request_body)[:HELD_BODY_LIMIT]
+    sent = [p for p in leaving.parts if isinstance(p, reader.BodyChunk) and p.direction is CLIENT]
+    assert [p.left is None for p in sent] == [True] * 4 + [False] * (count - 4)
+    with open(path, "rb") as handle:
+        again = b"".join(reader.read_left(p.left, handle) if p.left else p.data for p in sent)
+    assert again == bytes(whole.request_body)
+    recorded = recorded_request(leaving)
+    assert recorded.body is None and recorded.sha256 == hashlib.sha256(again).hexdigest()
+    store = build_store(scripts(loaded, "load"))
+    incoming = Request("POST", "/v1.41/images/load?quiet=1", None, recorded.sha256)
+    assert isinstance(store.match(incoming), Play)
 
 
 def test_a_capture_left_in_the_file_warns_of_a_cut_last_line(run_capture: Path) -> None:

@@ -28,7 +28,14 @@ import orjson
 
 from docktap import routes
 from docktap.capture.errors import CaptureError as CaptureError
-from docktap.capture.format import FORMAT, READABLE, Kind, Record, decode_payload
+from docktap.capture.format import (
+    FORMAT,
+    HELD_BODY_LIMIT,
+    READABLE,
+    Kind,
+    Record,
+    decode_payload,
+)
 from docktap.events import Direction
 from docktap.routes import Identity
 
@@ -996,7 +1003,9 @@ def load(path: str | PurePath, leave_over: int | None = None) -> Capture:
     With `leave_over`, the payloads of more than that many bytes that the daemon sent are left
     in the file (their parts say where, and `read_left` reads them), and the file is read a
     line at a time: what the capture costs in memory does not grow with its answers' bodies.
-    What clients sent is kept whole, to be compared with what clients send.
+    What clients sent is kept to be compared with what clients send, up to HELD_BODY_LIMIT
+    bytes of each request's body: past that a body is compared by its digest (as the replay
+    reads a request's), so the rest of it is left in the file too.
     """
     name = str(path)
     if leave_over is None:
@@ -1004,20 +1013,22 @@ def load(path: str | PurePath, leave_over: int | None = None) -> Capture:
             data = handle.read()
         return loads(data, name)
     left: dict[int, Left] = {}
+    sent: dict[tuple[Any, Any], int] = {}  # bytes of each request's body so far
 
     def leaves(record: Any) -> bool:
-        return (
-            isinstance(record, dict)
-            and record.get("type") in _LEAVABLE
-            and record.get("dir") == Direction.DAEMON.value
-            and record.get("size", 0) > leave_over
-        )
+        if not isinstance(record, dict) or record.get("type") not in _LEAVABLE:
+            return False
+        if record.get("dir") == Direction.DAEMON.value:
+            return bool(record.get("size", 0) > leave_over)
+        if record.get("type") != Kind.BODY or record.get("dir") != Direction.CLIENT.value:
+            return False
+        key = (record.get("conn"), record.get("seq"))
+        sent[key] = sent.get(key, 0) + record.get("size", 0)
+        return sent[key] > HELD_BODY_LIMIT
 
     def parse(line: bytes, index: int, offset: int) -> Any:
-        # A line no longer than the limit holds no payload over it: most lines end here.
-        if len(line) <= leave_over:
-            return orjson.loads(line)
-        light = _without_payload(line)
+        # A line no longer than the limit holds no payload over it: most lines are read so.
+        light = _without_payload(line) if len(line) > leave_over else None
         record = orjson.loads(line if light is None else light)
         if not leaves(record):
             return record if light is None else orjson.loads(line)
