@@ -35,8 +35,10 @@ if TYPE_CHECKING:
 
     from docktap.capture.format import Record
     from docktap.capture.reader import Capture, Exchange, Incident
+    from docktap.console import Terminal
     from docktap.policy.guard import Guard
     from docktap.recording.session import RecordSession
+    from docktap.render.timeline import TimelineOptions
     from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
     from docktap.upstream import Endpoint, TLSOptions
@@ -774,7 +776,6 @@ def show(
     of `run`), and showing ends with the capture: when its recorder is done, or at the end
     of a pipe (`docktap proxy -o - | docktap show -f -`). Ctrl-C ends it with status 130.
     """
-    import json
 
     from docktap.filters import Filter
 
@@ -798,13 +799,20 @@ def show(
         if as_json:
             for ex in loaded.exchanges:
                 if select is None or select(ex):
-                    click.echo(json.dumps({"version": JSON_VERSION, **ex.summary()}))
+                    click.echo(_json_line(ex))
             return
         _print_timeline(
             loaded, colour, width, bodies, note, max_lines, select, headers, select_incidents
         )
     except BrokenPipeError:
         _reader_gone()
+
+
+def _json_line(ex: Exchange) -> str:
+    """An exchange as `show --json` prints it, on one line."""
+    import json
+
+    return json.dumps({"version": JSON_VERSION, **ex.summary()})
 
 
 def _reader_gone() -> None:
@@ -836,19 +844,32 @@ def _live_rows(
 ) -> _Rows:
     from docktap.console import terminal
     from docktap.render.live import LiveView
-    from docktap.render.timeline import TimelineOptions
 
     term = terminal(sys.stdout, colour, width)
-    options = TimelineOptions(
+    options = _timeline_options(term, bodies, headers, note, max_lines, header=False)
+    return LiveView(term.console(), options, select=select)
+
+
+def _timeline_options(
+    term: Terminal,
+    bodies: bool,
+    headers: bool,
+    note: Callable[[str], str | None] | None,
+    max_lines: int,
+    header: bool = True,
+) -> TimelineOptions:
+    """What `show`'s options ask of the timeline, on this terminal; its live rows too."""
+    from docktap.render.timeline import TimelineOptions
+
+    return TimelineOptions(
         width=term.width,
         styled=term.colour,
         bodies=bodies,
         headers=headers,
         explain=note,
         max_lines=max_lines,
-        header=False,
+        header=header,
     )
-    return LiveView(term.console(), options, select=select)
 
 
 class _JsonRows:
@@ -869,12 +890,10 @@ class _JsonRows:
         self._print(self.assembler.open_exchanges())
 
     def _print(self, exchanges: list[Exchange]) -> None:
-        import json
-
         try:
             for ex in exchanges:
                 if self.select is None or self.select(ex):
-                    click.echo(json.dumps({"version": JSON_VERSION, **ex.summary()}))
+                    click.echo(_json_line(ex))
         except BrokenPipeError:
             self.failed = "the reader went away"
 
@@ -918,14 +937,7 @@ def _print_timeline(
     from docktap.render import timeline
 
     term = terminal(sys.stdout, colour, width)
-    options = timeline.TimelineOptions(
-        width=term.width,
-        styled=term.colour,
-        bodies=bodies,
-        headers=headers,
-        explain=note,
-        max_lines=max_lines,
-    )
+    options = _timeline_options(term, bodies, headers, note, max_lines)
     print_lines(term.console(), timeline.render(loaded, options, select, select_incidents))
 
 
