@@ -283,15 +283,24 @@ def _proc_status(pid: int) -> dict[str, float]:
 
 # -- the relay without recording: a child process running only docktap.relay.Relay -------------
 
-# Run with `python -c RELAY_CHILD UPSTREAM LISTEN`: it imports nothing but the relay, so that its
-# memory compares with the recording relay's. Serves until SIGTERM or SIGINT, like the proxy.
+# Run with `python -c RELAY_CHILD UPSTREAM LISTEN [POLICY]`: it imports nothing but the relay
+# (and, given a policy file, the guard enforcing it), so that its memory compares with the
+# recording relay's. Serves until SIGTERM or SIGINT, like the proxy.
 RELAY_CHILD = """
 import asyncio, signal, sys
 from docktap.relay import Relay
 from docktap.upstream import Endpoint
 
-async def serve(upstream, listen):
-    relay = Relay(Endpoint(path=upstream), tap=None)
+def guard(policy):
+    if policy is None:
+        return None
+    from pathlib import Path
+    from docktap.policy.guard import Guard
+    from docktap.policy.model import loads
+    return Guard(loads(Path(policy).read_text()))
+
+async def serve(upstream, listen, policy):
+    relay = Relay(Endpoint(path=upstream), tap=None, guard=guard(policy))
     await relay.listen(Endpoint(path=listen))
     print("relay child: listening on " + listen, file=sys.stderr, flush=True)
     stop = asyncio.Event()
@@ -301,7 +310,7 @@ async def serve(upstream, listen):
     await stop.wait()
     await relay.close(grace=1.0)
 
-asyncio.run(serve(sys.argv[1], sys.argv[2]))
+asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))
 """
 
 
@@ -326,31 +335,6 @@ async def serve(upstream, listen, capture):
 asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3]))
 """
 
-
-# Run with `python -c POLICY_CHILD UPSTREAM LISTEN POLICY`: the relay with a guard enforcing
-# the policy file, no recording.
-POLICY_CHILD = """
-import asyncio, signal, sys
-from pathlib import Path
-from docktap.policy.guard import Guard
-from docktap.policy.model import loads
-from docktap.relay import Relay
-from docktap.upstream import Endpoint
-
-async def serve(upstream, listen, policy):
-    guard = Guard(loads(Path(policy).read_text()))
-    relay = Relay(Endpoint(path=upstream), tap=None, guard=guard)
-    await relay.listen(Endpoint(path=listen))
-    print("policy relay child: listening on " + listen, file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await relay.close(grace=1.0)
-
-asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3]))
-"""
 
 # What the scenarios do, as a policy for any client: the guard decides each request.
 BENCH_POLICY = """docktap-policy: 1
@@ -551,7 +535,7 @@ class HopFactory:
         if path == "docktap+policy":
             policy = self.workdir / "policy.yaml"
             policy.write_text(BENCH_POLICY)
-            argv = [sys.executable, "-c", POLICY_CHILD, upstream, sock, str(policy)]
+            argv = [sys.executable, "-c", RELAY_CHILD, upstream, sock, str(policy)]
             child = Child("docktap policy relay child", argv, "listening on", self.cleanup)
             return Hop.started(path, sock, child)
         capture = self.workdir / f"hop{self.count}.jsonl"
