@@ -450,9 +450,11 @@ class Hop:
     def settle(self) -> dict[str, float]:
         """For a recording hop, once the clients are done: wait until the recorder has caught
         up, and give its CPU time per exchange recorded so far."""
-        if self.recorder is None or self.recorder[1] is None or self.capture is None:
+        if self.recorder is None or self.capture is None:
             return {}
         pid, start = self.recorder
+        if start is None:
+            return {}
         deadline = time.monotonic() + STOP_TIMEOUT
         last = _cpu_seconds(pid)
         still_since = time.monotonic()
