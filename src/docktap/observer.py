@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,10 +32,11 @@ from docktap import routes
 from docktap.bodyframing import (
     BodyReader,
     CloseDelimitedBody,
+    Framing,
     FramingError,
     keeps_alive,
-    request_body,
-    response_body,
+    request_framing,
+    response_framing,
 )
 from docktap.events import (
     BodyData,
@@ -311,15 +313,44 @@ def _for_h11(head: bytes) -> _GoHead:
     return out
 
 
-@dataclass(frozen=True)
+class HeadError(ValueError):
+    """A head h11 refuses; the message says why, without quoting the bytes."""
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedHead:
-    """A request head as dockerd reads it: what was sent, and the fields that frame its body."""
+    """A request head as dockerd reads it, and all that its bytes alone decide.
+
+    The observer and the gate read every request head through `read_request_head`, and clients
+    send the same heads again and again: what is kept here is frozen, so that a head read once
+    stands for every copy of its bytes.
+    """
 
     method: str
     target: str  # as sent, bytes outside ASCII included (latin-1)
     http_version: bytes  # b"1.1", b"1.0"
+    version: str  # the same, decoded
     headers: Headers  # every field as sent, in order
     fields: tuple[tuple[bytes, bytes], ...]  # as body framing takes them, names lower-cased
+    identity: routes.Identity
+    framing: Framing
+    keep_alive: bool  # the connection may carry another exchange after this one
+    upgrade: bool  # the request offers to switch protocols
+
+
+@dataclass(frozen=True, slots=True)
+class _ResponseReading:
+    """What a response head's bytes, and the method of the request it answers, decide."""
+
+    status: int
+    reason: str
+    version: str
+    headers: Headers
+    informational: bool  # a 1xx head, 101 included
+    content_type: str | None
+    hijack: str | None  # the protocol the connection switches to after this head, if it does
+    framing: Framing | None  # how its body is framed; None for a 1xx head, or a hijack
+    closes: bool  # the connection carries nothing after this response
 
 
 def head_end(data: bytes | bytearray, start: int = 0) -> int | None:
@@ -328,30 +359,109 @@ def head_end(data: bytes | bytearray, start: int = 0) -> int | None:
     return None if match is None else match.end()
 
 
+# Clients repeat their heads byte for byte (pings, polls, the CLI's requests), and dockerd its
+# answers' heads (but for the Date, once a second): a small head is read once, and the last
+# distinct ones are kept. Bigger heads (registry credentials, build arguments) are read anew.
+_CACHED_HEAD = 4096
+_CACHED_HEADS = 256
+
+
 def read_request_head(head: bytes) -> ParsedHead:
     """A whole request head, parsed as the observer parses it (as Go's net/http does);
-    ValueError, without the bytes quoted, for one dockerd would not read either."""
+    HeadError, without the bytes quoted, for one dockerd would not read either."""
+    if len(head) <= _CACHED_HEAD:
+        return _cached_request_head(head)
+    return _request_head(head)
+
+
+def _request_head(head: bytes) -> ParsedHead:
     go = _for_h11(head)
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
     try:
         parser.receive_data(go.head)
         event = parser.next_event()
     except h11.RemoteProtocolError as exc:
-        raise ValueError(_without_bytes(str(exc))) from exc
+        raise HeadError(_without_bytes(str(exc))) from exc
     if not isinstance(event, h11.Request):
-        raise ValueError("not a whole request head")
+        raise HeadError("not a whole request head")
     raw = event.headers.raw_items()
-    fields = list(raw)
+    fields = tuple(_lowered(raw))
     for index, hidden in go.hidden:
-        fields.insert(index, hidden)
-    target = go.target if go.target is not None else event.target
+        raw.insert(index, hidden)  # after `fields`: h11 was not shown them
+    method = event.method.decode("latin-1")
+    target = (go.target if go.target is not None else event.target).decode("latin-1")
+    version = event.http_version
     return ParsedHead(
-        event.method.decode("latin-1"),
-        target.decode("latin-1"),
-        event.http_version,
-        _decode_headers(fields),
-        tuple(_lowered(raw)),
+        method,
+        target,
+        version,
+        version.decode("latin-1"),
+        _decode_headers(raw),
+        fields,
+        routes.identify(method, target),
+        request_framing(version, fields),
+        keeps_alive(version, fields),
+        any(name == b"upgrade" for name, _ in fields),
     )
+
+
+_cached_request_head = lru_cache(maxsize=_CACHED_HEADS)(_request_head)
+
+
+def _response_head(parser: h11.Connection, method: str, head: bytes) -> _ResponseReading:
+    """A whole response head read by `parser`, which has been shown the request before it."""
+    try:
+        parser.receive_data(head)
+        event = parser.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise HeadError(_without_bytes(str(exc))) from exc
+    if not isinstance(event, _RESPONSE_HEADS):
+        raise RuntimeError(f"h11 made {event!r} of a whole response head")
+    raw = event.headers.raw_items()
+    fields = _lowered(raw)
+    status, version = event.status_code, event.http_version
+    informational = isinstance(event, h11.InformationalResponse)
+    content_type = _header(fields, b"content-type")
+    hijack = None
+    framing: Framing | None = None
+    closes = False
+    if status == 101:
+        hijack = (_header(fields, b"upgrade") or "tcp").lower()
+    elif (
+        200 <= status < 300
+        and content_type in (_RAW_STREAM, _MULTIPLEXED)
+        and not any(name in _FRAMING for name, _ in fields)
+    ):
+        # Docker's hijack without Upgrade: a 200 with no length, then raw bytes.
+        hijack = "raw-stream"
+    elif not informational:
+        framing = response_framing(method.encode("latin-1"), status, version, fields)
+        closes = framing is CloseDelimitedBody or not keeps_alive(version, fields)
+    return _ResponseReading(
+        status,
+        event.reason.decode("latin-1"),
+        version.decode("latin-1"),
+        _decode_headers(raw),
+        informational,
+        content_type,
+        hijack,
+        framing,
+        closes,
+    )
+
+
+def _fresh_response_head(method: str, head: bytes) -> _ResponseReading:
+    return _response_head(_response_parser(), method, head)
+
+
+_cached_response_head = lru_cache(maxsize=_CACHED_HEADS)(_fresh_response_head)
+
+
+def _first_response_head(method: str, head: bytes) -> _ResponseReading:
+    """The first head of the answer to a `method` request, read by a fresh parser."""
+    if len(head) <= _CACHED_HEAD:
+        return _cached_response_head(method, head)
+    return _fresh_response_head(method, head)
 
 
 # h11 quotes the line it refuses ("illegal request line: bytearray(b'...')"). A ProtocolError
@@ -603,30 +713,41 @@ class ConnectionObserver:
         """Parse the head that ends at pending[end] with h11, then act on it."""
         side = self._side(direction)
         head = bytes(side.pending[:end])
-        go = _for_h11(head) if direction is _CLIENT else _GoHead(head)
         try:
             if direction is _CLIENT:
-                parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+                request = read_request_head(head)
             else:
-                parser = self._responses if self._responses is not None else _response_parser()
-            parser.receive_data(go.head)
-            event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
+                response = self._read_response_head(head)
+        except HeadError as exc:
             self._responses = None
-            self._break(direction, _without_bytes(str(exc)))
+            self._break(direction, str(exc))
             return
         del side.pending[:end]
         side.scan = 0
         if direction is _CLIENT:
-            if not isinstance(event, h11.Request):
-                raise RuntimeError(f"h11 made {event!r} of a whole request head")
-            self._request(event, go)
+            self._request(request)
         else:
-            if not isinstance(event, _RESPONSE_HEADS):
-                raise RuntimeError(f"h11 made {event!r} of a whole response head")
-            final = isinstance(event, h11.Response)
-            self._responses = None if final or event.status_code == 101 else parser
-            self._response(event)
+            self._response(response)
+
+    def _read_response_head(self, head: bytes) -> _ResponseReading:
+        """The response head, read as the next head of its exchange.
+
+        The first head is read by a fresh parser, as every copy of its bytes would be; the heads
+        after a 1xx (but 101) by the parser that read the 1xx.
+        """
+        method = self._require_ex().method
+        parser = self._responses
+        if parser is None:
+            reading = _first_response_head(method, head)
+            if reading.informational and reading.hijack is None:
+                parser = _response_parser()
+                _response_head(parser, method, head)
+        else:
+            reading = _response_head(parser, method, head)
+        if not reading.informational or reading.hijack is not None:
+            parser = None
+        self._responses = parser
+        return reading
 
     # -- bodies -------------------------------------------------------------------------
 
@@ -708,87 +829,59 @@ class ConnectionObserver:
 
     # -- the client's side ----------------------------------------------------------------
 
-    def _request(self, event: h11.Request, go: _GoHead) -> None:
+    def _request(self, head: ParsedHead) -> None:
         self._seq += 1
-        target = (go.target if go.target is not None else event.target).decode("latin-1")
-        method = event.method.decode("latin-1")
-        identity = routes.identify(method, target)
+        identity = head.identity
         op = identity.operation
-        raw = event.headers.raw_items()
-        lowered = _lowered(raw)
         ex = _Exchange(
             self._seq,
-            method,
-            target,
+            head.method,
+            head.target,
             op,
             identity.api_version,
             identity.subject,
-            keeps_alive(event.http_version, lowered),
+            head.keep_alive,
         )
         if op in _LEARN_OPS:
             ex.request_body = bytearray()
         self._ex = ex
-        for index, hidden in go.hidden:
-            raw.insert(index, hidden)  # after `lowered`: h11 was not shown them
         self._emit(
             RequestHead(
-                self.conn,
-                self._t,
-                ex.seq,
-                method,
-                target,
-                event.http_version.decode("latin-1"),
-                _decode_headers(raw),
+                self.conn, self._t, ex.seq, head.method, head.target, head.version, head.headers
             )
         )
-        self._start_body(_CLIENT, request_body(event.http_version, lowered))
+        self._start_body(_CLIENT, head.framing())
 
     # -- the daemon's side ----------------------------------------------------------------
 
-    def _response(self, event: h11.InformationalResponse | h11.Response) -> None:
+    def _response(self, head: _ResponseReading) -> None:
         ex = self._require_ex()
-        raw = event.headers.raw_items()
-        lowered = _lowered(raw)
-        headers = _decode_headers(raw)
-        informational = isinstance(event, h11.InformationalResponse)
         ex.response_started = True
         self._emit(
             ResponseHead(
                 self.conn,
                 self._t,
                 ex.seq,
-                event.status_code,
-                event.reason.decode("latin-1"),
-                event.http_version.decode("latin-1"),
-                headers,
-                informational,
+                head.status,
+                head.reason,
+                head.version,
+                head.headers,
+                head.informational,
             )
         )
-        ex.content_type = _header(lowered, b"content-type")
-        if event.status_code == 101:
-            self._hijack(ex, (_header(lowered, b"upgrade") or "tcp").lower())
+        ex.content_type = head.content_type
+        if head.hijack is not None:
+            self._hijack(ex, head.hijack)
             return
-        if informational:
-            return
-        framed = any(k in _FRAMING for k, _ in lowered)
-        if (
-            200 <= event.status_code < 300
-            and not framed
-            and ex.content_type in (_RAW_STREAM, _MULTIPLEXED)
-        ):
-            # Docker's hijack without Upgrade: a 200 with no length, then raw bytes.
-            self._hijack(ex, "raw-stream")
-            return
+        if head.framing is None:
+            return  # a 1xx: the answer's head follows
         if ex.operation in _FRAMED_BODIES or ex.content_type == _MULTIPLEXED:
             ex.demux = _Demux(self._multiplexed(ex))
         if ex.operation in _LEARN_OPS:
             ex.response_body = bytearray()
-        reader = response_body(
-            ex.method.encode("latin-1"), event.status_code, event.http_version, lowered
-        )
-        if isinstance(reader, CloseDelimitedBody) or not keeps_alive(event.http_version, lowered):
+        if head.closes:
             ex.keep_alive = False
-        self._start_body(_DAEMON, reader)
+        self._start_body(_DAEMON, head.framing())
 
     def _frames(self, ex: _Exchange, data: bytes) -> None:
         if ex.demux is None:
