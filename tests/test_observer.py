@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import io
 import itertools
@@ -34,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from docktap import bodyframing, routes
+from docktap import observer as observer_module
 from docktap.events import (
     BodyData,
     Closed,
@@ -1443,3 +1445,113 @@ def test_a_single_head_keeps_its_own_limit_under_the_default_budget() -> None:
     big = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"a" * (MAX_HEAD_SIZE - 100) + b"\r\n\r\n"
     events = observer.feed(1, CLIENT, big, 1.0)
     assert [type(e) for e in events] == [RequestHead, MessageEnd]
+
+
+# -- a head read once stands for every copy of its bytes ----------------------------------
+
+
+@contextlib.contextmanager
+def _heads_read_anew() -> Iterator[None]:
+    """Every head parsed by h11 as if its bytes had never been seen."""
+    module = observer_module
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "_cached_request_head", module._request_head)
+        patch.setattr(module, "_cached_response_head", module._response_head)
+        yield
+
+
+def _head_hits() -> int:
+    return (
+        observer_module._cached_request_head.cache_info().hits
+        + observer_module._cached_response_head.cache_info().hits
+    )
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_heads_read_from_the_cache_give_the_events_of_heads_read_anew(name: str) -> None:
+    steps = steps_of(name)
+    with _heads_read_anew():
+        anew = run_observer(steps), run_observer(steps, bytewise)
+    run_observer(steps)  # now every small head of the script has been read once
+    hits = _head_hits()
+    assert (run_observer(steps), run_observer(steps, bytewise)) == anew
+    assert _head_hits() > hits
+
+
+def _heads_of(name: str) -> list[bytes]:
+    """The heads of a script, each as the bytes its events say were sent."""
+    heads = []
+    for event in recorded(name):
+        if isinstance(event, RequestHead):
+            line = f"{event.method} {event.target} HTTP/{event.http_version}"
+        elif isinstance(event, ResponseHead):
+            line = f"HTTP/{event.http_version} {event.status} {event.reason}"
+        else:
+            continue
+        fields = [f"{key}: {value}" for key, value in event.headers]
+        heads.append(_http(line, *fields))
+    return heads
+
+
+recorded_head = st.sampled_from(sorted({head for name in SCRIPTS for head in _heads_of(name)}))
+head_operation = st.tuples(st.just("data"), st.just(1), directions, recorded_head)
+
+
+@settings(max_examples=200 * FUZZ_SCALE, deadline=None)
+@given(st.lists(st.one_of(operation, http_operation, head_operation), max_size=20))
+def test_any_heads_read_from_the_cache_give_the_events_of_heads_read_anew(
+    operations: list[Operation],
+) -> None:
+    def bytewise_operations() -> list[Operation]:
+        return [
+            (op, conn, direction, bytes([byte]))
+            for op, conn, direction, data in operations
+            for byte in data
+        ]
+
+    with _heads_read_anew():
+        anew = check_feeds(operations)
+    check_feeds(operations)
+    assert check_feeds(operations) == anew
+    with _heads_read_anew():
+        anew = check_feeds(bytewise_operations())
+    assert check_feeds(bytewise_operations()) == anew
+
+
+def test_a_response_head_is_read_as_the_answer_to_its_request_s_method() -> None:
+    """The same bytes frame no body after a HEAD, and the body they announce after a GET."""
+    answer = _http("HTTP/1.1 200 OK", "Content-Length: 2")
+    obs = ConnectionObserver(1)
+    events = []
+    for method in ("HEAD", "GET", "HEAD"):
+        events += obs.feed(CLIENT, _http(f"{method} /_ping HTTP/1.1", "Host: x"), 0.0)
+        events += obs.feed(DAEMON, answer + (b"OK" if method == "GET" else b""), 0.0)
+    assert [e.data for e in events if isinstance(e, BodyData)] == [b"OK"]
+    assert not [e for e in events if isinstance(e, ProtocolError | Unparsed)]
+    assert sum(isinstance(e, MessageEnd) for e in events) == 6
+
+
+def test_a_1xx_read_from_the_cache_is_followed_by_its_answer() -> None:
+    request = _http("POST /x HTTP/1.1", "Host: x", "Expect: 100-continue", "Content-Length: 2")
+    answer = _http("HTTP/1.1 100 Continue") + _http("HTTP/1.1 200 OK", "Content-Length: 2")
+    obs = ConnectionObserver(1)
+    events = []
+    for _ in range(3):
+        events += obs.feed(CLIENT, request + b"{}", 0.0)
+        events += obs.feed(DAEMON, answer + b"OK", 0.0)
+    heads = [(e.seq, e.status) for e in events if isinstance(e, ResponseHead)]
+    assert heads == [(1, 100), (1, 200), (2, 100), (2, 200), (3, 100), (3, 200)]
+    assert [e.data for e in events if isinstance(e, BodyData)] == [b"{}", b"OK"] * 3
+
+
+def test_the_heads_kept_are_bounded() -> None:
+    cache, kept = observer_module._cached_request_head, observer_module._CACHED_HEADS
+    read = observer_module.read_request_head
+    for n in range(kept + 50):
+        read(_http(f"GET /v1.41/containers/{n}/json HTTP/1.1", "Host: x"))
+    assert cache.cache_info().currsize == cache.cache_info().maxsize == kept
+    big = _http("GET /_ping HTTP/1.1", "Host: x", "X-Big: " + "x" * observer_module._CACHED_HEAD)
+    misses = cache.cache_info().misses
+    for _ in range(2):
+        assert read(big).target == "/_ping"
+    assert cache.cache_info().misses == misses, "a big head is read anew, not kept"

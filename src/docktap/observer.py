@@ -212,9 +212,10 @@ _RESPONSE_HEADS = (h11.InformationalResponse, h11.Response)
 
 # h11 reads a response only once it has sent a request. This is the one it is shown: HEAD, so
 # that it takes no body to follow the response head (the observer reads bodies itself), and
-# offering an upgrade, so that it takes a 101 for what it is. A parser reads the heads of one
-# exchange (1xx heads, then the final one) and is dropped: a new one costs less than taking it
-# through the end of the message and a new cycle.
+# offering an upgrade, so that it takes a 101 for what it is. A parser reads one head and is
+# dropped: a new one costs less than taking it through the end of the message and a new cycle.
+# The heads after a 1xx are read by a fresh parser too: h11 reads them in the same state
+# (the server still owing the response), by the same rules.
 _STAND_IN_REQUEST = h11.Request(
     method=b"HEAD",
     target=b"/",
@@ -339,7 +340,7 @@ class ParsedHead:
 
 
 @dataclass(frozen=True, slots=True)
-class _ResponseReading:
+class ParsedResponseHead:
     """What a response head's bytes, and the method of the request it answers, decide."""
 
     status: int
@@ -408,8 +409,16 @@ def _request_head(head: bytes) -> ParsedHead:
 _cached_request_head = lru_cache(maxsize=_CACHED_HEADS)(_request_head)
 
 
-def _response_head(parser: h11.Connection, method: str, head: bytes) -> _ResponseReading:
-    """A whole response head read by `parser`, which has been shown the request before it."""
+def read_response_head(method: str, head: bytes) -> ParsedResponseHead:
+    """A whole response head, read as the answer to a `method` request; HeadError, without
+    the bytes quoted, for one h11 refuses."""
+    if len(head) <= _CACHED_HEAD:
+        return _cached_response_head(method, head)
+    return _response_head(method, head)
+
+
+def _response_head(method: str, head: bytes) -> ParsedResponseHead:
+    parser = _response_parser()
     try:
         parser.receive_data(head)
         event = parser.next_event()
@@ -437,7 +446,7 @@ def _response_head(parser: h11.Connection, method: str, head: bytes) -> _Respons
     elif not informational:
         framing = response_framing(method.encode("latin-1"), status, version, fields)
         closes = framing is CloseDelimitedBody or not keeps_alive(version, fields)
-    return _ResponseReading(
+    return ParsedResponseHead(
         status,
         event.reason.decode("latin-1"),
         version.decode("latin-1"),
@@ -450,18 +459,7 @@ def _response_head(parser: h11.Connection, method: str, head: bytes) -> _Respons
     )
 
 
-def _fresh_response_head(method: str, head: bytes) -> _ResponseReading:
-    return _response_head(_response_parser(), method, head)
-
-
-_cached_response_head = lru_cache(maxsize=_CACHED_HEADS)(_fresh_response_head)
-
-
-def _first_response_head(method: str, head: bytes) -> _ResponseReading:
-    """The first head of the answer to a `method` request, read by a fresh parser."""
-    if len(head) <= _CACHED_HEAD:
-        return _cached_response_head(method, head)
-    return _fresh_response_head(method, head)
+_cached_response_head = lru_cache(maxsize=_CACHED_HEADS)(_response_head)
 
 
 # h11 quotes the line it refuses ("illegal request line: bytearray(b'...')"). A ProtocolError
@@ -510,7 +508,6 @@ class ConnectionObserver:
         self._ex: _Exchange | None = None
         self._last = False  # the last exchange the connection can carry is over
         self._after_post = False  # the exchange before the next one was a POST
-        self._responses: h11.Connection | None = None  # ready to read the next response head
         # EOFs not reported yet because bytes sent before them are still to be parsed
         # (pipelined requests wait for the exchange before them): HalfClosed(d) must come
         # after every event made from d's bytes.
@@ -717,9 +714,8 @@ class ConnectionObserver:
             if direction is _CLIENT:
                 request = read_request_head(head)
             else:
-                response = self._read_response_head(head)
+                response = read_response_head(self._require_ex().method, head)
         except HeadError as exc:
-            self._responses = None
             self._break(direction, str(exc))
             return
         del side.pending[:end]
@@ -728,26 +724,6 @@ class ConnectionObserver:
             self._request(request)
         else:
             self._response(response)
-
-    def _read_response_head(self, head: bytes) -> _ResponseReading:
-        """The response head, read as the next head of its exchange.
-
-        The first head is read by a fresh parser, as every copy of its bytes would be; the heads
-        after a 1xx (but 101) by the parser that read the 1xx.
-        """
-        method = self._require_ex().method
-        parser = self._responses
-        if parser is None:
-            reading = _first_response_head(method, head)
-            if reading.informational and reading.hijack is None:
-                parser = _response_parser()
-                _response_head(parser, method, head)
-        else:
-            reading = _response_head(parser, method, head)
-        if not reading.informational or reading.hijack is not None:
-            parser = None
-        self._responses = parser
-        return reading
 
     # -- bodies -------------------------------------------------------------------------
 
@@ -854,7 +830,7 @@ class ConnectionObserver:
 
     # -- the daemon's side ----------------------------------------------------------------
 
-    def _response(self, head: _ResponseReading) -> None:
+    def _response(self, head: ParsedResponseHead) -> None:
         ex = self._require_ex()
         ex.response_started = True
         self._emit(

@@ -32,8 +32,6 @@ from docktap.bodyframing import (
     CloseDelimitedBody,
     Framing,
     FramingError,
-    keeps_alive,
-    request_framing,
     response_framing,
 )
 from docktap.observer import MAX_HEAD_SIZE, ParsedHead, head_end, read_request_head
@@ -51,44 +49,11 @@ MAX_BODY = 1 << 20
 #: Operations that hijack the connection once the daemon agrees.
 HIJACKING = frozenset({"ContainerAttach", "ContainerAttachWebsocket", "ExecStart"})
 _AFTER_POST_SKIP = 4  # Go's server discards up to this many CR/LF after a POST
-# Clients send the same heads again and again (pings, polls, the CLI's every create), and the
-# daemon answers them with the same heads (but for the Date, once a second): a small head is
-# read once. What is kept is a frozen value; the bound keeps the memory small.
+# The daemon answers with the same heads again and again (but for the Date, once a second): a
+# small response head is read once (request heads are kept by the observer's reading). What is
+# kept is a frozen value; the bound keeps the memory small.
 _CACHED_HEAD = 4096
 _MEMO_SIZE = 256
-
-
-@dataclass(frozen=True)
-class _Head:
-    """What the gate takes from a request head, all of it from the head's bytes alone."""
-
-    parsed: ParsedHead
-    operation: str | None
-    framing: Framing
-    keep: bool  # the connection may carry another request after it
-    hijack: bool
-    key: tuple[str, str]  # method and target: all a decision on the head alone depends on
-
-
-def _request_head(head: bytes) -> _Head:
-    parsed = read_request_head(head)
-    fields = parsed.fields
-    operation = routes.operation_name(parsed.method, parsed.target)
-    return _Head(
-        parsed,
-        operation,
-        request_framing(parsed.http_version, fields),
-        keeps_alive(parsed.http_version, fields),
-        operation in HIJACKING or any(name == b"upgrade" for name, _ in fields),
-        (parsed.method, parsed.target),
-    )
-
-
-_cached_request_head = lru_cache(maxsize=256)(_request_head)
-
-
-def _read_head(head: bytes) -> _Head:
-    return _cached_request_head(head) if len(head) <= _CACHED_HEAD else _request_head(head)
 
 
 @dataclass(frozen=True)
@@ -208,39 +173,38 @@ class Gate:
         head = bytes(buf[:end])
         del buf[:end]
         try:
-            facts = _read_head(head)
+            parsed = read_request_head(head)
         except ValueError as exc:
             self._refuse_unread(actions, f"a request docktap cannot parse ({exc})")
             return False
-        parsed = facts.parsed
         self._seq += 1
         self._after_post = parsed.method == "POST"
-        self._reader = reader = facts.framing()
-        if facts.operation in BODY_OPERATIONS and not reader.done:
-            self._pending = _Held(
-                head, parsed.method, parsed.target, parsed.headers, facts.keep, facts.hijack
-            )
+        operation = parsed.identity.operation
+        keep, hijack = parsed.keep_alive, operation in HIJACKING or parsed.upgrade
+        self._reader = reader = parsed.framing()
+        if operation in BODY_OPERATIONS and not reader.done:
+            self._pending = _Held(head, parsed.method, parsed.target, parsed.headers, keep, hijack)
             self._raw = bytearray(head)
             self._body = bytearray()
             self._state = "body"
             return True
-        decision = self._decide_head(facts)
-        self._settle(actions, head, decision, parsed.method, facts.keep, facts.hijack, reader.done)
+        decision = self._decide_head(parsed)
+        self._settle(actions, head, decision, parsed.method, keep, hijack, reader.done)
         return True
 
-    def _decide_head(self, facts: _Head) -> Decision:
+    def _decide_head(self, parsed: ParsedHead) -> Decision:
         """A request decided on its head alone: once per method and target while the same
         policy is in force, since nothing else of it enters the decision."""
         policy = self._policy()
         if policy is not self._memo_policy or len(self._memo) >= _MEMO_SIZE:
             self._memo_policy, self._memo = policy, {}
-        decision = self._memo.get(facts.key)
+        key = (parsed.method, parsed.target)
+        decision = self._memo.get(key)
         if decision is None:
-            parsed = facts.parsed
             request = Request(
                 parsed.method, parsed.target, parsed.headers, b"", True, self._uid, self._exe
             )
-            decision = self._memo[facts.key] = decide(policy, request)
+            decision = self._memo[key] = decide(policy, request)
         return decision
 
     def _read_body(self, actions: list[Action]) -> bool:
