@@ -2,6 +2,7 @@
 """The recorder's CPU per exchange, in-process: wire messages fed to the engine as the child does.
 
     python bench/recorder.py                      # ping and inspect, 20,000 exchanges each
+    python bench/recorder.py --heads distinct     # every head differs from the ones before
     python bench/recorder.py --profile inspect    # cProfile of the inspect run: top functions
     python bench/recorder.py --live rows          # with the live rows docktap proxy prints
 
@@ -17,6 +18,14 @@ best of --repeat runs.
 The daemon's answers are dockerd 20.10's, recorded (bench/dockerd-answers.json): a `GET
 /_ping` and a `GET /containers/{id}/json` of a created container (3 KB, chunked, redacted as
 every ContainerInspect answer is).
+
+Clients repeat their heads byte for byte, and so does dockerd but for the Date, and the
+observer reads a head once per distinct bytes: by default each scenario is run twice, with
+every exchange the same (`repeated`) and with every head different from the ones before
+(`distinct`: the inspect of a different id, or a ping with a different User-Agent, answered
+with a different Date), which is what a head the observer has not seen yet costs. The inspect's
+body stays the same: a body never seen before also costs its redaction (redact.py keeps the
+last ones masked).
 """
 
 from __future__ import annotations
@@ -27,9 +36,11 @@ import io
 import json
 import os
 import pstats
+import re
 import sys
 import tempfile
 import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -47,30 +58,44 @@ ANSWERS = json.loads((Path(__file__).parent / "dockerd-answers.json").read_text(
 _READ = 1 << 20  # what the child reads of its spool at a time
 
 
-def exchange(scenario: str) -> tuple[bytes, bytes]:
-    """The request and the daemon's answer of one exchange, as they cross the socket."""
+_DATE = re.compile(r"Date: [^\r]*")
+
+
+def exchange(scenario: str, n: int | None = None) -> tuple[bytes, bytes]:
+    """The request and the daemon's answer of one exchange, as they cross the socket: the same
+    for every exchange, or (`n`) heads of their own for the n-th."""
     if scenario == "ping":
-        request = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: docktap-bench\r\n\r\n"
-        return request, ANSWERS["ping_response"].encode("latin-1")
+        agent = "docktap-bench" if n is None else f"docktap-bench/{n}"
+        ping = f"GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: {agent}\r\n\r\n"
+        return ping.encode(), _dated(ANSWERS["ping_response"], n).encode("latin-1")
     inspect: dict[str, Any] = ANSWERS["inspect"]
+    ident = inspect["Id"] if n is None else f"{n:064x}"
+    # The body is the recorded one whatever the id: what is measured is the heads.
     body = json.dumps(inspect, separators=(",", ":")).encode() + b"\n"
     request = (
-        f"GET /v1.41/containers/{inspect['Id']}/json HTTP/1.1\r\n"
+        f"GET /v1.41/containers/{ident}/json HTTP/1.1\r\n"
         "Host: docker\r\nUser-Agent: docktap-bench\r\n\r\n"
     ).encode()
-    answer = (
-        ANSWERS["inspect_head"].encode("latin-1") + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
-    )
+    head = _dated(ANSWERS["inspect_head"], n).encode("latin-1")
+    answer = head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
     return request, answer
 
 
-def wire(scenario: str, count: int) -> bytes:
+def _dated(head: str, n: int | None) -> str:
+    """A recorded answer's head, with the Date of a second of its own for the n-th."""
+    if n is None:
+        return head
+    return _DATE.sub(formatdate(1.7e9 + n, usegmt=True).join(("Date: ", "")), head, count=1)
+
+
+def wire(scenario: str, count: int, distinct: bool = False) -> bytes:
     """The wire messages of `count` exchanges on one connection, opened and closed."""
-    request, answer = exchange(scenario)
+    same = exchange(scenario)
     batch = Batch()
     t = 1000.0
     batch.add(Kind.OPEN, 1, t)
-    for _ in range(count):
+    for n in range(count):
+        request, answer = exchange(scenario, n) if distinct else same
         t += 0.0001
         batch.add(Kind.DATA_CLIENT, 1, t, request)
         t += 0.0001
@@ -113,13 +138,16 @@ def main() -> int:
     parser.add_argument("--exchanges", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario (best kept)")
     parser.add_argument("--live", choices=("off", "rows"), default="off")
+    parser.add_argument("--heads", choices=("repeated", "distinct", "both"), default="both")
     parser.add_argument("--profile", action="store_true", help="cProfile one run, top 25")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         capture = os.path.join(tmp, "capture.jsonl")
-        for scenario in args.scenarios:
-            data = wire(scenario, args.exchanges)
+        variants = ("repeated", "distinct") if args.heads == "both" else (args.heads,)
+        for scenario, heads in ((s, h) for s in args.scenarios for h in variants):
+            data = wire(scenario, args.exchanges, heads == "distinct")
             if args.profile:
+                print(f"-- {scenario}, {heads} heads")
                 profile = cProfile.Profile()
                 profile.enable()
                 run(data, args.live, capture)
@@ -130,7 +158,7 @@ def main() -> int:
             best = min(run(data, args.live, capture) for _ in range(args.repeat))
             size = os.path.getsize(capture)
             print(
-                f"{scenario:8} {best / args.exchanges * 1e6:7.1f} us/exchange "
+                f"{scenario:8} {heads:8} heads {best / args.exchanges * 1e6:7.1f} us/exchange "
                 f"({args.exchanges} exchanges, live {args.live}, capture {size / 1e6:.1f} MB)"
             )
     return 0
