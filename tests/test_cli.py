@@ -535,14 +535,17 @@ def test_run_quiet_imports_no_renderer_reader_nor_request_model(tmp_path: Path) 
 
 
 # Runs `docktap` after `subprocess.Popen` is made to write down, as the first command starts,
-# which of the modules named in argv[2] the process has loaded by then.
+# which of the modules named in argv[2] the process has loaded by then, and how many children
+# it has already.
 _LOADED_AT_POPEN = """
-import runpy, subprocess, sys
+import os, runpy, subprocess, sys
 out, watched, start = sys.argv.pop(1), sys.argv.pop(1).split(","), subprocess.Popen.__init__
 
 def starting(self, *args, **kwargs):
+    with open(f"/proc/self/task/{os.getpid()}/children") as children:
+        born = len(children.read().split())
     with open(out, "a") as listed:
-        listed.write(" ".join(m for m in watched if m in sys.modules) + "\\n")
+        listed.write(" ".join(m for m in watched if m in sys.modules) + f" children={born}\\n")
     start(self, *args, **kwargs)
 
 subprocess.Popen.__init__ = starting
@@ -551,19 +554,32 @@ runpy.run_module("docktap", run_name="__main__", alter_sys=True)
 """
 
 
-def test_run_starts_the_command_before_it_imports_asyncio_and_the_relay(tmp_path: Path) -> None:
+def test_run_forks_the_recorder_and_starts_the_command_before_it_imports_asyncio(
+    tmp_path: Path,
+) -> None:
     listed = tmp_path / "loaded.txt"
-    watched = "click,docktap.binding,asyncio,docktap.relay,docktap.recording.session"
+    watched = [
+        "click",
+        "docktap.binding",
+        "docktap.recording.launch",
+        "asyncio",
+        "ssl",
+        "docktap.relay",
+        "docktap.recording.link",
+        "docktap.listening",
+        *RECORDER_ONLY,
+    ]
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
     run = ["run", "-q", "-o", str(tmp_path / "cap.jsonl"), "--", "true"]
     done = subprocess.run(
-        [*DOCKTAP[:1], "-c", _LOADED_AT_POPEN, str(listed), watched, *run],
+        [*DOCKTAP[:1], "-c", _LOADED_AT_POPEN, str(listed), ",".join(watched), *run],
         capture_output=True,
         env=env,
         cwd=tmp_path,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr.decode()
-    # The first Popen is the command's (the recorder is a fork): by then the socket is bound,
-    # and neither asyncio nor the relay is loaded.
-    assert listed.read_text().splitlines()[0] == "click docktap.binding"
+    # The first Popen is the command's (the recorder is a fork, running already): by then the
+    # socket is bound, and neither asyncio nor the relay is loaded, nor the recorder's engine.
+    first = listed.read_text().splitlines()[0]
+    assert first == "click docktap.binding docktap.recording.launch children=1"

@@ -44,6 +44,7 @@ with os.fdopen(read) as records:
     report = {
         "header": header["type"],
         "capture": capture,
+        "spool": child.spool,
         "fds": fds,
         "stdout": os.readlink(f"/proc/{child.pid}/fd/1"),
         "own_session": os.getsid(child.pid) == child.pid,
@@ -68,8 +69,10 @@ def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str)
     # A fork only where it is safe and watched: else (a second thread, no pidfds), a fresh
     # interpreter.
     assert (report["argv"] == ["-m", "docktap.recording.child"]) == (how != "fork")
-    # Stdin (the pipe), stdout, stderr and the capture: the stray descriptor stayed behind.
-    assert report["fds"] == [0, 1, 2, report["capture"]]
+    # Stdin (the pipe), stdout, stderr, the capture and the spool start opened for it: the
+    # stray descriptor stayed behind.
+    assert report["spool"] is not None
+    assert report["fds"] == sorted([0, 1, 2, report["capture"], report["spool"]])
     assert report["stdout"] == os.devnull  # stdout is the command's, not the recorder's
     assert report["own_session"]
     assert report["running"] is None  # not exited yet: no status within no time

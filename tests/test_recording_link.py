@@ -21,8 +21,8 @@ import pytest
 from tapping import checked_capture
 
 from docktap.events import Direction
-from docktap.recording import spool
-from docktap.recording.link import Policy, RecorderLink, State, spawn_recorder
+from docktap.recording import launch, spool
+from docktap.recording.link import Policy, RecorderLink, State
 from docktap.recording.wire import RecordingConfig
 from docktap.tap import PeerCredentials
 
@@ -49,7 +49,7 @@ def _start(tmp_path: Path) -> RecorderLink:
         fd, 1 << 20, "unix:///nowhere", None, 1_700_000_000.0, 0.0, "off", redact=False
     )
     try:
-        return spawn_recorder(config, str(tmp_path))
+        return RecorderLink(launch.start(config, str(tmp_path)))
     finally:
         os.close(fd)
 

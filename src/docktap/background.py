@@ -3,16 +3,21 @@
 `record(...)` and `replay(...)` are async context managers at heart. A synchronous caller (the
 pytest plugin, a script) enters them with a plain `with`: the session then runs on an event
 loop in a daemon thread, entered and exited there, and `with` returns once it is serving.
+
+asyncio is imported only once a loop is started: a session is built (and `docktap run` forks
+its recorder) before asyncio is loaded, see recording/session.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Coroutine
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,10 +33,14 @@ class Background(Generic[T]):
         self._thread: threading.Thread | None = None
 
     def _run(self, coroutine: Coroutine[Any, Any, R]) -> R:
+        import asyncio
+
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def enter(self) -> T:
+        import asyncio
+
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=self._name, daemon=True)
         self._thread.start()

@@ -373,36 +373,36 @@ def run(
     target, tls_header = _upstream(upstream, tls)
     guard = make_guard(policy_file, policy_mode)
     with _capture_file(output, force) as path, _private_socket() as sock:
-        # The socket is bound and the command started before asyncio and the relay are
-        # imported: the command's own start-up overlaps docktap's, its first connections
-        # waiting in the socket's backlog.
+        # The socket is bound, the recorder forked and the command started before asyncio and
+        # the relay are imported: the recorder's imports and the command's own start-up overlap
+        # docktap's, the command's first connections waiting in the socket's backlog.
         bound = _bound(sock)
+        from docktap.recording.session import record, redact_env_patterns
+
+        session = record(
+            path,
+            sock,
+            target,
+            command=argv,
+            max_body=max_body,
+            redact=not no_redact,
+            redact_env=redact_env_patterns(redact_env),
+            live="off" if quiet else "rows",
+            audit=LIVE_LEVEL if audit else None,
+            upstream_tls=tls_header,
+            say=_say,
+            grace=2.0,
+            guard=guard,
+            linger=_LINGER,
+            bound=bound,
+            colour=colour,
+            width=width,
+        )
+        _fork_recorder(session)
         process = _start_command(argv, sock)
         try:
             import asyncio
 
-            from docktap.recording.session import record, redact_env_patterns
-
-            session = record(
-                path,
-                sock,
-                target,
-                command=argv,
-                max_body=max_body,
-                redact=not no_redact,
-                redact_env=redact_env_patterns(redact_env),
-                live="off" if quiet else "rows",
-                audit=LIVE_LEVEL if audit else None,
-                upstream_tls=tls_header,
-                say=_say,
-                grace=2.0,
-                guard=guard,
-                linger=_LINGER,
-                bound=bound,
-                colour=colour,
-                width=width,
-            )
-            _fork_recorder(session)
             code = asyncio.run(_serving_while(session, process, guard))
         except BaseException:
             # Nothing serves it any more: it goes rather than wait on a backlog nobody reads.

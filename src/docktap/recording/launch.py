@@ -9,6 +9,10 @@ ever; a loop's descriptors would be shared). So the command line forks, before i
 starts (`fork=True`), and every other caller, the pytest plugin or a `with record(...)` on a
 thread of its own, gets the fresh interpreter.
 
+Starting it opens the spool its backlog goes to (spool.py) too, for the link (link.py) to
+write: the child must be given it. Nothing here needs asyncio, so that `docktap run` can start
+the recorder right after binding its socket, before the command and the relay's imports.
+
 Either way the child gets the pipe as its stdin, the capture and the spool descriptors and
 nothing else, stdout only when the capture goes there, and a session of its own (Ctrl-C at the
 terminal is for the relay and the command). Its exit is watched through a pidfd, on the relay's
@@ -19,9 +23,12 @@ interpreter, whose Popen waits on a thread).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
 import gc
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -30,6 +37,7 @@ from typing import NoReturn
 
 from docktap.exiting import leave
 from docktap.recording import child
+from docktap.recording import spool as spooling
 from docktap.recording.wire import RecordingConfig
 
 # glibc raises its mmap threshold to the size of each big block freed, up to 32 MiB; after that
@@ -38,14 +46,23 @@ from docktap.recording.wire import RecordingConfig
 # threshold keeps big blocks mapped, so freeing one gives its memory back.
 MMAP_THRESHOLD = 128 << 10
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+_PIPE_SIZE = 1 << 20  # Linux's default upper limit for an unprivileged pipe
 
 
 class RecorderProcess:
-    """The recording child as the relay sees it: its pid, the pipe into it, and its exit."""
+    """The recording child as the relay sees it: its pid, the pipe into it, the spool it reads
+    its backlog from, and its exit."""
 
-    def __init__(self, pid: int, pipe: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        pipe: int,
+        spool: int | None = None,
+        popen: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         self.pid = pid
         self.pipe = pipe  # the write end of the child's stdin
+        self.spool = spool  # the spool's descriptor, None if none could be made
         self._popen = popen  # a fresh interpreter's Popen, which reaps it; None for a fork
         # A fork is made only where pidfds are to be had (see start); a fresh interpreter
         # without one is waited for by its Popen, on a thread.
@@ -112,26 +129,39 @@ def _pidfds() -> bool:
     return True
 
 
-def start(config: RecordingConfig, fork: bool = False) -> RecorderProcess:
+def start(
+    config: RecordingConfig, spool_dir: str | None = None, fork: bool = False
+) -> RecorderProcess:
     """Start the child with `config`: forked from this process, or a fresh interpreter.
 
-    `fork` is a wish: with another thread running (an ssh:// upstream's watcher, say), or where
-    a fork's exit could not be watched without one (no pidfds), the child is a fresh
-    interpreter all the same.
+    Its spool goes in `spool_dir` (the capture's directory: the disk chosen for big files), or
+    in $TMPDIR when that is not possible. `fork` is a wish: with another thread running (an
+    ssh:// upstream's watcher, say), or where a fork's exit could not be watched without one
+    (no pidfds), the child is a fresh interpreter all the same.
     """
-    keep = [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
+    capture = config.capture_fd
+    if capture is not None and not stat.S_ISREG(os.fstat(capture).st_mode):
+        spool_dir = None  # not /dev for `-o /dev/null`
+    spool = spooling.open_spool(spool_dir)
+    config = dataclasses.replace(config, spool_fd=spool)
+    keep = [fd for fd in (capture, spool) if fd is not None]
     if not fork or threading.active_count() > 1 or not _pidfds():
-        return _spawn(config, keep)
-    read, write = os.pipe()
-    # What is buffered would be written twice, once by each process.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        os.close(write)
-        _forked(config, read, keep)
-    os.close(read)
-    return RecorderProcess(pid, write)
+        process = _spawn(config, keep)
+    else:
+        read, write = os.pipe()
+        # What is buffered would be written twice, once by each process.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(write)
+            _forked(config, read, keep)
+        os.close(read)
+        process = RecorderProcess(pid, write, spool)
+    # A pipe holds 64 KiB by default: bulk transfers would cost a write and a read per 64 KiB.
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(process.pipe, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    return process
 
 
 def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
@@ -150,7 +180,7 @@ def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
     # The pipe is the link's to write and close; the Popen only reaps the child.
     pipe = os.dup(process.stdin.fileno())
     process.stdin.close()
-    return RecorderProcess(process.pid, pipe, process)
+    return RecorderProcess(process.pid, pipe, config.spool_fd, process)
 
 
 def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:

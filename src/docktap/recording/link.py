@@ -26,19 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
-import fcntl
 import json
 import os
-import stat
 import sys
 import time
 from collections import deque
 from collections.abc import Callable
 
 from docktap.direction import Direction
-from docktap.recording import launch
 from docktap.recording import spool as spooling
 from docktap.recording.launch import RecorderProcess
 from docktap.recording.wire import (
@@ -46,13 +42,11 @@ from docktap.recording.wire import (
     EOF,
     Batch,
     Kind,
-    RecordingConfig,
     peer_payload,
     spooled,
 )
 from docktap.tap import PeerCredentials
 
-_PIPE_SIZE = 1 << 20  # Linux's default upper limit for an unprivileged pipe
 #: The relay's CPU use, in cores, above which it counts as busy, measured over SAMPLE seconds.
 BUSY = 0.05
 SAMPLE = 0.1
@@ -122,10 +116,11 @@ class RecorderLink:
     of spooled bytes, messages the spool refused) wait in memory for the pipe to have room.
     """
 
-    def __init__(self, process: RecorderProcess, spool: int | None = None) -> None:
+    def __init__(self, process: RecorderProcess) -> None:
         self.process = process
         self.policy = Policy()
         self._fd = process.pipe
+        spool = process.spool
         self._spool = spooling.SpoolWriter(spool) if spool is not None else None
         self._spooled = 0  # bytes spooled since the child was last told
         self._tail = b""  # the end of a message the pipe took only the start of
@@ -396,23 +391,3 @@ def _hurry(pid: int) -> None:
 def _left(deadline: float | None) -> float | None:
     """Seconds until `deadline` (none: no limit), never below zero."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def spawn_recorder(
-    config: RecordingConfig, spool_dir: str | None = None, fork: bool = False
-) -> RecorderLink:
-    """Start the child, with the capture file descriptor, if any, and the spool handed down;
-    `fork`: as a fork of this process (see launch.py: no thread nor event loop may exist yet).
-
-    The spool goes in `spool_dir` (the capture's directory: the disk chosen for big files), or
-    in $TMPDIR when that is not possible.
-    """
-    capture = config.capture_fd
-    if capture is not None and not stat.S_ISREG(os.fstat(capture).st_mode):
-        spool_dir = None  # not /dev for `-o /dev/null`
-    spool = spooling.open_spool(spool_dir)
-    process = launch.start(dataclasses.replace(config, spool_fd=spool), fork)
-    # A pipe holds 64 KiB by default: bulk transfers would cost a write and a read per 64 KiB.
-    with contextlib.suppress(OSError, AttributeError):
-        fcntl.fcntl(process.pipe, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    return RecorderLink(process, spool)

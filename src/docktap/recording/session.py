@@ -2,10 +2,14 @@
 
 Entering opens the capture (so that a bad path fails before anything starts), starts the
 recording child (unless `fork_recorder()` already did, before any event loop), and binds the
-listening socket; `async with` (or `with`, on a thread of its
-own) returns only once clients can connect. It prints nothing: what to say, and where, is the
-caller's. Leaving stops accepting, gives open connections `grace` seconds, and waits until the
-child has written the whole capture.
+listening socket; `async with` (or `with`, on a thread of its own) returns only once clients
+can connect. It prints nothing: what to say, and where, is the caller's. Leaving stops
+accepting, gives open connections `grace` seconds, and waits until the child has written the
+whole capture.
+
+Building a session and forking its recorder import neither asyncio nor the relay: `docktap
+run` does both right after binding its socket, so that the recorder's imports overlap the
+command's start-up and the relay's own imports, which come only when the session is entered.
 
 The command line (`run`, `proxy`, `demo`), the pytest plugin and the benchmark all record
 through here.
@@ -25,16 +29,17 @@ from docktap.background import Synchronous
 from docktap.capture import lock as capture_lock
 from docktap.capture.limits import DEFAULT_MAX_BODY
 from docktap.envpatterns import REDACT_ENV_VAR, patterns_from_env
-from docktap.listening import DescriptorShortage
 from docktap.outputs import OutputError, open_output
-from docktap.recording.link import RecorderLink, spawn_recorder
+from docktap.recording import launch
 from docktap.recording.wire import RecordingConfig
-from docktap.relay import Relay
 from docktap.upstream import Endpoint
 
 if TYPE_CHECKING:
     from docktap.policy.actions import Decided
     from docktap.policy.guard import Guard
+    from docktap.recording.launch import RecorderProcess
+    from docktap.recording.link import RecorderLink
+    from docktap.relay import Relay
 
 
 class RecordError(Exception):
@@ -96,7 +101,7 @@ class RecordSession(Synchronous):
         self.recorder_status: int | None = None  # the child's exit status, once left
         self.still_writing = False  # left: the recorder was still writing after `linger`
         self._link: RecorderLink | None = None
-        self._forked: RecorderLink | None = None  # started by fork_recorder, not yet entered
+        self._forked: RecorderProcess | None = None  # started by fork_recorder, not yet entered
         self._relay: Relay | None = None
 
     @property
@@ -116,7 +121,7 @@ class RecordSession(Synchronous):
         RecordError says why it could not start."""
         self._forked = self._spawn(fork=True)
 
-    def _spawn(self, fork: bool = False) -> RecorderLink:
+    def _spawn(self, fork: bool = False) -> RecorderProcess:
         fd = None
         if self.output != "-":
             try:
@@ -144,13 +149,19 @@ class RecordSession(Synchronous):
         # A recording backlog, if any, is spooled on the capture's disk.
         spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None
         try:
-            return spawn_recorder(config, spool_dir, fork)
+            return launch.start(config, spool_dir, fork)
         finally:
             if fd is not None:
                 os.close(fd)
 
     async def __aenter__(self) -> RecordSession:
-        link, self._forked = self._forked or self._spawn(), None
+        # Only now (see the module's docstring): these import asyncio.
+        from docktap.listening import DescriptorShortage
+        from docktap.recording.link import RecorderLink
+        from docktap.relay import Relay
+
+        process, self._forked = self._forked or self._spawn(), None
+        link = RecorderLink(process)
         relay = Relay(self.upstream, link, DescriptorShortage(self.say), self.guard)
         if self.guard is not None:
             self.guard.report = _decisions_to(link)
