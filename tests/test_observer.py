@@ -1452,11 +1452,12 @@ def test_a_single_head_keeps_its_own_limit_under_the_default_budget() -> None:
 
 @contextlib.contextmanager
 def _heads_read_anew() -> Iterator[None]:
-    """Every head parsed by h11 as if its bytes had never been seen."""
+    """Every head parsed by h11, and every body that tells TTYs read, as if never seen."""
     module = observer_module
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module, "_cached_request_head", module._request_head)
         patch.setattr(module, "_cached_response_head", module._response_head)
+        patch.setattr(module, "_told", module._tells)
         yield
 
 

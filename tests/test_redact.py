@@ -728,3 +728,22 @@ def test_a_body_masked_again_is_masked_the_same_and_by_its_own_rule() -> None:
     assert b"c2VjcmV0" not in secret and b"x1" not in secret
     # Another redactor has its own names.
     assert Redactor().body("ContainerInspect", body, "daemon") == body
+
+
+def test_headers_seen_again_are_masked_as_the_first_time() -> None:
+    auth = b64url({"username": "u", "password": "hunter2"})
+    headers = (("Host", "docker"), ("Authorization", "Bearer abc.def"), ("X-Registry-Auth", auth))
+    first = redact_headers(headers)
+    assert unb64url(first[2][1])["password"] == M("hunter2")
+    assert "abc.def" not in first[1][1]
+    assert redact_headers(headers) == first
+    assert redact_headers(tuple(headers)) == first == redact._redact_headers(headers)
+
+
+def test_the_masked_headers_kept_are_bounded() -> None:
+    for n in range(redact._KEPT_HEADERS + 10):
+        redact_headers((("Authorization", f"Bearer token-{n}"),))
+    assert len(redact._masked_headers) == redact._KEPT_HEADERS
+    big = (("Authorization", "Bearer " + "x" * redact._KEPT_HEADERS_SIZE),)
+    assert redact_headers(big) == redact._redact_headers(big)
+    assert big not in redact._masked_headers

@@ -129,7 +129,7 @@ def _header(fields: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return None
 
 
-def _json(body: bytearray) -> Any:
+def _json(body: bytes | bytearray) -> Any:
     # orjson reads what it takes as json does, in a fraction of the time; what it refuses
     # (NaN, integers past 64 bits, lone surrogates, UTF-16) json may still read. Nothing is
     # not JSON to either (the request of an inspect has no body).
@@ -905,32 +905,54 @@ class ConnectionObserver:
             ex.tty = body["Tty"]
 
     def _learn_from_response(self, ex: _Exchange) -> None:
-        if ex.response_body is None:
+        if ex.response_body is None or ex.operation is None:
             return
-        body = _json(ex.response_body)
+        body = bytes(ex.response_body)
         ex.response_body = None
-        if not isinstance(body, dict):
-            return
-        if ex.operation in ("ContainerCreate", "ContainerExec") and ex.tty is not None:
-            ident = body.get("Id")
-            if isinstance(ident, str):
-                self._book.learn(ident, ex.tty)
+        names, tty = (
+            _told(ex.operation, body) if len(body) <= _KEPT_BODY else _tells(ex.operation, body)
+        )
+        if ex.operation in ("ContainerCreate", "ContainerExec"):
+            if names and ex.tty is not None:
+                self._book.learn(names[0], ex.tty)
                 name = _query_param(ex.target, "name")
                 if name:
                     self._book.learn(name, ex.tty)
-        elif ex.operation == "ContainerInspect":
-            config = body.get("Config")
-            if isinstance(config, dict) and isinstance(config.get("Tty"), bool):
-                for key in (body.get("Id"), body.get("Name")):
-                    if isinstance(key, str):
-                        self._book.learn(key, config["Tty"])
-        elif ex.operation == "ExecInspect":
-            process = body.get("ProcessConfig")
-            ident = body.get("ID")
-            if isinstance(process, dict) and isinstance(ident, str):
-                tty = process.get("tty")
-                if isinstance(tty, bool):
-                    self._book.learn(ident, tty)
+        elif tty is not None:
+            for key in names:
+                self._book.learn(key, tty)
+
+
+def _tells(operation: str, body: bytes) -> tuple[tuple[str, ...], bool | None]:
+    """What the response body of an operation in _LEARN_OPS says: the ids and names of the
+    containers or execs it is about, and whether they have a TTY (None: it does not say)."""
+    value = _json(body)
+    if not isinstance(value, dict):
+        return (), None
+    if operation in ("ContainerCreate", "ContainerExec"):
+        ident = value.get("Id")
+        return ((ident,) if isinstance(ident, str) else ()), None
+    if operation == "ContainerInspect":
+        config = value.get("Config")
+        if isinstance(config, dict) and isinstance(config.get("Tty"), bool):
+            keys = tuple(
+                key for key in (value.get("Id"), value.get("Name")) if isinstance(key, str)
+            )
+            return keys, config["Tty"]
+    elif operation == "ExecInspect":
+        process = value.get("ProcessConfig")
+        ident = value.get("ID")
+        if isinstance(process, dict) and isinstance(ident, str):
+            tty = process.get("tty")
+            if isinstance(tty, bool):
+                return (ident,), tty
+    return (), None
+
+
+# Clients poll (the same container inspected until it is up): the last few answers read are
+# kept, by their bytes.
+_KEPT_BODY = 64 << 10
+_told = lru_cache(maxsize=16)(_tells)
 
 
 def _query_param(target: str, name: str) -> str | None:

@@ -144,6 +144,17 @@ def _mask_rest(rest: bytes) -> bytes:
 
 def redact_headers(headers: Headers) -> Headers:
     """Headers with credentials masked; others untouched."""
+    masked = _masked_headers.get(headers)
+    if masked is None:
+        masked = _redact_headers(headers)
+        if sum(len(name) + len(value) for name, value in headers) <= _KEPT_HEADERS_SIZE:
+            if len(_masked_headers) >= _KEPT_HEADERS:
+                del _masked_headers[next(iter(_masked_headers))]  # the oldest
+            _masked_headers[headers] = masked
+    return masked
+
+
+def _redact_headers(headers: Headers) -> Headers:
     out = []
     for name, value in headers:
         lower = name.lower()
@@ -154,6 +165,14 @@ def redact_headers(headers: Headers) -> Headers:
             value = f"{scheme} {mask_value(secret)}" if secret else mask_value(value)
         out.append((name, value))
     return tuple(out)
+
+
+# Heads repeat byte for byte (pings, polls, dockerd's answers but for their Date), and masking
+# them is a function of the headers alone: the last few small sets are kept, each with its
+# masked copy. Looked up before anything is counted, so that a set seen again costs a hash.
+_KEPT_HEADERS = 256
+_KEPT_HEADERS_SIZE = 4096
+_masked_headers: dict[Headers, Headers] = {}
 
 
 def name_pattern(pattern: str) -> re.Pattern[str]:
