@@ -468,7 +468,8 @@ RECORDER_ONLY = (
 
 # Runs docktap with the arguments after OUT and writes to OUT the modules the process has
 # loaded when it exits, whether through os._exit (as `run` and the recorder, a fork of it, both
-# leave) or not; only the process started here, the relay, writes.
+# leave) or not; only the process started here, the relay, writes. A module kept out (None in
+# sys.modules) is not loaded.
 _MODULES_AT_EXIT = """
 import atexit, os, runpy, sys
 out, relay, leave = sys.argv.pop(1), os.getpid(), os._exit
@@ -476,7 +477,7 @@ out, relay, leave = sys.argv.pop(1), os.getpid(), os._exit
 def listing():
     if os.getpid() == relay:
         with open(out, "w") as listed:
-            listed.write("\\n".join(sorted(sys.modules)))
+            listed.write("\\n".join(sorted(m for m, loaded in sys.modules.items() if loaded)))
 
 def leaving(code):
     listing()
@@ -515,7 +516,7 @@ def test_help_and_version_import_no_more_than_the_command_line(tmp_path: Path) -
         assert _loaded(modules, NOT_FOR_HELP) == set(), args
 
 
-def test_run_quiet_imports_no_renderer_reader_nor_request_model(tmp_path: Path) -> None:
+def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Path) -> None:
     listed = tmp_path / "modules.txt"
     capture = tmp_path / "cap.jsonl"
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
@@ -531,6 +532,9 @@ def test_run_quiet_imports_no_renderer_reader_nor_request_model(tmp_path: Path) 
     modules = set(listed.read_text().split("\n"))
     assert "docktap.relay" in modules  # the listing is the relay's, read as it must be
     assert _loaded(modules, (*NOT_AT_START, *RECORDER_ONLY, "docktap.capture.reader")) == set()
+    # asyncio without ssl: the relay to a unix socket has no use for TLS (cli._without_ssl).
+    assert "asyncio" in modules
+    assert "ssl" not in modules
     assert load(capture).header["command"] == ["true"]  # and the recorder did its work
 
 

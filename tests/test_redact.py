@@ -703,7 +703,7 @@ _TEXT_PIECES = [
 
 def _every_pass(redactor: Redactor, text: str) -> str:
     """Redactor.text as its passes are, each run whatever the text holds."""
-    text = redact._SHAPES.sub(redact._shape, text)
+    text = redact._shapes().sub(redact._shape, text)
     text = redact._PASSWORD_WORD.sub(redact._flag_value, text)
     text = redact._P_WORD.sub(redact._flag_value, text)
     text = redact._INSTRUCTION.sub(redactor._instruction, text)

@@ -401,6 +401,8 @@ def run(
         _fork_recorder(session)
         process = _start_command(argv, sock)
         try:
+            if target.path is not None:
+                _without_ssl()
             import asyncio
 
             code = asyncio.run(_serving_while(session, process, guard))
@@ -422,6 +424,18 @@ def run(
     from docktap.exiting import leave
 
     leave(code)
+
+
+def _without_ssl() -> None:
+    """Keep ssl out of this process: asyncio, imported next, takes it for its TLS transports.
+
+    A relay to a unix socket never speaks TLS, and ssl, OpenSSL loaded, is a third of asyncio's
+    import: 6 ms of CPU on the way to the command's first connection. A None in sys.modules
+    makes any import of ssl fail (the import system's documented way to keep a module out);
+    asyncio then loads as on an interpreter built without ssl. The recorder, forked already,
+    is not concerned.
+    """
+    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 
 def _fork_recorder(session: RecordSession) -> None:

@@ -206,13 +206,21 @@ _TOKENS = (
     ("eyJ", r"[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
 )  # fmt: skip
 _PEM_BEGIN = "-----BEGIN"
-_SHAPES = re.compile(
-    rf"(?P<pem>{_PEM_BEGIN} (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-    r"(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*))"
-    r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)(?P<password>[^\s/@]+)@"
-    r"|(?<![A-Za-z0-9])(?:" + "|".join(prefix + rest for prefix, rest in _TOKENS) + ")",
-    re.DOTALL,
-)
+
+
+@functools.cache
+def _shapes() -> re.Pattern[str]:
+    """Every shape in one pattern, compiled once a text may hold one (see `_SHAPE_HINTS`): at
+    import it would cost every recording 2 ms of CPU, and most never see a secret's shape."""
+    return re.compile(
+        rf"(?P<pem>{_PEM_BEGIN} (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+        r"(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|.*))"
+        r"|(?P<url>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)(?P<password>[^\s/@]+)@"
+        r"|(?<![A-Za-z0-9])(?:" + "|".join(prefix + rest for prefix, rest in _TOKENS) + ")",
+        re.DOTALL,
+    )
+
+
 # What a shape needs: the start of a PEM key, the `@` after a URL's password, a token's
 # prefix. Every alternative starts with a literal, so that the search skips to where one can
 # start rather than trying each at every character.
@@ -229,8 +237,8 @@ def _shape(match: re.Match[str]) -> str:
 
 
 def mask_shapes(text: str) -> str:
-    """`text` with every secret recognised by its shape masked (see `_SHAPES`)."""
-    return _SHAPES.sub(_shape, text) if _SHAPE_HINTS.search(text) else text
+    """`text` with every secret recognised by its shape masked (see `_shapes`)."""
+    return _shapes().sub(_shape, text) if _SHAPE_HINTS.search(text) else text
 
 
 _ASSIGNMENT = re.compile(r"(?<![^\s='\"])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s'\"]+)")

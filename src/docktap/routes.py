@@ -151,9 +151,8 @@ def _identify(method: str, target: str) -> Identity:
 _identify_cached = functools.lru_cache(maxsize=256)(_identify)
 
 
-# A compiled parameterised template: its ranking key (lower sorts first), the
-# regex, and the route it stands for.
-_Candidate = tuple[tuple[int, ...], re.Pattern[str], Route]
+# A compiled parameterised template: the regex, and the route it stands for.
+_Candidate = tuple[re.Pattern[str], Route]
 
 
 def _first_segment(path: str) -> str:
@@ -172,14 +171,19 @@ def _rank(template: str) -> tuple[int, ...]:
 
 
 class _Index:
-    """Routes indexed for lookup; built once, on first use."""
+    """Routes indexed for lookup; built once, on first use.
+
+    A (method, first segment)'s patterns are compiled when a path first needs them: all of them
+    at once would cost the first exchange of every session 5 ms of CPU, for the few a session
+    uses.
+    """
 
     def __init__(self, routes: tuple[tuple[str, str, str, str], ...]) -> None:
         self.literal: dict[tuple[str, str], Route] = {}
-        # (method, first segment) -> candidates; a template starting with a
-        # parameter is filed under the first segment "" and tried for any path.
-        self.single: dict[tuple[str, str], list[_Candidate]] = {}
-        self.spanning: dict[tuple[str, str], list[_Candidate]] = {}
+        # (method, first segment) -> parameterised routes, best first; a template starting
+        # with a parameter is filed under the first segment "" and tried for any path.
+        self.parameterised: dict[tuple[str, str], list[Route]] = {}
+        self._compiled: dict[tuple[tuple[str, str], str], list[_Candidate]] = {}
         for method, template, operation, tag in routes:
             route = Route(method, template, operation, tag)
             if not _PARAM.search(template):
@@ -187,12 +191,18 @@ class _Index:
                 continue
             first = _first_segment(template)
             key = (method, "" if _PARAM.search(first) else first)
-            rank = _rank(template)
-            self.single.setdefault(key, []).append((rank, _compile(template, _SEGMENT), route))
-            self.spanning.setdefault(key, []).append((rank, _compile(template, _SPANNING), route))
-        for table in (self.single, self.spanning):
-            for candidates in table.values():
-                candidates.sort(key=lambda c: (c[0], c[2].template))
+            self.parameterised.setdefault(key, []).append(route)
+        for candidates in self.parameterised.values():
+            candidates.sort(key=lambda r: (_rank(r.template), r.template))
+
+    def _candidates(self, key: tuple[str, str], param: str) -> list[_Candidate]:
+        """The routes filed under `key`, their parameters matching `param`, compiled once."""
+        compiled = self._compiled.get((key, param))
+        if compiled is None:
+            routes = self.parameterised.get(key, [])
+            compiled = [(_compile(route.template, param), route) for route in routes]
+            self._compiled[(key, param)] = compiled
+        return compiled
 
     def lookup(self, method: str, path: str) -> tuple[Route, tuple[str, ...]] | None:
         """The route and the values of its path parameters."""
@@ -200,9 +210,9 @@ class _Index:
         if route is not None:
             return route, ()
         keys = [(method, _first_segment(path)), (method, "")]
-        for table in (self.single, self.spanning):
+        for param in (_SEGMENT, _SPANNING):
             for key in keys:
-                for _, pattern, candidate in table.get(key, ()):
+                for pattern, candidate in self._candidates(key, param):
                     found = pattern.match(path)
                     if found is not None:
                         return candidate, found.groups()

@@ -32,7 +32,6 @@ import stat
 import subprocess
 import sys
 import threading
-import traceback
 from typing import NoReturn
 
 from docktap.exiting import leave
@@ -213,6 +212,8 @@ def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
         gc.freeze()
         code = child.run(config, 0)
     except BaseException:  # nothing may return into the parent's code
+        import traceback  # here: the relay's start-up, which forks, has no use for it
+
         traceback.print_exc()
     finally:
         leave(code)
