@@ -538,6 +538,41 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     assert load(capture).header["command"] == ["true"]  # and the recorder did its work
 
 
+# Runs docktap with the arguments after OUT and writes to OUT, as each of its processes
+# leaves (the relay and its recorder, both through os._exit), whether its collector is on.
+_COLLECTING_AT_EXIT = """
+import gc, os, runpy, sys
+out, relay, leave = sys.argv.pop(1), os.getpid(), os._exit
+
+def leaving(code):
+    with open(out, "a") as listed:
+        role = "relay" if os.getpid() == relay else "recorder"
+        listed.write(f"{role} {gc.isenabled()}\\n")
+    leave(code)
+
+os._exit = leaving
+sys.argv[0] = "docktap"
+runpy.run_module("docktap", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_run_collects_garbage_again_once_it_serves(tmp_path: Path) -> None:
+    """The collector is off for run's start-up only: a long command's relay and recorder
+    collect as any process does."""
+    listed = tmp_path / "collecting.txt"
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
+    run = ["run", "-q", "-o", str(tmp_path / "cap.jsonl"), "--", "true"]
+    done = subprocess.run(
+        [*DOCKTAP[:1], "-c", _COLLECTING_AT_EXIT, str(listed), *run],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert sorted(listed.read_text().splitlines()) == ["recorder True", "relay True"]
+
+
 # Runs `docktap` after `subprocess.Popen` is made to write down, as the first command starts,
 # which of the modules named in argv[2] the process has loaded by then, and how many children
 # it has already.

@@ -357,6 +357,10 @@ def run(
 
     Example: docktap run -- docker run --rm busybox echo hi
     """
+    # Start-up makes next to no garbage, but the modules it imports make the collector run
+    # dozens of times, a few ms of CPU: it waits until the relay serves (_serving_while), as
+    # gc.freeze's recipe for a process that forks (here, the recorder) has it.
+    gc.disable()
     argv = list(command)
     if output == "-":
         raise click.UsageError(
@@ -509,6 +513,9 @@ async def _serving_while(
 ) -> int:
     """Enter a session serving the socket a command started on, and wait for the command."""
     async with _started(session):
+        # Start-up is over (see run): what it loaded stays, and the collector need not scan it.
+        gc.freeze()
+        gc.enable()
         if guard is not None:
             reload_on_hangup(guard)
         return await _command_waited(process)

@@ -208,8 +208,9 @@ def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         # What the parent had loaded stays as it is: the collector need not scan it, nor
-        # touch (and so copy) its pages.
+        # touch (and so copy) its pages. The parent may have had it off for its start-up.
         gc.freeze()
+        gc.enable()
         code = child.run(config, 0)
     except BaseException:  # nothing may return into the parent's code
         import traceback  # here: the relay's start-up, which forks, has no use for it
