@@ -141,6 +141,7 @@ def main() -> int:
     parser.add_argument("--heads", choices=("repeated", "distinct", "both"), default="both")
     parser.add_argument("--profile", action="store_true", help="cProfile one run, top 25")
     args = parser.parse_args()
+    child.collect_less()  # as the child does before it records
     with tempfile.TemporaryDirectory() as tmp:
         capture = os.path.join(tmp, "capture.jsonl")
         variants = ("repeated", "distinct") if args.heads == "both" else (args.heads,)
