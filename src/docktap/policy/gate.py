@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from docktap import routes
@@ -56,20 +55,13 @@ _CACHED_HEAD = 4096
 _MEMO_SIZE = 256
 
 
-@dataclass(frozen=True)
-class _Held:
-    """A request whose body is being read before it is decided."""
-
-    head: bytes
-    method: str
-    target: str
-    headers: tuple[tuple[str, str], ...]
-    keep: bool  # the connection may carry another request after it
-    hijack: bool
-
-
 class Gate:
-    """One client connection's requests, decided before they reach the daemon."""
+    """One client connection's requests, decided before they reach the daemon.
+
+    A read is decided where it lies: a request whole in it is forwarded as those very bytes
+    (the read itself, when it holds nothing else), and only what is still undecided at its end
+    is copied aside, to wait for the next read.
+    """
 
     def __init__(
         self,
@@ -83,14 +75,19 @@ class Gate:
         self._uid, self._exe = uid, exe
         self._enforce = enforce
         self._max_body = max_body
-        self._buf = bytearray()
+        self._buf = bytearray()  # the client's bytes not yet decided, from earlier reads
         self._seq = 0
         self._after_post = False
         self._state = "head"  # head, body, stream, hijack, answer, raw, closed
-        # A request waiting for its body: its head, its reader, the raw and decoded bytes.
-        self._pending: _Held | None = None
+        # A request waiting for its body: its head, read and as sent, its body reader, where
+        # it starts in the read being decided (None: in an earlier one, its bytes so far in
+        # `_raw`), how many body bytes were read, and the body decoded from earlier reads.
+        self._pending: ParsedHead | None = None
+        self._pending_head = b""
         self._reader: BodyReader | None = None
+        self._start: int | None = None
         self._raw = bytearray()
+        self._read = 0
         self._body = bytearray()
         self._queued: Answer | None = None
         self._eof = False
@@ -112,13 +109,13 @@ class Gate:
     # -- the client's side ---------------------------------------------------------------
 
     def from_client(self, data: bytes) -> list[Action]:
-        if self._state == "raw":
+        state = self._state
+        if state == "raw":
             return [Forward(data)]
-        if self._state == "closed":
+        if state == "closed":
             return []
-        self._buf += data
         actions: list[Action] = []
-        self._advance(actions)
+        self._advance(actions, data)
         return actions
 
     def client_eof(self) -> list[Action]:
@@ -127,20 +124,26 @@ class Gate:
         self._advance(actions)
         return actions
 
-    def _advance(self, actions: list[Action]) -> None:
-        while True:
+    def _advance(self, actions: list[Action], data: bytes = b"") -> None:
+        """Decide what can be decided of the bytes held and `data` after them."""
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
+        pos: int | None = 0
+        while pos is not None:
+            at = pos
             state = self._state
             if state == "head":
-                if not self._head(actions):
-                    break
+                pos = self._head(actions, data, at)
             elif state == "body":
-                if not self._read_body(actions):
-                    break
+                pos = self._read_body(actions, data, at)
             elif state == "stream":
-                if not self._stream(actions):
-                    break
+                pos = self._stream(actions, data, at)
             else:
                 break
+        if at < len(data) and self._state != "closed":
+            self._buf += memoryview(data)[at:]
         if self._eof and self._state in ("head", "stream", "body", "raw") and not self._held:
             self._state = "closed"
             actions.append(EndOfInput())
@@ -149,48 +152,45 @@ class Gate:
     def _held(self) -> bool:
         return bool(self._buf) and self._state != "head"
 
-    def _head(self, actions: list[Action]) -> bool:
-        buf = self._buf
-        if not buf:
-            return False
+    def _head(self, actions: list[Action], data: bytes, pos: int) -> int | None:
+        """Read the request head at `pos`; where reading goes on, or None: not there yet."""
+        size = len(data)
+        if pos == size:
+            return None
         if self._after_post:
-            start = bytes(buf[:_AFTER_POST_SKIP])
+            start = data[pos : pos + _AFTER_POST_SKIP]
             skipped = len(start) - len(start.lstrip(b"\r\n"))
             if skipped == len(start) and len(start) < _AFTER_POST_SKIP and not self._eof:
-                return False
+                return None
             self._after_post = False
             if skipped:
                 actions.append(Forward(start[:skipped]))
-                del buf[:skipped]
-                return True
-        end = head_end(buf)
+                return pos + skipped
+        end = head_end(data, pos)
         if end is None:
-            if len(buf) > MAX_HEAD_SIZE:
-                self._refuse_unread(actions, f"a request head longer than {MAX_HEAD_SIZE} bytes")
-            elif self._eof:
-                self._buf.clear()
-            return False
-        head = bytes(buf[:end])
-        del buf[:end]
+            if size - pos > MAX_HEAD_SIZE:
+                why = f"a request head longer than {MAX_HEAD_SIZE} bytes"
+                self._refuse_unread(actions, why, data[pos:])
+            elif not self._eof:
+                return None
+            return size  # what was refused, or a head the client never finished
+        head = data[pos:end]
         try:
             parsed = read_request_head(head)
         except ValueError as exc:
-            self._refuse_unread(actions, f"a request docktap cannot parse ({exc})")
-            return False
+            self._refuse_unread(actions, f"a request docktap cannot parse ({exc})", data[pos:])
+            return size
         self._seq += 1
         self._after_post = parsed.method == "POST"
-        operation = parsed.identity.operation
-        keep, hijack = parsed.keep_alive, operation in HIJACKING or parsed.upgrade
         self._reader = reader = parsed.framing()
-        if operation in BODY_OPERATIONS and not reader.done:
-            self._pending = _Held(head, parsed.method, parsed.target, parsed.headers, keep, hijack)
-            self._raw = bytearray(head)
-            self._body = bytearray()
+        self._start = pos
+        if parsed.identity.operation in BODY_OPERATIONS and not reader.done:
+            self._pending, self._pending_head = parsed, head
+            self._read = 0
             self._state = "body"
-            return True
+            return end
         decision = self._decide_head(parsed)
-        self._settle(actions, head, decision, parsed.method, keep, hijack, reader.done)
-        return True
+        return self._settle(actions, data, end, decision, parsed, reader.done)
 
     def _decide_head(self, parsed: ParsedHead) -> Decision:
         """A request decided on its head alone: once per method and target while the same
@@ -207,119 +207,131 @@ class Gate:
             decision = self._memo[key] = decide(policy, request)
         return decision
 
-    def _read_body(self, actions: list[Action]) -> bool:
-        reader, pending = self._reader, self._pending
-        assert reader is not None and pending is not None
-        if not self._buf:
-            if self._eof:
-                self._buf.clear()
-            return False
-        data = bytes(self._buf)
-        try:
-            pieces, end = reader.read(data, 0)
-        except FramingError as exc:
-            self._refuse_unread(actions, f"a request body docktap cannot parse ({exc})")
-            return False
-        self._raw += data[:end]
-        del self._buf[:end]
-        for piece in pieces:
-            self._body += piece
-        if len(self._raw) - len(pending.head) > self._max_body:
-            self._refuse_unread(actions, f"a request body over {self._max_body} bytes")
-            return False
+    def _taken(self, data: bytes, pos: int, end: int) -> bytes:
+        """The bytes of the request being decided: those of earlier reads, then data[pos:end]."""
+        start = self._start
+        if start is not None:
+            return data if start == 0 and end == len(data) else data[start:end]
+        self._raw += memoryview(data)[pos:end]
+        raw = bytes(self._raw)
+        self._raw.clear()
+        return raw
+
+    def _read_body(self, actions: list[Action], data: bytes, pos: int) -> int | None:
+        reader, held = self._reader, self._pending
+        assert reader is not None and held is not None
+        if pos < len(data):
+            try:
+                pieces, end = reader.read(data, pos)
+            except FramingError as exc:
+                why = f"a request body docktap cannot parse ({exc})"
+                self._refuse_unread(actions, why, self._taken(data, pos, len(data)))
+                return len(data)
+            self._read += end - pos
+            if self._read > self._max_body:
+                why = f"a request body over {self._max_body} bytes"
+                self._refuse_unread(actions, why, self._taken(data, pos, len(data)))
+                return len(data)
+        else:
+            pieces, end = [], pos
         if not reader.done:
-            return False
+            # The rest comes in a later read: what there is of the request waits aside.
+            for piece in pieces:
+                self._body += piece
+            self._raw += memoryview(data)[pos if self._start is None else self._start : end]
+            self._start = None
+            return None if end == pos else end
+        if self._body:
+            for piece in pieces:
+                self._body += piece
+            body = bytes(self._body)
+            self._body.clear()
+        else:
+            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._pending = None
+        parsed = held
         request = Request(
-            pending.method,
-            pending.target,
-            pending.headers,
-            bytes(self._body),
-            True,
-            self._uid,
-            self._exe,
+            parsed.method, parsed.target, parsed.headers, body, True, self._uid, self._exe
         )
         decision = decide(self._policy(), request)
-        raw = bytes(self._raw)
-        self._settle(actions, raw, decision, pending.method, pending.keep, pending.hijack, True)
-        return True
+        return self._settle(actions, data, end, decision, held, True, pos)
 
-    def _stream(self, actions: list[Action]) -> bool:
+    def _stream(self, actions: list[Action], data: bytes, pos: int) -> int | None:
         """The body of an allowed request that needs no reading: on to the daemon as it comes."""
         reader = self._reader
         assert reader is not None
-        if not self._buf:
-            return False
-        data = bytes(self._buf)
+        if pos == len(data):
+            return None
         try:
-            _, end = reader.read(data, 0)
+            _, end = reader.read(data, pos)
         except FramingError as exc:
             # dockerd reads the same bytes and refuses them; nothing more can be decided.
-            actions.append(Forward(data))
-            self._buf.clear()
-            self._refuse_unread(actions, f"a request body docktap cannot parse ({exc})")
-            return False
-        actions.append(Forward(data[:end]))
-        del self._buf[:end]
+            actions.append(Forward(data[pos:]))
+            self._refuse_unread(actions, f"a request body docktap cannot parse ({exc})", b"")
+            return len(data)
+        actions.append(Forward(data if pos == 0 and end == len(data) else data[pos:end]))
         if reader.done:
             self._state = "head"
-            return True
-        return False
+        return end
 
     def _settle(
         self,
         actions: list[Action],
         data: bytes,
+        end: int,
         decision: Decision,
-        method: str,
-        keep: bool,
-        hijack: bool,
+        parsed: ParsedHead,
         whole: bool,
-    ) -> None:
-        """Forward or answer a decided request."""
+        pos: int | None = None,
+    ) -> int:
+        """Forward or answer the decided request, which ends at `end` of `data` (its bytes
+        from `pos` on in this read, when it began in an earlier one); where reading goes on."""
+        raw = self._taken(data, end if pos is None else pos, end)
         actions.append(Decided(self._seq, decision, self._enforce))
         if decision.allowed or not self._enforce:
-            actions.append(Forward(data))
-            self._outstanding.append((method, hijack))
+            actions.append(Forward(raw))
+            hijack = parsed.upgrade or parsed.identity.operation in HIJACKING
+            self._outstanding.append((parsed.method, hijack))
             if hijack:
                 self._state = "hijack"  # until the daemon says whether it hijacked
             else:
                 self._state = "head" if whole else "stream"
-            return
-        close = not keep or not whole
-        answer = Answer(forbidden(decision.message, data, close), close)
-        if close:
-            self._buf.clear()
+            return end
+        close = not parsed.keep_alive or not whole
+        answer = Answer(forbidden(decision.message, raw, close), close)
         if self._outstanding and not self._responses_lost:
             self._queued = answer
             self._state = "answer"
         else:
             actions.append(answer)
             self._state = "closed" if close else "head"
+        return len(data) if close else end
 
-    def _refuse_unread(self, actions: list[Action], why: str) -> None:
+    def _refuse_unread(self, actions: list[Action], why: str, unread: bytes) -> None:
         """Deny what cannot be read, and close: where the next request starts is unknown.
 
-        In warn mode it is forwarded, and the rest of the connection with it, undecided."""
+        In warn mode it is forwarded (`unread`: the request held and all after it), and the
+        rest of the connection with it, undecided."""
         held = self._pending
         self._pending = None
+        self._start = None
+        self._raw.clear()
+        self._body.clear()
         if held is None:
             decision = Decision(False, None, why, "", "")
             actions.append(Decided(None, decision, self._enforce))
         else:
             path = routes.split_version(held.target)[1]
-            operation = routes.operation_name(held.method, held.target)
-            decision = Decision(False, operation, why, held.method, path)
+            decision = Decision(False, held.identity.operation, why, held.method, path)
             actions.append(Decided(self._seq, decision, self._enforce))
         if not self._enforce:
-            data = (bytes(self._raw) if held is not None else b"") + bytes(self._buf)
-            self._buf.clear()
             self._state = "raw"
             self._outstanding.clear()
-            actions.append(Forward(data))
+            actions.append(Forward(unread))
             return
-        self._buf.clear()
-        answer = Answer(forbidden(decision.message, held.head if held else b"", True), True)
+        answer = Answer(
+            forbidden(decision.message, self._pending_head if held else b"", True), True
+        )
         if self._outstanding and not self._responses_lost:
             self._queued = answer
             self._state = "answer"
