@@ -73,6 +73,10 @@ class BodyReader:
     def read(self, data: bytes, pos: int) -> tuple[list[bytes], int]:
         raise NotImplementedError
 
+    def skip(self, data: bytes, pos: int) -> int:
+        """Where the body ends, as `read` says, for a caller that needs none of its bytes."""
+        return self.read(data, pos)[1]
+
     def eof(self) -> bool:
         """The connection closed: True when that ends the body whole."""
         return self.done
@@ -91,10 +95,14 @@ class LengthBody(BodyReader):
         self.done = length == 0
 
     def read(self, data: bytes, pos: int) -> tuple[list[bytes], int]:
+        end = self.skip(data, pos)
+        return ([_piece(data, pos, end)] if end > pos else []), end
+
+    def skip(self, data: bytes, pos: int) -> int:
         size = min(self.left, len(data) - pos)
         self.left -= size
         self.done = self.left == 0
-        return ([_piece(data, pos, pos + size)] if size else []), pos + size
+        return pos + size
 
 
 class CloseDelimitedBody(BodyReader):

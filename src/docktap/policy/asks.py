@@ -10,8 +10,7 @@ agree on what a request means.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from docktap.audit import bind_mounts, host_path, is_docker_socket, security_opt
 from docktap.policy.model import LIMIT_KEYS, NAMESPACE_FIELDS
@@ -83,9 +82,10 @@ READS = {
 }
 
 
-@dataclass(frozen=True)
-class Asks:
-    """The privileges one request asks for; `error` when dockerd would refuse its body."""
+class Asks(NamedTuple):
+    """The privileges one request asks for; `error` when dockerd would refuse its body.
+
+    A named tuple: one is built per request, in a fraction of the time of a frozen dataclass."""
 
     images: tuple[str, ...] = ()
     binds: tuple[str, ...] = ()  # normalized host paths
@@ -129,25 +129,30 @@ def _create(body: dict[str, Any]) -> Asks:
     image = body.get("Image")
     binds: list[str] = []
     sockets: list[str] = []
-    for source, target, _, _ in bind_mounts(host):
-        path = host_path(source)
-        if path is None:
-            continue
-        binds.append(path)
-        if is_docker_socket(path) or is_docker_socket(target):
-            sockets.append(path)
-    caps = [capability(c) for field in ("CapAdd", "Capabilities") for c in host.get(field) or ()]
-    devices = [
-        str(d.get("PathOnHost", "")) for d in host.get("Devices") or () if isinstance(d, dict)
-    ]
+    # Most creates ask for nothing of these: each is looked at only when the body set it.
+    if host.get("Binds") or host.get("Mounts"):
+        for source, target, _, _ in bind_mounts(host):
+            path = host_path(source)
+            if path is None:
+                continue
+            binds.append(path)
+            if is_docker_socket(path) or is_docker_socket(target):
+                sockets.append(path)
+    caps = (*(host.get("CapAdd") or ()), *(host.get("Capabilities") or ()))
+    devices = host.get("Devices")
+    options = host.get("SecurityOpt")
     return Asks(
         images=(image,) if isinstance(image, str) and image else (),
         binds=tuple(binds),
-        capabilities=tuple(caps),
-        devices=tuple(devices),
-        security_options=tuple(security_opt(o) for o in host.get("SecurityOpt") or ()),
+        capabilities=tuple([capability(c) for c in caps]) if caps else (),
+        devices=tuple([str(d.get("PathOnHost", "")) for d in devices if isinstance(d, dict)])
+        if devices
+        else (),
+        security_options=tuple([security_opt(o) for o in options]) if options else (),
         # dockerd shares a namespace for exactly "host" (IsHost).
-        host_namespaces=tuple(f for f in NAMESPACE_FIELDS if host.get(f) == "host"),
+        host_namespaces=tuple([f for f in NAMESPACE_FIELDS if host.get(f) == "host"])
+        if "host" in host.values()
+        else (),
         privileged=host.get("Privileged") is True,
         docker_sockets=tuple(sockets),
     )

@@ -8,18 +8,20 @@ against captures is the policy enforced.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from docktap import routes
 from docktap.policy import asks as asking
 from docktap.policy.model import Limits, Policy
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """A request as the guard sees it: its head, its body when the operation needs it read
-    (`body_complete` False when only part of it is known), and who sent it."""
+    (`body_complete` False when only part of it is known), and who sent it.
+
+    Named tuples, this and the decision: one of each is built per request, in a fraction of
+    the time of a frozen dataclass."""
 
     method: str
     target: str
@@ -36,8 +38,7 @@ class Request:
         return f"uid {self.uid}" + (f" ({self.exe})" if self.exe else "")
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     operation: str | None
     reason: str  # why it is denied; for an allowed one, which client rule allowed it

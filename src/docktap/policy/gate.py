@@ -351,7 +351,7 @@ class Gate:
             body = self._response_body
             if body is not None:
                 try:
-                    _, pos = body.read(data, pos)
+                    pos = body.skip(data, pos)
                 except FramingError:
                     self._lose_responses(actions)
                     return actions

@@ -166,7 +166,7 @@ def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = No
     if quick is not None:
         value, loaded = quick
         if kind == _WRAPPER and isinstance(value, dict):
-            keys: Iterable[str] = loaded.keys() if isinstance(loaded, dict) else ()
+            keys: Iterable[str] = loaded.keys() - _INNER_FIELDS if isinstance(loaded, dict) else ()
             value = _host_config(value, _has_outer(keys))
         return Decoded(operation, value, None, True)
     try:

@@ -209,6 +209,7 @@ class Types:
         self._exact: dict[str, dict[str, tuple[str, str]]] = {}
         self._folded: dict[str, dict[str, tuple[str, str]]] = {}
         self._as_is: dict[str, dict[str, _Field]] = {}
+        self._unchanged: dict[str, dict[str, frozenset[type]]] = {}
         self._named: dict[str, frozenset[str]] = {}
 
     def narrowed(self, keep: Mapping[str, frozenset[str]]) -> Types:
@@ -255,6 +256,22 @@ class Types:
             fields = {name: self._quick_field(name, kind) for name, kind in self.structs[struct]}
             self._as_is[struct] = fields
         return fields
+
+    def unchanged(self, struct: str) -> dict[str, frozenset[type]]:
+        """A struct's fields by exact JSON name, each with the Python types of orjson's values
+        that Go decodes into a fresh field as they are: a string into a string, a bool into a
+        bool, null into a pointer, slice, map or interface (or a custom type that makes nil of
+        it). A number never is: it must be checked against the field's range."""
+        types = self._unchanged.get(struct)
+        if types is None:
+            types = {}
+            for name, found in self.as_is(struct).items():
+                kinds: set[type] = {found.same} if found.same in (str, bool) else set()
+                if found.null is None:
+                    kinds.add(type(None))
+                types[name] = frozenset(kinds)
+            self._unchanged[struct] = types
+        return types
 
     def _quick_field(self, name: str, kind: str) -> _Field:
         base = kind.removeprefix("*")
@@ -530,15 +547,21 @@ class QuickDecoder:
     def _struct(self, name: str, value: Any) -> Any:
         if type(value) is not dict:
             raise _Unsure
-        fields = self.types.as_is(name)
-        skipped = self.types.skipped.get(name)
-        if skipped is not None and value.keys() <= self.types.named(name):
+        types = self.types
+        fields = types.as_is(name)
+        skipped = types.skipped.get(name)
+        if skipped is not None and value.keys() <= types.named(name):
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
-            # so only the keys of fields read are walked.
-            pairs = [(fields[key], value[key]) for key in value.keys() & fields.keys()]
+            # so only the keys of fields read are walked, and most values are taken at once.
+            keys = value.keys() & fields.keys()
+            unchanged = types.unchanged(name)
+            into = {key: item for key in keys if type(item := value[key]) in unchanged[key]}
+            if len(into) == len(keys):
+                return into
+            pairs = [(fields[key], value[key]) for key in keys - into.keys()]
         else:
+            into = {}
             pairs = self._pairs(name, fields, skipped or frozenset(), value)
-        into: dict[str, Any] = {}
         for found, item in pairs:
             same, items = found.same, found.items
             if item is None and found.null is not _CUSTOM:
@@ -600,7 +623,7 @@ class QuickDecoder:
 def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None:
     """The body decoded into `kind` as `Decoder` would, finished, and orjson's reading of it;
     None when only the full reading can say (see QuickDecoder)."""
-    if b"\\u" in body:
+    if b"\\" in body and b"\\u" in body:  # one byte is looked for with memchr
         return None
     try:
         loaded = orjson.loads(body)
