@@ -24,9 +24,8 @@ types of dockerd 20.10, the daemon docktap is tested against, differ from the sp
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from docktap.request import gojson
 from docktap.request.schema_table import BODIES, STRUCTS
@@ -123,9 +122,8 @@ def _strslice(decoder: gojson.Decoder, value: Any, now: Any, where: str) -> Any:
 _GO = gojson.Types(_STRUCTS, {"StrSlice": _strslice})
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """A body as dockerd reads it.
+class Decoded(NamedTuple):
+    """A body as dockerd reads it (a named tuple: the guard makes one per request it reads).
 
     `value` holds what the body set, with the API's spelling of each field, and None when
     there is no body or dockerd rejects it; `error` is dockerd's reason for rejecting it.

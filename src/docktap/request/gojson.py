@@ -186,6 +186,7 @@ class _Field(NamedTuple):
     high: int
     null: Any
     items: type | None = None
+    struct: str | None = None  # the struct a (pointer to a) struct is decoded as
 
 
 #: A Go type with its own UnmarshalJSON: (decoder, value, what is there now, where) -> new value.
@@ -284,7 +285,8 @@ class Types:
         if kind in _RANGES:
             return _Field(name, kind, int, *_RANGES[kind], null)
         items = _SAME.get(kind[2:], _NoItem) if kind.startswith("[]") else None
-        return _Field(name, kind, _SAME.get(kind), 0, 0, null, items)
+        struct = base if base in self.structs and base not in self.custom else None
+        return _Field(name, kind, _SAME.get(kind), 0, 0, null, items, struct)
 
     def _custom_null(self, base: str) -> Any:
         """What a type with its own UnmarshalJSON makes of null in a fresh field, which
@@ -576,6 +578,8 @@ class QuickDecoder:
                 and (not item or all(type(i) is items for i in item))
             ):
                 decoded = item[:]  # strings or bools, as Go reads them into a fresh slice
+            elif found.struct is not None:
+                decoded = self._struct(found.struct, item)
             else:
                 decoded = self.decode(found.kind, item)
             if decoded is not _ABSENT:
