@@ -21,8 +21,8 @@ import pytest
 # it exits.
 _START = """
 import asyncio, json, os, sys, threading
-from docktap.recording.launch import start
-from docktap.recording.wire import RecordingConfig
+from docktap.recording.launch import standby, start
+from docktap.recording.wire import Batch, Kind, RecordingConfig
 
 read, capture = os.pipe()
 stray = os.open(os.devnull, os.O_RDONLY)
@@ -35,17 +35,30 @@ if sys.argv[1] == "fork-without-pidfd":
     def refused(pid, flags=0):
         raise OSError(38, "Function not implemented")
     os.pidfd_open = refused
-child = start(config, fork=sys.argv[1].startswith("fork"))
+standing_by = standby() if sys.argv[1] == "standby" else None
+child = start(config, fork=sys.argv[1].startswith("fork"), standing_by=standing_by)
 started.set()
+# What the child must hold besides its standard streams: the capture and the spool (a standby
+# receives them under numbers of its own).
+expected = sorted(os.readlink(f"/proc/self/fd/{fd}") for fd in (capture, child.spool))
 os.close(capture)
 with os.fdopen(read) as records:
     header = json.loads(records.readline())
+    # A connection's opening, recorded: the child is in its loop, past what it loads to read
+    # its pipe and its spool (a descriptor open while it loads would be counted).
+    opening = Batch()
+    opening.add(Kind.OPEN, 1, 0.0)
+    os.write(child.pipe, b"".join(opening.pieces))
+    opened = json.loads(records.readline())
     fds = sorted(int(name) for name in os.listdir(f"/proc/{child.pid}/fd"))
     report = {
         "header": header["type"],
+        "opened": opened["type"],
         "capture": capture,
         "spool": child.spool,
         "fds": fds,
+        "held": sorted(os.readlink(f"/proc/{child.pid}/fd/{fd}") for fd in fds if fd > 2),
+        "expected": expected,
         "stdout": os.readlink(f"/proc/{child.pid}/fd/1"),
         "own_session": os.getsid(child.pid) == child.pid,
         "argv": open(f"/proc/{child.pid}/cmdline", "rb").read().decode().split("\\0")[1:3],
@@ -58,7 +71,12 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.parametrize("how", ["fork", "spawn", "fork-with-thread", "fork-without-pidfd"])
+FORKS = ("fork", "standby")  # a standby is forked before start, and handed its settings there
+
+
+@pytest.mark.parametrize(
+    "how", ["fork", "spawn", "fork-with-thread", "fork-without-pidfd", "standby"]
+)
 def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str) -> None:
     done = subprocess.run(
         [sys.executable, "-c", _START, how], capture_output=True, timeout=60, check=False
@@ -66,15 +84,41 @@ def test_the_child_gets_its_pipe_and_capture_only_and_its_exit_is_seen(how: str)
     assert done.returncode == 0, done.stderr.decode()
     report = json.loads(done.stdout)
     assert report["header"] == "capture"
+    assert report["opened"] == "open"
     # A fork only where it is safe and watched: else (a second thread, no pidfds), a fresh
     # interpreter.
-    assert (report["argv"] == ["-m", "docktap.recording.child"]) == (how != "fork")
+    assert (report["argv"] == ["-m", "docktap.recording.child"]) == (how not in FORKS)
     # Stdin (the pipe), stdout, stderr, the capture and the spool start opened for it: the
     # stray descriptor stayed behind.
     assert report["spool"] is not None
-    assert report["fds"] == sorted([0, 1, 2, report["capture"], report["spool"]])
+    assert report["fds"][:3] == [0, 1, 2]
+    assert report["held"] == report["expected"]
+    if how != "standby":
+        assert report["fds"] == sorted([0, 1, 2, report["capture"], report["spool"]])
     assert report["stdout"] == os.devnull  # stdout is the command's, not the recorder's
     assert report["own_session"]
     assert report["running"] is None  # not exited yet: no status within no time
     assert report["status"] == 0
     assert report["rest"] == []  # the pipe closed without STOP: no end-of-capture record
+
+
+# Forks a standby recorder, then closes its end of the socket pair without handing it anything,
+# as a command line that fails before it records does; reports how the standby exits.
+_UNUSED = """
+import json, os
+from docktap.recording.launch import standby
+
+standing_by = standby()
+assert standing_by is not None
+standing_by.control.close()
+print(json.dumps(os.waitstatus_to_exitcode(os.waitpid(standing_by.pid, 0)[1])))
+"""
+
+
+def test_a_standby_never_handed_its_settings_exits_quietly() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _UNUSED], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout) == 0
+    assert done.stderr == b""

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from docktap.capture.reader import Capture, Exchange, Incident
     from docktap.console import Terminal
     from docktap.policy.guard import Guard
+    from docktap.recording.launch import Standby
     from docktap.recording.session import RecordSession
     from docktap.render.timeline import TimelineOptions
     from docktap.replay.session import ReplaySession
@@ -367,6 +368,11 @@ def run(
             "run cannot write the capture to stdout (-o -): stdout is the command's own; "
             "give -o a file name, or use `docktap proxy -o -`"
         )
+    from docktap.recording import launch
+
+    # The recorder is forked first, to import its engine on the other core while the daemon
+    # is found, the capture claimed and the socket bound; it gets its settings once they are.
+    standing_by = launch.standby()
     import shutil
 
     if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
@@ -402,7 +408,7 @@ def run(
             colour=colour,
             width=width,
         )
-        _fork_recorder(session)
+        _fork_recorder(session, standing_by)
         process = _start_command(argv, sock)
         try:
             if target.path is not None:
@@ -442,12 +448,13 @@ def _without_ssl() -> None:
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
 
 
-def _fork_recorder(session: RecordSession) -> None:
-    """Start the recorder before the event loop does: a fork, cheaper than a new interpreter."""
+def _fork_recorder(session: RecordSession, standing_by: Standby | None = None) -> None:
+    """Start the recorder before the event loop does: a fork, cheaper than a new interpreter
+    (`standing_by`, if one was forked earlier still)."""
     from docktap.recording.session import RecordError
 
     try:
-        session.fork_recorder()
+        session.fork_recorder(standing_by)
     except RecordError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -13,6 +13,12 @@ Starting it opens the spool its backlog goes to (spool.py) too, for the link (li
 write: the child must be given it. Nothing here needs asyncio, so that `docktap run` can start
 the recorder right after binding its socket, before the command and the relay's imports.
 
+`docktap run` forks earlier still: a `Standby` is forked as the command begins, before its
+settings exist, and imports the engine (30 ms of CPU) on the other core while the command line
+resolves the daemon, claims the capture and binds; `start` then hands it its settings and its
+descriptors over a socket pair (SCM_RIGHTS). A standby that is gone by then is replaced by a
+fork made there; one never handed over (the command line failed first) exits, silent.
+
 Either way the child gets the pipe as its stdin, the capture and the spool descriptors and
 nothing else, stdout only when the capture goes there, and a session of its own (Ctrl-C at the
 terminal is for the relay and the command). Its exit is watched through a pidfd, on the relay's
@@ -28,6 +34,7 @@ import fcntl
 import gc
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -128,10 +135,55 @@ def _pidfds() -> bool:
     return True
 
 
+class Standby:
+    """A recorder forked before its settings exist: it imports the engine meanwhile, then
+    waits for them on `control` (see `standby`)."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self.control = control
+
+    def hand_over(self, config: RecordingConfig) -> int | None:
+        """Give the child `config` and its descriptors, the read end of its pipe first; the
+        write end, or None if the child is gone (it is reaped)."""
+        read, write = os.pipe()
+        fds = [read, *(fd for fd in (config.capture_fd, config.spool_fd) if fd is not None)]
+        try:
+            with self.control:
+                socket.send_fds(self.control, [b"\0"], fds)
+                self.control.sendall(config.to_json().encode())
+        except OSError:
+            os.close(write)
+            os.waitpid(self.pid, 0)
+            return None
+        finally:
+            os.close(read)
+        return write
+
+
+def standby() -> Standby | None:
+    """Fork a recorder ahead of its settings, where a fork may be made (see `start`)."""
+    if threading.active_count() > 1 or not _pidfds():
+        return None
+    mine, theirs = socket.socketpair()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        mine.close()
+        _standing_by(theirs)
+    theirs.close()
+    return Standby(pid, mine)
+
+
 def start(
-    config: RecordingConfig, spool_dir: str | None = None, fork: bool = False
+    config: RecordingConfig,
+    spool_dir: str | None = None,
+    fork: bool = False,
+    standing_by: Standby | None = None,
 ) -> RecorderProcess:
-    """Start the child with `config`: forked from this process, or a fresh interpreter.
+    """Start the child with `config`: `standing_by`, forked from this process, or a fresh
+    interpreter.
 
     Its spool goes in `spool_dir` (the capture's directory: the disk chosen for big files), or
     in $TMPDIR when that is not possible. `fork` is a wish: with another thread running (an
@@ -144,7 +196,10 @@ def start(
     spool = spooling.open_spool(spool_dir)
     config = dataclasses.replace(config, spool_fd=spool)
     keep = [fd for fd in (capture, spool) if fd is not None]
-    if not fork or threading.active_count() > 1 or not _pidfds():
+    handed = standing_by.hand_over(config) if standing_by is not None else None
+    if standing_by is not None and handed is not None:
+        process = RecorderProcess(standing_by.pid, handed, spool)
+    elif not fork or threading.active_count() > 1 or not _pidfds():
         process = _spawn(config, keep)
     else:
         read, write = os.pipe()
@@ -182,39 +237,77 @@ def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
     return RecorderProcess(process.pid, pipe, config.spool_fd, process)
 
 
-def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
-    """The forked child: the descriptors and settings a fresh one would have, then the
-    recording; it never returns into the caller's code."""
+def _standing_by(control: socket.socket) -> NoReturn:
+    """The standby child: the engine imported, then its settings and descriptors awaited; a
+    recording as `_forked`'s, or nothing if the command line never hands them over."""
     code = 1  # what an exception that escapes the recording leaves with
     try:
-        os.setsid()
-        # `run` has the command's signal handlers in place already (they would send a TERM
-        # aimed at the recorder on to the command): a fresh interpreter's, instead.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.dup2(read, 0)
-        if config.capture_fd is not None:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-        # Every other descriptor goes: a copy of a client's socket held here would keep it
-        # open after the relay closed it, and the listening socket would outlive docktap.
-        low = 3
-        for fd in sorted(keep):
-            os.closerange(low, fd)
-            low = fd + 1
-        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
-        import ctypes  # here: the relay's process has no use for it
+        os.setsid()  # at once: Ctrl-C at the terminal is for the relay and the command
+        gc.freeze()  # the parent's objects, as in _forked
+        from docktap.recording import engine  # noqa: F401  (what child.run imports)
 
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        # What the parent had loaded stays as it is: the collector need not scan it, nor
-        # touch (and so copy) its pages. The parent may have had it off for its start-up.
-        gc.freeze()
-        gc.enable()
-        code = child.run(config, 0)
+        marker, fds, _, _ = socket.recv_fds(control, 1, 3)
+        if marker:
+            chunks = iter(lambda: control.recv(1 << 16), b"")
+            config = RecordingConfig.from_json(b"".join(chunks).decode())
+            control.close()
+            read, *held = fds
+            config = dataclasses.replace(
+                config,
+                capture_fd=held.pop(0) if config.capture_fd is not None else None,
+                spool_fd=held.pop(0) if config.spool_fd is not None else None,
+            )
+            keep = [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
+            code = _record(config, read, keep)
+        else:
+            code = 0  # the command line failed before it got to record: nothing to do
     except BaseException:  # nothing may return into the parent's code
         import traceback  # here: the relay's start-up, which forks, has no use for it
 
         traceback.print_exc()
     finally:
         leave(code)
+
+
+def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
+    """The forked child: a session of its own, then `_record`; it never returns into the
+    caller's code."""
+    code = 1  # what an exception that escapes the recording leaves with
+    try:
+        os.setsid()
+        code = _record(config, read, keep)
+    except BaseException:  # nothing may return into the parent's code
+        import traceback  # here: the relay's start-up, which forks, has no use for it
+
+        traceback.print_exc()
+    finally:
+        leave(code)
+
+
+def _record(config: RecordingConfig, read: int, keep: list[int]) -> int:
+    """In a forked child: the descriptors and settings a fresh one would have, then the
+    recording; its exit status."""
+    # `run` has the command's signal handlers in place already (they would send a TERM
+    # aimed at the recorder on to the command): a fresh interpreter's, instead.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.dup2(read, 0)
+    if config.capture_fd is not None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+    # Every other descriptor goes: a copy of a client's socket held here would keep it
+    # open after the relay closed it, and the listening socket would outlive docktap.
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+    import ctypes  # here: the relay's process has no use for it
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    # What the parent had loaded stays as it is: the collector need not scan it, nor
+    # touch (and so copy) its pages. The parent may have had it off for its start-up.
+    gc.freeze()
+    gc.enable()
+    return child.run(config, 0)

@@ -114,14 +114,17 @@ class RecordSession(Synchronous):
         """How many clients have connected so far: none means nothing was recorded."""
         return 0 if self._relay is None else self._relay.connections
 
-    def fork_recorder(self) -> None:
+    def fork_recorder(self, standing_by: launch.Standby | None = None) -> None:
         """Start the recorder now, as a fork of this process rather than a fresh interpreter:
-        it has most of what it imports already (see recording/launch.py). Only while no other
-        thread and no event loop exists: the command line calls it before its loop starts.
+        it has most of what it imports already (see recording/launch.py); `standing_by` if
+        given, a fork made earlier, which gets its settings now. Only while no other thread
+        and no event loop exists: the command line calls it before its loop starts.
         RecordError says why it could not start."""
-        self._forked = self._spawn(fork=True)
+        self._forked = self._spawn(fork=True, standing_by=standing_by)
 
-    def _spawn(self, fork: bool = False) -> RecorderProcess:
+    def _spawn(
+        self, fork: bool = False, standing_by: launch.Standby | None = None
+    ) -> RecorderProcess:
         fd = None
         if self.output != "-":
             try:
@@ -149,7 +152,7 @@ class RecordSession(Synchronous):
         # A recording backlog, if any, is spooled on the capture's disk.
         spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None
         try:
-            return launch.start(config, spool_dir, fork)
+            return launch.start(config, spool_dir, fork, standing_by)
         finally:
             if fd is not None:
                 os.close(fd)
