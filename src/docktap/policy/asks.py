@@ -114,7 +114,7 @@ def read(
     if operation not in ("ContainerCreate", "ContainerExec"):
         return Asks()
     decoded = decode(operation, body, READS[operation])
-    if decoded.rejected:
+    if decoded.error is not None:  # rejected
         return Asks(error=decoded.error)
     value = decoded.value if isinstance(decoded.value, dict) else {}
     if operation == "ContainerExec":

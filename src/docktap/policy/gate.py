@@ -376,7 +376,8 @@ class Gate:
         """Act on a response head; False once the connection is raw or lost."""
         method, hijack = self._outstanding[0]
         try:
-            status, framing = _read_response_head(method, head)
+            cached = len(head) <= _CACHED_HEAD
+            status, framing = (_cached_response_head if cached else _response_head)(method, head)
         except ValueError:
             self._lose_responses(actions)
             return False
@@ -451,9 +452,3 @@ def _response_head(method: str, head: bytes) -> tuple[int, Framing | None]:
 
 
 _cached_response_head = lru_cache(maxsize=256)(_response_head)
-
-
-def _read_response_head(method: str, head: bytes) -> tuple[int, Framing | None]:
-    if len(head) <= _CACHED_HEAD:
-        return _cached_response_head(method, head)
-    return _response_head(method, head)
