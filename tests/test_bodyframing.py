@@ -26,8 +26,8 @@ from docktap.bodyframing import (
     FramingError,
     LengthBody,
     keeps_alive,
-    request_body,
-    response_body,
+    request_framing,
+    response_framing,
 )
 
 
@@ -96,17 +96,18 @@ def fields(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def test_request_framing() -> None:
-    assert isinstance(request_body(b"1.1", fields(("Transfer-Encoding", "chunked"))), ChunkedBody)
+    chunked = request_framing(b"1.1", fields(("Transfer-Encoding", "chunked")))()
+    assert isinstance(chunked, ChunkedBody)
     both = fields(("Content-Length", "5"), ("Transfer-Encoding", "chunked"))
-    assert isinstance(request_body(b"1.1", both), ChunkedBody)  # chunked wins
-    length = request_body(b"1.1", fields(("Content-Length", "5")))
+    assert isinstance(request_framing(b"1.1", both)(), ChunkedBody)  # chunked wins
+    length = request_framing(b"1.1", fields(("Content-Length", "5")))()
     assert isinstance(length, LengthBody) and length.left == 5
-    none = request_body(b"1.1", [])
+    none = request_framing(b"1.1", [])()
     assert isinstance(none, LengthBody) and none.done  # no framing: no body, never "until close"
     # Go ignores Transfer-Encoding on HTTP/1.0 (its issue 12785): the length decides.
-    old = request_body(b"1.0", both)
+    old = request_framing(b"1.0", both)()
     assert isinstance(old, LengthBody) and old.left == 5
-    assert request_body(b"1.0", fields(("Transfer-Encoding", "chunked"))).done
+    assert request_framing(b"1.0", fields(("Transfer-Encoding", "chunked")))().done
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,7 @@ def test_response_framing(
     headers: list[tuple[str, str]],
     expected: type[BodyReader] | None,
 ) -> None:
-    reader = response_body(method, status, version, fields(*headers))
+    reader = response_framing(method, status, version, fields(*headers))()
     if expected is None:
         assert isinstance(reader, LengthBody) and reader.done
     else:

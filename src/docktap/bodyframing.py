@@ -262,11 +262,6 @@ def request_framing(http_version: bytes, headers: HeadFields) -> Framing:
     return partial(LengthBody, int(length) if length is not None else 0)
 
 
-def request_body(http_version: bytes, headers: HeadFields) -> BodyReader:
-    """The reader for the body of a request with this parsed head."""
-    return request_framing(http_version, headers)()
-
-
 def response_framing(
     request_method: bytes, status: int, http_version: bytes, headers: HeadFields
 ) -> Framing:
@@ -277,13 +272,6 @@ def response_framing(
         return ChunkedBody
     length = _value(headers, b"content-length")
     return partial(LengthBody, int(length)) if length is not None else CloseDelimitedBody
-
-
-def response_body(
-    request_method: bytes, status: int, http_version: bytes, headers: HeadFields
-) -> BodyReader:
-    """The reader for the body of a final (not 1xx) response with this parsed head."""
-    return response_framing(request_method, status, http_version, headers)()
 
 
 def keeps_alive(http_version: bytes, headers: HeadFields) -> bool:
