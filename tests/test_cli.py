@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -622,3 +623,44 @@ def test_run_forks_the_recorder_and_starts_the_command_before_it_imports_asyncio
     # socket is bound, and neither asyncio nor the relay is loaded, nor the recorder's engine.
     first = listed.read_text().splitlines()[0]
     assert first == "click docktap.binding docktap.recording.launch children=1"
+
+
+# A sitecustomize that has every os.fork's child write down its parent and whether click was
+# loaded when it was forked (subprocess starts commands without os.fork's hooks).
+_FORKS_SEEN = """
+import os, sys
+
+def forked():
+    with open(os.environ["FORKS_SEEN"], "a") as seen:
+        seen.write(f"{os.getppid()} {'click' in sys.modules}\\n")
+
+os.register_at_fork(after_in_child=forked)
+"""
+
+
+def test_the_console_script_forks_the_recorder_before_it_imports_click(tmp_path: Path) -> None:
+    """`docktap run`, as users start it, forks its standby recorder as the process begins
+    (docktap.entry), so that the engine's import overlaps the command line's; `run` takes that
+    standby, and forks no other."""
+    script = Path(sys.executable).with_name("docktap")
+    assert script.is_file()  # the console script the package installs, next to the interpreter
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_FORKS_SEEN)
+    seen, capture = tmp_path / "forks.txt", tmp_path / "cap.jsonl"
+    env = {
+        **os.environ,
+        "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock",
+        "PYTHONPATH": str(tmp_path / "site"),
+        "FORKS_SEEN": str(seen),
+    }
+    process = subprocess.Popen(
+        [str(script), "run", "-q", "-o", str(capture), "--", "true"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert seen.read_text().splitlines() == [f"{process.pid} False"]
+    assert load(capture).header["command"] == ["true"]  # that standby recorded

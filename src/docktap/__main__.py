@@ -1,7 +1,7 @@
-"""`python -m docktap` runs the command line."""
+"""`python -m docktap` runs the command line, entering as the console script does."""
 
 from __future__ import annotations
 
-from docktap.cli import main
+from docktap.entry import main
 
-main(prog_name="docktap")
+main()

@@ -370,8 +370,9 @@ def run(
         )
     from docktap.recording import launch
 
-    # The recorder is forked first, to import its engine on the other core while the daemon
-    # is found, the capture claimed and the socket bound; it gets its settings once they are.
+    # The recorder is forked first (by the entry, as the process began, when it came through
+    # it), to import its engine on the other core while the daemon is found, the capture
+    # claimed and the socket bound; it gets its settings once they are.
     standing_by = launch.standby()
     import shutil
 

@@ -13,10 +13,12 @@ Starting it opens the spool its backlog goes to (spool.py) too, for the link (li
 write: the child must be given it. Nothing here needs asyncio, so that `docktap run` can start
 the recorder right after binding its socket, before the command and the relay's imports.
 
-`docktap run` forks earlier still: a `Standby` is forked as the command begins, before its
-settings exist, and imports the engine (30 ms of CPU) on the other core while the command line
-resolves the daemon, claims the capture and binds; `start` then hands it its settings and its
-descriptors over a socket pair (SCM_RIGHTS). A standby that is gone by then is replaced by a
+`docktap run` forks earlier still: a `Standby` is forked as the process begins (`stand_by`,
+from entry.py, before click and the command line are imported), before its settings exist, and
+imports the engine (30 ms of CPU) on the other core while the command line is imported, parses
+the arguments, resolves the daemon, claims the capture and binds; `start` then hands it its
+settings and its descriptors over a socket pair (SCM_RIGHTS). Called otherwise (click's test
+runner), `run` forks its standby itself. A standby that is gone by then is replaced by a
 fork made there; one never handed over (the command line failed first) exits, silent.
 
 Either way the child gets the pipe as its stdin, the capture and the spool descriptors and
@@ -161,8 +163,26 @@ class Standby:
         return write
 
 
+#: The standby `stand_by` forked as the process began, until `standby` takes it.
+_ahead: Standby | None = None
+
+
+def stand_by() -> None:
+    """Fork a standby now, at the very start of a process that is to run a recording, for
+    `standby` to take: its imports then overlap the command line's own (see entry.py)."""
+    global _ahead
+    _ahead = _fork_standby()
+
+
 def standby() -> Standby | None:
-    """Fork a recorder ahead of its settings, where a fork may be made (see `start`)."""
+    """The standby `stand_by` forked, if it did, or a recorder forked ahead of its settings
+    now, where a fork may be made (see `start`)."""
+    global _ahead
+    ahead, _ahead = _ahead, None
+    return ahead if ahead is not None else _fork_standby()
+
+
+def _fork_standby() -> Standby | None:
     if threading.active_count() > 1 or not _pidfds():
         return None
     mine, theirs = socket.socketpair()
