@@ -536,6 +536,8 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     # asyncio without ssl: the relay to a unix socket has no use for TLS (cli._without_ssl).
     assert "asyncio" in modules
     assert "ssl" not in modules
+    # Nor pathlib: a unix:// DOCKER_HOST needs no context file nor TLS material (upstream.py).
+    assert "pathlib" not in modules
     assert load(capture).header["command"] == ["true"]  # and the recorder did its work
 
 
