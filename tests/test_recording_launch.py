@@ -122,3 +122,38 @@ def test_a_standby_never_handed_its_settings_exits_quietly() -> None:
     assert done.returncode == 0, done.stderr.decode()
     assert json.loads(done.stdout) == 0
     assert done.stderr == b""
+
+
+# Forks a standby as a process begins (stand_by, as docktap.entry does), then asks for a
+# standby twice; reports the process's children after each step and the pids it was given.
+_AHEAD = """
+import json, os
+from docktap.recording.launch import stand_by, standby
+
+def children():
+    with open(f"/proc/self/task/{os.getpid()}/children") as listed:
+        return sorted(int(pid) for pid in listed.read().split())
+
+stand_by()
+ahead = children()
+taken, fresh = standby(), standby()
+assert taken is not None and fresh is not None
+report = {"ahead": ahead, "taken": taken.pid, "fresh": fresh.pid, "then": children()}
+# Both ends first: the second standby, a fork, holds a copy of the first one's.
+for standing_by in (taken, fresh):
+    standing_by.control.close()
+for standing_by in (taken, fresh):
+    os.waitpid(standing_by.pid, 0)
+print(json.dumps(report))
+"""
+
+
+def test_the_standby_forked_ahead_is_the_one_taken_and_only_once() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _AHEAD], capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    report = json.loads(done.stdout)
+    assert report["ahead"] == [report["taken"]]  # stand_by forked one, which standby gave
+    assert report["fresh"] != report["taken"]  # the next call forks another
+    assert report["then"] == sorted([report["taken"], report["fresh"]])
