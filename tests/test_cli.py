@@ -646,6 +646,8 @@ def test_the_console_script_forks_the_recorder_before_it_imports_click(tmp_path:
     standby, and forks no other."""
     script = Path(sys.executable).with_name("docktap")
     assert script.is_file()  # the console script the package installs, next to the interpreter
+    # A venv installed before the entry point moved to docktap.entry still has the old script.
+    assert "docktap.entry" in script.read_text(), f"{script} is stale: pip install -e ."
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(_FORKS_SEEN)
     seen, capture = tmp_path / "forks.txt", tmp_path / "cap.jsonl"
