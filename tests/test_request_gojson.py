@@ -245,3 +245,18 @@ def test_narrowed_types_read_only_the_fields_kept() -> None:
     ]
     # a duplicate is still seen where it is skipped: orjson's reading lost a key
     assert quick_decode(types, "Top", b'{"Name": "a", "Size": 1, "Size": 2}') is None
+
+
+def test_keys_read_once_per_sequence_still_fold_in_another() -> None:
+    types = Types(STRUCTS).narrowed({"Top": frozenset({"Name", "Inner"})})
+    exact = b'{"Name": "n", "Size": 1, "Inner": {"A": "a"}}'
+    folded = b'{"NAME": "n", "Size": 1, "inner": {"A": "b"}}'
+    for _ in range(2):  # the second time from what the first worked out of the same keys
+        for body in (exact, folded, exact):
+            quick = quick_decode(types, "Top", body)
+            assert quick is not None
+            assert quick[0] == finish(Decoder(types).decode("Top", parse(body)[0])), body
+    assert quick_decode(types, "Top", folded) == (
+        {"Name": "n", "Inner": {"A": "b"}},
+        {"NAME": "n", "Size": 1, "inner": {"A": "b"}},
+    )

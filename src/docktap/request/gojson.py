@@ -165,6 +165,7 @@ class _Slice:
 
 
 _ABSENT = object()
+_SHAPES = 256  # sequences of keys whose reading `Types.read_keys` keeps
 _CUSTOM = object()
 #: Go types whose values orjson gives exactly as Go decodes them, when of this Python type.
 _SAME = {"string": str, "bool": bool}
@@ -212,6 +213,7 @@ class Types:
         self._as_is: dict[str, dict[str, _Field]] = {}
         self._unchanged: dict[str, dict[str, frozenset[type]]] = {}
         self._named: dict[str, frozenset[str]] = {}
+        self._shapes: dict[tuple[str, tuple[str, ...]], object] = {}
 
     def narrowed(self, keep: Mapping[str, frozenset[str]]) -> Types:
         """These types with only the `keep` fields of the structs it names (each other struct
@@ -240,6 +242,23 @@ class Types:
             self._folded[struct] = folded
             self._exact[struct] = {name: (name, kind) for name, kind in fields}
         return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
+
+    def read_keys(self, struct: str, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+        """Of the keys of an object, in order, those of fields kept, when each key is the exact
+        name of a field of `struct` (kept or left out by `narrowed`); None when one is not.
+
+        It depends on the keys alone, and clients send the same keys again and again (the
+        docker CLI every field of a create, in one order): it is worked out once per struct
+        and sequence of keys, the last _SHAPES of them kept."""
+        shape = (struct, keys)
+        found = self._shapes.get(shape, _ABSENT)
+        if found is _ABSENT:
+            if len(self._shapes) >= _SHAPES:
+                self._shapes.clear()
+            fields = self.as_is(struct)
+            exact = self.named(struct).issuperset(keys)
+            found = self._shapes[shape] = tuple(k for k in keys if k in fields) if exact else None
+        return cast("tuple[str, ...] | None", found)
 
     def named(self, struct: str) -> frozenset[str]:
         """The exact names of a struct's fields, those `narrowed` left out included."""
@@ -552,15 +571,15 @@ class QuickDecoder:
         types = self.types
         fields = types.as_is(name)
         skipped = types.skipped.get(name)
-        if skipped is not None and value.keys() <= types.named(name):
+        keys = None if skipped is None else types.read_keys(name, tuple(value))
+        if keys is not None:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so only the keys of fields read are walked, and most values are taken at once.
-            keys = value.keys() & fields.keys()
             unchanged = types.unchanged(name)
             into = {key: item for key in keys if type(item := value[key]) in unchanged[key]}
             if len(into) == len(keys):
                 return into
-            pairs = [(fields[key], value[key]) for key in keys - into.keys()]
+            pairs = [(fields[key], value[key]) for key in keys if key not in into]
         else:
             into = {}
             pairs = self._pairs(name, fields, skipped or frozenset(), value)
