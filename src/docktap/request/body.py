@@ -24,7 +24,7 @@ types of dockerd 20.10, the daemon docktap is tested against, differ from the sp
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 from docktap.request import gojson
@@ -164,8 +164,8 @@ def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = No
     if quick is not None:
         value, loaded = quick
         if kind == _WRAPPER and isinstance(value, dict):
-            keys: Iterable[str] = loaded.keys() - _INNER_FIELDS if isinstance(loaded, dict) else ()
-            value = _host_config(value, _has_outer(keys))
+            keys = tuple(loaded) if isinstance(loaded, dict) else ()
+            value = _host_config(value, _reaches_outer(keys))
         return Decoded(operation, value, None, True)
     try:
         parsed, _ = gojson.parse(body)
@@ -233,6 +233,12 @@ def _has_outer(keys: Iterable[str]) -> bool:
         if found is not None and found[0] in _OUTER_FIELDS:
             return True
     return False
+
+
+@lru_cache(maxsize=256)
+def _reaches_outer(keys: tuple[str, ...]) -> bool:
+    """`_has_outer` of a body's keys, in order: they repeat from one create to the next."""
+    return _has_outer(keys)
 
 
 def _host_config(value: dict[str, Any], has_outer: bool) -> dict[str, Any]:
