@@ -243,9 +243,12 @@ class Types:
             self._exact[struct] = {name: (name, kind) for name, kind in fields}
         return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
 
-    def read_keys(self, struct: str, keys: tuple[str, ...]) -> tuple[str, ...] | None:
-        """Of the keys of an object, in order, those of fields kept, when each key is the exact
-        name of a field of `struct` (kept or left out by `narrowed`); None when one is not.
+    def read_keys(
+        self, struct: str, keys: tuple[str, ...]
+    ) -> tuple[tuple[str, frozenset[type]], ...] | None:
+        """Of the keys of an object, in order, those of fields kept, each with the types of
+        values taken as they are (`unchanged`), when each key is the exact name of a field of
+        `struct` (kept or left out by `narrowed`); None when one is not.
 
         It depends on the keys alone, and clients send the same keys again and again (the
         docker CLI every field of a create, in one order): it is worked out once per struct
@@ -255,10 +258,12 @@ class Types:
         if found is _ABSENT:
             if len(self._shapes) >= _SHAPES:
                 self._shapes.clear()
-            fields = self.as_is(struct)
+            unchanged = self.unchanged(struct)
             exact = self.named(struct).issuperset(keys)
-            found = self._shapes[shape] = tuple(k for k in keys if k in fields) if exact else None
-        return cast("tuple[str, ...] | None", found)
+            found = self._shapes[shape] = (
+                tuple((k, unchanged[k]) for k in keys if k in unchanged) if exact else None
+            )
+        return cast("tuple[tuple[str, frozenset[type]], ...] | None", found)
 
     def named(self, struct: str) -> frozenset[str]:
         """The exact names of a struct's fields, those `narrowed` left out included."""
@@ -575,11 +580,10 @@ class QuickDecoder:
         if keys is not None:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so only the keys of fields read are walked, and most values are taken at once.
-            unchanged = types.unchanged(name)
-            into = {key: item for key in keys if type(item := value[key]) in unchanged[key]}
+            into = {key: item for key, kinds in keys if type(item := value[key]) in kinds}
             if len(into) == len(keys):
                 return into
-            pairs = [(fields[key], value[key]) for key in keys if key not in into]
+            pairs = [(fields[key], value[key]) for key, _ in keys if key not in into]
         else:
             into = {}
             pairs = self._pairs(name, fields, skipped or frozenset(), value)
