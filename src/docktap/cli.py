@@ -1454,6 +1454,3 @@ async def _demo(
 
 
 main.add_command(policy_commands)
-
-
-main.add_command(policy_commands)
