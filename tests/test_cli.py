@@ -491,17 +491,28 @@ runpy.run_module("docktap", run_name="__main__", alter_sys=True)
 """
 
 
-def _imported(args: list[str], tmp_path: Path) -> set[str]:
-    """The modules `docktap ARGS` imports, as `python -X importtime` lists them."""
+def _python(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
+    """The interpreter docktap runs on, with `argv`, in `tmp_path`, against a daemon socket
+    that is not there; it must exit 0."""
     env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
     done = subprocess.run(
-        [*DOCKTAP[:1], "-X", "importtime", *DOCKTAP[1:], *args],
-        capture_output=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
+        [*DOCKTAP[:1], *argv], capture_output=True, env=env, cwd=tmp_path, timeout=60
     )
     assert done.returncode == 0, done.stderr.decode()
+    return done
+
+
+def _run_true_under(script: str, tmp_path: Path, *script_args: str) -> Path:
+    """`docktap run -q -- true` run by `python -c SCRIPT SCRIPT_ARGS... run ...` (a script that
+    watches the run, then runs docktap with the rest of argv); the capture it wrote."""
+    capture = tmp_path / "cap.jsonl"
+    _python(["-c", script, *script_args, "run", "-q", "-o", str(capture), "--", "true"], tmp_path)
+    return capture
+
+
+def _imported(args: list[str], tmp_path: Path) -> set[str]:
+    """The modules `docktap ARGS` imports, as `python -X importtime` lists them."""
+    done = _python(["-X", "importtime", *DOCKTAP[1:], *args], tmp_path)
     lines = done.stderr.decode().splitlines()
     return {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
 
@@ -519,17 +530,7 @@ def test_help_and_version_import_no_more_than_the_command_line(tmp_path: Path) -
 
 def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Path) -> None:
     listed = tmp_path / "modules.txt"
-    capture = tmp_path / "cap.jsonl"
-    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
-    run = ["run", "-q", "-o", str(capture), "--", "true"]
-    done = subprocess.run(
-        [*DOCKTAP[:1], "-c", _MODULES_AT_EXIT, str(listed), *run],
-        capture_output=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    capture = _run_true_under(_MODULES_AT_EXIT, tmp_path, str(listed))
     modules = set(listed.read_text().split("\n"))
     assert "docktap.relay" in modules  # the listing is the relay's, read as it must be
     assert _loaded(modules, (*NOT_AT_START, *RECORDER_ONLY, "docktap.capture.reader")) == set()
@@ -563,16 +564,7 @@ def test_run_collects_garbage_again_once_it_serves(tmp_path: Path) -> None:
     """The collector is off for run's start-up only: a long command's relay and recorder
     collect as any process does."""
     listed = tmp_path / "collecting.txt"
-    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
-    run = ["run", "-q", "-o", str(tmp_path / "cap.jsonl"), "--", "true"]
-    done = subprocess.run(
-        [*DOCKTAP[:1], "-c", _COLLECTING_AT_EXIT, str(listed), *run],
-        capture_output=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    _run_true_under(_COLLECTING_AT_EXIT, tmp_path, str(listed))
     assert sorted(listed.read_text().splitlines()) == ["recorder True", "relay True"]
 
 
@@ -611,16 +603,7 @@ def test_run_forks_the_recorder_and_starts_the_command_before_it_imports_asyncio
         "docktap.listening",
         *RECORDER_ONLY,
     ]
-    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
-    run = ["run", "-q", "-o", str(tmp_path / "cap.jsonl"), "--", "true"]
-    done = subprocess.run(
-        [*DOCKTAP[:1], "-c", _LOADED_AT_POPEN, str(listed), ",".join(watched), *run],
-        capture_output=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()
+    _run_true_under(_LOADED_AT_POPEN, tmp_path, str(listed), ",".join(watched))
     # The first Popen is the command's (the recorder is a fork, running already): by then the
     # socket is bound, and neither asyncio nor the relay is loaded, nor the recorder's engine.
     first = listed.read_text().splitlines()[0]
