@@ -182,13 +182,24 @@ def standby() -> Standby | None:
     return ahead if ahead is not None else _fork_standby()
 
 
-def _fork_standby() -> Standby | None:
-    if threading.active_count() > 1 or not _pidfds():
-        return None
-    mine, theirs = socket.socketpair()
+def _may_fork() -> bool:
+    """Whether a recorder may be forked now: while this process has one thread (another may
+    hold a lock the child would then wait on for ever) and pidfds to watch the child's exit."""
+    return threading.active_count() == 1 and _pidfds()
+
+
+def _fork() -> int:
+    # What is buffered would be written twice, once by each process.
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    return os.fork()
+
+
+def _fork_standby() -> Standby | None:
+    if not _may_fork():
+        return None
+    mine, theirs = socket.socketpair()
+    pid = _fork()
     if pid == 0:
         mine.close()
         _standing_by(theirs)
@@ -219,14 +230,11 @@ def start(
     handed = standing_by.hand_over(config) if standing_by is not None else None
     if standing_by is not None and handed is not None:
         process = RecorderProcess(standing_by.pid, handed, spool)
-    elif not fork or threading.active_count() > 1 or not _pidfds():
+    elif not fork or not _may_fork():
         process = _spawn(config, keep)
     else:
         read, write = os.pipe()
-        # What is buffered would be written twice, once by each process.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
+        pid = _fork()
         if pid == 0:
             os.close(write)
             _forked(config, read, keep)
