@@ -123,6 +123,6 @@ def test_peer_credentials_travel_as_json() -> None:
 @pytest.mark.parametrize("capture_fd", [None, 5])
 def test_the_config_round_trips_through_json(capture_fd: int | None) -> None:
     config = RecordingConfig(
-        capture_fd, 100, "unix:///d.sock", ["docker", "ps"], 1.5, 2.5, "rows", False, ["DB_"]
+        capture_fd, 100, "unix:///d.sock", ["docker", "ps"], 1.5, 2.5, "rows", False, ("DB_",)
     )
     assert RecordingConfig.from_json(config.to_json()) == config

@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from docktap.upstream import Endpoint, TLSSettings, UpstreamError
 
@@ -157,8 +156,7 @@ def peer_certificate(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
     }
 
 
-@dataclass(frozen=True)
-class Checked:
+class Checked(NamedTuple):
     """What docktap found when it first looked at the daemon."""
 
     upstream: Endpoint  # the endpoint to relay to (unusable set when it must not be)
@@ -228,7 +226,7 @@ async def _speaks_tls(upstream: Endpoint) -> bool:
     import ssl
 
     try:
-        transport = await connect(asyncio.Protocol, replace(upstream, tls=TLSSettings(False)))
+        transport = await connect(asyncio.Protocol, upstream._replace(tls=TLSSettings(False)))
     except UpstreamError as exc:
         cause = exc.__cause__  # an alert (refusing us, say) is TLS too; plain text is not
         return isinstance(cause, ssl.SSLError) and str(cause.reason) not in _NOT_TLS
@@ -256,7 +254,7 @@ async def check(upstream: Endpoint) -> Checked:
     except (OSError, TimeoutError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
         if isinstance(exc, UpstreamError) and exc.lasting:
-            return Checked(replace(upstream, unusable=reason), problem=reason)
+            return Checked(upstream._replace(unusable=reason), problem=reason)
         return Checked(upstream, problem=reason)
     if (
         upstream.tls is None
@@ -267,5 +265,5 @@ async def check(upstream: Endpoint) -> Checked:
             "the daemon speaks TLS, but plain text was asked for "
             "(set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or give --tlsverify)"
         )
-        return Checked(replace(upstream, unusable=reason), problem=reason)
+        return Checked(upstream._replace(unusable=reason), problem=reason)
     return Checked(upstream, certificate)

@@ -7,14 +7,12 @@ neither the recording child nor a test tap should have to import asyncio to get 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from docktap.direction import Direction
 
 
-@dataclass(frozen=True)
-class PeerCredentials:
+class PeerCredentials(NamedTuple):
     """The process on the other end of a unix socket, from SO_PEERCRED."""
 
     pid: int

@@ -18,8 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import SplitResult, urlsplit
 
 # pathlib is for a bare path, a context and TLS material: a unix:// DOCKER_HOST, what `run`
@@ -47,8 +46,7 @@ class UpstreamError(OSError):
         self.lasting = lasting
 
 
-@dataclass(frozen=True)
-class TLSSettings:
+class TLSSettings(NamedTuple):
     """How to speak TLS to a tcp:// daemon: whom to trust, and which certificate to present."""
 
     verify: bool  # check the daemon's certificate and name; False: encrypt only
@@ -57,8 +55,7 @@ class TLSSettings:
     key: str | None = None
 
 
-@dataclass(frozen=True)
-class TLSOptions:
+class TLSOptions(NamedTuple):
     """What was asked for on docktap's command line, named as the docker CLI names it."""
 
     tls: bool = False  # --upstream-tls, the CLI's --tls: TLS, verified only with tlsverify
@@ -72,8 +69,7 @@ class TLSOptions:
         return self.tls or self.verify is not None or any((self.ca, self.cert, self.key))
 
 
-@dataclass(frozen=True)
-class SSHTarget:
+class SSHTarget(NamedTuple):
     """Where ssh logs in to reach a daemon: `ssh://[user@]host[:port][/path/to/socket]`."""
 
     host: str
@@ -89,8 +85,7 @@ class SSHTarget:
         return f"ssh://{user}{host}{port}{self.socket or ''}"
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """A unix socket path, a TCP host and port (for a daemon over TCP, its TLS), or ssh."""
 
     path: str | None = None
@@ -166,8 +161,7 @@ def _docker_config_dir(env: Mapping[str, str]) -> Path:
     return Path(configured) if configured else Path(env.get("HOME", "~")).expanduser() / ".docker"
 
 
-@dataclass(frozen=True)
-class _Context:
+class _Context(NamedTuple):
     """The docker endpoint of a named context: its URL and its TLS material."""
 
     host: str

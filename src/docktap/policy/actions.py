@@ -9,7 +9,6 @@ frozen dataclass (whose every field is set through `object.__setattr__`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -39,8 +38,7 @@ class Decided(NamedTuple):
     enforced: bool
 
 
-@dataclass(frozen=True)
-class EndOfInput:
+class EndOfInput(NamedTuple):
     """The client has sent all it will: half-close the daemon connection."""
 
 

@@ -31,7 +31,6 @@ interpreter, whose Popen waits on a thread).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import gc
 import os
@@ -225,7 +224,7 @@ def start(
     if capture is not None and not stat.S_ISREG(os.fstat(capture).st_mode):
         spool_dir = None  # not /dev for `-o /dev/null`
     spool = spooling.open_spool(spool_dir)
-    config = dataclasses.replace(config, spool_fd=spool)
+    config = config._replace(spool_fd=spool)
     keep = [fd for fd in (capture, spool) if fd is not None]
     handed = standing_by.hand_over(config) if standing_by is not None else None
     if standing_by is not None and handed is not None:
@@ -280,8 +279,7 @@ def _standing_by(control: socket.socket) -> NoReturn:
             config = RecordingConfig.from_json(b"".join(chunks).decode())
             control.close()
             read, *held = fds
-            config = dataclasses.replace(
-                config,
+            config = config._replace(
                 capture_fd=held.pop(0) if config.capture_fd is not None else None,
                 spool_fd=held.pop(0) if config.spool_fd is not None else None,
             )

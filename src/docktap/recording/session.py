@@ -142,7 +142,7 @@ class RecordSession(Synchronous):
             time.monotonic(),
             self.live,
             self.redact,
-            self.redact_env,
+            tuple(self.redact_env),
             self.audit,
             upstream_tls=self.upstream_tls,
             head_budget=self.head_budget,

@@ -12,12 +12,10 @@ This module is pure: it packs and parses bytes, and does no I/O.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from docktap.direction import Direction
 from docktap.tap import PeerCredentials
@@ -46,8 +44,7 @@ EOF = {Direction.CLIENT: Kind.EOF_CLIENT, Direction.DAEMON: Kind.EOF_DAEMON}
 Message = tuple[int, int, float, bytes]
 
 
-@dataclass(frozen=True)
-class RecordingConfig:
+class RecordingConfig(NamedTuple):
     """Everything the child needs to know, passed as JSON on its command line."""
 
     capture_fd: int | None  # an open capture file handed down, or None for stdout
@@ -58,7 +55,7 @@ class RecordingConfig:
     started_mono: float
     live: str  # "off", "rows", or "status" (rows plus a status line on a terminal)
     redact: bool = True  # mask secrets before they reach the capture (--no-redact: False)
-    redact_env: list[str] = field(default_factory=list)  # more secret variable name patterns
+    redact_env: tuple[str, ...] = ()  # more secret variable name patterns
     audit: str | None = None  # warn on stderr of findings at this level or above (--audit)
     spool_fd: int | None = None  # the spool handed down, when there is one
     upstream_tls: dict[str, Any] | None = None  # the header's `tls`, for a daemon over TLS
@@ -67,15 +64,17 @@ class RecordingConfig:
     width: int | None = None  # --width of them; None: as the terminal or COLUMNS says
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        return json.dumps(self._asdict())
 
     @classmethod
     def from_json(cls, text: str) -> RecordingConfig:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        fields["redact_env"] = tuple(fields.get("redact_env", ()))  # JSON has lists only
+        return cls(**fields)
 
 
 def peer_payload(peer: PeerCredentials | None) -> bytes:
-    return json.dumps(dataclasses.asdict(peer)).encode() if peer is not None else b""
+    return json.dumps(peer._asdict()).encode() if peer is not None else b""
 
 
 def peer_from_payload(payload: bytes) -> dict[str, object] | None:
