@@ -534,6 +534,8 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     modules = set(listed.read_text().split("\n"))
     assert "docktap.relay" in modules  # the listing is the relay's, read as it must be
     assert _loaded(modules, (*NOT_AT_START, *RECORDER_ONLY, "docktap.capture.reader")) == set()
+    # Nor the command line: the entry read the arguments (runline.py), click was not needed.
+    assert _loaded(modules, ("click", "docktap.cli", "rich")) == set()
     # asyncio without ssl: the relay to a unix socket has no use for TLS (cli._without_ssl).
     assert "asyncio" in modules
     assert "ssl" not in modules
@@ -607,7 +609,7 @@ def test_run_forks_the_recorder_and_starts_the_command_before_it_imports_asyncio
     # The first Popen is the command's (the recorder is a fork, running already): by then the
     # socket is bound, and neither asyncio nor the relay is loaded, nor the recorder's engine.
     first = listed.read_text().splitlines()[0]
-    assert first == "click docktap.binding docktap.recording.launch children=1"
+    assert first == "docktap.binding docktap.recording.launch children=1"
 
 
 # A sitecustomize that has every os.fork's child write down its parent and whether click was

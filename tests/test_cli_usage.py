@@ -569,3 +569,35 @@ def test_replay_listens_on_a_bare_relative_path_and_refuses_a_regular_file(
     assert ping.returncode == 0
     assert ping.stdout.startswith(b"HTTP/1.1 200 OK\r\n")  # the recorded HEAD /_ping
     assert replay.returncode == 0
+
+
+# `docktap run` through the command line: click reads the arguments, as for any other command.
+_THROUGH_CLICK = "import sys; from docktap.cli import main; main(prog_name='docktap')"
+
+
+def test_a_run_read_without_click_fails_as_one_read_by_click(tmp_path: Path) -> None:
+    """The entry reads the usual run command lines itself (runline.py); what it then says of
+    a run that cannot start, and its status, are click's own."""
+    existing = tmp_path / "exists.jsonl"
+    existing.write_text("keep me")
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
+    for args in (
+        ["run", "-o", "-", "--", "true"],
+        ["run", "--upstream", "bogus://x", "--", "true"],
+        ["run", "--upstream", str(tmp_path / "s.sock"), "--tlscert", "c.pem", "--", "true"],
+        ["run", "-q", "--", "no-such-command-here"],
+        ["run", "-o", str(existing), "--", "true"],
+        ["run", "-o", str(tmp_path / "no" / "dir.jsonl"), "--", "true"],
+    ):
+        fast = docktap(*args, env=env)
+        through_click = subprocess.run(
+            [sys.executable, "-c", _THROUGH_CLICK, *args],
+            capture_output=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert fast.returncode in (1, 2), args
+        assert (fast.returncode, fast.stderr) == (through_click.returncode, through_click.stderr)
+    assert existing.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.jsonl"]

@@ -6,22 +6,22 @@ maps their errors to one clear line on stderr and an exit status.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import gc
 import os
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import IO, TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import click
 
-from docktap import __version__
+from docktap import __version__, running
 from docktap.capture.limits import DEFAULT_MAX_BODY
 from docktap.console import terminal_options
 from docktap.levels import LEVELS, LIVE_LEVEL
+from docktap.messages import say, show_warning
 from docktap.policy.commands import make_guard, policy_options, reload_on_hangup
 from docktap.policy.commands import policy as policy_commands
 
@@ -30,26 +30,18 @@ from docktap.policy.commands import policy as policy_commands
 # `--help` should not load asyncio, rich or the capture reader (tests/test_cli.py keeps it so).
 if TYPE_CHECKING:
     import asyncio
-    import socket
-    import subprocess
 
     from docktap.capture.format import Record
     from docktap.capture.reader import Capture, Exchange, Incident
     from docktap.console import Terminal
-    from docktap.policy.guard import Guard
-    from docktap.recording.launch import Standby
     from docktap.recording.session import RecordSession
     from docktap.render.timeline import TimelineOptions
     from docktap.replay.session import ReplaySession
     from docktap.replay.store import Miss
-    from docktap.upstream import Endpoint, TLSOptions
+    from docktap.upstream import Endpoint
 
 
 T = TypeVar("T")
-
-# How long `run` and `proxy` wait for the recorder once the command or the proxy is done: past
-# it, the recorder finishes the capture on its own, and the status or the exit is not held up.
-_LINGER = 0.5
 
 #: The exit status of `replay --strict` when it failed: not one a command commonly exits with,
 #: so that a script can tell the replay's verdict from the command's own failure.
@@ -60,93 +52,33 @@ STRICT_FAILED = 8
 JSON_VERSION = 1
 
 
-def _say(message: str) -> None:
-    click.echo(f"docktap: {message}", err=True)
+def _run_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """The command, with what goes wrong in the steps of running.py said as click says it:
+    a problem of the command line under the usage, any other on one line, status 1."""
 
-
-def _claim_capture(output: str | None, force: bool) -> tuple[str, bool]:
-    """The capture's path, and whether this call created it (empty, private to us).
-
-    A default name is the time to the microsecond, created exclusively: two runs started at
-    once (a shell loop) each get a file of their own, with `-2`, `-3`… on a tie. A regular
-    file given with `-o` is replaced only with `force`; a device or FIFO is written into.
-    """
-    import stat
-
-    from docktap.outputs import OutputError, OutputExists, open_output
-
-    if output == "-":
-        return output, False
-    if output is None:
-        return _new_default_capture(), True
-    try:
-        os.close(open_output(output, replace=False))
-    except OutputExists:
-        if not force and stat.S_ISREG(os.lstat(output).st_mode):
-            raise click.ClickException(
-                f"capture {output} exists: give --force to replace it, or another -o"
-            ) from None
-        return output, False
-    except OutputError as exc:
-        raise click.ClickException(f"cannot write capture {output}: {exc.reason}") from exc
-    return output, True
-
-
-def _new_default_capture() -> str:
-    import datetime
-
-    from docktap.outputs import OutputError, OutputExists, open_output
-
-    stem = datetime.datetime.now().strftime("docktap-%Y%m%d-%H%M%S-%f")
-    name, count = f"{stem}.jsonl", 1
-    while True:
+    @functools.wraps(command)
+    def mapped(*args: Any, **kwargs: Any) -> None:
         try:
-            os.close(open_output(name, replace=False))
-        except OutputExists:
-            count += 1
-            name = f"{stem}-{count}.jsonl"
-            continue
-        except OutputError as exc:
-            raise click.ClickException(f"cannot write capture {name}: {exc.reason}") from exc
-        return name
+            command(*args, **kwargs)
+        except running.UsageProblem as exc:
+            raise click.UsageError(str(exc)) from exc
+        except running.RunError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return mapped
 
 
-@contextlib.contextmanager
-def _capture_file(output: str | None, force: bool) -> Iterator[str]:
-    """The capture's path (see _claim_capture); one this created goes if the command fails
-    to start, so that a failed start leaves no empty capture behind."""
-    path, created = _claim_capture(output, force)
-    try:
-        yield path
-    except click.ClickException:
-        if created:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        raise
-
-
-def _upstream(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str, Any] | None]:
-    """The daemon to relay to, looked at once if it is on TCP, and the header's `tls` for it.
-
-    What makes every client get a 502 (a certificate the daemon refuses, TLS where plain text
-    was asked for, a certificate docktap does not trust) is said here once, on stderr.
-    """
-    from docktap.upstream import EndpointError, resolve_upstream
-
-    try:
-        target = resolve_upstream(explicit, options=tls)
-    except EndpointError as exc:
-        raise click.UsageError(str(exc)) from exc
-    if target.path is not None:
-        return target, None
-    import asyncio
-
-    from docktap.connecting import check
-
-    checked = asyncio.run(check(target))
-    if checked.problem is not None:
-        _say(f"cannot reach the Docker daemon at {target.url}: {checked.problem}")
-    return checked.upstream, checked.tls_header()
+def run_failed(error: running.RunError) -> NoReturn:
+    """Say why a run that started without click (entry.py) failed, as `docktap run` through
+    the command line would have, and exit with click's status for it."""
+    context = click.Context(main, info_name="docktap")
+    shown = (
+        click.UsageError(str(error), click.Context(run, info_name="run", parent=context))
+        if isinstance(error, running.UsageProblem)
+        else click.ClickException(str(error))
+    )
+    shown.show()
+    sys.exit(shown.exit_code)
 
 
 def _load(path: str, leave_over: int | None = None) -> Capture:
@@ -156,7 +88,7 @@ def _load(path: str, leave_over: int | None = None) -> Capture:
 
     writing = path != "-" and lock.being_written(path)
     if writing:
-        _say(
+        say(
             f"note: {path} is still being written (a recorder holds it): "
             "this is what it holds so far; `show --follow` follows it"
         )
@@ -198,18 +130,7 @@ def main(ctx: click.Context) -> None:
     """A tap on the Docker socket: relay, record and read Docker Engine API traffic."""
     # What docktap warns of reads as one line of its own, not as Python's warning with a path.
     ctx.with_resource(warnings.catch_warnings())
-    warnings.showwarning = _show_warning
-
-
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    _say(f"warning: {message}")
+    warnings.showwarning = show_warning
 
 
 _max_body_option = click.option(
@@ -329,26 +250,8 @@ def _tls_options(command: Callable[..., None]) -> Callable[..., None]:
 @policy_options
 @terminal_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(
-    output: str | None,
-    force: bool,
-    upstream: str | None,
-    upstream_tls: bool,
-    tlsverify: bool | None,
-    tlscacert: str | None,
-    tlscert: str | None,
-    tlskey: str | None,
-    max_body: int,
-    no_redact: bool,
-    redact_env: tuple[str, ...],
-    audit: bool,
-    quiet: bool,
-    policy_file: str | None,
-    policy_mode: str,
-    colour: str,
-    width: int | None,
-    command: Sequence[str],
-) -> None:
+@_run_errors
+def run(**arguments: Any) -> None:
     """Run CMD with DOCKER_HOST pointing at docktap, and record what it says to Docker.
 
     Each call CMD makes is shown on stderr as it completes, one timeline row (see `show`);
@@ -358,230 +261,9 @@ def run(
 
     Example: docktap run -- docker run --rm busybox echo hi
     """
-    # Start-up makes next to no garbage, but the modules it imports make the collector run
-    # dozens of times, a few ms of CPU: it waits until the relay serves (_serving_while), as
-    # gc.freeze's recipe for a process that forks (here, the recorder) has it.
-    gc.disable()
-    argv = list(command)
-    if output == "-":
-        raise click.UsageError(
-            "run cannot write the capture to stdout (-o -): stdout is the command's own; "
-            "give -o a file name, or use `docktap proxy -o -`"
-        )
-    from docktap.recording import launch
+    from docktap.run_options import RunArguments
 
-    # The recorder is forked first (by the entry, as the process began, when it came through
-    # it), to import its engine on the other core while the daemon is found, the capture
-    # claimed and the socket bound; it gets its settings once they are.
-    standing_by = launch.standby()
-    import shutil
-
-    if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
-        raise click.ClickException(f"command not found: {argv[0]}")
-    from docktap.upstream import TLSOptions
-
-    tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
-    target, tls_header = _upstream(upstream, tls)
-    guard = make_guard(policy_file, policy_mode)
-    with _capture_file(output, force) as path, _private_socket() as sock:
-        # The socket is bound, the recorder forked and the command started before asyncio and
-        # the relay are imported: the recorder's imports and the command's own start-up overlap
-        # docktap's, the command's first connections waiting in the socket's backlog.
-        bound = _bound(sock)
-        from docktap.recording.session import record, redact_env_patterns
-
-        session = record(
-            path,
-            sock,
-            target,
-            command=argv,
-            max_body=max_body,
-            redact=not no_redact,
-            redact_env=redact_env_patterns(redact_env),
-            live="off" if quiet else "rows",
-            audit=LIVE_LEVEL if audit else None,
-            upstream_tls=tls_header,
-            say=_say,
-            grace=2.0,
-            guard=guard,
-            linger=_LINGER,
-            bound=bound,
-            colour=colour,
-            width=width,
-        )
-        _fork_recorder(session, standing_by)
-        process = _start_command(argv, sock)
-        try:
-            if target.path is not None:
-                _without_ssl()
-            import asyncio
-
-            code = asyncio.run(_serving_while(session, process, guard))
-        except BaseException:
-            # Nothing serves it any more: it goes rather than wait on a backlog nobody reads.
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            raise
-    if not quiet:
-        if session.connections == 0:
-            _say(
-                f"warning: {os.path.basename(argv[0])} never connected to docktap, so no call "
-                "was recorded; if it used Docker, it reached it another way "
-                "(docker -H or --context, a DOCKER_HOST of its own)"
-            )
-        _say_written(path, session.still_writing)
-    # All is done: the capture written or left to the recorder, the socket's directory gone.
-    from docktap.exiting import leave
-
-    leave(code)
-
-
-def _without_ssl() -> None:
-    """Keep ssl out of this process: asyncio, imported next, takes it for its TLS transports.
-
-    A relay to a unix socket never speaks TLS, and ssl, OpenSSL loaded, is a third of asyncio's
-    import: 6 ms of CPU on the way to the command's first connection. A None in sys.modules
-    makes any import of ssl fail (the import system's documented way to keep a module out);
-    asyncio then loads as on an interpreter built without ssl. The recorder, forked already,
-    is not concerned.
-    """
-    sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
-
-
-def _fork_recorder(session: RecordSession, standing_by: Standby | None = None) -> None:
-    """Start the recorder before the event loop does: a fork, cheaper than a new interpreter
-    (`standing_by`, if one was forked earlier still)."""
-    from docktap.recording.session import RecordError
-
-    try:
-        session.fork_recorder(standing_by)
-    except RecordError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _say_written(path: str, still_writing: bool) -> None:
-    if still_writing:
-        _say(f"capture {path} is still being written by the recorder, in the background")
-    else:
-        _say(f"capture written to {path}")
-
-
-@contextlib.contextmanager
-def _private_socket() -> Iterator[Endpoint]:
-    """A socket path in a directory of our own, for a command to reach docktap through."""
-    import shutil
-    import tempfile
-
-    from docktap.upstream import Endpoint
-
-    workdir = tempfile.mkdtemp(prefix="docktap-")
-    try:
-        yield Endpoint(path=os.path.join(workdir, "docker.sock"))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _bound(sock: Endpoint) -> list[socket.socket]:
-    """The listening socket at `sock`, bound before the event loop exists (see binding.py)."""
-    from docktap.binding import ListenError, bind
-
-    try:
-        return bind(sock)
-    except ListenError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _start_command(argv: list[str], sock: Endpoint) -> subprocess.Popen[bytes]:
-    """Start a command with DOCKER_HOST set to `sock`, without asyncio (see `run`).
-
-    Until the event loop takes over the signals (see _command_waited), Ctrl-C is the command's
-    to act on and a TERM aimed at docktap goes to the command, as they will be then.
-    """
-    import subprocess
-
-    env = dict(os.environ)
-    env["DOCKER_HOST"] = f"unix://{sock.path}"
-    # The socket is private and plain: the command's TLS settings are for the daemon behind us.
-    for name in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"):
-        env.pop(name, None)
-    try:
-        process = subprocess.Popen(argv, env=env)
-    except OSError as exc:
-        raise click.ClickException(f"cannot run {argv[0]}: {exc.strerror}") from exc
-    signal.signal(signal.SIGINT, lambda number, frame: None)
-    signal.signal(signal.SIGTERM, lambda number, frame: process.send_signal(signal.SIGTERM))
-    return process
-
-
-async def _serving_while(
-    session: AbstractAsyncContextManager[object],
-    process: subprocess.Popen[bytes],
-    guard: Guard | None = None,
-) -> int:
-    """Enter a session serving the socket a command started on, and wait for the command."""
-    async with _started(session):
-        # Start-up is over (see run): what it loaded stays, and the collector need not scan it.
-        gc.freeze()
-        gc.enable()
-        if guard is not None:
-            reload_on_hangup(guard)
-        return await _command_waited(process)
-
-
-async def _command_served_by(
-    session: AbstractAsyncContextManager[object], argv: list[str], sock: Endpoint
-) -> int:
-    """Enter a session serving on `sock`, and run the command against it."""
-    async with _started(session):
-        return await _command_waited(_start_command(argv, sock))
-
-
-@contextlib.asynccontextmanager
-async def _started(session: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
-    """Enter a session; why it could not start is one line on stderr and status 1."""
-    from docktap.binding import ListenError
-    from docktap.capture.errors import CaptureError
-    from docktap.recording.session import RecordError
-
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            entered = await stack.enter_async_context(session)
-        except (ListenError, RecordError, CaptureError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        yield entered
-
-
-async def _command_waited(process: subprocess.Popen[bytes]) -> int:
-    """The command's exit status, shell-style, once it has exited; watched through a pidfd on
-    the loop (where there are none, its Popen waits on a thread)."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    # Ctrl-C reaches the whole foreground group, the command included: let the command decide
-    # what it means and keep serving until it exits. A TERM aimed at docktap goes to the command.
-    loop.add_signal_handler(signal.SIGINT, lambda: None)
-    loop.add_signal_handler(signal.SIGTERM, process.send_signal, signal.SIGTERM)
-    try:
-        try:
-            pidfd = os.pidfd_open(process.pid)
-        except OSError:
-            code = await loop.run_in_executor(None, process.wait)
-        else:
-            try:
-                exited: asyncio.Future[None] = loop.create_future()
-                loop.add_reader(pidfd, exited.set_result, None)
-                try:
-                    await exited
-                finally:
-                    loop.remove_reader(pidfd)
-            finally:
-                os.close(pidfd)
-            code = process.wait()
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        loop.remove_signal_handler(signal.SIGTERM)
-    return code if code >= 0 else 128 - code
+    running.run(RunArguments(**arguments))
 
 
 @main.command()
@@ -610,6 +292,7 @@ async def _command_waited(process: subprocess.Popen[bytes]) -> int:
 @_ready_fd_option
 @policy_options
 @terminal_options
+@_run_errors
 def proxy(
     listen: str,
     upstream: str | None,
@@ -647,10 +330,10 @@ def proxy(
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
     tls = TLSOptions(upstream_tls, tlsverify, tlscacert, tlscert, tlskey)
-    target, tls_header = _upstream(upstream, tls)
+    target, tls_header = running.daemon(upstream, tls)
     guard = make_guard(policy_file, policy_mode)
     ready = _ready_file(ready_fd)
-    with _capture_file(output, force) as path:
+    with running.capture_file(output, force) as path:
         session = record(
             path,
             endpoint,
@@ -662,17 +345,17 @@ def proxy(
             audit=LIVE_LEVEL if audit else None,
             socket_mode=socket_mode,
             upstream_tls=tls_header,
-            say=_say,
+            say=say,
             grace=0.5,  # with linger, the proxy is gone within 1 s of the signal
             guard=guard,
-            linger=_LINGER,
+            linger=running.LINGER,
             colour=colour,
             width=width,
         )
-        _fork_recorder(session)
+        running.fork_recorder(session)
         asyncio.run(_proxy(session, quiet, ready))
     if path != "-" and not quiet:
-        _say_written(path, session.still_writing)
+        running.say_written(path, session.still_writing)
 
 
 def _ready_file(fd: int | None) -> IO[bytes] | None:
@@ -686,12 +369,12 @@ def _ready_file(fd: int | None) -> IO[bytes] | None:
 
 
 async def _proxy(session: RecordSession, quiet: bool, ready: IO[bytes] | None) -> None:
-    async with _started(session):
+    async with running.started(session):
         if session.guard is not None:
             reload_on_hangup(session.guard)
         stop = _stop_on_signals()
         if not quiet:
-            _say(f"listening on {session.host}, relaying to {session.upstream.url}")
+            say(f"listening on {session.host}, relaying to {session.upstream.url}")
         if ready is not None:
             _tell_ready(ready, session.host)
         await stop.wait()
@@ -710,7 +393,7 @@ def _tell_ready(ready: IO[bytes], address: str) -> None:
     except BrokenPipeError:
         pass
     except OSError as exc:
-        _say(f"--ready-fd {fd}: {exc.strerror}")
+        say(f"--ready-fd {fd}: {exc.strerror}")
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -1070,7 +753,7 @@ def view_command(capture: str) -> None:
     except webbrowser.Error:
         opened = False
     if opened:
-        _say(f"opened {path}")
+        say(f"opened {path}")
     else:
         click.echo(path)
 
@@ -1216,6 +899,7 @@ def _repeat_methods(ctx: click.Context, param: click.Parameter, value: str) -> s
 @_ready_fd_option
 @terminal_options
 @click.pass_context
+@_run_errors
 def replay_command(
     ctx: click.Context,
     captures: tuple[str, ...],
@@ -1277,7 +961,7 @@ def replay_command(
     loaded = [(os.path.basename(path), _load(path, LEAVE_OVER)) for path in captures]
     report = _Report(colour, width)
     if not quiet and not any(capture.exchanges for _, capture in loaded):
-        _say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")
+        say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")
 
     def replaying(where: Endpoint) -> ReplaySession:
         return replay(
@@ -1294,9 +978,9 @@ def replay_command(
         )
 
     if argv:
-        with _private_socket() as sock:
+        with running.private_socket() as sock:
             session = replaying(sock)
-            code = asyncio.run(_command_served_by(session, argv, sock))
+            code = asyncio.run(running.command_served_by(session, argv, sock))
     else:
         assert endpoint is not None
         session = replaying(endpoint)
@@ -1339,10 +1023,10 @@ class _Report:
 async def _replay_until_stopped(
     session: ReplaySession, quiet: bool, ready: IO[bytes] | None
 ) -> None:
-    async with _started(session):
+    async with running.started(session):
         stop = _stop_on_signals()
         if not quiet:
-            _say(f"replaying {len(session.store.recordings)} recorded exchanges on {session.host}")
+            say(f"replaying {len(session.store.recordings)} recorded exchanges on {session.host}")
         if ready is not None:
             _tell_ready(ready, session.host)
         await stop.wait()
@@ -1396,6 +1080,7 @@ def _replay_report(
     "--no-docker", is_flag=True, help="Only show the bundled capture; do not run the docker CLI."
 )
 @terminal_options
+@_run_errors
 def demo(output: str | None, force: bool, no_docker: bool, colour: str, width: int | None) -> None:
     """See what `docker run` says to the daemon, with no Docker daemon at all.
 
@@ -1420,27 +1105,29 @@ def demo(output: str | None, force: bool, no_docker: bool, colour: str, width: i
     argv = list(recorded.header["command"])
     if no_docker or shutil.which("docker") is None:
         if not no_docker:
-            _say("the docker CLI is not installed: showing a recording of it instead")
-        _say(f"recorded: {shlex.join(argv)}")
+            say("the docker CLI is not installed: showing a recording of it instead")
+        say(f"recorded: {shlex.join(argv)}")
         _print_timeline(recorded, colour, width, note=explain)
         return
     workdir = tempfile.mkdtemp(prefix="docktap-demo-")
-    path = _claim_capture(output, force)[0] if output else os.path.join(workdir, "demo.jsonl")
+    path = (
+        running.claim_capture(output, force)[0] if output else os.path.join(workdir, "demo.jsonl")
+    )
     daemon = Endpoint(path=os.path.join(workdir, "replay.sock"))
     replayed = replay([("demo.jsonl", recorded)], daemon, on_miss=_Report(colour, width).miss)
-    _say(f"a replayed daemon is answering; docktap relays and records: {shlex.join(argv)}")
+    say(f"a replayed daemon is answering; docktap relays and records: {shlex.join(argv)}")
     try:
-        with _private_socket() as sock:
+        with running.private_socket() as sock:
             relay = record(
-                path, sock, daemon, command=argv, live="rows", say=_say, colour=colour, width=width
+                path, sock, daemon, command=argv, live="rows", say=say, colour=colour, width=width
             )
             code = asyncio.run(_demo(replayed, relay, argv, sock))
-        _say(f"{argv[-1].split()[0]} exited with status {code}; what it said to the daemon:")
+        say(f"{argv[-1].split()[0]} exited with status {code}; what it said to the daemon:")
         _print_timeline(_load(path), colour, width, note=explain)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if output:
-        _say(f"capture written to {output}; see it again with: docktap show {output}")
+        say(f"capture written to {output}; see it again with: docktap show {output}")
     if replayed.store.misses:
         sys.exit(1)
 
@@ -1449,8 +1136,8 @@ async def _demo(
     replayed: ReplaySession, relay: RecordSession, argv: list[str], sock: Endpoint
 ) -> int:
     """The command through the recording relay, in front of the replayed daemon."""
-    async with _started(replayed):
-        return await _command_served_by(relay, argv, sock)
+    async with running.started(replayed):
+        return await running.command_served_by(relay, argv, sock)
 
 
 main.add_command(policy_commands)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from docktap.console import terminal_options
+from docktap.messages import say
 from docktap.policy.formats import FORMATS
 
 # The group is built with every `docktap` start-up; what its commands use is imported when
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
     from docktap.capture.reader import Capture
     from docktap.policy.guard import Guard
     from docktap.policy.model import Policy
-
-
-def _say(message: str) -> None:
-    click.echo(f"docktap: {message}", err=True)
 
 
 def load_policy(path: str) -> Policy:
@@ -85,12 +82,12 @@ def learn_command(captures: tuple[str, ...], output: str) -> None:
 
     learned = learning.learn(_captures(captures))
     for source, why in learned.skipped:
-        _say(f"not learned: {source}: {why}")
+        say(f"not learned: {source}: {why}")
     _write(output, text.dump(learned))
     if output != "-":
         rules = sum(len(c.rules) for c in learned.clients.values())
         clients = len(learned.clients)
-        _say(
+        say(
             f"policy written to {output}: {rules} rules for {clients} "
             + ("client" if clients == 1 else "clients")
         )
@@ -148,7 +145,7 @@ def export_command(policy_file: str, fmt: str, output: str) -> None:
     from docktap.policy.export import export
 
     made = export(load_policy(policy_file), fmt, Path(policy_file).name)
-    _say(f"{fmt} export is {'wider' if made.wider else 'narrower'} than {policy_file}:")
+    say(f"{fmt} export is {'wider' if made.wider else 'narrower'} than {policy_file}:")
     for note in made.notes:
         click.echo(f"  - {note}", err=True)
     _write(output, made.text)
@@ -201,9 +198,9 @@ def reload_on_hangup(guard: Guard) -> None:
         try:
             policy_ = loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, PolicyError) as exc:
-            _say(f"policy {path} not reloaded, the one in force stays: {exc}")
+            say(f"policy {path} not reloaded, the one in force stays: {exc}")
             return
         guard.replace(policy_)
-        _say(f"policy {path} reloaded")
+        say(f"policy {path} reloaded")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
