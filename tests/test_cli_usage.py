@@ -601,3 +601,18 @@ def test_a_run_read_without_click_fails_as_one_read_by_click(tmp_path: Path) -> 
         assert (fast.returncode, fast.stderr) == (through_click.returncode, through_click.stderr)
     assert existing.read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.jsonl"]
+
+
+def test_a_command_that_cannot_be_run_leaves_a_forced_capture_as_it_was(tmp_path: Path) -> None:
+    capture = tmp_path / "c.jsonl"
+    capture.write_text("keep me")
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    for command, said in (
+        (str(script), f"Error: cannot run {script}: Permission denied\n"),
+        (str(tmp_path), f"Error: cannot run {tmp_path}: Permission denied\n"),
+        (str(tmp_path / "missing"), f"Error: command not found: {tmp_path / 'missing'}\n"),
+    ):
+        refused = docktap("run", "-o", str(capture), "--force", "--", command)
+        assert (refused.returncode, refused.stderr.decode()) == (1, said)
+        assert capture.read_text() == "keep me"

@@ -14,6 +14,7 @@ line asked for something that cannot be (cli.py shows it under the usage).
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import signal
@@ -158,7 +159,11 @@ def run(arguments: RunArguments) -> NoReturn:
     standing_by = launch.standby()
     import shutil
 
-    if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
+    if shutil.which(argv[0]) is None:
+        # Said now, as exec would say it, before the capture is claimed: a capture given with
+        # --force is then left as it was, rather than replaced by a run that never started.
+        if os.sep in argv[0] and os.path.exists(argv[0]):
+            raise RunError(f"cannot run {argv[0]}: {os.strerror(errno.EACCES)}")
         raise RunError(f"command not found: {argv[0]}")
     from docktap.upstream import TLSOptions
 
