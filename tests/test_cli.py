@@ -536,7 +536,7 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     assert _loaded(modules, (*NOT_AT_START, *RECORDER_ONLY, "docktap.capture.reader")) == set()
     # Nor the command line: the entry read the arguments (runline.py), click was not needed.
     assert _loaded(modules, ("click", "docktap.cli", "rich")) == set()
-    # asyncio without ssl: the relay to a unix socket has no use for TLS (cli._without_ssl).
+    # asyncio without ssl: the relay to a unix socket has no use for TLS (running._without_ssl).
     assert "asyncio" in modules
     assert "ssl" not in modules
     # Nor pathlib: a unix:// DOCKER_HOST needs no context file nor TLS material (upstream.py).
