@@ -52,7 +52,24 @@ def redact_env_patterns(extra: Iterable[str] = ()) -> list[str]:
 
 
 class RecordSession(Synchronous):
-    """A relay to `upstream`, listening on `listen`, recording into `output` (`-`: stdout)."""
+    """A relay to `upstream`, listening on `listen`, recording into `output` (`-`: stdout):
+    `async with record(...) as session` (or `with`) serves on `listen`.
+
+    `redact_env` are the secret name patterns beyond the default ones (`redact_env_patterns()`
+    gives those of the environment); `live` is "off", "rows" or "status" (rows on stderr, and a
+    status line on a terminal); `audit` a level of findings to warn of on stderr; `command`
+    the command line the capture header names; `upstream_tls` the header's `tls`, for a daemon
+    spoken to in TLS (see `connecting.check`); `say` is given what the relay reports while it
+    runs (clients refused for want of file descriptors); `guard` decides every request by
+    its policy before it is forwarded (docktap.policy); `linger` how long leaving waits for
+    the recorder at most (none: until it has written everything), after which it finishes on
+    its own, the capture locked until it is done (`still_writing`, see capture/lock.py).
+    `head_budget` is what the recorder may hold, over all connections, of heads not yet whole
+    (64 MiB unless given); past it the oldest is recorded as cut. `bound` are `listen`'s
+    sockets if they were bound already (binding.bind). `colour` and `width` are the
+    --color and --width of the live rows and warnings (docktap.console). RecordError or
+    ListenError say why it could not start.
+    """
 
     thread_name = "docktap-record"
 
@@ -61,16 +78,17 @@ class RecordSession(Synchronous):
         output: str | os.PathLike[str],
         listen: Endpoint,
         upstream: Endpoint,
-        command: Sequence[str] | None,
-        max_body: int,
-        redact: bool,
-        redact_env: Sequence[str],
-        live: str,
-        audit: str | None,
-        socket_mode: int,
-        grace: float,
-        upstream_tls: dict[str, Any] | None,
-        say: Callable[[str], None] | None,
+        *,
+        command: Sequence[str] | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        redact: bool = True,
+        redact_env: Sequence[str] = (),
+        live: str = "off",
+        audit: str | None = None,
+        socket_mode: int = 0o600,
+        grace: float = 2.0,
+        upstream_tls: dict[str, Any] | None = None,
+        say: Callable[[str], None] | None = None,
         guard: Guard | None = None,
         linger: float | None = None,
         head_budget: int | None = None,
@@ -194,66 +212,8 @@ class RecordSession(Synchronous):
             self.still_writing = self.recorder_status is None
 
 
-def record(
-    output: str | os.PathLike[str],
-    listen: Endpoint,
-    upstream: Endpoint,
-    *,
-    command: Sequence[str] | None = None,
-    max_body: int = DEFAULT_MAX_BODY,
-    redact: bool = True,
-    redact_env: Sequence[str] = (),
-    live: str = "off",
-    audit: str | None = None,
-    socket_mode: int = 0o600,
-    grace: float = 2.0,
-    upstream_tls: dict[str, Any] | None = None,
-    say: Callable[[str], None] | None = None,
-    guard: Guard | None = None,
-    linger: float | None = None,
-    head_budget: int | None = None,
-    bound: list[socket.socket] | None = None,
-    colour: str = "auto",
-    width: int | None = None,
-) -> RecordSession:
-    """A recording relay: `async with record(...) as session` (or `with`) serves on `listen`.
-
-    `redact_env` are the secret name patterns beyond the default ones (`redact_env_patterns()`
-    gives those of the environment); `live` is "off", "rows" or "status" (rows on stderr, and a
-    status line on a terminal); `audit` a level of findings to warn of on stderr; `command`
-    the command line the capture header names; `upstream_tls` the header's `tls`, for a daemon
-    spoken to in TLS (see `connecting.check`); `say` is given what the relay reports while it
-    runs (clients refused for want of file descriptors); `guard` decides every request by
-    its policy before it is forwarded (docktap.policy); `linger` how long leaving waits for
-    the recorder at most (none: until it has written everything), after which it finishes on
-    its own, the capture locked until it is done (`still_writing`, see capture/lock.py).
-    `head_budget` is what the recorder may hold, over all connections, of heads not yet whole
-    (64 MiB unless given); past it the oldest is recorded as cut. `bound` are `listen`'s
-    sockets if they were bound already (binding.bind). `colour` and `width` are the
-    --color and --width of the live rows and warnings (docktap.console). RecordError or
-    ListenError say why it could not start.
-    """
-    return RecordSession(
-        output,
-        listen,
-        upstream,
-        command,
-        max_body,
-        redact,
-        redact_env,
-        live,
-        audit,
-        socket_mode,
-        grace,
-        upstream_tls,
-        say,
-        guard,
-        linger,
-        head_budget,
-        bound,
-        colour,
-        width,
-    )
+#: A recording relay, the session's public name: `async with record(...) as session`.
+record = RecordSession
 
 
 def _decisions_to(link: RecorderLink) -> Callable[[int, Decided], None]:
