@@ -21,8 +21,7 @@ import gc
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import PurePath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 
@@ -38,6 +37,10 @@ from docktap.capture.format import (
 )
 from docktap.events import Direction
 from docktap.routes import Identity
+
+# A path's type only: the live rows, which read records with this module, need no pathlib.
+if TYPE_CHECKING:
+    from pathlib import PurePath
 
 
 class CaptureWarning(UserWarning):

@@ -35,7 +35,6 @@ from rich.text import Span, Text
 
 from docktap import jsonstream
 from docktap.capture.reader import Capture, Exchange, Incident, start_order
-from docktap.render.audit import unread_lines
 from docktap.render.kind import stayed_open
 from docktap.render.refusal import refusal, stream_error
 from docktap.render.text import (
@@ -866,6 +865,10 @@ def _render(
         spans = stayed_open(item)
         yield rows.block(item, lanes.marks(item, spans, options.styled), spans)
     if capture is not None:
+        # Here: the audit's rules (and the request model they read) are for a whole capture
+        # only, and the live rows, which render with this module, have no use for them.
+        from docktap.render.audit import unread_lines
+
         yield _summary(capture, len(exchanges), total, horizon, options)
         for sentence in unread_lines(capture):
             for text in wrap(sentence, options.width, hanging="  "):
