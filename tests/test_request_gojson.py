@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from docktap.request.gojson import (
     Decoder,
@@ -260,3 +263,134 @@ def test_keys_read_once_per_sequence_still_fold_in_another() -> None:
         {"Name": "n", "Inner": {"A": "b"}},
         {"NAME": "n", "Size": 1, "inner": {"A": "b"}},
     )
+
+
+# Keys of Top as a client may spell them: exact, in another case, folding, unknown, and the
+# two fields that differ only in case.
+_KEYS = st.sampled_from(
+    [
+        "Name",
+        "name",
+        "NAME",
+        "Flag",
+        "flag",
+        "Ptr",
+        "Size",
+        "SIZE",
+        "Small",
+        "Ratio",
+        "Inner",
+        "inner",
+        "Items",
+        "Words",
+        "words",
+        "Labels",
+        "Anything",
+        "Mask",
+        "Ma\u017fk",
+        "Key",
+        "Unknown",
+        "\u212aey",
+    ]
+)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(1 << 65), max_value=1 << 65),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.sampled_from('ab:"\\ \u00e9\u212a\n'), max_size=6),
+)
+_INNER = st.lists(st.tuples(st.sampled_from(["A", "a", "B", "C"]), _SCALARS), max_size=3)
+_TEXT = st.text(alphabet=st.sampled_from('ab:"\\ \u00e9\u212a\n'), max_size=6)
+_STRINGS = st.lists(st.tuples(st.sampled_from(["A", "a", "B"]), _TEXT), min_size=1, max_size=3)
+# Values of each field's type, most of what a client sends, which the quick reading must take.
+_TYPED = {
+    "Name": _TEXT,
+    "Flag": st.booleans(),
+    "Ptr": st.none() | st.booleans(),
+    "Size": st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1),
+    "Small": st.integers(min_value=0, max_value=65535),
+    "Ratio": st.floats(allow_nan=False, allow_infinity=False) | st.integers(-9, 9),
+    "Inner": st.none() | _STRINGS,
+    "Items": st.none() | st.lists(st.none() | _STRINGS, max_size=2),
+    "Words": st.none() | st.lists(_TEXT, max_size=3),
+    "Labels": st.none() | st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=2),
+    "Anything": _SCALARS,
+    "Mask": _TEXT,
+    "Key": _TEXT,
+    "Unknown": _SCALARS,
+}
+_TYPED_PAIRS = st.sampled_from(sorted(_TYPED)).flatmap(
+    lambda name: st.tuples(st.sampled_from([name, name.lower(), name.upper()]), _TYPED[name])
+)
+
+
+def _write(pairs: list[tuple[str, Any]], compact: bool) -> str:
+    """A JSON object with `pairs` in order, duplicates kept, as orjson or as json.dumps
+    writes its separators."""
+    comma, colon = (",", ":") if compact else (", ", ": ")
+    items = (json.dumps(key) + colon + _value(value, compact) for key, value in pairs)
+    return "{" + comma.join(items) + "}"
+
+
+def _value(value: Any, compact: bool) -> str:
+    if isinstance(value, list) and value and all(isinstance(p, tuple) for p in value):
+        return _write(value, compact)  # an object, as pairs
+    if isinstance(value, list):
+        comma = "," if compact else ", "
+        return "[" + comma.join(_value(item, compact) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pairs=st.lists(
+        _TYPED_PAIRS  # three times in four
+        | _TYPED_PAIRS
+        | _TYPED_PAIRS
+        | st.tuples(
+            _KEYS,
+            st.one_of(
+                _SCALARS,
+                _INNER,
+                st.lists(st.one_of(_SCALARS, _INNER), max_size=3),
+            ),
+        ),
+        max_size=6,
+    ),
+    compact=st.booleans(),
+    after=st.sampled_from(["", "\n", " ", "\r\n\t"]),
+    narrowed=st.booleans(),
+)
+def test_the_quick_reading_agrees_with_the_full_one_on_any_body(
+    pairs: list[tuple[str, Any]], compact: bool, after: str, narrowed: bool
+) -> None:
+    # The quick reading answers only where it is sure; where it answers, it is the full one.
+    types = Types(STRUCTS)
+    if narrowed:
+        types = types.narrowed({"Top": frozenset({"Name", "Inner", "Items", "Words", "Ptr"})})
+    body = (_write(pairs, compact) + after).encode()
+    quick = quick_decode(types, "Top", body)
+    decoder = Decoder(types)
+    full = finish(decoder.decode("Top", parse(body)[0]))
+    if quick is not None:
+        assert decoder.errors == [], body
+        assert quick[0] == full, body
+        assert quick[1] == json.loads(body), body
+
+
+def test_a_body_as_orjson_writes_it_is_read_quickly_unless_a_key_is_lost() -> None:
+    # Go's encoder writes a body as orjson does, with a newline after it: no colon is counted.
+    types = Types(STRUCTS)
+    body = b'{"Name":"a","Inner":{"A":"x:y"},"Items":[],"Words":["w"],"Ptr":null}\n'
+    quick = quick_decode(types, "Top", body)
+    assert quick is not None
+    assert quick[0] == {
+        "Name": "a",
+        "Inner": {"A": "x:y"},
+        "Items": [],
+        "Words": ["w"],
+        "Ptr": None,
+    }
+    for lost in (b'{"Name":"a","Name":"a"}', b'{"Inner":{"A":"x"},"Inner":{"A":"x"}}\n'):
+        assert quick_decode(types, "Top", lost) is None, lost

@@ -190,6 +190,20 @@ class _Field(NamedTuple):
     struct: str | None = None  # the struct a (pointer to a) struct is decoded as
 
 
+#: What `Types.read_keys` gives: each key of a field kept, with the types of value taken at
+#: once and the field; then those of the fields that may hold an array or an object.
+_ReadKeys = tuple[tuple[tuple[str, frozenset[type], _Field], ...], tuple[tuple[str, _Field], ...]]
+_NOT_CONTAINERS: frozenset[type] = frozenset()
+_LIST_OR_DICT = frozenset({list, dict})
+
+
+def _containers(found: _Field) -> frozenset[type]:
+    """The container types a field may be given: none for a string, bool or number."""
+    if found.same is not None or found.kind == "float64":
+        return _NOT_CONTAINERS
+    return _LIST_OR_DICT
+
+
 #: A Go type with its own UnmarshalJSON: (decoder, value, what is there now, where) -> new value.
 Custom = Callable[["Decoder", Any, Any, str], Any]
 
@@ -213,7 +227,7 @@ class Types:
         self._as_is: dict[str, dict[str, _Field]] = {}
         self._unchanged: dict[str, dict[str, frozenset[type]]] = {}
         self._named: dict[str, frozenset[str]] = {}
-        self._shapes: dict[tuple[str, tuple[str, ...]], object] = {}
+        self._shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {}
 
     def narrowed(self, keep: Mapping[str, frozenset[str]]) -> Types:
         """These types with only the `keep` fields of the structs it names (each other struct
@@ -243,27 +257,37 @@ class Types:
             self._exact[struct] = {name: (name, kind) for name, kind in fields}
         return self._exact[struct].get(key) or self._folded[struct].get(fold(key))
 
-    def read_keys(
-        self, struct: str, keys: tuple[str, ...]
-    ) -> tuple[tuple[str, frozenset[type]], ...] | None:
+    def read_keys(self, struct: str, keys: tuple[str, ...]) -> _ReadKeys | None:
         """Of the keys of an object, in order, those of fields kept, each with the types of
-        values taken as they are (`unchanged`), when each key is the exact name of a field of
-        `struct` (kept or left out by `narrowed`); None when one is not.
+        values taken at once and the field (`as_is`), and of those the fields that may hold
+        an array or an object, when each key is the exact name of a field of `struct` (kept
+        or left out by `narrowed`); None when one is not.
+
+        The types taken at once are those `unchanged` takes as they are and, for a field
+        that may hold one, a list and a dict, which QuickDecoder then decodes in place.
 
         It depends on the keys alone, and clients send the same keys again and again (the
         docker CLI every field of a create, in one order): it is worked out once per struct
         and sequence of keys, the last _SHAPES of them kept."""
-        shape = (struct, keys)
-        found = self._shapes.get(shape, _ABSENT)
-        if found is _ABSENT:
-            if len(self._shapes) >= _SHAPES:
-                self._shapes.clear()
-            unchanged = self.unchanged(struct)
-            exact = self.named(struct).issuperset(keys)
-            found = self._shapes[shape] = (
-                tuple((k, unchanged[k]) for k in keys if k in unchanged) if exact else None
+        shapes = self._shapes.get(struct)
+        if shapes is None:
+            shapes = self._shapes[struct] = {}
+        found = shapes.get(keys)
+        if found is None and keys not in shapes:
+            if len(shapes) >= _SHAPES:
+                shapes.clear()
+            found = shapes[keys] = (
+                self._read_keys(struct, keys) if self.named(struct).issuperset(keys) else None
             )
-        return cast("tuple[tuple[str, frozenset[type]], ...] | None", found)
+        return found
+
+    def _read_keys(self, struct: str, keys: tuple[str, ...]) -> _ReadKeys:
+        unchanged = self.unchanged(struct)
+        fields = self.as_is(struct)
+        read = tuple(
+            (k, unchanged[k] | _containers(fields[k]), fields[k]) for k in keys if k in unchanged
+        )
+        return read, tuple((k, field) for k, _, field in read if _containers(field))
 
     def named(self, struct: str) -> frozenset[str]:
         """The exact names of a struct's fields, those `narrowed` left out included."""
@@ -574,40 +598,47 @@ class QuickDecoder:
         if type(value) is not dict:
             raise _Unsure
         types = self.types
-        fields = types.as_is(name)
         skipped = types.skipped.get(name)
-        keys = None if skipped is None else types.read_keys(name, tuple(value))
-        if keys is not None:
+        shape = None if skipped is None else types.read_keys(name, tuple(value))
+        if shape is not None:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
-            # so only the keys of fields read are walked, and most values are taken at once.
-            into = {key: item for key, kinds in keys if type(item := value[key]) in kinds}
-            if len(into) == len(keys):
+            # so only the keys of fields read are walked. Most values are taken at once, and
+            # the arrays and objects among them then decoded in place.
+            read, containers = shape
+            into = {key: item for key, kinds, _ in read if type(item := value[key]) in kinds}
+            if len(into) == len(read):
+                for key, found in containers:
+                    item = into[key]
+                    if item is not None:
+                        into[key] = self._field(found, item)
                 return into
-            pairs = [(fields[key], value[key]) for key, _ in keys if key not in into]
+            into = {}
+            pairs = [(found, value[key]) for key, _, found in read]
         else:
             into = {}
-            pairs = self._pairs(name, fields, skipped or frozenset(), value)
+            pairs = self._pairs(name, types.as_is(name), skipped or frozenset(), value)
         for found, item in pairs:
-            same, items = found.same, found.items
-            if item is None and found.null is not _CUSTOM:
-                decoded = found.null
-            elif type(item) is same and (
-                same is not int or found.low <= cast(int, item) <= found.high
-            ):
-                decoded = item
-            elif (
-                type(item) is list
-                and items is not None
-                and (not item or all(type(i) is items for i in item))
-            ):
-                decoded = item[:]  # strings or bools, as Go reads them into a fresh slice
-            elif found.struct is not None:
-                decoded = self._struct(found.struct, item)
-            else:
-                decoded = self.decode(found.kind, item)
+            decoded = self._field(found, item)
             if decoded is not _ABSENT:
                 into[found.name] = decoded
         return into
+
+    def _field(self, found: _Field, item: Any) -> Any:
+        """`item` decoded into a fresh `found`; _ABSENT when Go leaves the field as it was."""
+        same, items = found.same, found.items
+        if item is None and found.null is not _CUSTOM:
+            return found.null
+        if type(item) is same and (same is not int or found.low <= cast(int, item) <= found.high):
+            return item
+        if (
+            type(item) is list
+            and items is not None
+            and (not item or all(type(i) is items for i in item))
+        ):
+            return item[:]  # strings or bools, as Go reads them into a fresh slice
+        if found.struct is not None:
+            return self._struct(found.struct, item)
+        return self.decode(found.kind, item)
 
     def _pairs(
         self, name: str, fields: dict[str, _Field], skipped: frozenset[str], value: dict[str, Any]
@@ -654,9 +685,15 @@ def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None
         return None
     try:
         loaded = orjson.loads(body)
-        if orjson.dumps(loaded).count(b":") != body.count(b":"):
+        text = orjson.dumps(loaded)
+        # A body written as orjson writes it (as Go's encoder does, but for a newline after
+        # it) is its text, so it lost no colon: that is a compare, not two counts.
+        if not (body.startswith(text) and not body[len(text) :].strip()) and text.count(
+            b":"
+        ) != body.count(b":"):
             return None  # a duplicate key was lost
-        value = QuickDecoder(types).decode(kind, loaded)
+        quick = QuickDecoder(types)
+        value = quick._struct(kind, loaded) if kind in types.structs else quick.decode(kind, loaded)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, _Unsure, RecursionError):
         return None
     return None if value is _ABSENT else (value, loaded)
