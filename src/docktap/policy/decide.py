@@ -69,15 +69,18 @@ def decide(policy: Policy, request: Request) -> Decision:
     path, operation = _route(request.method, request.target)
     if operation is None:
         return _deny(request, None, path, "not an Engine API operation")
-    clients = [c for c in policy.clients if c.client.matches(request.uid, request.exe)]
-    if not clients:
-        return _deny(request, operation, path, f"no rule for {request.who}")
-    rules = [(c, c.rules[operation]) for c in clients if operation in c.rules]
-    if not rules:
-        return _deny(request, operation, path, f"{operation} not allowed for {request.who}")
+    matched = ruled = False
     first_failure: str | None = None
     asked: asking.Asks | None = None
-    for client, rule in rules:
+    # One pass over the clients (a loop, not lists: one request, a client or two).
+    for client in policy.clients:
+        if not client.client.matches(request.uid, request.exe):
+            continue
+        matched = True
+        rule = client.rules.get(operation)
+        if rule is None:
+            continue
+        ruled = True
         if rule.limits is not None or operation in asking.LIMITED:
             if not request.body_complete:
                 first_failure = first_failure or "the body was not read in full"
@@ -93,6 +96,10 @@ def decide(policy: Policy, request: Request) -> Decision:
         return Decision(
             True, operation, f"allowed for {client.client.describe()}", request.method, path
         )
+    if not matched:
+        return _deny(request, operation, path, f"no rule for {request.who}")
+    if not ruled:
+        return _deny(request, operation, path, f"{operation} not allowed for {request.who}")
     return _deny(request, operation, path, f"{first_failure} for {request.who}")
 
 

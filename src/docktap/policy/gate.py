@@ -130,20 +130,22 @@ class Gate:
             self._buf += data
             data = bytes(self._buf)
             self._buf.clear()
-        pos: int | None = 0
-        while pos is not None:
-            at = pos
+        pos, size = 0, len(data)
+        while pos < size:  # each step waits for more at the end of what it is given
             state = self._state
             if state == "head":
-                pos = self._head(actions, data, at)
+                end = self._head(actions, data, pos)
             elif state == "body":
-                pos = self._read_body(actions, data, at)
+                end = self._read_body(actions, data, pos)
             elif state == "stream":
-                pos = self._stream(actions, data, at)
+                end = self._stream(actions, data, pos)
             else:
                 break
-        if at < len(data) and self._state != "closed":
-            self._buf += memoryview(data)[at:]
+            if end is None:
+                break
+            pos = end
+        if pos < size and self._state != "closed":
+            self._buf += memoryview(data)[pos:]
         if self._eof and self._state in ("head", "stream", "body", "raw") and not self._held:
             self._state = "closed"
             actions.append(EndOfInput())
@@ -157,7 +159,9 @@ class Gate:
         size = len(data)
         if pos == size:
             return None
-        if self._after_post:
+        if self._after_post and data[pos] not in b"\r\n":
+            self._after_post = False  # the common case: nothing to skip
+        elif self._after_post:
             start = data[pos : pos + _AFTER_POST_SKIP]
             skipped = len(start) - len(start.lstrip(b"\r\n"))
             if skipped == len(start) and len(start) < _AFTER_POST_SKIP and not self._eof:

@@ -243,6 +243,8 @@ def _reaches_outer(keys: tuple[str, ...]) -> bool:
 
 def _host_config(value: dict[str, Any], has_outer: bool) -> dict[str, Any]:
     """The create body with the HostConfig dockerd uses (runconfig's getHostConfig)."""
+    if not has_outer and "Cpuset" not in value:
+        return value  # the body's own HostConfig, or none: the common case, as it is
     outer = {name: value.pop(name) for name in list(value) if name in _OUTER_FIELDS}
     cpuset = value.pop("Cpuset", "")
     inner = value.get("HostConfig")
