@@ -4,7 +4,8 @@ The pairs are interleaved, so that a machine whose load changes treats both alik
 figure is the median wall time and the median CPU time (user + sys, the command and the
 children it waited for, the recorder included). CPU time is the steadier of the two on a
 shared machine. `docktap run` with its live rows (the default), `docktap --version`, `--help`
-and `show` of a small capture are timed too, in the same rounds. The table printed is the one README.md quotes, with issue 17's targets.
+and `show` of a small capture are timed too, in the same rounds. The table printed is the one
+README.md quotes, with issue 17's targets.
 
 docktap's modules are compiled to bytecode first, as installing a wheel does: a checkout run
 with PYTHONDONTWRITEBYTECODE would otherwise compile every module it imports, every time. The
