@@ -26,7 +26,7 @@ from docktap.connecting import connect
 from docktap.direction import Direction
 from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
 from docktap.policy.actions import Action, Answer, Decided, Forward
-from docktap.tap import PeerCredentials, Tap
+from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
 
 # The gate, and the request model it reads requests with, only with a policy: a relay without
@@ -34,6 +34,7 @@ from docktap.upstream import Endpoint
 if TYPE_CHECKING:
     from docktap.policy.gate import Gate
     from docktap.policy.guard import Guard
+    from docktap.tap import Tap
 
 _CONNECT_TIMEOUT = 10.0
 # Bytes a client may send before the daemon connection is up, before reading from it pauses.

@@ -7,7 +7,7 @@ neither the recording child nor a test tap should have to import asyncio to get 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from docktap.direction import Direction
 
@@ -21,15 +21,19 @@ class PeerCredentials(NamedTuple):
     exe: str | None = None  # the program, when /proc lets us see it
 
 
-class Tap(Protocol):
-    """Receives a copy of everything the relay does; every method must return quickly."""
+# For the type checker only: the relay takes any object with these methods, and a Protocol
+# class costs a millisecond to make, at the start of every `docktap run`, for nothing at run time.
+if TYPE_CHECKING:
 
-    def opened(self, conn: int, peer: PeerCredentials | None, t: float) -> None: ...
+    class Tap(Protocol):
+        """Receives a copy of everything the relay does; every method must return quickly."""
 
-    def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None: ...
+        def opened(self, conn: int, peer: PeerCredentials | None, t: float) -> None: ...
 
-    def eof(self, conn: int, direction: Direction, t: float) -> None: ...
+        def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None: ...
 
-    def closed(self, conn: int, t: float) -> None: ...
+        def eof(self, conn: int, direction: Direction, t: float) -> None: ...
 
-    def upstream_failed(self, conn: int, message: str, t: float) -> None: ...
+        def closed(self, conn: int, t: float) -> None: ...
+
+        def upstream_failed(self, conn: int, message: str, t: float) -> None: ...
