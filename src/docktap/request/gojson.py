@@ -604,9 +604,15 @@ class QuickDecoder:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so only the keys of fields read are walked. Most values are taken at once, and
             # the arrays and objects among them then decoded in place.
+            # (A loop, not a comprehension: in Python 3.11 that is a function call of its own.)
             read, containers = shape
-            into = {key: item for key, kinds, _ in read if type(item := value[key]) in kinds}
-            if len(into) == len(read):
+            into = {}
+            for key, kinds, _ in read:
+                item = value[key]
+                if type(item) not in kinds:
+                    break
+                into[key] = item
+            else:
                 for key, found in containers:
                     item = into[key]
                     if item is not None:
@@ -693,7 +699,8 @@ def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None
         ) != body.count(b":"):
             return None  # a duplicate key was lost
         quick = QuickDecoder(types)
-        value = quick._struct(kind, loaded) if kind in types.structs else quick.decode(kind, loaded)
+        struct = kind in types.structs and kind not in types.custom
+        value = quick._struct(kind, loaded) if struct else quick.decode(kind, loaded)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, _Unsure, RecursionError):
         return None
     return None if value is _ABSENT else (value, loaded)
