@@ -527,7 +527,8 @@ class QuickDecoder:
       JSON text is a key's or one inside a string, as written (no escape spells a colon
       otherwise). orjson writes what it read back with every key and string it kept, so its
       text has as many colons as the body exactly when no key (and with it its colon) was
-      lost. That is counted in C, whatever part of the body is decoded.
+      lost. That is counted in C, whatever part of the body is decoded; a body that is
+      orjson's text itself (and whitespace after it) has the same colons without counting.
     - Two keys that fold into one field merge in Go: unsure. Without duplicates nothing merges,
       so each field is decoded into its zero value, as the full reading would.
     - A type mismatch is an error dockerd reports: unsure, the full reading gives its message.
