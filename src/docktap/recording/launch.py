@@ -40,6 +40,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 from docktap.exiting import leave
@@ -148,7 +149,7 @@ class Standby:
         """Give the child `config` and its descriptors, the read end of its pipe first; the
         write end, or None if the child is gone (it is reaped)."""
         read, write = os.pipe()
-        fds = [read, *(fd for fd in (config.capture_fd, config.spool_fd) if fd is not None)]
+        fds = [read, *_kept(config)]
         try:
             with self.control:
                 socket.send_fds(self.control, [b"\0"], fds)
@@ -225,18 +226,17 @@ def start(
         spool_dir = None  # not /dev for `-o /dev/null`
     spool = spooling.open_spool(spool_dir)
     config = config._replace(spool_fd=spool)
-    keep = [fd for fd in (capture, spool) if fd is not None]
     handed = standing_by.hand_over(config) if standing_by is not None else None
     if standing_by is not None and handed is not None:
         process = RecorderProcess(standing_by.pid, handed, spool)
     elif not fork or not _may_fork():
-        process = _spawn(config, keep)
+        process = _spawn(config)
     else:
         read, write = os.pipe()
         pid = _fork()
         if pid == 0:
             os.close(write)
-            _forked(config, read, keep)
+            _as_child(lambda: _record(config, read))
         os.close(read)
         process = RecorderProcess(pid, write, spool)
     # A pipe holds 64 KiB by default: bulk transfers would cost a write and a read per 64 KiB.
@@ -245,7 +245,7 @@ def start(
     return process
 
 
-def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
+def _spawn(config: RecordingConfig) -> RecorderProcess:
     env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), **os.environ}
     process = subprocess.Popen(
         [sys.executable, "-m", "docktap.recording.child", config.to_json()],
@@ -254,7 +254,7 @@ def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
         # after docktap has exited must not hold up `docktap run ... | grep`.
         stdout=subprocess.DEVNULL if config.capture_fd is not None else None,
         env=env,
-        pass_fds=keep,
+        pass_fds=_kept(config),
         start_new_session=True,
     )
     assert process.stdin is not None
@@ -264,44 +264,43 @@ def _spawn(config: RecordingConfig, keep: list[int]) -> RecorderProcess:
     return RecorderProcess(process.pid, pipe, config.spool_fd, process)
 
 
+def _kept(config: RecordingConfig) -> list[int]:
+    """The descriptors a child is given besides its pipe: the capture's and the spool's."""
+    return [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
+
+
 def _standing_by(control: socket.socket) -> NoReturn:
     """The standby child: the engine imported, then its settings and descriptors awaited; a
-    recording as `_forked`'s, or nothing if the command line never hands them over."""
-    code = 1  # what an exception that escapes the recording leaves with
-    try:
-        os.setsid()  # at once: Ctrl-C at the terminal is for the relay and the command
-        gc.freeze()  # the parent's objects, as in _forked
+    recording as a fork's, or nothing if the command line never hands them over."""
+
+    def awaited() -> int:
+        gc.freeze()  # the parent's objects, as in _record
         from docktap.recording import engine  # noqa: F401  (what child.run imports)
 
         marker, fds, _, _ = socket.recv_fds(control, 1, 3)
-        if marker:
-            chunks = iter(lambda: control.recv(1 << 16), b"")
-            config = RecordingConfig.from_json(b"".join(chunks).decode())
-            control.close()
-            read, *held = fds
-            config = config._replace(
-                capture_fd=held.pop(0) if config.capture_fd is not None else None,
-                spool_fd=held.pop(0) if config.spool_fd is not None else None,
-            )
-            keep = [fd for fd in (config.capture_fd, config.spool_fd) if fd is not None]
-            code = _record(config, read, keep)
-        else:
-            code = 0  # the command line failed before it got to record: nothing to do
-    except BaseException:  # nothing may return into the parent's code
-        import traceback  # here: the relay's start-up, which forks, has no use for it
+        if not marker:
+            return 0  # the command line failed before it got to record: nothing to do
+        chunks = iter(lambda: control.recv(1 << 16), b"")
+        config = RecordingConfig.from_json(b"".join(chunks).decode())
+        control.close()
+        read, *held = fds
+        config = config._replace(
+            capture_fd=held.pop(0) if config.capture_fd is not None else None,
+            spool_fd=held.pop(0) if config.spool_fd is not None else None,
+        )
+        return _record(config, read)
 
-        traceback.print_exc()
-    finally:
-        leave(code)
+    _as_child(awaited)
 
 
-def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
-    """The forked child: a session of its own, then `_record`; it never returns into the
+def _as_child(work: Callable[[], int]) -> NoReturn:
+    """A forked child's life: a session of its own at once (Ctrl-C at the terminal is for the
+    relay and the command), then `work`, and out with its status; it never returns into the
     caller's code."""
     code = 1  # what an exception that escapes the recording leaves with
     try:
         os.setsid()
-        code = _record(config, read, keep)
+        code = work()
     except BaseException:  # nothing may return into the parent's code
         import traceback  # here: the relay's start-up, which forks, has no use for it
 
@@ -310,7 +309,7 @@ def _forked(config: RecordingConfig, read: int, keep: list[int]) -> NoReturn:
         leave(code)
 
 
-def _record(config: RecordingConfig, read: int, keep: list[int]) -> int:
+def _record(config: RecordingConfig, read: int) -> int:
     """In a forked child: the descriptors and settings a fresh one would have, then the
     recording; its exit status."""
     # `run` has the command's signal handlers in place already (they would send a TERM
@@ -324,7 +323,7 @@ def _record(config: RecordingConfig, read: int, keep: list[int]) -> int:
     # Every other descriptor goes: a copy of a client's socket held here would keep it
     # open after the relay closed it, and the listening socket would outlive docktap.
     low = 3
-    for fd in sorted(keep):
+    for fd in sorted(_kept(config)):
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
