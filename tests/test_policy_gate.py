@@ -68,6 +68,49 @@ def test_a_create_is_decided_on_its_whole_body() -> None:
     assert forwarded(g.from_client(request[-3:])) == request
 
 
+def _chunked(body: bytes) -> bytes:
+    return (
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % 10
+        + body[:10]
+        + b"\r\n"
+        + b"%x\r\n" % (len(body) - 10)
+        + body[10:]
+        + b"\r\n0\r\n\r\n"
+    )
+
+
+ALLOWED = (
+    create(b'{"Image":"bb","HostConfig":{"Privileged":false}}'),
+    _chunked(b'{"Image":"bb","HostConfig":{"NetworkMode":"none"}}'),
+    PING + create(b'{"Image":"bb"}') + PING,
+)
+
+
+def test_allowed_requests_are_forwarded_whole_wherever_the_reads_end() -> None:
+    # The docker CLI may write a head and its body apart: the read can end at the head's end,
+    # at any byte of the body, or after each byte.
+    for request in ALLOWED:
+        for at in range(1, len(request)):
+            g = gate()
+            actions = [*g.from_client(request[:at]), *g.from_client(request[at:])]
+            assert forwarded(actions) == request, (request, at)
+            assert all(a.decision.allowed for a in actions if isinstance(a, Decided))
+        g = gate()
+        one_by_one = [a for at in range(len(request)) for a in g.from_client(request[at : at + 1])]
+        assert forwarded(one_by_one) == request
+
+
+def test_a_denied_body_is_answered_wherever_the_reads_end() -> None:
+    request = create(b'{"Image":"bb","HostConfig":{"Privileged":true}}')
+    for at in range(1, len(request)):
+        g = gate()
+        actions = [*g.from_client(request[:at]), *g.from_client(request[at:])]
+        assert forwarded(actions) == b"", at
+        (answer,) = answers(actions)
+        assert b"HostConfig.Privileged not allowed" in answer.data
+
+
 def test_a_denied_request_gets_403_and_the_connection_goes_on() -> None:
     g = gate()
     actions = g.from_client(create(b'{"Image":"bb","hostconfig":{"privileged":true}}') + PING)

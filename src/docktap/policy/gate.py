@@ -144,6 +144,11 @@ class Gate:
             if end is None:
                 break
             pos = end
+        if self._state == "body" and self._start is not None:
+            # A head that ended this read, its body still to come: the request's bytes so far
+            # wait aside with it, since the next read is a new `data`.
+            self._raw += memoryview(data)[self._start : pos]
+            self._start = None
         if pos < size and self._state != "closed":
             self._buf += memoryview(data)[pos:]
         if self._eof and self._state in ("head", "stream", "body", "raw") and not self._held:
