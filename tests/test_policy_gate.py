@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from docktap.policy.gate import Answer, Decided, EndOfInput, Forward, Gate
 from docktap.policy.model import Client, ClientRules, Limits, Policy, Rule
 
@@ -99,6 +102,50 @@ def test_allowed_requests_are_forwarded_whole_wherever_the_reads_end() -> None:
         g = gate()
         one_by_one = [a for at in range(len(request)) for a in g.from_client(request[at : at + 1])]
         assert forwarded(one_by_one) == request
+
+
+ARCHIVE = b"PUT /containers/c/archive?path=/ HTTP/1.1\r\nHost: d\r\nContent-Length: 6\r\n\r\nabcdef"
+DENIED = (
+    create(b'{"Image":"bb","HostConfig":{"Privileged":true}}'),
+    create(b'{"Image":"alpine"}'),
+    b"DELETE /containers/c HTTP/1.1\r\nHost: d\r\n\r\n",
+)
+
+
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([*ALLOWED, ARCHIVE]), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=0), max_size=12),
+)
+def test_pipelined_allowed_requests_reach_the_daemon_as_sent_however_they_are_read(
+    requests: list[bytes], cuts: list[int]
+) -> None:
+    sent = b"".join(requests)
+    g = gate()
+    actions = [a for read in _cut(sent, cuts) for a in g.from_client(read)]
+    assert forwarded(actions) == sent
+    assert not answers(actions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([*ALLOWED, ARCHIVE, *DENIED]), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=0), max_size=12),
+)
+def test_warn_mode_forwards_every_byte_however_it_is_read(
+    requests: list[bytes], cuts: list[int]
+) -> None:
+    sent = b"".join(requests)
+    g = gate(enforce=False)
+    actions = [a for read in _cut(sent, cuts) for a in g.from_client(read)]
+    assert forwarded(actions) == sent
+    decided = [a.decision.allowed for a in actions if isinstance(a, Decided)]
+    assert decided.count(False) == sum(r in DENIED for r in requests)
 
 
 def test_a_denied_body_is_answered_wherever_the_reads_end() -> None:
