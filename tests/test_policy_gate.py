@@ -293,3 +293,28 @@ def test_a_reloaded_policy_decides_the_next_request_even_one_seen_before() -> No
     holder[0] = Policy(())
     (answer,) = answers(g.from_client(PING))
     assert b"no rule for uid 1000 (/usr/bin/docker)" in answer.data
+
+
+def test_a_response_head_the_observers_reading_refuses_leaves_denials_answered_at_once() -> None:
+    g = gate()
+    assert answers(g.from_client(PING + create(b'{"Image":"alpine"}'))) == []
+    # A status of four digits: not a head h11 (and the observer) read, so nothing after it
+    # can be followed.
+    (answer,) = answers(g.from_daemon(b"HTTP/1.1 2000 OK\r\n\r\nOK"))
+    assert b"image alpine not allowed" in answer.data
+    assert not g.raw
+
+
+def test_a_raw_stream_to_a_request_that_cannot_hijack_does_not_make_the_connection_raw() -> None:
+    logs = b"GET /containers/c/logs?stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n"
+    policy = Policy(
+        (ClientRules(Client(1000), {"ContainerLogs": Rule("ContainerLogs", "GET", "/x")}),)
+    )
+    g = Gate(lambda: policy, 1000, "/usr/bin/docker")
+    assert forwarded(g.from_client(logs)) == logs
+    stream = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nout"
+    assert g.from_daemon(stream) == []
+    assert not g.raw
+    # The logs run until the daemon closes: a denial after them waits (this policy has no ping).
+    actions = g.from_client(PING)
+    assert answers(actions) == [] and forwarded(actions) == b""

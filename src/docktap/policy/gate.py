@@ -10,8 +10,9 @@ bodies with the body framing the observer uses, so what the gate decided on is w
 reads.
 
 Its own answer must reach the client in its turn, after the daemon's answers to the requests
-before it, so the gate also follows where the daemon's responses end (their heads are Go's,
-written canonically), and holds a denial until those are out. A request that may hijack the
+before it, so the gate also follows where the daemon's responses end (their heads read by the
+observer's reading too; one it cannot read leaves denials answered at once, as nothing can be
+followed after it), and holds a denial until those are out. A request that may hijack the
 connection (attach, exec start, an Upgrade) is decided before it is forwarded; once the
 daemon's answer says the connection is hijacked, bytes flow raw both ways.
 
@@ -22,18 +23,18 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from functools import lru_cache
 
 from docktap import routes
 from docktap.answers import forbidden
-from docktap.bodyframing import (
-    BodyReader,
-    CloseDelimitedBody,
-    Framing,
-    FramingError,
-    response_framing,
+from docktap.bodyframing import BodyReader, CloseDelimitedBody, FramingError
+from docktap.observer import (
+    MAX_HEAD_SIZE,
+    HeadError,
+    ParsedHead,
+    head_end,
+    read_request_head,
+    read_response_head,
 )
-from docktap.observer import MAX_HEAD_SIZE, ParsedHead, head_end, read_request_head
 from docktap.policy.actions import Action as Action
 from docktap.policy.actions import Answer as Answer
 from docktap.policy.actions import Decided as Decided
@@ -48,10 +49,6 @@ MAX_BODY = 1 << 20
 #: Operations that hijack the connection once the daemon agrees.
 HIJACKING = frozenset({"ContainerAttach", "ContainerAttachWebsocket", "ExecStart"})
 _AFTER_POST_SKIP = 4  # Go's server discards up to this many CR/LF after a POST
-# The daemon answers with the same heads again and again (but for the Date, once a second): a
-# small response head is read once (request heads are kept by the observer's reading). What is
-# kept is a frozen value; the bound keeps the memory small.
-_CACHED_HEAD = 4096
 _MEMO_SIZE = 256
 
 
@@ -385,20 +382,25 @@ class Gate:
         """Act on a response head; False once the connection is raw or lost."""
         method, hijack = self._outstanding[0]
         try:
-            cached = len(head) <= _CACHED_HEAD
-            status, framing = (_cached_response_head if cached else _response_head)(method, head)
-        except ValueError:
+            read = read_response_head(method, head)
+        except HeadError:
             self._lose_responses(actions)
             return False
-        if framing is None:
-            return True
-        reader = framing()
-        hijacked = status == 101 or (
-            hijack and 200 <= status < 300 and isinstance(reader, CloseDelimitedBody)
-        )
-        if hijacked:
+        status, framing = read.status, read.framing
+        # A request that may hijack is taken at its word on a 2xx without a length (Docker's
+        # hijack without Upgrade, whatever its content type); a 101 switches any connection.
+        if status == 101 or (
+            hijack
+            and 200 <= status < 300
+            and (read.hijack is not None or framing is CloseDelimitedBody)
+        ):
             self._go_raw(actions)
             return False
+        if framing is None:
+            if read.informational:
+                return True  # another head follows
+            framing = CloseDelimitedBody  # a raw stream to a request that cannot hijack
+        reader = framing()
         self._response_body = reader
         if reader.done:
             self._response_done(actions)
@@ -439,25 +441,3 @@ class Gate:
         elif self._state == "hijack":
             self._state = "head"
             self._advance(actions)
-
-
-def _response_head(method: str, head: bytes) -> tuple[int, Framing | None]:
-    """The status of a response head from dockerd, and how its body is framed, as the answer
-    to `method`; None for an interim (1xx) response, which another follows."""
-    lines = head.split(b"\n")
-    parts = lines[0].rstrip(b"\r").split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        raise ValueError("not a response head")
-    fields = []
-    for line in lines[1:]:
-        line = line.rstrip(b"\r")
-        if line:
-            name, _, value = line.partition(b":")
-            fields.append((name.strip().lower(), value.strip()))
-    status = int(parts[1])
-    if 100 <= status < 200 and status != 101:
-        return status, None
-    return status, response_framing(method.encode(), status, parts[0][5:], fields)
-
-
-_cached_response_head = lru_cache(maxsize=256)(_response_head)
