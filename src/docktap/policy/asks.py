@@ -127,46 +127,40 @@ def _create(body: dict[str, Any]) -> Asks:
     if not isinstance(host, dict):
         host = {}
     image = body.get("Image")
-    images = (image,) if isinstance(image, str) and image else ()
     get = host.get
-    # Most creates ask for none of the privileges a list or "host" holds: then only the
-    # image and Privileged are read, into positional fields (the quickest named tuple).
-    if not (
-        get("Binds")
-        or get("Mounts")
-        or get("CapAdd")
-        or get("Capabilities")
-        or get("Devices")
-        or get("SecurityOpt")
-        or "host" in host.values()
-    ):
-        return Asks(images, (), (), (), (), (), get("Privileged") is True)
-    binds: list[str] = []
-    sockets: list[str] = []
-    # Most creates ask for nothing of these: each is looked at only when the body set it.
-    if host.get("Binds") or host.get("Mounts"):
+    # Each privilege is read once, here; most creates ask for none of those a list or "host"
+    # holds, and each of those then costs a look-up (and the Asks is built positionally, the
+    # quickest named tuple).
+    binds: tuple[str, ...] = ()
+    sockets: tuple[str, ...] = ()
+    if get("Binds") or get("Mounts"):
+        paths, found = [], []
         for source, target, _, _ in bind_mounts(host):
             path = host_path(source)
             if path is None:
                 continue
-            binds.append(path)
+            paths.append(path)
             if is_docker_socket(path) or is_docker_socket(target):
-                sockets.append(path)
-    caps = (*(host.get("CapAdd") or ()), *(host.get("Capabilities") or ()))
-    devices = host.get("Devices")
-    options = host.get("SecurityOpt")
+                found.append(path)
+        binds, sockets = tuple(paths), tuple(found)
+    added, capabilities = get("CapAdd"), get("Capabilities")
+    caps = (
+        tuple([capability(c) for c in (*(added or ()), *(capabilities or ()))])
+        if added or capabilities
+        else ()
+    )
+    devices = get("Devices")
+    options = get("SecurityOpt")
     return Asks(
-        images=images,
-        binds=tuple(binds),
-        capabilities=tuple([capability(c) for c in caps]) if caps else (),
-        devices=tuple([str(d.get("PathOnHost", "")) for d in devices if isinstance(d, dict)])
+        (image,) if isinstance(image, str) and image else (),
+        binds,
+        caps,
+        tuple([str(d.get("PathOnHost", "")) for d in devices if isinstance(d, dict)])
         if devices
         else (),
-        security_options=tuple([security_opt(o) for o in options]) if options else (),
+        tuple([security_opt(o) for o in options]) if options else (),
         # dockerd shares a namespace for exactly "host" (IsHost).
-        host_namespaces=tuple([f for f in NAMESPACE_FIELDS if host.get(f) == "host"])
-        if "host" in host.values()
-        else (),
-        privileged=host.get("Privileged") is True,
-        docker_sockets=tuple(sockets),
+        tuple([f for f in NAMESPACE_FIELDS if get(f) == "host"]) if "host" in host.values() else (),
+        get("Privileged") is True,
+        sockets,
     )
