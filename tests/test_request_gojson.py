@@ -379,6 +379,17 @@ def test_the_quick_reading_agrees_with_the_full_one_on_any_body(
         assert quick[1] == json.loads(body), body
 
 
+@pytest.mark.parametrize(
+    "number", [b"-9223372036854775809", b"18446744073709551616", b"-1" + b"0" * 30]
+)
+def test_an_integer_past_64_bits_is_left_to_the_full_reading(number: bytes) -> None:
+    # orjson reads it as a float, where Go's interface{} (and the full reading) keep it whole.
+    for types in (Types(STRUCTS), Types(STRUCTS).narrowed({"Top": frozenset({"Name"})})):
+        for body in (b'{"Anything":%s}' % number, b'{"Name":"a", "Anything": [%s]}\n' % number):
+            assert quick_decode(types, "Top", body) is None, body
+    assert decoded(b'{"Anything":%s}' % number) == ({"Anything": int(number)}, [])
+
+
 def test_a_body_as_orjson_writes_it_is_read_quickly_unless_a_key_is_lost() -> None:
     # Go's encoder writes a body as orjson does, with a newline after it: no colon is counted.
     types = Types(STRUCTS)

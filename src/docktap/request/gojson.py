@@ -521,7 +521,9 @@ class QuickDecoder:
     them; anywhere it might (`_Unsure`), `quick_decode` says None and the full reading decides:
 
     - orjson reads one JSON value and rejects what Go rejects at parse time, but also bytes
-      after the value, invalid UTF-8 and integers past 64 bits, which Go handles: unsure.
+      after the value and invalid UTF-8, which Go handles: unsure. An integer past 64 bits it
+      reads as a float, which it writes back with an exponent (`e+`, as every float of 1e16
+      or more): a body whose text has one is unsure too.
     - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure.
     - orjson keeps the last of duplicate keys silently. Without `\\u` escapes every colon of a
       JSON text is a key's or one inside a string, as written (no escape spells a colon
@@ -693,6 +695,8 @@ def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None
     try:
         loaded = orjson.loads(body)
         text = orjson.dumps(loaded)
+        if b"e+" in text:
+            return None  # perhaps an integer past 64 bits, which orjson made a float
         # A body written as orjson writes it (as Go's encoder does, but for a newline after
         # it) is its text, so it lost no colon: that is a compare, not two counts.
         if not (body.startswith(text) and not body[len(text) :].strip()) and text.count(
