@@ -318,3 +318,39 @@ def test_a_raw_stream_to_a_request_that_cannot_hijack_does_not_make_the_connecti
     # The logs run until the daemon closes: a denial after them waits (this policy has no ping).
     actions = g.from_client(PING)
     assert answers(actions) == [] and forwarded(actions) == b""
+
+
+def _outcome(g: Gate, reads: Sequence[bytes]) -> tuple[bytes, list[Answer], list[Decided]]:
+    """What the gate does with the client's reads, then with four answers of the daemon."""
+    actions = [action for read in reads for action in g.from_client(read)]
+    actions += [action for _ in range(4) for action in g.from_daemon(PONG)]
+    return forwarded(actions), answers(actions), [a for a in actions if isinstance(a, Decided)]
+
+
+def test_requests_whole_in_a_read_are_decided_as_when_they_come_byte_by_byte() -> None:
+    archive = (
+        b"PUT /containers/c/archive?path=/ HTTP/1.1\r\nHost: d\r\nContent-Length: 3\r\n\r\nabc"
+    )
+    allowed = create(b'{"Image":"bb","HostConfig":{"Binds":null}}\n')
+    requests = (
+        PING,
+        allowed,
+        archive,
+        create(b""),  # no body: decided on its head (and denied: dockerd cannot decode it)
+        create(b'{"Image":"bb","Image":"alpine"}'),
+        PING,
+        create(b'{"Image":"alpine"}', b"1.0"),  # denied, and the connection closes
+        PING,
+    )
+    stream = b"".join(requests)
+    whole = _outcome(gate(), [stream])
+    assert whole == _outcome(gate(), [bytes([b]) for b in stream])
+    assert whole == _outcome(gate(), requests)  # each read ends where a head or body does
+    sent, denials, decisions = whole
+    assert sent == PING + allowed + archive + PING
+    assert [d.decision.allowed for d in decisions] == [True, True, True, False, False, True, False]
+    assert [a.close for a in denials] == [False, False, True]
+    # Past the bound, the first create's body is refused however it comes, and that closes.
+    bound = _outcome(gate(max_body=40), [stream])
+    assert bound == _outcome(gate(max_body=40), [bytes([b]) for b in stream])
+    assert bound[0] == PING and [a.close for a in bound[1]] == [True]
