@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import socketserver
@@ -29,7 +30,7 @@ from dockerd import start as start_daemon
 from dockerd import stop as stop_daemon
 from tapping import Proxy, checked_capture, docktap, one, ready_server
 
-from docktap import load
+from docktap import Capture, load
 from docktap.capture import lock
 from docktap.recording.session import record
 from docktap.upstream import Endpoint
@@ -264,6 +265,12 @@ def test_a_full_disk_stops_the_capture_not_the_relay(dockerd: Daemon, tmp_path: 
 def _inspect_calls(sock: Path, count: int) -> None:
     """`count` container inspect calls on one keep-alive connection, each answer read whole."""
     client = _request(sock, "")
+    _inspect_on(client, count)
+    client.close()
+
+
+def _inspect_on(client: socket.socket, count: int) -> None:
+    """`count` container inspect calls on `client`, each answer read whole."""
     buf = b""
     for _ in range(count):
         client.sendall(b"GET /v1.41/containers/bench/json HTTP/1.1\r\nHost: d\r\n\r\n")
@@ -275,7 +282,30 @@ def _inspect_calls(sock: Path, count: int) -> None:
         while len(buf) < length:
             buf += client.recv(65536)
         buf = buf[length:]
-    client.close()
+
+
+def _recorder_of(proxy: subprocess.Popen[bytes]) -> int:
+    """The pid of docktap's recorder: its only child."""
+    (recorder,) = (
+        int(pid) for pid in Path(f"/proc/{proxy.pid}/task/{proxy.pid}/children").read_text().split()
+    )
+    return recorder
+
+
+def _cut(capture: Path) -> Capture:
+    """A capture docktap may have left unfinished, loaded as it is now."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the last line may be cut
+        return load(capture)
+
+
+def _exited(pidfd: int, what: str) -> None:
+    """Return once the process of `pidfd` has exited: its pidfd becomes readable then.
+
+    A process that is not the test's child cannot be waited for; its pidfd can. The timeout
+    only keeps a hung process from hanging the suite.
+    """
+    assert select.select([pidfd], [], [], 120)[0], f"{what} never exited"
 
 
 def test_a_killed_docktap_leaves_its_recording_backlog_in_the_capture(
@@ -283,35 +313,27 @@ def test_a_killed_docktap_leaves_its_recording_backlog_in_the_capture(
 ) -> None:
     _, upstream = fast_upstream
     proxy, sock, capture = _proxy_to(upstream, tmp_path)
-    (recorder,) = (
-        int(pid) for pid in Path(f"/proc/{proxy.pid}/task/{proxy.pid}/children").read_text().split()
-    )
-    os.kill(recorder, signal.SIGSTOP)  # it falls behind: the backlog goes to the spool
+    recorder = _recorder_of(proxy)
+    # Taken while docktap lives: the recorder, init's once docktap is killed, cannot be reaped
+    # (its pid reused) before the test holds it.
+    recorder_exit = os.pidfd_open(recorder)
     try:
-        _inspect_calls(sock, 2000)  # about 5 MB: far more than the pipe to the recorder holds
-        proxy.kill()
-        proxy.wait()
+        os.kill(recorder, signal.SIGSTOP)  # it falls behind: the backlog goes to the spool
+        try:
+            _inspect_calls(sock, 2000)  # about 5 MB: far more than the pipe to the recorder holds
+            proxy.kill()
+            proxy.wait()
+        finally:
+            os.kill(recorder, signal.SIGCONT)
+        _exited(recorder_exit, "the recorder left alone")
     finally:
-        os.kill(recorder, signal.SIGCONT)
-    deadline = time.monotonic() + 60
-    while Path(f"/proc/{recorder}").exists() and time.monotonic() < deadline:
-        if Path(f"/proc/{recorder}/stat").read_text().split(") ")[1].startswith("Z"):
-            break  # done, waiting for init to reap it
-        time.sleep(0.05)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the last line may be cut
-        kept = load(capture)
+        os.close(recorder_exit)
+    assert not lock.being_written(capture)  # it is done with the capture, not just gone
+    kept = _cut(capture)
     assert not kept.complete
     inspected = [ex for ex in kept.exchanges if ex.status == 200]
     # The kill may cut the last exchange's bytes in the relay's hands, not the others.
     assert len(inspected) >= 1999
-
-
-def _recorder_of(proxy: subprocess.Popen[bytes]) -> int:
-    (recorder,) = (
-        int(pid) for pid in Path(f"/proc/{proxy.pid}/task/{proxy.pid}/children").read_text().split()
-    )
-    return recorder
 
 
 def test_after_a_burst_docktap_exits_at_once_and_the_recorder_finishes_the_capture(
@@ -325,12 +347,14 @@ def test_after_a_burst_docktap_exits_at_once_and_the_recorder_finishes_the_captu
     os.kill(recorder, signal.SIGSTOP)  # a recorder far behind, as after a burst on a busy machine
     try:
         _inspect_calls(sock, 2000)
-        signalled = time.monotonic()
         proxy.send_signal(signal.SIGTERM)
         # wait(), not communicate(): the recorder, still at work, keeps docktap's stderr open.
         assert proxy.wait(timeout=30) == 0
-        delay = time.monotonic() - signalled
-        assert delay < 1.5, f"docktap took {delay:.2f} s to exit after SIGTERM"
+        # docktap is gone while its recorder, stopped all along, has recorded none of the burst
+        # (maybe not even the header): it did not wait for the recorder (one that did would
+        # never get here).
+        assert b'"type":"response"' not in capture.read_bytes()
+        assert lock.being_written(capture)
         shown = docktap("show", str(capture))
         assert "still being written" in shown.stderr.decode()
     finally:
@@ -350,19 +374,24 @@ def test_a_second_signal_ends_docktap_at_once(
     proxy, sock, capture = _proxy_to(upstream, tmp_path)
     _inspect_calls(sock, 10)
     idle = _request(sock, "")  # an open connection: the first signal waits for it a while
+    _inspect_on(idle, 1)  # answered: the relay holds it, waiting for its next request
     try:
         # Two different signals, so that the kernel cannot merge them into one: whichever is
         # handled first starts stopping, the other ends docktap with its status.
-        signalled = time.monotonic()
         proxy.send_signal(signal.SIGINT)
         proxy.send_signal(signal.SIGTERM)
         proxy.communicate(timeout=30)
         assert proxy.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM)
-        assert time.monotonic() - signalled < 0.4  # less than the 0.5 s grace of the first
     finally:
         idle.close()
     lock.wait_written(capture)
-    assert len([ex for ex in load(capture).exchanges if ex.status == 200]) == 10
+    kept = _cut(capture)
+    assert len([ex for ex in kept.exchanges if ex.status == 200]) == 10 + 1
+    # Ended before the first signal's grace was out: the relay never cut the idle connection
+    # (its close is not recorded) nor told the recorder the capture was over (no end record).
+    idle_conn = kept.connections[max(kept.connections)]
+    assert (idle_conn.exchanges, idle_conn.closed_mono) == (1, None)
+    assert not kept.complete
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -640,30 +669,73 @@ def _ping_through(sock: Path) -> None:
         assert _read_all(client).startswith(b"HTTP/1.1 200 ")
 
 
-def _recorded(capture: Path, closes: int) -> None:
-    """Wait until the child has written `closes` close records: it has read all before them."""
-    deadline = time.monotonic() + 120
-    while capture.read_bytes().count(b'"type":"close"') < closes:
-        assert time.monotonic() < deadline, "the recorder did not catch up"
-        time.sleep(0.05)
+class _FollowedCapture:
+    """A capture the recorder writes into a FIFO, read on a thread as it comes and kept in a
+    file: a test waits for records as they arrive rather than reading the file over and over.
+
+    `start()` once the recorder has the FIFO open: with no writer yet a read would end at once.
+    """
+
+    def __init__(self, fifo: Path, kept: Path) -> None:
+        os.mkfifo(fifo)
+        # Open to read first, without blocking: the recorder's open to write then goes through.
+        self._fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.kept = kept
+        self.closes = 0  # the close records read so far
+        self.ended = False
+        self._arrived = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def start(self) -> None:
+        os.set_blocking(self._fd, True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        rest = b""  # the start of a line cut by the end of the last read
+        with self.kept.open("wb") as kept:
+            while chunk := os.read(self._fd, 1 << 20):
+                kept.write(chunk)
+                lines, _, rest = (rest + chunk).rpartition(b"\n")
+                with self._arrived:
+                    self.closes += lines.count(b'"type":"close"')
+                    self._arrived.notify_all()
+        os.close(self._fd)
+        with self._arrived:
+            self.ended = True
+            self._arrived.notify_all()
+
+    def wait_for(self, closes: int) -> None:
+        """Return once the recorder has written `closes` close records: it has read everything
+        the relay sent before them. The timeout only keeps a hung recorder from hanging the
+        suite."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self.closes >= closes or self.ended, timeout=120)
+            assert self.closes >= closes, f"{self.closes} of {closes} close records came"
+
+    def join(self) -> None:
+        """Wait until the recorder has closed the capture and all of it is in `kept`."""
+        self._reader.join(timeout=120)
+        assert self.ended, "the recorder never closed the capture"
 
 
 def test_partial_heads_on_many_connections_keep_the_recorder_flat(tmp_path: Path) -> None:
     clients, size, budget = 100, 900_000, 16 << 20
     sink = _Sink(tmp_path / "sink.sock")
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    sock, capture = tmp_path / "p.sock", tmp_path / "p.jsonl"
+    sock = tmp_path / "p.sock"
+    capture = _FollowedCapture(tmp_path / "p.fifo", tmp_path / "p.jsonl")
     head = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Pad: " + b"a" * size
     try:
         with record(
-            capture,
+            tmp_path / "p.fifo",
             Endpoint(path=str(sock)),
             Endpoint(path=str(sink.server_address)),
             head_budget=budget,
         ):
+            capture.start()
             _ping_through(sock)  # the child has imported all it needs
             child = _recorder_child()
-            _recorded(capture, 1)
+            capture.wait_for(1)
             before = _vm_rss_mb(child)
             held = []
             for _ in range(clients):
@@ -671,14 +743,15 @@ def test_partial_heads_on_many_connections_keep_the_recorder_flat(tmp_path: Path
                 held[-1].sendall(head)
             sink.wait_for(clients * len(head))
             _ping_through(sock)  # after every byte of the heads: the child reads them first
-            _recorded(capture, 2)
+            capture.wait_for(2)
             grown = _vm_rss_mb(child) - before
             for client in held:
                 client.close()
+        capture.join()
     finally:
         sink.shutdown()
         sink.server_close()
-    kept = checked_capture(capture, allow_errors=True)
+    kept = checked_capture(capture.kept, allow_errors=True)
     cuts = [e for e in kept.errors if e["kind"] == "capture"]
     # The newest heads that fit the budget are held; the others were cut, oldest first (the
     # first ping was connection 1), each saying how many bytes it had.
