@@ -603,6 +603,54 @@ def test_a_run_read_without_click_fails_as_one_read_by_click(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.jsonl"]
 
 
+def _interrupted_while_the_daemon_is_looked_at(
+    prefix: list[str], tmp_path: Path, *options: str
+) -> tuple[int, bytes]:
+    """`docktap run OPTIONS ... -- touch started` given Ctrl-C before its command starts: its
+    status and what it said.
+
+    The upstream is a TCP listener of the test's that takes docktap's first look at the daemon
+    (a /_ping) and never answers: once the ping has come, docktap is waiting for it, the
+    command not started yet. Ctrl-C reaches the whole foreground group, as from a terminal.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        argv = [*prefix, "run", *options, "-o", "c.jsonl"]
+        process = subprocess.Popen(
+            [*argv, "--upstream", f"tcp://127.0.0.1:{port}", "--", "touch", "started"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        silent.settimeout(60)
+        looking, _ = silent.accept()
+        with looking:
+            asked = b""
+            while b"\r\n\r\n" not in asked:
+                chunk = looking.recv(4096)
+                assert chunk, "docktap hung up before asking the daemon anything"
+                asked += chunk
+            assert asked.startswith(b"GET /_ping ")
+            os.killpg(process.pid, signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+    assert not (tmp_path / "started").exists()  # it was before the command, indeed
+    assert not (tmp_path / "c.jsonl").exists()  # and before the capture was claimed
+    return process.returncode, err
+
+
+def test_ctrl_c_before_the_command_starts_is_status_130_quietly_read_with_click_or_not(
+    tmp_path: Path,
+) -> None:
+    """As a shell reports a command that Ctrl-C ended, whichever way the line was read: by the
+    entry (`-q`), by click through the entry (`-qf`: short flags together), or by click alone."""
+    assert _interrupted_while_the_daemon_is_looked_at(DOCKTAP, tmp_path, "-q") == (130, b"")
+    assert _interrupted_while_the_daemon_is_looked_at(DOCKTAP, tmp_path, "-qf") == (130, b"")
+    through_click = [sys.executable, "-c", _THROUGH_CLICK]
+    assert _interrupted_while_the_daemon_is_looked_at(through_click, tmp_path, "-q") == (130, b"")
+
+
 def test_a_command_that_cannot_be_run_leaves_a_forced_capture_as_it_was(tmp_path: Path) -> None:
     capture = tmp_path / "c.jsonl"
     capture.write_text("keep me")

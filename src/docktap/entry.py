@@ -60,6 +60,3 @@ def _run(arguments: RunArguments) -> NoReturn:
             from docktap.cli import run_failed
 
             run_failed(error)
-        except KeyboardInterrupt:
-            # Ctrl-C before the command started (then it is the command's to act on).
-            sys.exit(130)

@@ -140,7 +140,20 @@ def daemon(explicit: str | None, tls: TLSOptions) -> tuple[Endpoint, dict[str, A
 
 def run(arguments: RunArguments) -> NoReturn:
     """Run the command with DOCKER_HOST pointing at docktap, recording what it says to
-    Docker, and exit with its status (see `docktap run --help`)."""
+    Docker, and exit with its status (see `docktap run --help`).
+
+    Ctrl-C before the command starts (later it is the command's to act on, see
+    _start_command) ends docktap with status 130 and nothing said, whoever read the command
+    line: the status a shell gives a command that Ctrl-C ended, so that a script tells an
+    interrupted run from one that failed (1) or was misused (2), as it would for the command.
+    """
+    try:
+        _run(arguments)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _run(arguments: RunArguments) -> NoReturn:
     # Start-up makes next to no garbage, but the modules it imports make the collector run
     # dozens of times, a few ms of CPU: it waits until the relay serves (_serving_while), as
     # gc.freeze's recipe for a process that forks (here, the recorder) has it.
