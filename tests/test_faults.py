@@ -216,6 +216,22 @@ def test_garbage_from_a_client_is_relayed_and_kept_raw(
     else:
         assert b"not http at all" in raw
     assert "ContainerList" in [ex.operation for ex in capture.exchanges]
+    # show --json lists it among the exchanges, as the timeline does: what went by unparsed
+    # each way, the garbage and the daemon's 400 to it.
+    shown = [
+        json.loads(line)
+        for line in docktap("show", "--json", str(proxy.capture_path)).stdout.splitlines()
+    ]
+    (incident,) = [line for line in shown if "incident" in line]
+    assert (incident["incident"], incident["message"]) == ("protocol", capture.errors[0]["message"])
+    assert (incident["conn"], incident["sent"], incident["received"]) == (
+        capture.errors[0]["conn"],
+        len(garbage),
+        len(answer),
+    )
+    assert [line["exchange"] for line in shown if "exchange" in line] == [
+        ex.number for ex in capture.exchanges
+    ]
 
 
 def test_sigint_closes_the_capture_cleanly(dockerd: Daemon, tmp_path: Path) -> None:

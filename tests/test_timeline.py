@@ -530,6 +530,40 @@ def test_bodies_shows_the_container_wait_answer() -> None:
 # --- what could not be read ---------------------------------------------------------------
 
 
+def test_json_lists_incidents_where_the_rows_are_and_takes_filters(tmp_path: Path) -> None:
+    capture = str(bytescript.record(UNREADABLE, tmp_path / "broken.jsonl", ["docker", "info"]))
+    lines = [json.loads(line) for line in show(capture, "--json").stdout.splitlines()]
+    assert [line.get("exchange", line.get("incident")) for line in lines] == [1, "protocol", 2]
+    assert lines[1] == {
+        "version": 1,
+        "incident": "protocol",
+        "conn": 2,
+        "seq": None,  # the line was no request: no exchange had begun on connection 2
+        "at_s": 0.3,
+        "message": "illegal request line",
+        "sent": len(BROKEN_LINE),  # what went by unparsed each way, as in the size columns
+        "received": len(REFUSED),
+    }
+    (incident,) = load(capture).incidents
+    assert lines[1] == {"version": 1, **incident.summary()}
+    # The text view's rows, in the same order.
+    rows = show(capture, "--width", "100").stdout.splitlines()[2:5]
+    assert [row.split()[0] if row.startswith(" #") else "incident" for row in rows] == [
+        "#1",
+        "incident",
+        "#2",
+    ]
+    # Filtered as the rows are: by connection, time and --grep, not by exchange-only filters.
+    assert show(capture, "--json", "--conn", "2").stdout.splitlines() == [json.dumps(lines[1])]
+    assert show(capture, "--json", "--since", "0.25", "--until", "0.35").stdout.splitlines() == [
+        json.dumps(lines[1])
+    ]
+    for exchanges_only in (["--op", "*"], ["--exchange", "1"], ["--status", "2xx"]):
+        shown = show(capture, "--json", *exchanges_only).stdout.splitlines()
+        assert all("incident" not in json.loads(line) for line in shown), exchanges_only
+    assert "incident" in show(capture, "--json", "--grep", "illegal").stdout
+
+
 def test_protocol_errors_and_unparsed_bytes_are_rows_at_their_place(tmp_path: Path) -> None:
     capture = str(bytescript.record(UNREADABLE, tmp_path / "broken.jsonl", ["docker", "info"]))
     lines = show(capture, "--width", "100").stdout.splitlines()

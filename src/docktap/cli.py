@@ -419,7 +419,9 @@ def _stop_on_signals() -> asyncio.Event:
 
 @main.command()
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per exchange.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per exchange, and per incident."
+)
 @click.option("--bodies", is_flag=True, help="Bodies too: JSON pretty-printed, binary as hex.")
 @click.option("--headers", is_flag=True, help="Headers too: > sent, < received, as recorded.")
 @click.option("--explain", is_flag=True, help="A line explaining each operation.")
@@ -509,9 +511,12 @@ def show(
     loaded = _load(capture)
     try:
         if as_json:
-            for ex in loaded.exchanges:
-                if select is None or select(ex):
-                    click.echo(_json_line(ex))
+            from docktap.capture.reader import in_time_order
+
+            exchanges = [ex for ex in loaded.exchanges if select is None or select(ex)]
+            incidents = [i for i in loaded.incidents if selected.matches_incident(i)]
+            for item in in_time_order(exchanges, incidents):
+                click.echo(_json_line(item))
             return
         _print_timeline(
             loaded, colour, width, bodies, note, max_lines, select, headers, select_incidents
@@ -520,11 +525,11 @@ def show(
         _reader_gone()
 
 
-def _json_line(ex: Exchange) -> str:
-    """An exchange as `show --json` prints it, on one line."""
+def _json_line(item: Exchange | Incident) -> str:
+    """An exchange, or an incident, as `show --json` prints it, on one line."""
     import json
 
-    return json.dumps({"version": JSON_VERSION, **ex.summary()})
+    return json.dumps({"version": JSON_VERSION, **item.summary()})
 
 
 def _reader_gone() -> None:

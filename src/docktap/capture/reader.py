@@ -18,8 +18,9 @@ and `read_left` reads one back.
 from __future__ import annotations
 
 import gc
+import itertools
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -708,6 +709,18 @@ class Incident:
     def bytes_received(self) -> int:
         return self.unparsed.get(Direction.DAEMON, 0)
 
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable view `docktap show --json` prints, among the exchanges'."""
+        return {
+            "incident": self.kind,
+            "conn": self.conn,
+            "seq": None if self.failure is None else self.failure.seq,
+            "at_s": self.mono,
+            "message": self.message,
+            "sent": self.bytes_sent,
+            "received": self.bytes_received,
+        }
+
 
 class Assembler:
     """Assembles exchanges from records fed one at a time, as they are written.
@@ -845,6 +858,24 @@ class Assembler:
 def start_order(ex: Exchange) -> tuple[float, int]:
     """Exchanges in the order their requests started; at the same moment, by number."""
     return (ex.started_mono, ex.number)
+
+
+def in_time_order(
+    exchanges: Sequence[Exchange], incidents: Iterable[Incident]
+) -> list[Exchange | Incident]:
+    """Exchanges, in start order, with incidents among them by time, each after an exchange
+    that started at the same moment: how `show` lists a capture, as rows or JSON lines."""
+    if not all(a.started_mono <= b.started_mono for a, b in itertools.pairwise(exchanges)):
+        exchanges = sorted(exchanges, key=start_order)
+    moments = sorted(incidents, key=lambda incident: incident.mono)
+    if not moments:
+        return list(exchanges)
+    # Sorting is stable, and linear on items already in order.
+    return sorted([*exchanges, *moments], key=_listed_at)
+
+
+def _listed_at(item: Exchange | Incident) -> tuple[float, bool]:
+    return (item.started_mono, isinstance(item, Incident))
 
 
 # --- capture files ----------------------------------------------------------------------------

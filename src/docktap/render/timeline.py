@@ -22,7 +22,6 @@ durations and fitting follow the renderers' shared rules in `docktap.render.text
 from __future__ import annotations
 
 import heapq
-import itertools
 import json
 import math
 import shlex
@@ -34,7 +33,7 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Span, Text
 
 from docktap import jsonstream
-from docktap.capture.reader import Capture, Exchange, Incident, start_order
+from docktap.capture.reader import Capture, Exchange, Incident, in_time_order
 from docktap.render.kind import stayed_open
 from docktap.render.refusal import refusal, stream_error
 from docktap.render.text import (
@@ -840,19 +839,12 @@ def _render(
     total: int = 0,
     incidents: Sequence[Incident] = (),
 ) -> Iterator[Line]:
-    if not all(a.started_mono <= b.started_mono for a, b in itertools.pairwise(exchanges)):
-        exchanges = sorted(exchanges, key=start_order)
-    # Incidents go among the rows by time, after an exchange that started at the same moment.
-    # (Sorting is stable, and linear on rows already in order.)
-    moments = sorted(incidents, key=lambda i: i.mono)
-    items: list[Exchange | Incident] = (
-        sorted([*exchanges, *moments], key=_row_order) if moments else list(exchanges)
-    )
+    items = in_time_order(exchanges, incidents)
     lanes = Lanes(
         [moment(item) if isinstance(item, Incident) else item for item in items],
         options.max_lanes,
     )
-    layout = layout_for(exchanges, lanes.count, options.width, moments)
+    layout = layout_for(exchanges, lanes.count, options.width, incidents)
     horizon = _horizon(exchanges, capture)
     rows = Rows(layout, options, horizon)
     if capture is not None:
@@ -877,10 +869,6 @@ def _render(
 
 def _incident_label(incident: Incident) -> str:
     return _INCIDENT_LABELS.get(incident.kind, f"{incident.kind} error")
-
-
-def _row_order(item: Exchange | Incident) -> tuple[float, bool]:
-    return (item.started_mono, isinstance(item, Incident))
 
 
 def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
