@@ -689,6 +689,39 @@ def test_an_error_without_a_connection_is_a_part() -> None:
     assert reader.Assembler().add(part) == []
 
 
+def test_a_following_assembler_is_handed_each_incident_once_it_is_settled() -> None:
+    """At once with no connection; else when a later incident on its connection takes the
+    bytes that follow, or when the connection closes; the rest are still open at the end."""
+    settled: list[tuple[str, int | None, int]] = []
+    assembler = reader.Assembler(
+        keep=False, settled=lambda i: settled.append((i.message, i.conn, i.bytes_received))
+    )
+    records: list[Record] = [
+        {"type": "error", "conn": None, "kind": "upstream", "message": "nowhere"},
+        {"type": "error", "conn": 1, "kind": "protocol", "message": "first"},
+        {"type": "unparsed", "conn": 1, "dir": "daemon", "size": 3, "sha256": "0" * 64},
+        {"type": "error", "conn": 1, "kind": "capture", "message": "second"},
+        {"type": "unparsed", "conn": 1, "dir": "daemon", "size": 5, "sha256": "0" * 64},
+        {"type": "unparsed", "conn": 2, "dir": "daemon", "size": 7, "sha256": "0" * 64},
+        {"type": "close", "conn": 1},
+    ]
+    expected = [
+        [("nowhere", None, 0)],
+        [],
+        [],
+        [("first", 1, 3)],  # superseded: its bytes are all counted
+        [],
+        [],
+        [("second", 1, 5)],  # its connection closed
+    ]
+    for mono, (record, then) in enumerate(zip(records, expected, strict=True)):
+        assembler.feed({"t": WALL + mono, "mono": float(mono), **record})
+        assert settled == then, record
+        settled.clear()
+    [still] = assembler.open_incidents()  # connection 2 never closed
+    assert (still.kind, still.conn, still.bytes_received) == ("unparsed", 2, 7)
+
+
 # --- payloads left in the file ----------------------------------------------------------------
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"

@@ -495,6 +495,28 @@ def test_show_follow_ends_when_the_recorder_dies_and_on_ctrl_c(tmp_path: Path) -
     assert not load(capture).complete
 
 
+def test_show_follow_json_prints_an_incident_once_its_connection_is_closed(
+    tmp_path: Path,
+) -> None:
+    """The daemon is nowhere: a call gets docktap's 502 and an `upstream` error record."""
+    proxy, capture = _proxy_recording(tmp_path)
+    follower = _follower(str(capture), "--json", cwd=tmp_path)
+    try:
+        _ping(tmp_path)  # curl has hung up once it returns
+        exchange = json.loads(_line(follower.stdout))
+        assert (exchange["target"], exchange["status"]) == ("/_ping", 502)
+        incident = json.loads(_line(follower.stdout))
+        assert (incident["incident"], incident["conn"]) == ("upstream", exchange["conn"])
+        assert follower.poll() is None  # while the proxy runs: the connection is what ended
+    finally:
+        _stop_proxy(proxy)
+    out, err = follower.communicate(timeout=30)
+    assert (follower.returncode, out, err) == (0, b"", b"")
+    # What show --json prints of the finished capture, line for line.
+    shown = docktap("show", "--json", str(capture)).stdout.decode().splitlines()
+    assert shown == [json.dumps(exchange), json.dumps(incident)]
+
+
 def test_show_follow_reads_a_pipe_from_proxy_as_it_comes(tmp_path: Path) -> None:
     """`docktap proxy -o - | docktap show --follow -`: rows before the proxy is stopped."""
     proxy = subprocess.Popen(

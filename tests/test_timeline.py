@@ -562,6 +562,14 @@ def test_json_lists_incidents_where_the_rows_are_and_takes_filters(tmp_path: Pat
         shown = show(capture, "--json", *exchanges_only).stdout.splitlines()
         assert all("incident" not in json.loads(line) for line in shown), exchanges_only
     assert "incident" in show(capture, "--json", "--grep", "illegal").stdout
+    # Followed, the same lines as each is done: the incident once its connection has closed,
+    # all its unparsed bytes counted (connection 1's exchanges completed before that).
+    followed = show(capture, "--follow", "--json").stdout.splitlines()
+    assert followed == [json.dumps(line) for line in (lines[0], lines[2], lines[1])]
+    assert show(capture, "--follow", "--json", "--op", "*").stdout.splitlines() == [
+        json.dumps(lines[0]),
+        json.dumps(lines[2]),
+    ]
 
 
 def test_protocol_errors_and_unparsed_bytes_are_rows_at_their_place(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 import click
@@ -506,7 +506,8 @@ def show(
     select_incidents = selected.matches_incident if selected.active else None
     if follow:
         options = (colour, width, bodies, headers, note, max_lines)
-        _follow(capture, _JsonRows(select) if as_json else _live_rows(*options, select=select))
+        rows = _JsonRows(select, select_incidents) if as_json else None
+        _follow(capture, rows or _live_rows(*options, select=select))
         return
     loaded = _load(capture)
     try:
@@ -590,13 +591,20 @@ def _timeline_options(
 
 
 class _JsonRows:
-    """`show --follow --json`: the line of each exchange once it completes."""
+    """`show --follow --json`: the line of each exchange once it completes, and of each
+    incident once it is settled (its unparsed bytes all counted): the lines of `show --json`,
+    in the order they are done."""
 
-    def __init__(self, select: Callable[[Exchange], bool] | None) -> None:
+    def __init__(
+        self,
+        select: Callable[[Exchange], bool] | None,
+        select_incidents: Callable[[Incident], bool] | None,
+    ) -> None:
         from docktap.capture.reader import Assembler
 
-        self.assembler = Assembler(keep=False)
+        self.assembler = Assembler(keep=False, settled=self._settled)
         self.select = select
+        self.select_incidents = select_incidents
         self.failed: str | None = None
 
     def __call__(self, records: list[Record]) -> None:
@@ -605,12 +613,20 @@ class _JsonRows:
 
     def finish(self) -> None:
         self._print(self.assembler.open_exchanges())
+        for incident in self.assembler.open_incidents():
+            self._settled(incident)
 
     def _print(self, exchanges: list[Exchange]) -> None:
+        self._echo(ex for ex in exchanges if self.select is None or self.select(ex))
+
+    def _settled(self, incident: Incident) -> None:
+        if self.select_incidents is None or self.select_incidents(incident):
+            self._echo([incident])
+
+    def _echo(self, items: Iterable[Exchange | Incident]) -> None:
         try:
-            for ex in exchanges:
-                if self.select is None or self.select(ex):
-                    click.echo(_json_line(ex))
+            for item in items:
+                click.echo(_json_line(item))
         except BrokenPipeError:
             self.failed = "the reader went away"
 

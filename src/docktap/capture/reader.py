@@ -730,11 +730,17 @@ class Assembler:
     view prints those as they come; it may also `decode` each record itself, look at the part,
     and `add` it. With `keep=False` completed exchanges and closed connections are forgotten,
     so a long-running reader holds only what is still in flight; parts arriving for an
-    exchange after it completed are then ignored.
+    exchange after it completed are then ignored. `settled`, if given, is handed each incident
+    once nothing more can be added to it: at once for one of no connection, else when its
+    connection closes or a later incident on it takes the unparsed bytes that follow; those
+    still open at the end are `open_incidents()`.
     """
 
-    def __init__(self, keep: bool = True) -> None:
+    def __init__(
+        self, keep: bool = True, settled: Callable[[Incident], None] | None = None
+    ) -> None:
         self.keep = keep
+        self.settled = settled
         self.exchanges: dict[tuple[int, int], Exchange] = {}
         self.connections: dict[int, Connection] = {}
         self.fed = 0  # records decoded so far: the index of the next one
@@ -794,8 +800,15 @@ class Assembler:
     def _incident(self, incident: Incident) -> Incident:
         if self.keep:
             self.incidents.append(incident)
+        before = None
         if incident.conn is not None:
+            before = self._troubled.get(incident.conn)
             self._troubled[incident.conn] = incident
+        if self.settled is not None:
+            if before is not None:
+                self.settled(before)
+            if incident.conn is None:
+                self.settled(incident)
         return incident
 
     def _connection(self, conn: int) -> Connection:
@@ -842,8 +855,14 @@ class Assembler:
             for ex in done:
                 self.exchanges.pop((ex.conn, ex.seq), None)
             del self.connections[conn]
-            self._troubled.pop(conn, None)
+        troubled = self._troubled.pop(conn, None)
+        if troubled is not None and self.settled is not None:
+            self.settled(troubled)
         return done
+
+    def open_incidents(self) -> list[Incident]:
+        """Incidents not settled yet (their connections still open), in recorded order."""
+        return sorted(self._troubled.values(), key=lambda incident: incident.mono)
 
     def open_exchanges(self) -> list[Exchange]:
         """Exchanges not completed yet (a capture cut short leaves some), in start order."""
