@@ -27,7 +27,9 @@ from docktap.bodyframing import (
     LengthBody,
     keeps_alive,
     request_framing,
+    request_length,
     response_framing,
+    response_length,
 )
 
 
@@ -108,6 +110,11 @@ def test_request_framing() -> None:
     old = request_framing(b"1.0", both)()
     assert isinstance(old, LengthBody) and old.left == 5
     assert request_framing(b"1.0", fields(("Transfer-Encoding", "chunked")))().done
+    # The length alone says as much: None for chunked.
+    assert request_length(b"1.1", both) is None
+    assert request_length(b"1.1", fields(("Content-Length", "5"))) == 5
+    assert request_length(b"1.1", []) == 0
+    assert request_length(b"1.0", both) == 5
 
 
 @pytest.mark.parametrize(
@@ -136,6 +143,8 @@ def test_response_framing(
         assert isinstance(reader, LengthBody) and reader.done
     else:
         assert type(reader) is expected and not reader.done
+    length = response_length(method, status, version, fields(*headers))
+    assert length == (reader.left if isinstance(reader, LengthBody) else None)
 
 
 @pytest.mark.parametrize(

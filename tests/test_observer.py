@@ -60,6 +60,8 @@ from docktap.observer import (
     HeadBudget,
     Observer,
     TtyBook,
+    read_request_head,
+    read_response_head,
 )
 from docktap.relay import Relay
 from docktap.upstream import Endpoint
@@ -1556,3 +1558,26 @@ def test_the_heads_kept_are_bounded() -> None:
     for _ in range(2):
         assert read(big).target == "/_ping"
     assert cache.cache_info().misses == misses, "a big head is read anew, not kept"
+
+
+def test_a_head_says_how_long_its_body_is_when_a_length_frames_it() -> None:
+    def request(*fields: bytes, version: bytes = b"1.1") -> int | None:
+        head = b"POST /x HTTP/" + version + b"\r\nHost: d\r\n" + b"".join(fields) + b"\r\n"
+        return read_request_head(head).length
+
+    assert request(b"Content-Length: 5\r\n") == 5
+    assert request() == 0
+    assert request(b"Transfer-Encoding: chunked\r\n") is None
+    # Go ignores Transfer-Encoding on HTTP/1.0: the length frames the body.
+    assert request(b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", version=b"1.0") == 5
+
+    def response(method: str, head: bytes) -> int | None:
+        return read_response_head(method, head + b"\r\n").length
+
+    assert response("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n") == 2
+    assert response("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n") == 0
+    assert response("GET", b"HTTP/1.1 204 No Content\r\n") == 0
+    assert response("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n") is None
+    assert response("GET", b"HTTP/1.1 200 OK\r\n") is None  # until the daemon closes
+    assert response("GET", b"HTTP/1.1 100 Continue\r\n") is None
+    assert response("POST", b"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n") is None

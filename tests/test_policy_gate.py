@@ -354,3 +354,33 @@ def test_requests_whole_in_a_read_are_decided_as_when_they_come_byte_by_byte() -
     bound = _outcome(gate(max_body=40), [stream])
     assert bound == _outcome(gate(max_body=40), [bytes([b]) for b in stream])
     assert bound[0] == PING and [a.close for a in bound[1]] == [True]
+
+
+def test_the_daemons_answers_whole_in_a_read_are_followed_as_when_cut_byte_by_byte() -> None:
+    head_request = b"HEAD /_ping HTTP/1.1\r\nHost: d\r\n\r\n"
+    policy = Policy(
+        (
+            ClientRules(
+                Client(1000),
+                {**POLICY.clients[0].rules, "SystemPingHead": Rule("SystemPingHead", "HEAD", "/")},
+            ),
+        )
+    )
+    answers_ = (
+        b"HTTP/1.1 100 Continue\r\n\r\n" + PONG,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",  # to HEAD: no body follows
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK\r\n0\r\n\r\n",
+    )
+    daemon = b"".join(answers_)
+    outcomes = []
+    for reads in ([daemon], [bytes([b]) for b in daemon], answers_):
+        g = Gate(lambda: policy, 1000, "/usr/bin/docker")
+        g.from_client(PING + head_request + PING + PING + create(b'{"Image":"alpine"}') + PING)
+        actions = [action for read in reads for action in g.from_daemon(read)]
+        outcomes.append(actions)
+        (answer,) = answers(actions)  # after the four answers, and only then
+        assert b"image alpine not allowed" in answer.data
+        assert actions.index(answer) == len(actions) - 3 and actions[-1] == Forward(PING)
+        assert not g.raw
+    assert outcomes[0] == outcomes[1] == outcomes[2]

@@ -254,24 +254,42 @@ def _chunked(http_version: bytes, headers: HeadFields) -> bool:
     return http_version != b"1.0" and _value(headers, b"transfer-encoding") is not None
 
 
+def request_length(http_version: bytes, headers: HeadFields) -> int | None:
+    """The length of the body of a request with this parsed head (0: none); None when it is
+    chunked."""
+    if _chunked(http_version, headers):
+        return None
+    length = _value(headers, b"content-length")
+    return int(length) if length is not None else 0
+
+
 def request_framing(http_version: bytes, headers: HeadFields) -> Framing:
     """How the body of a request with this parsed head is framed."""
+    length = request_length(http_version, headers)
+    return ChunkedBody if length is None else partial(LengthBody, length)
+
+
+def response_length(
+    request_method: bytes, status: int, http_version: bytes, headers: HeadFields
+) -> int | None:
+    """The length of the body of a final (not 1xx) response with this parsed head (0: none);
+    None when it is chunked or read until the connection closes."""
+    if request_method == b"HEAD" or status in (204, 304):
+        return 0
     if _chunked(http_version, headers):
-        return ChunkedBody
+        return None
     length = _value(headers, b"content-length")
-    return partial(LengthBody, int(length) if length is not None else 0)
+    return int(length) if length is not None else None
 
 
 def response_framing(
     request_method: bytes, status: int, http_version: bytes, headers: HeadFields
 ) -> Framing:
     """How the body of a final (not 1xx) response with this parsed head is framed."""
-    if request_method == b"HEAD" or status in (204, 304):
-        return partial(LengthBody, 0)
-    if _chunked(http_version, headers):
-        return ChunkedBody
-    length = _value(headers, b"content-length")
-    return partial(LengthBody, int(length)) if length is not None else CloseDelimitedBody
+    length = response_length(request_method, status, http_version, headers)
+    if length is not None:
+        return partial(LengthBody, length)
+    return ChunkedBody if _chunked(http_version, headers) else CloseDelimitedBody
 
 
 def keeps_alive(http_version: bytes, headers: HeadFields) -> bool:

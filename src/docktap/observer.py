@@ -36,7 +36,9 @@ from docktap.bodyframing import (
     FramingError,
     keeps_alive,
     request_framing,
+    request_length,
     response_framing,
+    response_length,
 )
 from docktap.events import (
     BodyData,
@@ -335,6 +337,7 @@ class ParsedHead:
     fields: tuple[tuple[bytes, bytes], ...]  # as body framing takes them, names lower-cased
     identity: routes.Identity
     framing: Framing
+    length: int | None  # the body's length (0: none), None when it is chunked
     keep_alive: bool  # the connection may carry another exchange after this one
     upgrade: bool  # the request offers to switch protocols
 
@@ -351,6 +354,7 @@ class ParsedResponseHead:
     content_type: str | None
     hijack: str | None  # the protocol the connection switches to after this head, if it does
     framing: Framing | None  # how its body is framed; None for a 1xx head, or a hijack
+    length: int | None  # the body's length (0: none), None when framing is not a length
     closes: bool  # the connection carries nothing after this response
 
 
@@ -401,6 +405,7 @@ def _request_head(head: bytes) -> ParsedHead:
         fields,
         routes.identify(method, target),
         request_framing(version, fields),
+        request_length(version, fields),
         keeps_alive(version, fields),
         any(name == b"upgrade" for name, _ in fields),
     )
@@ -433,6 +438,7 @@ def _response_head(method: str, head: bytes) -> ParsedResponseHead:
     content_type = _header(fields, b"content-type")
     hijack = None
     framing: Framing | None = None
+    length = None
     closes = False
     if status == 101:
         hijack = (_header(fields, b"upgrade") or "tcp").lower()
@@ -445,6 +451,7 @@ def _response_head(method: str, head: bytes) -> ParsedResponseHead:
         hijack = "raw-stream"
     elif not informational:
         framing = response_framing(method.encode("latin-1"), status, version, fields)
+        length = response_length(method.encode("latin-1"), status, version, fields)
         closes = framing is CloseDelimitedBody or not keeps_alive(version, fields)
     return ParsedResponseHead(
         status,
@@ -455,6 +462,7 @@ def _response_head(method: str, head: bytes) -> ParsedResponseHead:
         content_type,
         hijack,
         framing,
+        length,
         closes,
     )
 

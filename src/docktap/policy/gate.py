@@ -112,7 +112,14 @@ class Gate:
         if state == "closed":
             return []
         actions: list[Action] = []
-        self._advance(actions, data)
+        if state == "head" and not self._buf and not self._eof:
+            # The common case: the read starts with a request, and often holds just that one.
+            end = self._head(actions, data, 0)
+            if end == len(data) and self._state != "body":  # else its head is set aside
+                return actions
+            self._advance(actions, data, end or 0)
+        else:
+            self._advance(actions, data)
         return actions
 
     def client_eof(self) -> list[Action]:
@@ -121,13 +128,13 @@ class Gate:
         self._advance(actions)
         return actions
 
-    def _advance(self, actions: list[Action], data: bytes = b"") -> None:
-        """Decide what can be decided of the bytes held and `data` after them."""
+    def _advance(self, actions: list[Action], data: bytes = b"", pos: int = 0) -> None:
+        """Decide what can be decided of the bytes held and data[pos:] after them."""
         if self._buf:
-            self._buf += data
-            data = bytes(self._buf)
+            self._buf += memoryview(data)[pos:]
+            data, pos = bytes(self._buf), 0
             self._buf.clear()
-        pos, size = 0, len(data)
+        size = len(data)
         while pos < size:  # each step waits for more at the end of what it is given
             state = self._state
             if state == "head":
@@ -188,8 +195,17 @@ class Gate:
             return size
         self._seq += 1
         self._after_post = parsed.method == "POST"
-        self._reader = reader = parsed.framing()
         self._start = pos
+        length = parsed.length
+        if length is not None and end + length <= size:
+            # The whole request is in this read, as most are: decided at once, with no reader.
+            stop = end + length
+            if not length or parsed.identity.operation not in BODY_OPERATIONS:
+                return self._settle(actions, data, stop, self._decide_head(parsed), parsed, True)
+            if length <= self._max_body:
+                decision = self._decide_body(parsed, data[end:stop])
+                return self._settle(actions, data, stop, decision, parsed, True)
+        self._reader = reader = parsed.framing()
         if parsed.identity.operation in BODY_OPERATIONS and not reader.done:
             self._pending, self._pending_head = parsed, head
             self._read = 0
@@ -255,12 +271,14 @@ class Gate:
         else:
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self._pending = None
-        parsed = held
+        return self._settle(actions, data, end, self._decide_body(held, body), held, True, pos)
+
+    def _decide_body(self, parsed: ParsedHead, body: bytes) -> Decision:
+        """A request decided on its head and its whole body."""
         request = Request(
             parsed.method, parsed.target, parsed.headers, body, True, self._uid, self._exe
         )
-        decision = decide(self._policy(), request)
-        return self._settle(actions, data, end, decision, held, True, pos)
+        return decide(self._policy(), request)
 
     def _stream(self, actions: list[Action], data: bytes, pos: int) -> int | None:
         """The body of an allowed request that needs no reading: on to the daemon as it comes."""
@@ -373,19 +391,21 @@ class Gate:
             if split is None:
                 self._response_head += data[pos:]
                 break
-            if not self._response(data[pos:split], actions):
+            after = self._response(data, pos, split, actions)
+            if after is None:
                 return actions
-            pos = split
+            pos = after
         return actions
 
-    def _response(self, head: bytes, actions: list[Action]) -> bool:
-        """Act on a response head; False once the connection is raw or lost."""
+    def _response(self, data: bytes, pos: int, split: int, actions: list[Action]) -> int | None:
+        """Act on the response head data[pos:split]; where reading goes on, or None once the
+        connection is raw or lost."""
         method, hijack = self._outstanding[0]
         try:
-            read = read_response_head(method, head)
+            read = read_response_head(method, data[pos:split])
         except HeadError:
             self._lose_responses(actions)
-            return False
+            return None
         status, framing = read.status, read.framing
         # A request that may hijack is taken at its word on a 2xx without a length (Docker's
         # hijack without Upgrade, whatever its content type); a 101 switches any connection.
@@ -395,16 +415,21 @@ class Gate:
             and (read.hijack is not None or framing is CloseDelimitedBody)
         ):
             self._go_raw(actions)
-            return False
+            return None
+        length = read.length
+        if length is not None and split + length <= len(data):
+            # The whole answer is in this read, as most are: past it, with no reader.
+            self._response_done(actions)
+            return split + length
         if framing is None:
             if read.informational:
-                return True  # another head follows
+                return split  # another head follows
             framing = CloseDelimitedBody  # a raw stream to a request that cannot hijack
         reader = framing()
         self._response_body = reader
         if reader.done:
             self._response_done(actions)
-        return True
+        return split
 
     def _response_done(self, actions: list[Action]) -> None:
         self._response_body = None
