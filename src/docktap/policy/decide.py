@@ -93,9 +93,7 @@ def decide(policy: Policy, request: Request) -> Decision:
             if failure is not None:
                 first_failure = first_failure or failure
                 continue
-        return Decision(
-            True, operation, f"allowed for {client.client.describe()}", request.method, path
-        )
+        return Decision(True, operation, client.allowed, request.method, path)
     if not matched:
         return _deny(request, operation, path, f"no rule for {request.who}")
     if not ruled:

@@ -15,6 +15,7 @@ no bind mount, capability or device, and only the images listed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import yaml
@@ -83,6 +84,11 @@ class Rule:
 class ClientRules:
     client: Client
     rules: dict[str, Rule] = field(default_factory=dict)  # by operation
+
+    @cached_property
+    def allowed(self) -> str:
+        """Why a request this client may make is allowed: said once, for every request."""
+        return f"allowed for {self.client.describe()}"
 
 
 @dataclass(frozen=True)

@@ -227,7 +227,11 @@ class Types:
         self._as_is: dict[str, dict[str, _Field]] = {}
         self._unchanged: dict[str, dict[str, frozenset[type]]] = {}
         self._named: dict[str, frozenset[str]] = {}
-        self._shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {}
+        self._shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {
+            name: {} for name in self.skipped
+        }
+        # Holds nothing of a body: one per set of types, not one per body.
+        self.quick = QuickDecoder(self)
 
     def narrowed(self, keep: Mapping[str, frozenset[str]]) -> Types:
         """These types with only the `keep` fields of the structs it names (each other struct
@@ -269,9 +273,7 @@ class Types:
         It depends on the keys alone, and clients send the same keys again and again (the
         docker CLI every field of a create, in one order): it is worked out once per struct
         and sequence of keys, the last _SHAPES of them kept."""
-        shapes = self._shapes.get(struct)
-        if shapes is None:
-            shapes = self._shapes[struct] = {}
+        shapes = self._shapes.setdefault(struct, {})
         found = shapes.get(keys)
         if found is None and keys not in shapes:
             if len(shapes) >= _SHAPES:
@@ -523,7 +525,7 @@ class QuickDecoder:
     - orjson reads one JSON value and rejects what Go rejects at parse time, but also bytes
       after the value and invalid UTF-8, which Go handles: unsure. An integer past 64 bits it
       reads as a float, which it writes back with an exponent (`e+`, as every float of 1e16
-      or more): a body whose text has one is unsure too.
+      or more): a body whose text has a `+` is unsure too, unless it is that text.
     - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure.
     - orjson keeps the last of duplicate keys silently. Without `\\u` escapes every colon of a
       JSON text is a key's or one inside a string, as written (no escape spells a colon
@@ -602,7 +604,11 @@ class QuickDecoder:
             raise _Unsure
         types = self.types
         skipped = types.skipped.get(name)
-        shape = None if skipped is None else types.read_keys(name, tuple(value))
+        shape = None
+        if skipped is not None:
+            # The keys seen before, looked up here: read_keys is called only for new ones.
+            keys = tuple(value)
+            shape = types._shapes[name].get(keys) or types.read_keys(name, keys)
         if shape is not None:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so only the keys of fields read are walked. Most values are taken at once, and
@@ -618,7 +624,11 @@ class QuickDecoder:
             else:
                 for key, found in containers:
                     item = into[key]
-                    if item is not None:
+                    if item is None:
+                        continue
+                    if type(item) is dict and found.struct is not None:
+                        into[key] = self._struct(found.struct, item)  # what _field does
+                    else:
                         into[key] = self._field(found, item)
                 return into
             into = {}
@@ -695,15 +705,15 @@ def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None
     try:
         loaded = orjson.loads(body)
         text = orjson.dumps(loaded)
-        if b"e+" in text:
-            return None  # perhaps an integer past 64 bits, which orjson made a float
         # A body written as orjson writes it (as Go's encoder does, but for a newline after
-        # it) is its text, so it lost no colon: that is a compare, not two counts.
-        if not (body.startswith(text) and not body[len(text) :].strip()) and text.count(
-            b":"
-        ) != body.count(b":"):
-            return None  # a duplicate key was lost
-        quick = QuickDecoder(types)
+        # it) is its text, so it lost no colon and held no integer orjson made a float: that
+        # is a compare, not two counts and a search.
+        if not (body.startswith(text) and not body[len(text) :].strip()) and (
+            text.count(b":") != body.count(b":")  # a duplicate key was lost
+            or b"+" in text  # perhaps an integer past 64 bits (e+), or a + in a string
+        ):
+            return None
+        quick = types.quick
         struct = kind in types.structs and kind not in types.custom
         value = quick._struct(kind, loaded) if struct else quick.decode(kind, loaded)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, _Unsure, RecursionError):
