@@ -97,6 +97,8 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+#: The docker CLI's own container create, recorded from dockerd (see `_create_request`).
+CREATE_CAPTURE = ROOT / "captures" / "run-stdin.jsonl"
 
 PATHS = ("direct", "socat", "splice", "docktap", "docktap+policy", "docktap+rec")
 LABELS = {
@@ -566,31 +568,17 @@ def _request(method: str, target: str, *headers: str) -> bytes:
 
 
 def _create_request() -> bytes:
-    """A container create as the docker CLI sends it for `docker run --network none bb true`."""
-    body = json.dumps(
-        {
-            "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False,
-            "AttachStdout": True, "AttachStderr": True, "Tty": False, "OpenStdin": False,
-            "StdinOnce": False, "Env": [], "Cmd": ["true"], "Image": "bb", "Volumes": {},
-            "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": {},
-            "HostConfig": {
-                "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "", "Config": {}},
-                "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no"},
-                "AutoRemove": True, "VolumeDriver": "", "VolumesFrom": None, "CapAdd": None,
-                "CapDrop": None, "CgroupnsMode": "", "Dns": [], "DnsOptions": [],
-                "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "",
-                "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
-                "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
-                "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 0,
-                "ConsoleSize": [0, 0], "Isolation": "", "CpuShares": 0, "Memory": 0,
-                "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0, "Devices": [],
-                "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0,
-                "MemorySwap": 0, "OomKillDisable": False, "PidsLimit": None, "Ulimits": None,
-                "MaskedPaths": None, "ReadonlyPaths": None,
-            },
-            "NetworkingConfig": {"EndpointsConfig": {}},
-        }
-    ).encode()  # fmt: skip
+    """A container create as the docker CLI sends it: the body of `docker run --rm --network
+    none -i bb cat` by the docker CLI 28 (captures/run-stdin.jsonl), as Go's encoder wrote it
+    (compact, a newline after it), under the bench's head."""
+    from docktap.capture.reader import load
+
+    capture = load(CREATE_CAPTURE)
+    body = next(
+        bytes(ex.request_body)
+        for ex in capture.exchanges
+        if ex.request.operation == "ContainerCreate"
+    )
     head = _request(
         "POST",
         f"{API}/containers/create",
