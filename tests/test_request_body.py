@@ -9,7 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from golden import CAPTURES
 
+from docktap.capture.reader import load
+from docktap.policy import asks
+from docktap.request import gojson
 from docktap.request.body import decode, typed, without_zeros
 
 
@@ -228,3 +232,31 @@ def test_a_reading_of_some_fields_sees_type_errors_only_in_those() -> None:
     assert decode("ContainerCreate", b"[]", READS).error == (
         "json: cannot unmarshal array into Go value of type ContainerConfigWrapper"
     )
+
+
+def _captured_creates() -> list[bytes]:
+    return [
+        bytes(ex.request_body)
+        for path in sorted(CAPTURES.glob("*.jsonl"))
+        for ex in load(path).exchanges
+        if ex.request.operation == "ContainerCreate"
+    ]
+
+
+@pytest.mark.parametrize("body", _captured_creates())
+def test_the_docker_clis_creates_are_read_quickly_as_the_full_reading_reads_them(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the guard reads them: only its fields. The CLI's `sh -c 'a > b'` (run.jsonl) is
+    # written with Go's \u003e escapes, which the quick reading takes too.
+    reads = asks.READS["ContainerCreate"]
+    quick = decode("ContainerCreate", body, reads)
+    answered: list[object] = []
+    real = gojson.quick_decode
+
+    def only_full(types: gojson.Types, kind: str, data: bytes) -> None:
+        answered.append(real(types, kind, data))
+
+    monkeypatch.setattr(gojson, "quick_decode", only_full)
+    assert decode("ContainerCreate", body, reads) == quick
+    assert answered and answered[0] is not None

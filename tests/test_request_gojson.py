@@ -390,6 +390,56 @@ def test_an_integer_past_64_bits_is_left_to_the_full_reading(number: bytes) -> N
     assert decoded(b'{"Anything":%s}' % number) == ({"Anything": int(number)}, [])
 
 
+# Go's encoder writes <, >, & and the line separators as escapes (its HTML-safe output).
+_GO_HTML = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+_HTML_TEXT = st.text(alphabet=st.sampled_from('a<>&\u2028\u2029\\":u0'), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.sampled_from(["Name", "name", "Mask", "Key", "Words", "Unknown"]),
+            _HTML_TEXT | st.lists(_HTML_TEXT, max_size=3),
+        ),
+        max_size=5,
+    ),
+    compact=st.booleans(),
+    narrowed=st.booleans(),
+)
+def test_the_escapes_go_writes_for_html_leave_the_quick_reading_as_it_was(
+    pairs: list[tuple[str, Any]], compact: bool, narrowed: bool
+) -> None:
+    types = Types(STRUCTS)
+    if narrowed:
+        types = types.narrowed({"Top": frozenset({"Name", "Words"})})
+    plain = _write(pairs, compact) + "\n"
+    body = plain.translate(_GO_HTML).encode()
+    quick = quick_decode(types, "Top", body)
+    assert (quick is None) == (quick_decode(types, "Top", plain.encode()) is None), body
+    if quick is not None:
+        decoder = Decoder(types)
+        assert quick[0] == finish(decoder.decode("Top", parse(body)[0])), body
+        assert decoder.errors == [] and quick[1] == json.loads(body), body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Name":"\\u0041"}',  # a letter
+        b'{"N\\u0061me":"a"}',  # a letter of a key, which folds
+        b'{"Name":"\\ud800"}',  # a lone surrogate
+        b'{"Name":"\\\\\\ud800 \\u003c"}',  # one after an escaped backslash
+        b'{"Name":"\\u003C"}',  # not as Go writes it: left to the full reading too
+        b'{"\\u212aey":"a"}',  # the Kelvin sign, which folds to k
+    ],
+)
+def test_any_other_escape_is_left_to_the_full_reading(body: bytes) -> None:
+    assert quick_decode(Types(STRUCTS), "Top", body) is None
+
+
 def test_a_body_as_orjson_writes_it_is_read_quickly_unless_a_key_is_lost() -> None:
     # Go's encoder writes a body as orjson does, with a newline after it: no colon is counted.
     types = Types(STRUCTS)

@@ -526,10 +526,13 @@ class QuickDecoder:
       after the value and invalid UTF-8, which Go handles: unsure. An integer past 64 bits it
       reads as a float, which it writes back with an exponent (`e+`, as every float of 1e16
       or more): a body whose text has a `+` is unsure too, unless it is that text.
-    - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure.
-    - orjson keeps the last of duplicate keys silently. Without `\\u` escapes every colon of a
-      JSON text is a key's or one inside a string, as written (no escape spells a colon
-      otherwise). orjson writes what it read back with every key and string it kept, so its
+    - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure, but for
+      the escapes Go's encoder writes for `<`, `>`, `&`, U+2028 and U+2029 (in the docker
+      CLI's `sh -c 'a > b'`), which spell neither. When every `\\u` of the body, an escape or
+      not, starts one of those, every escape is one of them.
+    - orjson keeps the last of duplicate keys silently. Without other `\\u` escapes every
+      colon of a JSON text is a key's or one inside a string, as written (no escape spells a
+      colon otherwise). orjson writes what it read back with every key and string it kept, so its
       text has as many colons as the body exactly when no key (and with it its colon) was
       lost. That is counted in C, whatever part of the body is decoded; a body that is
       orjson's text itself (and whitespace after it) has the same colons without counting.
@@ -697,10 +700,20 @@ class QuickDecoder:
         return {key: self._item(kind, item) for key, item in value.items()}
 
 
+#: The `\\u` escapes Go's encoder writes by default (its HTML-safe output): no surrogate, no letter.
+_GO_ESCAPES = (b"\\u003c", b"\\u003e", b"\\u0026", b"\\u2028", b"\\u2029")
+
+
+def _unsure_escapes(body: bytes) -> bool:
+    """Whether a `\\u` of the body starts anything but one of _GO_ESCAPES (which all start
+    with it and differ after it, so they count each `\\u` once at most)."""
+    return body.count(b"\\u") != sum([body.count(escape) for escape in _GO_ESCAPES])
+
+
 def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None:
     """The body decoded into `kind` as `Decoder` would, finished, and orjson's reading of it;
     None when only the full reading can say (see QuickDecoder)."""
-    if b"\\" in body and b"\\u" in body:  # one byte is looked for with memchr
+    if b"\\" in body and b"\\u" in body and _unsure_escapes(body):  # memchr for one byte
         return None
     try:
         loaded = orjson.loads(body)
