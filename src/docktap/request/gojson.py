@@ -525,7 +525,7 @@ class QuickDecoder:
     - orjson reads one JSON value and rejects what Go rejects at parse time, but also bytes
       after the value and invalid UTF-8, which Go handles: unsure. An integer past 64 bits it
       reads as a float, which it writes back with an exponent (`e+`, as every float of 1e16
-      or more): a body whose text has a `+` is unsure too, unless it is that text.
+      or more): a body whose text has an `e+` is unsure too, unless it is that text.
     - A `\\u` escape can spell a lone surrogate or a folding letter of a key: unsure, but for
       the escapes Go's encoder writes for `<`, `>`, `&`, U+2028 and U+2029 (in the docker
       CLI's `sh -c 'a > b'`), which spell neither. When every `\\u` of the body, an escape or
@@ -723,7 +723,7 @@ def quick_decode(types: Types, kind: str, body: bytes) -> tuple[Any, Any] | None
         # is a compare, not two counts and a search.
         if not (body.startswith(text) and not body[len(text) :].strip()) and (
             text.count(b":") != body.count(b":")  # a duplicate key was lost
-            or b"+" in text  # perhaps an integer past 64 bits (e+), or a + in a string
+            or (b"+" in text and b"e+" in text)  # perhaps an integer past 64 bits (memchr first)
         ):
             return None
         quick = types.quick
