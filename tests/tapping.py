@@ -266,10 +266,12 @@ class Proxy:
         *extra: str,
         upstream: str | None = None,
         env: dict[str, str] | None = None,
+        capture: Path | None = None,
     ) -> None:
-        """`upstream` (default: the daemon's socket) and `env` are docktap's, not the client's."""
+        """`upstream` (default: the daemon's socket) and `env` are docktap's, not the client's;
+        `capture` is `-o` (default: proxy.jsonl in `workdir`)."""
         self.socket = workdir / "proxy.sock"
-        self.capture_path = workdir / "proxy.jsonl"
+        self.capture_path = capture or workdir / "proxy.jsonl"
         self.env = dict(daemon.env)
         self.env["DOCKER_HOST"] = f"unix://{self.socket}"
         argv = ["proxy", "--listen", str(self.socket), "--upstream", upstream or daemon.host]

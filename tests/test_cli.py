@@ -10,10 +10,11 @@ import hashlib
 import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -394,38 +395,66 @@ def test_proxy_refuses_to_replace_a_file(tmp_path: Path) -> None:
     assert victim.read_text() == "keep me"
 
 
-def test_a_killed_proxy_leaves_a_readable_capture(dockerd: Daemon, tmp_path: Path) -> None:
-    proxy = Proxy(dockerd, tmp_path)
-    name = f"killed-proxy-{os.getpid()}"
-    since = str(int(time.time()) - 1)  # replayed from the start: no race with the run
-    events = subprocess.Popen(
-        [
-            *("docker", "events", "--since", since, "--filter", f"container={name}"),
-            *("--format", "{{.Type}} {{.Action}}"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        env=proxy.env,
+def _read_fifo(fd: int, got: bytearray, done: Callable[[bytes], bool]) -> bool:
+    """Read the FIFO `fd` into `got` until `done(got)` or its end (every writer closed it):
+    whether it ended. The deadline only keeps a hung docktap from hanging the suite."""
+    deadline = time.monotonic() + 60
+    while not done(bytes(got)):
+        assert select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0], bytes(got)
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return True
+        got.extend(chunk)
+    return False
+
+
+def _event_recorded(records: bytes) -> bool:
+    """Whether the capture so far holds a whole body record of a container's event."""
+    return any(
+        line.startswith(b'{"type":"body"') and b"container" in line
+        for line in records.splitlines(keepends=True)
+        if line.endswith(b"\n")
     )
+
+
+def test_a_killed_proxy_leaves_a_readable_capture(dockerd: Daemon, tmp_path: Path) -> None:
+    # The capture goes to a FIFO the test reads: it sees the event's record come, and the
+    # capture's end once the recorder, left alone by the kill, has written all it was sent.
+    fifo = tmp_path / "proxy.jsonl"
+    os.mkfifo(fifo)
+    follow = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # first: docktap's open then goes through
+    got = bytearray()
     try:
-        dockerd.docker("run", "--rm", "--name", name, "--network", "none", "bb", "true")
-        assert events.stdout is not None
-        assert events.stdout.readline() == b"container create\n"
-        # The client has the event, so docktap forwarded it; the record follows within a turn
-        # of docktap's event loop.
-        deadline = time.monotonic() + 10
-        while not any(
-            line.startswith('{"type":"body"') and "container" in line
-            for line in proxy.capture_path.read_text().splitlines()
-        ):
-            assert time.monotonic() < deadline, "the event never reached the capture"
-            time.sleep(0.01)
-        proxy.process.kill()
-        proxy.process.wait()
+        proxy = Proxy(dockerd, tmp_path, capture=fifo)
+        os.set_blocking(follow, True)
+        name = f"killed-proxy-{os.getpid()}"
+        since = str(int(time.time()) - 1)  # replayed from the start: no race with the run
+        events = subprocess.Popen(
+            [
+                *("docker", "events", "--since", since, "--filter", f"container={name}"),
+                *("--format", "{{.Type}} {{.Action}}"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env=proxy.env,
+        )
+        try:
+            dockerd.docker("run", "--rm", "--name", name, "--network", "none", "bb", "true")
+            assert events.stdout is not None
+            assert events.stdout.readline() == b"container create\n"
+            # The client has the event, so docktap forwarded it; the recorder writes it soon.
+            assert not _read_fifo(follow, got, _event_recorded), "the capture ended first"
+            proxy.process.kill()
+            proxy.process.wait()
+        finally:
+            events.kill()
+            events.wait()
+        assert _read_fifo(follow, got, lambda _: False)
     finally:
-        events.kill()
-        events.wait()
-    capture = load(proxy.capture_path)
+        os.close(follow)
+    kept = tmp_path / "kept.jsonl"
+    kept.write_bytes(got)
+    capture = load(kept)
     assert not capture.complete
     stream = one(capture, "SystemEvents")
     assert stream.status == 200
