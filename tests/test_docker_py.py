@@ -57,15 +57,20 @@ def test_containers_run(client: docker.DockerClient, proxy: Proxy) -> None:
 def test_attach_socket_with_stdin(client: docker.DockerClient, proxy: Proxy) -> None:
     container = client.containers.create("bb", ["cat"], stdin_open=True, network_mode="none")
     try:
-        sock = client.api.attach_socket(
+        hijacked = client.api.attach_socket(
             container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
-        raw: socket.socket = sock._sock
+        # docker-py hands out a file-like object (socket.SocketIO here), which cannot
+        # half-close: its descriptor, a public part of it, makes a socket of the test's own on
+        # the same connection.
+        raw = socket.fromfd(hijacked.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(60)  # a relay that hangs fails the test rather than hanging it
         container.start()
         raw.sendall(b"through the hijack\n")
         raw.shutdown(socket.SHUT_WR)
         received = _recv_all(raw)
         raw.close()
+        hijacked.close()
         assert container.wait(timeout=30)["StatusCode"] == 0
     finally:
         container.remove(force=True)
