@@ -289,6 +289,42 @@ def test_docker_py_is_held_to_its_policy(dockerd: Daemon, tmp_path: Path) -> Non
         proxy.stop()
 
 
+def test_an_import_learned_is_allowed_however_large_its_tarball(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    # The tarball `docker import -` sends (the busybox binary, some 2 MB) is the body of an
+    # ImageCreate; the gate held it to the 1 MiB bound of the bodies it reads, and denied it.
+    dockerd.docker("rm", "-f", "pol-export", check=False)
+    dockerd.docker("create", "--name", "pol-export", "--network", "none", "bb", "true")
+    command = (
+        "docker export pol-export | docker import - pol-imp:1 >/dev/null && "
+        "docker run --rm --network none pol-imp:1 echo imported && docker rmi pol-imp:1 >/dev/null"
+    )
+    try:
+        capture = tmp_path / "import.jsonl"
+        tapped = docktap_run(dockerd, capture, "sh", "-c", command)
+        assert tapped.proc.returncode == 0, tapped.proc.stderr.decode()
+        imports = [ex for ex in tapped.capture.exchanges if ex.operation == "ImageCreate"]
+        assert len(imports) == 1 and imports[0].request_body_size > 1 << 20
+        policy = tmp_path / "import.yaml"
+        assert docktap("policy", "learn", str(capture), "-o", str(policy)).returncode == 0
+        checked = docktap("policy", "check", str(policy), str(capture))
+        assert checked.returncode == 0, checked.stdout.decode()
+        again = docktap_run(
+            dockerd,
+            tmp_path / "again.jsonl",
+            "sh",
+            "-c",
+            command,
+            options=["--policy", str(policy)],
+        )
+        assert again.proc.returncode == 0, again.proc.stderr.decode()
+        assert again.proc.stdout == tapped.proc.stdout == b"imported\n"
+    finally:
+        dockerd.docker("rm", "-f", "pol-export", check=False)
+        dockerd.docker("rmi", "pol-imp:1", check=False)
+
+
 def test_check_names_the_one_extra_call(dockerd: Daemon, learned: Path, tmp_path: Path) -> None:
     capture = tmp_path / "extra.jsonl"
     command = WORKLOAD + " && docker images -q >/dev/null"

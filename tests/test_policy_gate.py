@@ -384,3 +384,48 @@ def test_the_daemons_answers_whole_in_a_read_are_followed_as_when_cut_byte_by_by
         assert actions.index(answer) == len(actions) - 3 and actions[-1] == Forward(PING)
         assert not g.raw
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+IMAGES = Policy(
+    (
+        ClientRules(
+            Client(1000),
+            {
+                **POLICY.clients[0].rules,
+                "ImageCreate": Rule("ImageCreate", "POST", "/images/create", Limits(frozenset())),
+            },
+        ),
+    )
+)
+
+
+def test_an_import_streams_its_tarball_however_large_and_a_form_pull_is_read_whole() -> None:
+    # `docker import -` sends its tarball as the body of ImageCreate, chunked, as text/plain:
+    # dockerd reads no parameter from it, so it is decided on its head and streams on, past
+    # the bound; it was held to the bound and denied, where `policy check` allowed it.
+    tarball = bytes(range(256)) * 40
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (tarball[:4000], tarball[4000:]))
+    body += b"0\r\n\r\n"
+    imported = (
+        b"POST /v1.41/images/create?fromSrc=-&repo=imp HTTP/1.1\r\nHost: d\r\n"
+        b"Transfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n" + body
+    )
+    form = b"fromImage=alpine"
+    pull = (
+        b"POST /v1.41/images/create HTTP/1.1\r\nHost: d\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(form), form)
+    )
+    stream = imported + pull + PING
+    outcomes = []
+    cut = [stream[:60], stream[60:5000], stream[5000:]]  # in the head, then in the tarball
+    for reads in ([stream], [bytes([b]) for b in stream], cut):
+        g = Gate(lambda: IMAGES, 1000, "/usr/bin/docker", True, 64)
+        actions = [action for read in reads for action in g.from_client(read)]
+        actions += g.from_daemon(PONG)
+        sent = forwarded(actions)
+        assert sent == imported + PING
+        (answer,) = answers(actions)  # the pull's form names an image the policy does not
+        assert b"image alpine not allowed" in answer.data and not answer.close
+        outcomes.append((sent, [a.decision for a in actions if isinstance(a, Decided)]))
+    assert outcomes[0] == outcomes[1] == outcomes[2]

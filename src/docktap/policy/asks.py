@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from docktap.audit import bind_mounts, host_path, is_docker_socket, security_opt
 from docktap.policy.model import LIMIT_KEYS, NAMESPACE_FIELDS
 from docktap.request.body import decode
-from docktap.request.query import Query
+from docktap.request.query import Query, form_in_body
 
 #: Operations whose privileges are in the body (or a form body): decided only once it is whole.
 #: Those with limits (`LIMITED`) are checked against them; the rest are allowed or denied as a
@@ -42,6 +42,19 @@ BODY_OPERATIONS = frozenset(
         "NetworkConnect",
     }
 )
+
+
+def body_needed(operation: str | None, method: str, headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether a request's body must be read whole before it is decided.
+
+    A pull says what it pulls in its query or a form body; any other body of ImageCreate is the
+    tarball of an import (`docker import`, `fromSrc=-`), of any size, which dockerd reads no
+    parameter from: it is decided on its head and streams on, as an archive upload does."""
+    if operation not in BODY_OPERATIONS:
+        return False
+    return operation != "ImageCreate" or form_in_body(method, headers)
+
+
 #: Operations whose bodies (or form bodies) the policy limits, and the limits that apply.
 LIMITS = {
     "ContainerCreate": LIMIT_KEYS,

@@ -40,7 +40,7 @@ from docktap.policy.actions import Answer as Answer
 from docktap.policy.actions import Decided as Decided
 from docktap.policy.actions import EndOfInput as EndOfInput
 from docktap.policy.actions import Forward as Forward
-from docktap.policy.asks import BODY_OPERATIONS
+from docktap.policy.asks import body_needed
 from docktap.policy.decide import Decision, Request, decide
 from docktap.policy.model import Policy
 
@@ -197,16 +197,17 @@ class Gate:
         self._after_post = parsed.method == "POST"
         self._start = pos
         length = parsed.length
+        needs_body = body_needed(parsed.identity.operation, parsed.method, parsed.headers)
         if length is not None and end + length <= size:
             # The whole request is in this read, as most are: decided at once, with no reader.
             stop = end + length
-            if not length or parsed.identity.operation not in BODY_OPERATIONS:
+            if not length or not needs_body:
                 return self._settle(actions, data, stop, self._decide_head(parsed), parsed, True)
             if length <= self._max_body:
                 decision = self._decide_body(parsed, data[end:stop])
                 return self._settle(actions, data, stop, decision, parsed, True)
         self._reader = reader = parsed.framing()
-        if parsed.identity.operation in BODY_OPERATIONS and not reader.done:
+        if needs_body and not reader.done:
             self._pending, self._pending_head = parsed, head
             self._read = 0
             self._state = "body"

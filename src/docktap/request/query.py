@@ -51,6 +51,15 @@ def _unescape(text: str) -> str | None:
     return out.decode("utf-8", "replace")
 
 
+def form_in_body(method: str, headers: Iterable[tuple[str, str]]) -> bool:
+    """Whether dockerd reads parameters from this request's body (Go's Request.ParseForm): a
+    POST, PUT or PATCH whose Content-Type is `application/x-www-form-urlencoded`."""
+    if method not in ("POST", "PUT", "PATCH"):
+        return False
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+    return content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
 @dataclass(frozen=True)
 class Query:
     """The parameters of a query string, every value of each name in order."""
@@ -81,9 +90,7 @@ class Query:
         """The parameters dockerd reads for a request: a form body's first, then the query's
         (Go's Request.ParseForm)."""
         query = cls.of_target(target)
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        media = content_type.partition(";")[0].strip().lower()
-        if method not in ("POST", "PUT", "PATCH") or media != "application/x-www-form-urlencoded":
+        if not form_in_body(method, headers):
             return query
         form = cls.parse(body.decode("utf-8", "surrogateescape"))
         values = {name: list(found) for name, found in form.values.items()}
