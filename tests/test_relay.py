@@ -24,6 +24,8 @@ from tapping import ready_server
 from docktap import relay as relay_module
 from docktap.binding import ListenError
 from docktap.events import Direction
+from docktap.policy.guard import Guard
+from docktap.policy.model import Policy
 from docktap.relay import Relay, write_to_client
 from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
@@ -176,6 +178,82 @@ def test_unreachable_upstream_answers_502_in_dockers_error_shape(tmp_path: Path)
         assert "No such file or directory" in message
         assert tap.failures == [message]
         assert tap.chunks[(1, Direction.DAEMON)] == response
+
+    asyncio.run(main())
+
+
+async def _guarded(
+    tmp_path: Path, upstream_done: asyncio.Event
+) -> tuple[Relay, RecordingTap, Path]:
+    """A relay whose policy allows nothing, before a daemon that must hear nothing."""
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.read(-1) == b""
+        writer.close()
+        upstream_done.set()
+
+    up = tmp_path / "up.sock"
+    await _upstream(up, deaf)
+    tap = RecordingTap()
+    relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(Policy(())))
+    sock = tmp_path / "relay.sock"
+    await relay.listen(Endpoint(path=str(sock)))
+    return relay, tap, sock
+
+
+_UPLOAD = (
+    b"PUT /v1.41/containers/c/archive?path=/ HTTP/1.1\r\nHost: d\r\nContent-Length: %d\r\n\r\n"
+)
+
+
+def test_a_client_denied_on_its_head_may_still_send_its_body(tmp_path: Path) -> None:
+    # The docker CLI writes an upload's head, then its body; denied on the head, the client
+    # must be able to write the body and read the 403. Closed at once, its write failed with
+    # EPIPE, and the CLI said "write: broken pipe" instead of the policy's message.
+    body = os.urandom(4 << 20)
+
+    async def main() -> None:
+        upstream_done = asyncio.Event()
+        relay, tap, sock = await _guarded(tmp_path, upstream_done)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(client, str(sock))
+        await loop.sock_sendall(client, _UPLOAD % len(body))
+        response = b""
+        while chunk := await loop.sock_recv(client, 65536):  # the answer, then its end
+            response += chunk
+        head, _, message = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n") and b"Connection: close" in head
+        assert json.loads(message)["message"].startswith(
+            "docktap policy: denied PUT /containers/c/archive: no rule for uid"
+        )
+        await loop.sock_sendall(client, body)  # read and dropped by docktap
+        client.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(tap.all_closed.wait(), 5)
+        await asyncio.wait_for(upstream_done.wait(), 5)
+        client.close()
+        await relay.close()
+        assert tap.chunks[(1, Direction.CLIENT)] == _UPLOAD % len(body) + body
+
+    asyncio.run(main())
+
+
+def test_a_denied_client_that_never_stops_is_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_module, "_LINGER", 0.05)
+
+    async def main() -> None:
+        upstream_done = asyncio.Event()
+        relay, tap, sock = await _guarded(tmp_path, upstream_done)
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(_UPLOAD % 100)
+        assert (await reader.read(-1)).startswith(b"HTTP/1.1 403 ")
+        await asyncio.wait_for(tap.all_closed.wait(), 5)  # the client sent neither body nor EOF
+        await asyncio.wait_for(upstream_done.wait(), 5)
+        writer.close()
+        await relay.close()
 
     asyncio.run(main())
 

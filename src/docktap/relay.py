@@ -43,6 +43,9 @@ _PENDING_LIMIT = 256 << 10
 _READ_SIZE = 256 << 10
 # How the daemon's answer to a hijack (attach, exec start) begins.
 _UPGRADED = b"HTTP/1.1 101 "
+# How long a client docktap has answered and closed on may go on sending (Go's server waits
+# half a second, its rstAvoidanceDelay, for the same reason): see _Pipe.linger.
+_LINGER = 1.0
 
 
 def write_to_client(transport: asyncio.Transport, data: bytes) -> None:
@@ -162,6 +165,8 @@ class _Pipe:
         self.connecting: asyncio.Task[None] | None = None
         # With a policy, client bytes pass the gate before they reach the daemon.
         self.gate: Gate | None = None
+        # Set once docktap has answered the client itself and is closing: see linger.
+        self.lingering: asyncio.TimerHandle | None = None
 
     def other(self, side: _Side) -> _Side:
         return self.daemon if side is self.client else self.client
@@ -189,7 +194,9 @@ class _Pipe:
             self.forward_gated(self.gate, side, data)
             return
         peer = self.other(side)
-        if self.flows_to(peer):
+        if self.lingering is not None:
+            pass  # docktap has answered the client in the daemon's place: nothing goes on
+        elif self.flows_to(peer):
             assert peer.transport is not None
             if side is self.daemon:
                 write_to_client(peer.transport, data)
@@ -254,11 +261,38 @@ class _Pipe:
         if self.tap is not None:
             self.tap.data(self.conn, Direction.DAEMON, response, time.monotonic())
         if close:
+            self.linger()
+
+    def linger(self) -> None:
+        """Close, once the client has had docktap's own answer, without losing it.
+
+        The client may still be sending its request's body when the answer comes (the docker
+        CLI writes a body after its head, and a request may be refused on its head). Closed at
+        once, the client's next write fails (EPIPE), and Go's client reports that ("write:
+        broken pipe") rather than the answer it has not read yet. So docktap only shuts its own
+        side down, reads and drops what the client still sends, and closes when the client has
+        done, or after _LINGER."""
+        if self.lingering is not None:
+            return
+        transport = self.client.transport
+        assert transport is not None
+        if not transport.can_write_eof():
+            self.close()
+            return
+        transport.write_eof()
+        self.lingering = asyncio.get_running_loop().call_later(_LINGER, self.close)
+        if self.daemon.transport is not None:
+            self.daemon.transport.close()
+        if self.client.eof:
             self.close()
 
     def forward_eof(self, side: _Side) -> None:
         if self.tap is not None:
             self.tap.eof(self.conn, side.direction, time.monotonic())
+        if self.lingering is not None:
+            if side is self.client:
+                self.close()
+            return
         peer = self.other(side)
         if side is self.client and self.gate is not None:
             self.apply(self.gate.client_eof())
@@ -271,7 +305,9 @@ class _Pipe:
 
     def side_lost(self, side: _Side, exc: Exception | None) -> None:
         peer = self.other(side)
-        if peer.transport is not None and not peer.lost:
+        if side is self.daemon and self.lingering is not None:
+            pass  # the client is told already, and closes in its time
+        elif peer.transport is not None and not peer.lost:
             if exc is not None:
                 peer.transport.abort()
             else:
@@ -292,6 +328,8 @@ class _Pipe:
     def finish(self) -> None:
         if self.done.done():
             return
+        if self.lingering is not None:
+            self.lingering.cancel()
         if self.tap is not None:
             self.tap.closed(self.conn, time.monotonic())
         self.done.set_result(None)
@@ -317,6 +355,9 @@ class _Pipe:
             self.close()
             return
         assert self.daemon.transport is not None
+        if self.lingering is not None:  # denied before the daemon was reached: it never is
+            self.daemon.transport.close()
+            return
         self.daemon.transport.writelines(self.pending)
         self.pending.clear()
         self.upstream_ready = True
@@ -344,7 +385,10 @@ class _Pipe:
             self.tap.upstream_failed(self.conn, message, now)
             self.tap.data(self.conn, Direction.DAEMON, response, now)
             self.tap.eof(self.conn, Direction.DAEMON, now)
-        self.client.transport.close()
+        if self.out_of_descriptors:
+            self.client.transport.close()  # its descriptor is wanted more than its answer
+        else:
+            self.linger()
 
 
 class Relay:
