@@ -617,6 +617,16 @@ def test_a_build_query_of_the_cli_20_matches_the_cli_28() -> None:
     )
 
 
+def test_a_build_on_the_default_network_is_the_same_with_each_cli() -> None:
+    # `docker build` without --network: the CLI 20.10 sends networkmode=default, the CLI 28
+    # nothing, and dockerd gives each container the build runs the default network either way.
+    cli28 = "/v1.41/build?dockerfile=Dockerfile&t=built&version=1"
+    assert key("POST", cli28 + "&networkmode=default") == key("POST", cli28)
+    assert key("POST", cli28 + "&networkmode=") == key("POST", cli28)
+    assert key("POST", cli28 + "&networkmode=none") != key("POST", cli28)
+    assert key("POST", cli28 + "&networkmode=host") != key("POST", cli28)
+
+
 def test_a_stop_timeout_of_zero_is_not_an_absent_one() -> None:
     # dockerd reads an absent t as the container's own timeout: the spec gives no default.
     assert key("POST", "/containers/c/stop?t=0") != key("POST", "/containers/c/stop")

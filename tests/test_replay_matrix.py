@@ -176,6 +176,19 @@ def test_build_after_a_touch(dockerd: Daemon, tmp_path: Path, clis: tuple[str, s
     assert b"Successfully tagged matrix-built:latest" in recorded.stdout
 
 
+def test_build_on_the_default_network(
+    dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]
+) -> None:
+    # Without --network the CLI 20.10 asks for networkmode=default and the CLI 28 for none:
+    # the same build to dockerd. A Dockerfile of FROM alone runs no container.
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM bb\n")
+    script = f"DOCKER_BUILDKIT=0 docker build -t matrix-built-default {context}"
+    recorded = _across(dockerd, tmp_path, clis, script)
+    assert b"Successfully tagged matrix-built-default:latest" in recorded.stdout
+
+
 def test_events_since_until(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
     since = int(time.time()) - 1
     marker = f"matrix-events-{since}"

@@ -122,9 +122,13 @@ class Query:
 
 # Where dockerd 20.10 reads a parameter otherwise than the spec says: the build's resource
 # limits are read with Int64ValueOrZero (absent is 0, where the spec gives no default), and
-# it reads some the spec no longer lists. The docker CLI 20.10 sends them all, at zero.
+# it reads some the spec no longer lists. The docker CLI 20.10 sends them all, at zero. A
+# build's networkmode becomes the HostConfig.NetworkMode of each container the build runs,
+# and daemon.create sets a blank one to `default`: the CLI 20.10 sends `default` where the
+# CLI 28 sends nothing, for the same build.
 _DOCKERD_PARAMS: dict[str, dict[str, tuple[str, str]]] = {
     "ImageBuild": {
+        "networkmode": ("string", "default"),
         **{name: ("int64", "0") for name in ("cpuperiod", "cpuquota", "cpushares", "memory")},
         **{name: ("int64", "0") for name in ("memswap", "shmsize")},
         "cgroupparent": ("string", ""),
