@@ -84,6 +84,16 @@ def test_binary_stdin_is_a_hex_preview_text_output_is_text() -> None:
     assert "\ufffd" not in text
 
 
+def test_terminal_escapes_in_output_do_not_reach_the_report() -> None:
+    # A container's title (OSC) and colour (CSI) sequences would act on the terminal the
+    # report is printed to; `docktap export` prints to stdout by default. Other controls are
+    # shown as `show` shows them.
+    output = b"a\x1b]0;evil\x07\x1b[31mred\x1b[0m\r\nx\bz\n"
+    text = markdown.render(attach_of(b"", output))
+    assert "    ```text\n    ared\n    x\\x08z\n    ```" in text[text.index("  - stdout:") :]
+    assert not {chr(c) for c in range(32) if c != 10} & set(text)
+
+
 def test_code_spans_survive_backticks_and_pipes() -> None:
     assert markdown.code("a`b") == "``a`b``"
     assert markdown.code("`x`") == "`` `x` ``"

@@ -26,6 +26,7 @@ from docktap.render.text import (
     hex_preview,
     is_text,
     iso_time,
+    text_lines,
 )
 
 #: Output shown per stream in the exchange list, in characters.
@@ -178,8 +179,9 @@ def _exchange(ex: Exchange) -> list[str]:
             if not data:
                 continue
             if is_text(data):
-                # A TTY's output ends its lines with CR LF; the report shows the lines.
-                text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+                # The lines as `show` prints them: a TTY's CR LF ends a line, and terminal
+                # escapes are dropped, since the report is printed to terminals too.
+                text = "\n".join(text_lines(data))
                 if len(text) > MAX_OUTPUT:
                     text = text[:MAX_OUTPUT] + f"\n… ({format_size(len(data))} in all)"
             else:
