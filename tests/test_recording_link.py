@@ -154,19 +154,22 @@ def test_when_the_spool_cannot_take_the_backlog_the_relay_waits_for_the_recorder
     async def main() -> None:
         link = _start(tmp_path)
         events: list[str] = []
-        resumed = asyncio.Event()
+        paused, resumed = asyncio.Event(), asyncio.Event()
+
+        def pause() -> None:
+            events.append("pause")
+            paused.set()
 
         def resume() -> None:
             events.append("resume")
             resumed.set()
 
-        link.on_pause, link.on_resume = lambda: events.append("pause"), resume
+        link.on_pause, link.on_resume = pause, resume
         await link.connect()
         os.kill(link.process.pid, signal.SIGSTOP)
         stopped.append(link.process.pid)
         traffic = asyncio.create_task(_traffic(link))
-        while "pause" not in events:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(paused.wait(), 60)
         os.kill(link.process.pid, signal.SIGCONT)
         await asyncio.wait_for(resumed.wait(), 60)
         await traffic
