@@ -8,6 +8,7 @@ real pseudo-terminal and with stderr captured apart.
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from bytescript import UNREADABLE
 from dockerd import Daemon
 from rich.console import Console
-from tapping import DOCKTAP, Proxy, checked_capture, docktap, ops, run_in_pty
+from tapping import DOCKTAP, Proxy, Terminal, checked_capture, docktap, ops, run_in_pty
 
 from docktap import load
 from docktap.capture.format import Record
@@ -402,55 +403,29 @@ def test_quiet_proxy(dockerd: Daemon, tmp_path: Path) -> None:
 
 def test_proxy_status_line_in_a_terminal(dockerd: Daemon, tmp_path: Path) -> None:
     """The proxy on a terminal: rows, a status line, and a clean stop on SIGTERM."""
-    import os
     import signal
     import subprocess
-    import threading
 
     sock = tmp_path / "p.sock"
     argv = [*DOCKTAP, "proxy", "--listen", str(sock), "--upstream", dockerd.host]
     argv += ["-o", str(tmp_path / "p.jsonl")]
     env = dict(dockerd.env, DOCKER_HOST=f"unix://{sock}")
-
-    def client() -> None:
-        deadline = 200
-        while not sock.exists() and deadline:
-            threading.Event().wait(0.05)
-            deadline -= 1
+    term = Terminal(argv, dockerd.env)
+    try:
+        term.expect(b"listening on")  # said once clients can connect
         subprocess.run(["docker", "version"], env=env, capture_output=True, timeout=60)
-        threading.Event().wait(0.6)  # a few refreshes of the status line
-        for pid in _children_named("docktap", "proxy", str(sock)):
-            os.kill(pid, signal.SIGTERM)
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    code, output = run_in_pty(argv, dockerd.env)
-    thread.join()
+        term.expect(b"SystemVersion")  # its row
+        term.expect(b" of 1 connections")  # a refresh of the status line that counted it
+        os.kill(term.pid, signal.SIGTERM)
+        code = term.wait()
+    except BaseException:
+        term.kill()
+        raise
     assert code == 0
-    text = ANSI.sub("", output.decode())
+    text = ANSI.sub("", term.output.decode())
     assert "1 open of 1 connections" in text or "0 open of 1 connections" in text
     assert "SystemVersion" in text
     assert text.rstrip().endswith(f"capture written to {tmp_path / 'p.jsonl'}")
-
-
-def _children_named(*words: str) -> list[int]:
-    """Pids of this process's own children whose command line holds all of `words`."""
-    import os
-
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == os.getpid() and all(any(w.encode() in arg for arg in argv) for w in words):
-            found.append(int(entry))
-    return found
 
 
 def test_a_protocol_error_is_a_row_when_it_happens(tmp_path: Path) -> None:
