@@ -174,3 +174,41 @@ def test_a_pull_names_its_image_in_the_query_or_a_form_body() -> None:
     form = [("Content-Type", "application/x-www-form-urlencoded")]
     sneaky = Request("POST", "/images/create?fromImage=bb", form, b"fromImage=alpine")
     assert "image alpine not allowed" in decide(pulls, sneaky).reason
+
+
+def test_a_pull_is_allowed_the_tag_or_digest_it_names_and_no_other() -> None:
+    # The tag parameter is the tag dockerd pulls: allowing bb:1.0 allowed every tag of bb, and
+    # `docker pull -a bb` (no tag: all of them), since only fromImage was compared.
+    digest = "sha256:" + "a" * 64
+    pulls = Policy(
+        (
+            ClientRules(
+                Client(),
+                {
+                    "ImageCreate": Rule(
+                        "ImageCreate",
+                        "POST",
+                        "/images/create",
+                        Limits(images=frozenset({"bb:1.0", f"bb@{digest}", "localhost:5000/x:2"})),
+                    )
+                },
+            ),
+        )
+    )
+    allowed = {
+        "fromImage=bb&tag=1.0": True,
+        "fromImage=bb:1.0": True,
+        "fromImage=bb:0.9&tag=1.0": True,  # dockerd replaces the tag
+        f"fromImage=bb&tag={digest.replace(':', '%3A')}": True,
+        "fromImage=localhost:5000/x&tag=2": True,
+        "fromImage=bb&tag=evil": False,
+        "fromImage=bb:1.0&tag=evil": False,
+        "fromImage=bb": False,  # every tag of bb
+        "fromImage=bb:": False,  # so is this: `pull -a` may send the colon
+        "fromImage=localhost:5000/x": False,
+    }
+    for query, expected in allowed.items():
+        decision = decide(pulls, Request("POST", f"/v1.41/images/create?{query}"))
+        assert decision.allowed is expected, (query, decision.reason)
+    denied = decide(pulls, Request("POST", "/v1.41/images/create?fromImage=bb&tag=evil"))
+    assert denied.reason == "image bb:evil not allowed for a client of unknown uid"

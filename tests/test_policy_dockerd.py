@@ -325,6 +325,30 @@ def test_an_import_learned_is_allowed_however_large_its_tarball(
         dockerd.docker("rmi", "pol-imp:1", check=False)
 
 
+def test_a_pull_learned_allows_its_tag_and_no_other(dockerd: Daemon, tmp_path: Path) -> None:
+    # No registry listens on localhost:1: dockerd's error says a pull reached it. Only
+    # fromImage was compared, so a policy learned from bb:1.0 let every tag of bb through.
+    capture = tmp_path / "pull.jsonl"
+    tapped = docktap_run(dockerd, capture, "docker", "pull", "localhost:1/bb:1.0")
+    assert b"connection refused" in tapped.proc.stderr, tapped.proc.stderr
+    policy = tmp_path / "pull.yaml"
+    assert docktap("policy", "learn", str(capture), "-o", str(policy)).returncode == 0
+    assert '- "localhost:1/bb:1.0"  # pull.jsonl #' in policy.read_text()
+    proxy = Proxy(dockerd, tmp_path, "-q", "--policy", str(policy))
+    try:
+        same = proxy.docker("pull", "localhost:1/bb:1.0")
+        assert b"connection refused" in same.stderr, same.stderr
+        for other in ("localhost:1/bb:2.0", "localhost:1/bb@sha256:" + "a" * 64):
+            done = proxy.docker("pull", other)
+            assert done.returncode != 0
+            assert b"connection refused" not in done.stderr, (other, done.stderr)
+            assert f"image {other} not allowed for uid 0".encode() in done.stderr, done.stderr
+        everything = proxy.docker("pull", "--all-tags", "localhost:1/bb")
+        assert b"image localhost:1/bb not allowed for uid 0" in everything.stderr
+    finally:
+        proxy.stop()
+
+
 def test_check_names_the_one_extra_call(dockerd: Daemon, learned: Path, tmp_path: Path) -> None:
     capture = tmp_path / "extra.jsonl"
     command = WORKLOAD + " && docker images -q >/dev/null"

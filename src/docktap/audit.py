@@ -18,6 +18,7 @@ explanations are ours.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -621,15 +622,38 @@ def _check_image(image: Any) -> Iterator[_Hit]:
     )
 
 
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128}")
+
+
+def pulled_image(query: Query) -> str:
+    """The reference a pull asks dockerd for, built as dockerd's PullImage builds it ("" for
+    no pull: an import has no `fromImage`).
+
+    `fromImage` names the repository; a `tag` parameter replaces its tag, or, when it is a
+    digest (the docker CLI sends a pinned pull's digest there), pins it. Without one, the
+    reference is `fromImage` as it is (a trailing `:`, which `pull -a` may send, dropped): a
+    name alone with no tag pulls every tag of it."""
+    image = query.get("fromImage").removesuffix(":")
+    tag = query.get("tag")
+    if not image or not tag:
+        return image
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    if name.rfind(":") > slash:
+        name = name[: name.rfind(":")]
+    if _DIGEST.fullmatch(tag):
+        return f"{name}@{tag}"
+    return f"{name}:{tag}" + (f"@{digest}" if digest else "")
+
+
 def _check_pull(ex: Exchange) -> Iterator[_Hit]:
     query = Query.of_request(ex.method, ex.target, ex.request_headers, bytes(ex.request_body))
-    image = query.get("fromImage")
+    image = pulled_image(query)
     if not image:
         return  # an import from a tarball or URL, not a pull
-    tag = query.get("tag")
-    if tag.startswith("sha256:"):
+    if query.get("tag").startswith("sha256:"):
         return  # the docker CLI sends a pinned pull's digest as the tag
-    yield from _check_image(f"{image}:{tag}" if tag else image)
+    yield from _check_image(image)
 
 
 def _check_exec(body: dict[str, Any]) -> Iterator[_Hit]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from docktap.audit import bind_mounts, host_path, is_docker_socket, security_opt
+from docktap.audit import bind_mounts, host_path, is_docker_socket, pulled_image, security_opt
 from docktap.policy.model import LIMIT_KEYS, NAMESPACE_FIELDS
 from docktap.request.body import decode
 from docktap.request.query import Query, form_in_body
@@ -122,7 +122,7 @@ def read(
 ) -> Asks:
     """What a request to `operation` asks for."""
     if operation == "ImageCreate":
-        image = Query.of_request(method, target, headers, body).get("fromImage")
+        image = pulled_image(Query.of_request(method, target, headers, body))
         return Asks(images=(image,) if image else ())
     if operation not in ("ContainerCreate", "ContainerExec"):
         return Asks()
