@@ -10,6 +10,7 @@ from synthetic import capture_of
 
 from docktap.capture.reader import load
 from docktap.policy.check import check
+from docktap.policy.gate import MAX_BODY
 from docktap.policy.learn import learn
 from docktap.policy.model import Client, loads
 from docktap.policy.schema import load_schema
@@ -91,3 +92,19 @@ def test_an_unknown_endpoint_is_not_learned_and_is_said() -> None:
         ("odd.jsonl #1", "GET /nothing: not an Engine API operation")
     ]
     assert loads(dump(learned)).clients == ()
+
+
+def test_check_denies_a_body_past_the_guards_bound_as_the_guard_does() -> None:
+    # The guard reads a create's body whole before it decides, up to MAX_BODY, and denies a
+    # larger one; check allowed it, so a workload checked clean failed under enforcement.
+    big = {"Image": "bb", "Labels": {"pad": "x" * MAX_BODY}}
+    seen = capture_of(("ContainerCreate", "POST", "/v1.41/containers/create", big))
+    policy = loads(dump(learn([("big.jsonl", seen)])))
+    (denied,) = check(policy, "big.jsonl", seen)
+    assert denied.decision.message == (
+        f"docktap policy: denied POST /containers/create: a request body over {MAX_BODY} bytes"
+    )
+    # An import's tarball is not read whole (it is no form): no bound applies.
+    tarball = b"t" * (MAX_BODY + 1)
+    imported = capture_of(("ImageCreate", "POST", "/v1.41/images/create?fromSrc=-", tarball))
+    assert check(loads(dump(learn([("imp.jsonl", imported)]))), "imp.jsonl", imported) == []

@@ -52,6 +52,11 @@ _AFTER_POST_SKIP = 4  # Go's server discards up to this many CR/LF after a POST
 _MEMO_SIZE = 256
 
 
+def too_large(bound: int) -> str:
+    """Why a body the gate must read whole is denied when it runs past `bound` bytes."""
+    return f"a request body over {bound} bytes"
+
+
 class Gate:
     """One client connection's requests, decided before they reach the daemon.
 
@@ -252,7 +257,7 @@ class Gate:
                 return len(data)
             self._read += end - pos
             if self._read > self._max_body:
-                why = f"a request body over {self._max_body} bytes"
+                why = too_large(self._max_body)
                 self._refuse_unread(actions, why, self._taken(data, pos, len(data)))
                 return len(data)
         else:
