@@ -239,6 +239,40 @@ def test_a_client_denied_on_its_head_may_still_send_its_body(tmp_path: Path) -> 
     asyncio.run(main())
 
 
+def test_a_client_denied_with_no_daemon_behind_gets_its_403_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    # The daemon is out of reach, which a denial does not need: the 403 is the answer. The 502
+    # came on top of it once docktap had ended its side, and failed (write after write_eof).
+    body = os.urandom(4 << 20)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        tap = RecordingTap()
+        relay = Relay(Endpoint(path=str(tmp_path / "nobody.sock")), tap, guard=Guard(Policy(())))
+        sock = tmp_path / "relay.sock"
+        await relay.listen(Endpoint(path=str(sock)))
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, str(sock))
+        await loop.sock_sendall(client, _UPLOAD % len(body))
+        response = b""
+        while chunk := await loop.sock_recv(client, 65536):
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 403 Forbidden\r\n"), response
+        assert response.count(b"HTTP/1.1 ") == 1
+        await loop.sock_sendall(client, body)
+        client.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(tap.all_closed.wait(), 5)
+        client.close()
+        await relay.close()
+        assert errors == []
+
+    asyncio.run(main())
+
+
 def test_a_denied_client_that_never_stops_is_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

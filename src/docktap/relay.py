@@ -372,6 +372,8 @@ class _Pipe:
         """Tell the client, in Docker's error shape, why there is no daemon behind us."""
         if self.answered_failure or self.failure is None or not self.client.open:
             return
+        if self.lingering is not None:
+            return  # docktap has answered the client already, and is done with it
         self.answered_failure = True
         first = self.pending[0] if self.pending else b""
         if self.out_of_descriptors:
