@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -352,46 +353,68 @@ def start(tls: ServerTLS | None = None) -> Running:
         ]  # fmt: skip
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([env.get("PATH", ""), *_SBIN])
+    # dockerd tells systemd it serves its API by sd_notify: it tells us the same way.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        with (root / "dockerd.log").open("wb") as log:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-    except OSError as exc:
-        _remove_root(root)
-        raise DaemonUnavailable(f"cannot run {dockerd}: {exc}") from exc
-    running = Running(daemon, process)
-    try:
-        _wait_ready(running)
-        _import_image(daemon, busybox)
-    except BaseException:
-        stop(running)
-        raise
+        notify.bind(str(root / "notify.sock"))
+        env["NOTIFY_SOCKET"] = str(root / "notify.sock")
+        try:
+            with (root / "dockerd.log").open("wb") as log:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            _remove_root(root)
+            raise DaemonUnavailable(f"cannot run {dockerd}: {exc}") from exc
+        running = Running(daemon, process)
+        try:
+            _wait_ready(running, notify)
+            _import_image(daemon, busybox)
+        except BaseException:
+            stop(running)
+            raise
+    finally:
+        notify.close()
     return running
 
 
-def _wait_ready(running: Running) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        code = running.process.poll()
-        if code is not None:
-            raise DaemonUnavailable(
-                f"dockerd exited with status {code} during start-up; log tail:\n"
-                + running.daemon.log_tail()
-            )
-        if _ping(running.daemon.socket):
-            return
-        if time.monotonic() > deadline:
-            raise DaemonUnavailable(
-                f"dockerd did not answer /_ping within {START_TIMEOUT:.0f}s; log tail:\n"
-                + running.daemon.log_tail()
-            )
-        time.sleep(0.1)
+def _wait_ready(running: Running, notify: socket.socket) -> None:
+    """Until dockerd says READY=1 on `notify` (its sd_notify socket), once its API is served.
+
+    dockerd exiting first (its pidfd becomes readable) is a failure at once; the timeout only
+    keeps a daemon that hangs in its start-up from hanging the suite.
+    """
+    exited = os.pidfd_open(running.process.pid)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([notify.fileno(), exited], [], [], max(0.0, left))
+            if exited in ready:
+                raise DaemonUnavailable(
+                    f"dockerd exited with status {running.process.wait()} during start-up; "
+                    "log tail:\n" + running.daemon.log_tail()
+                )
+            if not ready:
+                raise DaemonUnavailable(
+                    f"dockerd did not say it was ready within {START_TIMEOUT:.0f}s; log tail:\n"
+                    + running.daemon.log_tail()
+                )
+            if b"READY=1" in notify.recv(4096).split(b"\n"):
+                break
+    finally:
+        os.close(exited)
+    # Its listeners were open before it said so: one request is answered, or it is broken.
+    if not _ping(running.daemon.socket):
+        raise DaemonUnavailable(
+            "dockerd said it was ready but did not answer /_ping; log tail:\n"
+            + running.daemon.log_tail()
+        )
 
 
 def _import_image(daemon: Daemon, busybox: Path) -> None:
