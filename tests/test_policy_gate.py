@@ -199,17 +199,7 @@ def test_the_daemons_answers_are_followed_however_they_are_cut() -> None:
 
 def test_a_chunked_body_is_read_whole_and_forwarded_as_sent() -> None:
     g = gate()
-    body = b'{"Image":"bb","HostConfig":{"Privileged":true}}'
-    chunked = (
-        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"%x\r\n" % 10
-        + body[:10]
-        + b"\r\n"
-        + b"%x\r\n" % (len(body) - 10)
-        + body[10:]
-        + b"\r\n0\r\n\r\n"
-    )
-    actions = g.from_client(chunked)
+    actions = g.from_client(_chunked(b'{"Image":"bb","HostConfig":{"Privileged":true}}'))
     assert forwarded(actions) == b""
     assert b"HostConfig.Privileged" in answers(actions)[0].data
 
