@@ -317,6 +317,31 @@ def test_capped_body_keeps_the_full_size(tmp_path: Path) -> None:
     assert ex.response_body_size == 200
 
 
+def test_a_body_without_its_end_is_as_long_as_what_the_capture_holds(tmp_path: Path) -> None:
+    # docktap killed during `docker logs -f`: no end record for the body, and none for the
+    # upload in flight; every view's sizes count what was kept.
+    path = write_capture(
+        tmp_path / "killed.jsonl",
+        [
+            ("open", 1, 0),
+            req(1, 1, "GET", "/v1.41/containers/c/logs?follow=1&stdout=1", 0.1),
+            MessageEnd(1, at(0.1), 1, CLIENT),
+            resp(1, 1, 200, 0.2),
+            BodyData(1, at(0.3), 1, DAEMON, b"tick 0\n"),
+            BodyData(1, at(0.4), 1, DAEMON, b"tick 1\n"),
+            ("open", 2, 0.5),
+            req(2, 1, "PUT", "/v1.41/containers/c/archive?path=/", 0.5),
+            BodyData(2, at(0.6), 1, CLIENT, b"x" * 300),
+        ],
+        footer=False,
+    )
+    logs, upload = load(path).exchanges
+    assert (logs.response_body_size, logs.bytes_received) == (14, 14)
+    assert logs.summary()["received"] == 14
+    assert (upload.request_body_size, upload.bytes_sent) == (300, 300)
+    assert logs.response_complete is None and upload.request_complete is None
+
+
 def test_protocol_errors_attach_to_their_exchange(tmp_path: Path) -> None:
     path = write_capture(
         tmp_path / "broken.jsonl",

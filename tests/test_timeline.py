@@ -389,7 +389,8 @@ def test_an_exchange_still_open_at_the_end(tmp_path: Path) -> None:
     text = render_lines(render(loaded, TimelineOptions(width=100, styled=False)))
     lines = text.splitlines()
     events = next(line for line in lines if "SystemEvents" in line)
-    assert events.rstrip().endswith("200    open      -      -")
+    # Still open, and what the capture holds of its body so far: not "-" (nothing came).
+    assert events.rstrip().endswith("200    open      -   120B")
     assert "open 0.100s … still open" in text
     assert "network connect abababababab" in text  # one message across two body records
     assert "bold 日" in text  # escapes dropped, UTF-8 kept

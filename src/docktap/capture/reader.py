@@ -592,8 +592,14 @@ class Exchange:
             self.response = head
 
     def _body(self, chunk: BodyChunk) -> None:
-        body = self.request_body if chunk.direction is Direction.CLIENT else self.response_body
-        body.extend(chunk.data)
+        # Until its end record gives the whole size, a body is as long as what the capture
+        # holds of it: one still being written, or cut short (docktap killed), has no end.
+        if chunk.direction is Direction.CLIENT:
+            self.request_body.extend(chunk.data)
+            self.request_body_size += chunk.size
+        else:
+            self.response_body.extend(chunk.data)
+            self.response_body_size += chunk.size
 
     def _framed(self, frame: FrameChunk) -> None:
         self.frames.append((frame.stream, frame.data))
