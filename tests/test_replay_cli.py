@@ -134,6 +134,27 @@ def test_run_with_stdin(dockerd: Daemon, tmp_path: Path) -> None:
     assert recorded.stdout == b"hi\n"
 
 
+def test_output_past_the_cap_is_cut_and_the_replay_says_so(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    # The attach stream of a run that wrote more than --max-body was kept only up to it: the
+    # replay sends what was kept, as for a body, and says so rather than end it silently.
+    capture = tmp_path / "capped.jsonl"
+    command = ("docker", "run", "--rm", "--network", "none", "bb", "sh", "-c", "yes | head -c 9000")
+    recorded = docktap_run(dockerd, capture, *command, options=["--max-body", "4096"]).proc
+    assert recorded.stdout == b"y\n" * 4500
+    replayed = _replay(dockerd, tmp_path, capture, *command)
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    # What the CLI makes of it depends on the frames: a frame cut by the cap is dropped.
+    assert recorded.stdout.startswith(replayed.stdout) and len(replayed.stdout) < 4096
+    said = b" ".join(replayed.stderr.split())  # wrapped to the width
+    assert b"#3 answered with the first 4096 bytes of its stream" in said
+    assert b"(the capture kept no more; record with --max-body 0)" in said
+    # Kept whole, it replays whole and silently.
+    whole = _same(dockerd, tmp_path, *command)
+    assert whole.stdout == recorded.stdout
+
+
 def test_exec(dockerd: Daemon, tmp_path: Path, box: str) -> None:
     recorded = _same(
         dockerd,

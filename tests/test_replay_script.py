@@ -395,6 +395,21 @@ def test_a_body_cut_by_the_cap_is_truncated() -> None:
     assert not any(r.truncated for r in named.values() if r is not create)
 
 
+@pytest.mark.parametrize(("cap", "cut"), [(24, True), (25, False), (0, False)])
+def test_a_stream_that_reached_the_cap_is_cut(cap: int, cut: bool) -> None:
+    # The attach of run.jsonl carried 24 bytes from the daemon: a cap of 24 may have cut it
+    # (streams have no end record saying how long they were); one of 25, or none, did not.
+    lines = [orjson.loads(line) for line in _lines("run.jsonl")]
+    lines[0]["max_body"] = cap
+    capture = loads(b"".join(orjson.dumps(r) + b"\n" for r in lines))
+    named = _by_operation(scripts(capture, "run.jsonl"))
+    attach = named["ContainerAttach"]
+    assert attach.stream_kept == 24
+    assert attach.stream_cut is cut
+    assert not attach.truncated
+    assert not any(r.stream_cut for r in named.values() if r is not attach)
+
+
 def test_a_payload_left_in_the_capture_is_a_piece_that_says_where() -> None:
     path = CAPTURES / "docker-py.jsonl"
     whole = scripts(load(path), "docker-py.jsonl")

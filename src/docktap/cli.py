@@ -1063,10 +1063,16 @@ def _replay_report(
     recording is named by its exchange number: the report says how to see it."""
     store = session.store
     for recording in session.server.truncated:
+        if recording.truncated:
+            kept = (
+                f"with the first {recording.body_kept} of "
+                f"{recording.exchange.response_body_size} body bytes"
+            )
+        else:
+            kept = f"with the first {recording.stream_kept} bytes of its stream"
         report.say(
-            f"replay: {store.label(recording)} answered with the first "
-            f"{recording.body_kept} of {recording.exchange.response_body_size} "
-            "body bytes (the capture kept no more; record with --max-body 0)"
+            f"replay: {store.label(recording)} answered {kept} "
+            "(the capture kept no more; record with --max-body 0)"
         )
     if store.misses:
         report.say(f"replay: {len(store.misses)} request(s) had no recording:")

@@ -92,6 +92,7 @@ class Recording:
     subjects: frozenset[str] = frozenset()
     related: list[Recording] = field(default_factory=list)  # about the same subject
     head: ResponseHead | None = None  # the response head
+    cap: int = 0  # the capture's inline cap (--max-body), 0 for none
 
     @property
     def number(self) -> int:
@@ -129,6 +130,17 @@ class Recording:
         """The capture kept only part of the response body (the inline cap)."""
         return self.body_kept < self.exchange.response_body_size
 
+    @property
+    def stream_kept(self) -> int:
+        """Bytes of the daemon's side of a hijacked stream the capture kept."""
+        return sum(p.size for p in self.pieces if p.kind is PieceKind.STREAM)
+
+    @property
+    def stream_cut(self) -> bool:
+        """The daemon's side of the stream reached the inline cap, past which the capture keeps
+        nothing (a stream has no end record to say how long it was)."""
+        return 0 < self.cap <= self.stream_kept
+
 
 def subjects(identity: Identity) -> frozenset[str]:
     """The container or exec instance a request is about, as `containers/ID` or `exec/ID`."""
@@ -137,7 +149,8 @@ def subjects(identity: Identity) -> frozenset[str]:
 
 def scripts(capture: Capture, source: str) -> list[Recording]:
     """A script for every exchange of `capture`, in start order."""
-    ordered = [_script(ex, source) for ex in capture.exchanges]
+    cap = capture.header.get("max_body")
+    ordered = [_script(ex, source, cap if isinstance(cap, int) else 0) for ex in capture.exchanges]
     by_subject: dict[str, list[Recording]] = {}
     for recording in ordered:
         related: dict[int, Recording] = {}
@@ -155,9 +168,9 @@ def scripts(capture: Capture, source: str) -> list[Recording]:
     return ordered
 
 
-def _script(ex: Exchange, source: str) -> Recording:
+def _script(ex: Exchange, source: str, cap: int) -> Recording:
     """The daemon's pieces of one exchange, and the client's marks on its stream."""
-    recording = Recording(source, ex, ex.request.index, subjects=subjects(ex.identity))
+    recording = Recording(source, ex, ex.request.index, subjects=subjects(ex.identity), cap=cap)
     pieces, marks = recording.pieces, recording.client_marks
     hijacked = False  # the daemon's half-close is a piece only on a stream: h11 ends HTTP
     sent = 0

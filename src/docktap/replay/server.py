@@ -336,7 +336,7 @@ class ReplayServer:
             buffered, _ = client.conn.trailing_data
             play.client_sent += len(buffered)
             self._notify()
-        if recording.truncated:
+        if recording.truncated or recording.stream_cut:
             self.truncated.append(recording)
         loop = asyncio.get_running_loop()
         started = loop.time()
