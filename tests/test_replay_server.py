@@ -141,6 +141,35 @@ def test_content_length_matches_the_body_sent(tmp_path: Path) -> None:
     _serve(capture, sock, client)
 
 
+def test_a_client_that_expects_100_continue_is_asked_for_its_body(tmp_path: Path) -> None:
+    # curl -T sends `Expect: 100-continue` and holds the body back until the server says 100
+    # Continue, as dockerd does, or its timeout runs out. This client waits for good.
+    capture = load(CAPTURES / "run.jsonl")
+    method, target, body = _recorded(capture, "ContainerCreate")
+    sock = tmp_path / "d.sock"
+
+    async def client(server: ReplayServer) -> None:
+        c = await _Client.open(sock)
+        headers = [("Host", "docker"), ("Content-Length", str(len(body)))]
+        headers.append(("Expect", "100-continue"))
+        request = h11.Request(method=method, target=target, headers=headers)
+        c.writer.write(c.conn.send(request) or b"")
+        go_on = await c.event()
+        assert isinstance(go_on, h11.InformationalResponse) and go_on.status_code == 100
+        c.writer.write(c.conn.send(h11.Data(data=body)) or b"")
+        c.writer.write(c.conn.send(h11.EndOfMessage()) or b"")
+        head, answer = await c.response()
+        assert head.status_code == 201
+        assert len(json.loads(b"".join(answer))["Id"]) == 64
+        # Once: a request without the header on the same connection gets no 100.
+        c.conn.start_next_cycle()
+        c.send("HEAD", "/_ping")
+        head, answer = await c.response()
+        assert (head.status_code, answer) == (200, [])
+
+    _serve(capture, sock, client)
+
+
 def test_a_miss_is_a_docker_error_and_the_connection_carries_on(tmp_path: Path) -> None:
     capture = load(CAPTURES / "run.jsonl")
     sock = tmp_path / "d.sock"

@@ -181,7 +181,7 @@ class ReplayServer:
                 else:
                     client.ahead += len(data)
                     client.conn.receive_data(data)
-                    self._parse(client)
+                    self._parse(client, writer)
                 self._notify()
                 if not data:
                     return
@@ -190,7 +190,7 @@ class ReplayServer:
             client.closed = True
             self._notify()
 
-    def _parse(self, client: _Client) -> None:
+    def _parse(self, client: _Client, writer: asyncio.StreamWriter) -> None:
         """Turn what h11 has buffered into requests, until it needs more or must wait for us."""
         while not client.closed:
             try:
@@ -211,6 +211,13 @@ class ReplayServer:
                 client.receiving = _Incoming(
                     event.method.decode(), event.target.decode(), list(event.headers.raw_items())
                 )
+                if client.conn.they_are_waiting_for_100_continue:
+                    # dockerd (Go's net/http) says 100 Continue once it reads the body. The
+                    # replay needs the body to find the recording, so it asks for it at once: a
+                    # client that sent `Expect: 100-continue` (curl -T) would hold it back
+                    # until its own timeout (a second for curl), or for good.
+                    go_on = h11.InformationalResponse(status_code=100, headers=[])
+                    writer.write(client.conn.send(go_on) or b"")
             elif isinstance(event, h11.Data) and client.receiving is not None:
                 client.receiving.add(event.data)
             elif isinstance(event, h11.EndOfMessage) and client.receiving is not None:
@@ -243,7 +250,7 @@ class ReplayServer:
                 if client.conn.our_state is not h11.DONE or client.conn.their_state is not h11.DONE:
                     break
                 client.conn.start_next_cycle()
-                self._parse(client)
+                self._parse(client, writer)
         except (ConnectionError, h11.LocalProtocolError):
             pass
         except (CaptureError, OSError) as exc:  # a payload left in the capture is gone
