@@ -134,9 +134,7 @@ def test_run_with_stdin(dockerd: Daemon, tmp_path: Path) -> None:
     assert recorded.stdout == b"hi\n"
 
 
-def test_output_past_the_cap_is_cut_and_the_replay_says_so(
-    dockerd: Daemon, tmp_path: Path
-) -> None:
+def test_output_past_the_cap_is_cut_and_the_replay_says_so(dockerd: Daemon, tmp_path: Path) -> None:
     # The attach stream of a run that wrote more than --max-body was kept only up to it: the
     # replay sends what was kept, as for a body, and says so rather than end it silently.
     capture = tmp_path / "capped.jsonl"
@@ -350,3 +348,22 @@ def test_the_readme_miss_is_what_docktap_prints(tmp_path: Path) -> None:
     )
     assert done.returncode == 125
     assert quoted in done.stderr.decode().splitlines()
+
+
+def test_captures_of_one_file_name_are_told_apart_by_their_paths(tmp_path: Path) -> None:
+    # A test's capture in each of two folders: the miss's closest recording, and the
+    # `docktap show` command that shows it, name the folder it came from.
+    root = Path(__file__).resolve().parent.parent
+    for folder, name in (("a", "version.jsonl"), ("b", "run.jsonl")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "recorded.jsonl").write_bytes((root / "captures" / name).read_bytes())
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path}/no-daemon-here.sock")
+    command = ["docker", "run", "--rm", "--network", "none", "bb", "sh", "-c", "echo hello"]
+    done = subprocess.run(
+        [*DOCKTAP, "replay", "a/recorded.jsonl", "b/recorded.jsonl", "--", *command],
+        cwd=tmp_path, env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    said = " ".join(done.stderr.decode().split())
+    assert done.returncode == 125, said
+    assert "closest: b/recorded.jsonl#2, body differs at $.Cmd[2]" in said
+    assert "(`docktap show b/recorded.jsonl --exchange 2` shows b/recorded.jsonl#2" in said

@@ -69,6 +69,21 @@ def test_with_returns_serving_and_misses_go_to_on_miss(tmp_path: Path) -> None:
     assert len(misses) == 1 and session.store.misses == misses
 
 
+def test_captures_of_one_file_name_are_named_by_their_paths(tmp_path: Path) -> None:
+    # Named by the file name alone, a miss's closest `#2` and the `docktap show` hint could
+    # be either capture's.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "run.jsonl", tmp_path / "b" / "run.jsonl"
+    first.write_bytes((CAPTURES / "run.jsonl").read_bytes())
+    second.write_bytes((CAPTURES / "version.jsonl").read_bytes())
+    session = replay([first, second, CAPTURES / "ps-a.jsonl"], Endpoint(path="unused.sock"))
+    sources = {r.source for r in session.store.recordings}
+    assert sources == {str(first), str(second), "ps-a.jsonl"}
+    version = next(r for r in session.store.recordings if r.exchange.operation == "SystemVersion")
+    assert session.store.label(version) == f"{second}#{version.number}"
+
+
 def test_async_with_on_a_tcp_port_and_loaded_captures(tmp_path: Path) -> None:
     capture = load(CAPTURES / "version.jsonl")
 

@@ -955,7 +955,7 @@ def replay_command(
 
     from docktap.recording.session import redact_env_patterns
     from docktap.replay.match import MatchOptions, parse_json_path
-    from docktap.replay.session import LEAVE_OVER, replay
+    from docktap.replay.session import LEAVE_OVER, replay, source_names
     from docktap.upstream import EndpointError, parse_endpoint
 
     argv: list[str] = ctx.meta.get("docktap.command", [])
@@ -979,7 +979,10 @@ def replay_command(
     except EndpointError as exc:
         raise click.UsageError(str(exc)) from exc
     # What the daemon sent at length stays in the files, read as it is served.
-    loaded = [(os.path.basename(path), _load(path, LEAVE_OVER)) for path in captures]
+    loaded = [
+        (name, _load(path, LEAVE_OVER))
+        for name, path in zip(source_names(captures), captures, strict=True)
+    ]
     report = _Report(colour, width)
     if not quiet and not any(capture.exchanges for _, capture in loaded):
         say(f"warning: no exchanges in {', '.join(captures)}: every request will be a miss")

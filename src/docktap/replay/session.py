@@ -109,6 +109,17 @@ class ReplaySession(Synchronous):
         await self.server.close()
 
 
+def source_names(paths: Sequence[str | PurePath]) -> list[str]:
+    """What each capture is called in the replay's labels (`run.jsonl#2`): its file name, or,
+    when captures from other folders share it (a test's capture in each of two modules), its
+    path as given, since the file name would name none of them."""
+    names = [PurePath(path).name for path in paths]
+    return [
+        name if names.count(name) == 1 else str(path)
+        for name, path in zip(names, paths, strict=True)
+    ]
+
+
 def replay(
     captures: Sequence[str | PurePath | tuple[str, Capture]],
     listen: Endpoint,
@@ -131,12 +142,12 @@ def replay(
     for ReplayServer. CaptureError says a capture cannot be read, ListenError that `listen`
     cannot be listened on.
     """
-    loaded: list[tuple[str, Capture]] = []
-    for entry in captures:
-        if isinstance(entry, tuple):
-            loaded.append(entry)
-        else:
-            loaded.append((PurePath(entry).name, load(entry, LEAVE_OVER)))
+    paths = [entry for entry in captures if not isinstance(entry, tuple)]
+    named = dict(zip(map(str, paths), source_names(paths), strict=True))
+    loaded = [
+        entry if isinstance(entry, tuple) else (named[str(entry)], load(entry, LEAVE_OVER))
+        for entry in captures
+    ]
     recordings = [r for name, capture in loaded for r in scripts(capture, name)]
     store = build_store(recordings, options, parse_repeat(repeat))
     redactor = redactor_for((capture.header for _, capture in loaded), redact_env)
