@@ -164,9 +164,8 @@ def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = No
     if quick is not None:
         value, loaded = quick
         if kind == _WRAPPER and isinstance(value, dict):
-            has_outer = _reaches_outer(tuple(loaded) if isinstance(loaded, dict) else ())
-            if has_outer or "Cpuset" in value:
-                value = _host_config(value, has_outer)
+            keys = tuple(loaded) if isinstance(loaded, dict) else ()
+            value = _host_config(value, _reaches_outer(keys))
         return Decoded(operation, value, None, True)
     try:
         parsed, _ = gojson.parse(body)
@@ -182,9 +181,7 @@ def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = No
         pairs: Iterable[str] = ()
         if isinstance(parsed, gojson.Object):
             pairs = (key for key, _ in parsed.pairs)
-        has_outer = _has_outer(pairs)
-        if has_outer or "Cpuset" in value:
-            value = _host_config(value, has_outer)
+        value = _host_config(value, _has_outer(pairs))
     return Decoded(operation, value, None, True)
 
 
@@ -248,6 +245,8 @@ def _host_config(value: dict[str, Any], has_outer: bool) -> dict[str, Any]:
     """The create body with the HostConfig dockerd uses (runconfig's getHostConfig), when a
     key reached the deprecated top-level one or `Cpuset` is set; otherwise it is the body's
     own HostConfig, or none (the common case), and the body is taken as it is."""
+    if not has_outer and "Cpuset" not in value:
+        return value
     outer = {name: value.pop(name) for name in list(value) if name in _OUTER_FIELDS}
     cpuset = value.pop("Cpuset", "")
     inner = value.get("HostConfig")
