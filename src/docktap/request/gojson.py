@@ -227,9 +227,7 @@ class Types:
         self._as_is: dict[str, dict[str, _Field]] = {}
         self._unchanged: dict[str, dict[str, frozenset[type]]] = {}
         self._named: dict[str, frozenset[str]] = {}
-        self._shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {
-            name: {} for name in self.skipped
-        }
+        self._shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {}
         # Holds nothing of a body: one per set of types, not one per body.
         self.quick = QuickDecoder(self)
 
@@ -607,11 +605,7 @@ class QuickDecoder:
             raise _Unsure
         types = self.types
         skipped = types.skipped.get(name)
-        shape = None
-        if skipped is not None:
-            # The keys seen before, looked up here: read_keys is called only for new ones.
-            keys = tuple(value)
-            shape = types._shapes[name].get(keys) or types.read_keys(name, keys)
+        shape = None if skipped is None else types.read_keys(name, tuple(value))
         if shape is not None:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so only the keys of fields read are walked. Most values are taken at once, and
@@ -627,11 +621,7 @@ class QuickDecoder:
             else:
                 for key, found in containers:
                     item = into[key]
-                    if item is None:
-                        continue
-                    if type(item) is dict and found.struct is not None:
-                        into[key] = self._struct(found.struct, item)  # what _field does
-                    else:
+                    if item is not None:
                         into[key] = self._field(found, item)
                 return into
             into = {}
