@@ -22,13 +22,12 @@ must not care: :func:`run_observer` re-feeds a script with any re-splitting of i
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from docktap.events import (
     BodyData,
@@ -40,6 +39,8 @@ from docktap.events import (
 )
 from docktap.observer import Observer
 from docktap.tap import PeerCredentials
+
+EventT = TypeVar("EventT", bound=Event)
 
 Step = dict[str, Any]
 Split = Callable[[bytes], list[bytes]]
@@ -300,6 +301,13 @@ def _merge_key(event: Event) -> tuple[Any, ...]:
     )
 
 
+def replace(event: EventT, **changes: Any) -> EventT:
+    """A copy of `event` with the fields `changes` names changed."""
+    unknown = changes.keys() - set(event.field_names)
+    assert not unknown, f"{type(event).__name__} has no field {sorted(unknown)}"
+    return type(event)(*(changes.get(name, getattr(event, name)) for name in event.field_names))
+
+
 def normalize(events: Iterable[Event]) -> list[Event]:
     """Merge the pieces of each data run and drop timestamps (every `t` becomes 0).
 
@@ -315,7 +323,7 @@ def normalize(events: Iterable[Event]) -> list[Event]:
     pieces: list[list[bytes]] = []  # data pieces per output slot (empty for non-data events)
     last: dict[tuple[Any, ...], int] = {}  # (type, conn, direction) -> slot of its last run
     for event in events:
-        event = dataclasses.replace(event, t=0.0)
+        event = replace(event, t=0.0)
         if not isinstance(event, DATA_EVENTS):
             for layer in [layer for layer in last if layer[1] == event.conn]:
                 del last[layer]
@@ -334,6 +342,6 @@ def normalize(events: Iterable[Event]) -> list[Event]:
     for event, parts in zip(out, pieces, strict=True):
         if len(parts) > 1:
             assert isinstance(event, DATA_EVENTS)
-            event = dataclasses.replace(event, data=b"".join(parts))
+            event = replace(event, data=b"".join(parts))
         merged.append(event)
     return merged

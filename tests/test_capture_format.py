@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
 
 import pytest
 from capture_schema import validate_capture
@@ -502,9 +501,12 @@ def test_close_drops_the_connection_budgets() -> None:
 # --- what is not an event -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Strange(Event):
-    what: str
+    __slots__ = ("what",)
+
+    def __init__(self, conn: int, t: float, what: str) -> None:
+        super().__init__(conn, t)
+        self.what = what
 
 
 @pytest.mark.parametrize("event", [Event(1, MONO), _Strange(1, MONO, "x")])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import orjson
@@ -114,16 +113,19 @@ def _value(direction: Direction) -> str:
     return _CLIENT if direction is _CLIENT_SIDE else _DAEMON
 
 
-@dataclass
 class _Budget:
     """How much of one body or stream has been seen, and how much of it went inline."""
 
-    inline: int = 0
-    total: int = 0
-    # The sha256 of the bytes seen, begun with the first of them: most messages have no body.
-    digest: Any = None
-    held: bytearray | None = None  # bodies kept back for redaction
-    overflow: bool = False  # a held body grew past the limit: only size and sha256 are kept
+    __slots__ = ("digest", "held", "inline", "overflow", "total")
+
+    def __init__(self) -> None:
+        self.inline = 0
+        self.total = 0
+        # The sha256 of the bytes seen, begun with the first of them: most messages have no body.
+        self.digest: Any = None
+        self.held: bytearray | None = None  # bodies kept back for redaction
+        # A held body grew past the limit: only size and sha256 are kept.
+        self.overflow = False
 
     def hash(self, data: bytes) -> None:
         if self.digest is None:

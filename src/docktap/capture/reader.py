@@ -21,7 +21,7 @@ import gc
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
@@ -143,7 +143,7 @@ class RequestHead(ExchangePart):
             found = routes.identify(self.method, self.target)
             if (found.operation, found.api_version) != (self.operation, self.api_version):
                 # The capture says what it recorded; the table may have changed since.
-                found = replace(found, operation=self.operation, api_version=self.api_version)
+                found = found._replace(operation=self.operation, api_version=self.api_version)
             self._identity = found
         return self._identity
 
