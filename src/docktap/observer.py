@@ -22,7 +22,6 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
 
 import h11
 import orjson
@@ -996,6 +995,8 @@ _told = lru_cache(maxsize=16)(_tells)
 
 
 def _query_param(target: str, name: str) -> str | None:
+    from urllib.parse import parse_qs, urlsplit  # here: for a create's name only
+
     values = parse_qs(urlsplit(target).query).get(name)
     return values[0] if values else None
 

@@ -23,15 +23,12 @@ is no protection for weak passwords (see docs/capture-format.md).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
-from urllib.parse import quote, unquote_plus
 
 from docktap.envpatterns import REDACT_ENV_VAR as REDACT_ENV_VAR
 from docktap.envpatterns import patterns_from_env as patterns_from_env
@@ -127,6 +124,11 @@ def _dump(value: Any) -> str:
 
 
 def _mask_registry_header(value: str) -> str:
+    # Here, as urllib.parse in `target`: most recordings never need them, and the recorder
+    # imports this module as it starts.
+    import base64
+    import binascii
+
     padded = value.strip() + "=" * (-len(value.strip()) % 4)
     try:
         decoded, rest = parse(base64.urlsafe_b64decode(padded))
@@ -466,6 +468,8 @@ class Redactor:
         (ImageCommit), and anything shaped like a secret in any parameter."""
         if "?" not in target:
             return target
+        from urllib.parse import quote, unquote_plus
+
         path, _, query = target.partition("?")
         parts = query.split("&")
         for index, part in enumerate(parts):

@@ -9,7 +9,6 @@ a file; the writer does. docs/capture-format.md describes the records for people
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from typing import Any, Final, cast
 
@@ -75,6 +74,10 @@ def encode_bytes(data: bytes) -> Record:
     try:
         return {"text": data.decode("utf-8")}
     except UnicodeDecodeError:
+        # Imported here: most recordings hold nothing but text, and the recorder imports this
+        # module as it starts.
+        import base64
+
         return {"b64": base64.b64encode(data).decode("ascii")}
 
 
@@ -87,6 +90,8 @@ def decode_payload(text: str | None, b64: str | None) -> bytes:
     if text is not None:
         return str(text).encode("utf-8")
     if b64 is not None:
+        import base64  # see encode_bytes
+
         return base64.b64decode(b64)
     return b""
 
