@@ -25,7 +25,7 @@ from docktap import relay as relay_module
 from docktap.binding import ListenError
 from docktap.events import Direction
 from docktap.policy.guard import Guard
-from docktap.policy.model import Policy
+from docktap.policy.model import Policy, loads
 from docktap.relay import Relay, write_to_client
 from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
@@ -199,6 +199,67 @@ async def _guarded(
     sock = tmp_path / "relay.sock"
     await relay.listen(Endpoint(path=str(sock)))
     return relay, tap, sock
+
+
+def test_with_a_policy_an_allowed_request_reaches_the_daemon_before_the_tap_and_the_report(
+    tmp_path: Path,
+) -> None:
+    # Forwarding comes first with a policy too: a request waits for the gate's decision, not
+    # for its recording. Both the tap and the decision's report look at the daemon's socket
+    # when they are called, and find the request there already.
+    ping = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"
+    pong = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+    daemon: list[socket.socket] = []
+    seen: list[tuple[str, bytes]] = []
+
+    def peek(who: str) -> None:
+        if daemon:
+            try:
+                there = daemon[0].recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                there = b""
+            seen.append((who, there))
+
+    class PeekingTap(RecordingTap):
+        def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None:
+            if direction is Direction.CLIENT:
+                peek("tap")
+            super().data(conn, direction, data, t)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        up = tmp_path / "up.sock"
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(up))
+        server.listen()
+        server.setblocking(False)
+        policy = loads(
+            "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+            '  - {operation: SystemPing, request: "GET /_ping"}\n'
+        )
+        guard = Guard(policy, report=lambda conn, decided: peek("report"))
+        relay = Relay(Endpoint(path=str(up)), PeekingTap(), guard=guard)
+        sock = tmp_path / "relay.sock"
+        await relay.listen(Endpoint(path=str(sock)))
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        conn, _ = await loop.sock_accept(server)
+        daemon.append(conn)
+        for _ in range(2):
+            writer.write(ping)
+            got = b""
+            while len(got) < len(ping):
+                got += await loop.sock_recv(conn, 65536)
+            assert got == ping
+            await loop.sock_sendall(conn, pong)
+            assert await reader.readexactly(len(pong)) == pong
+        writer.close()
+        conn.close()
+        await relay.close()
+        server.close()
+
+    asyncio.run(main())
+    # The first request may wait for the daemon's connection; the second may not wait at all.
+    assert seen[-2:] == [("tap", ping), ("report", ping)]
 
 
 _UPLOAD = (

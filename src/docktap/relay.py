@@ -165,6 +165,8 @@ class _Pipe:
         self.connecting: asyncio.Task[None] | None = None
         # With a policy, client bytes pass the gate before they reach the daemon.
         self.gate: Gate | None = None
+        # Whether anything but forwarding follows a gated read: the tap, decisions reported.
+        self.watched = self.tap is not None
         # Set once docktap has answered the client itself and is closing: see linger.
         self.lingering: asyncio.TimerHandle | None = None
 
@@ -183,6 +185,7 @@ class _Pipe:
                 self.tap.opened(self.conn, peer, time.monotonic())
             if guard is not None:
                 self.gate = guard.gate(peer.uid if peer else None, peer.exe if peer else None)
+                self.watched = self.watched or guard.report is not None
         self.connecting = asyncio.get_running_loop().create_task(self.connect())
 
     def flows_to(self, side: _Side) -> bool:
@@ -214,11 +217,20 @@ class _Pipe:
 
     def forward_gated(self, gate: Gate, side: _Side, data: bytes) -> None:
         """Client bytes go to the daemon only as the gate lets them; daemon bytes go straight
-        to the client, and the gate follows them to answer its denials in their turn."""
+        to the client, and the gate follows them to answer its denials in their turn.
+
+        What the gate lets through is written before the tap has the chunk and before the
+        decisions are reported, as a chunk is written before the tap has it without a policy:
+        a request waits for the gate's decision, not for its recording. The tap still has the
+        client's chunk before docktap's own answers to it, and the capture its records before
+        the decisions on them."""
         if side is self.client:
-            if self.tap is not None:
-                self.tap.data(self.conn, Direction.CLIENT, data, time.monotonic())
-            self.apply(gate.from_client(data))
+            actions = gate.from_client(data)
+            if self.watched:
+                actions = self.forward_first(actions)
+                if self.tap is not None:
+                    self.tap.data(self.conn, Direction.CLIENT, data, time.monotonic())
+            self.apply(actions)
         else:
             assert self.client.transport is not None
             write_to_client(self.client.transport, data)
@@ -227,6 +239,22 @@ class _Pipe:
             self.apply(gate.from_daemon(data))
         if self.failure is not None:
             self.answer_failure()
+
+    def forward_first(self, actions: list[Action]) -> list[Action]:
+        """Write what the gate forwards ahead of its first answer; the actions left, in order.
+
+        Only decisions are passed over, which go to the report, not to a socket; from
+        docktap's first own answer on, everything is applied in its order.
+        """
+        rest: list[Action] = []
+        for at, action in enumerate(actions):
+            if isinstance(action, Forward):
+                self.to_daemon(action.data)
+            elif isinstance(action, Decided):
+                rest.append(action)
+            else:
+                return rest + actions[at:]
+        return rest
 
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
