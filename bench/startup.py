@@ -12,6 +12,13 @@ with PYTHONDONTWRITEBYTECODE would otherwise compile every module it imports, ev
 `docktap` timed is the console script next to the interpreter, as users run it.
 
     python bench/startup.py [--pairs 20]     # against the daemon DOCKER_HOST names
+    python bench/startup.py --marks 20       # when each step of `run -q` happens
+
+`--marks` times the steps of `docktap run -q -o CAP -- docker version` instead (README.md's
+timeline): docktap is run by `python -c` with a few functions wrapped to note when they are
+called (the recorder's fork, the socket's listen, the command's start and reaping, the relay's
+first accept, the recorder's wait for its settings, each process's exit), and the medians are
+printed, in ms from the start of the interpreter's process.
 """
 
 from __future__ import annotations
@@ -44,6 +51,80 @@ TARGETS = {
 }
 
 
+# What `--marks` runs docktap with: each step noted in $DOCKTAP_MARKS as "SECONDS STEP", once
+# per process, by the relay's process and by its recorder (a fork, which inherits the wrapping).
+_MARKING = r"""
+import os, sys, time
+
+out, relay, seen = os.environ["DOCKTAP_MARKS"], os.getpid(), set()
+
+def mark(step):
+    if (step, os.getpid()) not in seen:
+        seen.add((step, os.getpid()))
+        with open(out, "a") as marks:
+            marks.write(f"{time.time()} {step}\n")
+
+def noted(owner, name, before=None, after=None):
+    call = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        if before:
+            mark(before)
+        result = call(*args, **kwargs)
+        if after:
+            mark(after)
+        return result
+    setattr(owner, name, wrapper)
+
+def leaving(code, leave=os._exit):
+    mark("docktap exited" if os.getpid() == relay else "the recorder done, the capture written")
+    leave(code)
+
+def importing(event, args):
+    if event == "import" and args[0] == "docktap.relay":
+        mark("asyncio imported, the relay's module next")
+
+mark("the interpreter started")
+import runpy, socket, subprocess  # docktap's entry imports socket and subprocess before it forks
+os.register_at_fork(after_in_child=lambda: mark("the recorder forked"))
+os._exit = leaving
+sys.addaudithook(importing)
+noted(socket.socket, "listen", after="the socket bound")
+noted(socket.socket, "accept", after="the relay's first connection accepted")
+noted(socket, "recv_fds", before="the recorder's imports done")
+noted(subprocess.Popen, "__init__", before="the command started")
+noted(subprocess.Popen, "wait", after="the command exited (reaped)")
+sys.argv[0] = "docktap"
+runpy.run_module("docktap", run_name="__main__", alter_sys=True)
+"""
+
+
+def marks(rounds: int) -> int:
+    """The steps of `docktap run -q -- docker version`: their median times, in ms."""
+    steps: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="docktap-marks-") as workdir:
+        capture, noted = Path(workdir) / "run.jsonl", Path(workdir) / "marks"
+        argv = [sys.executable, "-c", _MARKING, "run", "-q", "-o", str(capture)]
+        for _ in range(rounds):
+            capture.unlink(missing_ok=True)
+            noted.unlink(missing_ok=True)
+            start = time.time()
+            subprocess.run(
+                [*argv, "--", "docker", "version"],
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, "DOCKTAP_MARKS": str(noted)},
+                check=True,
+            )
+            for line in noted.read_text().splitlines():
+                when, _, step = line.partition(" ")
+                steps.setdefault(step, []).append((float(when) - start) * 1000)
+    print(f"{rounds} runs of `docktap run -q -- docker version`, medians\n")
+    print("| step | ms |")
+    print("| --- | --- |")
+    for step, times in sorted(steps.items(), key=lambda item: statistics.median(item[1])):
+        print(f"| {step} | {statistics.median(times):.1f} |")
+    return 0
+
+
 def timed(argv: list[str]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and exit status of one run."""
     start = time.perf_counter()
@@ -55,8 +136,11 @@ def timed(argv: list[str]) -> tuple[float, float, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--marks", type=int, metavar="RUNS", help="time the steps of a run")
     args = parser.parse_args()
     compileall.compile_dir(os.path.dirname(docktap.__file__), quiet=1)
+    if args.marks:
+        return marks(args.marks)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="docktap-startup-") as workdir:
         capture = Path(workdir) / "run.jsonl"
