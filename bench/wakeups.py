@@ -24,7 +24,8 @@ and each of the four wake-ups is marked `x` when the process woken runs on anoth
 the one that woke it, `.` when on the same (`.xx.`: the client and the relay share a CPU, the
 daemon is on the other). A process woken on an idle CPU of a virtual machine waits for the
 host to run that CPU again: here that costs tens of microseconds, more than the relay's own
-work. The report gives, per path, the share of requests in each pattern and the median hops
+work. Each round runs the direct path too, untraced, in the order bench/relay.py rotates
+the paths in. The report gives, per path, the share of requests in each pattern and the median hops
 of each, so that what the relay does (relay in, relay out) stands apart from where the
 scheduler put the processes. Tracing costs a microsecond or two per system call: the totals
 are a little above bench/relay.py's.
@@ -173,8 +174,20 @@ def run(args: argparse.Namespace, workdir: Path, cleanup: relaybench.Cleanup) ->
     paths = ("docktap", "docktap+policy")
     runs: dict[str, list[list[tuple[str, list[float]]]]] = {p: [] for p in paths}
     cpu: dict[str, list[float]] = {p: [] for p in paths}
+    # Rounds as bench/relay.py runs them: the direct path too, in a rotated order, since where
+    # the processes of one run were left is where the next one's start.
+    order = ("direct", *paths)
     for rnd in range(args.rounds):
-        for path in paths if rnd % 2 == 0 else paths[::-1]:
+        k = rnd % len(order)
+        for path in order[k:] + order[:k]:
+            if path == "direct":
+                direct = relaybench.run_ping(fast, args.pings, request, ok)["p50_us"]
+                print(
+                    f"round {rnd + 1}/{args.rounds} direct          p50 {direct:6.1f} us",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             hop = hops.start(path, fast)
             assert hop.child is not None
             relaybench.run_ping(hop.socket, 300, request, ok)  # warm, as bench/relay.py does
