@@ -568,8 +568,12 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     # asyncio without ssl: the relay to a unix socket has no use for TLS (running._without_ssl).
     assert "asyncio" in modules
     assert "ssl" not in modules
-    # Nor pathlib: a unix:// DOCKER_HOST needs no context file nor TLS material (upstream.py).
-    assert "pathlib" not in modules
+    # Nor pathlib: a unix:// DOCKER_HOST needs no context file nor TLS material, nor
+    # urllib.parse to be read (upstream.py).
+    assert _loaded(modules, ("pathlib", "urllib")) == set()
+    # Nor tempfile and shutil: the socket's directory and the spool are made without them
+    # (scratch.py), and the command is found as exec finds it (running._found).
+    assert _loaded(modules, ("tempfile", "shutil")) == set()
     assert load(capture).header["command"] == ["true"]  # and the recorder did its work
 
 

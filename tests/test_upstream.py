@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -37,6 +38,32 @@ from docktap.upstream import (
 def test_parse_endpoint(text: str, expected: Endpoint) -> None:
     assert parse_endpoint(text) == expected
     assert parse_endpoint(expected.url) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "unix:///var/run/docker.sock",
+        "unix:////two/slashes.sock",
+        "unix:///with space/d.sock",
+        "unix:///d.sock ",
+        " unix:///d.sock",
+        "unix:///d\t.sock",
+        "unix:///d.sock\n",
+        "unix:///d.sock?query",
+        "unix:///d.sock#fragment",
+        "unix:///dé.sock",
+        "unix:///d\u3000.sock",
+        "UNIX:///d.sock",
+        "unix://relative.sock",
+        "unix://host/d.sock",
+    ],
+)
+def test_a_unix_url_is_read_as_urlsplit_reads_it(text: str) -> None:
+    """`unix:///path` is read without urllib.parse where it can be (upstream._plain): the
+    same socket path as urlsplit's reading, whichever way it was read."""
+    parts = urlsplit(text)
+    assert parse_endpoint(text) == Endpoint(path=parts.path or parts.netloc)
 
 
 @pytest.mark.parametrize(

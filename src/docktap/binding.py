@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import os
 import socket
 import stat
-import tempfile
 
+from docktap.scratch import private_directory
 from docktap.upstream import Endpoint
 
 # asyncio's default backlog of 100 makes a burst of clients (parallel `docker run`s, each with
@@ -58,6 +57,8 @@ def _check_socket_mode(mode: int) -> None:
 def is_loopback(host: str | None) -> bool:
     if host == "localhost":
         return True
+    import ipaddress  # here: a unix socket, what `run` listens on, has no use for it
+
     try:
         return ipaddress.ip_address(host or "").is_loopback
     except ValueError:
@@ -150,7 +151,7 @@ def _bound_unix_socket(path: str, mode: int) -> socket.socket:
     parent = os.open(directory, _DIRECTORY)
     try:
         # Short, because a unix socket's path has at most 107 bytes.
-        private = tempfile.mkdtemp(prefix=".dt", dir=directory)
+        private = private_directory(".dt", directory)
         try:
             return _bind_in(parent, private, name, mode)
         finally:
@@ -164,7 +165,7 @@ def _bind_in(parent: int, private: str, name: str, mode: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         made = os.fstat(inside)
-        # mkdtemp made it 0700; anything else means the name was taken over since.
+        # It was made 0700; anything else means the name was taken over since.
         if made.st_uid != os.geteuid() or stat.S_IMODE(made.st_mode) != 0o700:
             raise PermissionError(errno.EPERM, f"{private} was replaced while binding")
         sock.bind(os.path.join(private, "s"))

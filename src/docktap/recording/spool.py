@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 from collections.abc import Iterator
 
 from docktap.recording.wire import Message, parse
+from docktap.scratch import unnamed_file
 
 _IOV_MAX = 1024  # buffers per writev on Linux
 _READ_SIZE = 1 << 20
@@ -54,11 +54,11 @@ def open_spool(directory: str | None) -> int | None:
     """A file for the backlog, readable by its owner only; None if none can be made.
 
     It holds traffic before redaction: it gets no name where O_TMPFILE works, and loses the
-    one it has at once elsewhere.
+    one it has at once elsewhere (scratch.unnamed_file).
     """
     for where in [directory, None] if directory is not None else [None]:
-        with contextlib.suppress(OSError), tempfile.TemporaryFile(dir=where) as spool:
-            return os.dup(spool.fileno())
+        with contextlib.suppress(OSError):
+            return unnamed_file(where)
     return None
 
 
