@@ -37,16 +37,19 @@ import os
 import signal
 import socket
 import stat
-import subprocess
 import sys
-import threading
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from docktap.exiting import leave
 from docktap.recording import child
 from docktap.recording import spool as spooling
 from docktap.recording.wire import RecordingConfig
+
+# subprocess (threading and locale with it, 2 ms of CPU) is for a fresh interpreter only: `run`
+# forks its recorder before importing it, and the recorder never uses it.
+if TYPE_CHECKING:
+    import subprocess
 
 # glibc raises its mmap threshold to the size of each big block freed, up to 32 MiB; after that
 # the child's big buffers (heads held, reads) come from the heap, whose holes are not given
@@ -91,6 +94,8 @@ class RecorderProcess:
         pidfd = self._pidfd
         if pidfd is None:
             assert self._popen is not None
+            import subprocess  # loaded already: the Popen is its
+
             try:
                 self.returncode = await loop.run_in_executor(None, self._popen.wait, timeout)
             except subprocess.TimeoutExpired:
@@ -185,7 +190,8 @@ def standby() -> Standby | None:
 def _may_fork() -> bool:
     """Whether a recorder may be forked now: while this process has one thread (another may
     hold a lock the child would then wait on for ever) and pidfds to watch the child's exit."""
-    return threading.active_count() == 1 and _pidfds()
+    threading = sys.modules.get("threading")
+    return (threading is None or threading.active_count() == 1) and _pidfds()
 
 
 def _fork() -> int:
@@ -246,6 +252,8 @@ def start(
 
 
 def _spawn(config: RecordingConfig) -> RecorderProcess:
+    import subprocess
+
     env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), **os.environ}
     process = subprocess.Popen(
         [sys.executable, "-m", "docktap.recording.child", config.to_json()],
