@@ -574,6 +574,8 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     # Nor tempfile and shutil: the socket's directory and the spool are made without them
     # (scratch.py), and the command is found as exec finds it (running._found).
     assert _loaded(modules, ("tempfile", "shutil")) == set()
+    # Nor anything of the policy's: there is none (relay.py).
+    assert _loaded(modules, ("docktap.policy",)) == set()
     assert load(capture).header["command"] == ["true"]  # and the recorder did its work
 
 

@@ -25,13 +25,13 @@ from docktap.answers import bad_gateway, out_of_descriptors
 from docktap.connecting import connect
 from docktap.direction import Direction
 from docktap.listening import OUT_OF_DESCRIPTORS, DescriptorShortage, Listener, bound_port, listen
-from docktap.policy.actions import Action, Answer, Decided, Forward
 from docktap.tap import PeerCredentials
 from docktap.upstream import Endpoint
 
-# The gate, and the request model it reads requests with, only with a policy: a relay without
-# one is started by every `docktap run`, and must start fast.
+# The gate, the actions it asks for and the request model it reads requests with, only with a
+# policy: a relay without one is started by every `docktap run`, and must start fast.
 if TYPE_CHECKING:
+    from docktap.policy.actions import Action
     from docktap.policy.gate import Gate
     from docktap.policy.guard import Guard
     from docktap.tap import Tap
@@ -246,6 +246,8 @@ class _Pipe:
         Only decisions are passed over, which go to the report, not to a socket; from
         docktap's first own answer on, everything is applied in its order.
         """
+        from docktap.policy.actions import Decided, Forward  # with a gate only
+
         rest: list[Action] = []
         for at, action in enumerate(actions):
             if isinstance(action, Forward):
@@ -257,6 +259,8 @@ class _Pipe:
         return rest
 
     def apply(self, actions: list[Action]) -> None:
+        from docktap.policy.actions import Answer, Decided, Forward  # with a gate only
+
         for action in actions:
             if isinstance(action, Forward):
                 self.to_daemon(action.data)

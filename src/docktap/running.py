@@ -375,15 +375,18 @@ async def command_served_by(
 @contextlib.asynccontextmanager
 async def started(session: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """Enter a session; why it could not start is a RunError."""
-    from docktap.binding import ListenError
-    from docktap.capture.errors import CaptureError
-    from docktap.recording.session import RecordError
-
     async with contextlib.AsyncExitStack() as stack:
         try:
             entered = await stack.enter_async_context(session)
-        except (ListenError, RecordError, CaptureError) as exc:
-            raise RunError(str(exc)) from exc
+        except Exception as exc:
+            # Imported only now: a session that starts has no use for them.
+            from docktap.binding import ListenError
+            from docktap.capture.errors import CaptureError
+            from docktap.recording.session import RecordError
+
+            if isinstance(exc, (ListenError, RecordError, CaptureError)):
+                raise RunError(str(exc)) from exc
+            raise
         yield entered
 
 
