@@ -79,20 +79,22 @@ def leaving(code, leave=os._exit):
     mark("docktap exited" if os.getpid() == relay else "the recorder done, the capture written")
     leave(code)
 
-def importing(event, args):
+def watching(event, args):
     if event == "import" and args[0] == "docktap.relay":
         mark("asyncio imported, the relay's module next")
+    elif event == "subprocess.Popen" and "the command started" not in {s for s, _ in seen}:
+        # subprocess is imported as the command starts, after the fork: wrapped only then.
+        mark("the command started")
+        noted(sys.modules["subprocess"].Popen, "wait", after="the command exited (reaped)")
 
 mark("the interpreter started")
-import runpy, socket, subprocess  # docktap's entry imports socket and subprocess before it forks
+import runpy, socket  # docktap's entry imports socket before it forks
 os.register_at_fork(after_in_child=lambda: mark("the recorder forked"))
 os._exit = leaving
-sys.addaudithook(importing)
+sys.addaudithook(watching)
 noted(socket.socket, "listen", after="the socket bound")
 noted(socket.socket, "accept", after="the relay's first connection accepted")
 noted(socket, "recv_fds", before="the recorder's imports done")
-noted(subprocess.Popen, "__init__", before="the command started")
-noted(subprocess.Popen, "wait", after="the command exited (reaped)")
 sys.argv[0] = "docktap"
 runpy.run_module("docktap", run_name="__main__", alter_sys=True)
 """
