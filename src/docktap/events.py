@@ -4,20 +4,20 @@ The observer turns bytes into these events and everything downstream (recorder, 
 tests) consumes them, so they are the contract between the parsing layer and the rest. They
 carry no I/O handles and no clock: the timestamp is whatever the caller fed in with the bytes.
 
-They are classes with slots rather than frozen dataclasses, for the recorder's start-up: it
+They are values (values.py) rather than frozen dataclasses, for the recorder's start-up: it
 imports this module after it is forked, and the thirteen dataclasses cost it 6 ms of CPU to
 define (0.4 ms each), a sixth of its imports; their frozen `__init__` (`object.__setattr__`
-for each field) cost the observer 0.6 µs per event too, a third of that now. They are values
-all the same: equal when of one class with equal fields, hashable, shown by their fields, and
-never changed once made (nothing assigns to an event's fields).
+for each field) cost the observer 0.6 µs per event too, a third of that now. Equal when of one
+class with equal fields, shown by their fields, hashable, and never changed once made (nothing
+assigns to an event's fields).
 """
 
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
 
 from docktap.direction import Direction as Direction  # the events' field, named here too
+from docktap.values import Value
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -31,40 +31,18 @@ class Stream(enum.IntEnum):
     SYSTEM_ERROR = 3
 
 
-class Event:
-    """What every event has: its connection and the time of the bytes that made it.
-
-    A subclass holds its own fields in `__slots__` and takes them all, these first, as the
-    parameters of its `__init__`: `field_names`, read from them here, lists them in that order,
-    for comparing, hashing and showing them.
-    """
+class Event(Value):
+    """What every event has: its connection and the time of the bytes that made it (the first
+    two parameters of every event's `__init__`)."""
 
     __slots__ = ("conn", "t")
-    field_names: ClassVar[tuple[str, ...]] = __slots__
-
-    def __init_subclass__(cls) -> None:
-        code = cls.__init__.__code__
-        cls.field_names = code.co_varnames[1 : code.co_argcount]
 
     def __init__(self, conn: int, t: float) -> None:
         self.conn = conn
         self.t = t
 
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.field_names)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, Event)
-        return self._values() == other._values()
-
     def __hash__(self) -> int:
         return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.field_names)
-        return f"{type(self).__qualname__}({fields})"
 
 
 class RequestHead(Event):

@@ -22,7 +22,7 @@ import itertools
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -38,6 +38,7 @@ from docktap.capture.format import (
 )
 from docktap.events import Direction
 from docktap.routes import Identity
+from docktap.values import Value
 
 # A path's type only: the live rows, which read records with this module, need no pathlib.
 if TYPE_CHECKING:
@@ -50,87 +51,157 @@ class CaptureWarning(UserWarning):
 
 # --- the parts of a capture ---------------------------------------------------------------
 #
-# Parts are plain slotted classes rather than frozen ones: a large capture has millions of
-# them, and a frozen dataclass takes three times as long to build. Treat them as values.
+# Parts are values (docktap.values), plain classes with slots, and `Left` a named tuple: not
+# dataclasses, for `show` and the live view, which imports this module as the recorder starts
+# (as dataclasses, these 18 cost 5 ms to define); nor frozen ones: a large capture has millions
+# of them, and a frozen dataclass takes three times as long to build.
 
 
-@dataclass(slots=True)
-class Part:
+class Part(Value):
     """One thing recorded, at its moment."""
 
-    index: int  # the position of its record in the capture: the recorded order
-    mono: float  # seconds since the capture started
+    __slots__ = ("index", "mono")
+
+    def __init__(self, index: int, mono: float) -> None:
+        self.index = index  # the position of its record in the capture: the recorded order
+        self.mono = mono  # seconds since the capture started
 
 
-@dataclass(slots=True)
 class Opened(Part):
     """A client connected."""
 
-    conn: int
-    peer: dict[str, int] | None  # the client process's pid, uid and gid, when known
+    __slots__ = ("conn", "peer")
+
+    def __init__(self, index: int, mono: float, conn: int, peer: dict[str, int] | None) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.peer = peer  # the client process's pid, uid and gid, when known
 
 
-@dataclass(slots=True)
 class HalfClose(Part):
     """One side of a connection finished sending."""
 
-    conn: int
-    direction: Direction | None
+    __slots__ = ("conn", "direction")
+
+    def __init__(self, index: int, mono: float, conn: int, direction: Direction | None) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.direction = direction
 
 
-@dataclass(slots=True)
 class Close(Part):
     """A connection ended."""
 
-    conn: int
+    __slots__ = ("conn",)
+
+    def __init__(self, index: int, mono: float, conn: int) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
 
 
-@dataclass(slots=True)
 class Failure(Part):
     """An error: a protocol error on an exchange, or one docktap ran into (`upstream`, ...)."""
 
-    conn: int | None
-    seq: int | None
-    kind: str | None
-    message: str
+    __slots__ = ("conn", "kind", "message", "seq")
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int | None,
+        seq: int | None,
+        kind: str | None,
+        message: str,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.kind = kind
+        self.message = message
 
 
-@dataclass(slots=True)
 class UnparsedChunk(Part):
     """Bytes of a connection relayed but not parsed: after a protocol error, or a cut head."""
 
-    conn: int
-    direction: Direction | None
-    size: int
+    __slots__ = ("conn", "direction", "size")
+
+    def __init__(
+        self, index: int, mono: float, conn: int, direction: Direction | None, size: int
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.direction = direction
+        self.size = size
 
 
-@dataclass(slots=True)
 class CaptureEnd(Part):
     """The capture was closed cleanly."""
 
-    records: int | None
+    __slots__ = ("records",)
+
+    def __init__(self, index: int, mono: float, records: int | None) -> None:
+        self.index = index
+        self.mono = mono
+        self.records = records
 
 
-@dataclass(slots=True)
 class ExchangePart(Part):
     """A part of one exchange: `seq` numbers the exchanges of connection `conn` from 1."""
 
-    conn: int
-    seq: int
+    __slots__ = ("conn", "seq")
+
+    def __init__(self, index: int, mono: float, conn: int, seq: int) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
 
 
-@dataclass(slots=True)
 class RequestHead(ExchangePart):
     """The request line and headers, and what the request is (`identity`)."""
 
-    t: float  # wall clock, epoch seconds
-    method: str
-    target: str
-    http_version: str
-    headers: list[tuple[str, str]]
-    operation: str | None  # as recorded
-    api_version: str | None
-    _identity: Identity | None = field(default=None, repr=False, compare=False)
+    __slots__ = (
+        "_identity",
+        "api_version",
+        "headers",
+        "http_version",
+        "method",
+        "operation",
+        "t",
+        "target",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int,
+        seq: int,
+        t: float,
+        method: str,
+        target: str,
+        http_version: str,
+        headers: list[tuple[str, str]],
+        operation: str | None,
+        api_version: str | None,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.t = t  # wall clock, epoch seconds
+        self.method = method
+        self.target = target
+        self.http_version = http_version
+        self.headers = headers
+        self.operation = operation  # as recorded
+        self.api_version = api_version
+        self._identity: Identity | None = None
 
     @property
     def identity(self) -> Identity:
@@ -148,15 +219,32 @@ class RequestHead(ExchangePart):
         return self._identity
 
 
-@dataclass(slots=True)
 class ResponseHead(ExchangePart):
     """A status line and headers: the answer, or an informational head before it."""
 
-    status: int
-    reason: str | None
-    http_version: str
-    headers: list[tuple[str, str]]
-    informational: bool  # a 1xx head, 101 included
+    __slots__ = ("headers", "http_version", "informational", "reason", "status")
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int,
+        seq: int,
+        status: int,
+        reason: str | None,
+        http_version: str,
+        headers: list[tuple[str, str]],
+        informational: bool,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.status = status
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers
+        self.informational = informational  # a 1xx head, 101 included
 
     @property
     def preliminary(self) -> bool:
@@ -167,15 +255,13 @@ class ResponseHead(ExchangePart):
         return self.informational and self.status != 101
 
 
-@dataclass(frozen=True, slots=True)
-class Left:
+class Left(NamedTuple):
     """Where the record of a payload left in its capture file is (see `load`)."""
 
     path: str
     offset: int  # of the record's line
 
 
-@dataclass(slots=True)
 class _Payload(ExchangePart):
     """Bytes as the capture holds them, `text` or `b64`; `data` decodes them.
 
@@ -185,59 +271,142 @@ class _Payload(ExchangePart):
     the exchange's bodies, streams and frames.
     """
 
-    direction: Direction | None
-    size: int  # bytes in this part
-    text: str | None
-    b64: str | None
-    left: Left | None = field(default=None, kw_only=True)
+    __slots__ = ("b64", "direction", "left", "size", "text")
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int,
+        seq: int,
+        direction: Direction | None,
+        size: int,
+        text: str | None,
+        b64: str | None,
+        *,
+        left: Left | None = None,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.direction = direction
+        self.size = size  # bytes in this part
+        self.text = text
+        self.b64 = b64
+        self.left = left
 
     @property
     def data(self) -> bytes:
         return decode_payload(self.text, self.b64)
 
 
-@dataclass(slots=True)
 class BodyChunk(_Payload):
     """A piece of a request or response body (the inline part: the cap may cut it)."""
 
+    __slots__ = ()
 
-@dataclass(slots=True)
+
 class StreamChunk(_Payload):
     """Raw bytes of a hijacked connection, as one side sent them."""
 
+    __slots__ = ()
 
-@dataclass(slots=True)
+
 class FrameChunk(_Payload):
     """The payload of one frame of a multiplexed stream: `stream` is stdout, stderr, ..."""
 
-    stream: str
+    __slots__ = ("stream",)
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int,
+        seq: int,
+        direction: Direction | None,
+        size: int,
+        text: str | None,
+        b64: str | None,
+        stream: str,
+        *,
+        left: Left | None = None,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.direction = direction
+        self.size = size
+        self.text = text
+        self.b64 = b64
+        self.stream = stream
+        self.left = left
 
 
-@dataclass(slots=True)
 class BodyEnd(ExchangePart):
     """A request or response finished (`complete` False: cut short by a close)."""
 
-    direction: Direction | None
-    complete: bool | None
-    size: int  # of the whole body, past the inline cap too
-    sha256: str | None
+    __slots__ = ("complete", "direction", "sha256", "size")
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int,
+        seq: int,
+        direction: Direction | None,
+        complete: bool | None,
+        size: int,
+        sha256: str | None,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.direction = direction
+        self.complete = complete
+        self.size = size  # of the whole body, past the inline cap too
+        self.sha256 = sha256
 
 
-@dataclass(slots=True)
 class Hijack(ExchangePart):
     """The connection stopped being HTTP: from here on it carries a raw stream."""
 
-    protocol: str
+    __slots__ = ("protocol",)
+
+    def __init__(self, index: int, mono: float, conn: int, seq: int, protocol: str) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.protocol = protocol
 
 
-@dataclass(slots=True)
 class Decision(ExchangePart):
     """The guard's decision on the request (`enforced` False: warn mode, forwarded anyway)."""
 
-    allowed: bool
-    enforced: bool
-    reason: str  # the rule broken, or the client rule that allowed it
-    message: str
+    __slots__ = ("allowed", "enforced", "message", "reason")
+
+    def __init__(
+        self,
+        index: int,
+        mono: float,
+        conn: int,
+        seq: int,
+        allowed: bool,
+        enforced: bool,
+        reason: str,
+        message: str,
+    ) -> None:
+        self.index = index
+        self.mono = mono
+        self.conn = conn
+        self.seq = seq
+        self.allowed = allowed
+        self.enforced = enforced
+        self.reason = reason  # the rule broken, or the client rule that allowed it
+        self.message = message
 
 
 _DIRECTIONS = {d.value: d for d in Direction}
