@@ -138,8 +138,8 @@ _UNIX = "unix:///"
 
 def _plain(url: str) -> bool:
     """Whether urlsplit reads `url` as it is written: no query or fragment to split off, no
-    control character to remove nor space to strip. Its path is then all after the scheme and
-    the empty authority."""
+    tab, newline or other control character to remove, no space at its end (left to
+    urlsplit to read). Its path is then all after the scheme and the empty authority."""
     return url.isprintable() and not url.endswith(" ") and "?" not in url and "#" not in url
 
 
