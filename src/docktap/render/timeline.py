@@ -26,7 +26,6 @@ import json
 import math
 import shlex
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from rich.highlighter import JSONHighlighter
@@ -99,8 +98,9 @@ _INCIDENT_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class TimelineOptions:
+# Named tuples, not frozen dataclasses: `show` and the live rows of `run` import this module,
+# and a dataclass costs 0.3-0.5 ms of CPU to define (docktap/values.py).
+class TimelineOptions(NamedTuple):
     width: int = 120
     styled: bool = True  # False: plain text without styles (faster; for files and NO_COLOR)
     bodies: bool = False  # JSON bodies pretty-printed, binary ones as size and hex preview
@@ -170,8 +170,7 @@ Content = list[Segment] | Text  # one detail line, before indentation
 # -- layout ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """Column widths of the timeline. `target` takes what the others leave.
 
     The row reads: exchange number, time, lanes, connection, operation, request, status, how
@@ -228,8 +227,7 @@ class Layout:
         return max(8, self.width - self.indent - 2)
 
 
-@dataclass(frozen=True, slots=True)
-class Marks:
+class Marks(NamedTuple):
     """The lane column of a row and of the lines under it, one character a lane."""
 
     row: str
@@ -808,9 +806,12 @@ def layout_for(
     )
 
 
+_DEFAULT_OPTIONS = TimelineOptions()
+
+
 def render(
     capture: Capture,
-    options: TimelineOptions = TimelineOptions(),
+    options: TimelineOptions = _DEFAULT_OPTIONS,
     select: Callable[[Exchange], bool] | None = None,
     select_incidents: Callable[[Incident], bool] | None = None,
 ) -> Iterator[Line]:
