@@ -25,7 +25,6 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import re
-import textwrap
 
 from rich.cells import cell_len, chop_cells, set_cell_size
 
@@ -195,6 +194,8 @@ def fold(text: str, width: int) -> list[str]:
 def wrap(text: str, width: int, indent: str = "", hanging: str = "") -> list[str]:
     """Lines of at most `width` cells, broken at spaces: `indent` before the first, `hanging`
     before the others; a word too long for a line of its own is cut with `…` (see `fit`)."""
+    import textwrap  # here: most rows and the live rows' recorder never wrap a line
+
     lines = textwrap.wrap(
         text,
         width=width,

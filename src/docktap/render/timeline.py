@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import shlex
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -884,7 +883,10 @@ def _horizon(exchanges: Sequence[Exchange], capture: Capture | None) -> float:
 def _title(capture: Capture, layout: Layout, options: TimelineOptions) -> Line:
     header = capture.header
     command = header.get("command")
-    # Quoted as a shell would need it, so that the title can be pasted back.
+    # Quoted as a shell would need it, so that the title can be pasted back. shlex is imported
+    # here: the live rows, which the recorder imports, have no title.
+    import shlex
+
     what = shlex.join(str(part) for part in command) if command else "docktap proxy"
     started = header.get("started")
     when = clock_time(float(started)) if isinstance(started, int | float) else "?"
