@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from docktap.policy.gate import Answer, Decided, EndOfInput, Forward, Gate
+from docktap.observer import MAX_HEAD_SIZE
+from docktap.policy.gate import Action, Answer, Decided, EndOfInput, Forward, Gate
 from docktap.policy.model import Client, ClientRules, Limits, Policy, Rule
 
 POLICY = Policy(
@@ -419,3 +420,75 @@ def test_an_import_streams_its_tarball_however_large_and_a_form_pull_is_read_who
         assert b"image alpine not allowed" in answer.data and not answer.close
         outcomes.append((sent, [a.decision for a in actions if isinstance(a, Decided)]))
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_what_follows_a_waiting_denial_is_held_and_counted_until_the_daemon_lets_it_go() -> None:
+    # A long poll before a denial: the denial waits for its answer, and so does everything the
+    # client sends after it, which only the daemon can let go; the relay stops reading the
+    # client past a bound of what the gate says it holds.
+    events = b"GET /events HTTP/1.1\r\nHost: d\r\n\r\n"
+    policy = Policy(
+        (
+            ClientRules(
+                Client(1000),
+                {**POLICY.clients[0].rules, "SystemEvents": Rule("SystemEvents", "GET", "/")},
+            ),
+        )
+    )
+    denied = create(b'{"Image":"alpine"}')
+    after = PING * 3 + create(b'{"Image":"bb"}')[:30]
+    stream = events + denied + after
+    for reads in ([stream], [bytes([b]) for b in stream]):
+        g = Gate(lambda: policy, 1000, "/usr/bin/docker")
+        actions: list[Action] = []
+        seen = 0
+        for read in reads:
+            actions += g.from_client(read)
+            seen += len(read)
+            # Nothing of a head or a body being read counts, only what waits for the daemon.
+            assert g.held == max(0, seen - len(events + denied)), seen
+        assert forwarded(actions) == events and answers(actions) == []
+        chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        assert g.from_daemon(chunked + b"5\r\n{...}\r\n") == []
+        assert g.held == len(after)  # the stream goes on: still held
+        actions = g.from_daemon(b"0\r\n\r\n")
+        (answer,) = answers(actions)
+        assert b"image alpine not allowed" in answer.data and not answer.close
+        assert forwarded(actions) == PING * 3  # the rest is decided as before
+        assert g.held == 0  # the create's unfinished head waits for the client, not counted
+
+
+def test_what_follows_a_hijack_is_counted_until_the_daemon_has_answered_it() -> None:
+    attach = b"POST /containers/c/attach?stream=1 HTTP/1.1\r\nHost: d\r\nUpgrade: tcp\r\n\r\n"
+    for reads in ([attach + b"stdin"], [bytes([b]) for b in attach + b"stdin"]):
+        g = gate()
+        for read in reads:
+            g.from_client(read)
+        assert g.held == len(b"stdin")
+        g.from_daemon(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n\r\n")
+        assert g.raw and g.held == 0
+
+
+def test_what_follows_a_denial_that_closes_is_dropped_once_it_is_answered() -> None:
+    # Denied on its head before its body has come, the request closes the connection: its body
+    # waits with the denial (counted), and is dropped with it, never decided.
+    delete = b"DELETE /containers/c HTTP/1.1\r\nHost: d\r\nContent-Length: 99\r\n\r\n"
+    g = gate()
+    actions = g.from_client(PING + delete + b"part of")
+    assert forwarded(actions) == PING and answers(actions) == []
+    assert g.held == 0  # the rest of the read it was denied in goes with it
+    assert g.from_client(b" the body" + PING) == []
+    assert g.held == len(b" the body" + PING)
+    (answer,) = answers(actions := g.from_daemon(PONG))
+    assert answer.close and b"denied DELETE /containers/c" in answer.data
+    assert forwarded(actions) == b"" and g.held == 0
+    assert g.from_client(PING) == []
+
+
+def test_a_response_head_that_never_ends_leaves_denials_answered_at_once() -> None:
+    g = gate()
+    assert answers(g.from_client(PING + create(b'{"Image":"alpine"}'))) == []
+    assert g.from_daemon(b"HTTP/1.1 200 OK\r\n") == []
+    actions = g.from_daemon(b"X-Filler: " + b"x" * MAX_HEAD_SIZE)
+    (answer,) = answers(actions)  # past the bound, as the observer gives up on such a head
+    assert b"image alpine not allowed" in answer.data

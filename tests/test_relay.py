@@ -558,3 +558,102 @@ def test_the_relay_cuts_only_after_a_101_head_and_stays_byte_exact(
         assert tap.chunks[(1, Direction.DAEMON)] == ok + UPGRADED + FRAME
 
     asyncio.run(main())
+
+
+_EVENTS = b"GET /events HTTP/1.1\r\nHost: d\r\n\r\n"
+_PING = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"
+_PONG = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+_STREAMING = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+_TICK = b"4\r\ntick\r\n"
+
+
+def test_what_waits_behind_a_denial_behind_a_long_poll_pauses_the_client(tmp_path: Path) -> None:
+    # A client pipelines a long poll, a denied request, then more: the 403 waits for the poll's
+    # answer, which never ends, and so does all after it. docktap read it all, and grew without
+    # bound; now it stops reading the client past its bound, the client's socket buffer fills
+    # and its writes block, and all flows again once the poll's answer ends.
+    denied = b"DELETE /containers/c HTTP/1.1\r\nHost: d\r\n\r\n"
+    filler = _PING * ((2 << 20) // len(_PING))
+    pings = len(filler) // len(_PING)
+    ticks: asyncio.Queue[bytes] = asyncio.Queue()
+    heard = bytearray()
+
+    async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.extend(await reader.readexactly(len(_EVENTS)))
+        writer.write(_STREAMING)
+        while (tick := await ticks.get()) != b"0\r\n\r\n":
+            writer.write(tick)
+        writer.write(tick)  # the end of the poll's answer: only then is the next request read
+        answered = 0
+        while data := await reader.read(65536):
+            heard.extend(data)
+            pinged = (len(heard) - len(_EVENTS)) // len(_PING)
+            writer.write(_PONG * (pinged - answered))
+            answered = pinged
+        writer.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        up = tmp_path / "up.sock"
+        await _upstream(up, daemon)
+        policy = loads(
+            "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+            '  - {operation: SystemPing, request: "GET /_ping"}\n'
+            '  - {operation: SystemEvents, request: "GET /events"}\n'
+        )
+        tap = RecordingTap()
+        relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(policy))
+        sock = tmp_path / "relay.sock"
+        await relay.listen(Endpoint(path=str(sock)))
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, str(sock))
+        await loop.sock_sendall(client, _EVENTS + denied)
+        response = bytearray()
+
+        async def round_trip() -> None:
+            """A tick of the poll, through the relay to the client: the relay's loop has run,
+            and read the client if it could."""
+            due = response.count(_TICK) + 1
+            ticks.put_nowait(_TICK)
+            while response.count(_TICK) < due:
+                response.extend(await loop.sock_recv(client, 65536))
+
+        sent = 0
+        stalled = False
+        while sent < len(filler) and not stalled:
+            try:
+                sent += client.send(filler[sent : sent + 65536])
+            except BlockingIOError:
+                await round_trip()
+                try:
+                    sent += client.send(filler[sent : sent + 65536])
+                except BlockingIOError:
+                    stalled = True  # the relay ran, and read nothing of the client
+        taken = len(tap.chunks[(1, Direction.CLIENT)]) - len(_EVENTS + denied)
+        assert stalled, f"docktap read all {taken} bytes sent after the denial"
+        assert taken <= relay_module._PENDING_LIMIT + relay_module._READ_SIZE
+        assert heard == _EVENTS  # nothing after the poll reached the daemon
+
+        async def send_rest() -> None:
+            await loop.sock_sendall(client, filler[sent:])
+            client.shutdown(socket.SHUT_WR)
+
+        sender = asyncio.create_task(send_rest())
+        ticks.put_nowait(b"0\r\n\r\n")
+        while chunk := await loop.sock_recv(client, 1 << 20):
+            response.extend(chunk)
+        await sender
+        client.close()
+        await asyncio.wait_for(tap.all_closed.wait(), 30)
+        await relay.close()
+        poll, end, rest = bytes(response).partition(b"0\r\n\r\n")
+        assert poll.startswith(_STREAMING) and end
+        head, _, after = rest.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n"), rest[:200]
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert b"denied DELETE /containers/c" in after[:length]
+        assert after[length:] == _PONG * pings  # the rest is decided as before, and answered
+        assert heard == _EVENTS + filler
+
+    asyncio.run(main())

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from docktap.tap import Tap
 
 _CONNECT_TIMEOUT = 10.0
-# Bytes a client may send before the daemon connection is up, before reading from it pauses.
+# The most of a client's bytes docktap holds for it, before reading from it pauses: those sent
+# before the daemon connection is up, or held by the gate until the daemon has answered.
 _PENDING_LIMIT = 256 << 10
 # The most one read takes (asyncio's own limit for plain Protocols).
 _READ_SIZE = 256 << 10
@@ -141,10 +142,14 @@ class _Side(asyncio.BufferedProtocol):
     def resume_reading(self) -> None:
         """Read again, unless something else still holds reading back.
 
-        Two things pause a side: its peer's full write buffer and the relay's tap falling
-        behind. Either one lifting must not undo the other.
+        Three things pause a side: its peer's full write buffer, the relay's tap falling
+        behind, and for the client, docktap holding too much of what it sent (see
+        _Pipe.hold_client). One lifting must not undo another.
         """
-        if self.pipe.relay.paused or self.pipe.other(self).write_blocked:
+        pipe = self.pipe
+        if pipe.relay.paused or pipe.other(self).write_blocked:
+            return
+        if self is pipe.client and pipe.held_back:
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
@@ -167,6 +172,7 @@ class _Pipe:
         self.pending: list[bytes] = []
         self.upstream_ready = False
         self.pending_size = 0
+        self.held_back = False  # docktap holds too much of the client's: see hold_client
         self.failure: str | None = None
         self.out_of_descriptors = False
         self.answered_failure = False
@@ -219,7 +225,7 @@ class _Pipe:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > _PENDING_LIMIT:
-                side.pause_reading()
+                self.hold_client()
         if self.tap is not None:
             self.tap.data(self.conn, side.direction, data, time.monotonic())
         if self.failure is not None:
@@ -241,12 +247,16 @@ class _Pipe:
                 if self.tap is not None:
                     self.tap.data(self.conn, Direction.CLIENT, data, time.monotonic())
             self.apply(actions)
+            if gate.held > _PENDING_LIMIT:
+                self.hold_client()
         else:
             assert self.client.transport is not None
             write_to_client(self.client.transport, data)
             if self.tap is not None:
                 self.tap.data(self.conn, Direction.DAEMON, data, time.monotonic())
             self.apply(gate.from_daemon(data))
+            if self.held_back:
+                self.hold_client()  # the gate may have let go of what it held
         if self.failure is not None:
             self.answer_failure()
 
@@ -290,7 +300,28 @@ class _Pipe:
         self.pending.append(data)
         self.pending_size += len(data)
         if self.pending_size > _PENDING_LIMIT:
-            self.client.pause_reading()
+            self.hold_client()
+
+    def hold_client(self) -> None:
+        """Stop reading the client while docktap holds more than _PENDING_LIMIT of its bytes,
+        and read it again once it holds less.
+
+        Before the daemon connection is up, what the client sent waits for it; with a policy,
+        the gate holds what follows a denial or a hijack until the daemon has answered what
+        came before (`Gate.held`), which a long poll may never do. Either way only the daemon
+        lets it go, so reading on would only grow docktap's memory; the client's own socket
+        buffer fills instead, and its writes block, as they would before a daemon that reads
+        nothing more until it has answered."""
+        held = 0 if self.upstream_ready else self.pending_size
+        if self.gate is not None:
+            held += self.gate.held
+        if held > _PENDING_LIMIT:
+            if not self.held_back:
+                self.held_back = True
+                self.client.pause_reading()
+        elif self.held_back:
+            self.held_back = False
+            self.client.resume_reading()
 
     def answer(self, response: bytes, close: bool) -> None:
         """docktap's own answer to a request its policy denied, in the daemon's place."""
@@ -321,6 +352,9 @@ class _Pipe:
             return
         transport.write_eof()
         self.lingering = asyncio.get_running_loop().call_later(_LINGER, self.close)
+        if self.held_back:  # what the client sends from now on is dropped, not held
+            self.held_back = False
+            self.client.resume_reading()
         if self.daemon.transport is not None:
             self.daemon.transport.close()
         if self.client.eof:
@@ -403,8 +437,7 @@ class _Pipe:
         self.upstream_ready = True
         if self.relay.paused:
             self.daemon.pause_reading()
-        else:
-            self.client.resume_reading()
+        self.hold_client()  # what waited for the daemon has gone to it
         if self.client.eof:
             self.daemon.transport.write_eof()
 

@@ -108,6 +108,19 @@ class Gate:
         """The connection is hijacked: nothing is decided any more."""
         return self._state == "raw"
 
+    @property
+    def held(self) -> int:
+        """How many of the client's bytes the gate holds that only the daemon can let go.
+
+        A denial waits for the daemon's answers to the requests before it, a request that may
+        hijack for the daemon's word on it, and what the client sends meanwhile waits with
+        them, however long the daemon takes (a `GET /events` never ends). The relay stops
+        reading the client while this is past its bound, and reads on once an answer of the
+        daemon has brought it back under. A head or body being read is not counted: the
+        client's own next bytes let it go, and MAX_HEAD_SIZE and the body's bound refuse it
+        past them."""
+        return len(self._buf) if self._state in ("answer", "hijack") else 0
+
     # -- the client's side ---------------------------------------------------------------
 
     def from_client(self, data: bytes) -> list[Action]:
@@ -115,6 +128,9 @@ class Gate:
         if state == "raw":
             return [Forward(data)]
         if state == "closed":
+            return []
+        if state == "answer" or state == "hijack":
+            self._buf += data  # nothing is decided until the daemon has answered
             return []
         actions: list[Action] = []
         if state == "head" and not self._buf and not self._eof:
@@ -396,6 +412,8 @@ class Gate:
             split = head_end(data, pos)
             if split is None:
                 self._response_head += data[pos:]
+                if len(self._response_head) > MAX_HEAD_SIZE:
+                    self._lose_responses(actions)  # no head: nothing after it can be followed
                 break
             after = self._response(data, pos, split, actions)
             if after is None:
@@ -451,8 +469,11 @@ class Gate:
         assert answer is not None
         self._queued = None
         actions.append(answer)
-        self._state = "closed" if answer.close else "head"
-        if not answer.close:
+        if answer.close:
+            self._state = "closed"
+            self._buf.clear()  # what the client sent after a denial that closes is never read
+        else:
+            self._state = "head"
             self._advance(actions)
 
     def _go_raw(self, actions: list[Action]) -> None:
@@ -467,6 +488,7 @@ class Gate:
     def _lose_responses(self, actions: list[Action]) -> None:
         """The daemon's answers cannot be followed: denials are answered at once from now."""
         self._responses_lost = True
+        self._response_head.clear()
         if self._state == "answer":
             self._flush_answer(actions)
         elif self._state == "hijack":
