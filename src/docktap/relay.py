@@ -8,7 +8,8 @@ descriptors, so that the docker CLI prints a useful message.
 
 Half-close is kept per direction, because Docker depends on it: `docker run -i` ends stdin with
 a write-side shutdown and keeps reading output. An abrupt close on one side aborts the other.
-Flow control is end to end: when one side's write buffer fills, reading from the other pauses.
+Flow control is end to end: when one side's write buffer fills, reading from the other pauses;
+reading from a client pauses too while docktap holds too much of what it sent (see hold_client).
 """
 
 from __future__ import annotations
