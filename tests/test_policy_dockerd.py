@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -406,3 +407,88 @@ def test_a_policy_that_does_not_parse_is_refused_at_start(dockerd: Daemon, tmp_p
     assert done.returncode == 1
     assert "clients: must be a list" in done.stderr.decode()
     assert not (tmp_path / "s.sock").exists()
+
+
+def test_a_client_sending_behind_a_denial_behind_a_long_poll_is_paused_not_buffered(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    # A raw client pipelines `logs?follow=1` (an answer that lasts as long as the container), a
+    # denied removal, then keeps sending: the 403 waits for the logs' end, and so does the
+    # rest. docktap read it all into memory; now it stops reading the client, whose writes
+    # block, until the daemon's answer ends.
+    name = "pol-follow"
+    dockerd.docker("rm", "-f", name, check=False)
+    dockerd.docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "bb",
+        "sh",
+        "-c",
+        "echo up; exec sleep 600",
+    )
+    policy = tmp_path / "follow.yaml"
+    policy.write_text(
+        "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+        '  - {operation: SystemPing, request: "GET /_ping"}\n'
+        '  - {operation: ContainerLogs, request: "GET /containers/{id}/logs"}\n'
+    )
+    ping = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Pad: %s\r\n\r\n" % (b"p" * 8000)
+    pings = (2 << 20) // len(ping)
+    filler = ping * pings
+    proxy = Proxy(dockerd, tmp_path, "-q", "--policy", str(policy))
+    try:
+        with socket.socket(socket.AF_UNIX) as client, socket.socket(socket.AF_UNIX) as other:
+            client.settimeout(60)
+            client.connect(str(proxy.socket))
+            other.settimeout(60)
+            other.connect(str(proxy.socket))
+            follow = f"GET /v1.41/containers/{name}/logs?follow=1&stdout=1 HTTP/1.1\r\n"
+            client.sendall(follow.encode() + b"Host: docker\r\n\r\n")
+            received = b""
+            while b"up\n" not in received:  # the logs' answer has begun
+                received += client.recv(65536)
+            client.sendall(
+                b"DELETE /v1.41/containers/%s HTTP/1.1\r\nHost: docker\r\n\r\n" % name.encode()
+            )
+            client.setblocking(False)
+            sent, stalled = 0, False
+            while sent < len(filler) and not stalled:
+                try:
+                    sent += client.send(filler[sent : sent + 65536])
+                except BlockingIOError:
+                    # A request on another connection, answered through docktap: its loop has
+                    # run, and read this client if it could.
+                    assert _exchange(other, ping).startswith(b"HTTP/1.1 200 OK\r\n")
+                    try:
+                        sent += client.send(filler[sent : sent + 65536])
+                    except BlockingIOError:
+                        stalled = True
+            assert stalled, f"docktap read all {sent} bytes sent after the denial"
+            # Held: at most docktap's bound and one read (256 KiB each); the rest waits in the
+            # client's own socket buffer.
+            assert sent <= (512 << 10) + client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            client.settimeout(60)
+            dockerd.docker("kill", name)  # the logs end, and the 403 is due
+
+            def send_rest() -> None:
+                client.sendall(filler[sent:])
+                client.shutdown(socket.SHUT_WR)
+
+            sender = threading.Thread(target=send_rest)
+            sender.start()
+            while chunk := client.recv(1 << 20):
+                received += chunk
+            sender.join()
+        logs, forbidden, rest = received.partition(b"HTTP/1.1 403 Forbidden\r\n")
+        assert forbidden and logs.endswith(b"0\r\n\r\n"), received[-300:]
+        assert b"docktap policy: denied DELETE /containers/pol-follow" in rest
+        # Then every ping, decided and answered as before.
+        assert rest.count(b"HTTP/1.1 200 OK\r\n") == pings
+        assert dockerd.docker("ps", "-a", "-q", "--filter", f"name={name}").stdout.strip()
+    finally:
+        proxy.stop()
+        dockerd.docker("rm", "-f", name, check=False)
