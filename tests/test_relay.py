@@ -657,3 +657,66 @@ def test_what_waits_behind_a_denial_behind_a_long_poll_pauses_the_client(tmp_pat
         assert heard == _EVENTS + filler
 
     asyncio.run(main())
+
+
+def test_a_client_that_sends_denied_requests_and_reads_nothing_is_paused(tmp_path: Path) -> None:
+    # Each denied request gets docktap's own 403, some six times its size here. A client that
+    # pipelined them and read nothing grew docktap's write buffer to it without bound: reading
+    # from a client paused only when the daemon's write buffer filled, which a denial never
+    # touches. Now a client is not read while it does not read what it is sent, as Go's server
+    # reads no request while its answer to the one before is unwritten.
+    denied = b"DELETE /containers/c HTTP/1.1\r\nHost: d\r\n\r\n"
+    requests = denied * ((4 << 20) // len(denied))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        upstream_done = asyncio.Event()
+        relay, tap, sock = await _guarded(tmp_path, upstream_done)
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, str(sock))
+        other, other_writer = await asyncio.open_unix_connection(str(sock))
+
+        async def round_trip() -> None:
+            """A request on another connection, answered: the relay's loop has run, and read
+            the client if it could."""
+            other_writer.write(denied)
+            head = await other.readuntil(b"\r\n\r\n")
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await other.readexactly(length)
+
+        sent = 0
+        stalled = False
+        while sent < len(requests) and not stalled:
+            try:
+                sent += client.send(requests[sent : sent + 65536])
+            except BlockingIOError:
+                await round_trip()
+                try:
+                    sent += client.send(requests[sent : sent + 65536])
+                except BlockingIOError:
+                    stalled = True  # the relay ran, and read nothing of the client
+        assert stalled, f"docktap answered all {sent} bytes of requests into its memory"
+        # Read: what it takes to fill the client's socket buffer and asyncio's high-water mark
+        # (64 KiB) with answers, one read or two; the rest of the requests wait in the client's
+        # own socket buffer.
+        read = len(tap.chunks[(1, Direction.CLIENT)])
+        assert read <= 2 * relay_module._READ_SIZE, read
+
+        async def send_rest() -> None:
+            await loop.sock_sendall(client, requests[sent:])
+            client.shutdown(socket.SHUT_WR)
+
+        sender = asyncio.create_task(send_rest())
+        response = bytearray()
+        while chunk := await loop.sock_recv(client, 1 << 20):
+            response.extend(chunk)
+        await sender
+        client.close()
+        other_writer.close()
+        await asyncio.wait_for(tap.all_closed.wait(), 30)
+        await asyncio.wait_for(upstream_done.wait(), 5)
+        await relay.close()
+        assert response.count(b"HTTP/1.1 403 Forbidden\r\n") == len(requests) // len(denied)
+
+    asyncio.run(main())

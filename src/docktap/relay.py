@@ -131,10 +131,26 @@ class _Side(asyncio.BufferedProtocol):
     def pause_writing(self) -> None:
         self.write_blocked = True
         self.pipe.other(self).pause_reading()
+        if self.answers_itself:
+            self.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_blocked = False
         self.pipe.other(self).resume_reading()
+        if self.pipe.gate is not None and self is self.pipe.client:
+            self.resume_reading()  # paused while it answered itself, perhaps
+
+    @property
+    def answers_itself(self) -> bool:
+        """Whether what this side sends may be answered by docktap itself: a client that a
+        policy is deciding for. While such a client reads nothing of what it is sent, it is
+        not read either, as Go's server reads no request while its answer to the one before is
+        unwritten; else each denial it pipelined would add docktap's 403 to its write buffer,
+        without bound. Once hijacked, only the daemon answers; once docktap has answered and
+        is closing, nothing is answered any more."""
+        pipe = self.pipe
+        gate = pipe.gate
+        return gate is not None and self is pipe.client and not gate.raw and pipe.lingering is None
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -145,12 +161,13 @@ class _Side(asyncio.BufferedProtocol):
 
         Three things pause a side: its peer's full write buffer, the relay's tap falling
         behind, and for the client, docktap holding too much of what it sent (see
-        _Pipe.hold_client). One lifting must not undo another.
+        _Pipe.hold_client) or, with a policy, its own full write buffer (see answers_itself).
+        One lifting must not undo another.
         """
         pipe = self.pipe
         if pipe.relay.paused or pipe.other(self).write_blocked:
             return
-        if self is pipe.client and pipe.held_back:
+        if self is pipe.client and (pipe.held_back or (self.write_blocked and self.answers_itself)):
             return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
@@ -353,9 +370,8 @@ class _Pipe:
             return
         transport.write_eof()
         self.lingering = asyncio.get_running_loop().call_later(_LINGER, self.close)
-        if self.held_back:  # what the client sends from now on is dropped, not held
-            self.held_back = False
-            self.client.resume_reading()
+        self.held_back = False  # what the client sends from now on is dropped, not held
+        self.client.resume_reading()
         if self.daemon.transport is not None:
             self.daemon.transport.close()
         if self.client.eof:
