@@ -29,10 +29,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import orjson
+
+from docktap.values import Value
 
 #: A struct: its fields, each with its JSON name and Go type string.
 Structs = Mapping[str, tuple[tuple[str, str], ...]]
@@ -64,18 +65,28 @@ def fold(name: str) -> str:
     return name.translate(_FOLD)
 
 
-@dataclass(frozen=True)
-class Number:
+class Number(Value):
     """A JSON number as written: Go reads the text, and `1`, `1.0` and `1e0` differ to it."""
 
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
 
-@dataclass(frozen=True)
-class Object:
+class Object(Value):
     """A JSON object as written: every key in order, duplicates kept."""
 
-    pairs: tuple[tuple[str, Any], ...]
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: tuple[tuple[str, Any], ...]) -> None:
+        self.pairs = pairs
+
+    def __hash__(self) -> int:
+        return hash(self.pairs)
 
 
 class JSONSyntaxError(ValueError):
@@ -153,15 +164,19 @@ def kind_of(value: Any) -> str:
 
 
 # While decoding, structs and slices keep what a later duplicate decodes into.
-@dataclass
 class _Struct:
-    fields: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {}
 
 
-@dataclass
 class _Slice:
-    backing: list[Any]
-    length: int
+    __slots__ = ("backing", "length")
+
+    def __init__(self, backing: list[Any], length: int) -> None:
+        self.backing = backing
+        self.length = length
 
 
 _ABSENT = object()
