@@ -492,3 +492,27 @@ def test_a_response_head_that_never_ends_leaves_denials_answered_at_once() -> No
     actions = g.from_daemon(b"X-Filler: " + b"x" * MAX_HEAD_SIZE)
     (answer,) = answers(actions)  # past the bound, as the observer gives up on such a head
     assert b"image alpine not allowed" in answer.data
+
+
+def test_the_body_of_a_request_that_may_hijack_goes_on_before_the_daemon_answers() -> None:
+    # Any request may offer an Upgrade; one with a body that needs no reading (an upload) was
+    # held from its first read's end until the daemon said whether it hijacked, which a daemon
+    # reading that body never did. Its body streams on; then the gate waits for the answer.
+    upload = (
+        b"PUT /containers/c/archive?path=/ HTTP/1.1\r\nHost: d\r\nUpgrade: tcp\r\n"
+        b"Connection: Upgrade\r\nContent-Length: 6\r\n\r\n"
+    )
+    for then, raw in (
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.1 101 UPGRADED\r\n\r\n", True),
+    ):
+        g = gate()
+        assert forwarded(g.from_client(upload + b"abc")) == upload + b"abc"
+        assert forwarded(g.from_client(b"def")) == b"def"
+        assert g.from_client(PING) == [] and g.held == len(PING)  # until the daemon has answered
+        actions = g.from_daemon(then)
+        assert forwarded(actions) == PING and g.raw is raw and g.held == 0
+    g = gate()
+    g.from_client(upload + b"abc")
+    g.from_daemon(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # before the body's end
+    assert forwarded(g.from_client(b"def" + PING)) == b"def" + PING and not g.raw

@@ -13,8 +13,9 @@ Its own answer must reach the client in its turn, after the daemon's answers to 
 before it, so the gate also follows where the daemon's responses end (their heads read by the
 observer's reading too; one it cannot read leaves denials answered at once, as nothing can be
 followed after it), and holds a denial until those are out. A request that may hijack the
-connection (attach, exec start, an Upgrade) is decided before it is forwarded; once the
-daemon's answer says the connection is hijacked, bytes flow raw both ways.
+connection (attach, exec start, an Upgrade) is decided before it is forwarded, its body (if it
+has one) streams on, and what follows waits for the daemon's answer; once that says the
+connection is hijacked, bytes flow raw both ways.
 
 Pure: bytes in, actions out (`docktap.policy.actions`). The relay does the writing.
 """
@@ -81,6 +82,7 @@ class Gate:
         self._seq = 0
         self._after_post = False
         self._state = "head"  # head, body, stream, hijack, answer, raw, closed
+        self._after_stream = "head"  # "hijack" after the body streaming on of one that may
         # A request waiting for its body: its head, read and as sent, its body reader, where
         # it starts in the read being decided (None: in an earlier one, its bytes so far in
         # `_raw`), how many body bytes were read, and the body decoded from earlier reads.
@@ -317,7 +319,7 @@ class Gate:
             return len(data)
         actions.append(Forward(data if pos == 0 and end == len(data) else data[pos:end]))
         if reader.done:
-            self._state = "head"
+            self._state = self._after_stream
         return end
 
     def _settle(
@@ -338,10 +340,10 @@ class Gate:
             actions.append(Forward(raw))
             hijack = parsed.upgrade or parsed.identity.operation in HIJACKING
             self._outstanding.append((parsed.method, hijack))
-            if hijack:
-                self._state = "hijack"  # until the daemon says whether it hijacked
-            else:
-                self._state = "head" if whole else "stream"
+            # A body streams on (the daemon may read it before it answers); then, if the
+            # request may hijack, the gate waits until the daemon says whether it hijacked.
+            self._after_stream = "hijack" if hijack else "head"
+            self._state = self._after_stream if whole else "stream"
             return end
         close = not parsed.keep_alive or not whole
         answer = Answer(forbidden(decision.message, raw, close), close)
@@ -458,9 +460,11 @@ class Gate:
     def _response_done(self, actions: list[Action]) -> None:
         self._response_body = None
         _, hijack = self._outstanding.popleft()
-        if self._state == "hijack" and hijack and not self._outstanding:
-            self._state = "head"  # not hijacked after all: go on deciding
-            self._advance(actions)
+        if hijack and not self._outstanding and self._state in ("hijack", "stream"):
+            self._after_stream = "head"  # not hijacked after all: go on deciding
+            if self._state == "hijack":
+                self._state = "head"
+                self._advance(actions)
         elif self._state == "answer" and not self._outstanding:
             self._flush_answer(actions)
 
