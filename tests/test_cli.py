@@ -736,3 +736,53 @@ def test_the_console_script_forks_the_recorder_before_it_imports_click(tmp_path:
     assert process.returncode == 0, err.decode()
     assert seen.read_text().splitlines() == [f"{process.pid} False"]
     assert load(capture).header["command"] == ["true"]  # that standby recorded
+
+
+# Runs docktap with the arguments after OUT; its recorder (a fork) as it has lowered its
+# priority, and the relay as it leaves (through os._exit), each write to OUT their role,
+# scheduling policy and autogroup (`/autogroup-ID nice N`). At the end of the run the relay
+# gives the recorder its priority back (link._hurry): what it has left holds up the capture.
+_PRIORITY_AT_EXIT = """
+import os, runpy, sys
+import docktap.recording.child as child
+out, relay, leave, lower = sys.argv.pop(1), os.getpid(), os._exit, child._lower_priority
+
+def write(role):
+    with open("/proc/self/autogroup") as group:
+        where = group.read().strip()
+    with open(out, "a") as listed:
+        listed.write(f"{role} {os.sched_getscheduler(0)} {where}\\n")
+
+def lowered():
+    lower()
+    write("recorder")
+
+def leaving(code):
+    if os.getpid() == relay:
+        write("relay")
+    leave(code)
+
+child._lower_priority = lowered
+os._exit = leaving
+sys.argv[0] = "docktap"
+runpy.run_module("docktap", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists(), reason="the kernel groups no tasks by session"
+)
+def test_the_recorder_runs_at_idle_priority_in_a_group_of_its_own(tmp_path: Path) -> None:
+    """The recorder's session is a scheduling group of its own (autogroup): its own policy,
+    SCHED_IDLE, counts only inside it, so the group's nice is lowered too, and the relay's
+    group, which the command shares, is left as it was."""
+    listed = tmp_path / "priority.txt"
+    _run_true_under(_PRIORITY_AT_EXIT, tmp_path, str(listed))
+    seen = dict(line.split(" ", 1) for line in listed.read_text().splitlines())
+    recorder_policy, recorder_group = seen["recorder"].split(" ", 1)
+    relay_policy, relay_group = seen["relay"].split(" ", 1)
+    assert int(recorder_policy) == os.SCHED_IDLE
+    assert recorder_group.endswith(" nice 19")
+    assert recorder_group.split()[0] != relay_group.split()[0]  # a group of its own
+    assert int(relay_policy) == os.sched_getscheduler(0)
+    assert relay_group == Path("/proc/self/autogroup").read_text().strip()  # the test's own

@@ -119,14 +119,25 @@ def _feed(recorder: Recorder, messages: list[Message], spool: SpoolReader | None
 def _lower_priority() -> None:
     """Run only on CPU time nothing else wants: the relay, the daemon and the clients first.
 
-    SCHED_IDLE rather than nice 19: a normal task that wakes up on its CPU always takes the
-    CPU from it at once.
+    The recorder leads a session of its own (launch.py), and where Linux groups tasks by
+    session (autogroup, sched(7), on by default) that session is a scheduling group of its
+    own, which competes with the relay's group as an equal whatever the policy of the tasks in
+    it: the group's nice is what counts there, so it goes to 19 too. The policy still counts
+    where the scheduler does not group by session (autogroup off, or the tasks in a cgroup of
+    the cpu controller). SCHED_IDLE rather than nice 19: a normal task that wakes up on its
+    CPU always takes the CPU from it at once. Each step only lowers the priority, and one
+    that is refused is passed over: the recording goes on at the priority it has.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except OSError:
         with contextlib.suppress(OSError):
             os.nice(19)
+    # Only the group of a session the recorder leads is its own (a new session's group starts
+    # at nice 0, and 19 is the lowest): another would be the relay's and the command's.
+    if os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+            group.write("19")
 
 
 def collect_less() -> None:

@@ -6,14 +6,15 @@ request's latency. So the relay process only copies what it forwards, framed as 
 once per turn of its event loop; a child process (see child.py) runs the engine and the live
 view, and owns the capture file.
 
-The child must not take CPU time from the traffic either: it runs at idle priority, and while
-the relay is busy it is not even given the bytes. Where each batch goes is the `Policy`'s to
-say, from its state (see `State`): into the pipe, or to the spool (spool.py), with the child told
-through the pipe, once the relay has calmed down, how many bytes of the spool come next. Bytes
-also go to the spool whenever the pipe is full: the relay never waits for the recorder, whose
-backlog is on disk rather than in memory. Only when the spool cannot take more does the relay
-stop reading from its sockets, until the spool takes the bytes again or the pipe has room for
-them: memory stays bounded, nothing is dropped.
+The child must not take CPU time from the traffic either: it runs at idle priority, in a
+scheduling group at the lowest nice (child.py), and while the relay is busy it is not even
+given the bytes. Where each batch goes is the `Policy`'s to say, from its state (see `State`):
+into the pipe, or to the spool (spool.py), with the child told through the pipe, once the
+relay has calmed down, how many bytes of the spool come next. Bytes also go to the spool
+whenever the pipe is full: the relay never waits for the recorder, whose backlog is on disk
+rather than in memory. Only when the spool cannot take more does the relay stop reading from
+its sockets, until the spool takes the bytes again or the pipe has room for them: memory
+stays bounded, nothing is dropped.
 
 Stopping waits until the child has recorded everything, backlog included, or for a while only
 (`linger`): then what still waits for the pipe is left to a process of its own that writes it
@@ -65,9 +66,11 @@ class Policy:
     """The link's decisions, from its state, the relay's busyness and whether it is stopping.
 
     Even at idle priority, a child recording alongside the traffic slows it down (by a third,
-    for 64 clients in bench/relay.py on a 2-core VM). So while the relay is busy, batches go to
-    the spool rather than the pipe and the child is not told about them: it gets the backlog
-    once the relay calms down, or once the relay is paused for it, or stops.
+    for 64 clients in bench/relay.py on a 2-core VM, measured while the child's priority
+    counted only inside its session's scheduling group, before child.py lowered the group's).
+    So while the relay is busy, batches go to the spool rather than the pipe and the child is
+    not told about them: it gets the backlog once the relay calms down, or once the relay is
+    paused for it, or stops.
     """
 
     def __init__(self) -> None:
@@ -380,12 +383,15 @@ def _hurry(pid: int) -> None:
     """Give the child its share of the CPU again, in all its threads: the traffic it kept out
     of the way of is over, and what it still has to record now holds up the capture.
 
-    Possible as root only (or where RLIMIT_NICE allows it); elsewhere it stays at idle.
+    Possible as root only (or where RLIMIT_NICE allows it); elsewhere it stays at idle. Its
+    scheduling group, that of the session it leads (child.py), back to nice 0 too.
     """
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError):
                 os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as group:
+        group.write("0")
 
 
 def _left(deadline: float | None) -> float | None:
