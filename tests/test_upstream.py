@@ -114,6 +114,28 @@ def test_docker_context_variable_beats_the_config_file(tmp_path: Path) -> None:
     assert resolve_upstream(None, env) == Endpoint(path="/other.sock")
 
 
+def test_a_context_that_is_not_there_is_an_error_as_for_the_docker_cli(tmp_path: Path) -> None:
+    """The CLI fails ("context not found"); falling back to the default socket would relay to
+    another daemon than the one chosen."""
+    with pytest.raises(EndpointError, match=r'docker context "nosuch" not found: .*meta\.json'):
+        resolve_upstream(None, {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "nosuch"})
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "gone"}))
+    with pytest.raises(EndpointError, match='docker context "gone" not found'):
+        resolve_upstream(None, {"DOCKER_CONFIG": str(tmp_path)})
+
+
+def test_a_context_that_cannot_be_read_is_an_error(tmp_path: Path) -> None:
+    meta = tmp_path / "contexts" / "meta" / hashlib.sha256(b"bad").hexdigest()
+    meta.mkdir(parents=True)
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "bad"}
+    (meta / "meta.json").write_text("{bad")
+    with pytest.raises(EndpointError, match=r'docker context "bad": .* is not JSON'):
+        resolve_upstream(None, env)
+    (meta / "meta.json").write_text(json.dumps({"Name": "bad", "Endpoints": {}}))
+    with pytest.raises(EndpointError, match='docker context "bad" names no docker endpoint'):
+        resolve_upstream(None, env)
+
+
 def test_default_socket_when_nothing_is_configured(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"currentContext": "default"}))
     assert resolve_upstream(None, {"DOCKER_CONFIG": str(tmp_path)}) == Endpoint(path=DEFAULT_SOCKET)

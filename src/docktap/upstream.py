@@ -188,7 +188,12 @@ class _Context(NamedTuple):
 
 
 def _current_context(env: Mapping[str, str]) -> _Context | None:
-    """The docker endpoint of the current docker context, when one other than `default` is set."""
+    """The docker endpoint of the current docker context, when one other than `default` is set.
+
+    A context named but not there, or not readable, is an error, as the docker CLI makes it:
+    relaying to the default socket instead would record and act on another daemon than the
+    one the user chose.
+    """
     config_dir = _docker_config_dir(env)
     name = env.get("DOCKER_CONTEXT")
     if not name:
@@ -203,14 +208,22 @@ def _current_context(env: Mapping[str, str]) -> _Context | None:
 
     digest = hashlib.sha256(name.encode()).hexdigest()
     contexts = config_dir / "contexts"
+    meta = contexts / "meta" / digest / "meta.json"
     try:
-        docker: Any = json.loads((contexts / "meta" / digest / "meta.json").read_text())
+        docker: Any = json.loads(meta.read_text())
+    except OSError as exc:
+        raise EndpointError(
+            f'docker context "{name}" not found: cannot read {meta}: {exc.strerror}'
+        ) from exc
+    except ValueError as exc:
+        raise EndpointError(f'docker context "{name}": {meta} is not JSON: {exc}') from exc
+    try:
         docker = docker["Endpoints"]["docker"]
         host = docker["Host"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except (KeyError, TypeError):
+        host = None
     if not isinstance(host, str):
-        return None
+        raise EndpointError(f'docker context "{name}" names no docker endpoint ({meta})')
     skip = docker.get("SkipTLSVerify") is True
     return _Context(host, skip, contexts / "tls" / digest / "docker")
 
