@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,18 @@ from dockerd import Daemon, DaemonUnavailable, Running, ServerTLS, start, stop
 
 #: Set to 1 (as CI does) to turn "daemon unavailable" skips into failures.
 REQUIRE_ENV = "DOCKTAP_REQUIRE_DOCKERD"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the processes the tests start, however the suite itself was started.
+
+    A shell that starts the suite in the background without job control (`nohup pytest &` in a
+    script) ignores SIGINT in it, and every process started from it inherits that: the tests
+    that give docktap a Ctrl-C would find it carrying on. With Python's own handler back here,
+    the processes the tests start get the default, as from a terminal.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _daemon(begin: Callable[[], Running]) -> Iterator[Daemon]:
