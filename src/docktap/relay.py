@@ -230,20 +230,13 @@ class _Pipe:
         if self.gate is not None:
             self.forward_gated(self.gate, side, data)
             return
-        peer = self.other(side)
         if self.lingering is not None:
             pass  # docktap has answered the client in the daemon's place: nothing goes on
-        elif self.flows_to(peer):
-            assert peer.transport is not None
-            if side is self.daemon:
-                write_to_client(peer.transport, data)
-            else:
-                peer.transport.write(data)
+        elif side is self.daemon:
+            assert self.client.transport is not None
+            write_to_client(self.client.transport, data)
         else:
-            self.pending.append(data)
-            self.pending_size += len(data)
-            if self.pending_size > _PENDING_LIMIT:
-                self.hold_client()
+            self.to_daemon(data)
         if self.tap is not None:
             self.tap.data(self.conn, side.direction, data, time.monotonic())
         if self.failure is not None:
