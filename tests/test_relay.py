@@ -567,6 +567,25 @@ _STREAMING = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 _TICK = b"4\r\ntick\r\n"
 
 
+async def _send_until_stalled(
+    client: socket.socket, data: bytes, round_trip: Callable[[], Awaitable[None]]
+) -> tuple[int, bool]:
+    """Send `data` on the non-blocking `client` until it is all sent, or until a send fails
+    right after `round_trip` (the relay's loop has run, and read the client if it could): how
+    much was sent, and whether the relay stopped reading the client."""
+    sent = 0
+    while sent < len(data):
+        try:
+            sent += client.send(data[sent : sent + 65536])
+        except BlockingIOError:
+            await round_trip()
+            try:
+                sent += client.send(data[sent : sent + 65536])
+            except BlockingIOError:
+                return sent, True  # the relay ran, and read nothing of the client
+    return sent, False
+
+
 def test_what_waits_behind_a_denial_behind_a_long_poll_pauses_the_client(tmp_path: Path) -> None:
     # A client pipelines a long poll, a denied request, then more: the 403 waits for the poll's
     # answer, which never ends, and so does all after it. docktap read it all, and grew without
@@ -619,17 +638,7 @@ def test_what_waits_behind_a_denial_behind_a_long_poll_pauses_the_client(tmp_pat
             while response.count(_TICK) < due:
                 response.extend(await loop.sock_recv(client, 65536))
 
-        sent = 0
-        stalled = False
-        while sent < len(filler) and not stalled:
-            try:
-                sent += client.send(filler[sent : sent + 65536])
-            except BlockingIOError:
-                await round_trip()
-                try:
-                    sent += client.send(filler[sent : sent + 65536])
-                except BlockingIOError:
-                    stalled = True  # the relay ran, and read nothing of the client
+        sent, stalled = await _send_until_stalled(client, filler, round_trip)
         taken = len(tap.chunks[(1, Direction.CLIENT)]) - len(_EVENTS + denied)
         assert stalled, f"docktap read all {taken} bytes sent after the denial"
         assert taken <= relay_module._PENDING_LIMIT + relay_module._READ_SIZE
@@ -685,17 +694,7 @@ def test_a_client_that_sends_denied_requests_and_reads_nothing_is_paused(tmp_pat
             length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             await other.readexactly(length)
 
-        sent = 0
-        stalled = False
-        while sent < len(requests) and not stalled:
-            try:
-                sent += client.send(requests[sent : sent + 65536])
-            except BlockingIOError:
-                await round_trip()
-                try:
-                    sent += client.send(requests[sent : sent + 65536])
-                except BlockingIOError:
-                    stalled = True  # the relay ran, and read nothing of the client
+        sent, stalled = await _send_until_stalled(client, requests, round_trip)
         assert stalled, f"docktap answered all {sent} bytes of requests into its memory"
         # Read: what it takes to fill the client's socket buffer and asyncio's high-water mark
         # (64 KiB) with answers, one read or two; the rest of the requests wait in the client's
