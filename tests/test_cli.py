@@ -520,10 +520,13 @@ runpy.run_module("docktap", run_name="__main__", alter_sys=True)
 """
 
 
-def _python(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
+def _python(
+    argv: list[str], tmp_path: Path, docker: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """The interpreter docktap runs on, with `argv`, in `tmp_path`, against a daemon socket
-    that is not there; it must exit 0."""
-    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"}
+    that is not there (or the daemon that the variables `docker` name); it must exit 0."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
+    env.update({"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock"} if docker is None else docker)
     done = subprocess.run(
         [*DOCKTAP[:1], *argv], capture_output=True, env=env, cwd=tmp_path, timeout=60
     )
@@ -531,11 +534,14 @@ def _python(argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess[byte
     return done
 
 
-def _run_true_under(script: str, tmp_path: Path, *script_args: str) -> Path:
+def _run_true_under(
+    script: str, tmp_path: Path, *script_args: str, docker: dict[str, str] | None = None
+) -> Path:
     """`docktap run -q -- true` run by `python -c SCRIPT SCRIPT_ARGS... run ...` (a script that
     watches the run, then runs docktap with the rest of argv); the capture it wrote."""
     capture = tmp_path / "cap.jsonl"
-    _python(["-c", script, *script_args, "run", "-q", "-o", str(capture), "--", "true"], tmp_path)
+    argv = ["-c", script, *script_args, "run", "-q", "-o", str(capture), "--", "true"]
+    _python(argv, tmp_path, docker)
     return capture
 
 
@@ -557,9 +563,19 @@ def test_help_and_version_import_no_more_than_the_command_line(tmp_path: Path) -
         assert _loaded(modules, NOT_FOR_HELP) == set(), args
 
 
-def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Path) -> None:
+@pytest.mark.parametrize("daemon", ["DOCKER_HOST", "no context"])
+def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(
+    tmp_path: Path, daemon: str
+) -> None:
+    """What `run -q` imports, for a daemon named by a unix:// DOCKER_HOST and for the default
+    one (no DOCKER_HOST, and a config.json that names no context: most users' case)."""
+    docker = None
+    if daemon == "no context":
+        (tmp_path / "config").mkdir()
+        (tmp_path / "config" / "config.json").write_text('{"auths": {}}')
+        docker = {"DOCKER_CONFIG": str(tmp_path / "config")}
     listed = tmp_path / "modules.txt"
-    capture = _run_true_under(_MODULES_AT_EXIT, tmp_path, str(listed))
+    capture = _run_true_under(_MODULES_AT_EXIT, tmp_path, str(listed), docker=docker)
     modules = set(listed.read_text().split("\n"))
     assert "docktap.relay" in modules  # the listing is the relay's, read as it must be
     assert _loaded(modules, (*NOT_AT_START, *RECORDER_ONLY, "docktap.capture.reader")) == set()
@@ -568,8 +584,8 @@ def test_run_quiet_imports_no_renderer_reader_request_model_nor_ssl(tmp_path: Pa
     # asyncio without ssl: the relay to a unix socket has no use for TLS (running._without_ssl).
     assert "asyncio" in modules
     assert "ssl" not in modules
-    # Nor pathlib: a unix:// DOCKER_HOST needs no context file nor TLS material, nor
-    # urllib.parse to be read (upstream.py).
+    # Nor pathlib: neither a unix:// DOCKER_HOST nor a config.json without a context needs a
+    # context file nor TLS material, nor urllib.parse to be read (upstream.py).
     assert _loaded(modules, ("pathlib", "urllib")) == set()
     # Nor tempfile and shutil: the socket's directory and the spool are made without them
     # (scratch.py), and the command is found as exec finds it (running._found).
