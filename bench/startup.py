@@ -13,12 +13,17 @@ with PYTHONDONTWRITEBYTECODE would otherwise compile every module it imports, ev
 
     python bench/startup.py [--pairs 20]     # against the daemon DOCKER_HOST names
     python bench/startup.py --marks 20       # when each step of `run -q` happens
+    python bench/startup.py --floors         # the floors too (bench/startupfloor.py)
 
 `--marks` times the steps of `docktap run -q -o CAP -- docker version` instead (README.md's
 timeline): docktap is run by `python -c` with a few functions wrapped to note when they are
 called (the recorder's fork, the socket's listen, the command's start and reaping, the relay's
 first accept, the recorder's wait for its settings, each process's exit), and the medians are
 printed, in ms from the start of the interpreter's process.
+
+`--floors` adds, to the same rounds, `docker version` through the least a Python relay can be
+(bench/startupfloor.py): asyncio's streams, a select loop, each with and without a fork that
+imports the recorder's engine. What `run -q` adds beyond the floor is docktap's own.
 """
 
 from __future__ import annotations
@@ -139,6 +144,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--marks", type=int, metavar="RUNS", help="time the steps of a run")
+    parser.add_argument("--floors", action="store_true", help="time bare relays too")
     args = parser.parse_args()
     compileall.compile_dir(os.path.dirname(docktap.__file__), quiet=1)
     if args.marks:
@@ -162,6 +168,14 @@ def main() -> int:
             "docktap --help": [*DOCKTAP, "--help"],
             "docktap show (small capture)": [*DOCKTAP, "show", str(small)],
         }  # fmt: skip
+        if args.floors:
+            floor = [sys.executable, str(Path(__file__).with_name("startupfloor.py"))]
+            for loop in ("asyncio", "selectors"):
+                for recorder in ("--no-recorder", "--recorder"):
+                    name = f"floor: {loop} relay" + (
+                        ", recorder's imports" if recorder == "--recorder" else ""
+                    )
+                    cases[name] = [*floor, loop, recorder, "--", "docker", "version"]
         walls: dict[str, list[float]] = {name: [] for name in cases}
         cpus: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(args.pairs):
@@ -187,6 +201,12 @@ def main() -> int:
     )
     rows = statistics.median(walls[ROWS]) - statistics.median(walls["docker version"])
     print(f"With its live rows, `docktap run` adds {rows * 1000:.1f} ms of wall time.")
+    for name in cases:
+        if name.startswith("floor: "):
+            floor_added = statistics.median(walls[name]) - statistics.median(
+                walls["docker version"]
+            )
+            print(f"The {name[7:]} adds {floor_added * 1000:.1f} ms.")
     return 0
 
 
