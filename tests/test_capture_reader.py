@@ -872,3 +872,29 @@ def _left_as_loaded(path: Path, body: bytes) -> None:
         whole.response_body_size,
         whole.response_sha256,
     )
+
+
+def test_a_decision_written_before_its_request_still_reaches_it() -> None:
+    # Captures written before the recorder kept a pipelined request's decision for after its
+    # record hold it first: the reader keeps it until its request comes, and only until the
+    # connection closes.
+    encoder = RecordEncoder(WALL, MONO)
+    records = [encoder.header("unix:///x", None, "0.1.0"), encoder.opened(1, None, MONO)]
+
+    def request(seq: int) -> Record:
+        return {
+            "type": "request", "conn": 1, "seq": seq, "dir": "client", "method": "POST",
+            "target": "/containers/c/kill", "http_version": "1.1", "headers": [],
+            "operation": "ContainerKill", "api_version": None, "t": WALL, "mono": 0.0,
+        }  # fmt: skip
+
+    def decision(seq: int, allowed: bool) -> Record:
+        return encoder.decision(1, seq, allowed, True, "ContainerKill", "why", "msg", MONO)
+
+    records += [request(1), decision(1, True), decision(2, False), decision(3, False)]
+    records += [request(2), encoder.encode(Closed(1, MONO))[0]]
+    capture = loads("".join(dumps(r) + "\n" for r in records))
+    first, second = capture.exchanges
+    assert [d.allowed for d in first.decisions] == [True]
+    assert [d.allowed for d in second.decisions] == [False]
+    assert second.parts[0] is second.request  # the request first, as the record order is now

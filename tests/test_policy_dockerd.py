@@ -492,3 +492,43 @@ def test_a_client_sending_behind_a_denial_behind_a_long_poll_is_paused_not_buffe
     finally:
         proxy.stop()
         dockerd.docker("rm", "-f", name, check=False)
+
+
+def test_a_clients_half_close_reaches_the_daemon_before_the_denial_behind_a_long_poll(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    # A raw client pipelines `GET /events`, which dockerd ends when its client's input ends,
+    # and a denied kill, then half-closes, as curl and `docker run -i` end their input. The
+    # half-close waited for the 403, which waited for the events' end, which waited for the
+    # half-close: the client hung. Nothing after the poll is owed to the daemon, so the
+    # half-close goes on at once: the events end, then the 403 comes, then the close.
+    policy = tmp_path / "events.yaml"
+    policy.write_text(
+        "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+        '  - {operation: SystemEvents, request: "GET /events"}\n'
+    )
+    proxy = Proxy(dockerd, tmp_path, "-q", "--policy", str(policy))
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(60)
+            client.connect(str(proxy.socket))
+            client.sendall(
+                b"GET /v1.41/events HTTP/1.1\r\nHost: docker\r\n\r\n"
+                b"POST /v1.41/containers/nobody/kill HTTP/1.1\r\nHost: docker\r\n\r\n"
+            )
+            received = client.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200 OK\r\n"), received  # the poll is on
+            client.shutdown(socket.SHUT_WR)
+            while chunk := client.recv(65536):
+                received += chunk
+    finally:
+        capture = proxy.stop()
+    events, forbidden, denial = received.partition(b"HTTP/1.1 403 Forbidden\r\n")
+    assert forbidden and events.endswith(b"\r\n0\r\n\r\n"), received
+    assert b"docktap policy: denied POST /containers/nobody/kill" in denial
+    (polled, killed) = capture.exchanges
+    assert polled.operation == "SystemEvents" and polled.response_complete
+    assert killed.status == 403 and not killed.decisions[0].allowed
+    # Its decision is recorded after its request: the request waited for the poll's end.
+    order = [(r["type"], r.get("seq")) for r in capture.records if r.get("conn") == killed.conn]
+    assert order.index(("request", 2)) < order.index(("decision", 2))

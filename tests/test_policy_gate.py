@@ -516,3 +516,86 @@ def test_the_body_of_a_request_that_may_hijack_goes_on_before_the_daemon_answers
     g.from_client(upload + b"abc")
     g.from_daemon(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # before the body's end
     assert forwarded(g.from_client(b"def" + PING)) == b"def" + PING and not g.raw
+
+
+def _split(stream: bytes, whole: bool) -> list[bytes]:
+    return [stream] if whole else [bytes([b]) for b in stream]
+
+
+def test_the_clients_end_of_input_goes_on_before_the_denials_owed_to_it() -> None:
+    # The client pipelines a request the daemon answers slowly (a long poll), two denials,
+    # then half-closes. The half-close went on only once the daemon had answered and the 403s
+    # were out; but Go's server ends a long poll when its client's input ends, so the client
+    # waited for ever. Nothing after the poll is owed to the daemon: the end of input goes now,
+    # and the denials queue behind the poll, decided and answered in their turn.
+    denied = create(b'{"Image":"alpine"}')
+    stream = PING + denied + DENIED[2]
+    for whole in (True, False):
+        g = gate()
+        actions = [a for read in _split(stream, whole) for a in g.from_client(read)]
+        assert forwarded(actions) == PING and answers(actions) == []
+        assert [a.seq for a in actions if isinstance(a, Decided)] == [1, 2]
+        at_end = g.client_eof()
+        assert at_end[-1] == EndOfInput() and answers(at_end) == []
+        assert [(a.seq, a.decision.allowed) for a in at_end if isinstance(a, Decided)] == [
+            (3, False)
+        ]
+        assert g.held == 0
+        then = g.from_daemon(PONG)
+        first, second = answers(then)
+        assert b"image alpine not allowed" in first.data and not first.close
+        assert b"denied DELETE /containers/c" in second.data
+        assert then == [first, second]  # no end of input again, nothing forwarded
+        assert g.from_daemon(PONG) == []
+
+
+def test_the_end_of_input_waits_for_an_allowed_request_behind_a_denial() -> None:
+    # What the daemon is owed goes first: a request the policy allows, held behind a denial,
+    # reaches the daemon before the end of input does.
+    stream = PING + create(b'{"Image":"alpine"}') + create(b'{"Image":"bb"}')
+    for whole in (True, False):
+        g = gate()
+        for read in _split(stream, whole):
+            g.from_client(read)
+        assert g.client_eof() == []
+        then = g.from_daemon(PONG)
+        (answer,) = answers(then)
+        assert then.index(answer) == 0
+        assert forwarded(then) == create(b'{"Image":"bb"}') and then[-1] == EndOfInput()
+
+
+def test_the_end_of_input_goes_at_once_behind_a_denial_that_closes() -> None:
+    # What follows a denial that closes is never read: nothing more is owed to the daemon.
+    stream = PING + create(b'{"Image":"alpine"}', b"1.0") + PING
+    for whole in (True, False):
+        g = gate()
+        for read in _split(stream, whole):
+            g.from_client(read)
+        assert g.client_eof() == [EndOfInput()]
+        then = g.from_daemon(PONG)
+        (answer,) = answers(then)
+        assert answer.close and then == [answer]
+
+
+def test_the_end_of_input_goes_on_while_a_hijack_is_undecided_with_nothing_after_it() -> None:
+    attach = b"POST /containers/c/attach?stream=1 HTTP/1.1\r\nHost: d\r\nUpgrade: tcp\r\n\r\n"
+    for answer, raw in ((b"HTTP/1.1 101 UPGRADED\r\n\r\n", True), (PONG, False)):
+        g = gate()
+        g.from_client(attach)
+        assert g.client_eof() == [EndOfInput()]
+        assert g.from_daemon(answer) == [] and g.raw is raw  # and only once
+    g = gate()
+    g.from_client(attach + b"stdin")  # the stdin goes raw or is decided: it goes first
+    assert g.client_eof() == []
+    assert g.from_daemon(b"HTTP/1.1 101 UPGRADED\r\n\r\n") == [Forward(b"stdin"), EndOfInput()]
+
+
+def test_once_the_daemon_has_closed_nothing_more_is_decided_or_answered() -> None:
+    # The relay ends the client's side with the daemon's: an answer after it cannot be written.
+    g = gate()
+    g.from_client(PING + DENIED[2])
+    g.daemon_eof()
+    assert g.from_client(DENIED[2] + PING) == [] and g.client_eof() == [] and g.held == 0
+    g = gate(enforce=False)
+    g.daemon_eof()
+    assert g.from_client(DENIED[2]) == []

@@ -104,3 +104,68 @@ def test_a_close_that_is_not_clean_leaves_no_footer_and_closing_twice_writes_not
     recorder.close(12.0)
     assert _types(out.text) == ["capture", "open"]
     assert not loads(out.text).complete
+
+
+PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
+KILL = b"POST /v1.41/containers/c/kill HTTP/1.1\r\nHost: docker\r\n\r\n"
+PONG = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK"
+FORBIDDEN = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def _decision(seq: int | None, allowed: bool) -> dict[str, object]:
+    return {"seq": seq, "allowed": allowed, "enforced": True, "operation": None}
+
+
+def _order(text: str) -> list[tuple[str, object]]:
+    records = [json.loads(line) for line in text.splitlines()]
+    return [(r["type"], r.get("seq")) for r in records if r["type"] not in ("capture", "open")]
+
+
+def test_a_decision_is_written_after_its_requests_record() -> None:
+    # Two requests pipelined, the second denied: the guard decides both as they arrive, the
+    # observer reads the second only once the first exchange is over. The second's decision
+    # came before its request's record, and readers dropped it.
+    recorder, out, _ = _engine()
+    recorder.start("unix:///d", None)
+    recorder.opened(1, None, 10.0)
+    recorder.data(1, Direction.CLIENT, PING + KILL, 10.1)
+    recorder.decided(1, _decision(1, True), 10.1)
+    recorder.decided(1, _decision(2, False), 10.1)
+    recorder.decided(1, _decision(None, False), 10.1)  # bytes after them that were no request
+    recorder.data(1, Direction.DAEMON, PONG, 10.2)
+    recorder.data(1, Direction.DAEMON, FORBIDDEN, 10.3)
+    recorder.closed(1, 10.4)
+    recorder.close(10.5)
+    assert _order(out.text) == [
+        ("request", 1),
+        ("end", 1),
+        ("decision", 1),
+        ("response", 1),
+        ("body", 1),
+        ("end", 1),
+        ("request", 2),
+        ("decision", 2),
+        ("decision", None),
+        ("end", 2),
+        ("response", 2),
+        ("body", 2),
+        ("end", 2),
+        ("close", None),
+        ("end-of-capture", None),
+    ]
+    (_, killed) = loads(out.text).exchanges
+    assert [d.allowed for d in killed.decisions] == [False]
+
+
+def test_a_decision_on_a_request_never_read_is_written_before_the_close() -> None:
+    recorder, out, _ = _engine()
+    recorder.start("unix:///d", None)
+    recorder.opened(1, None, 10.0)
+    recorder.data(1, Direction.CLIENT, PING + KILL, 10.1)
+    recorder.decided(1, _decision(1, True), 10.1)
+    recorder.decided(1, _decision(2, False), 10.1)
+    recorder.closed(1, 10.2)  # the client went before the daemon answered the first
+    recorder.close(10.3)
+    order = _order(out.text)
+    assert order.index(("decision", 2)) == order.index(("close", None)) - 1
+    assert order.count(("decision", 2)) == 1

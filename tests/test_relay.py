@@ -719,3 +719,83 @@ def test_a_client_that_sends_denied_requests_and_reads_nothing_is_paused(tmp_pat
         assert response.count(b"HTTP/1.1 403 Forbidden\r\n") == len(requests) // len(denied)
 
     asyncio.run(main())
+
+
+_ALLOW_PING = (
+    "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+    '  - {operation: SystemPing, request: "GET /_ping"}\n'
+)
+_PING_REQUEST = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"
+_DENIED_DELETE = b"DELETE /containers/c HTTP/1.1\r\nHost: d\r\n\r\n"
+
+
+async def _answered_then_closed(
+    tmp_path: Path, answer: bytes, sends: list[bytes]
+) -> tuple[list[bytes], list[dict[str, object]]]:
+    """A daemon that reads one ping, answers `answer` and closes; a client that sends each of
+    `sends` after it has read all it was sent before (its end, the first time), then
+    half-closes. What the client read each time, and the loop's errors."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+
+    async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(len(_PING_REQUEST))
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    up = tmp_path / "up.sock"
+    await _upstream(up, daemon)
+    tap = RecordingTap()
+    relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(loads(_ALLOW_PING)))
+    sock = tmp_path / "relay.sock"
+    await relay.listen(Endpoint(path=str(sock)))
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.setblocking(False)
+    await loop.sock_connect(client, str(sock))
+    reads: list[bytes] = []
+    for data in sends:
+        await loop.sock_sendall(client, data)
+        if not reads:
+            got = b""
+            while chunk := await loop.sock_recv(client, 65536):
+                got += chunk
+            reads.append(got)
+    client.shutdown(socket.SHUT_WR)
+    await asyncio.wait_for(tap.all_closed.wait(), 5)
+    reads.append(await loop.sock_recv(client, 65536))
+    client.close()
+    await relay.close()
+    return reads, errors
+
+
+def test_after_the_daemon_has_closed_docktap_answers_nothing_more(tmp_path: Path) -> None:
+    # The daemon answers with `Connection: close` and closes, and docktap ends the client's
+    # side with it. A denied request the client sent after that was answered all the same:
+    # a write after write_eof, which raised in the relay's callback and cut the connection.
+    answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK"
+    reads, errors = asyncio.run(
+        _answered_then_closed(tmp_path, answer, [_PING_REQUEST, _DENIED_DELETE])
+    )
+    assert reads == [answer, b""] and errors == []
+
+
+def test_a_denial_behind_an_answer_the_daemon_closes_on(tmp_path: Path) -> None:
+    # Pipelined behind a ping, a denial waits for the daemon's answer. Framed by its length,
+    # that answer ends before the close, and the 403 comes between them. Read to the close
+    # (HTTP/1.0, no length), it ends only with the connection: nothing can come after it that
+    # the client would not read as its body, and Go's server reads no request after it, so
+    # docktap adds nothing to it.
+    framed = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK"
+    (tmp_path / "framed").mkdir()
+    (got, after), errors = asyncio.run(
+        _answered_then_closed(tmp_path / "framed", framed, [_PING_REQUEST + _DENIED_DELETE])
+    )
+    assert got.startswith(framed + b"HTTP/1.1 403 Forbidden\r\n") and after == b""
+    assert b"denied DELETE /containers/c" in got and errors == []
+    to_the_close = b"HTTP/1.0 200 OK\r\n\r\nOK, and on to the close"
+    (got, after), errors = asyncio.run(
+        _answered_then_closed(tmp_path, to_the_close, [_PING_REQUEST + _DENIED_DELETE])
+    )
+    assert got == to_the_close and after == b"" and errors == []

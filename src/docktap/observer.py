@@ -614,6 +614,11 @@ class ConnectionObserver:
         return self._take()
 
     @property
+    def requests(self) -> int:
+        """How many requests it has read: the seq of the last one."""
+        return self._seq
+
+    @property
     def held(self) -> int:
         """Bytes received and not parsed yet: unfinished heads, or requests waiting their turn."""
         return len(self._client.pending) + len(self._daemon.pending)
@@ -1051,6 +1056,11 @@ class Observer:
     def held(self) -> int:
         """Bytes all connections hold unparsed; never more than the budget between calls."""
         return self._budget.total
+
+    def requests(self, conn: int) -> int:
+        """How many requests of connection `conn` it has read (0 once it is closed)."""
+        observer = self._conns.get(conn)
+        return 0 if observer is None else observer.requests
 
     def feed(self, conn: int, direction: Direction, data: bytes, t: float) -> list[Event]:
         observer = self._get(conn)

@@ -378,10 +378,18 @@ class _Pipe:
                 self.close()
             return
         peer = self.other(side)
-        if side is self.client and self.gate is not None:
-            self.apply(self.gate.client_eof())
-        elif self.flows_to(peer) and peer.open and peer.transport is not None:
-            peer.transport.write_eof()
+        gate = self.gate
+        if side is self.client and gate is not None:
+            self.apply(gate.client_eof())
+        else:
+            if gate is not None:
+                # The client's side ends here: the gate answers nothing after it (a write
+                # after write_eof raised, and took the relay's callback down with it).
+                gate.daemon_eof()
+                if self.held_back:
+                    self.hold_client()
+            if self.flows_to(peer) and peer.open and peer.transport is not None:
+                peer.transport.write_eof()
         both_done = self.client.eof and self.daemon.eof
         # With no daemon behind us, a client that stops sending has nothing more to wait for.
         if both_done or (side is self.client and self.failure is not None):

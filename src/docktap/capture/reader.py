@@ -919,6 +919,10 @@ class Assembler:
         self.incidents: list[Incident] = []  # kept only with `keep`
         self._troubled: dict[int, Incident] = {}  # per connection, its latest incident
         self._pending: dict[int, dict[int, Exchange]] = {}  # per connection, not ended yet
+        # Decisions read before their request: older captures may hold the guard's decision
+        # on a pipelined request ahead of the request's own record (the recorder now keeps it
+        # for after).
+        self._early: dict[tuple[int, int], list[Decision]] = {}
 
     def feed(self, record: Record) -> list[Exchange]:
         index = self.fed
@@ -944,6 +948,8 @@ class Assembler:
             ex = self.exchanges.get((part.conn, part.seq))
             if ex is not None:
                 ex.add(part)
+            elif isinstance(part, Decision) and self._ahead(part):
+                self._early.setdefault((part.conn, part.seq), []).append(part)
             return []
         if kind is Close:
             return self._close(part)  # type: ignore[arg-type]
@@ -982,6 +988,11 @@ class Assembler:
                 self.settled(incident)
         return incident
 
+    def _ahead(self, part: ExchangePart) -> bool:
+        """Whether the part names an exchange its connection has not started yet."""
+        connection = self.connections.get(part.conn)
+        return isinstance(part.seq, int) and part.seq > (connection.exchanges if connection else 0)
+
     def _connection(self, conn: int) -> Connection:
         connection = self.connections.get(conn)
         if connection is None:
@@ -997,6 +1008,9 @@ class Assembler:
         if pending is None:
             pending = self._pending[head.conn] = {}
         pending[head.seq] = ex
+        if self._early:
+            for decision in self._early.pop((head.conn, head.seq), ()):
+                ex.add(decision)
 
     def _end(self, end: BodyEnd) -> list[Exchange]:
         ex = self.exchanges.get((end.conn, end.seq))
@@ -1015,6 +1029,9 @@ class Assembler:
 
     def _close(self, close: Close) -> list[Exchange]:
         conn = close.conn
+        if self._early:  # decisions on requests the connection never recorded
+            for key in [key for key in self._early if key[0] == conn]:
+                del self._early[key]
         self._connection(conn).closed_mono = close.mono
         done: list[Exchange] = []
         for ex in self._pending.pop(conn, {}).values():

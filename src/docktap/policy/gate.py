@@ -93,8 +93,9 @@ class Gate:
         self._raw = bytearray()
         self._read = 0
         self._body = bytearray()
-        self._queued: Answer | None = None
+        self._queued: list[Answer] = []  # denials answered once the daemon's answers are out
         self._eof = False
+        self._input_ended = False  # EndOfInput is given: nothing more goes to the daemon
         # The daemon's side: requests forwarded whose response has not ended, each (method,
         # whether it may hijack), the response head being read and the body reader.
         self._outstanding: deque[tuple[str, bool]] = deque()
@@ -146,10 +147,40 @@ class Gate:
         return actions
 
     def client_eof(self) -> list[Action]:
+        """The client has sent all it will. Its half-close goes on to the daemon as soon as all
+        it sent before that the daemon is owed has gone, not after the answers docktap owes the
+        client: the daemon may be waiting for it (Go's server ends a long poll, `GET /events`,
+        once its client's input ends), while a denial behind that poll waits for the poll."""
         self._eof = True
         actions: list[Action] = []
         self._advance(actions)
+        if self._state == "answer":
+            self._decide_ahead(actions)
+        elif self._state == "hijack" and not self._buf:
+            self._end_input(actions)
         return actions
+
+    def _decide_ahead(self, actions: list[Action]) -> None:
+        """At the client's end, decide what waits behind a denial now if it holds only denials
+        (or the rest of a request never finished): their answers queue behind the first, and
+        nothing more is owed to the daemon. A request the policy allows must reach the daemon
+        before the end of input does, and waits for its turn as before."""
+        if self._buf and not self._queued[-1].close:
+            ahead = Gate(self._policy, self._uid, self._exe, self._enforce, self._max_body)
+            ahead._seq, ahead._after_post = self._seq, self._after_post
+            decided = ahead.from_client(bytes(self._buf)) + ahead.client_eof()
+            if any(isinstance(a, Decided) and a.decision.allowed for a in decided):
+                return
+            self._seq = ahead._seq
+            actions += [a for a in decided if isinstance(a, Decided)]
+            self._queued += [a for a in decided if isinstance(a, Answer)]
+        self._buf.clear()  # decided, or dropped with a denial that closes
+        self._end_input(actions)
+
+    def _end_input(self, actions: list[Action]) -> None:
+        if not self._input_ended:
+            self._input_ended = True
+            actions.append(EndOfInput())
 
     def _advance(self, actions: list[Action], data: bytes = b"", pos: int = 0) -> None:
         """Decide what can be decided of the bytes held and data[pos:] after them."""
@@ -180,7 +211,7 @@ class Gate:
             self._buf += memoryview(data)[pos:]
         if self._eof and self._state in ("head", "stream", "body", "raw") and not self._held:
             self._state = "closed"
-            actions.append(EndOfInput())
+            self._end_input(actions)
 
     @property
     def _held(self) -> bool:
@@ -348,7 +379,7 @@ class Gate:
         close = not parsed.keep_alive or not whole
         answer = Answer(forbidden(decision.message, raw, close), close)
         if self._outstanding and not self._responses_lost:
-            self._queued = answer
+            self._queued.append(answer)
             self._state = "answer"
         else:
             actions.append(answer)
@@ -381,13 +412,24 @@ class Gate:
             forbidden(decision.message, self._pending_head if held else b"", True), True
         )
         if self._outstanding and not self._responses_lost:
-            self._queued = answer
+            self._queued.append(answer)
             self._state = "answer"
         else:
             actions.append(answer)
             self._state = "closed"
 
     # -- the daemon's side ---------------------------------------------------------------
+
+    def daemon_eof(self) -> None:
+        """The daemon has sent all it will, and the relay ends the client's side with it: nothing
+        more is decided or answered. What waits for the daemon's answers stays unanswered, as
+        the daemon leaves it: behind an answer it never sent, or one it ended by closing (read
+        to the close, a 403 after it would be read as the end of its body, and Go's server
+        reads nothing after an answer it closes on)."""
+        if self._state != "raw":
+            self._state = "closed"
+            self._buf.clear()
+            self._queued.clear()
 
     def from_daemon(self, data: bytes) -> list[Action]:
         """Follow the daemon's answers; what the gate held back for them may go now."""
@@ -469,11 +511,9 @@ class Gate:
             self._flush_answer(actions)
 
     def _flush_answer(self, actions: list[Action]) -> None:
-        answer = self._queued
-        assert answer is not None
-        self._queued = None
-        actions.append(answer)
-        if answer.close:
+        answers, self._queued = self._queued, []
+        actions += answers
+        if answers[-1].close:
             self._state = "closed"
             self._buf.clear()  # what the client sent after a denial that closes is never read
         else:
@@ -487,7 +527,7 @@ class Gate:
             actions.append(Forward(bytes(self._buf)))
             self._buf.clear()
         if self._eof:
-            actions.append(EndOfInput())
+            self._end_input(actions)
 
     def _lose_responses(self, actions: list[Action]) -> None:
         """The daemon's answers cannot be followed: denials are answered at once from now."""

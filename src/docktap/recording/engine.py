@@ -15,7 +15,7 @@ from typing import Any
 from docktap import __version__
 from docktap.capture.format import Record, RecordEncoder
 from docktap.capture.writer import CaptureWriter
-from docktap.events import Direction, Event
+from docktap.events import Direction, Event, RequestHead
 from docktap.observer import Observer
 
 Listener = Callable[[list[Record]], None]
@@ -38,6 +38,9 @@ class Recorder:
         self.listeners = list(listeners or [])
         self._records: list[Record] = []
         self._closed = False
+        # Per connection, the guard's decisions on requests the observer has not read yet, each
+        # with the seq it waits for (None: bytes that were no request, after those before it).
+        self._waiting: dict[int, list[tuple[int | None, Record]]] = {}
 
     def start(
         self, upstream: str, command: list[str] | None, tls: dict[str, Any] | None = None
@@ -49,36 +52,79 @@ class Recorder:
         self._records.append(self.encoder.opened(conn, peer, t))
 
     def data(self, conn: int, direction: Direction, data: bytes, t: float) -> None:
-        self._encode(self.observer.feed(conn, direction, data, t))
+        events = self.observer.feed(conn, direction, data, t)
+        if conn in self._waiting:
+            self._encode_releasing(conn, events)
+        else:
+            self._encode(events)
 
     def eof(self, conn: int, direction: Direction, t: float) -> None:
-        self._encode(self.observer.feed_eof(conn, direction, t))
+        events = self.observer.feed_eof(conn, direction, t)
+        if conn in self._waiting:
+            self._encode_releasing(conn, events)
+        else:
+            self._encode(events)
 
     def closed(self, conn: int, t: float) -> None:
-        self._encode(self.observer.close(conn, t))
+        events = self.observer.close(conn, t)
+        waiting = self._waiting.pop(conn, None)
+        if waiting is None or not events:
+            self._encode(events)
+            return
+        # Decisions on requests never read (the connection closed while they waited their
+        # turn) go last, but before the connection's close.
+        self._encode(events[:-1])
+        self._records += [record for _, record in waiting]
+        self._encode(events[-1:])
 
     def _encode(self, events: list[Event]) -> None:
         encode = self.encoder.encode
         for event in events:
             self._records.extend(encode(event))
 
+    def _encode_releasing(self, conn: int, events: list[Event]) -> None:
+        """Encode, and write each waiting decision right after its request's record."""
+        encode = self.encoder.encode
+        waiting = self._waiting[conn]
+        for event in events:
+            self._records.extend(encode(event))
+            if isinstance(event, RequestHead):
+                self._release(waiting, event.seq)
+        if not waiting:
+            del self._waiting[conn]
+
+    def _release(self, waiting: list[tuple[int | None, Record]], read: int) -> None:
+        while waiting and (waiting[0][0] is None or waiting[0][0] <= read):
+            self._records.append(waiting.pop(0)[1])
+
     def upstream_failed(self, conn: int, message: str, t: float) -> None:
         self._records.append(self.encoder.failure(conn, "upstream", message, t))
 
     def decided(self, conn: int, decision: dict[str, Any], t: float) -> None:
-        """The guard's decision; the observer's records of the request are written first."""
-        self._records.append(
-            self.encoder.decision(
-                conn,
-                decision.get("seq"),
-                bool(decision.get("allowed")),
-                bool(decision.get("enforced")),
-                decision.get("operation"),
-                str(decision.get("reason", "")),
-                str(decision.get("message", "")),
-                t,
-            )
+        """The guard's decision, written after its request's record.
+
+        The guard decides a request as it arrives; the observer reads a connection's requests
+        one exchange at a time, as dockerd serves them, so a request pipelined behind another
+        is recorded only once the exchange before it is over. Its decision waits for it, and
+        one on bytes that were no request waits behind those before it."""
+        seq = decision.get("seq")
+        record = self.encoder.decision(
+            conn,
+            seq,
+            bool(decision.get("allowed")),
+            bool(decision.get("enforced")),
+            decision.get("operation"),
+            str(decision.get("reason", "")),
+            str(decision.get("message", "")),
+            t,
         )
+        waiting = self._waiting.get(conn)
+        if waiting is None and (seq is None or seq <= self.observer.requests(conn)):
+            self._records.append(record)
+        elif waiting is None:
+            self._waiting[conn] = [(seq, record)]
+        else:
+            waiting.append((seq, record))
 
     def flush(self) -> None:
         records, self._records = self._records, []
