@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -142,6 +145,100 @@ def test_default_socket_when_nothing_is_configured(tmp_path: Path) -> None:
     assert resolve_upstream(None, {"HOME": str(tmp_path / "nohome")}) == Endpoint(
         path=DEFAULT_SOCKET
     )
+
+
+#: Both docker CLIs of this machine: each trims -H and DOCKER_HOST the same way.
+CLIS = ("/usr/local/bin/docker", "/usr/bin/docker")
+#: The spaces Go's strings.TrimSpace takes off, and one Python's str.strip() would take too.
+_AROUND = [(" ", " "), ("\t", "\n"), ("\xa0", "\u3000"), ("\r\v", "\u2028\x85")]
+
+
+@pytest.mark.parametrize(("before", "after"), _AROUND)
+def test_docker_host_and_the_explicit_url_are_trimmed_as_the_docker_cli_trims_them(
+    tmp_path: Path, before: str, after: str
+) -> None:
+    url = f"{before}unix:///d.sock{after}"
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_HOST": url}
+    assert resolve_upstream(None, env) == Endpoint(path="/d.sock")
+    assert resolve_upstream(url, {"DOCKER_CONFIG": str(tmp_path)}) == Endpoint(path="/d.sock")
+    tcp = f"{before}{TCP}{after}"
+    assert resolve_upstream(tcp, {}) == Endpoint(host="daemon.example", port=2376)
+
+
+def test_a_blank_docker_host_is_the_default_daemon_not_the_context(tmp_path: Path) -> None:
+    """Blank once trimmed, DOCKER_HOST (or -H) still counts as given: the CLI skips the
+    current context and takes its default daemon, on TCP with TLS when TLS is asked for."""
+    _context(tmp_path, "remote", "unix:///from/context.sock")
+    env = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_CONTEXT": "remote", "DOCKER_HOST": " \t"}
+    assert resolve_upstream(None, env) == Endpoint(path=DEFAULT_SOCKET)
+    assert resolve_upstream("\n", {"DOCKER_CONFIG": str(tmp_path)}) == Endpoint(path=DEFAULT_SOCKET)
+    tls = dict(env, DOCKER_TLS="1")
+    assert resolve_upstream(None, tls) == Endpoint(
+        host="localhost", port=2376, tls=TLSSettings(False)
+    )
+    nothing = {"DOCKER_CONFIG": str(tmp_path), "DOCKER_TLS": "1"}
+    assert resolve_upstream(None, nothing) == resolve_upstream(None, tls)
+
+
+@pytest.mark.parametrize("url", ["unix:///d.sock\x1c", "unix:///d\t.sock", "unix:///d.s\x7fock"])
+def test_a_control_character_left_after_trimming_is_refused(url: str) -> None:
+    """Go's url.Parse refuses it, where urllib.parse would drop a tab and read another path;
+    U+001C is no space to Go, though str.strip() would take it off."""
+    with pytest.raises(EndpointError, match="invalid control character"):
+        resolve_upstream(None, {"DOCKER_HOST": url})
+
+
+def _cli_daemon(cli: str, env: dict[str, str]) -> str | None:
+    """The daemon URL the docker CLI names when it cannot reach it, or None when it refused
+    the URL itself."""
+    proc = subprocess.run(
+        [cli, "version", "--format", "{{.Server.Version}}"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stdout
+    found = re.search(r"Cannot connect to the Docker daemon at (\S+?)\. ", proc.stderr)
+    if found is None:
+        assert "invalid control character" in proc.stderr, proc.stderr
+        return None
+    return found.group(1)
+
+
+@pytest.mark.skipif(not all(os.path.isfile(cli) for cli in CLIS), reason="needs both docker CLIs")
+@pytest.mark.parametrize("cli", CLIS)
+@pytest.mark.parametrize(
+    "host",
+    [
+        "unix://{sock} ",
+        " \tunix://{sock}\n",
+        "\xa0unix://{sock}\u3000",
+        "  ",
+        "unix://{sock}\x1c",
+    ],
+)
+def test_the_daemon_is_the_one_the_real_docker_cli_names(
+    tmp_path: Path, cli: str, host: str
+) -> None:
+    """Each CLI, given a DOCKER_HOST where no daemon listens, says which daemon it tried."""
+    _context(tmp_path, "remote", "unix:///from/context.sock")
+    docker_host = host.format(sock=tmp_path / "none.sock")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "DOCKER_CONFIG": str(tmp_path),
+        "DOCKER_CONTEXT": "remote",
+        "DOCKER_HOST": docker_host,
+    }
+    named = _cli_daemon(cli, env)
+    if named is None:
+        with pytest.raises(EndpointError):
+            resolve_upstream(None, env)
+    else:
+        assert resolve_upstream(None, env).url == named
 
 
 def test_port_zero_is_kept_for_listeners_and_a_missing_port_is_dockers() -> None:

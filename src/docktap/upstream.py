@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from urllib.parse import SplitResult
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+#: The docker CLI's daemon when it is to speak TLS and is given no host (nor a context).
+DEFAULT_TLS_HOST = "tcp://localhost:2376"
+#: What Go's strings.TrimSpace takes off both ends of a string (unicode.IsSpace), as the
+#: docker CLI does to -H and DOCKER_HOST. Python's str.strip() would take U+001C..U+001F too,
+#: which the CLI keeps, and then refuses as control characters in a URL.
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 # The files the docker CLI looks for in DOCKER_CERT_PATH, and in a context's TLS directory.
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
 
@@ -247,6 +256,30 @@ def _pair(cert: str | None, key: str | None) -> tuple[str | None, str | None]:
     return cert, key
 
 
+def _tls_wanted(options: TLSOptions, env: Mapping[str, str]) -> bool:
+    """Whether the CLI speaks TLS to a daemon named by -H or DOCKER_HOST: --tls or
+    DOCKER_TLS, --tlsverify given either way, DOCKER_TLS_VERIFY set to anything."""
+    return bool(
+        options.tls
+        or options.verify is not None
+        or env.get("DOCKER_TLS_VERIFY")
+        or env.get("DOCKER_TLS")
+    )
+
+
+def _host(given: str, tls: bool) -> str:
+    """The daemon's URL as the docker CLI reads a -H or DOCKER_HOST (opts.ParseHost, in 20.10
+    and 28 alike): with the spaces around it trimmed, and blank meaning the default daemon.
+    A control character left in it is refused, as Go's url.Parse refuses it: urllib.parse
+    would drop a tab or a newline and relay to a socket the CLI never names."""
+    host = given.strip(_GO_SPACE)
+    if any(c < " " or c == "\x7f" for c in host):
+        raise EndpointError(f"invalid control character in daemon URL {host!r}")
+    if host:
+        return host
+    return DEFAULT_TLS_HOST if tls else f"unix://{DEFAULT_SOCKET}"
+
+
 def tls_from_options(options: TLSOptions, env: Mapping[str, str]) -> TLSSettings | None:
     """TLS for a URL or DOCKER_HOST, decided as the docker CLI decides it.
 
@@ -255,9 +288,9 @@ def tls_from_options(options: TLSOptions, env: Mapping[str, str]) -> TLSSettings
     key.pem in DOCKER_CERT_PATH (else the docker config directory); a default certificate or
     key that does not exist is not presented, and the CA is only read when verifying.
     """
-    verify = options.verify if options.verify is not None else bool(env.get("DOCKER_TLS_VERIFY"))
-    if not (options.tls or options.verify is not None or verify or env.get("DOCKER_TLS")):
+    if not _tls_wanted(options, env):
         return None
+    verify = options.verify if options.verify is not None else bool(env.get("DOCKER_TLS_VERIFY"))
     configured = env.get("DOCKER_CERT_PATH")
     from pathlib import Path
 
@@ -286,17 +319,22 @@ def resolve_upstream(
     env: Mapping[str, str] | None = None,
     options: TLSOptions | None = None,
 ) -> Endpoint:
-    """The daemon to relay to: explicit URL, DOCKER_HOST, docker context, default socket.
+    """The daemon to relay to: explicit URL (the CLI's -H), DOCKER_HOST, docker context, the
+    default daemon: /var/run/docker.sock, or tcp://localhost:2376 when TLS is asked for.
 
+    An explicit URL or DOCKER_HOST is read as the CLI reads it (`_host`): one that is blank
+    once trimmed still names the default daemon rather than leaving it to a context.
     A `tcp://` daemon gets its TLS settings; options given on docktap's command line win over
     a context's. TLS options for a unix socket or ssh are an error, TLS variables are not (the
     CLI ignores them there too).
     """
     env = os.environ if env is None else env
     options = TLSOptions() if options is None else options
-    context = None if explicit or env.get("DOCKER_HOST") else _current_context(env)
-    url = explicit or env.get("DOCKER_HOST") or (context.host if context else None)
-    endpoint = parse_endpoint(url) if url else Endpoint(path=DEFAULT_SOCKET)
+    given = explicit if explicit is not None else env.get("DOCKER_HOST") or None
+    context = _current_context(env) if given is None else None
+    tls_wanted = _tls_wanted(options, env)
+    url = context.host if context is not None else _host(given or "", tls_wanted)
+    endpoint = parse_endpoint(url)
     if endpoint.path is not None or endpoint.ssh is not None:
         if options.given:
             raise EndpointError(f"TLS options apply to tcp:// daemons, not to {endpoint.url}")
