@@ -97,12 +97,8 @@ def test_a_symlink_renamed_over_the_new_socket_does_not_get_its_mode(
     sock = shared / "docker.sock"
     seen: list[int] = []
 
-    async def attacker() -> None:
+    def attacker() -> None:
         """Swap a link in as soon as the socket shows up at its path."""
-        for _ in range(1000):
-            if os.path.lexists(sock):
-                break
-            await asyncio.sleep(0)  # a turn of the loop, not a wait for time
         seen.append(stat.S_IMODE(os.lstat(sock).st_mode))
         planted = shared / "planted"
         planted.symlink_to(victim)
@@ -110,9 +106,11 @@ def test_a_symlink_renamed_over_the_new_socket_does_not_get_its_mode(
         os.rename(planted, sock)
 
     async def main() -> None:
-        swap = asyncio.get_running_loop().create_task(attacker())
+        # Binding gives the loop no turn, so the first moment anything else runs while the
+        # socket is at its path is when listen says it is ready, by returning: then it swaps.
+        assert not os.path.lexists(sock)
         server = await listen(Endpoint(path=str(sock)), _factory, socket_mode=0o666)
-        await swap
+        attacker()
         server.close()
         await server.wait_closed()
 
@@ -167,13 +165,16 @@ def test_the_cli_refuses_a_setuid_socket_before_listening(command: str, tmp_path
 
 
 class _Held(asyncio.Protocol):
-    """A connection the server keeps open, as a relayed one would be."""
+    """A connection the server keeps open, as a relayed one would be; `grown` is set as each
+    is made."""
 
-    def __init__(self, made: list[_Held]) -> None:
+    def __init__(self, made: list[_Held], grown: asyncio.Event) -> None:
         self.made = made
+        self.grown = grown
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.made.append(self)
+        self.grown.set()
 
 
 def _is_open(fd: int) -> bool:
@@ -216,8 +217,11 @@ def test_out_of_descriptors_waiting_clients_get_503_and_it_is_said_once(tmp_path
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda _, context: logged.append(context))
+        grown = asyncio.Event()
         server = await listen(
-            Endpoint(path=str(path)), lambda: _Held(held), shortage=DescriptorShortage(said.append)
+            Endpoint(path=str(path)),
+            lambda: _Held(held, grown),
+            shortage=DescriptorShortage(said.append),
         )
         clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(20)]
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -241,10 +245,11 @@ def test_out_of_descriptors_waiting_clients_get_503_and_it_is_said_once(tmp_path
                 body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
                 assert body["message"].startswith("docktap is out of file descriptors (Too many")
         # Descriptors are back: the next client is accepted as usual.
+        grown.clear()
         late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         late.connect(str(path))
-        while len(held) < 6:
-            await asyncio.sleep(0)  # turns of the loop until the accept
+        await asyncio.wait_for(grown.wait(), 30)  # the listener accepted it, made its protocol
+        assert len(held) == 6
         for client in [*clients, late]:
             client.close()
         server.close()

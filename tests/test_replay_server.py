@@ -353,12 +353,13 @@ def test_an_endless_stream_stays_open_until_the_client_leaves(tmp_path: Path) ->
         other.send("GET", "/_ping")
         await other.response()
         assert not reading.done()  # neither more bytes nor the end: the stream is open
+        assert server.connections == 2
         c.writer.close()
         reading.cancel()
         await c.writer.wait_closed()
-        # The server lets the connection go once the client has.
-        while len(server._tasks) > 1:
-            await asyncio.sleep(0)
+        # The server lets the connection go once the client has; the other's stays open.
+        await server.until_connections(1)
+        assert server.connections == 1
 
     _serve(capture, sock, client)
 

@@ -136,10 +136,23 @@ class ReplayServer:
             handle.close()
         self._files.clear()
 
+    @property
+    def connections(self) -> int:
+        """Client connections open now: accepted, and not yet let go."""
+        return len(self._tasks)
+
+    async def until_connections(self, at_most: int) -> None:
+        """Until no more than `at_most` client connections are open."""
+        await self._until(lambda: self.connections <= at_most)
+
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._served)
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._notify()
 
     # --- waiting on progress anywhere -------------------------------------------------
 
