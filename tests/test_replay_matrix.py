@@ -189,6 +189,28 @@ def test_build_on_the_default_network(
     assert b"Successfully tagged matrix-built-default:latest" in recorded.stdout
 
 
+def test_stats_of_a_container_replays_from_20_10_to_28_not_the_reverse(
+    dockerd: Daemon, tmp_path: Path, box: str
+) -> None:
+    """The CLI 20.10's `stats` asks for the daemon's version (its OS type), 28's reads that
+    from the ping: a capture made with 28 has no version answer for 20.10, and says so. The
+    stats request itself is the same from both (`stats?stream=0`)."""
+    script = f"docker stats --no-stream --format '{{{{.Name}}}} {{{{.PIDs}}}}' {box}"
+    recorded = _across(dockerd, tmp_path, ("/usr/bin/docker", "/usr/local/bin/docker"), script)
+    assert recorded.stdout == f"{box} 1\n".encode()  # exec sleep 600
+    capture = tmp_path / "stats-28.jsonl"
+    assert docktap_run(dockerd, capture, *_shell(CLIS["28"], script)).proc.returncode == 0
+    replayed = docktap(
+        "replay", str(capture), "-q", "--strict", "--", *_shell(CLIS["20.10"], script),
+        env=_offline_env(dockerd, tmp_path),
+    )  # fmt: skip
+    assert replayed.returncode == 8
+    assert (
+        b"Error response from daemon: docktap replay: no recorded exchange for GET /v1.41/version:"
+        b" the capture holds no SystemVersion at all: the client recorded never asked for it"
+    ) in replayed.stderr
+
+
 def test_events_since_until(dockerd: Daemon, tmp_path: Path, clis: tuple[str, str]) -> None:
     since = int(time.time()) - 1
     marker = f"matrix-events-{since}"

@@ -293,6 +293,26 @@ def test_a_miss_message_gives_two_reasons_at_most() -> None:
     )
 
 
+def test_a_miss_of_an_operation_never_recorded_names_no_closest_and_says_why() -> None:
+    """The docker CLI 20.10's `stats` asks for /version, which 28's never does: no recording
+    of another operation is any closer, and dockerd's answer is not in the capture."""
+    store = build_store(_recordings("run.jsonl"))
+    miss = _miss(store.match(Request.of("GET", "/v1.41/version", b"")))
+    assert miss.closest is None
+    assert miss.message == (
+        "docktap replay: no recorded exchange for GET /v1.41/version: the capture holds no "
+        "SystemVersion at all: the client recorded never asked for it (another client, or "
+        "another version of it, asks for other things: record with the client that replays)"
+    )
+    two = build_store(_recordings("run.jsonl", "a.jsonl") + _recordings("run.jsonl", "b.jsonl"))
+    message = _miss(two.match(Request.of("GET", "/version", b""))).message
+    assert "the captures hold no SystemVersion at all" in message
+    # An operation recorded, asked otherwise: the closest is still named.
+    wait = _named(store)["ContainerWait"]
+    other = Request.of("POST", wait.exchange.path + "?condition=next-exit", b"")
+    assert _miss(store.match(other)).closest is wait
+
+
 def test_a_miss_with_nothing_recorded() -> None:
     store = build_store([])
     miss = _miss(store.match(Request.of("GET", "/v1.41/version?x=1", b"")))

@@ -26,6 +26,7 @@ from docktap.replay.match import (
     with_aliases,
 )
 from docktap.replay.script import Piece, Recording, api_version, ping_recording
+from docktap.routes import operation_name
 
 #: Methods whose last recorded answer is repeated once their recordings are used up.
 DEFAULT_REPEAT = frozenset({"GET", "HEAD"})
@@ -97,6 +98,8 @@ class Miss:
         if self.closest is not None:
             why = ", ".join(self.reasons[:2]) or "identical"
             text += f"; closest: {self.label}, {why}"
+        elif self.reasons:
+            text += f": {self.reasons[0]}"
         return text
 
 
@@ -217,6 +220,19 @@ class Store:
     def _miss(self, request: Request, used_up: bool) -> Miss:
         if not self.recordings:
             return Miss(request, None, (), "")
+        operation = operation_name(request.method, split_target(request.target)[0])
+        if operation is not None and operation not in self._operations():
+            # Any recording named as the closest would be another operation: none is close.
+            # Clients differ in what they ask for the same command (the docker CLI 20.10's
+            # `stats` asks for the daemon's version, 28's reads it from the ping), and dockerd
+            # would answer it, but the replay has no answer of the daemon's to give.
+            held = "captures hold" if self.several_sources else "capture holds"
+            why = (
+                f"the {held} no {operation} at all: the client recorded never asked for it "
+                "(another client, or another version of it, asks for other things: record "
+                "with the client that replays)"
+            )
+            return Miss(request, None, (why,), "")
         closest = max(
             self.recordings,
             key=lambda r: closeness(self._requests[id(r)], request, self.options),
@@ -226,6 +242,12 @@ class Store:
             times = len(self._queues[request_key(request, self.options)])
             reasons = (f"recorded {times} time{'s' if times > 1 else ''}, all played",)
         return Miss(request, closest, reasons, self.label(closest))
+
+    def _operations(self) -> set[str | None]:
+        """The operations of the recordings, as routing names them now."""
+        return {
+            operation_name(r.method, split_target(r.target)[0]) for r in self._requests.values()
+        }
 
     def ready(self, play: Play, lenient: bool = False) -> bool:
         """Whether the play's next piece may be sent now: what preceded it has happened.
