@@ -216,29 +216,40 @@ def test_piped_output_follows_columns() -> None:
 
 
 def test_replay_misses_fit_the_width_in_colour_or_not() -> None:
-    ask = (
-        'curl -s --unix-socket "${DOCKER_HOST#unix://}" '
-        "'http://docker/v1.41/containers/a-container-nobody-recorded/json?all=1&size=true'"
+    socket = 'curl -s --unix-socket "${DOCKER_HOST#unix://}" '
+    # A wait the demo has, on a container it has not: its closest recording is named. An
+    # inspection it has none of: no recording is close, and the miss says why.
+    wait = socket + "-X POST 'http://docker/v1.41/containers/a-container-nobody-recorded/wait'"
+    inspect = (
+        socket + "'http://docker/v1.41/containers/a-container-nobody-recorded/json?all=1&size=true'"
     )
     demo = str(Path(__file__).parents[1] / "src/docktap/data/demo.jsonl")
+    replay = [*DOCKTAP, "replay", demo, "--width", "60", "--color"]
     for colour in ("never", "always"):
-        proc = subprocess.run(
-            [*DOCKTAP, "replay", demo, "--width", "60", "--color", colour, "--", "sh", "-c", ask],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-        said = proc.stderr.decode()
-        assert "no recorded exchange for GET" in said.replace("\n", " ")
-        assert (ANSI in said) == (colour == "always")
-        lines = said.splitlines()
-        # The command that shows the closest recording is one to copy: it is kept whole.
-        hint = [line for line in lines if line.startswith("  (`docktap show ")]
-        assert len(hint) == 1 and hint[0].endswith(" as recorded)")
-        for line in lines:
-            if line not in hint:
-                assert cell_len(line.replace("\x1b[33m", "").replace("\x1b[0m", "")) <= 60, line
+        for ask, method in ((wait, "POST"), (inspect, "GET")):
+            proc = subprocess.run(
+                [*replay, colour, "--", "sh", "-c", ask],
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=60,
+                check=False,
+            )
+            said = proc.stderr.decode()
+            assert f"no recorded exchange for {method}" in said.replace("\n", " ")
+            assert (ANSI in said) == (colour == "always")
+            lines = said.splitlines()
+            # The command that shows the closest recording is one to copy: it is kept whole.
+            hint = [line for line in lines if line.startswith("  (`docktap show ")]
+            if ask is wait:
+                assert len(hint) == 1 and hint[0].endswith(" as recorded)")
+            else:
+                assert hint == []
+                assert "holds no ContainerInspect at all" in " ".join(
+                    line.strip() for line in lines
+                )
+            for line in lines:
+                if line not in hint:
+                    assert cell_len(line.replace("\x1b[33m", "").replace("\x1b[0m", "")) <= 60, line
 
 
 def test_live_rows_of_proxy_take_the_width_and_colour(tmp_path: Path) -> None:
