@@ -29,9 +29,11 @@ def capture_of(
     *requests: tuple[str, str, str, Any],
     peer: dict[str, int] | None = PEER,
     status: int = 201,
+    answer_headers: tuple[tuple[str, str], ...] = (),
 ) -> Capture:
     """A capture of one connection carrying each (operation, method, target, body) in turn;
-    a body given as bytes is sent as written."""
+    a body given as bytes is sent as written. Each is answered `status`, with
+    `answer_headers` and no body."""
     records: list[dict[str, Any]] = [
         {"type": "capture", "format": FORMAT, "version": VERSION, "t": 1.0, "mono": 0.0},
         {"type": "open", "conn": 1, "peer": peer, "t": 1.0, "mono": 0.0},
@@ -54,7 +56,13 @@ def capture_of(
             },
             {"type": "body", "conn": 1, "seq": seq, "dir": "client", "text": data.decode()},
             {"type": "end", "conn": 1, "seq": seq, "dir": "client", "size": len(data)},
-            {"type": "response", "conn": 1, "seq": seq, "status": status, "headers": []},
+            {
+                "type": "response",
+                "conn": 1,
+                "seq": seq,
+                "status": status,
+                "headers": [list(header) for header in answer_headers],
+            },
             {"type": "end", "conn": 1, "seq": seq, "dir": "daemon", "size": 0},
         ]
     records.append({"type": "close", "conn": 1, "t": 9.0, "mono": 9.0})

@@ -38,7 +38,7 @@ from docktap.events import (
     StreamData,
     Unparsed,
 )
-from docktap.redact import Redactor, mask_value
+from docktap.redact import Redactor
 
 WALL = 1_700_000_000.0
 MONO = 500.0
@@ -232,7 +232,7 @@ def test_response_records_keep_informational_heads() -> None:
 
 
 def test_head_records_mask_credentials() -> None:
-    enc = encoder()
+    enc = RecordEncoder(WALL, MONO, redactor=Redactor(key=b"k"))
     auth = base64.urlsafe_b64encode(json.dumps({"username": "u", "password": "pw"}).encode())
     head = RequestHead(
         1,
@@ -247,7 +247,7 @@ def test_head_records_mask_credentials() -> None:
     line = dumps(record)
     assert "dTpwdw" not in line
     assert auth.decode() not in line
-    assert record["headers"][1] == ["Authorization", "Basic " + mask_value("dTpwdw==")]
+    assert record["headers"][1] == ["Authorization", "Basic " + Redactor(key=b"k").mask("dTpwdw==")]
 
 
 def test_no_redact_records_heads_as_sent() -> None:

@@ -621,9 +621,10 @@ sys.argv[0] = "docktap"
 runpy.run_module("docktap", run_name="__main__", alter_sys=True)
 """
 #: What the recorder imports only once a recording needs it (a query to mask, bytes that are
-#: not text), not as it starts: it is the last of a run's processes to finish, and its imports
-#: take CPU from the command's and the relay's on a machine of two cores.
-RECORDER_LATER = ("urllib", "ipaddress", "base64")
+#: not text, a body to hash, a secret to mask with its keyed digest), not as it starts: it is
+#: the last of a run's processes to finish, and its imports take CPU from the command's and the
+#: relay's on a machine of two cores.
+RECORDER_LATER = ("urllib", "ipaddress", "base64", "hashlib", "_hashlib", "hmac", "random")
 
 
 def test_the_recorder_starts_without_what_only_some_recordings_need(tmp_path: Path) -> None:

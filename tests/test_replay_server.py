@@ -14,10 +14,11 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import h11
 import pytest
-from synthetic import CANCELED, given_up_wait, large_download
+from synthetic import CANCELED, capture_of, given_up_wait, large_download
 from tapping import DOCKTAP, one
 
 from docktap.capture.reader import Capture, load, loads
@@ -194,6 +195,58 @@ def test_a_miss_is_a_docker_error_and_the_connection_carries_on(tmp_path: Path) 
 
     server = _serve(capture, sock, client)
     assert len(server.store.misses) == 1
+
+
+def _old_mask(secret: bytes) -> str:
+    """A secret as captures masked it before masks were keyed: its unsalted sha256."""
+    return f"<redacted len~8 sha256:{hashlib.sha256(secret).hexdigest()[:8]}>"
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [_old_mask(b"hunter2!"), Redactor(key=b"the recording's").mask("hunter2!")],
+    ids=["unkeyed", "another key"],
+)
+def test_a_secret_masked_when_recorded_matches_the_one_sent_now(
+    tmp_path: Path, recorded: str
+) -> None:
+    """The replay masks what comes in with a key of its own, not the recording's (never
+    written) nor the unkeyed sha256 of older captures: masks compare by length class."""
+    body = {"Image": "bb", "Env": [f"DB_PASSWORD={recorded}", "PLAIN=x"]}
+    commit = "/v1.41/commit?container=box&changes=" + quote(f"ENV DB_PASSWORD={recorded}", safe="")
+    capture = capture_of(
+        ("ContainerCreate", "POST", "/v1.41/containers/create", body),
+        ("ImageCommit", "POST", commit, b""),
+        answer_headers=(("Content-Length", "0"),),
+    )
+    sock = tmp_path / "d.sock"
+
+    async def answer(target: str, body: object = None) -> tuple[int, bytes]:
+        c = await _Client.open(sock)  # one each: the capture has each on a connection of its own
+        c.send("POST", target, b"" if body is None else json.dumps(body).encode())
+        head, pieces = await c.response()
+        c.writer.close()
+        return head.status_code, b"".join(pieces)
+
+    async def client(server: ReplayServer) -> None:
+        create = "/v1.41/containers/create"
+        sent = {"Image": "bb", "Env": ["DB_PASSWORD=hunter2!", "PLAIN=x"]}
+        assert await answer(create, sent) == (201, b"")
+        assert await answer("/v1.41/commit?container=box&changes=ENV+DB_PASSWORD%3Dhunter2%21") == (
+            201,
+            b"",
+        )
+        # Of another length class, the secret sent is not the one recorded.
+        longer = {"Image": "bb", "Env": ["DB_PASSWORD=hunter2!hunter2!", "PLAIN=x"]}
+        status, said = await answer(create, longer)
+        assert status == MISS_STATUS
+        message = json.loads(said)["message"]
+        assert 'recorded "DB_PASSWORD=<redacted len~8>", got "DB_PASSWORD=<redacted len~16>"' in (
+            message
+        )
+        assert "hunter2" not in message
+
+    _serve(capture, sock, client)
 
 
 def test_unparseable_bytes_close_the_connection_and_others_go_on(tmp_path: Path) -> None:

@@ -113,10 +113,10 @@ def check_operations(capture: Capture) -> None:
         assert operation in seen, seen
     create = one(capture, "ContainerCreate")
     assert b"PLAIN=visible" in create.request_body
-    assert b"DB_PASSWORD=<redacted len~64 sha256:" in create.request_body
+    assert b"DB_PASSWORD=<redacted len~64 hmac:" in create.request_body
     assert "buildargs=" in one(capture, "ImageBuild").target
     # The legacy builder keeps the build args of a RUN step in the image's history.
-    assert b"NPM_TOKEN=<redacted len~64 sha256:" in one(capture, "ImageHistory").response_body
+    assert b"NPM_TOKEN=<redacted len~64 hmac:" in one(capture, "ImageHistory").response_body
 
 
 def test_run_masks_env_exec_inspect_and_build_args(
@@ -130,7 +130,7 @@ def test_run_masks_env_exec_inspect_and_build_args(
     # `docker exec` inspects the container too; each answer has Config.Env, masked.
     inspects = [ex for ex in tapped.capture.exchanges if ex.operation == "ContainerInspect"]
     for inspect in inspects:
-        assert b"DB_PASSWORD=<redacted len~64 sha256:" in inspect.response_body
+        assert b"DB_PASSWORD=<redacted len~64 hmac:" in inspect.response_body
         assert b"PLAIN=visible" in inspect.response_body
     made = assert_absent(path, hidden)
     assert_present(made, [f"PLAIN={PLAIN}"])
@@ -163,7 +163,7 @@ def test_more_names_by_option_and_environment(dockerd: Daemon, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr.decode()
     made = assert_absent(path, [dsn, extra])
     assert_present(made, [f"OTHER={plain}"])
-    assert b"CONN_X=<redacted len~1 sha256:" in made["capture"]
+    assert b"CONN_X=<redacted len~1 hmac:" in made["capture"]
 
 
 @pytest.fixture
@@ -201,7 +201,7 @@ def test_proxy_masks_everything_and_login_passwords(
     check_operations(capture)
     login = one(capture, "SystemAuth")
     assert b'"username":"alice"' in login.request_body.replace(b" ", b"")
-    assert b"<redacted len~64 sha256:" in login.request_body
+    assert b"<redacted len~64 hmac:" in login.request_body
     assert_absent(proxy.capture_path, [*hidden, password])
 
 
@@ -338,12 +338,12 @@ def test_secrets_known_by_their_shape_are_masked_everywhere_they_travel(
         assert operation in seen, seen
     # The daemon really saw them: the build echoed the token, history and inspect keep it.
     build = one(capture, "ImageBuild")
-    assert b"API_TOKEN=<redacted len~64 sha256:" in build.response_body
-    assert b"token: <redacted len~64 sha256:" in build.response_body
+    assert b"API_TOKEN=<redacted len~64 hmac:" in build.response_body
+    assert b"token: <redacted len~64 hmac:" in build.response_body
     assert "changes=ENV%20DB_PASSWORD%3D%3Credacted" in one(capture, "ImageCommit").target
     create = one(capture, "ContainerCreate")
-    assert b"postgres://app:<redacted len~64 sha256:" in create.request_body
-    assert b'"api_token":"<redacted len~64 sha256:' in create.request_body
+    assert b"postgres://app:<redacted len~64 hmac:" in create.request_body
+    assert b'"api_token":"<redacted len~64 hmac:' in create.request_body
     hidden = [
         *tokens.values(),
         *pem_lines,

@@ -16,15 +16,17 @@ just the one a dict would keep; whatever follows the JSON value, which dockerd n
 masked whole. Masking keeps the shape (user names, server addresses, the auth scheme, variable
 names, the keys as spelled, their order and repeats) so a capture still teaches what was
 sent, and replaces only the secret values, each by a mask that keeps a length class and a
-short hash of the value: `<redacted len~16 sha256:1a2b3c4d>`. Two captures of the same secret
-show the same mask; the hash of a short or guessable secret can be brute-forced offline, so it
-is no protection for weak passwords (see docs/capture-format.md).
+short keyed digest of the value: `<redacted len~16 hmac:1a2b3c4d>`. The key is random, made
+for each Redactor (one per recording) when it first masks a secret, and never written: the same
+secret masks the same way throughout a capture, but a capture cannot be used to test a guess
+of a secret offline, nor compared with another (see docs/capture-format.md). Replay compares
+masks by their length class alone (`without_digests`), in captures made before the key
+(`sha256:`, unkeyed) too.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -58,16 +60,35 @@ _REGISTRY_HEADERS = frozenset({"x-registry-auth", "x-registry-config"})
 _AUTH_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
-def mask_value(value: str | bytes) -> str:
-    """`<redacted len~N sha256:XXXXXXXX>`: N is the next power of two of the length in bytes.
+# A mask's digest, as a body or a header holds it (`<redacted len~8 hmac:1a2b3c4d>`) and as a
+# query does (`%3Credacted%20len~8%20hmac%3A1a2b3c4d%3E`, see `Redactor.target`); `sha256:` in
+# captures made before masks were keyed.
+_DIGEST = r"((?:<|%3C)redacted(?: |%20)len~[0-9]+)(?: |%20)(?:hmac|sha256)(?::|%3A)[0-9a-f]{8}"
 
-    The 8 hex digits are the start of the value's sha256, so the same secret masks the same way
-    in two captures.
-    """
-    data = value.encode("utf-8") if isinstance(value, str) else value
-    size = len(data)
-    bucket = 1 << (size - 1).bit_length() if size > 1 else size
-    return f"<redacted len~{bucket} sha256:{hashlib.sha256(data).hexdigest()[:8]}>"
+
+@functools.cache
+def _digests(text: type[str] | type[bytes]) -> re.Pattern[Any]:
+    return re.compile(_DIGEST if text is str else _DIGEST.encode())
+
+
+def without_digests(text: str) -> str:
+    """`text` with each mask's digest left out (`<redacted len~8>`): the key of the capture
+    that masked a secret is not known to whoever masks the same secret again (a replay), so
+    two masks of it compare by their length class only."""
+    return _digests(str).sub(r"\1", text) if "redacted" in text else text
+
+
+def body_without_digests(body: bytes) -> bytes:
+    """`without_digests` for a body."""
+    return _digests(bytes).sub(rb"\1", body) if b"redacted" in body else body
+
+
+def _new_key() -> bytes:
+    """A random key, the system's randomness: here, as random (and the os it imports) is
+    needed only once a secret is masked."""
+    import random
+
+    return random.SystemRandom().randbytes(32)
 
 
 def _items(value: Object | dict[str, Any]) -> list[tuple[str, Any]]:
@@ -77,38 +98,6 @@ def _items(value: Object | dict[str, Any]) -> list[tuple[str, Any]]:
 def _same_kind(value: Object | dict[str, Any], pairs: list[tuple[str, Any]]) -> Any:
     """An object like `value` (parsed, every key kept; or a plain dict) holding `pairs`."""
     return Object(tuple(pairs)) if isinstance(value, Object) else dict(pairs)
-
-
-def _mask_all(value: Any) -> Any:
-    """Every non-empty string in a JSON value masked."""
-    if isinstance(value, str):
-        return mask_value(value) if value else value
-    if isinstance(value, Object | dict):
-        return _same_kind(value, [(key, _mask_all(item)) for key, item in _items(value)])
-    if isinstance(value, list):
-        return [_mask_all(item) for item in value]
-    return value
-
-
-def _mask_keys(value: Any, keys: frozenset[str]) -> Any:
-    """A copy of a JSON value with the values of `keys` (folded as Go folds field names, at any
-    depth) masked."""
-    if isinstance(value, Object | dict):
-        return _same_kind(
-            value,
-            [
-                (key, _mask_all(item) if fold(key) in keys and item else _mask_keys(item, keys))
-                for key, item in _items(value)
-            ],
-        )
-    if isinstance(value, list):
-        return [_mask_keys(item, keys) for item in value]
-    return value
-
-
-def mask_secrets(value: Any) -> Any:
-    """A copy of a JSON value with every credential-like field masked, at any depth."""
-    return _mask_keys(value, _CREDENTIAL_KEYS)
 
 
 def _dump(value: Any) -> str:
@@ -121,59 +110,6 @@ def _dump(value: Any) -> str:
     if isinstance(value, Number):
         return value.text
     return json.dumps(value)
-
-
-def _mask_registry_header(value: str) -> str:
-    # Here, as urllib.parse in `target`: most recordings never need them, and the recorder
-    # imports this module as it starts.
-    import base64
-    import binascii
-
-    padded = value.strip() + "=" * (-len(value.strip()) % 4)
-    try:
-        decoded, rest = parse(base64.urlsafe_b64decode(padded))
-    except (JSONSyntaxError, binascii.Error):
-        return mask_value(value)
-    masked = _dump(mask_secrets(decoded)).encode() + _mask_rest(rest)
-    return base64.urlsafe_b64encode(masked).decode()
-
-
-def _mask_rest(rest: bytes) -> bytes:
-    """What follows a JSON value: white space kept, anything else masked whole."""
-    return rest if not rest.strip(b" \t\r\n") else b" " + mask_value(rest).encode()
-
-
-def redact_headers(headers: Headers) -> Headers:
-    """Headers with credentials masked; others untouched."""
-    masked = _masked_headers.get(headers)
-    if masked is None:
-        masked = _redact_headers(headers)
-        if sum(len(name) + len(value) for name, value in headers) <= _KEPT_HEADERS_SIZE:
-            if len(_masked_headers) >= _KEPT_HEADERS:
-                del _masked_headers[next(iter(_masked_headers))]  # the oldest
-            _masked_headers[headers] = masked
-    return masked
-
-
-def _redact_headers(headers: Headers) -> Headers:
-    out = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in _REGISTRY_HEADERS:
-            value = _mask_registry_header(value)
-        elif lower in _AUTH_HEADERS:
-            scheme, _, secret = value.partition(" ")
-            value = f"{scheme} {mask_value(secret)}" if secret else mask_value(value)
-        out.append((name, value))
-    return tuple(out)
-
-
-# Heads repeat byte for byte (pings, polls, dockerd's answers but for their Date), and masking
-# them is a function of the headers alone: the last few small sets are kept, each with its
-# masked copy. Looked up before anything is counted, so that a set seen again costs a hash.
-_KEPT_HEADERS = 256
-_KEPT_HEADERS_SIZE = 4096
-_masked_headers: dict[Headers, Headers] = {}
 
 
 def name_pattern(pattern: str) -> re.Pattern[str]:
@@ -228,20 +164,6 @@ def _shapes() -> re.Pattern[str]:
 _SHAPE_HINTS = re.compile("|".join([_PEM_BEGIN, "@", *(prefix for prefix, _ in _TOKENS)]))
 
 
-def _shape(match: re.Match[str]) -> str:
-    password = match["password"]
-    if password is not None:
-        if password.startswith(MASK_PREFIX):
-            return match[0]
-        return f"{match['url']}{mask_value(password)}@"
-    return mask_value(match[0])
-
-
-def mask_shapes(text: str) -> str:
-    """`text` with every secret recognised by its shape masked (see `_shapes`)."""
-    return _shapes().sub(_shape, text) if _SHAPE_HINTS.search(text) else text
-
-
 _ASSIGNMENT = re.compile(r"(?<![^\s='\"])([A-Za-z_][A-Za-z0-9_.-]*)=([^\s'\"]+)")
 _BUILD_ARG_FLAGS = frozenset({"--build-arg"})
 _BUILD_ARG_WORD = re.compile(r"(--build-arg[= ]+[A-Za-z_][A-Za-z0-9_.-]*=)([^\s'\"]+)")
@@ -260,43 +182,6 @@ _INSTRUCTION_HINT = re.compile(r"ENV\s|ARG\s|LABEL\s")
 
 
 _RUN_ARGS = re.compile(r"\|(\d+) ")
-
-
-def _flag_value(match: re.Match[str]) -> str:
-    value = match[2]
-    return match[0] if value.startswith(MASK_PREFIX) else f"{match[1]}{mask_value(value)}"
-
-
-def _mask_assignment(word: str) -> str:
-    name, eq, value = word.partition("=")
-    return f"{name}={mask_value(value)}" if eq and value else word
-
-
-def _mask_run_args(value: Any) -> Any:
-    """Build argument values in the legacy builder's `|N NAME=value... cmd` history strings."""
-    if isinstance(value, str):
-        found = _RUN_ARGS.match(value)
-        if not found:
-            return value
-        words = value[found.end() :].split(" ")
-        count = min(int(found[1]), len(words))
-        for index in range(count):
-            words[index] = _mask_assignment(words[index])
-        return value[: found.end()] + " ".join(words)
-    if isinstance(value, Object | dict):
-        return _same_kind(value, [(key, _mask_run_args(item)) for key, item in _items(value)])
-    if isinstance(value, list):
-        # The same as a command: ["|1", "NAME=value", "/bin/sh", "-c", "..."].
-        head = value[0] if value else None
-        if isinstance(head, str) and re.fullmatch(r"\|\d+", head):
-            count = int(head[1:])
-            args = [
-                _mask_assignment(item) if isinstance(item, str) else item
-                for item in value[1 : 1 + count]
-            ]
-            return [head, *args, *value[1 + count :]]
-        return [_mask_run_args(item) for item in value]
-    return value
 
 
 class _Rule(NamedTuple):
@@ -364,15 +249,26 @@ def _names_p_program(value: Any) -> bool:
     return any(isinstance(w, str) and w.rpartition("/")[2] in _P_PROGRAMS for w in words)
 
 
+# Heads repeat byte for byte (pings, polls, dockerd's answers but for their Date), and masking
+# them is a function of the headers and the key: the last few small sets are kept, each with
+# its masked copy. Looked up before anything is counted, so that a set seen again costs a hash.
+_KEPT_HEADERS = 256
+_KEPT_HEADERS_SIZE = 4096
+
+
 class Redactor:
-    """The masking rules of one capture: the default secret names plus `extra_names`.
+    """The masking rules of one capture: the default secret names plus `extra_names`, and the
+    key of its masks' digests (`key`; by default a random one, made when a secret is first
+    masked, and never written anywhere).
 
     A plain class, and `_Rule` a named tuple: as dataclasses, the two cost the recorder 0.7 ms
     to define as it starts.
     """
 
-    def __init__(self, extra_names: Iterable[str] = ()) -> None:
+    def __init__(self, extra_names: Iterable[str] = (), key: bytes | None = None) -> None:
         self.extra_names = extra_names
+        self._key = key
+        self._masked_headers: dict[Headers, Headers] = {}
         self._names = [name_pattern(p) for p in (*DEFAULT_SECRET_NAMES, *extra_names)]
         # Clients poll: the same container inspected until it is up, the same list again.
         # Masking is a function of the rule and the bytes, so the last few answers are kept.
@@ -383,6 +279,144 @@ class Redactor:
         self._secret_name: Callable[[str], bool] = functools.lru_cache(maxsize=4096)(
             self._matches_name
         )
+
+    def mask(self, value: str | bytes) -> str:
+        """`<redacted len~N hmac:XXXXXXXX>`: N is the next power of two of the length in bytes,
+        the 8 hex digits the start of the value's HMAC-SHA-256 under this Redactor's key."""
+        # Here: most recordings mask no secret, and hmac (with hashlib) costs 3 ms to import.
+        import hmac
+
+        if self._key is None:
+            self._key = _new_key()
+        data = value.encode("utf-8") if isinstance(value, str) else value
+        size = len(data)
+        bucket = 1 << (size - 1).bit_length() if size > 1 else size
+        return f"<redacted len~{bucket} hmac:{hmac.digest(self._key, data, 'sha256').hex()[:8]}>"
+
+    def _mask_all(self, value: Any) -> Any:
+        """Every non-empty string in a JSON value masked."""
+        if isinstance(value, str):
+            return self.mask(value) if value else value
+        if isinstance(value, Object | dict):
+            return _same_kind(value, [(key, self._mask_all(item)) for key, item in _items(value)])
+        if isinstance(value, list):
+            return [self._mask_all(item) for item in value]
+        return value
+
+    def _mask_keys(self, value: Any, keys: frozenset[str]) -> Any:
+        """A copy of a JSON value with the values of `keys` (folded as Go folds field names,
+        at any depth) masked."""
+        if isinstance(value, Object | dict):
+            return _same_kind(
+                value,
+                [
+                    (
+                        key,
+                        self._mask_all(item)
+                        if fold(key) in keys and item
+                        else self._mask_keys(item, keys),
+                    )
+                    for key, item in _items(value)
+                ],
+            )
+        if isinstance(value, list):
+            return [self._mask_keys(item, keys) for item in value]
+        return value
+
+    def credentials(self, value: Any) -> Any:
+        """A copy of a JSON value with every credential-like field masked, at any depth."""
+        return self._mask_keys(value, _CREDENTIAL_KEYS)
+
+    def _mask_registry_header(self, value: str) -> str:
+        # Here, as urllib.parse in `target`: most recordings never need them, and the recorder
+        # imports this module as it starts.
+        import base64
+        import binascii
+
+        padded = value.strip() + "=" * (-len(value.strip()) % 4)
+        try:
+            decoded, rest = parse(base64.urlsafe_b64decode(padded))
+        except (JSONSyntaxError, binascii.Error):
+            return self.mask(value)
+        masked = _dump(self.credentials(decoded)).encode() + self._mask_rest(rest)
+        return base64.urlsafe_b64encode(masked).decode()
+
+    def _mask_rest(self, rest: bytes) -> bytes:
+        """What follows a JSON value: white space kept, anything else masked whole."""
+        return rest if not rest.strip(b" \t\r\n") else b" " + self.mask(rest).encode()
+
+    def headers(self, headers: Headers) -> Headers:
+        """Headers with credentials masked; others untouched."""
+        kept = self._masked_headers
+        masked = kept.get(headers)
+        if masked is None:
+            masked = self._redact_headers(headers)
+            if sum(len(name) + len(value) for name, value in headers) <= _KEPT_HEADERS_SIZE:
+                if len(kept) >= _KEPT_HEADERS:
+                    del kept[next(iter(kept))]  # the oldest
+                kept[headers] = masked
+        return masked
+
+    def _redact_headers(self, headers: Headers) -> Headers:
+        out = []
+        for name, value in headers:
+            lower = name.lower()
+            if lower in _REGISTRY_HEADERS:
+                value = self._mask_registry_header(value)
+            elif lower in _AUTH_HEADERS:
+                scheme, _, secret = value.partition(" ")
+                value = f"{scheme} {self.mask(secret)}" if secret else self.mask(value)
+            out.append((name, value))
+        return tuple(out)
+
+    def _shape(self, match: re.Match[str]) -> str:
+        password = match["password"]
+        if password is not None:
+            if password.startswith(MASK_PREFIX):
+                return match[0]
+            return f"{match['url']}{self.mask(password)}@"
+        return self.mask(match[0])
+
+    def shapes(self, text: str) -> str:
+        """`text` with every secret recognised by its shape masked (see `_shapes`)."""
+        return _shapes().sub(self._shape, text) if _SHAPE_HINTS.search(text) else text
+
+    def _flag_value(self, match: re.Match[str]) -> str:
+        value = match[2]
+        return match[0] if value.startswith(MASK_PREFIX) else f"{match[1]}{self.mask(value)}"
+
+    def _mask_assignment(self, word: str) -> str:
+        name, eq, value = word.partition("=")
+        return f"{name}={self.mask(value)}" if eq and value else word
+
+    def _mask_run_args(self, value: Any) -> Any:
+        """Build argument values in the legacy builder's `|N NAME=value... cmd` history
+        strings."""
+        if isinstance(value, str):
+            found = _RUN_ARGS.match(value)
+            if not found:
+                return value
+            words = value[found.end() :].split(" ")
+            count = min(int(found[1]), len(words))
+            for index in range(count):
+                words[index] = self._mask_assignment(words[index])
+            return value[: found.end()] + " ".join(words)
+        if isinstance(value, Object | dict):
+            return _same_kind(
+                value, [(key, self._mask_run_args(item)) for key, item in _items(value)]
+            )
+        if isinstance(value, list):
+            # The same as a command: ["|1", "NAME=value", "/bin/sh", "-c", "..."].
+            head = value[0] if value else None
+            if isinstance(head, str) and re.fullmatch(r"\|\d+", head):
+                count = int(head[1:])
+                args = [
+                    self._mask_assignment(item) if isinstance(item, str) else item
+                    for item in value[1 : 1 + count]
+                ]
+                return [head, *args, *value[1 + count :]]
+            return [self._mask_run_args(item) for item in value]
+        return value
 
     def secret_name(self, name: str) -> bool:
         return self._secret_name(name) if len(name) <= _KEPT_NAME else self._matches_name(name)
@@ -402,9 +436,9 @@ class Redactor:
         previous = ""
         for arg in argv:
             if previous in _BUILD_ARG_FLAGS:
-                arg = _ASSIGNMENT.sub(lambda m: f"{m[1]}={mask_value(m[2])}", arg, count=1)
+                arg = _ASSIGNMENT.sub(lambda m: f"{m[1]}={self.mask(m[2])}", arg, count=1)
             else:
-                arg = _BUILD_ARG_WORD.sub(lambda m: f"{m[1]}{mask_value(m[2])}", arg)
+                arg = _BUILD_ARG_WORD.sub(lambda m: f"{m[1]}{self.mask(m[2])}", arg)
                 arg = self.text(arg)
             out.append(arg)
             previous = arg
@@ -421,9 +455,9 @@ class Redactor:
                 continue
             previous = out[index - 1] if index else ""
             if previous == "--password" or (previous == "-p" and "login" in out[:index]):
-                out[index] = mask_value(word)
+                out[index] = self.mask(word)
             elif takes_p and word.startswith("-p") and word[2:3] not in ("", "-", "<"):
-                out[index] = "-p" + mask_value(word[2:])
+                out[index] = "-p" + self.mask(word[2:])
             takes_p = takes_p or word.rpartition("/")[2] in _P_PROGRAMS
         return out
 
@@ -433,11 +467,11 @@ class Redactor:
         names, and the values of `--password` and `mysql -pX`."""
         # Each pass needs a word of its own to match (`--password`, ` -p`, an instruction,
         # `=`); most texts hold none of them, and skip the pass.
-        text = mask_shapes(text)
+        text = self.shapes(text)
         if "--password" in text:
-            text = _PASSWORD_WORD.sub(_flag_value, text)
+            text = _PASSWORD_WORD.sub(self._flag_value, text)
         if "-p" in text:
-            text = _P_WORD.sub(_flag_value, text)
+            text = _P_WORD.sub(self._flag_value, text)
         if _INSTRUCTION_HINT.search(text):
             text = _INSTRUCTION.sub(self._instruction, text)
         return _ASSIGNMENT.sub(self._assignment, text) if "=" in text else text
@@ -447,20 +481,17 @@ class Redactor:
         if value.startswith(MASK_PREFIX) or not self.secret_name(match[2]):
             return match[0]
         secret = value.rstrip()
-        return f"{match[1]}{match[2]}{match[3]}{mask_value(secret)}{value[len(secret) :]}"
+        return f"{match[1]}{match[2]}{match[3]}{self.mask(secret)}{value[len(secret) :]}"
 
     def _assignment(self, match: re.Match[str]) -> str:
         name, value = match[1], match[2]
         if value.startswith(MASK_PREFIX) or not self.secret_name(name):
             return match[0]
-        return f"{name}={mask_value(value)}"
+        return f"{name}={self.mask(value)}"
 
     def holds(self, operation: str | None, direction: str) -> bool:
         """Whether a body of this operation, in this direction, is held back and masked."""
         return operation is not None and direction in _RULES.get(operation, {})
-
-    def headers(self, headers: Headers) -> Headers:
-        return redact_headers(headers)
 
     def target(self, operation: str | None, target: str) -> str:
         """The request target with secrets in its query masked: build argument values and
@@ -482,7 +513,7 @@ class Redactor:
             elif operation == "ImageCommit" and key == "changes":
                 masked = self.text(value)
             else:
-                masked = mask_shapes(value)
+                masked = self.shapes(value)
             if masked != value:
                 parts[index] = f"{name}={quote(masked, safe='')}"
         return f"{path}?{'&'.join(parts)}"
@@ -493,11 +524,11 @@ class Redactor:
         try:
             decoded, rest = parse(value.encode("utf-8", "surrogateescape"))
         except JSONSyntaxError:
-            return mask_value(value)
-        masked = _mask_all(decoded) if every else self._labels(decoded)
+            return self.mask(value)
+        masked = self._mask_all(decoded) if every else self._labels(decoded)
         if masked is decoded and not every and not rest.strip():
             return value
-        return _dump(masked) + _mask_rest(rest).decode()
+        return _dump(masked) + self._mask_rest(rest).decode()
 
     def body(self, operation: str | None, body: bytes, direction: str | None = None) -> bytes:
         """A held-back body with its secrets masked; a body that is not JSON, masked whole.
@@ -518,7 +549,7 @@ class Redactor:
         try:
             decoded, rest = parse(body)
         except JSONSyntaxError:
-            return mask_value(body).encode()
+            return self.mask(body).encode()
         # (value, the white space after it) for each value; one unless the body is a stream.
         values: list[tuple[Any, Any, bytes]] = []
         while True:
@@ -532,7 +563,7 @@ class Redactor:
             except JSONSyntaxError:
                 rest = after
                 break
-        tail = _mask_rest(rest)
+        tail = self._mask_rest(rest)
         if tail == rest and all(masked is value for value, masked, _ in values):
             return body
         out = b"".join(_dump(masked).encode() + space for _, masked, space in values) + tail
@@ -540,9 +571,9 @@ class Redactor:
 
     def _mask(self, rule: _Rule, value: Any) -> Any:
         if rule.keys:
-            value = _mask_keys(value, rule.keys)
+            value = self._mask_keys(value, rule.keys)
         if rule.build_args:
-            value = _mask_run_args(value)
+            value = self._mask_run_args(value)
         return self._scrub(value)
 
     def _scrub(self, value: Any) -> Any:
@@ -592,7 +623,7 @@ class Redactor:
         for key, item in _items(value):
             masked = item
             if isinstance(item, str) and item and not item.startswith(MASK_PREFIX):
-                masked = mask_value(item) if self.secret_name(key) else self._scrub(item)
+                masked = self.mask(item) if self.secret_name(key) else self._scrub(item)
             changed = changed or masked is not item
             out.append((key, masked))
         return _same_kind(value, out) if changed else value
@@ -608,7 +639,7 @@ class Redactor:
             if not eq or not secret or secret.startswith(MASK_PREFIX):
                 return value
             if self.secret_name(name):
-                return f"{name}={mask_value(secret)}"
+                return f"{name}={self.mask(secret)}"
             masked = self.text(secret)
             return value if masked == secret else f"{name}={masked}"
         return self._scrub(value)

@@ -26,7 +26,7 @@ from docktap.capture.format import HELD_BODY_LIMIT
 from docktap.capture.reader import CaptureError, Left, read_left
 from docktap.listening import Listener, bound_port, listen
 from docktap.redact import Redactor
-from docktap.replay.match import Request
+from docktap.replay.match import Request, comparable
 from docktap.replay.script import Piece, PieceKind, Recording
 from docktap.replay.store import Miss, Play, Store
 from docktap.routes import operation_name
@@ -315,16 +315,17 @@ class ReplayServer:
             upstream.close()
 
     def _request(self, incoming: _Incoming) -> Request:
-        """The request as recordings are keyed: with the same secrets masked as when recorded."""
+        """The request as recordings are keyed: with the same secrets masked as when recorded,
+        and compared as recordings are (`comparable`)."""
         target, body = incoming.target, incoming.kept
         if self.redactor is not None:
             operation = operation_name(incoming.method, target)
             target = self.redactor.target(operation, target)
             if body is not None and self.redactor.holds(operation, "client"):
                 masked = self.redactor.body(operation, bytes(body), "client")
-                return Request(incoming.method, target, masked, hashlib.sha256(masked).hexdigest())
+                return comparable(Request.of(incoming.method, target, masked))
         kept = None if body is None else bytes(body)
-        return Request(incoming.method, target, kept, incoming.digest.hexdigest())
+        return comparable(Request(incoming.method, target, kept, incoming.digest.hexdigest()))
 
     def _answer_miss(
         self, client: _Client, writer: asyncio.StreamWriter, incoming: _Incoming, miss: Miss

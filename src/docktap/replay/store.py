@@ -18,6 +18,7 @@ from docktap.replay.match import (
     MatchOptions,
     Request,
     closeness,
+    comparable,
     differences,
     free_values,
     normalize_path,
@@ -104,9 +105,10 @@ class Miss:
 
 
 def recorded_request(ex: Exchange) -> Request:
-    """The request of a recorded exchange; its body stands by digest when cut by the cap."""
+    """The request of a recorded exchange, as compared; its body stands by digest when cut by
+    the cap."""
     body = bytes(ex.request_body) if len(ex.request_body) >= ex.request_body_size else None
-    return Request(ex.method, ex.target, body, ex.request_sha256 or "")
+    return comparable(Request(ex.method, ex.target, body, ex.request_sha256 or ""))
 
 
 @dataclass
