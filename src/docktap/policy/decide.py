@@ -101,6 +101,10 @@ def decide(policy: Policy, request: Request) -> Decision:
     return _deny(request, operation, path, f"{first_failure} for {request.who}")
 
 
+#: What an Asks holds after its images when it asks for nothing else (its fields 1 to 7).
+_IMAGE_ALONE = asking.Asks()[1:8]
+
+
 def _covered(path: str, prefixes: Sequence[str]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
@@ -109,26 +113,27 @@ def _beyond(limits: Limits, asked: asking.Asks) -> str | None:
     """The first thing `asked` wants that `limits` does not give, or None."""
     if asked.error is not None:
         return f"a body dockerd cannot decode ({asked.error})"
-    if asked.privileged and not limits.privileged:
-        return f"{asked.privileged_field} not allowed"
-    for name in asked.host_namespaces:
-        if name not in limits.host_namespaces:
-            return f"HostConfig.{name}=host not allowed"
-    for path in asked.docker_sockets:
-        if not limits.docker_socket:
-            return f"the Docker socket mounted ({path}) not allowed"
-    for path in asked.binds:
-        if not _covered(path, limits.binds):
-            return f"HostConfig.Binds source {path} not allowed"
-    for cap in asked.capabilities:
-        if cap not in limits.capabilities:
-            return f"HostConfig.CapAdd {cap} not allowed"
-    for device in asked.devices:
-        if device not in limits.devices:
-            return f"HostConfig.Devices {device} not allowed"
-    for option in asked.security_options:
-        if option not in limits.security_options:
-            return f"HostConfig.SecurityOpt {option} not allowed"
+    if asked[1:8] != _IMAGE_ALONE:  # most ask for nothing but an image: one compare
+        if asked.privileged and not limits.privileged:
+            return f"{asked.privileged_field} not allowed"
+        for name in asked.host_namespaces:
+            if name not in limits.host_namespaces:
+                return f"HostConfig.{name}=host not allowed"
+        for path in asked.docker_sockets:
+            if not limits.docker_socket:
+                return f"the Docker socket mounted ({path}) not allowed"
+        for path in asked.binds:
+            if not _covered(path, limits.binds):
+                return f"HostConfig.Binds source {path} not allowed"
+        for cap in asked.capabilities:
+            if cap not in limits.capabilities:
+                return f"HostConfig.CapAdd {cap} not allowed"
+        for device in asked.devices:
+            if device not in limits.devices:
+                return f"HostConfig.Devices {device} not allowed"
+        for option in asked.security_options:
+            if option not in limits.security_options:
+                return f"HostConfig.SecurityOpt {option} not allowed"
     for image in asked.images:
         if image not in limits.images:
             return f"image {image} not allowed"

@@ -163,9 +163,12 @@ def decode(operation: str | None, body: bytes, reads: frozenset[str] | None = No
     quick = gojson.quick_decode(types, kind, body) if kind is not None else None
     if quick is not None:
         value, loaded = quick
-        if kind == _WRAPPER and isinstance(value, dict):
-            keys = tuple(loaded) if isinstance(loaded, dict) else ()
-            value = _host_config(value, _reaches_outer(keys))
+        if (
+            kind == _WRAPPER
+            and type(value) is dict
+            and (_reaches_outer(tuple(loaded)) or "Cpuset" in value)
+        ):
+            value = _host_config(value, _reaches_outer(tuple(loaded)))
         return Decoded(operation, value, None, True)
     try:
         parsed, _ = gojson.parse(body)

@@ -242,7 +242,8 @@ class Types:
         self._as_is: dict[str, dict[str, _Field]] = {}
         self._unchanged: dict[str, dict[str, frozenset[type]]] = {}
         self._named: dict[str, frozenset[str]] = {}
-        self._shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {}
+        # The shapes `read_keys` worked out, by struct and sequence of keys.
+        self.shapes: dict[str, dict[tuple[str, ...], _ReadKeys | None]] = {}
         # Holds nothing of a body: one per set of types, not one per body.
         self.quick = QuickDecoder(self)
 
@@ -286,7 +287,9 @@ class Types:
         It depends on the keys alone, and clients send the same keys again and again (the
         docker CLI every field of a create, in one order): it is worked out once per struct
         and sequence of keys, the last _SHAPES of them kept."""
-        shapes = self._shapes.setdefault(struct, {})
+        shapes = self.shapes.get(struct)
+        if shapes is None:
+            shapes = self.shapes[struct] = {}
         found = shapes.get(keys)
         if found is None and keys not in shapes:
             if len(shapes) >= _SHAPES:
@@ -620,7 +623,14 @@ class QuickDecoder:
             raise _Unsure
         types = self.types
         skipped = types.skipped.get(name)
-        shape = None if skipped is None else types.read_keys(name, tuple(value))
+        shape = None
+        if skipped is not None:
+            keys = tuple(value)
+            shapes = types.shapes.get(name)
+            # A shape seen before is one look-up; read_keys works out the others.
+            shape = shapes.get(keys) if shapes is not None else None
+            if shape is None:
+                shape = types.read_keys(name, keys)
         if shape is not None:
             # Each key is the exact name of a field (read or skipped): none folds, none merges,
             # so only the keys of fields read are walked. Most values are taken at once, and
@@ -636,8 +646,12 @@ class QuickDecoder:
             else:
                 for key, found in containers:
                     item = into[key]
-                    if item is not None:
-                        into[key] = self._field(found, item)
+                    if item is None:
+                        continue
+                    struct = found.struct  # a struct's object is read at once
+                    into[key] = (
+                        self._field(found, item) if struct is None else self._struct(struct, item)
+                    )
                 return into
             into = {}
             pairs = [(found, value[key]) for key, _, found in read]
