@@ -415,7 +415,7 @@ def test_one_exchange_has_one_number_in_every_view(tmp_path: Path) -> None:
     assert "   #1 #2 #4   " in docktap("stats", str(capture)).stdout.decode()
     script = docktap("export", str(capture), "--format", "curl").stdout.decode()
     assert "# exchange #2: ContainerCreate\n" in script
-    assert "check 2 'ContainerCreate' '201'\n" in script
+    assert "check 2 'ContainerCreate' '201' $?\n" in script
     report = docktap("export", str(capture), "--format", "markdown").stdout.decode()
     assert "| #2 | 0.050s | 1 | ContainerCreate |" in report
     assert "- **#2 ContainerCreate** " in report

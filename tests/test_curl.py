@@ -18,7 +18,14 @@ from docktap import __version__, load
 from docktap.capture.format import RecordEncoder
 from docktap.capture.reader import Capture, loads
 from docktap.cli import main
-from docktap.events import BodyData, Direction, MessageEnd, RequestHead, ResponseHead
+from docktap.events import (
+    BodyData,
+    Direction,
+    HalfClosed,
+    MessageEnd,
+    RequestHead,
+    ResponseHead,
+)
 from docktap.render import curl
 
 CLIENT, DAEMON = Direction.CLIENT, Direction.DAEMON
@@ -200,12 +207,13 @@ def test_ids_the_daemon_made_up_are_read_from_its_answers(tmp_path: Path) -> Non
 
 
 def _run_script(
-    dockerd: Daemon, capture: Capture, tmp_path: Path
+    dockerd: Daemon, capture: Capture, tmp_path: Path, max_time: int = 60
 ) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "replay.sh"
     script.write_text(curl.render(capture))
     env = dict(dockerd.env)
     env["DOCKER_SOCK"] = str(dockerd.socket)
+    env["DOCKTAP_MAX_TIME"] = str(max_time)
     return subprocess.run(
         ["sh", str(script)], capture_output=True, text=True, env=env, timeout=120, check=False
     )
@@ -267,3 +275,89 @@ def test_script_stops_at_the_first_unexpected_status(dockerd: Daemon, tmp_path: 
     assert result.stdout.splitlines()[-1].endswith(" ContainerCreate 201 409"), result.stdout
     assert "ContainerInspect" not in result.stdout
     assert "ContainerCreate: the daemon answered 409 where the capture has 201" in result.stderr
+
+
+def _stream_capture() -> Capture:
+    """A ContainerWait the daemon answered whole, and an event stream the client left."""
+    encoder = RecordEncoder(1_800_000_000.0, 0.0)
+    records = [encoder.header("unix:///x.sock", None, __version__), encoder.opened(1, None, 0.0)]
+    records.append(encoder.opened(2, None, 0.0))
+    for conn, method, target in ((1, "POST", "/v1.41/containers/c/wait"), (2, "GET", "/events")):
+        t = float(conn)
+        records += encoder.encode(RequestHead(conn, t, 1, method, target, "1.1", ()))
+        records += encoder.encode(MessageEnd(conn, t, 1, CLIENT))
+        records += encoder.encode(ResponseHead(conn, t, 1, 200, "OK", "1.1", (), False))
+        records += encoder.encode(BodyData(conn, t, 1, DAEMON, b'{"StatusCode":0}\n'))
+        if conn == 2:
+            records += encoder.encode(HalfClosed(conn, t, CLIENT))  # the client had enough
+        records += encoder.encode(MessageEnd(conn, t + 0.5, 1, DAEMON))
+    return loads("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.mark.parametrize(
+    ("number", "exit_status", "failure"),
+    [
+        (1, 0, None),
+        (1, 28, "#1 ContainerWait: the answer did not end within DOCKTAP_MAX_TIME's 7 s, where "
+         "the daemon ended it in the capture"),
+        (1, 18, "#1 ContainerWait: curl failed (exit status 18) before the answer ended"),
+        (2, 28, None),
+        (2, 7, "#2 SystemEvents: curl failed (exit status 7) before the answer ended"),
+    ],
+)  # fmt: skip
+def test_an_answer_curl_did_not_get_whole_fails_unless_the_client_had_ended_it(
+    tmp_path: Path, number: int, exit_status: int, failure: str | None
+) -> None:
+    """curl's -w prints the status once the head came: a ContainerWait cut by the time limit
+    printed 200 and passed. The script's own check, run by sh on what curl would leave."""
+    script = curl.render(_stream_capture())
+    line = next(ln for ln in script.splitlines() if ln.startswith(f"check {number} "))
+    assert line.endswith(" $? endless" if number == 2 else " $?")
+    functions = script[: script.index("# exchange #1")]
+    call = line.replace("$?", str(exit_status))
+    body = f'{functions}echo 200 >"$answers/{number}"\n{call}\necho checked\n'
+    (tmp_path / "check.sh").write_text(body)
+    result = subprocess.run(
+        ["sh", str(tmp_path / "check.sh")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "DOCKTAP_MAX_TIME": "7"},
+        check=False,
+    )
+    operation = "ContainerWait" if number == 1 else "SystemEvents"
+    assert result.stdout.splitlines()[0] == f"#{number} {operation} 200 200"
+    if failure is None:
+        assert (result.returncode, result.stdout.splitlines()[-1]) == (0, "checked")
+    else:
+        assert result.returncode == 1
+        assert result.stderr.strip() == failure
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl")
+def test_a_run_with_stdin_says_its_stdin_cannot_be_sent_and_fails_as_the_wait_never_ends(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    """`docker run -i ... cat`: curl cannot carry the attach, so the container never gets its
+    stdin nor its end, and waits; the script says so, and fails when the wait is cut short
+    rather than taking the head of its answer for the whole."""
+    label = "dt.curl=stdin"
+    command = f"docker run -i --rm --network none --label {label} bb cat"
+    tapped = docktap_run(dockerd, tmp_path / "c.jsonl", "sh", "-c", command, input=b"hi\n")
+    assert (tapped.proc.returncode, tapped.proc.stdout) == (0, b"hi\n"), tapped.proc.stderr
+    attach = next(ex for ex in tapped.capture if ex.operation == "ContainerAttach")
+    try:
+        result = _run_script(dockerd, tapped.capture, tmp_path, max_time=3)
+        assert [line.split(" ")[3] for line in result.stdout.splitlines()][-2:] == [
+            "204",
+            "200",
+        ], result.stdout
+        assert _containers(dockerd, label) != []  # cat still waits for its stdin
+    finally:
+        for left in _containers(dockerd, label):
+            dockerd.docker("rm", "-f", left)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"#{attach.number} ContainerAttach: the 3 bytes the client sent on it (stdin) are not "
+        "sent, nor their end"
+    ) in result.stderr
+    assert "ContainerWait: the answer did not end within DOCKTAP_MAX_TIME's 3 s" in result.stderr

@@ -15,9 +15,14 @@ What the script prints, one line per exchange, is meant to be compared with the 
 got (`000` when it could not talk to the daemon), or `skipped` for a request the script cannot
 send again; a comment above it says why: a hijacked connection (attach, exec start, BuildKit
 sessions) needs a client that speaks the raw stream, a body cut by `--max-body` is no longer
-whole, and masked `/auth` credentials would only be refused. The script stops with status 1 at
-the first request whose status differs from the recorded one. Bodies are passed on stdin: JSON
-and other plain text in a here-document, anything else as base64 through `base64 -d`.
+whole, and masked `/auth` credentials would only be refused. What the client sent on a
+hijacked stream (`docker run -i`'s stdin) is not sent either, nor its end: the script says so
+on stderr as it skips it, for a container reading its stdin then waits for it. The script stops
+with status 1 at the first request whose status differs from the recorded one, or whose answer
+curl did not get whole where the daemon ended it in the capture (a ContainerWait cut by
+`DOCKTAP_MAX_TIME`, whose head alone came; not a stream the client ended, as `logs -f`'s
+and the event stream's are). Bodies are passed on stdin: JSON and other plain text in a
+here-document, anything else as base64 through `base64 -d`.
 Hop-by-hop and framing headers (Host, Connection, Upgrade, Content-Length, Transfer-Encoding,
 ...) are left to curl; masked credentials stay masked.
 
@@ -43,7 +48,8 @@ import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from docktap.capture.reader import Capture, Exchange
+from docktap.capture.reader import BodyEnd, Capture, Close, Exchange, HalfClose
+from docktap.events import Direction
 from docktap.render.audit import unread_lines
 from docktap.render.har import BASE_URL
 from docktap.render.text import iso_time
@@ -167,13 +173,37 @@ def _heredoc_text(text: str, ids: Ids) -> str | None:
     )
 
 
+def _stdin(ex: Exchange) -> int:
+    """How many bytes the client sent on the exchange's hijacked stream (its stdin)."""
+    return len(ex.output("stdin"))
+
+
+def _client_ended(ex: Exchange) -> bool:
+    """Whether the answer ended because the client left (`logs -f`, the event stream), or
+    never ended in the capture, rather than because the daemon ended it: sent again, only
+    DOCKTAP_MAX_TIME ends it."""
+    if ex.response_complete is not True:
+        return True
+    for part in ex.parts:
+        if isinstance(part, BodyEnd) and part.direction is Direction.DAEMON:
+            return False
+        if isinstance(part, Close) or (
+            isinstance(part, HalfClose) and part.direction is Direction.CLIENT
+        ):
+            return True
+    return False
+
+
 def skip_reason(ex: Exchange) -> str | None:
     """Why the script cannot send this request again, or None when it can."""
     if ex.hijacked:
-        return (
+        reason = (
             f"the daemon hijacked this connection ({ex.hijacked}) for a raw stream, "
             "which curl cannot carry"
         )
+        if _stdin(ex):
+            reason += f"; {_stdin_note(ex)}"
+        return reason
     if ex.request_complete is False:
         return "the client never finished sending the request body"
     if len(ex.request_body) < ex.request_body_size:
@@ -184,6 +214,14 @@ def skip_reason(ex: Exchange) -> str | None:
     if ex.operation == "SystemAuth":
         return "the credentials in the body were masked in the capture"
     return None
+
+
+def _stdin_note(ex: Exchange) -> str:
+    return (
+        f"the {_stdin(ex)} bytes the client sent on it (stdin) are not sent, nor their end: "
+        "a container reading its stdin waits for them until DOCKTAP_MAX_TIME ends what waits "
+        "for the container"
+    )
 
 
 def _body_input(body: bytes, ids: Ids) -> tuple[str, str, list[str]]:
@@ -268,8 +306,10 @@ def _plan(exchanges: list[Exchange]) -> tuple[list[_Step], dict[int, list[Exchan
 
 
 def _collect(ex: Exchange, ids: Ids) -> list[str]:
-    """The lines after an exchange's curl ended: its status checked, its id read."""
-    lines = [f"check {_name(ex)} {quote(ex.operation or 'unknown')} {quote(_recorded(ex))}"]
+    """The lines after an exchange's curl ended (`$?` its exit status): its status checked,
+    its id read."""
+    check = f"check {_name(ex)} {quote(ex.operation or 'unknown')} {quote(_recorded(ex))} $?"
+    lines = [check + (" endless" if _client_ended(ex) else "")]
     recorded = returned_id(ex)
     key = ID_KEYS.get(ex.operation or "")
     if recorded is not None and key is not None:
@@ -286,13 +326,22 @@ _FUNCTIONS = [
     "answers=$(mktemp -d) || exit 1",
     "trap 'rm -rf \"$answers\"' EXIT",
     'fail() { echo "$1" >&2; exit 1; }',
-    "# check N OPERATION RECORDED: print the status line; stop unless the status is the",
-    "# recorded one (--- when the capture has none)",
+    "# check N OPERATION RECORDED EXIT [endless]: print the status line; stop unless the",
+    "# status is the recorded one (--- when the capture has none) and curl (its EXIT status)",
+    "# got the whole answer, or only DOCKTAP_MAX_TIME ended it (28) and the client had ended",
+    "# it in the capture (endless)",
     "check() {",
     '  now=$(cat "$answers/$1" 2>/dev/null)',
     '  echo "#$1 $2 $3 ${now:-000}"',
     '  [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||',
     '    fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"',
+    '  case "$4.$5" in',
+    "  0.* | 28.endless) ;;",
+    '  28.*) fail "#$1 $2: the answer did not end within DOCKTAP_MAX_TIME'
+    + "'s "
+    + '${DOCKTAP_MAX_TIME:-60} s, where the daemon ended it in the capture" ;;',
+    '  *) fail "#$1 $2: curl failed (exit status $4) before the answer ended" ;;',
+    "  esac",
     "}",
     "# head N PID: wait for the head of the answer to exchange N, or for its curl to end",
     "head_of() {",
@@ -345,6 +394,9 @@ def render(capture: Capture) -> str:
             lines.append(f"# skipped: {_comment(skip_reason(ex) or '')}")
             lines.append(f"#   {_comment(ex.method + ' ' + ex.target)}")
             lines.append(f"echo {quote(_label(ex) + ' skipped')}")
+            if ex.hijacked and _stdin(ex):
+                note = f"#{ex.number} {ex.operation}: {_stdin_note(ex)}"
+                lines.append(f"echo {quote(note)} >&2")
         else:
             for name, _ in ex.request_headers:
                 if name.lower() in _MASKED:

@@ -16,13 +16,20 @@
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
 fail() { echo "$1" >&2; exit 1; }
-# check N OPERATION RECORDED: print the status line; stop unless the status is the
-# recorded one (--- when the capture has none)
+# check N OPERATION RECORDED EXIT [endless]: print the status line; stop unless the
+# status is the recorded one (--- when the capture has none) and curl (its EXIT status)
+# got the whole answer, or only DOCKTAP_MAX_TIME ended it (28) and the client had ended
+# it in the capture (endless)
 check() {
   now=$(cat "$answers/$1" 2>/dev/null)
   echo "#$1 $2 $3 ${now:-000}"
   [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
     fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"
+  case "$4.$5" in
+  0.* | 28.endless) ;;
+  28.*) fail "#$1 $2: the answer did not end within DOCKTAP_MAX_TIME's ${DOCKTAP_MAX_TIME:-60} s, where the daemon ended it in the capture" ;;
+  *) fail "#$1 $2: curl failed (exit status $4) before the answer ended" ;;
+  esac
 }
 # head N PID: wait for the head of the answer to exchange N, or for its curl to end
 head_of() {
@@ -38,7 +45,7 @@ curl -sS --globoff --path-as-is \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   'http://docker/_ping' >"$answers"/1
-check 1 'SystemPingHead' '200'
+check 1 'SystemPingHead' '200' $?
 
 # exchange #2: ContainerInspect
 curl -sS --globoff --path-as-is \
@@ -49,7 +56,7 @@ curl -sS --globoff --path-as-is \
   -X 'GET' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   'http://docker/v1.41/containers/talker/json' >"$answers"/2
-check 2 'ContainerInspect' '200'
+check 2 'ContainerInspect' '200' $?
 
 # exchange #3: ContainerLogs
 curl -sS --globoff --path-as-is \
@@ -60,4 +67,4 @@ curl -sS --globoff --path-as-is \
   -X 'GET' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   'http://docker/v1.41/containers/bd03cafcce9f8351a071651c7743e903144177b0269dc80d34fcb6657c8c2b75/logs?follow=1&stderr=1&stdout=1&tail=all' >"$answers"/3
-check 3 'ContainerLogs' '200'
+check 3 'ContainerLogs' '200' $?

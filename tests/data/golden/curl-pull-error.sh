@@ -16,13 +16,20 @@
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
 fail() { echo "$1" >&2; exit 1; }
-# check N OPERATION RECORDED: print the status line; stop unless the status is the
-# recorded one (--- when the capture has none)
+# check N OPERATION RECORDED EXIT [endless]: print the status line; stop unless the
+# status is the recorded one (--- when the capture has none) and curl (its EXIT status)
+# got the whole answer, or only DOCKTAP_MAX_TIME ended it (28) and the client had ended
+# it in the capture (endless)
 check() {
   now=$(cat "$answers/$1" 2>/dev/null)
   echo "#$1 $2 $3 ${now:-000}"
   [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
     fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"
+  case "$4.$5" in
+  0.* | 28.endless) ;;
+  28.*) fail "#$1 $2: the answer did not end within DOCKTAP_MAX_TIME's ${DOCKTAP_MAX_TIME:-60} s, where the daemon ended it in the capture" ;;
+  *) fail "#$1 $2: curl failed (exit status $4) before the answer ended" ;;
+  esac
 }
 # head N PID: wait for the head of the answer to exchange N, or for its curl to end
 head_of() {
@@ -38,7 +45,7 @@ curl -sS --globoff --path-as-is \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   'http://docker/_ping' >"$answers"/1
-check 1 'SystemPingHead' '200'
+check 1 'SystemPingHead' '200' $?
 
 # exchange #2: ImageCreate
 # X-Registry-Auth holds credentials docktap masked: put real ones in to authenticate
@@ -51,4 +58,4 @@ curl -sS --globoff --path-as-is \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   -H 'X-Registry-Auth: e30=' \
   'http://docker/v1.41/images/create?fromImage=127.0.0.1%3A9%2Fnothing&tag=latest' >"$answers"/2
-check 2 'ImageCreate' '500'
+check 2 'ImageCreate' '500' $?

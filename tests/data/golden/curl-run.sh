@@ -16,13 +16,20 @@
 answers=$(mktemp -d) || exit 1
 trap 'rm -rf "$answers"' EXIT
 fail() { echo "$1" >&2; exit 1; }
-# check N OPERATION RECORDED: print the status line; stop unless the status is the
-# recorded one (--- when the capture has none)
+# check N OPERATION RECORDED EXIT [endless]: print the status line; stop unless the
+# status is the recorded one (--- when the capture has none) and curl (its EXIT status)
+# got the whole answer, or only DOCKTAP_MAX_TIME ended it (28) and the client had ended
+# it in the capture (endless)
 check() {
   now=$(cat "$answers/$1" 2>/dev/null)
   echo "#$1 $2 $3 ${now:-000}"
   [ "$3" = --- ] || [ "${now:-000}" = "$3" ] ||
     fail "#$1 $2: the daemon answered ${now:-000} where the capture has $3"
+  case "$4.$5" in
+  0.* | 28.endless) ;;
+  28.*) fail "#$1 $2: the answer did not end within DOCKTAP_MAX_TIME's ${DOCKTAP_MAX_TIME:-60} s, where the daemon ended it in the capture" ;;
+  *) fail "#$1 $2: curl failed (exit status $4) before the answer ended" ;;
+  esac
 }
 # head N PID: wait for the head of the answer to exchange N, or for its curl to end
 head_of() {
@@ -38,7 +45,7 @@ curl -sS --globoff --path-as-is \
   -I \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   'http://docker/_ping' >"$answers"/1
-check 1 'SystemPingHead' '200'
+check 1 'SystemPingHead' '200' $?
 
 # exchange #2: ContainerCreate
 curl -sS --globoff --path-as-is \
@@ -53,7 +60,7 @@ curl -sS --globoff --path-as-is \
   'http://docker/v1.41/containers/create' <<'DOCKTAP_BODY' >"$answers"/2
 {"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,"AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["sh","-c","echo out; echo err \u003e\u00262; exit 3"],"Image":"bb","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{},"HostConfig":{"Binds":null,"ContainerIDFile":"","LogConfig":{"Type":"","Config":{}},"NetworkMode":"none","PortBindings":{},"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"AutoRemove":true,"VolumeDriver":"","VolumesFrom":null,"ConsoleSize":[0,0],"CapAdd":null,"CapDrop":null,"CgroupnsMode":"","Dns":[],"DnsOptions":[],"DnsSearch":[],"ExtraHosts":null,"GroupAdd":null,"IpcMode":"","Cgroup":"","Links":null,"OomScoreAdj":0,"PidMode":"","Privileged":false,"PublishAllPorts":false,"ReadonlyRootfs":false,"SecurityOpt":null,"UTSMode":"","UsernsMode":"","ShmSize":0,"Isolation":"","CpuShares":0,"Memory":0,"NanoCpus":0,"CgroupParent":"","BlkioWeight":0,"BlkioWeightDevice":[],"BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],"BlkioDeviceWriteIOps":[],"CpuPeriod":0,"CpuQuota":0,"CpuRealtimePeriod":0,"CpuRealtimeRuntime":0,"CpusetCpus":"","CpusetMems":"","Devices":[],"DeviceCgroupRules":null,"DeviceRequests":null,"MemoryReservation":0,"MemorySwap":0,"MemorySwappiness":-1,"OomKillDisable":false,"PidsLimit":0,"Ulimits":[],"CpuCount":0,"CpuPercent":0,"IOMaximumIOps":0,"IOMaximumBandwidth":0,"MaskedPaths":null,"ReadonlyPaths":null},"NetworkingConfig":{"EndpointsConfig":{}}}
 DOCKTAP_BODY
-check 2 'ContainerCreate' '201'
+check 2 'ContainerCreate' '201' $?
 ID_2=$(sed -n 's/.*"Id" *: *"\([^"]*\)".*/\1/p' "$answers"/2.body | head -n 1)
 [ -n "$ID_2" ] || fail '#2 ContainerCreate: no Id in the answer'
 
@@ -84,7 +91,7 @@ curl -sS --globoff --path-as-is \
   -X 'POST' \
   -H 'User-Agent: Docker-Client/28.2.2 (linux)' \
   'http://docker/v1.41/containers/'"${ID_2}"'/start' >"$answers"/5
-check 5 'ContainerStart' '204'
+check 5 'ContainerStart' '204' $?
 
 wait "$pid_4"
-check 4 'ContainerWait' '200'
+check 4 'ContainerWait' '200' $?
