@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,21 @@ def test_a_body_not_recorded_in_full_is_reported_not_guessed() -> None:
     capture = create({"Privileged": True})
     capture.exchanges[0].request_complete = False
     assert rules(capture) == [("info", "body-not-audited", None)]
+    (finding,) = audit(capture)
+    assert "(the connection closed before it ended)" in finding.explanation
+
+
+def test_a_body_past_the_inline_cap_is_not_audited_as_if_it_ended_there() -> None:
+    # Past --max-body the capture holds the start of a create's body only: decoded as if it
+    # ended there, it was a body dockerd could not read, yet answered 201: a high
+    # "body-misread" for a create that was simply large.
+    capture = create({"Privileged": True})
+    ex = capture.exchanges[0]
+    ex.request_body_size = len(ex.request_body) + (1 << 20)
+    del ex.request_body[-10:]
+    assert rules(capture) == [("info", "body-not-audited", None)]
+    (finding,) = audit(capture)
+    assert "(it was larger than --max-body)" in finding.explanation
 
 
 def test_no_peer_credentials() -> None:
@@ -478,3 +494,85 @@ def test_traffic_the_audit_could_not_read_is_a_high_finding_everywhere(
         exported = docktap("export", "-f", fmt, path)
         assert exported.returncode == 0, exported.stderr
         assert said in exported.stdout.decode(), fmt
+
+
+_EVENTS_AND_PING_POLICY = (
+    "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+    '  - {operation: SystemEvents, request: "GET /events"}\n'
+    '  - {operation: SystemPing, request: "GET /_ping"}\n'
+)
+_EVENTS = b"GET /v1.41/events HTTP/1.1\r\nHost: d\r\n\r\n"
+_KILL = b"POST /v1.41/containers/nobody/kill HTTP/1.1\r\nHost: d\r\n\r\n"
+
+
+def _killed_after_sending(proxy: Proxy, data: bytes, answered: bool) -> None:
+    """A client process that sends `data` through the proxy and is killed (SIGKILL) then, once
+    the daemon's answer has begun to come if `answered`, which it leaves unread: its socket
+    is reset, not ended, and docktap drops both connections at once."""
+    code = (
+        "import socket, sys\n"
+        "client = socket.socket(socket.AF_UNIX)\n"
+        "client.connect(sys.argv[1])\n"
+        "client.sendall(bytes.fromhex(sys.argv[2]))\n"
+        "if sys.argv[3] == '1':\n"
+        "    client.recv(1, socket.MSG_PEEK)\n"
+        "print('sent', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(proxy.socket), data.hex(), "1" if answered else "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stdout.readline() == b"sent\n"
+    child.kill()  # what it sent is in docktap's socket already, then its end
+    child.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered", "flagged"),
+    [
+        # A head the client never finished: the guard forwards no request before its head is
+        # whole.
+        (b"POST /v1.41/containers/create HTTP/1.1\r\nHost: d\r\nContent-", False, False),
+        # A denial behind a long poll, waiting its turn when the client went: the capture
+        # never read it, and the guard never forwarded it.
+        (_EVENTS + _KILL, True, False),
+        # An allowed request there instead: the guard let it through unread, and says so.
+        (_EVENTS + b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n", True, True),
+    ],
+)
+def test_a_killed_clients_bytes_the_guard_held_are_not_said_to_have_reached_the_daemon(
+    dockerd: Daemon, tmp_path: Path, sent: bytes, answered: bool, flagged: bool
+) -> None:
+    # Under an enforced policy, a client killed in the middle of a request left its bytes
+    # unparsed at the close, and the audit said a high "traffic the audit could not read
+    # reached the daemon" of bytes the guard had held: only what it read whole and allowed
+    # goes on.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_EVENTS_AND_PING_POLICY)
+    proxy = Proxy(dockerd, tmp_path, "-q", "--policy", str(policy))
+    try:
+        _killed_after_sending(proxy, sent, answered)
+    finally:
+        capture = proxy.stop(allow_errors=True)
+    assert capture.header["policy"] == "enforce"
+    assert any(r["type"] == "unparsed" and r["dir"] == "client" for r in capture.records)
+    rules = [f.rule for f in audit(capture)]
+    assert rules.count("unread-traffic") == flagged, rules
+
+
+def test_bytes_the_guard_refused_are_not_said_to_have_reached_the_daemon(
+    dockerd: Daemon, tmp_path: Path
+) -> None:
+    # The first case of the test above, under a policy: the guard refuses what it cannot read,
+    # with the observer's reading, and forwards nothing more of the connection.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(_EVENTS_AND_PING_POLICY)
+    proxy = Proxy(dockerd, tmp_path, "-q", "--policy", str(policy))
+    ping = b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"
+    answer = _relay_raw(proxy, ping + b"\x00\x01 POST /containers/create not http\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"HTTP/1.1 403 Forbidden\r\n" in answer
+    capture = proxy.stop(allow_errors=True)
+    assert any(r["type"] == "unparsed" and r["dir"] == "client" for r in capture.records)
+    assert [f.rule for f in audit(capture) if f.rule == "unread-traffic"] == []

@@ -236,9 +236,18 @@ def unread(capture: Capture) -> list[Finding]:
     `unparsed` bytes; the daemon got them all the same, and no rule read them. The finding
     sits with the exchange the error names (none before the first one: seq -1), and says how
     many bytes of the client's went through unread and why parsing stopped.
+
+    Under an enforced policy the daemon gets only what the guard read whole, with the
+    observer's own reading, and allowed. Where the observer stopped on the client's bytes
+    (bytes it cannot read, which the guard refused too; a head the client never finished, or
+    requests still waiting their turn when the connection went) none of them reached the
+    daemon, unless the guard allowed a request the capture never read, which it says.
     """
     sizes: dict[int, int] = {}
     reasons: dict[int, Record] = {}
+    exchanges = {(ex.conn, ex.seq): ex for ex in capture.exchanges}
+    decided: set[int] = set()  # connections a policy decided for
+    forwarded: set[int] = set()  # ... in warn mode, or letting through what was never read
     for record in capture.records:
         kind = record.get("type")
         conn = record.get("conn")
@@ -248,12 +257,21 @@ def unread(capture: Capture) -> list[Finding]:
             sizes[conn] = sizes.get(conn, 0) + int(record.get("size") or 0)
         elif kind == Kind.ERROR and record.get("kind") == "protocol":
             reasons.setdefault(conn, record)
-    exchanges = {(ex.conn, ex.seq): ex for ex in capture.exchanges}
+        elif kind == Kind.DECISION:
+            decided.add(conn)
+            if not record.get("enforced") or (
+                record.get("allowed") and (conn, record.get("seq")) not in exchanges
+            ):
+                forwarded.add(conn)
+    if capture.header.get("policy") == "enforce":
+        decided.update(sizes)  # a connection the guard decided nothing on too
     findings: list[Finding] = []
     for conn, size in sizes.items():
         if not size:
             continue
         reason = reasons.get(conn, {})
+        if reason.get("dir") == "client" and conn in decided and conn not in forwarded:
+            continue  # held or refused by the guard: it never reached the daemon
         seq = reason.get("seq")
         ex = exchanges.get((conn, seq)) if isinstance(seq, int) else None
         connection = capture.connections.get(conn)
@@ -329,7 +347,7 @@ def _check(ex: Exchange) -> Iterator[_Hit]:
         )
     operation = ex.operation
     if operation in ("ContainerCreate", "ContainerExec"):
-        if ex.request_complete is False:
+        if ex.request_complete is False or len(ex.request_body) < ex.request_body_size:
             yield _unreadable(ex)
             return
         decoded = decode(operation, bytes(ex.request_body))
@@ -343,12 +361,18 @@ def _check(ex: Exchange) -> Iterator[_Hit]:
 
 
 def _unreadable(ex: Exchange) -> _Hit:
+    """A body the capture does not hold in full: cut short by the connection's end, or past
+    --max-body (read as a body cut there, it was a decoding error dockerd never had)."""
+    if ex.request_complete is False:
+        why = "the connection closed before it ended"
+    else:
+        why = "it was larger than --max-body"
     return _Hit(
         "info",
         "body-not-audited",
         f"{ex.operation} body not audited",
-        "The request body is not in the capture in full (it was larger than --max-body), so "
-        "its options could not be checked.",
+        f"The request body is not in the capture in full ({why}), so its options could not "
+        "be checked.",
     )
 
 

@@ -193,8 +193,10 @@ class RecordEncoder:
         command: list[str] | None,
         docktap_version: str,
         tls: dict[str, Any] | None = None,
+        policy: str | None = None,
     ) -> Record:
-        """The first record; `tls` (verify, subject, sha256) only for a daemon spoken to in TLS."""
+        """The first record; `tls` (verify, subject, sha256) only for a daemon spoken to in TLS,
+        `policy` (its mode, enforce or warn) only when a policy decided the requests."""
         record: Record = {
             "type": Kind.CAPTURE,
             "format": FORMAT,
@@ -210,6 +212,10 @@ class RecordEncoder:
         # What a reader needs to mask requests the way these were masked (replay).
         record["redact"] = self.redactor is not None
         record["redact_env"] = list(self.redactor.extra_names) if self.redactor else []
+        if policy is not None:
+            # What the daemon got of the client's bytes: with an enforced policy, only what
+            # the guard allowed (the audit's unread-traffic rule reads it).
+            record["policy"] = policy
         return self._stamp(record, self.started_mono)
 
     def opened(self, conn: int, peer: dict[str, int] | None, t: float) -> Record:

@@ -229,7 +229,7 @@ def run(config: RecordingConfig, fd: int) -> int:
     if config.audit is not None and held is not None:
         recorder.listeners.append(live_audit(config.audit, held, config.colour, config.width))
     collect_less()  # the imports are done: the live view's were the last
-    recorder.start(config.upstream, config.command, config.upstream_tls)
+    recorder.start(config.upstream, config.command, config.upstream_tls, config.policy)
     try:
         if not serve(fd, config.spool_fd, recorder):
             recorder.close(0.0, clean=False)  # docktap died: keep what was written

@@ -43,9 +43,13 @@ class Recorder:
         self._waiting: dict[int, list[tuple[int | None, Record]]] = {}
 
     def start(
-        self, upstream: str, command: list[str] | None, tls: dict[str, Any] | None = None
+        self,
+        upstream: str,
+        command: list[str] | None,
+        tls: dict[str, Any] | None = None,
+        policy: str | None = None,
     ) -> None:
-        self._records.append(self.encoder.header(upstream, command, __version__, tls))
+        self._records.append(self.encoder.header(upstream, command, __version__, tls, policy))
         self.flush()
 
     def opened(self, conn: int, peer: dict[str, Any] | None, t: float) -> None:

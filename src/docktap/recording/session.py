@@ -166,6 +166,7 @@ class RecordSession(Synchronous):
             head_budget=self.head_budget,
             colour=self.colour,
             width=self.width,
+            policy=None if self.guard is None else "enforce" if self.guard.enforce else "warn",
         )
         # A recording backlog, if any, is spooled on the capture's disk.
         spool_dir = os.path.dirname(os.path.abspath(self.output)) if fd is not None else None

@@ -62,6 +62,7 @@ class RecordingConfig(NamedTuple):
     head_budget: int | None = None  # bytes of unfinished heads held in all; None: the default
     colour: str = "auto"  # --color of the live rows and warnings (docktap.console)
     width: int | None = None  # --width of them; None: as the terminal or COLUMNS says
+    policy: str | None = None  # the header's `policy`: "enforce" or "warn", with a guard
 
     def to_json(self) -> str:
         return json.dumps(self._asdict())
