@@ -599,3 +599,23 @@ def test_once_the_daemon_has_closed_nothing_more_is_decided_or_answered() -> Non
     g = gate(enforce=False)
     g.daemon_eof()
     assert g.from_client(DENIED[2]) == []
+
+
+def test_a_head_past_the_bound_behind_a_denial_is_refused_at_the_clients_end() -> None:
+    # What the client's end has decided behind a queued denial is held to the gate's bounds
+    # as any other read: a head longer than MAX_HEAD_SIZE is refused, and closes.
+    long_head = b"GET /_ping HTTP/1.1\r\nX-Filler: " + b"x" * MAX_HEAD_SIZE
+    stream = PING + DENIED[2] + long_head
+    for reads in (
+        [stream],
+        [stream[at : at + (64 << 10)] for at in range(0, len(stream), 64 << 10)],
+    ):
+        g = gate()
+        for read in reads:
+            g.from_client(read)
+        at_end = g.client_eof()
+        assert at_end[-1] == EndOfInput() and g.held == 0
+        assert [a.seq for a in at_end if isinstance(a, Decided)] == [None]
+        denial, refusal = answers(g.from_daemon(PONG))
+        assert not denial.close and b"denied DELETE /containers/c" in denial.data
+        assert refusal.close and f"longer than {MAX_HEAD_SIZE} bytes".encode() in refusal.data

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from tapping import ready_server
 
+from docktap import connecting
 from docktap import relay as relay_module
 from docktap.binding import ListenError
 from docktap.events import Direction
@@ -799,3 +800,122 @@ def test_a_denial_behind_an_answer_the_daemon_closes_on(tmp_path: Path) -> None:
         _answered_then_closed(tmp_path, to_the_close, [_PING_REQUEST + _DENIED_DELETE])
     )
     assert got == to_the_close and after == b"" and errors == []
+
+
+def test_denials_held_behind_a_long_poll_go_at_the_clients_end_within_the_bound(
+    tmp_path: Path,
+) -> None:
+    # A client pipelines a long poll, then denials up to just under docktap's bound, then
+    # half-closes; the daemon ends the poll when its input ends, as dockerd does. The bound
+    # still holds (the client is read in full, nothing is held past it), the half-close goes on
+    # at once, and every 403 comes after the poll's end, in order, then the close.
+    denied = b"DELETE /containers/c HTTP/1.1\r\nHost: d\r\n\r\n"
+    count = (relay_module._PENDING_LIMIT - 4096) // len(denied)
+    heard = bytearray()
+
+    async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.extend(await reader.readexactly(len(_EVENTS)))
+        writer.write(_STREAMING + _TICK)
+        heard.extend(await reader.read())  # until the client's end of input
+        writer.write(b"0\r\n\r\n")
+        writer.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        up = tmp_path / "up.sock"
+        await _upstream(up, daemon)
+        policy = loads(
+            "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
+            '  - {operation: SystemEvents, request: "GET /events"}\n'
+        )
+        tap = RecordingTap()
+        relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(policy))
+        sock = tmp_path / "relay.sock"
+        await relay.listen(Endpoint(path=str(sock)))
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, str(sock))
+        await loop.sock_sendall(client, _EVENTS)
+        response = bytearray()
+        while len(response) < len(_STREAMING + _TICK):  # the poll is on
+            response.extend(await loop.sock_recv(client, 65536))
+        await loop.sock_sendall(client, denied * count)
+        client.shutdown(socket.SHUT_WR)
+        # (The half-close waited for the 403s, which waited for the poll: nothing came.)
+        while chunk := await asyncio.wait_for(loop.sock_recv(client, 1 << 20), 30):
+            response.extend(chunk)
+        client.close()
+        await asyncio.wait_for(tap.all_closed.wait(), 30)
+        await relay.close()
+        assert heard == _EVENTS  # then only the end of input
+        assert len(tap.chunks[(1, Direction.CLIENT)]) == len(_EVENTS + denied * count)
+        poll, end, rest = bytes(response).partition(b"0\r\n\r\n")
+        assert poll == _STREAMING + _TICK and end
+        assert rest.count(b"HTTP/1.1 403 Forbidden\r\n") == count
+        assert rest.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+        assert rest.count(b"denied DELETE /containers/c") == count
+
+    asyncio.run(main())
+
+
+def test_a_client_that_ends_before_the_daemon_is_reached_ends_its_input_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client pipelines a ping, a denial and another ping, and half-closes, all before
+    # docktap has reached the daemon. Once it had, the end of input went at once, ahead of the
+    # second ping, which the gate holds behind the denial: the ping was then written after
+    # write_eof, which raised, and the daemon never had it.
+    reached = asyncio.Event()
+    ended = asyncio.Event()
+    real_connect = connecting.connect
+
+    async def late(
+        factory: Callable[[], asyncio.BaseProtocol], upstream: Endpoint
+    ) -> asyncio.BaseTransport:
+        await reached.wait()
+        return await real_connect(factory, upstream)
+
+    monkeypatch.setattr(relay_module, "connect", late)
+    heard = bytearray()
+
+    async def daemon(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.extend(await reader.readexactly(len(_PING)))
+        writer.write(_PONG)
+        heard.extend(await reader.read())  # the second ping, then the end of input
+        writer.write(_PONG)
+        writer.close()
+
+    class EndingTap(RecordingTap):
+        def eof(self, conn: int, direction: Direction, t: float) -> None:
+            super().eof(conn, direction, t)
+            if direction is Direction.CLIENT:
+                ended.set()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        up = tmp_path / "up.sock"
+        await _upstream(up, daemon)
+        tap = EndingTap()
+        relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(loads(_ALLOW_PING)))
+        sock = tmp_path / "relay.sock"
+        await relay.listen(Endpoint(path=str(sock)))
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.setblocking(False)
+        await loop.sock_connect(client, str(sock))
+        await loop.sock_sendall(client, _PING + _DENIED_DELETE + _PING)
+        client.shutdown(socket.SHUT_WR)
+        await asyncio.wait_for(ended.wait(), 5)  # docktap has had the client's end
+        reached.set()
+        response = b""
+        while chunk := await asyncio.wait_for(loop.sock_recv(client, 65536), 5):
+            response += chunk
+        client.close()
+        await asyncio.wait_for(tap.all_closed.wait(), 5)
+        await relay.close()
+        assert heard == _PING + _PING and errors == []
+        assert response.startswith(_PONG + b"HTTP/1.1 403 Forbidden\r\n")
+        assert response.endswith(_PONG)
+
+    asyncio.run(main())

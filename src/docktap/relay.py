@@ -203,6 +203,8 @@ class _Pipe:
         self.watched = self.tap is not None
         # Set once docktap has answered the client itself and is closing: see linger.
         self.lingering: asyncio.TimerHandle | None = None
+        # With a policy: the gate has let the client's end of input go to the daemon.
+        self.input_ended = False
 
     def other(self, side: _Side) -> _Side:
         return self.daemon if side is self.client else self.client
@@ -299,9 +301,11 @@ class _Pipe:
                 guard = self.relay.guard
                 if guard is not None and guard.report is not None:
                     guard.report(self.conn, action)
-            elif self.flows_to(self.daemon) and self.daemon.open:
-                assert self.daemon.transport is not None
-                self.daemon.transport.write_eof()
+            else:
+                self.input_ended = True  # for connect(), if the daemon is not reached yet
+                if self.flows_to(self.daemon) and self.daemon.open:
+                    assert self.daemon.transport is not None
+                    self.daemon.transport.write_eof()
 
     def to_daemon(self, data: bytes) -> None:
         if self.flows_to(self.daemon):
@@ -456,7 +460,9 @@ class _Pipe:
         if self.relay.paused:
             self.daemon.pause_reading()
         self.hold_client()  # what waited for the daemon has gone to it
-        if self.client.eof:
+        # With a policy, only once the gate lets it go: a request held behind a denial must
+        # reach the daemon before the client's end does.
+        if self.input_ended if self.gate is not None else self.client.eof:
             self.daemon.transport.write_eof()
 
     def answer_failure(self) -> None:
