@@ -429,11 +429,11 @@ def test_differences_in_the_query() -> None:
     assert now("/v1.41/containers/json?all=0&size=0") == [
         'query all differs: recorded "1", got "0"'
     ]
-    # size=0 is size's default: leaving it out changes nothing.
+    # size=0 is size's default: leaving it out changes nothing; under a limit all is true.
     assert now("/v1.41/containers/json?limit=3") == [
-        'query all differs: recorded "1", got absent',
         'query limit differs: recorded absent, got "3"',
     ]
+    assert now("/v1.41/containers/json?limit=0") == ['query all differs: recorded "1", got absent']
     assert now("/v1.41/containers/json?all=1&all=0") == []  # dockerd reads the first
     assert now("/v1.41/containers/json?all=true") == []  # 1 and true are both true
     assert (
@@ -631,3 +631,34 @@ def test_a_stop_timeout_of_zero_is_not_an_absent_one() -> None:
     # dockerd reads an absent t as the container's own timeout: the spec gives no default.
     assert key("POST", "/containers/c/stop?t=0") != key("POST", "/containers/c/stop")
     assert key("POST", "/containers/c/stop?t=") == key("POST", "/containers/c/stop")
+
+
+def test_a_container_list_limit_counts_only_above_zero() -> None:
+    # `docker ps -n 0` (and -n -5): the CLI 20.10 sends limit=0 (limit=-5), the CLI 28 no
+    # limit; dockerd applies a limit only above 0, so each is the list of no limit at all.
+    plain = "/v1.41/containers/json"
+    for limit in ("0", "-5", "%2B0", "-9223372036854775808"):
+        assert key("GET", f"{plain}?limit={limit}") == key("GET", plain), limit
+    assert key("GET", f"{plain}?limit=0&all=1") == key("GET", f"{plain}?all=1")
+    assert key("GET", f"{plain}?limit=1") != key("GET", plain)
+    assert key("GET", f"{plain}?limit=1") == key("GET", f"{plain}?limit=%2B1")
+    assert key("GET", f"{plain}?limit=1") != key("GET", f"{plain}?limit=2")
+    # One dockerd refuses is compared as written.
+    assert key("GET", f"{plain}?limit=x") != key("GET", plain)
+    assert key("GET", f"{plain}?limit=x") != key("GET", f"{plain}?limit=y")
+
+
+def test_under_a_limit_all_is_moot() -> None:
+    # A limit above 0 lists stopped containers too: `ps -a -n 3` is `ps -n 3`.
+    plain = "/v1.41/containers/json"
+    assert key("GET", f"{plain}?all=1&limit=3") == key("GET", f"{plain}?limit=3")
+    assert key("GET", f"{plain}?all=1&limit=0") != key("GET", f"{plain}?limit=0")
+    assert key("GET", f"{plain}?all=1&limit=x") != key("GET", f"{plain}?limit=x")
+    assert key("GET", f"{plain}?all=1") != key("GET", plain)
+    ignoring_all = MatchOptions(free=("all",))
+    assert key("GET", f"{plain}?limit=3", options=ignoring_all) == key(
+        "GET", f"{plain}?all=0&limit=3", options=ignoring_all
+    )
+    # Elsewhere `all` is read as it is.
+    images = "/v1.41/images/json"
+    assert key("GET", f"{images}?all=1&limit=3") != key("GET", f"{images}?limit=3")

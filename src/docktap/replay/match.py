@@ -26,7 +26,7 @@ import orjson
 from docktap.redact import body_without_digests, without_digests
 from docktap.replay.tarcontent import content_digest
 from docktap.request.body import decode, typed, without_zeros
-from docktap.request.query import Query, parameters
+from docktap.request.query import Query, implied, parameters
 from docktap.routes import operation_name, split_version
 
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-*]+)|\[(\d+|\*)\]")
@@ -155,11 +155,13 @@ def _param_value(kind: str, default: str, name: str, values: list[str]) -> Any:
         value = read.bool_value(name)
         return _MISSING if value == (default == "true") else value
     first = read.get(name)
-    if kind == "int64":
+    if kind in ("int64", "count"):
         try:
             number = read.int64_value_or_default(name, int(default) if default else 0)
         except ValueError:
             return first  # dockerd refuses it: compared as written
+        if kind == "count" and number <= 0:
+            return _MISSING
         return _MISSING if first == "" or str(number) == default else number
     if first in ("", default):
         return _MISSING
@@ -173,14 +175,16 @@ def _param_value(kind: str, default: str, name: str, values: list[str]) -> Any:
 def read_query(method: str, target: str, options: MatchOptions) -> dict[str, list[Any]]:
     """The query of a request as compared: parameters the spec gives the operation as dockerd
     reads them (a boolean as true or false, the first value only), those at their default
-    left out; other parameters as `parse_query` gives them. `exact_body` keeps them all."""
+    left out, a boolean another parameter makes true as true (`implied`); other parameters as
+    `parse_query` gives them. `exact_body` keeps them all."""
     path, query = split_target(target)
     params = parse_query(query)
     for name in options.free_params & params.keys():
         del params[name]
     if options.exact_body:
         return params
-    known = parameters(operation_name(method, path))
+    operation = operation_name(method, path)
+    known = parameters(operation)
     raw = Query.parse(query).values
     for name in known.keys() & params.keys():
         value = _param_value(*known[name], name, raw[name])
@@ -188,6 +192,9 @@ def read_query(method: str, target: str, options: MatchOptions) -> dict[str, lis
             del params[name]
         else:
             params[name] = [value]
+    for name, by in implied(operation).items():
+        if name not in options.free_params and isinstance(params.get(by, [None])[0], int):
+            params[name] = [True]
     return params
 
 

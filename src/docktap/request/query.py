@@ -136,7 +136,15 @@ _DOCKERD_PARAMS: dict[str, dict[str, tuple[str, str]]] = {
         "ulimits": ("json", ""),  # JSON, and the CLI sends `null` for none
         "isolation": ("string", ""),
     },
+    # GET /containers/json reads `limit` with strconv.Atoi and applies it only above 0
+    # (daemon/list.go: `Limit > 0`): limit=0, which the CLI 20.10 sends for `ps -n 0`, and
+    # limit=-5 list what no limit lists, and the CLI 28 sends none for either.
+    "ContainerList": {"limit": ("count", "")},
 }
+# Booleans dockerd reads as true while another parameter is in effect: GET /containers/json
+# lists the stopped containers too under a limit (daemon/list.go: `!ctx.All && ctx.Limit <=
+# 0`), so `ps -a -n 3` and `ps -n 3` ask for the same list.
+_IMPLIED: dict[str, dict[str, str]] = {"ContainerList": {"all": "limit"}}
 _PARAMS = {
     operation: {name: (kind, default) for name, kind, default in params}
     | _DOCKERD_PARAMS.get(operation, {})
@@ -146,6 +154,13 @@ _PARAMS = {
 
 def parameters(operation: str | None) -> Mapping[str, tuple[str, str]]:
     """The query parameters dockerd reads for `operation`, by name: each one's type (`bool`,
-    `int64`, `string`, or `json` for a string dockerd decodes as JSON) and the value an
-    absent one reads as ("" where there is none: absent and every value differ)."""
+    `int64`, `count` for an int64 that counts only above 0, `string`, or `json` for a string
+    dockerd decodes as JSON) and the value an absent one reads as ("" where there is none:
+    absent and every value differ)."""
     return _PARAMS.get(operation or "", {})
+
+
+def implied(operation: str | None) -> Mapping[str, str]:
+    """The boolean parameters of `operation` dockerd reads as true, by name, while the
+    parameter each maps to is in effect (a `count` above 0)."""
+    return _IMPLIED.get(operation or "", {})
