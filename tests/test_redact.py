@@ -520,6 +520,29 @@ def test_held_limit_keeps_only_size_and_digest() -> None:
     assert (end["size"], end["inline"]) == (len(body), 0)
 
 
+def test_held_body_past_the_limit_has_the_digest_of_the_original() -> None:
+    body = json.dumps({"Env": [f"DB_PASSWORD={SECRET}"], "Pad": "x" * 300}).encode()
+    for limit in (0, 100, 200, len(body) - 1):  # cut before, within and after the pieces
+        enc = RecordEncoder(WALL, MONO, held_limit=limit)
+        records = [r for event in create_exchange(body, 3) for r in enc.encode(event)]
+        [end] = [r for r in records if r["type"] == "end" and r["dir"] == "client"]
+        assert end["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_held_bodies_in_a_row_have_the_digest_of_what_was_written() -> None:
+    secret = json.dumps({"Image": "bb", "Env": [f"DB_PASSWORD={SECRET}"]}).encode()
+    plain = json.dumps({"Image": "bb", "Env": ["PLAIN=visible"]}).encode()
+    enc = RecordEncoder(WALL, MONO)
+    # The same bodies again: the second time, the redactor hands back what it made the first.
+    for body in (secret, secret, plain, plain, secret):
+        records = [r for event in create_exchange(body) for r in enc.encode(event)]
+        written = bodies(records, "client")
+        assert (written == body) is (body == plain)
+        [end] = [r for r in records if r["type"] == "end" and r["dir"] == "client"]
+        assert end["sha256"] == hashlib.sha256(written).hexdigest()
+        assert (end["size"], end["inline"]) == (len(written), len(written))
+
+
 def test_no_redact_keeps_everything() -> None:
     body = json.dumps({"Image": "bb", "Env": [f"DB_PASSWORD={SECRET}"]}).encode()
     enc = RecordEncoder(WALL, MONO, redact=False)

@@ -122,18 +122,19 @@ def _value(direction: Direction) -> str:
 class _Budget:
     """How much of one body or stream has been seen, and how much of it went inline."""
 
-    __slots__ = ("digest", "held", "inline", "overflow", "total")
+    __slots__ = ("digest", "held", "inline", "overflow", "sha256", "total")
 
     def __init__(self) -> None:
         self.inline = 0
         self.total = 0
         # The sha256 of the bytes seen, begun with the first of them: most messages have no body.
         self.digest: Any = None
+        self.sha256: str | None = None  # the digest already made, of a masked body
         self.held: bytearray | None = None  # bodies kept back for redaction
         # A held body grew past the limit: only size and sha256 are kept.
         self.overflow = False
 
-    def hash(self, data: bytes) -> None:
+    def hash(self, data: bytes | bytearray) -> None:
         if self.digest is None:
             import hashlib
 
@@ -142,6 +143,8 @@ class _Budget:
             self.digest.update(data)
 
     def hexdigest(self) -> str:
+        if self.sha256 is not None:
+            return self.sha256
         return _EMPTY_SHA256 if self.digest is None else str(self.digest.hexdigest())
 
 
@@ -175,6 +178,7 @@ class RecordEncoder:
         self._operations: dict[tuple[int, int], str | None] = {}
         self._stamped = float("nan")  # the last time stamped (NaN equals no time), and its stamps
         self._stamps = (0.0, 0.0)
+        self._last_masked: tuple[bytes, str] | None = None  # a masked body and its sha256
 
     def _stamp(self, record: Record, t: float) -> Record:
         # The records of one read share its time: each time is rounded once.
@@ -432,20 +436,36 @@ class RecordEncoder:
         stream: Any = None,
     ) -> list[Record]:
         budget = self._budget(kind, conn, seq, direction)
-        if budget.held is not None:
-            # Size and digest of the original, for a body too large to mask.
-            budget.total += len(data)
-            budget.hash(data)
-            if not budget.overflow:
-                if len(budget.held) + len(data) > self.held_limit:
-                    budget.overflow = True
-                    budget.held.clear()
-                else:
-                    budget.held += data
-            return []
         budget.total += len(data)
+        if budget.held is not None:
+            # The original is hashed only once it is too large to mask (its size and digest
+            # are all that is kept of it then): a body masked is described as masked.
+            if budget.overflow:
+                budget.hash(data)
+            elif len(budget.held) + len(data) > self.held_limit:
+                budget.overflow = True
+                budget.hash(budget.held)
+                budget.hash(data)
+                budget.held.clear()
+            else:
+                budget.held += data
+            return []
         if kind == Kind.BODY:
             budget.hash(data)
+        return self._inline(budget, kind, conn, seq, direction, data, t, stream)
+
+    def _inline(
+        self,
+        budget: _Budget,
+        kind: str,
+        conn: int,
+        seq: int | None,
+        direction: Direction,
+        data: bytes,
+        t: float,
+        stream: Any = None,
+    ) -> list[Record]:
+        """The record of `data`, or of what the body cap leaves of it (none past the cap)."""
         if self.max_body:
             room = self.max_body - budget.inline
             if room <= 0:
@@ -462,6 +482,18 @@ class RecordEncoder:
         record.update(encode_bytes(data))
         return [self._stamp(record, t)]
 
+    def _masked_digest(self, body: bytes) -> str:
+        """The sha256 of a masked body; the redactor hands back the very object it made for
+        a body it saw last (polls repeat their answers), whose digest is made once."""
+        last = self._last_masked
+        if last is not None and last[0] is body:
+            return last[1]
+        import hashlib  # see _EMPTY_SHA256
+
+        digest = hashlib.sha256(body).hexdigest()
+        self._last_masked = (body, digest)
+        return digest
+
     def _end(self, event: MessageEnd) -> list[Record]:
         side = _value(event.direction)
         key = (event.conn, event.seq, side, Kind.BODY)
@@ -476,13 +508,20 @@ class RecordEncoder:
                 held = bytes(budget.held)
                 budget.held = None
                 budget.total = 0
-                budget.digest = None
                 if held and self.redactor is not None:
                     operation = self._operations.get((event.conn, event.seq))
                     masked = self.redactor.body(operation, held, side)
+                    budget.total = len(masked)
+                    budget.sha256 = self._masked_digest(masked)
                     out.extend(
-                        self._data(
-                            Kind.BODY, event.conn, event.seq, event.direction, masked, event.t
+                        self._inline(
+                            budget,
+                            Kind.BODY,
+                            event.conn,
+                            event.seq,
+                            event.direction,
+                            masked,
+                            event.t,
                         )
                     )
             del self._budgets[key]
