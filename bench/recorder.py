@@ -112,15 +112,15 @@ def run(data: bytes, live: str, capture: str) -> float:
     writer = CaptureWriter.from_fd(os.open(capture, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
     recorder = Recorder(writer, encoder)
     if live != "off":
-        from docktap.console import cooked, make_console
-        from docktap.render.live import HeldOutput, LiveView
+        from docktap.console import make_console
+        from docktap.render.live import LiveView
         from docktap.render.timeline import TimelineOptions
 
         # As the child makes it for stderr that is not a terminal: no colour, no status line,
-        # the terminal's mode asked before each batch of rows.
+        # held as the child holds rows for this stderr.
         console = make_console(io.StringIO(), False, 100)
         options = TimelineOptions(width=100, styled=False, header=False)
-        held = HeldOutput(ready=lambda: cooked(sys.stderr))
+        held = child.live_output()
         recorder.listeners.append(LiveView(console, options, held=held))
     started = time.process_time()
     recorder.start("unix:///var/run/docker.sock", None)

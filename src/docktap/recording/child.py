@@ -160,6 +160,10 @@ def live_output() -> HeldOutput:
     from docktap.console import cooked
     from docktap.render.live import HeldOutput
 
+    if not sys.stderr.isatty():
+        # Nor will it ever be one (the descriptor is the child's, and no one replaces it):
+        # asked before each batch of rows, a pipe or a file costs a failed tcgetattr each time.
+        return HeldOutput()
     return HeldOutput(ready=lambda: cooked(sys.stderr))
 
 
