@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from docktap.policy.decide import Request, decide
+from docktap.policy.asks import Asks
+from docktap.policy.decide import Request, _beyond, decide
 from docktap.policy.model import Client, ClientRules, Limits, Policy, Rule
 
 CREATE = Rule(
@@ -212,3 +213,15 @@ def test_a_pull_is_allowed_the_tag_or_digest_it_names_and_no_other() -> None:
         assert decision.allowed is expected, (query, decision.reason)
     denied = decide(pulls, Request("POST", "/v1.41/images/create?fromImage=bb&tag=evil"))
     assert denied.reason == "image bb:evil not allowed for a client of unknown uid"
+
+
+def test_every_privilege_an_asks_holds_beside_its_image_is_checked() -> None:
+    # _beyond skips the limits other than the images for an Asks that holds nothing else: a
+    # field added to Asks must not fall outside what it compares.
+    fields = Asks._fields
+    for name in fields[fields.index("images") + 1 : fields.index("error")]:
+        values: list[Any] = list(Asks(images=("bb",)))
+        values[fields.index(name)] = True if name == "privileged" else ("/x",)
+        asked = Asks(*values)
+        assert _beyond(Limits(images=frozenset({"bb"})), asked) is not None, name
+    assert _beyond(Limits(images=frozenset({"bb"})), Asks(images=("bb",))) is None
