@@ -342,3 +342,11 @@ def test_docker_compose_up_and_down(dockerd: Daemon, tmp_path: Path) -> None:
     assert replayed.returncode == 0, replayed.stderr.decode()
     assert replayed.stdout == recorded.stdout
     assert replayed.stderr == recorded.stderr
+
+
+def test_ps_with_a_limit_of_zero(
+    dockerd: Daemon, tmp_path: Path, clis: tuple[str, str], box: str
+) -> None:
+    # `ps -n 0`: the CLI 20.10 asks for limit=0, the CLI 28 for no limit, the same list.
+    recorded = _across(dockerd, tmp_path, clis, "docker ps -n 0 --format '{{.Names}}'")
+    assert box.encode() in recorded.stdout.split()

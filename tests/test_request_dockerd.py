@@ -31,6 +31,7 @@ from test_secrets import assert_absent
 
 from docktap import load
 from docktap.audit import audit
+from docktap.replay.match import MatchOptions, Request, request_key
 from docktap.request.body import decode, without_zeros
 
 CREATE = "/v1.41/containers/create"
@@ -358,3 +359,40 @@ def test_a_form_body_names_the_image_dockerd_pulls(dockerd: Daemon, tmp_path: Pa
     document = json.loads(docktap("audit", "--json", str(proxy.capture_path)).stdout)
     [finding] = document["findings"]
     assert finding["title"] == "Image referenced without a digest: localhost:2/formed:latest"
+
+
+def _listed(daemon: Daemon, query: str) -> list[str]:
+    """The ids GET /containers/json?`query` lists, straight from the daemon."""
+    connection = _UnixConnection(daemon.socket)
+    try:
+        connection.request("GET", f"/v1.41/containers/json?{query}")
+        response = connection.getresponse()
+        listed = json.loads(response.read())
+        assert response.status == 200, listed
+    finally:
+        connection.close()
+    return [c["Id"] for c in listed]
+
+
+def test_container_lists_match_where_dockerd_lists_the_same(dockerd: Daemon) -> None:
+    # limit=0 is the CLI 20.10's `ps -n 0` (and docker-py sends limit=-1), which the CLI 28
+    # sends as no limit; a limit lists stopped containers too. One running, two stopped.
+    made = [
+        dockerd.docker("run", "-d", "--network", "none", "bb", "sleep", "600").stdout,
+        dockerd.docker("create", "--network", "none", "bb", "true").stdout,
+        dockerd.docker("create", "--network", "none", "bb", "true").stdout,
+    ]
+    queries = ["", "limit=0", "limit=-1", "all=1", "all=1&limit=0", "limit=1", "all=1&limit=1"]
+    queries += ["limit=2", "all=0&limit=2", "size=0&limit=2"]
+    try:
+        listed = {query: _listed(dockerd, query) for query in queries}
+    finally:
+        dockerd.docker("rm", "-f", *(ident.decode().strip() for ident in made))
+    assert len(set(map(tuple, listed.values()))) == 4  # no limit, all, 1 and 2
+    target = "/v1.41/containers/json?"
+    for a in queries:
+        for b in queries:
+            same_key = request_key(Request.of("GET", target + a, b""), MatchOptions()) == (
+                request_key(Request.of("GET", target + b, b""), MatchOptions())
+            )
+            assert same_key == (listed[a] == listed[b]), (a, b)
