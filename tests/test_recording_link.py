@@ -63,7 +63,7 @@ async def _traffic(link: RecorderLink) -> None:
         link.data(1, Direction.CLIENT, request, 0.01)
         link.data(1, Direction.DAEMON, response, 0.02)
         if i % 10 == 0:
-            await asyncio.sleep(0)  # a turn of the loop: the link writes one batch
+            await link.until_flushed()  # a turn of the relay's loop: the link writes a batch
     link.eof(1, Direction.CLIENT, 0.03)
     link.eof(1, Direction.DAEMON, 0.03)
     link.closed(1, 0.03)
@@ -75,7 +75,7 @@ async def _traffic(link: RecorderLink) -> None:
     link.data(2, Direction.DAEMON, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % _BIG, 0.06)
     for start in range(0, _BIG, 256 << 10):
         link.data(2, Direction.DAEMON, body[start : start + (256 << 10)], 0.06)
-        await asyncio.sleep(0)
+        await link.until_flushed()
     link.closed(2, 0.07)
 
 
@@ -179,6 +179,31 @@ def test_when_the_spool_cannot_take_the_backlog_the_relay_waits_for_the_recorder
     asyncio.run(main())
     assert f"cannot spool the recording backlog ({reason})" in capsys.readouterr().err
     _check(tmp_path / "c.jsonl")
+
+
+def test_until_flushed_returns_once_the_batch_has_left(tmp_path: Path, stopped: list[int]) -> None:
+    async def main() -> None:
+        link = _start(tmp_path)
+        await link.connect()
+        os.kill(link.process.pid, signal.SIGSTOP)  # the pipe fills and stays full
+        stopped.append(link.process.pid)
+        await link.until_flushed()  # nothing to flush: at once
+        link.opened(1, None, 0.001)
+        for i in range(_EXCHANGES):  # more than the pipe holds
+            request, response = _inspect(i)
+            link.data(1, Direction.CLIENT, request, 0.01)
+            link.data(1, Direction.DAEMON, response, 0.02)
+        assert _state(link.policy) is State.DIRECT  # all still in this turn's batch
+        await link.until_flushed()
+        assert _state(link.policy) is State.BEHIND  # the pipe took part, the spool the rest
+        link.closed(1, 0.03)
+        os.kill(link.process.pid, signal.SIGCONT)
+        assert await link.stop(0.1) == 0
+
+    asyncio.run(main())
+    capture = checked_capture(tmp_path / "c.jsonl")
+    inspects = [ex for ex in capture.exchanges if ex.operation == "ContainerInspect"]
+    assert len(inspects) == _EXCHANGES
 
 
 # -- the policy: where the next batch goes, in each state ----------------------------------------

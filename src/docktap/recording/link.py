@@ -130,6 +130,7 @@ class RecorderLink:
         self._held: deque[bytes] = deque()  # whole messages the spool could not take
         self._batch = Batch()  # this loop turn's messages
         self._scheduled = False
+        self._flushed: asyncio.Future[None] | None = None  # until_flushed waits on it
         self._writing = False  # a writer callback waits for room in the pipe
         self._cpu_mark = (0.0, 0.0)  # monotonic and CPU time when busyness was last measured
         self._sampler: asyncio.TimerHandle | None = None
@@ -154,8 +155,21 @@ class RecorderLink:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
+    async def until_flushed(self) -> None:
+        """Until the calls made so far have left this turn's batch, for the pipe, the spool or
+        memory: what a turn of the relay's loop gives the link between two of its reads."""
+        if not self._scheduled:
+            return
+        if self._flushed is None:
+            self._flushed = asyncio.get_running_loop().create_future()
+        await self._flushed
+
     def flush(self) -> None:
         self._scheduled = False
+        if self._flushed is not None:
+            # Its waiters run once this flush is over: setting a result only schedules them.
+            self._flushed.set_result(None)
+            self._flushed = None
         batch, self._batch = self._batch, Batch()
         if self.failed or self._loop is None or not batch:
             return
