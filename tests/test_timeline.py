@@ -449,6 +449,36 @@ def _big_capture(path: Path, exchanges: int) -> Path:
     return path
 
 
+def test_request_columns_are_each_their_own_request(tmp_path: Path) -> None:
+    """More targets than a Rows keeps the column of, some of them again after they were let
+    go, long ids in them or not: each row names its own request."""
+    enc = RecordEncoder(1_800_000_000.0, 0.0, 1 << 20)
+    path = tmp_path / "targets.jsonl"
+    writer = CaptureWriter.create(str(path))
+    writer.write([enc.header("unix:///var/run/docker.sock", None, "0.1.0")])
+    writer.write([enc.opened(1, None, 0.0)])
+    ids = [f"{n:064x}" for n in range(300)]
+    targets = [f"/v1.41/containers/{ident}/json" for ident in ids]
+    targets += [f"/v1.41/containers/c{n}/json" for n in range(300)]
+    targets += targets[1:4] + targets[-4:-1]  # again, by the other method
+    for seq, target in enumerate(targets, 1):
+        events = [
+            RequestHead(1, seq / 1000, seq, "POST" if seq % 2 else "GET", target, "1.1", ()),
+            MessageEnd(1, seq / 1000, seq, Direction.CLIENT),
+            ResponseHead(1, seq / 1000, seq, 200, "OK", "1.1", (), False),
+            MessageEnd(1, seq / 1000, seq, Direction.DAEMON),
+        ]
+        writer.write([record for event in events for record in enc.encode(event)])
+    writer.close()
+    options = TimelineOptions(width=120, styled=False, header=False)
+    shown = rows(render_lines(render(load(path), options)))
+    assert len(shown) == len(targets)
+    for seq, (row, target) in enumerate(zip(shown, targets, strict=True), 1):
+        method = "POST" if seq % 2 else "GET"
+        short = target.replace(target[18:82], target[18:30]) if len(target) > 64 else target
+        assert f" {method} {short} " in row, (seq, row)
+
+
 @pytest.mark.parametrize("colour", ["never", "always"])
 def test_a_reader_that_goes_away_is_no_error(tmp_path: Path, colour: str) -> None:
     """`docktap show BIG | head`: the pipe breaks, docktap stops quietly."""

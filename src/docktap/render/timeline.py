@@ -494,6 +494,11 @@ def body_lines(
 # -- rows -----------------------------------------------------------------------------------
 
 
+# The request columns a Rows keeps (see Rows._request), of targets up to this long.
+_KEPT_TARGETS = 256
+_KEPT_TARGET = 512
+
+
 class Rows:
     """Formats one exchange as its row and the lines under it."""
 
@@ -553,13 +558,17 @@ class Rows:
 
     def _request(self, method: str, target: str) -> tuple[str, int, int, int]:
         """The request column: its text, and where the method, version and query end/start."""
-        if len(target) < 64:  # no id to shorten: the same few targets come back again and again
-            key = (method, target)
-            found = self._requests.get(key)
-            if found is None:
-                found = self._requests[key] = self._request_column(method, target)
-            return found
-        return self._request_column(method, target)
+        # The same few targets come back again and again, ids in them too (a container polled
+        # until it is up): the last ones are kept, short ones only, however many a capture has.
+        if len(target) > _KEPT_TARGET:
+            return self._request_column(method, target)
+        key = (method, target)
+        found = self._requests.get(key)
+        if found is None:
+            if len(self._requests) >= _KEPT_TARGETS:
+                del self._requests[next(iter(self._requests))]  # the oldest
+            found = self._requests[key] = self._request_column(method, target)
+        return found
 
     def _request_column(self, method: str, target: str) -> tuple[str, int, int, int]:
         width = self.layout.target
