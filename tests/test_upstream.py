@@ -188,11 +188,17 @@ def test_a_control_character_left_after_trimming_is_refused(url: str) -> None:
         resolve_upstream(None, {"DOCKER_HOST": url})
 
 
-def _cli_daemon(cli: str, env: dict[str, str]) -> str | None:
-    """The daemon URL the docker CLI names when it cannot reach it, or None when it refused
-    the URL itself."""
+def _cli_daemon(cli: str, env: dict[str, str], flag: str | None = None) -> str | None:
+    """The daemon URL the docker CLI names when it cannot reach it (given `flag` as -H, or
+    else DOCKER_HOST), or None when it refused the URL itself."""
     proc = subprocess.run(
-        [cli, "version", "--format", "{{.Server.Version}}"],
+        [
+            cli,
+            *(["-H", flag] if flag is not None else []),
+            "version",
+            "--format",
+            "{{.Server.Version}}",
+        ],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -203,9 +209,15 @@ def _cli_daemon(cli: str, env: dict[str, str]) -> str | None:
     assert proc.returncode != 0, proc.stdout
     found = re.search(r"Cannot connect to the Docker daemon at (\S+?)\. ", proc.stderr)
     if found is None:
-        assert "invalid control character" in proc.stderr, proc.stderr
+        assert _REFUSED.search(proc.stderr), proc.stderr
         return None
     return found.group(1)
+
+
+#: How the CLIs refuse a daemon URL (20.10 capitalises some of these).
+_REFUSED = re.compile(
+    r"invalid control character|invalid bind address format|invalid proto|invalid port", re.I
+)
 
 
 @pytest.mark.skipif(not all(os.path.isfile(cli) for cli in CLIS), reason="needs both docker CLIs")
@@ -218,12 +230,35 @@ def _cli_daemon(cli: str, env: dict[str, str]) -> str | None:
         "\xa0unix://{sock}\u3000",
         "  ",
         "unix://{sock}\x1c",
+        # A scheme with nothing after it is the default of its kind.
+        "unix://",
+        "tcp://",
+        "tcp://:",
+        # No scheme is TCP; a host or port left out is localhost's, 2375.
+        "127.0.0.1:1",
+        "localhost:1",
+        ":1",
+        "::1",
+        "tcp://[::1]:",
+        "tcp://:1",
+        "tcp://me@127.0.0.1:1",
+        "tcp://tcp://127.0.0.1:1",
+        "unix://unix://{sock}",
+        "{sock}",  # tcp://localhost:2375 under the socket's path
+        # Refused.
+        "[::1]",
+        "http://127.0.0.1:1",
+        "tcp://127.0.0.1:abc",
+        "a://b://c",
+        "://x",
+        "unix://a://b",
     ],
 )
 def test_the_daemon_is_the_one_the_real_docker_cli_names(
     tmp_path: Path, cli: str, host: str
 ) -> None:
-    """Each CLI, given a DOCKER_HOST where no daemon listens, says which daemon it tried."""
+    """Each CLI, given a DOCKER_HOST or -H where no daemon listens, says which daemon it
+    tried; docktap's --upstream reads a -H with a scheme the same way."""
     _context(tmp_path, "remote", "unix:///from/context.sock")
     docker_host = host.format(sock=tmp_path / "none.sock")
     env = {
@@ -237,8 +272,55 @@ def test_the_daemon_is_the_one_the_real_docker_cli_names(
     if named is None:
         with pytest.raises(EndpointError):
             resolve_upstream(None, env)
+    elif urlsplit(named).path.strip("/") and named.startswith("tcp://"):
+        # The CLI would ask for its API below that path; docktap says so and relays nowhere.
+        with pytest.raises(EndpointError, match=re.escape(named)):
+            resolve_upstream(None, env)
     else:
         assert resolve_upstream(None, env).url == named
+    if "://" in docker_host:  # --upstream reads a -H with a scheme as the CLI does
+        assert _cli_daemon(cli, env, flag=docker_host) == named
+        assert _reading(docker_host, env) == _reading(None, env)
+
+
+@pytest.mark.skipif(not all(os.path.isfile(cli) for cli in CLIS), reason="needs both docker CLIs")
+def test_an_empty_docker_host_leaves_the_daemon_to_the_context_as_the_cli_28_does(
+    tmp_path: Path,
+) -> None:
+    """Set but empty, DOCKER_HOST is no host to the CLI 28, which takes the context; the CLI
+    20.10 takes it as given, and its default socket. docktap follows the current CLI."""
+    _context(tmp_path, "remote", "unix:///from/context.sock")
+    (tmp_path / "config.json").write_text(json.dumps({"currentContext": "remote"}))
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    env |= {"DOCKER_CONFIG": str(tmp_path), "DOCKER_HOST": ""}
+    assert _cli_daemon("/usr/bin/docker", env) == f"unix://{DEFAULT_SOCKET}"
+    assert _cli_daemon("/usr/local/bin/docker", env) == "unix:///from/context.sock"
+    assert resolve_upstream(None, env).url == "unix:///from/context.sock"
+
+
+def test_upstream_reads_a_value_with_no_scheme_as_a_socket_path_unlike_docker_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docktap's own --upstream takes a path, as --listen does; DOCKER_HOST is the CLI's."""
+    monkeypatch.chdir(tmp_path)
+    env = {"DOCKER_CONFIG": str(tmp_path)}
+    assert resolve_upstream("localhost:1", env) == Endpoint(path=str(tmp_path / "localhost:1"))
+    assert resolve_upstream(" /d.sock\n", env) == Endpoint(path="/d.sock")
+    assert resolve_upstream(None, {**env, "DOCKER_HOST": "localhost:1"}) == Endpoint(
+        host="localhost", port=1
+    )
+    # With TLS asked for, a port left out is still 2375: only a blank host is 2376.
+    tls = {**env, "DOCKER_TLS_VERIFY": "1", "DOCKER_HOST": "tcp://"}
+    assert resolve_upstream(None, tls).port == 2375
+    assert resolve_upstream("tcp://h", tls).port == 2375
+
+
+def _reading(explicit: str | None, env: dict[str, str]) -> str:
+    """The daemon docktap relays to, or that it refuses to."""
+    try:
+        return resolve_upstream(explicit, env).url
+    except EndpointError:
+        return "refused"
 
 
 def test_port_zero_is_kept_for_listeners_and_a_missing_port_is_dockers() -> None:

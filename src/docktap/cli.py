@@ -190,8 +190,10 @@ _ready_fd_option = click.option(
 _upstream_option = click.option(
     "--upstream",
     metavar="URL",
-    help="Daemon to relay to (unix:///path, tcp://host:port or ssh://[user@]host[:port]). "
-    "Default: DOCKER_HOST, the current docker context, /var/run/docker.sock.",
+    help="Daemon to relay to (unix:///path, a socket path, tcp://host:port or "
+    "ssh://[user@]host[:port]), read with a scheme as the docker CLI reads -H. "
+    "Default: DOCKER_HOST (as the docker CLI reads it: no scheme is tcp://), the current "
+    "docker context, /var/run/docker.sock.",
 )
 
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 DEFAULT_SOCKET = "/var/run/docker.sock"
 #: The docker CLI's daemon when it is to speak TLS and is given no host (nor a context).
 DEFAULT_TLS_HOST = "tcp://localhost:2376"
+#: What the docker CLI puts in a tcp:// daemon URL for a host or port left out (any TLS).
+_DEFAULT_TCP_HOST, _DEFAULT_TCP_PORT = "localhost", "2375"
 #: What Go's strings.TrimSpace takes off both ends of a string (unicode.IsSpace), as the
 #: docker CLI does to -H and DOCKER_HOST. Python's str.strip() would take U+001C..U+001F too,
 #: which the CLI keeps, and then refuses as control characters in a URL.
@@ -111,7 +113,9 @@ class Endpoint(NamedTuple):
     def url(self) -> str:
         if self.ssh is not None:
             return self.ssh.url
-        return f"unix://{self.path}" if self.path is not None else f"tcp://{self.host}:{self.port}"
+        if self.path is not None:
+            return f"unix://{self.path}"
+        return f"tcp://{_join_host_port(str(self.host), str(self.port))}"
 
     def __str__(self) -> str:
         return self.url
@@ -267,17 +271,105 @@ def _tls_wanted(options: TLSOptions, env: Mapping[str, str]) -> bool:
     )
 
 
-def _host(given: str, tls: bool) -> str:
-    """The daemon's URL as the docker CLI reads a -H or DOCKER_HOST (opts.ParseHost, in 20.10
-    and 28 alike): with the spaces around it trimmed, and blank meaning the default daemon.
-    A control character left in it is refused, as Go's url.Parse refuses it: urllib.parse
-    would drop a tab or a newline and relay to a socket the CLI never names."""
+def _trimmed(given: str) -> str:
+    """A -H or DOCKER_HOST with the spaces around it trimmed, as the docker CLI trims it. A
+    control character left in it is refused, as Go's url.Parse refuses it: urllib.parse would
+    drop a tab or a newline and relay to a socket the CLI never names."""
     host = given.strip(_GO_SPACE)
     if any(c < " " or c == "\x7f" for c in host):
         raise EndpointError(f"invalid control character in daemon URL {host!r}")
-    if host:
+    return host
+
+
+def _split_host_port(hostport: str) -> tuple[str, str] | None:
+    """Go's net.SplitHostPort: `host:port` or `[host]:port`; None where Go gives an error."""
+    colon = hostport.rfind(":")
+    if colon < 0:
+        return None
+    start, end = 0, 0
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close < 0 or close + 1 != colon:
+            return None
+        host, start, end = hostport[1:close], 1, close + 1
+    else:
+        host = hostport[:colon]
+        if ":" in host:
+            return None
+    if "[" in hostport[start:] or "]" in hostport[end:]:
+        return None
+    return host, hostport[colon + 1 :]
+
+
+def _join_host_port(host: str, port: str) -> str:
+    """Go's net.JoinHostPort."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tcp_host(given: str) -> str:
+    """The docker CLI's opts.ParseTCPAddr, against its default tcp://localhost:2375: a host or
+    port left out is the default's, `tcp://` alone is the default, and the URL's path stays.
+    What Go's url.Parse refuses in the port, and net.SplitHostPort in the rest, is refused."""
+    if given in ("", "tcp://"):
+        return f"tcp://{_DEFAULT_TCP_HOST}:{_DEFAULT_TCP_PORT}"
+    addr = given.removeprefix("tcp://")
+    if "://" in addr or not addr:
+        raise EndpointError(f"invalid proto, expected tcp: {given}")
+    if addr.endswith("]:"):
+        addr += _DEFAULT_TCP_PORT
+    # url.Parse("tcp://" + addr): the authority runs to the first `/` once `#...` and `?...`
+    # are cut off, the host is what follows its last `@`, and the port must be digits.
+    addr = addr.partition("#")[0].partition("?")[0]
+    authority, slash, path = addr.partition("/")
+    hostport = authority.rpartition("@")[2]
+    if hostport.startswith("["):
+        close = hostport.rfind("]")
+        if close < 0:
+            raise EndpointError(f"missing ']' in daemon URL {given!r}")
+        colon_port = hostport[close + 1 :]
+    else:
+        colon_port = hostport[hostport.rfind(":") :] if ":" in hostport else ""
+    if colon_port and (colon_port[0] != ":" or colon_port[1:].strip("0123456789")):
+        raise EndpointError(f"invalid port {colon_port!r} after host in daemon URL {given!r}")
+    split = _split_host_port(hostport)
+    if split is None:
+        split = _split_host_port(_join_host_port(hostport, _DEFAULT_TCP_PORT))
+    if split is None:
+        raise EndpointError(f"invalid bind address format: {given}")
+    host, port = split
+    joined = _join_host_port(host or _DEFAULT_TCP_HOST, port or _DEFAULT_TCP_PORT)
+    return f"tcp://{joined}{slash}{path}"
+
+
+def _simple_host(scheme: str, given: str, default: str) -> str:
+    """The docker CLI's opts.parseSimpleProtoAddr: `unix://` alone is the default socket."""
+    addr = given.removeprefix(f"{scheme}://")
+    if "://" in addr:
+        raise EndpointError(f"invalid proto, expected {scheme}: {addr}")
+    return f"{scheme}://{addr or default}"
+
+
+def _host(given: str, tls: bool) -> str:
+    """The daemon's URL as the docker CLI reads a -H or DOCKER_HOST (opts.ParseHost, the same
+    in 20.10 and 28): trimmed (`_trimmed`), blank meaning the default daemon, a value with no
+    scheme a TCP address (`localhost:2375`, `:2375`, even `/var/run/docker.sock`, which the
+    CLI reads as tcp://localhost:2375/var/run/docker.sock), a scheme with nothing after it
+    the default of its kind (unix:///var/run/docker.sock, tcp://localhost:2375)."""
+    host = _trimmed(given)
+    if not host:
+        return DEFAULT_TLS_HOST if tls else f"unix://{DEFAULT_SOCKET}"
+    scheme, has_scheme, rest = host.partition("://")
+    if not has_scheme:
+        scheme, rest = "tcp", host
+    if scheme == "tcp":
+        return _tcp_host(rest)
+    if scheme == "unix":
+        return _simple_host("unix", rest, DEFAULT_SOCKET)
+    if scheme == "ssh":
         return host
-    return DEFAULT_TLS_HOST if tls else f"unix://{DEFAULT_SOCKET}"
+    if scheme in ("npipe", "fd"):
+        raise EndpointError(f"docktap cannot relay to {host!r}: {scheme}:// is no daemon socket")
+    raise EndpointError(f"invalid bind address format: {host}")
 
 
 def tls_from_options(options: TLSOptions, env: Mapping[str, str]) -> TLSSettings | None:
@@ -314,6 +406,16 @@ def _tls_from_context(context: _Context) -> TLSSettings | None:
     return TLSSettings(not context.skip_tls_verify, ca, cert, key)
 
 
+def _root_only(url: str, given: str) -> None:
+    """Refuse a tcp:// daemon under a path: the CLI would send its requests below the path,
+    docktap relays them as its clients send them, to the daemon's root."""
+    if url.startswith("tcp://") and url.removeprefix("tcp://").partition("/")[2].strip("/"):
+        raise EndpointError(
+            f"the docker CLI reads {given!r} as {url}, a daemon under a URL path, which docktap "
+            "does not relay to (a socket is unix:///path)"
+        )
+
+
 def resolve_upstream(
     explicit: str | None,
     env: Mapping[str, str] | None = None,
@@ -322,18 +424,32 @@ def resolve_upstream(
     """The daemon to relay to: explicit URL (the CLI's -H), DOCKER_HOST, docker context, the
     default daemon: /var/run/docker.sock, or tcp://localhost:2376 when TLS is asked for.
 
-    An explicit URL or DOCKER_HOST is read as the CLI reads it (`_host`): one that is blank
-    once trimmed still names the default daemon rather than leaving it to a context.
+    An explicit URL or DOCKER_HOST is read as the CLI reads -H and DOCKER_HOST (`_host`): one
+    that is blank once trimmed still names the default daemon rather than leaving it to a
+    context, and one with no scheme is a TCP address, but for docktap's own `--upstream`,
+    where a value with no scheme is a socket path (as `--listen` reads it). A context's
+    endpoint is used as written, as the CLI uses it.
     A `tcp://` daemon gets its TLS settings; options given on docktap's command line win over
     a context's. TLS options for a unix socket or ssh are an error, TLS variables are not (the
     CLI ignores them there too).
     """
     env = os.environ if env is None else env
     options = TLSOptions() if options is None else options
-    given = explicit if explicit is not None else env.get("DOCKER_HOST") or None
+    if explicit is not None:
+        given: str | None = _trimmed(explicit)
+    else:
+        # Set but empty, DOCKER_HOST leaves the daemon to the context, as the docker CLI 28
+        # does (cli/command/cli.go: os.Getenv(...) != ""). The CLI 20.10 (os.LookupEnv) takes
+        # it as given and uses its default socket; docktap follows the current CLI.
+        given = env.get("DOCKER_HOST") or None
     context = _current_context(env) if given is None else None
-    tls_wanted = _tls_wanted(options, env)
-    url = context.host if context is not None else _host(given or "", tls_wanted)
+    if context is not None:
+        url = context.host
+    elif explicit is not None and given and "://" not in given:
+        url = given  # docktap's own --upstream: a bare path is a socket (parse_endpoint)
+    else:
+        url = _host(given or "", _tls_wanted(options, env))
+        _root_only(url, given or "")
     endpoint = parse_endpoint(url)
     if endpoint.path is not None or endpoint.ssh is not None:
         if options.given:
