@@ -619,3 +619,65 @@ def test_a_head_past_the_bound_behind_a_denial_is_refused_at_the_clients_end() -
         denial, refusal = answers(g.from_daemon(PONG))
         assert not denial.close and b"denied DELETE /containers/c" in denial.data
         assert refusal.close and f"longer than {MAX_HEAD_SIZE} bytes".encode() in refusal.data
+
+
+_CLOSING = create(b'{"Image":"alpine"}', b"1.0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([PING, *DENIED[1:], _CLOSING]), min_size=1, max_size=6),
+    st.lists(st.integers(min_value=0), max_size=8),
+    st.lists(st.integers(min_value=0, max_value=3), max_size=8),
+)
+def test_whenever_the_client_ends_and_the_daemon_answers_everything_comes_in_its_turn(
+    requests: list[bytes], cuts: list[int], answered: list[int]
+) -> None:
+    # Pings (allowed), denials and a denial that closes, read in any cuts, the daemon
+    # answering a few pings after each read, then the client's end, then the rest of the
+    # answers: the daemon gets each ping before the end of input and nothing after it, and
+    # the client each 403 once the pings before it are answered, in order, up to the first
+    # that closes.
+    g = gate()
+    last = next((i for i, r in enumerate(requests) if r is _CLOSING), len(requests) - 1)
+    kept = requests[: last + 1]
+    log: list[str] = []  # what the gate asked for, in order
+    sent = bytearray()  # what it forwarded
+    answered_then: list[int] = []  # the pings answered when each 403 went
+    pongs = 0
+
+    def run(actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Forward):
+                log.append("forward")
+                sent.extend(action.data)
+            elif isinstance(action, Answer):
+                log.append("answer")
+                answered_then.append(pongs)
+            elif isinstance(action, EndOfInput):
+                log.append("end")
+
+    def answer(count: int) -> None:
+        nonlocal pongs
+        for _ in range(count):
+            if pongs < forwarded_pings():
+                pongs += 1
+                run(g.from_daemon(PONG))
+
+    def forwarded_pings() -> int:
+        return bytes(sent).count(PING)
+
+    reads = _cut(b"".join(requests), cuts)
+    for at, read in enumerate(reads):
+        run(g.from_client(read))
+        answer(answered[at] if at < len(answered) else 0)
+    run(g.client_eof())
+    answer(len(requests))
+    assert log.count("end") <= 1
+    ended = log.index("end") if "end" in log else len(log)
+    assert "forward" not in log[ended:]  # nothing reaches the daemon after its input ends
+    assert sent == PING * kept.count(PING)
+    if _CLOSING not in kept:
+        assert "end" in log
+    # Each 403 in order, once every ping before its request was answered.
+    assert answered_then == [kept[:i].count(PING) for i, r in enumerate(kept) if r is not PING]
