@@ -558,8 +558,15 @@ def test_a_killed_clients_bytes_the_guard_held_are_not_said_to_have_reached_the_
         capture = proxy.stop(allow_errors=True)
     assert capture.header["policy"] == "enforce"
     assert any(r["type"] == "unparsed" and r["dir"] == "client" for r in capture.records)
-    rules = [f.rule for f in audit(capture)]
+    findings = audit(capture)
+    rules = [f.rule for f in findings]
     assert rules.count("unread-traffic") == flagged, rules
+    # The denial the connection closed on is still there, on no exchange.
+    denied = [f for f in findings if f.rule == "policy-denied"]
+    assert len(denied) == (_KILL in sent), rules
+    for finding in denied:
+        assert finding.level == "medium" and finding.seq == 2 and finding.number == 0
+        assert "denied POST /containers/nobody/kill" in finding.title
 
 
 def test_bytes_the_guard_refused_are_not_said_to_have_reached_the_daemon(
@@ -576,3 +583,6 @@ def test_bytes_the_guard_refused_are_not_said_to_have_reached_the_daemon(
     capture = proxy.stop(allow_errors=True)
     assert any(r["type"] == "unparsed" and r["dir"] == "client" for r in capture.records)
     assert [f.rule for f in audit(capture) if f.rule == "unread-traffic"] == []
+    (refused,) = [f for f in audit(capture) if f.rule == "policy-denied"]
+    assert "a request docktap cannot parse" in refused.title and refused.seq == -1
+    assert docktap("audit", str(proxy.capture_path), "--width", "400").returncode == 0

@@ -195,6 +195,7 @@ def audit(capture: Capture) -> list[Finding]:
         connection = capture.connections.get(ex.conn)
         findings.extend(audit_exchange(ex, connection.peer if connection else None))
     findings.extend(unread(capture))
+    findings.extend(denied_unrecorded(capture))
     # Exchanges come in start order; the sort is stable, so each level keeps that order.
     findings.sort(key=lambda f: -rank(f.level))
     return findings
@@ -324,27 +325,70 @@ def _process(peer: dict[str, Any] | None) -> Process:
     )
 
 
+def _denial(message: str, enforced: bool) -> _Hit:
+    """The guard's denial of a request: enforced, nothing happened; in warn mode, it did."""
+    if enforced:
+        return _Hit(
+            "medium",
+            "policy-denied",
+            message,
+            "docktap's policy denied this request: it never reached the daemon, and the "
+            "client was answered 403. A client asking for more than its policy gives is "
+            "worth a look.",
+        )
+    return _Hit(
+        "high",
+        "policy-warned",
+        f"{message} (warn mode: forwarded)",
+        "The policy denies this request, but docktap ran in warn mode and forwarded it: "
+        "the daemon did what it asked.",
+    )
+
+
+def denied_unrecorded(capture: Capture) -> list[Finding]:
+    """The guard's denials of requests the capture has no exchange for: bytes that were no
+    request (refused, and the connection closed), or a request the connection closed on
+    while it waited its turn behind another. On no exchange, as an unread-traffic finding."""
+    exchanges = {(ex.conn, ex.seq) for ex in capture.exchanges}
+    findings: list[Finding] = []
+    for record in capture.records:
+        conn, seq = record.get("conn"), record.get("seq")
+        if (
+            record.get("type") != Kind.DECISION
+            or record.get("allowed")
+            or not isinstance(conn, int)
+            or (conn, seq) in exchanges
+        ):
+            continue
+        hit = _denial(str(record.get("message", "")), bool(record.get("enforced")))
+        connection = capture.connections.get(conn)
+        operation = record.get("operation")
+        findings.append(
+            Finding(
+                level=hit.level,
+                rule=hit.rule,
+                title=hit.title,
+                explanation=hit.explanation,
+                cis=None,
+                conn=conn,
+                seq=seq if isinstance(seq, int) else -1,
+                method="-",
+                target="(no request recorded)",
+                operation=operation if isinstance(operation, str) else None,
+                started_mono=float(record.get("mono") or 0),
+                process=_process(connection.peer if connection else None),
+            )
+        )
+    return findings
+
+
 def _check(ex: Exchange) -> Iterator[_Hit]:
     for decision in ex.decisions:
         if decision.allowed:
             continue
+        yield _denial(decision.message, decision.enforced)
         if decision.enforced:
-            yield _Hit(
-                "medium",
-                "policy-denied",
-                decision.message,
-                "docktap's policy denied this request: it never reached the daemon, and the "
-                "client was answered 403. A client asking for more than its policy gives is "
-                "worth a look.",
-            )
             return  # nothing was done: what the request asked for did not happen
-        yield _Hit(
-            "high",
-            "policy-warned",
-            f"{decision.message} (warn mode: forwarded)",
-            "The policy denies this request, but docktap ran in warn mode and forwarded it: "
-            "the daemon did what it asked.",
-        )
     operation = ex.operation
     if operation in ("ContainerCreate", "ContainerExec"):
         if ex.request_complete is False or len(ex.request_body) < ex.request_body_size:
