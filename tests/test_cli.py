@@ -759,10 +759,14 @@ def test_the_console_script_forks_the_recorder_before_it_imports_click(tmp_path:
 # priority, and the relay as it leaves (through os._exit), each write to OUT their role,
 # scheduling policy and autogroup (`/autogroup-ID nice N`). At the end of the run the relay
 # gives the recorder its priority back (link._hurry): what it has left holds up the capture.
+# So the command run ends only once the recorder has looked: it reads the FIFO after OUT, which
+# the recorder opens then (at idle priority on a busy machine, the recorder could otherwise be
+# hurried between its lowering and its look).
 _PRIORITY_AT_EXIT = """
-import os, runpy, sys
+import os, runpy, signal, sys
 import docktap.recording.child as child
-out, relay, leave, lower = sys.argv.pop(1), os.getpid(), os._exit, child._lower_priority
+out, looked = sys.argv.pop(1), sys.argv.pop(1)
+relay, leave, lower = os.getpid(), os._exit, child._lower_priority
 
 def write(role):
     with open("/proc/self/autogroup") as group:
@@ -773,6 +777,10 @@ def write(role):
 def lowered():
     lower()
     write("recorder")
+    signal.alarm(60)  # a command that never opens the FIFO leaves no recorder behind
+    with open(looked, "w"):
+        pass
+    signal.alarm(0)
 
 def leaving(code):
     if os.getpid() == relay:
@@ -801,8 +809,11 @@ def test_the_recorder_runs_at_idle_priority_in_a_group_of_its_own(tmp_path: Path
     )
     if new_session.returncode != 0 or not new_session.stdout.strip():
         pytest.skip("the kernel groups no tasks by session (autogroup off, or a cpu cgroup)")
-    listed = tmp_path / "priority.txt"
-    _run_true_under(_PRIORITY_AT_EXIT, tmp_path, str(listed))
+    listed, looked = tmp_path / "priority.txt", tmp_path / "looked"
+    os.mkfifo(looked)
+    command = ["sh", "-c", f"cat {looked} >/dev/null"]  # until the recorder has looked
+    argv = ["-c", _PRIORITY_AT_EXIT, str(listed), str(looked), "run", "-q", "-o"]
+    _python([*argv, str(tmp_path / "cap.jsonl"), "--", *command], tmp_path)
     seen = dict(line.split(" ", 1) for line in listed.read_text().splitlines())
     recorder_policy, recorder_group = seen["recorder"].split(" ", 1)
     relay_policy, relay_group = seen["relay"].split(" ", 1)
