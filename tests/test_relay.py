@@ -74,11 +74,17 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def _relay(tmp_path: Path, handler: Handler) -> tuple[Relay, RecordingTap, Path]:
+async def _relay(
+    tmp_path: Path,
+    handler: Handler,
+    guard: Guard | None = None,
+    tap: RecordingTap | None = None,
+) -> tuple[Relay, RecordingTap, Path]:
+    """A relay listening on relay.sock in `tmp_path`, before a daemon served by `handler`."""
     up = tmp_path / "up.sock"
     await _upstream(up, handler)
-    tap = RecordingTap()
-    relay = Relay(Endpoint(path=str(up)), tap)
+    tap = RecordingTap() if tap is None else tap
+    relay = Relay(Endpoint(path=str(up)), tap, guard=guard)
     sock = tmp_path / "relay.sock"
     await relay.listen(Endpoint(path=str(sock)))
     return relay, tap, sock
@@ -193,13 +199,7 @@ async def _guarded(
         writer.close()
         upstream_done.set()
 
-    up = tmp_path / "up.sock"
-    await _upstream(up, deaf)
-    tap = RecordingTap()
-    relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(Policy(())))
-    sock = tmp_path / "relay.sock"
-    await relay.listen(Endpoint(path=str(sock)))
-    return relay, tap, sock
+    return await _relay(tmp_path, deaf, Guard(Policy(())))
 
 
 def test_with_a_policy_an_allowed_request_reaches_the_daemon_before_the_tap_and_the_report(
@@ -614,17 +614,12 @@ def test_what_waits_behind_a_denial_behind_a_long_poll_pauses_the_client(tmp_pat
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        up = tmp_path / "up.sock"
-        await _upstream(up, daemon)
         policy = loads(
             "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
             '  - {operation: SystemPing, request: "GET /_ping"}\n'
             '  - {operation: SystemEvents, request: "GET /events"}\n'
         )
-        tap = RecordingTap()
-        relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(policy))
-        sock = tmp_path / "relay.sock"
-        await relay.listen(Endpoint(path=str(sock)))
+        relay, tap, sock = await _relay(tmp_path, daemon, Guard(policy))
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.setblocking(False)
         await loop.sock_connect(client, str(sock))
@@ -746,12 +741,7 @@ async def _answered_then_closed(
         await writer.drain()
         writer.close()
 
-    up = tmp_path / "up.sock"
-    await _upstream(up, daemon)
-    tap = RecordingTap()
-    relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(loads(_ALLOW_PING)))
-    sock = tmp_path / "relay.sock"
-    await relay.listen(Endpoint(path=str(sock)))
+    relay, tap, sock = await _relay(tmp_path, daemon, Guard(loads(_ALLOW_PING)))
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.setblocking(False)
     await loop.sock_connect(client, str(sock))
@@ -822,16 +812,11 @@ def test_denials_held_behind_a_long_poll_go_at_the_clients_end_within_the_bound(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        up = tmp_path / "up.sock"
-        await _upstream(up, daemon)
         policy = loads(
             "docktap-policy: 1\nclients:\n- client: any\n  allow:\n"
             '  - {operation: SystemEvents, request: "GET /events"}\n'
         )
-        tap = RecordingTap()
-        relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(policy))
-        sock = tmp_path / "relay.sock"
-        await relay.listen(Endpoint(path=str(sock)))
+        relay, tap, sock = await _relay(tmp_path, daemon, Guard(policy))
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.setblocking(False)
         await loop.sock_connect(client, str(sock))
@@ -895,12 +880,7 @@ def test_a_client_that_ends_before_the_daemon_is_reached_ends_its_input_in_turn(
         loop = asyncio.get_running_loop()
         errors: list[dict[str, object]] = []
         loop.set_exception_handler(lambda _, context: errors.append(context))
-        up = tmp_path / "up.sock"
-        await _upstream(up, daemon)
-        tap = EndingTap()
-        relay = Relay(Endpoint(path=str(up)), tap, guard=Guard(loads(_ALLOW_PING)))
-        sock = tmp_path / "relay.sock"
-        await relay.listen(Endpoint(path=str(sock)))
+        relay, tap, sock = await _relay(tmp_path, daemon, Guard(loads(_ALLOW_PING)), EndingTap())
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.setblocking(False)
         await loop.sock_connect(client, str(sock))
